@@ -1,0 +1,66 @@
+/** Storage type of adapter weights inside the kernels. Math and accumulation are always f32. */
+export type WeightDtype = 'f32' | 'bf16' | 'f16'
+
+/** A backend name; 'auto' lets the dispatcher choose per call. */
+export type BackendName = 'wasm' | 'webgpu'
+export type BackendChoice = BackendName | 'auto'
+
+/** Options of {@link createLayer}. */
+export interface LayerOptions {
+  /** Input width of the wrapped linear layer. */
+  inFeatures: number
+  /** Output width, or the widths of its slices (e.g. [4096, 1024, 1024] for a fused QKV). */
+  outFeatures: number | readonly number[]
+  /** Number of adapter slots (ids run from 0 to maxAdapters - 1). */
+  maxAdapters: number
+  /** Largest rank any slot may hold. */
+  maxRank: number
+  /** Storage type of the weights. Default 'f32'. */
+  weightDtype?: WeightDtype
+}
+
+/** One adapter for one layer, as given to `layer.setAdapter`. */
+export interface AdapterWeights {
+  /** LoRA rank r (1 <= r <= maxRank). */
+  rank: number
+  /** Multiplier of the delta (PEFT: lora_alpha / r, or lora_alpha / sqrt(r) with rsLoRA). */
+  scale: number
+  /** Per slice, A as [rank * inFeatures] row-major; a bare array when the layer has one slice. */
+  A: Float32Array | readonly Float32Array[]
+  /** Per slice, B as [n_s * rank] row-major; a bare array when the layer has one slice. */
+  B: Float32Array | readonly Float32Array[]
+}
+
+/** Options of `layer.apply`. */
+export interface ApplyOptions {
+  /** Backend for this call; default: the runtime's backend. */
+  backend?: BackendChoice
+  /** Number of slot ids per token (K): ids has T * K entries, -1 pads. Default 1. */
+  adaptersPerToken?: number
+}
+
+/** The validated shape of a layer, shared by every backend. */
+export interface LayerSpec {
+  inFeatures: number
+  /** Width of each output slice. */
+  sliceWidths: readonly number[]
+  /** Column offset of each slice in y. */
+  sliceOffsets: readonly number[]
+  outFeatures: number
+  maxAdapters: number
+  maxRank: number
+  weightDtype: WeightDtype
+}
+
+/**
+ * An adapter after validation: one Float32Array per slice, values already rounded to the layer's
+ * weight dtype, so every backend stores exactly these numbers.
+ */
+export interface PreparedAdapter {
+  rank: number
+  scale: number
+  /** Per slice: [rank * inFeatures], row-major. */
+  A: Float32Array[]
+  /** Per slice: [n_s * rank], row-major. */
+  B: Float32Array[]
+}

@@ -1,0 +1,54 @@
+import { expect } from 'vitest'
+import type { WeightDtype } from '../src/types.js'
+
+/**
+ * Tolerances, stated once: the largest allowed relative error of the LoRA delta,
+ * max_i |got_i - ref_i| / max_i |ref_i|, per weight dtype. Weights are compared against the
+ * reference computed on the rounded weights, so every dtype does f32 math on the same numbers;
+ * the accumulation order is all that differs.
+ */
+export const TOLERANCE: Record<WeightDtype, number> = { f32: 1e-5, bf16: 1e-5, f16: 1e-5 }
+
+/**
+ * Check y_after = y_before + delta within `tol` (relative to the largest |delta|).
+ * On failure the message names the worst index and both values.
+ */
+export function expectDelta(yAfter: Float32Array, yBefore: Float32Array, delta: Float64Array, tol: number, label = ''): void {
+  expect(yAfter.length, `${label} length`).toBe(delta.length)
+  let scale = 0
+  for (let i = 0; i < delta.length; i++) scale = Math.max(scale, Math.abs(delta[i]))
+  let worst = 0
+  let worstErr = 0
+  for (let i = 0; i < delta.length; i++) {
+    const err = Math.abs(yAfter[i] - yBefore[i] - delta[i])
+    if (Number.isNaN(err) || err > worstErr) {
+      worstErr = Number.isNaN(err) ? Infinity : err
+      worst = i
+      if (worstErr === Infinity) break
+    }
+  }
+  const rel = scale > 0 ? worstErr / scale : worstErr
+  if (!(rel <= tol)) {
+    const i = worst
+    throw new Error(
+      `${label} relative error ${rel.toExponential(3)} > ${tol} at index ${i}: got delta ${yAfter[i] - yBefore[i]} ` +
+        `(y ${yBefore[i]} -> ${yAfter[i]}), reference ${delta[i]} (max |delta| ${scale})`,
+    )
+  }
+}
+
+/** Rows whose delta is exactly zero in the reference (tokens with no adapter) must be untouched. */
+export function expectUntouchedRows(yAfter: Float32Array, yBefore: Float32Array, ids: Int32Array, K: number, out: number): void {
+  const T = ids.length / K
+  for (let t = 0; t < T; t++) {
+    let any = false
+    for (let k = 0; k < K; k++) if (ids[t * K + k] >= 0) any = true
+    if (any) continue
+    for (let j = 0; j < out; j++) {
+      const i = t * out + j
+      if (!Object.is(yAfter[i], yBefore[i])) {
+        throw new Error(`row ${t} has no adapter but y[${i}] changed: ${yBefore[i]} -> ${yAfter[i]}`)
+      }
+    }
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * The float64 reference of the SGMV math: the spec every backend must match.
+ *
+ *   shrink:  h[t, s, :] = A[a][s] x[t]                         (a = ids[t, k])
+ *   expand:  y[t, off_s : off_s + n_s] += c_a * B[a][s] h[t, s, :]
+ *
+ * Entries with id -1 contribute nothing. With K ids per token, y[t] receives the sum of the
+ * deltas of all its adapters. Weights are taken as stored (already rounded to the layer dtype).
+ */
+
+export interface RefAdapter {
+  rank: number
+  scale: number
+  /** Per slice: [rank * inFeatures] row-major. */
+  A: Float32Array[]
+  /** Per slice: [n_s * rank] row-major. */
+  B: Float32Array[]
+}
+
+export interface RefLayer {
+  inFeatures: number
+  sliceWidths: number[]
+  /** Adapter of each slot (undefined = empty slot). */
+  adapters: (RefAdapter | undefined)[]
+}
+
+/** h = A x[row]: A is [rank * inF], x is [T * inF]. Returns [rank] in float64. */
+export function shrink(A: Float32Array, rank: number, x: Float32Array, row: number, inF: number): Float64Array {
+  const h = new Float64Array(rank)
+  for (let k = 0; k < rank; k++) {
+    let acc = 0
+    for (let i = 0; i < inF; i++) acc += A[k * inF + i] * x[row * inF + i]
+    h[k] = acc
+  }
+  return h
+}
+
+/** d = scale * B h: B is [n * rank]. Returns [n] in float64. */
+export function expand(B: Float32Array, n: number, rank: number, h: Float64Array, scale: number): Float64Array {
+  const d = new Float64Array(n)
+  for (let j = 0; j < n; j++) {
+    let acc = 0
+    for (let k = 0; k < rank; k++) acc += B[j * rank + k] * h[k]
+    d[j] = scale * acc
+  }
+  return d
+}
+
+/**
+ * The LoRA delta of a batch: [T * outFeatures] in float64 (y_after = y_before + delta).
+ * @param ids [T * K] slot ids, -1 = none.
+ */
+export function sgmv(layer: RefLayer, x: Float32Array, ids: Int32Array, adaptersPerToken = 1): Float64Array {
+  const K = adaptersPerToken
+  const T = ids.length / K
+  const inF = layer.inFeatures
+  const out = layer.sliceWidths.reduce((a, b) => a + b, 0)
+  const delta = new Float64Array(T * out)
+  for (let t = 0; t < T; t++) {
+    for (let k = 0; k < K; k++) {
+      const slot = ids[t * K + k]
+      if (slot < 0) continue
+      const ad = layer.adapters[slot]
+      if (!ad) throw new Error(`reference: slot ${slot} is empty`)
+      let off = 0
+      for (let s = 0; s < layer.sliceWidths.length; s++) {
+        const n = layer.sliceWidths[s]
+        const h = shrink(ad.A[s], ad.rank, x, t, inF)
+        const d = expand(ad.B[s], n, ad.rank, h, ad.scale)
+        for (let j = 0; j < n; j++) delta[t * out + off + j] += d[j]
+        off += n
+      }
+    }
+  }
+  return delta
+}
