@@ -64,3 +64,23 @@ export interface PreparedAdapter {
   /** Per slice: [n_s * rank], row-major. */
   B: Float32Array[]
 }
+
+/** A LoRA-wrapped linear layer with `maxAdapters` slots (see `Runtime.createLayer`). */
+export interface Layer {
+  readonly spec: LayerSpec
+  /** Store an adapter in `slot` (0..maxAdapters-1), replacing what was there. */
+  setAdapter(slot: number, adapter: AdapterWeights): void
+  /** Empty `slot`. Applying a batch that names it afterwards is an error. */
+  clearAdapter(slot: number): void
+  /** Whether `slot` holds an adapter. */
+  hasAdapter(slot: number): boolean
+  /**
+   * y[t] += sum over the token's slots a of scale_a * B_a A_a x[t], for every token t.
+   * @param x [T * inFeatures]
+   * @param y [T * outFeatures], updated in place (untouched if the call throws)
+   * @param ids [T * K] slot ids, -1 = none (K = options.adaptersPerToken, default 1)
+   */
+  apply(x: Float32Array, y: Float32Array, ids: Int32Array, options?: ApplyOptions): Promise<void>
+  /** Free the layer's storage on every backend. */
+  dispose(): void
+}
