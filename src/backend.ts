@@ -7,6 +7,10 @@ import type { BackendName, LayerSpec, PreparedAdapter } from './types.js'
  */
 export interface Backend {
   readonly name: BackendName
+  /** Longest segment this backend wants in a SegmentPlan (default 64). */
+  readonly chunkSize?: number
+  /** True once the backend can no longer run calls (e.g. a lost GPU device). */
+  readonly lost?: boolean
   /** Allocate the storage of one layer (weights for every slot, resident on this backend). */
   createLayer(spec: LayerSpec): BackendLayer
   /** Free everything this backend holds. Later calls are invalid. */

@@ -58,14 +58,14 @@ export function f16BitsToF32(bits: number): number {
 }
 
 /** Encode f32 values as 16-bit patterns of `dtype` ('bf16' or 'f16'). */
-export function encodeHalf(src: Float32Array, dtype: 'bf16' | 'f16', out = new Uint16Array(src.length)): Uint16Array {
+export function encodeHalf(src: Float32Array, dtype: 'bf16' | 'f16', out: Uint16Array = new Uint16Array(src.length)): Uint16Array {
   const enc = dtype === 'bf16' ? f32ToBf16Bits : f32ToF16Bits
   for (let i = 0; i < src.length; i++) out[i] = enc(src[i])
   return out
 }
 
 /** Decode 16-bit patterns of `dtype` to f32. */
-export function decodeHalf(src: Uint16Array, dtype: 'bf16' | 'f16', out = new Float32Array(src.length)): Float32Array {
+export function decodeHalf(src: Uint16Array, dtype: 'bf16' | 'f16', out: Float32Array = new Float32Array(src.length)): Float32Array {
   const dec = dtype === 'bf16' ? bf16BitsToF32 : f16BitsToF32
   for (let i = 0; i < src.length; i++) out[i] = dec(src[i])
   return out

@@ -1,0 +1,52 @@
+// Shared SIMD helpers: fused multiply-add and weight loads/decoding for each storage type.
+//
+// Storage types are selected at compile time through the generic parameter W:
+//   f32 -> weights stored as f32
+//   u16 -> weights stored as bf16 (the top 16 bits of an f32)
+//   i16 -> weights stored as IEEE f16 (binary16)
+// The i16/u16 tags only select the decoder; the bits are read unsigned in both cases.
+
+/** a * b + c on f32x4; f32x4.relaxed_madd in the relaxed-SIMD build (fused or not, per CPU). */
+@inline export function fma(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c)
+  return f32x4.add(f32x4.mul(a, b), c)
+}
+
+/** Sum of the four lanes. */
+@inline export function hsum(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3))
+}
+
+/** f16 bits in the low 16 bits of each i32 lane -> f32x4 (exact for normals and subnormals). */
+@inline function decodeF16x4(w: v128): v128 {
+  // magnitude bits moved to the f32 exponent/mantissa position, then rebiased by 2^(127-15)
+  // with one multiply; this also maps f16 subnormals exactly. Inf/NaN never reach the kernels
+  // (setAdapter rejects weights that do not fit f16).
+  const mag = i32x4.shl(v128.and(w, i32x4.splat(0x7fff)), 13)
+  const sign = i32x4.shl(v128.and(w, i32x4.splat(0x8000)), 16)
+  return v128.or(f32x4.mul(mag, f32x4.splat(5.192296858534828e33 /* 2^112 */)), sign)
+}
+
+/** Bytes per stored weight. */
+@inline export function wsize<W>(): usize {
+  return sizeof<W>()
+}
+
+/** Load 4 consecutive weights at byte address p, as f32x4. */
+@inline export function load4<W>(p: usize): v128 {
+  if (sizeof<W>() == 4) return v128.load(p)
+  const w = v128.load16x4_u(p)
+  if (isSigned<W>()) return decodeF16x4(w)
+  return i32x4.shl(w, 16)
+}
+
+/** Load one weight at byte address p, as f32. */
+@inline export function load1<W>(p: usize): f32 {
+  if (sizeof<W>() == 4) return load<f32>(p)
+  const w = <u32>load<u16>(p)
+  if (isSigned<W>()) {
+    const mag = reinterpret<f32>((w & 0x7fff) << 13) * 5.192296858534828e33
+    return reinterpret<f32>(reinterpret<u32>(mag) | ((w & 0x8000) << 16))
+  }
+  return reinterpret<f32>(w << 16)
+}

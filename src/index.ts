@@ -1,0 +1,14 @@
+export { createRuntime, type Runtime, type RuntimeOptions } from './runtime.js'
+export { LoraError, type LoraErrorCode } from './errors.js'
+export type {
+  AdapterWeights,
+  ApplyOptions,
+  BackendChoice,
+  BackendName,
+  Layer,
+  LayerOptions,
+  LayerSpec,
+  WeightDtype,
+} from './types.js'
+export { buildSegments, type SegmentPlan } from './metadata.js'
+export type { WasmModuleOptions, WasmSource } from './wasm/loader.js'

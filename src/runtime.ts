@@ -1,0 +1,115 @@
+import type { Backend } from './backend.js'
+import { chooseBackend, type CallFeatures } from './dispatch.js'
+import { describe, LoraError } from './errors.js'
+import { LoraLayer, type LayerHost } from './layer.js'
+import type { BackendChoice, BackendName, Layer, LayerOptions } from './types.js'
+import { checkBackend, checkLayerOptions } from './validate.js'
+import { createWasmBackend, type WasmBackend } from './wasm/backend.js'
+import type { WasmModuleOptions, WasmVariant } from './wasm/loader.js'
+
+/** Options of {@link createRuntime}. */
+export interface RuntimeOptions {
+  /** Default backend of every call: 'auto' (default) lets the dispatcher choose per call. */
+  backend?: BackendChoice
+  /** A WebGPU device to use instead of acquiring one. */
+  gpu?: GPUDevice
+  /** Where the WebAssembly kernels come from (default: the package's build/ directory). */
+  wasm?: WasmModuleOptions
+}
+
+/** A set of backends and the layers created on them. */
+export interface Runtime {
+  /** Backends available here, e.g. ['wasm'] or ['wasm', 'webgpu']. */
+  readonly backends: BackendName[]
+  /** The default backend choice of calls. */
+  readonly backend: BackendChoice
+  /** Which WebAssembly build runs: 'relaxed-simd' where the runtime supports it, else 'simd'. */
+  readonly wasmVariant: WasmVariant | null
+  /** Why WebGPU is not among the backends, when it is not. */
+  readonly webgpuUnavailableReason: string | null
+  /** Create a LoRA-wrapped linear layer with `maxAdapters` slots on every backend. */
+  createLayer(options: LayerOptions): Layer
+  /** Free every layer and backend (ends the GPU device this runtime acquired). */
+  dispose(): void
+}
+
+/**
+ * Create a runtime. 'wasm' loads only the WebAssembly kernels; 'webgpu' requires a WebGPU device
+ * (LoraError BACKEND_UNAVAILABLE otherwise); 'auto' loads both where possible.
+ */
+export async function createRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
+  if (typeof options !== 'object' || options === null) {
+    throw new LoraError('INVALID_ARGUMENT', `createRuntime options must be an object, got ${describe(options)}`)
+  }
+  const choice = checkBackend('backend', options.backend ?? 'auto')
+  const backends: Backend[] = []
+  let wasm: WasmBackend | null = null
+  let gpuReason: string | null = null
+  if (choice !== 'webgpu' || options.wasm) {
+    wasm = await createWasmBackend(options.wasm)
+    backends.push(wasm)
+  }
+  if (choice !== 'wasm') {
+    try {
+      const { createWebGpuBackend } = await import('./webgpu/index.js')
+      backends.push(await createWebGpuBackend({ device: options.gpu }))
+    } catch (e) {
+      gpuReason = e instanceof Error ? e.message : String(e)
+      if (choice === 'webgpu') {
+        throw e instanceof LoraError ? e : new LoraError('BACKEND_UNAVAILABLE', `WebGPU is not available: ${gpuReason}`, { cause: e })
+      }
+    }
+  }
+  return new LoraRuntime(choice, backends, wasm?.variant ?? null, gpuReason)
+}
+
+class LoraRuntime implements Runtime, LayerHost {
+  private readonly layers = new Set<LoraLayer>()
+  private disposed = false
+
+  constructor(
+    readonly backend: BackendChoice,
+    private readonly all: Backend[],
+    readonly wasmVariant: WasmVariant | null,
+    readonly webgpuUnavailableReason: string | null,
+  ) {}
+
+  get backends(): BackendName[] {
+    return this.all.filter((b) => !b.lost).map((b) => b.name)
+  }
+
+  get defaultBackend(): BackendChoice {
+    return this.backend
+  }
+
+  createLayer(options: LayerOptions): Layer {
+    this.checkAlive()
+    const layer = new LoraLayer(this, checkLayerOptions(options), this.all)
+    this.layers.add(layer)
+    return layer
+  }
+
+  pick(choice: BackendChoice, call: CallFeatures): Backend {
+    const usable = this.all.filter((b) => !b.lost)
+    if (choice === 'auto') {
+      if (usable.length === 0) throw new LoraError('BACKEND_UNAVAILABLE', 'no backend is usable (the GPU device was lost and wasm is not loaded)')
+      return chooseBackend(usable, call)
+    }
+    const b = this.all.find((x) => x.name === choice)
+    if (!b) throw new LoraError('BACKEND_UNAVAILABLE', `backend '${choice}' is not available in this runtime (available: ${this.backends.join(', ') || 'none'})`)
+    if (b.lost) throw new LoraError('DEVICE_LOST', `backend '${choice}' lost its device`)
+    return b
+  }
+
+  checkAlive(): void {
+    if (this.disposed) throw new LoraError('DISPOSED', 'this runtime was disposed')
+  }
+
+  dispose(): void {
+    if (this.disposed) return
+    for (const l of this.layers) l.dispose()
+    this.layers.clear()
+    for (const b of this.all) b.dispose()
+    this.disposed = true
+  }
+}

@@ -1,0 +1,135 @@
+import { describe, LoraError } from './errors.js'
+import { f32ToF16Bits, roundToDtype } from './dtype.js'
+import type { AdapterWeights, BackendChoice, LayerOptions, LayerSpec, PreparedAdapter, WeightDtype } from './types.js'
+
+/** Largest accepted width, rank or slot count: keeps index arithmetic inside 32 bits. */
+const MAX_SIZE = 1 << 24
+const DTYPES: readonly WeightDtype[] = ['f32', 'bf16', 'f16']
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'wasm', 'webgpu']
+
+export function checkInt(name: string, value: unknown, min: number, max = MAX_SIZE): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw new LoraError('INVALID_ARGUMENT', `${name} must be an integer, got ${describe(value)}`)
+  }
+  if (value < min || value > max) throw new LoraError('OUT_OF_RANGE', `${name} must be in ${min}..${max}, got ${value}`)
+  return value
+}
+
+export function checkBackend(name: string, value: unknown): BackendChoice {
+  if (!BACKEND_CHOICES.includes(value as BackendChoice)) {
+    throw new LoraError('UNKNOWN_BACKEND', `${name} must be one of ${BACKEND_CHOICES.join(', ')}, got ${describe(value)}`)
+  }
+  return value as BackendChoice
+}
+
+/** Validate createLayer options into a LayerSpec. */
+export function checkLayerOptions(options: LayerOptions): LayerSpec {
+  if (typeof options !== 'object' || options === null) {
+    throw new LoraError('INVALID_ARGUMENT', `createLayer options must be an object, got ${describe(options)}`)
+  }
+  const inFeatures = checkInt('inFeatures', options.inFeatures, 1)
+  const out = options.outFeatures
+  const widths = typeof out === 'number' ? [out] : Array.isArray(out) ? [...out] : null
+  if (!widths || widths.length === 0) {
+    throw new LoraError('INVALID_ARGUMENT', `outFeatures must be a number or a non-empty array of numbers, got ${describe(out)}`)
+  }
+  widths.forEach((w, s) => checkInt(`outFeatures[${s}]`, w, 1))
+  const maxAdapters = checkInt('maxAdapters', options.maxAdapters, 1, 65536)
+  const maxRank = checkInt('maxRank', options.maxRank, 1, 4096)
+  const weightDtype = options.weightDtype ?? 'f32'
+  if (!DTYPES.includes(weightDtype)) {
+    throw new LoraError('UNSUPPORTED_DTYPE', `weightDtype must be one of ${DTYPES.join(', ')}, got ${describe(weightDtype)}`)
+  }
+  const offsets: number[] = []
+  let outFeatures = 0
+  for (const w of widths) {
+    offsets.push(outFeatures)
+    outFeatures += w
+  }
+  checkInt('outFeatures (sum of slices)', outFeatures, 1)
+  return { inFeatures, sliceWidths: widths, sliceOffsets: offsets, outFeatures, maxAdapters, maxRank, weightDtype }
+}
+
+/** Validate setAdapter arguments; returns the adapter with weights rounded to the layer dtype. */
+export function prepareAdapter(spec: LayerSpec, slot: unknown, adapter: AdapterWeights): PreparedAdapter {
+  checkInt('slot', slot, 0, spec.maxAdapters - 1)
+  if (typeof adapter !== 'object' || adapter === null) {
+    throw new LoraError('INVALID_ARGUMENT', `adapter must be an object { rank, scale, A, B }, got ${describe(adapter)}`)
+  }
+  const rank = checkInt('adapter.rank', adapter.rank, 1, spec.maxRank)
+  if (typeof adapter.scale !== 'number' || !Number.isFinite(adapter.scale)) {
+    throw new LoraError('INVALID_ARGUMENT', `adapter.scale must be a finite number, got ${describe(adapter.scale)}`)
+  }
+  const S = spec.sliceWidths.length
+  const A = slices('adapter.A', adapter.A, S)
+  const B = slices('adapter.B', adapter.B, S)
+  const out: PreparedAdapter = { rank, scale: adapter.scale, A: [], B: [] }
+  for (let s = 0; s < S; s++) {
+    const n = spec.sliceWidths[s]
+    out.A.push(checkWeights(`adapter.A[${s}]`, A[s], rank * spec.inFeatures, `rank * inFeatures = ${rank} * ${spec.inFeatures}`, spec.weightDtype))
+    out.B.push(checkWeights(`adapter.B[${s}]`, B[s], n * rank, `outFeatures[${s}] * rank = ${n} * ${rank}`, spec.weightDtype))
+  }
+  return out
+}
+
+function slices(name: string, value: unknown, S: number): Float32Array[] {
+  if (value instanceof Float32Array) {
+    if (S !== 1) throw new LoraError('SHAPE_MISMATCH', `${name} must be an array of ${S} Float32Arrays (one per slice), got one Float32Array`)
+    return [value]
+  }
+  if (!Array.isArray(value) || value.length !== S) {
+    throw new LoraError('SHAPE_MISMATCH', `${name} must be ${S === 1 ? 'a Float32Array or ' : ''}an array of ${S} Float32Arrays, got ${describe(value)}`)
+  }
+  return value as Float32Array[]
+}
+
+function checkWeights(name: string, w: unknown, length: number, shape: string, dtype: WeightDtype): Float32Array {
+  if (!(w instanceof Float32Array)) throw new LoraError('INVALID_ARGUMENT', `${name} must be a Float32Array, got ${describe(w)}`)
+  if (w.length !== length) throw new LoraError('SHAPE_MISMATCH', `${name} must have ${length} values (${shape}), got ${w.length}`)
+  for (let i = 0; i < w.length; i++) {
+    if (!Number.isFinite(w[i])) throw new LoraError('INVALID_ARGUMENT', `${name}[${i}] is not finite: ${w[i]}`)
+  }
+  if (dtype === 'f16') {
+    for (let i = 0; i < w.length; i++) {
+      if ((f32ToF16Bits(w[i]) & 0x7c00) === 0x7c00) {
+        throw new LoraError('VALUE_OUT_OF_RANGE', `${name}[${i}] = ${w[i]} does not fit f16 (|value| must round to <= 65504)`)
+      }
+    }
+  }
+  return roundToDtype(w, dtype)
+}
+
+/** Validate apply arguments (everything but slot occupancy). Returns T and K. */
+export function checkApply(spec: LayerSpec, x: unknown, y: unknown, ids: unknown, adaptersPerToken: unknown): { T: number; K: number } {
+  const K = checkInt('options.adaptersPerToken', adaptersPerToken ?? 1, 1, 64)
+  if (!(ids instanceof Int32Array)) throw new LoraError('INVALID_ARGUMENT', `ids must be an Int32Array, got ${describe(ids)}`)
+  if (ids.length % K !== 0) {
+    throw new LoraError('SHAPE_MISMATCH', `ids has ${ids.length} entries, not a multiple of adaptersPerToken = ${K}`)
+  }
+  const T = ids.length / K
+  if (!(x instanceof Float32Array)) throw new LoraError('INVALID_ARGUMENT', `x must be a Float32Array, got ${describe(x)}`)
+  if (!(y instanceof Float32Array)) throw new LoraError('INVALID_ARGUMENT', `y must be a Float32Array, got ${describe(y)}`)
+  if (x.length !== T * spec.inFeatures) {
+    throw new LoraError('SHAPE_MISMATCH', `x must have T * inFeatures = ${T} * ${spec.inFeatures} = ${T * spec.inFeatures} values, got ${x.length}`)
+  }
+  if (y.length !== T * spec.outFeatures) {
+    throw new LoraError('SHAPE_MISMATCH', `y must have T * outFeatures = ${T} * ${spec.outFeatures} = ${T * spec.outFeatures} values, got ${y.length}`)
+  }
+  return { T, K }
+}
+
+/** Every id in -1..maxAdapters-1, naming a filled slot, no slot twice in one token. */
+export function checkIds(ids: Int32Array, K: number, maxAdapters: number, filled: (slot: number) => boolean): void {
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]
+    if (id === -1) continue
+    if (id < -1 || id >= maxAdapters) {
+      throw new LoraError('OUT_OF_RANGE', `ids[${i}] = ${id} is outside -1..${maxAdapters - 1} (ids: Int32Array[${ids.length}])`)
+    }
+    if (!filled(id)) throw new LoraError('SLOT_EMPTY', `ids[${i}] = ${id} names slot ${id}, which holds no adapter`)
+    const t0 = i - (i % K)
+    for (let j = t0; j < i; j++) {
+      if (ids[j] === id) throw new LoraError('DUPLICATE_ADAPTER', `token ${t0 / K} names slot ${id} twice (ids[${j}] and ids[${i}])`)
+    }
+  }
+}

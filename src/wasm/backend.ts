@@ -1,0 +1,182 @@
+import type { Backend, BackendLayer } from '../backend.js'
+import { DTYPE_BYTES, encodeHalf } from '../dtype.js'
+import type { SegmentPlan } from '../metadata.js'
+import type { LayerSpec, PreparedAdapter, WeightDtype } from '../types.js'
+import { loadWasm, type WasmExports, type WasmModuleOptions, type WasmVariant } from './loader.js'
+import { WasmMemory } from './memory.js'
+
+/** dtype argument of the kernels (assembly/index.ts). */
+const DTYPE_CODE: Record<WeightDtype, number> = { f32: 0, bf16: 1, f16: 2 }
+/** Bytes per slot-table entry (assembly/sgmv.ts SLOT_BYTES). */
+const SLOT_BYTES = 16
+
+/** The WebAssembly SIMD backend: all weights live in the module's linear memory. */
+export class WasmBackend implements Backend {
+  readonly name = 'wasm' as const
+  readonly memory: WasmMemory
+  private scratchPtr = 0
+  private scratchBytes = 0
+
+  constructor(readonly exports: WasmExports, readonly variant: WasmVariant) {
+    this.memory = new WasmMemory(exports.memory, exports.heapBase())
+  }
+
+  createLayer(spec: LayerSpec): WasmLayer {
+    return new WasmLayer(this, spec)
+  }
+
+  /** A per-call work area of at least `bytes`; valid until the next call (calls are synchronous). */
+  scratch(bytes: number): number {
+    if (bytes > this.scratchBytes) {
+      this.memory.release(this.scratchPtr)
+      this.scratchPtr = 0
+      this.scratchBytes = 0
+      this.scratchPtr = this.memory.alloc(bytes)
+      this.scratchBytes = bytes
+    }
+    return this.scratchPtr
+  }
+
+  dispose(): void {
+    this.memory.release(this.scratchPtr)
+    this.scratchPtr = 0
+    this.scratchBytes = 0
+  }
+}
+
+/** Load the kernels and create the backend. */
+export async function createWasmBackend(options?: WasmModuleOptions): Promise<WasmBackend> {
+  const { exports, variant } = await loadWasm(options)
+  return new WasmBackend(exports, variant)
+}
+
+interface SlotStorage {
+  /** W [numSlices * rank x inF]: A of every slice stacked. */
+  a: number
+  /** W: per slice s, B_s transposed to [rank x n_s], slices one after another. */
+  bt: number
+}
+
+/** One layer's weights in linear memory, plus its slot table for the kernel. */
+export class WasmLayer implements BackendLayer {
+  private readonly slotTable: number
+  private readonly widths: number
+  private readonly storage: (SlotStorage | null)[]
+  private disposed = false
+
+  constructor(private readonly backend: WasmBackend, readonly spec: LayerSpec) {
+    const mem = backend.memory
+    this.slotTable = mem.alloc(spec.maxAdapters * SLOT_BYTES)
+    this.widths = mem.alloc(spec.sliceWidths.length * 4)
+    mem.u8.fill(0, this.slotTable, this.slotTable + spec.maxAdapters * SLOT_BYTES)
+    mem.i32.set(spec.sliceWidths, this.widths >> 2)
+    this.storage = new Array(spec.maxAdapters).fill(null)
+  }
+
+  setAdapter(slot: number, adapter: PreparedAdapter): void {
+    const { spec } = this
+    const mem = this.backend.memory
+    const wb = DTYPE_BYTES[spec.weightDtype]
+    const { rank } = adapter
+    const S = spec.sliceWidths.length
+    const a = mem.alloc(S * rank * spec.inFeatures * wb)
+    let bt: number
+    try {
+      bt = mem.alloc(rank * spec.outFeatures * wb)
+    } catch (e) {
+      mem.release(a)
+      throw e
+    }
+    // A: slices stacked row-wise
+    for (let s = 0; s < S; s++) this.write(a + s * rank * spec.inFeatures * wb, adapter.A[s])
+    // Bt: each slice transposed from [n_s x rank] to [rank x n_s]
+    let off = bt
+    for (let s = 0; s < S; s++) {
+      const n = spec.sliceWidths[s]
+      const B = adapter.B[s]
+      const t = new Float32Array(rank * n)
+      for (let j = 0; j < n; j++) for (let k = 0; k < rank; k++) t[k * n + j] = B[j * rank + k]
+      this.write(off, t)
+      off += rank * n * wb
+    }
+    const old = this.storage[slot]
+    const e = (this.slotTable >> 2) + slot * (SLOT_BYTES >> 2)
+    mem.i32[e] = rank
+    mem.f32[e + 1] = adapter.scale
+    mem.i32[e + 2] = a
+    mem.i32[e + 3] = bt
+    this.storage[slot] = { a, bt }
+    if (old) {
+      mem.release(old.a)
+      mem.release(old.bt)
+    }
+  }
+
+  /** Store f32 values at byte address p in the layer's dtype. */
+  private write(p: number, values: Float32Array): void {
+    const mem = this.backend.memory
+    const dtype = this.spec.weightDtype
+    if (dtype === 'f32') mem.f32.set(values, p >> 2)
+    else encodeHalf(values, dtype, mem.u16.subarray(p >> 1, (p >> 1) + values.length))
+  }
+
+  clearAdapter(slot: number): void {
+    const old = this.storage[slot]
+    if (!old) return
+    const mem = this.backend.memory
+    const e = (this.slotTable >> 2) + slot * (SLOT_BYTES >> 2)
+    mem.i32.fill(0, e, e + (SLOT_BYTES >> 2))
+    this.storage[slot] = null
+    mem.release(old.a)
+    mem.release(old.bt)
+  }
+
+  apply(x: Float32Array, y: Float32Array, plan: SegmentPlan): void {
+    const N = plan.rows.length
+    if (N === 0) return
+    const { spec } = this
+    const T = plan.numTokens
+    const numSeg = plan.segSlot.length
+    let chunk = 0
+    for (let g = 0; g < numSeg; g++) chunk = Math.max(chunk, plan.segLength[g])
+    const S = spec.sliceWidths.length
+    // one work area: x | y | rows | segments | H
+    const xBytes = T * spec.inFeatures * 4
+    const yBytes = T * spec.outFeatures * 4
+    const rowsBytes = align16(N * 4)
+    const segBytes = align16(numSeg * 12)
+    const hBytes = chunk * S * spec.maxRank * 4
+    const base = this.backend.scratch(align16(xBytes) + align16(yBytes) + rowsBytes + segBytes + hBytes)
+    const xp = base
+    const yp = xp + align16(xBytes)
+    const rp = yp + align16(yBytes)
+    const sp = rp + rowsBytes
+    const hp = sp + segBytes
+    const mem = this.backend.memory
+    const f32 = mem.f32
+    const i32 = mem.i32
+    f32.set(x, xp >> 2)
+    f32.set(y, yp >> 2)
+    i32.set(plan.rows, rp >> 2)
+    for (let g = 0, o = sp >> 2; g < numSeg; g++, o += 3) {
+      i32[o] = plan.segSlot[g]
+      i32[o + 1] = plan.segStart[g]
+      i32[o + 2] = plan.segLength[g]
+    }
+    this.backend.exports.sgmv(DTYPE_CODE[spec.weightDtype], xp, yp, spec.inFeatures, spec.outFeatures, rp, sp, numSeg,
+      this.slotTable, this.widths, S, hp)
+    y.set(mem.f32.subarray(yp >> 2, (yp >> 2) + T * spec.outFeatures))
+  }
+
+  dispose(): void {
+    if (this.disposed) return
+    this.disposed = true
+    for (let s = 0; s < this.storage.length; s++) this.clearAdapter(s)
+    this.backend.memory.release(this.slotTable)
+    this.backend.memory.release(this.widths)
+  }
+}
+
+function align16(n: number): number {
+  return Math.ceil(n / 16) * 16
+}
