@@ -1,0 +1,392 @@
+/**
+ * The adapter pool: named PEFT adapters spread over one `Layer` per module path, with a memory
+ * budget and LRU eviction of the layers' slots. Built only on the public Layer API (types.ts).
+ *
+ * Residency is per adapter: making an adapter resident puts it in a slot of every module it
+ * targets (all or nothing), eviction clears all of them. Adapters used by a running apply
+ * (refs > 0) or pinned are never evicted. Evicted in-memory adapters keep their decoded host copy;
+ * path/URL adapters drop it and are re-read from their source on next use.
+ */
+import { LoraError } from './errors.js'
+import type { ParsedAdapter } from './peft/adapter.js'
+import {
+  createEntry, entryInfo, hostWeights, readAndParse, resolveTokens,
+  type AdapterEntry, type AdapterInfo, type TokenAdapters,
+} from './peft/registry.js'
+import type { AdapterSource } from './peft/source.js'
+import type { BackendChoice, Layer, LayerOptions } from './types.js'
+
+export type { AdapterInfo, TokenAdapters } from './peft/registry.js'
+export type { AdapterSource } from './peft/source.js'
+
+/** Options of {@link AdapterPool}. */
+export interface AdapterPoolOptions {
+  /** Makes a layer (the runtime's createLayer). Called once per module, again when it grows. */
+  createLayer: (options: LayerOptions) => Layer
+  /** Bytes all layers' slots may hold together (f32 weights of resident adapters). Default: unlimited. */
+  memoryBudget?: number
+  /** Slots per layer (adapters resident at once per module). Default 16. */
+  maxAdapters?: number
+  /**
+   * Smallest maxRank a layer is created with. Default 16. A layer is created with the next power
+   * of two >= the first adapter's rank (at least this); an adapter of larger rank recreates the
+   * layer with the larger power of two (adapters in the old layer then reload on next use).
+   */
+  maxRank?: number
+}
+
+/** Counters of {@link AdapterPool.stats}. */
+export interface PoolStats {
+  /** (apply, adapter) pairs whose adapter was already in the module's layer. */
+  hits: number
+  /** (apply, adapter) pairs that had to upload the adapter first. */
+  misses: number
+  /** Adapters evicted from the slots to make room. */
+  evictions: number
+  /** Re-reads of evicted path/URL adapters from their source. */
+  reloads: number
+  /** Layers recreated with a larger maxRank. */
+  layerRebuilds: number
+  /** f32 bytes held in the layers' slots. */
+  bytesResident: number
+  /** Bytes of decoded host copies kept (in-memory sources). */
+  bytesHost: number
+  memoryBudget: number
+  adapters: number
+  residentAdapters: number
+  layers: number
+}
+
+interface ModuleState {
+  path: string
+  inFeatures: number
+  outFeatures: number
+  maxRank: number
+  layer: Layer
+  /** Adapter in each slot of `layer`. */
+  occupant: (AdapterEntry | null)[]
+}
+
+const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(n))
+
+/** Loads, evicts and applies PEFT adapters; see the module comment for the residency rules. */
+export class AdapterPool {
+  private readonly entries = new Map<string, AdapterEntry>()
+  private readonly modules = new Map<string, ModuleState>()
+  /** Replaced or unloaded entries still used by a running apply. */
+  private readonly retired = new Set<AdapterEntry>()
+  /** Running applies per layer object; a replaced layer is disposed when its count reaches 0. */
+  private readonly inflight = new Map<Layer, number>()
+  private readonly oldLayers = new Set<Layer>()
+  private readonly counters = { hits: 0, misses: 0, evictions: 0, reloads: 0, layerRebuilds: 0 }
+  private readonly budget: number
+  private readonly slots: number
+  private readonly minRank: number
+  private bytesResident = 0
+  private clock = 0
+
+  constructor(private readonly options: AdapterPoolOptions) {
+    if (typeof options?.createLayer !== 'function') throw new LoraError('INVALID_ARGUMENT', 'AdapterPool: options.createLayer must be a function')
+    const { memoryBudget = Infinity, maxAdapters = 16, maxRank = 16 } = options
+    if (!(memoryBudget >= 0)) throw new LoraError('INVALID_ARGUMENT', `memoryBudget must be >= 0 bytes, got ${memoryBudget}`)
+    for (const [k, v] of [['maxAdapters', maxAdapters], ['maxRank', maxRank]] as const) {
+      if (!Number.isSafeInteger(v) || v < 1) throw new LoraError('INVALID_ARGUMENT', `${k} must be a positive integer, got ${v}`)
+    }
+    this.budget = memoryBudget
+    this.slots = maxAdapters
+    this.minRank = maxRank
+  }
+
+  /**
+   * Load (or atomically replace) adapter `name` from a directory, URL or { config, weights }.
+   * Everything is read and validated before any state changes; a failure leaves the previous
+   * adapter of that name in place. The new adapter is made resident at once if it fits without
+   * evicting pinned or running adapters; otherwise on first use.
+   * @throws LoraError from reading/parsing, 'SHAPE_MISMATCH' (a module's in/out features differ
+   *   from the loaded layer), 'OUT_OF_MEMORY' (the adapter alone exceeds the memory budget)
+   */
+  async loadAdapter(name: string, source: AdapterSource): Promise<AdapterInfo> {
+    if (typeof name !== 'string' || name.length === 0) throw new LoraError('INVALID_ARGUMENT', `adapter name must be a non-empty string, got ${JSON.stringify(name)}`)
+    const { parsed, kind, origin } = await readAndParse(name, source)
+    if (parsed.bytes > this.budget) {
+      throw new LoraError('OUT_OF_MEMORY', `adapter "${name}" needs ${parsed.bytes} bytes, more than the memory budget of ${this.budget}`)
+    }
+    // Validate against the existing layers and create every new or larger layer before committing.
+    const created = new Map<string, { layer: Layer; maxRank: number }>()
+    try {
+      for (const [path, m] of parsed.modules) {
+        const mod = this.modules.get(path)
+        if (mod && (mod.inFeatures !== m.inFeatures || mod.outFeatures !== m.outFeatures)) {
+          throw new LoraError('SHAPE_MISMATCH', `adapter "${name}" module "${path}" is [in ${m.inFeatures}, out ${m.outFeatures}] but loaded adapters have [in ${mod.inFeatures}, out ${mod.outFeatures}]`)
+        }
+        if (!mod || m.rank > mod.maxRank) {
+          const maxRank = Math.max(this.minRank, nextPow2(m.rank), mod ? mod.maxRank * 2 : 0)
+          const layer = this.options.createLayer({ inFeatures: m.inFeatures, outFeatures: m.outFeatures, maxAdapters: this.slots, maxRank, weightDtype: 'f32' })
+          created.set(path, { layer, maxRank })
+        }
+      }
+    } catch (e) {
+      for (const { layer } of created.values()) layer.dispose()
+      throw e
+    }
+    // Commit (synchronous from here on).
+    for (const [path, { layer, maxRank }] of created) this.installLayer(path, layer, maxRank, parsed.modules.get(path)!)
+    const entry = createEntry(parsed, source, kind, origin)
+    const previous = this.entries.get(name)
+    if (previous) {
+      entry.pinned = previous.pinned
+      this.retire(previous)
+    }
+    this.entries.set(name, entry)
+    entry.lastUsed = ++this.clock
+    try {
+      this.makeResident(entry, parsed, false)
+    } catch (e) {
+      // Upload failed inside a layer: undo so that the old adapter (if any) is back in place.
+      this.entries.delete(name)
+      if (previous) {
+        previous.retired = false
+        this.retired.delete(previous)
+        this.entries.set(name, previous)
+      }
+      throw e
+    }
+    return entryInfo(entry)
+  }
+
+  /** Remove adapter `name`; its slots are freed now, or when the applies using it finish. */
+  unloadAdapter(name: string): void {
+    const entry = this.get(name)
+    this.entries.delete(name)
+    this.retire(entry)
+    this.collectModules()
+  }
+
+  /** One row per loaded adapter. */
+  listAdapters(): AdapterInfo[] {
+    return [...this.entries.values()].map(entryInfo)
+  }
+
+  /** Module paths that have a layer, with their widths. */
+  listModules(): { path: string; inFeatures: number; outFeatures: number; maxRank: number }[] {
+    return [...this.modules.values()].map(({ path, inFeatures, outFeatures, maxRank }) => ({ path, inFeatures, outFeatures, maxRank }))
+  }
+
+  /**
+   * Make `name` resident and keep it so: pinned adapters are never evicted.
+   * @throws 'NOT_FOUND', 'OUT_OF_MEMORY' (no room without evicting pinned or running adapters)
+   */
+  async pin(name: string): Promise<void> {
+    const entry = this.get(name)
+    const host = await hostWeights(entry, () => this.counters.reloads++)
+    if (this.entries.get(name) !== entry) throw new LoraError('NOT_FOUND', `adapter "${name}" was unloaded or replaced while being pinned`)
+    this.makeResident(entry, host, true)
+    entry.pinned = true
+  }
+
+  /** Let `name` be evicted again. */
+  unpin(name: string): void {
+    this.get(name).pinned = false
+  }
+
+  stats(): PoolStats {
+    let bytesHost = 0
+    let residentAdapters = 0
+    for (const e of this.entries.values()) {
+      if (e.host) bytesHost += e.bytes
+      if (e.slots.size > 0) residentAdapters++
+    }
+    return {
+      ...this.counters, bytesResident: this.bytesResident, bytesHost, memoryBudget: this.budget,
+      adapters: this.entries.size, residentAdapters, layers: this.modules.size,
+    }
+  }
+
+  /**
+   * y[t] += the sum of the deltas of token t's adapters on `module`. Adapters that do not target
+   * the module add nothing (as in PEFT); a module no adapter targets is a no-op.
+   * @param x [T * inFeatures] @param y [T * outFeatures], updated in place
+   * @param adapters [T] per token: null, a name, or names whose deltas are summed
+   * @throws 'NOT_FOUND' (unknown adapter, or an evicted adapter whose source is gone),
+   *   'SHAPE_MISMATCH', 'DUPLICATE_ADAPTER', 'OUT_OF_MEMORY'
+   */
+  async apply(module: string, x: Float32Array, y: Float32Array, adapters: readonly TokenAdapters[], options: { backend?: BackendChoice } = {}): Promise<void> {
+    const tokens = resolveTokens(adapters, (n) => this.entries.get(n))
+    if (!(x instanceof Float32Array) || !(y instanceof Float32Array)) {
+      throw new LoraError('INVALID_ARGUMENT', `apply(${module}): x and y must be Float32Arrays`)
+    }
+    const batch = new Set(tokens.flat())
+    for (const e of batch) {
+      e.refs++
+      e.lastUsed = ++this.clock
+    }
+    let freed = false
+    try {
+      const mod0 = this.modules.get(module)
+      if (!mod0) return
+      const T = tokens.length
+      if (x.length !== T * mod0.inFeatures || y.length !== T * mod0.outFeatures) {
+        throw new LoraError('SHAPE_MISMATCH', `apply(${module}): ${T} tokens need x [${T} * ${mod0.inFeatures}] and y [${T} * ${mod0.outFeatures}], got x[${x.length}] and y[${y.length}]`)
+      }
+      const needed = [...batch].filter((e) => e.modules.has(module))
+      for (const e of needed) this.counters[e.slots.has(module) ? 'hits' : 'misses']++
+      // Fetch host copies of the adapters that must be uploaded (may await a re-read), until a
+      // synchronous pass finds every one of them available.
+      const hosts = new Map<AdapterEntry, ParsedAdapter>()
+      for (;;) {
+        const missing = needed.filter((e) => !e.slots.has(module) && !hosts.has(e))
+        if (missing.length === 0) break
+        const got = await Promise.all(missing.map((e) => hostWeights(e, () => this.counters.reloads++)))
+        missing.forEach((e, i) => hosts.set(e, got[i]))
+      }
+      for (const e of needed) if (!e.slots.has(module)) this.makeResident(e, hosts.get(e)!, true)
+      const mod = this.modules.get(module)! // may be a larger layer than mod0 after the awaits
+      const perToken = tokens.map((list) => list.filter((e) => e.modules.has(module)))
+      let K = 1
+      for (const l of perToken) K = Math.max(K, l.length)
+      const ids = new Int32Array(T * K).fill(-1)
+      perToken.forEach((list, t) => list.forEach((e, k) => (ids[t * K + k] = e.slots.get(module)!)))
+      if (!ids.some((id) => id >= 0)) return
+      const layer = mod.layer
+      this.inflight.set(layer, (this.inflight.get(layer) ?? 0) + 1)
+      try {
+        await layer.apply(x, y, ids, { backend: options.backend, adaptersPerToken: K })
+      } finally {
+        this.inflight.set(layer, this.inflight.get(layer)! - 1)
+        this.disposeIdleOldLayers()
+      }
+    } finally {
+      for (const e of batch) {
+        e.refs--
+        if (e.retired && e.refs === 0) {
+          this.freeSlots(e)
+          freed = true
+        }
+      }
+      if (freed) this.collectModules()
+    }
+  }
+
+  /** Dispose every layer; the pool is unusable afterwards. */
+  dispose(): void {
+    for (const m of this.modules.values()) m.layer.dispose()
+    for (const l of this.oldLayers) l.dispose()
+    this.modules.clear()
+    this.oldLayers.clear()
+    this.entries.clear()
+    this.bytesResident = 0
+  }
+
+  private get(name: string): AdapterEntry {
+    const e = this.entries.get(name)
+    if (!e) throw new LoraError('NOT_FOUND', `adapter "${name}" is not loaded`)
+    return e
+  }
+
+  /** Put a new (or larger) layer for `path`; adapters in the old one lose that slot and re-upload on next use. */
+  private installLayer(path: string, layer: Layer, maxRank: number, shape: { inFeatures: number; outFeatures: number }): void {
+    const old = this.modules.get(path)
+    if (old) {
+      this.counters.layerRebuilds++
+      for (const e of old.occupant) if (e) this.dropSlot(e, path, old, false)
+      this.oldLayers.add(old.layer)
+      this.disposeIdleOldLayers()
+    }
+    this.modules.set(path, { path, inFeatures: shape.inFeatures, outFeatures: shape.outFeatures, maxRank, layer, occupant: new Array(this.slots).fill(null) })
+  }
+
+  /**
+   * Upload every module of `e` that is not yet in a slot, evicting least-recently-used adapters
+   * that are neither pinned nor running. All or nothing: returns false (or throws
+   * 'OUT_OF_MEMORY' when `strict`) without evicting anything if even evicting every candidate
+   * would not make room.
+   */
+  private makeResident(e: AdapterEntry, host: ParsedAdapter, strict: boolean): boolean {
+    const need = [...e.modules.keys()].filter((p) => !e.slots.has(p)).map((p) => this.modules.get(p)!)
+    if (need.length === 0) return true
+    const needBytes = need.reduce((s, m) => s + e.modules.get(m.path)!.bytes, 0)
+    const candidates = [...this.entries.values()]
+      .filter((c) => c !== e && !c.pinned && c.refs === 0 && c.slots.size > 0)
+      .sort((a, b) => a.lastUsed - b.lastUsed)
+    const hasFree = (m: ModuleState): boolean => m.occupant.includes(null)
+    const fits = (): boolean => this.bytesResident + needBytes <= this.budget && need.every(hasFree)
+    const evictable = candidates.reduce((s, c) => s + this.residentBytes(c), 0)
+    const full = need.find((m) => !hasFree(m) && !candidates.some((c) => c.slots.has(m.path)))
+    if (this.bytesResident - evictable + needBytes > this.budget || full) {
+      if (!strict) return false
+      throw new LoraError('OUT_OF_MEMORY', `adapter "${e.name}" needs ${needBytes} bytes` +
+        (full ? ` and a slot in "${full.path}", whose ${this.slots} slots hold pinned or running adapters` : `; the budget is ${this.budget}, ${this.bytesResident} resident, ${evictable} evictable`))
+    }
+    for (const c of candidates) {
+      if (fits()) break
+      const short = this.bytesResident + needBytes > this.budget
+      if (short || need.some((m) => !hasFree(m) && c.slots.has(m.path))) {
+        this.freeSlots(c)
+        this.counters.evictions++
+      }
+    }
+    const done: ModuleState[] = []
+    try {
+      for (const m of need) {
+        const slot = m.occupant.indexOf(null)
+        const w = host.modules.get(m.path)!
+        m.layer.setAdapter(slot, { rank: w.rank, scale: w.scale, A: w.A, B: w.B })
+        m.occupant[slot] = e
+        e.slots.set(m.path, slot)
+        this.bytesResident += e.modules.get(m.path)!.bytes
+        done.push(m)
+      }
+    } catch (err) {
+      for (const m of done) this.dropSlot(e, m.path, m, true)
+      throw err
+    }
+    return true
+  }
+
+  private residentBytes(e: AdapterEntry): number {
+    let s = 0
+    for (const p of e.slots.keys()) s += e.modules.get(p)!.bytes
+    return s
+  }
+
+  private dropSlot(e: AdapterEntry, path: string, m: ModuleState, clear: boolean): void {
+    const slot = e.slots.get(path)!
+    if (clear) m.layer.clearAdapter(slot)
+    m.occupant[slot] = null
+    e.slots.delete(path)
+    this.bytesResident -= e.modules.get(path)!.bytes
+  }
+
+  private freeSlots(e: AdapterEntry): void {
+    for (const path of [...e.slots.keys()]) this.dropSlot(e, path, this.modules.get(path)!, true)
+    if (e.retired) this.retired.delete(e)
+  }
+
+  private retire(e: AdapterEntry): void {
+    e.retired = true
+    if (e.kind !== 'memory') e.host = null
+    if (e.refs === 0) this.freeSlots(e)
+    else this.retired.add(e)
+  }
+
+  /** Dispose layers of modules that no adapter targets any more and nothing is running on. */
+  private collectModules(): void {
+    for (const [path, m] of this.modules) {
+      if ((this.inflight.get(m.layer) ?? 0) > 0 || m.occupant.some((o) => o)) continue
+      const used = (e: AdapterEntry): boolean => e.modules.has(path)
+      if ([...this.entries.values()].some(used) || [...this.retired].some(used)) continue
+      m.layer.dispose()
+      this.inflight.delete(m.layer)
+      this.modules.delete(path)
+    }
+  }
+
+  private disposeIdleOldLayers(): void {
+    for (const l of this.oldLayers) {
+      if ((this.inflight.get(l) ?? 0) > 0) continue
+      l.dispose()
+      this.oldLayers.delete(l)
+      this.inflight.delete(l)
+    }
+  }
+}
