@@ -1,215 +1,181 @@
 /**
- * One table of test cases shared by every backend's suite, modelled on vLLM's LoRA kernel tests:
- * every value of every axis appears in at least one case (the other axes drawn at random from a
- * seeded generator, shrunk where needed to keep the float64 reference fast), plus named edge cases.
+ * The SGMV case table shared by the backend suites: a sample of the full grid in which every
+ * value of every axis appears at least once, with the other axes drawn from a seeded generator
+ * under a cost budget (so a suite runs in a couple of minutes even on a CPU WebGPU driver).
  */
 import { roundToDtype } from '../src/dtype.js'
-import type { AdapterWeights, LayerOptions, WeightDtype } from '../src/types.js'
+import type { LayerSpec, PreparedAdapter, WeightDtype } from '../src/types.js'
 import { Rng } from './random.js'
-import type { RefAdapter, RefLayer } from './reference.js'
+import type { RefLayer } from './reference.js'
 
-export type IdPattern = 'distinct' | 'uniform' | 'zipf' | 'identical' | 'skewed' | 'some-none'
-
-export interface Case {
-  name: string
-  inFeatures: number
-  /** Widths of the output slices (1, 2 or 3 unequal). */
-  sliceWidths: number[]
-  /** Slots of the layer (maxAdapters). */
-  slots: number
-  /** Largest rank (one used slot has it; the others have random ranks in 1..rank). */
-  rank: number
-  tokens: number
-  pattern: IdPattern
-  dtype: WeightDtype
-  adaptersPerToken: number
-  seed: number
-}
+export type IdsPattern = 'distinct' | 'uniform' | 'zipf' | 'identical' | 'skewed' | 'some-1'
 
 export const AXES = {
   inFeatures: [1, 3, 64, 2049, 4096],
-  rank: [1, 4, 8, 16, 32, 64, 128, 256],
+  rank: [1, 4, 8, 16, 64, 128, 256],
   tokens: [0, 1, 4, 16, 33, 256],
-  slots: [1, 8, 32, 128],
+  slots: [1, 8, 32],
   slices: [1, 2, 3],
-  pattern: ['distinct', 'uniform', 'zipf', 'identical', 'skewed', 'some-none'] as IdPattern[],
+  ids: ['distinct', 'uniform', 'zipf', 'identical', 'skewed', 'some-1'] as IdsPattern[],
   dtype: ['f32', 'bf16', 'f16'] as WeightDtype[],
   adaptersPerToken: [1, 2, 3],
+} as const
+
+/** Width of the first slice; the others are narrower and unequal. */
+const OUT_WIDTHS = [1, 7, 64, 300, 1024, 4096]
+
+export interface SgmvCase {
+  name: string
+  seed: number
+  inFeatures: number
+  sliceWidths: number[]
+  /** Largest rank; slot 0 has it, the other slots random ranks 1..maxRank. */
+  maxRank: number
+  tokens: number
+  slots: number
+  ids: IdsPattern
+  dtype: WeightDtype
+  adaptersPerToken: number
 }
 
-/** Output widths for a slice count: a plain layer, an unequal pair, a GQA-like unequal triple. */
 export function sliceWidthsFor(out: number, slices: number): number[] {
   if (slices === 1) return [out]
-  if (slices === 2) return [out, Math.max(1, (out >> 1) + 1)]
-  return [out, Math.max(1, out >> 2), Math.max(1, (out >> 2) + 3)]
+  const q = Math.max(1, out >> 2)
+  return slices === 2 ? [out, q + 1] : [out, q, q + 3]
 }
 
-type Axis = keyof typeof AXES
-const MAX_REF_FLOPS = 6e7 // float64 reference cost per case
-const MAX_WEIGHTS = 8e6 // floats of weights set per case
-
-/** The sampled grid: each axis value once (twice with another seed when `seeds` = 2). */
-export function caseGrid(seeds = 1): Case[] {
-  const cases: Case[] = []
-  let seed = 1
-  for (let rep = 0; rep < seeds; rep++) {
-    for (const axis of Object.keys(AXES) as Axis[]) {
-      for (const value of AXES[axis] as (number | string)[]) {
-        cases.push(drawCase(axis, value, seed++))
-      }
-    }
-  }
-  return [...cases, ...edgeCases()]
-}
-
-function drawCase(fixed: Axis, value: number | string, seed: number): Case {
-  const rng = new Rng(seed * 7919)
-  const v = <A extends Axis>(axis: A): (typeof AXES)[A][number] =>
-    (axis === fixed ? value : rng.pick(AXES[axis] as unknown[])) as (typeof AXES)[A][number]
-  const c = {
-    inFeatures: v('inFeatures') as number,
-    rank: v('rank') as number,
-    tokens: v('tokens') as number,
-    slots: v('slots') as number,
-    slices: v('slices') as number,
-    pattern: v('pattern') as IdPattern,
-    dtype: v('dtype') as WeightDtype,
-    adaptersPerToken: v('adaptersPerToken') as number,
-  }
-  const outBase = () => (c.inFeatures === 1 ? 5 : c.inFeatures === 4096 ? 1024 : c.inFeatures)
-  const cost = () => {
-    const out = sliceWidthsFor(outBase(), c.slices).reduce((a, b) => a + b, 0)
-    const used = Math.min(c.slots, Math.max(1, c.tokens * c.adaptersPerToken))
-    return {
-      flops: c.tokens * c.adaptersPerToken * c.rank * (c.inFeatures * c.slices + out) * 2,
-      weights: used * c.rank * (c.inFeatures * c.slices + out),
-    }
-  }
-  // shrink the free axes (never the fixed one) until the case is cheap enough
-  const shrinkable: Axis[] = ['tokens', 'rank', 'inFeatures', 'slots', 'slices']
-  for (let guard = 0; guard < 40; guard++) {
-    const { flops, weights } = cost()
-    if (flops <= MAX_REF_FLOPS && weights <= MAX_WEIGHTS) break
-    // tokens shrink down to 1, never to an empty batch (that case is named separately)
-    const floor = (a: Axis) => (a === 'tokens' ? 1 : 0)
-    const free = shrinkable.filter((a) => a !== fixed && (AXES[a] as number[]).indexOf(c[a as keyof typeof c] as number) > floor(a))
-    if (free.length === 0) break
-    const a = free[guard % free.length]
-    const list = AXES[a] as number[]
-    ;(c as Record<string, unknown>)[a] = list[list.indexOf(c[a as keyof typeof c] as number) - 1]
-  }
+/** Rough cost: multiply-adds of the reference and bytes of resident weights. */
+function cost(c: SgmvCase): { flops: number; weightBytes: number } {
+  const out = c.sliceWidths.reduce((a, b) => a + b, 0)
+  const S = c.sliceWidths.length
   return {
-    name: `${fixed}=${value} in=${c.inFeatures} out=${sliceWidthsFor(outBase(), c.slices).join('/')} r=${c.rank} T=${c.tokens} slots=${c.slots} ${c.pattern} ${c.dtype} K=${c.adaptersPerToken}`,
-    inFeatures: c.inFeatures,
-    sliceWidths: sliceWidthsFor(outBase(), c.slices),
-    slots: c.slots,
-    rank: c.rank,
-    tokens: c.tokens,
-    pattern: c.pattern,
-    dtype: c.dtype,
-    adaptersPerToken: c.adaptersPerToken,
-    seed,
+    flops: c.tokens * c.adaptersPerToken * c.maxRank * (S * c.inFeatures + out),
+    weightBytes: c.slots * c.maxRank * (S * c.inFeatures + out) * 4,
   }
 }
 
-/** Named edge cases. */
-export function edgeCases(): Case[] {
-  const base: Omit<Case, 'name'> = {
-    inFeatures: 64, sliceWidths: [48], slots: 8, rank: 8, tokens: 16, pattern: 'uniform', dtype: 'f32', adaptersPerToken: 1, seed: 99,
-  }
-  const e = (name: string, over: Partial<Case>): Case => ({ ...base, name, ...over })
-  return [
-    e('empty batch (T = 0)', { tokens: 0 }),
-    e('every token -1', { pattern: 'some-none', seed: -1 }),
-    e('one token', { tokens: 1 }),
-    e('rank 1, in % 4 != 0', { rank: 1, inFeatures: 2049, sliceWidths: [7] }),
-    e('in = 1, out = 1', { inFeatures: 1, sliceWidths: [1] }),
-    e('unequal slices, odd widths', { sliceWidths: [13, 5, 6], inFeatures: 35 }),
-    e('every token a different slot', { slots: 32, tokens: 32, pattern: 'distinct' }),
-    e('one segment longer than a chunk', { tokens: 200, pattern: 'identical', slots: 1 }),
-    e('QKV 4096/1024/1024 r16', { inFeatures: 4096, sliceWidths: [4096, 1024, 1024], rank: 16, tokens: 4, slots: 2 }),
-    e('three adapters per token with padding', { adaptersPerToken: 3, slots: 4, tokens: 9, pattern: 'some-none' }),
-  ]
-}
+const MAX_FLOPS = 3e7
+const MAX_WEIGHT_BYTES = 96 * 2 ** 20
 
-export interface CaseData {
-  options: LayerOptions
-  /** Adapters to set, by slot (only the slots the batch uses, plus one unused slot). */
-  adapters: Map<number, AdapterWeights>
-  x: Float32Array
-  /** y before the call (random: the delta must be accumulated into it). */
-  y: Float32Array
-  ids: Int32Array
-  /** The reference layer (weights rounded to the case dtype). */
-  ref: RefLayer
-}
-
-/** Draw the slot ids of a batch. seed -1 in a case means: every id is -1. */
-export function drawIds(rng: Rng, c: Case): Int32Array {
-  const { tokens: T, adaptersPerToken: K, slots: L } = c
-  const ids = new Int32Array(T * K).fill(-1)
-  if (c.seed === -1) return ids
-  const fixed = rng.int(L)
-  const first = (t: number): number => {
-    switch (c.pattern) {
-      case 'distinct': return t % L
-      case 'uniform': return rng.int(L)
-      case 'zipf': {
-        // P(k) proportional to 1 / (k + 1)
-        let total = 0
-        for (let k = 0; k < L; k++) total += 1 / (k + 1)
-        let u = rng.next() * total
-        for (let k = 0; k < L; k++) if ((u -= 1 / (k + 1)) <= 0) return k
-        return L - 1
+/** Every value of every axis at least once (one case per axis value), plus named edge cases. */
+export function sgmvCases(seed = 1234): SgmvCase[] {
+  const rng = new Rng(seed)
+  const cases: SgmvCase[] = []
+  const draw = (fixed: Partial<Record<keyof typeof AXES | 'out', number | string>>): SgmvCase => {
+    for (let attempt = 0; ; attempt++) {
+      const pick = <T>(key: keyof typeof AXES | 'out', values: readonly T[]): T =>
+        (fixed[key] as T | undefined) ?? (attempt > 20 ? values[0] : rng.pick(values))
+      const slices = pick('slices', AXES.slices)
+      const c: SgmvCase = {
+        name: '',
+        seed: rng.int(2 ** 31),
+        inFeatures: pick('inFeatures', AXES.inFeatures),
+        sliceWidths: sliceWidthsFor(pick('out', OUT_WIDTHS), slices),
+        maxRank: pick('rank', AXES.rank),
+        tokens: pick('tokens', AXES.tokens),
+        slots: pick('slots', AXES.slots),
+        ids: pick('ids', AXES.ids),
+        dtype: pick('dtype', AXES.dtype),
+        adaptersPerToken: pick('adaptersPerToken', AXES.adaptersPerToken),
       }
-      case 'identical': return fixed
-      case 'skewed': return rng.next() < 0.9 ? fixed : rng.int(L)
-      case 'some-none': return rng.next() < 0.3 ? -1 : rng.int(L)
+      const { flops, weightBytes } = cost(c)
+      if (flops <= MAX_FLOPS && weightBytes <= MAX_WEIGHT_BYTES) return c
     }
   }
-  for (let t = 0; t < T; t++) {
-    const chosen = new Set<number>()
-    const a = first(t)
-    if (a >= 0) chosen.add(a)
-    for (let k = 1; k < K && chosen.size < L; k++) {
-      if (rng.next() < 0.25) continue // -1 padding
-      let b = rng.int(L)
-      while (chosen.has(b)) b = (b + 1) % L
-      chosen.add(b)
+  for (const key of Object.keys(AXES) as (keyof typeof AXES)[]) {
+    for (const value of AXES[key]) cases.push(draw({ [key]: value }))
+  }
+  // named edge cases
+  cases.push(draw({ inFeatures: 4096, rank: 16, tokens: 1, slots: 8, slices: 1, out: 4096, adaptersPerToken: 1, ids: 'identical' }))
+  cases.push(draw({ inFeatures: 2049, rank: 64, tokens: 33, slices: 3, out: 300, adaptersPerToken: 3, ids: 'some-1' }))
+  cases.push(draw({ inFeatures: 64, rank: 1, tokens: 256, slots: 32, adaptersPerToken: 2, ids: 'zipf', dtype: 'bf16' }))
+  cases.push(draw({ inFeatures: 3, rank: 256, tokens: 16, slots: 1, adaptersPerToken: 3, ids: 'distinct', dtype: 'f16' }))
+  for (const c of cases) {
+    c.name =
+      `in${c.inFeatures} out[${c.sliceWidths}] r${c.maxRank} T${c.tokens} L${c.slots} ${c.ids} ` +
+      `${c.dtype} K${c.adaptersPerToken} #${c.seed}`
+  }
+  return cases
+}
+
+/** The slot ids of a case: [T * K], K distinct slots per token (fewer when there are fewer slots), -1 pads. */
+export function makeIds(rng: Rng, c: SgmvCase): Int32Array {
+  const K = c.adaptersPerToken
+  const ids = new Int32Array(c.tokens * K).fill(-1)
+  const hot = rng.int(c.slots)
+  const first = (t: number): number => {
+    switch (c.ids) {
+      case 'distinct': return t % c.slots
+      case 'identical': return hot
+      case 'skewed': return rng.next() < 0.9 ? hot : rng.int(c.slots)
+      case 'zipf': {
+        // P(slot i) ~ 1 / (i + 1)
+        let total = 0
+        for (let i = 0; i < c.slots; i++) total += 1 / (i + 1)
+        let u = rng.next() * total
+        for (let i = 0; i < c.slots; i++) if ((u -= 1 / (i + 1)) <= 0) return i
+        return c.slots - 1
+      }
+      default: return rng.int(c.slots)
     }
-    let k = 0
-    for (const s of chosen) ids[t * K + k++] = s
+  }
+  for (let t = 0; t < c.tokens; t++) {
+    const used = new Set<number>()
+    const n = Math.min(K, c.slots)
+    for (let k = 0; k < n; k++) {
+      let s = k === 0 ? first(t) : rng.int(c.slots)
+      while (used.has(s)) s = (s + 1) % c.slots
+      used.add(s)
+      ids[t * K + k] = s
+    }
+    if (c.ids === 'some-1') for (let k = 0; k < K; k++) if (rng.next() < 0.35) ids[t * K + k] = -1
   }
   return ids
 }
 
-/** Materialise a case's data from its seed. */
-export function makeCase(c: Case): CaseData {
-  const rng = new Rng(Math.abs(c.seed) * 104729 + 17)
-  const ids = drawIds(rng, c)
-  const used = new Set<number>()
-  for (const id of ids) if (id >= 0) used.add(id)
-  if (used.size < c.slots) used.add([...Array(c.slots).keys()].find((s) => !used.has(s))!) // one slot set but unused
-  const adapters = new Map<number, AdapterWeights>()
-  const refAdapters: (RefAdapter | undefined)[] = new Array(c.slots).fill(undefined)
-  let first = true
-  for (const slot of [...used].sort((a, b) => a - b)) {
-    const rank = first ? c.rank : 1 + rng.int(c.rank)
-    first = false
-    const scale = 0.5 + rng.next() * 1.5
-    // magnitudes like trained LoRA weights: A ~ 1/sqrt(in), B small
-    const A = c.sliceWidths.map(() => rng.array(rank * c.inFeatures, 1 / Math.sqrt(c.inFeatures)))
-    const B = c.sliceWidths.map((n) => rng.array(n * rank, 0.1))
-    adapters.set(slot, { rank, scale, A: c.sliceWidths.length === 1 ? A[0] : A, B: c.sliceWidths.length === 1 ? B[0] : B })
-    refAdapters[slot] = { rank, scale, A: A.map((a) => roundToDtype(a, c.dtype)), B: B.map((b) => roundToDtype(b, c.dtype)) }
-  }
+export interface MaterialisedCase {
+  spec: LayerSpec
+  /** Adapter of each slot, weights already rounded to the dtype. */
+  adapters: PreparedAdapter[]
+  /** The same adapters for test/reference.ts. */
+  ref: RefLayer
+  x: Float32Array
+  /** y before the call. */
+  y: Float32Array
+  ids: Int32Array
+}
+
+/** The data of one case, from its seed. */
+export function materialise(c: SgmvCase): MaterialisedCase {
+  const rng = new Rng(c.seed)
   const out = c.sliceWidths.reduce((a, b) => a + b, 0)
+  const offsets = c.sliceWidths.map((_, s) => c.sliceWidths.slice(0, s).reduce((a, b) => a + b, 0))
+  const spec: LayerSpec = {
+    inFeatures: c.inFeatures,
+    sliceWidths: c.sliceWidths,
+    sliceOffsets: offsets,
+    outFeatures: out,
+    maxAdapters: c.slots,
+    maxRank: c.maxRank,
+    weightDtype: c.dtype,
+  }
+  const adapters: PreparedAdapter[] = []
+  for (let a = 0; a < c.slots; a++) {
+    const rank = a === 0 ? c.maxRank : 1 + rng.int(c.maxRank)
+    const aScale = 1 / Math.sqrt(c.inFeatures)
+    adapters.push({
+      rank,
+      scale: 0.5 + rng.next() * 1.5,
+      A: c.sliceWidths.map(() => roundToDtype(rng.array(rank * c.inFeatures, aScale), c.dtype)),
+      B: c.sliceWidths.map((n) => roundToDtype(rng.array(n * rank), c.dtype)),
+    })
+  }
   return {
-    options: { inFeatures: c.inFeatures, outFeatures: c.sliceWidths.length === 1 ? c.sliceWidths[0] : c.sliceWidths, maxAdapters: c.slots, maxRank: c.rank, weightDtype: c.dtype },
+    spec,
     adapters,
+    ref: { inFeatures: c.inFeatures, sliceWidths: [...c.sliceWidths], adapters },
     x: rng.array(c.tokens * c.inFeatures),
     y: rng.array(c.tokens * out),
-    ids,
-    ref: { inFeatures: c.inFeatures, sliceWidths: c.sliceWidths, adapters: refAdapters },
+    ids: makeIds(rng, c),
   }
 }

@@ -1,0 +1,33 @@
+/** Ceilings of this machine measured by micro kernels in the kernels' own module (assembly/peak.ts). */
+import type { WasmBackend } from '../src/wasm/backend.js'
+
+export interface Ceilings {
+  /** f32x4 multiply-add throughput of one core, from registers (GFLOP/s). */
+  peakGflops: number
+  /** Sequential read bandwidth of one core from memory, 256 MiB buffer (GB/s). */
+  readGBs: number
+}
+
+export function measureCeilings(wasm: WasmBackend): Ceilings {
+  const ex = wasm.exports
+  let best = 0
+  const iters = 2_000_000
+  for (let r = 0; r < 7; r++) {
+    const t0 = performance.now()
+    ex.peakFlops(iters)
+    const ms = performance.now() - t0
+    best = Math.max(best, (iters * 12 * 8) / ms / 1e6)
+  }
+  const bytes = 256 << 20
+  const p = wasm.memory.alloc(bytes)
+  wasm.memory.u8.fill(1, p, p + bytes)
+  let bestBw = 0
+  for (let r = 0; r < 5; r++) {
+    const t0 = performance.now()
+    ex.readBytes(p, bytes, 1)
+    const ms = performance.now() - t0
+    bestBw = Math.max(bestBw, bytes / ms / 1e6)
+  }
+  wasm.memory.release(p)
+  return { peakGflops: best, readGBs: bestBw }
+}
