@@ -1,9 +1,12 @@
-// expand: y[rows[e], col0 : col0 + width] += H[e, h0 : h0 + rank] Bt for the entries of a segment.
+// expand: y[rows[e], col0 : col0 + width] += H[e, h0 : h0 + rank] B^T for the entries of a segment.
 //
-// Bt is the slice's B transposed to [rank x width] (done once in setAdapter), so the update is a
-// sum of rank-1 outer products along contiguous output columns: vectorised over columns.
-// Register tile: 4 entries x 8 columns (8 f32x4 accumulators); every Bt vector loaded (and
-// decoded) serves 4 tokens. Remainders: 1 x 8, then 4-column and single-column strips.
+// B is stored transposed and packed in column panels (done once in setAdapter): for each group
+// of 8 output columns p, a contiguous [rank x 8] block; the last width % 8 columns follow as one
+// [rank x (width % 8)] block. A panel is read sequentially (a plain [rank x width] transpose
+// would read `rank` lines 4*width bytes apart, which all fall in one L1 set and thrash it).
+// The update is a sum of rank-1 outer products along output columns: vectorised over columns.
+// Register tile: 4 entries x 8 columns (8 f32x4 accumulators); every B vector loaded (and
+// decoded) serves 4 tokens. Remainders: 1 x 8, then a 4-column and single-column strips.
 // The slot's scale is already folded into H.
 import { fma, load1, load4, wsize } from './simd'
 
@@ -12,7 +15,7 @@ import { fma, load1, load4, wsize } from './simd'
  * @param R       row stride of H (numSlices * rank)
  * @param h0      first column of H used by this slice (slice * rank)
  * @param rank    rank of the slot
- * @param btPtr   W [rank * width]: B of this slice, transposed
+ * @param btPtr   W [rank * width]: B of this slice, transposed and packed in 8-column panels
  * @param width   width of the slice (n_s)
  * @param yPtr    f32 [T * outF]: output, accumulated into
  * @param outF    row stride of y
@@ -26,7 +29,9 @@ export function expandSegment<W>(
 ): void {
   const yStride = <usize>outF << 2
   const hStride = <usize>R << 2
-  const bs = <usize>width * wsize<W>() // byte stride between rows of Bt
+  const panel = <usize>rank * 8 * wsize<W>() // bytes per 8-column panel
+  const rem = width & 7
+  const tail = btPtr + <usize>(width >> 3) * panel // [rank x rem] block
   const yBase = yPtr + (<usize>col0 << 2)
   const hBase = hPtr + (<usize>h0 << 2)
   const w8 = width & ~7
@@ -37,42 +42,42 @@ export function expandSegment<W>(
     const y2 = yBase + <usize>load<i32>(rowsPtr + (<usize>(e + 2) << 2)) * yStride
     const y3 = yBase + <usize>load<i32>(rowsPtr + (<usize>(e + 3) << 2)) * yStride
     const h = hBase + <usize>e * hStride
-    for (let j = 0; j < w8; j += 8) tile4x8<W>(h, hStride, rank, btPtr + <usize>j * wsize<W>(), bs, y0 + (<usize>j << 2), y1 + (<usize>j << 2), y2 + (<usize>j << 2), y3 + (<usize>j << 2))
+    for (let j = 0; j < w8; j += 8) tile4x8<W>(h, hStride, rank, btPtr + <usize>(j >> 3) * panel, y0 + (<usize>j << 2), y1 + (<usize>j << 2), y2 + (<usize>j << 2), y3 + (<usize>j << 2))
   }
   for (; e < n; e++) {
     const y0 = yBase + <usize>load<i32>(rowsPtr + (<usize>e << 2)) * yStride
     const h = hBase + <usize>e * hStride
-    for (let j = 0; j < w8; j += 8) tile1x8<W>(h, rank, btPtr + <usize>j * wsize<W>(), bs, y0 + (<usize>j << 2))
+    for (let j = 0; j < w8; j += 8) tile1x8<W>(h, rank, btPtr + <usize>(j >> 3) * panel, y0 + (<usize>j << 2))
   }
-  if (w8 == width) return
-  // leftover columns (width % 8), every entry
+  if (rem == 0) return
+  // leftover columns (width % 8) from the tail block, every entry
+  const ts = <usize>rem * wsize<W>() // byte stride between rows of the tail block
   for (e = 0; e < n; e++) {
-    const y0 = yBase + <usize>load<i32>(rowsPtr + (<usize>e << 2)) * yStride
+    const y0 = yBase + <usize>load<i32>(rowsPtr + (<usize>e << 2)) * yStride + (<usize>w8 << 2)
     const h = hBase + <usize>e * hStride
-    let j = w8
-    if (j + 4 <= width) {
+    let j = 0
+    if (rem >= 4) {
       let c = f32x4.splat(0)
-      for (let k = 0; k < rank; k++) c = fma(f32x4.splat(load<f32>(h + (<usize>k << 2))), load4<W>(btPtr + (<usize>k * bs) + <usize>j * wsize<W>()), c)
-      const p = y0 + (<usize>j << 2)
-      v128.store(p, f32x4.add(v128.load(p), c))
-      j += 4
+      for (let k = 0; k < rank; k++) c = fma(v128.load32_splat(h + (<usize>k << 2)), load4<W>(tail + <usize>k * ts), c)
+      v128.store(y0, f32x4.add(v128.load(y0), c))
+      j = 4
     }
-    for (; j < width; j++) {
+    for (; j < rem; j++) {
       let s: f32 = 0
-      for (let k = 0; k < rank; k++) s += load<f32>(h + (<usize>k << 2)) * load1<W>(btPtr + (<usize>k * bs) + <usize>j * wsize<W>())
+      for (let k = 0; k < rank; k++) s += load<f32>(h + (<usize>k << 2)) * load1<W>(tail + <usize>k * ts + <usize>j * wsize<W>())
       const p = y0 + (<usize>j << 2)
       store<f32>(p, load<f32>(p) + s)
     }
   }
 }
 
-// 4 tokens x 8 columns: H rows h, h + hs, ...; Bt column block b (row stride bs); y row pointers.
-@inline function tile4x8<W>(h: usize, hs: usize, rank: i32, b: usize, bs: usize, y0: usize, y1: usize, y2: usize, y3: usize): void {
+// 4 tokens x 8 columns: H rows h, h + hs, ...; b: one [rank x 8] panel; y row pointers.
+@inline function tile4x8<W>(h: usize, hs: usize, rank: i32, b: usize, y0: usize, y1: usize, y2: usize, y3: usize): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0)
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0)
   const h1 = h + hs, h2 = h + 2 * hs, h3 = h + 3 * hs
   for (let k = 0; k < rank; k++) {
-    const bk = b + <usize>k * bs
+    const bk = b + (<usize>k << 3) * wsize<W>()
     const w0 = load4<W>(bk)
     const w1 = load4<W>(bk + 4 * wsize<W>())
     const o = <usize>k << 2
@@ -92,10 +97,10 @@ export function expandSegment<W>(
 }
 
 // 1 token x 8 columns.
-@inline function tile1x8<W>(h: usize, rank: i32, b: usize, bs: usize, y0: usize): void {
+@inline function tile1x8<W>(h: usize, rank: i32, b: usize, y0: usize): void {
   let c0 = f32x4.splat(0), c1 = f32x4.splat(0)
   for (let k = 0; k < rank; k++) {
-    const bk = b + <usize>k * bs
+    const bk = b + (<usize>k << 3) * wsize<W>()
     const v = v128.load32_splat(h + (<usize>k << 2))
     c0 = fma(v, load4<W>(bk), c0)
     c1 = fma(v, load4<W>(bk + 4 * wsize<W>()), c1)

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest'
 import { createRuntime, type Runtime } from '../src/index.js'
 import type { BackendName } from '../src/types.js'
-import { caseGrid, makeCase } from './cases.js'
+import { caseGrid, makeCase } from './grid.js'
 import { expectDelta, expectUntouchedRows, TOLERANCE } from './compare.js'
 import { sgmv } from './reference.js'
 

@@ -89,14 +89,11 @@ export class WasmLayer implements BackendLayer {
     }
     // A: slices stacked row-wise
     for (let s = 0; s < S; s++) this.write(a + s * rank * spec.inFeatures * wb, adapter.A[s])
-    // Bt: each slice transposed from [n_s x rank] to [rank x n_s]
+    // B: each slice transposed and packed in 8-column panels (see assembly/expand.ts)
     let off = bt
     for (let s = 0; s < S; s++) {
       const n = spec.sliceWidths[s]
-      const B = adapter.B[s]
-      const t = new Float32Array(rank * n)
-      for (let j = 0; j < n; j++) for (let k = 0; k < rank; k++) t[k * n + j] = B[j * rank + k]
-      this.write(off, t)
+      this.write(off, packPanels(adapter.B[s], n, rank))
       off += rank * n * wb
     }
     const old = this.storage[slot]
@@ -175,6 +172,22 @@ export class WasmLayer implements BackendLayer {
     this.backend.memory.release(this.slotTable)
     this.backend.memory.release(this.widths)
   }
+}
+
+/**
+ * B [n x rank] row-major -> 8-column panels: for panel p, [rank x 8] with element (k, c) =
+ * B[8p + c, k]; then the last n % 8 columns as [rank x (n % 8)].
+ */
+export function packPanels(B: Float32Array, n: number, rank: number): Float32Array {
+  const out = new Float32Array(n * rank)
+  const full = n >> 3
+  let o = 0
+  for (let p = 0; p < full; p++) {
+    for (let k = 0; k < rank; k++) for (let c = 0; c < 8; c++) out[o++] = B[(p * 8 + c) * rank + k]
+  }
+  const rem = n & 7
+  for (let k = 0; k < rank; k++) for (let c = 0; c < rem; c++) out[o++] = B[(full * 8 + c) * rank + k]
+  return out
 }
 
 function align16(n: number): number {
