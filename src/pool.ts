@@ -8,12 +8,13 @@
  * path/URL adapters drop it and are re-read from their source on next use.
  */
 import { LoraError } from './errors.js'
-import type { ParsedAdapter } from './peft/adapter.js'
 import {
   createEntry, entryInfo, hostWeights, readAndParse, resolveTokens,
   type AdapterEntry, type AdapterInfo, type TokenAdapters,
 } from './peft/registry.js'
+import type { ParsedAdapter } from './peft/adapter.js'
 import type { AdapterSource } from './peft/source.js'
+import { SlotTable } from './slots.js'
 import type { BackendChoice, Layer, LayerOptions } from './types.js'
 
 export type { AdapterInfo, TokenAdapters } from './peft/registry.js'
@@ -57,32 +58,19 @@ export interface PoolStats {
   layers: number
 }
 
-interface ModuleState {
-  path: string
-  inFeatures: number
-  outFeatures: number
-  maxRank: number
-  layer: Layer
-  /** Adapter in each slot of `layer`. */
-  occupant: (AdapterEntry | null)[]
-}
-
 const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(n))
 
 /** Loads, evicts and applies PEFT adapters; see the module comment for the residency rules. */
 export class AdapterPool {
   private readonly entries = new Map<string, AdapterEntry>()
-  private readonly modules = new Map<string, ModuleState>()
   /** Replaced or unloaded entries still used by a running apply. */
   private readonly retired = new Set<AdapterEntry>()
   /** Running applies per layer object; a replaced layer is disposed when its count reaches 0. */
   private readonly inflight = new Map<Layer, number>()
   private readonly oldLayers = new Set<Layer>()
-  private readonly counters = { hits: 0, misses: 0, evictions: 0, reloads: 0, layerRebuilds: 0 }
-  private readonly budget: number
-  private readonly slots: number
+  private readonly counters = { hits: 0, misses: 0, reloads: 0, layerRebuilds: 0 }
+  private readonly table: SlotTable
   private readonly minRank: number
-  private bytesResident = 0
   private clock = 0
 
   constructor(private readonly options: AdapterPoolOptions) {
@@ -92,8 +80,7 @@ export class AdapterPool {
     for (const [k, v] of [['maxAdapters', maxAdapters], ['maxRank', maxRank]] as const) {
       if (!Number.isSafeInteger(v) || v < 1) throw new LoraError('INVALID_ARGUMENT', `${k} must be a positive integer, got ${v}`)
     }
-    this.budget = memoryBudget
-    this.slots = maxAdapters
+    this.table = new SlotTable(memoryBudget, maxAdapters)
     this.minRank = maxRank
   }
 
@@ -108,20 +95,20 @@ export class AdapterPool {
   async loadAdapter(name: string, source: AdapterSource): Promise<AdapterInfo> {
     if (typeof name !== 'string' || name.length === 0) throw new LoraError('INVALID_ARGUMENT', `adapter name must be a non-empty string, got ${JSON.stringify(name)}`)
     const { parsed, kind, origin } = await readAndParse(name, source)
-    if (parsed.bytes > this.budget) {
-      throw new LoraError('OUT_OF_MEMORY', `adapter "${name}" needs ${parsed.bytes} bytes, more than the memory budget of ${this.budget}`)
+    if (parsed.bytes > this.table.budget) {
+      throw new LoraError('OUT_OF_MEMORY', `adapter "${name}" needs ${parsed.bytes} bytes, more than the memory budget of ${this.table.budget}`)
     }
     // Validate against the existing layers and create every new or larger layer before committing.
     const created = new Map<string, { layer: Layer; maxRank: number }>()
     try {
       for (const [path, m] of parsed.modules) {
-        const mod = this.modules.get(path)
+        const mod = this.table.modules.get(path)
         if (mod && (mod.inFeatures !== m.inFeatures || mod.outFeatures !== m.outFeatures)) {
           throw new LoraError('SHAPE_MISMATCH', `adapter "${name}" module "${path}" is [in ${m.inFeatures}, out ${m.outFeatures}] but loaded adapters have [in ${mod.inFeatures}, out ${mod.outFeatures}]`)
         }
         if (!mod || m.rank > mod.maxRank) {
           const maxRank = Math.max(this.minRank, nextPow2(m.rank), mod ? mod.maxRank * 2 : 0)
-          const layer = this.options.createLayer({ inFeatures: m.inFeatures, outFeatures: m.outFeatures, maxAdapters: this.slots, maxRank, weightDtype: 'f32' })
+          const layer = this.options.createLayer({ inFeatures: m.inFeatures, outFeatures: m.outFeatures, maxAdapters: this.table.slotsPerLayer, maxRank, weightDtype: 'f32' })
           created.set(path, { layer, maxRank })
         }
       }
@@ -130,7 +117,15 @@ export class AdapterPool {
       throw e
     }
     // Commit (synchronous from here on).
-    for (const [path, { layer, maxRank }] of created) this.installLayer(path, layer, maxRank, parsed.modules.get(path)!)
+    for (const [path, { layer, maxRank }] of created) {
+      // A larger layer replaces the old one: its adapters lose that slot and re-upload on next use.
+      const old = this.table.install(path, layer, maxRank, parsed.modules.get(path)!)
+      if (old) {
+        this.counters.layerRebuilds++
+        this.oldLayers.add(old)
+        this.disposeIdleOldLayers()
+      }
+    }
     const entry = createEntry(parsed, source, kind, origin)
     const previous = this.entries.get(name)
     if (previous) {
@@ -140,7 +135,7 @@ export class AdapterPool {
     this.entries.set(name, entry)
     entry.lastUsed = ++this.clock
     try {
-      this.makeResident(entry, parsed, false)
+      this.table.makeResident(entry, parsed, false, this.entries.values())
     } catch (e) {
       // Upload failed inside a layer: undo so that the old adapter (if any) is back in place.
       this.entries.delete(name)
@@ -169,7 +164,7 @@ export class AdapterPool {
 
   /** Module paths that have a layer, with their widths. */
   listModules(): { path: string; inFeatures: number; outFeatures: number; maxRank: number }[] {
-    return [...this.modules.values()].map(({ path, inFeatures, outFeatures, maxRank }) => ({ path, inFeatures, outFeatures, maxRank }))
+    return [...this.table.modules.values()].map(({ path, inFeatures, outFeatures, maxRank }) => ({ path, inFeatures, outFeatures, maxRank }))
   }
 
   /**
@@ -180,7 +175,7 @@ export class AdapterPool {
     const entry = this.get(name)
     const host = await hostWeights(entry, () => this.counters.reloads++)
     if (this.entries.get(name) !== entry) throw new LoraError('NOT_FOUND', `adapter "${name}" was unloaded or replaced while being pinned`)
-    this.makeResident(entry, host, true)
+    this.table.makeResident(entry, host, true, this.entries.values())
     entry.pinned = true
   }
 
@@ -197,8 +192,8 @@ export class AdapterPool {
       if (e.slots.size > 0) residentAdapters++
     }
     return {
-      ...this.counters, bytesResident: this.bytesResident, bytesHost, memoryBudget: this.budget,
-      adapters: this.entries.size, residentAdapters, layers: this.modules.size,
+      ...this.counters, evictions: this.table.evictions, bytesResident: this.table.bytesResident, bytesHost, memoryBudget: this.table.budget,
+      adapters: this.entries.size, residentAdapters, layers: this.table.modules.size,
     }
   }
 
@@ -222,7 +217,7 @@ export class AdapterPool {
     }
     let freed = false
     try {
-      const mod0 = this.modules.get(module)
+      const mod0 = this.table.modules.get(module)
       if (!mod0) return
       const T = tokens.length
       if (x.length !== T * mod0.inFeatures || y.length !== T * mod0.outFeatures) {
@@ -239,8 +234,8 @@ export class AdapterPool {
         const got = await Promise.all(missing.map((e) => hostWeights(e, () => this.counters.reloads++)))
         missing.forEach((e, i) => hosts.set(e, got[i]))
       }
-      for (const e of needed) if (!e.slots.has(module)) this.makeResident(e, hosts.get(e)!, true)
-      const mod = this.modules.get(module)! // may be a larger layer than mod0 after the awaits
+      for (const e of needed) if (!e.slots.has(module)) this.table.makeResident(e, hosts.get(e)!, true, this.entries.values())
+      const mod = this.table.modules.get(module)! // may be a larger layer than mod0 after the awaits
       const perToken = tokens.map((list) => list.filter((e) => e.modules.has(module)))
       let K = 1
       for (const l of perToken) K = Math.max(K, l.length)
@@ -269,12 +264,12 @@ export class AdapterPool {
 
   /** Dispose every layer; the pool is unusable afterwards. */
   dispose(): void {
-    for (const m of this.modules.values()) m.layer.dispose()
+    for (const m of this.table.modules.values()) m.layer.dispose()
     for (const l of this.oldLayers) l.dispose()
-    this.modules.clear()
+    this.table.modules.clear()
     this.oldLayers.clear()
     this.entries.clear()
-    this.bytesResident = 0
+    this.table.bytesResident = 0
   }
 
   private get(name: string): AdapterEntry {
@@ -283,83 +278,9 @@ export class AdapterPool {
     return e
   }
 
-  /** Put a new (or larger) layer for `path`; adapters in the old one lose that slot and re-upload on next use. */
-  private installLayer(path: string, layer: Layer, maxRank: number, shape: { inFeatures: number; outFeatures: number }): void {
-    const old = this.modules.get(path)
-    if (old) {
-      this.counters.layerRebuilds++
-      for (const e of old.occupant) if (e) this.dropSlot(e, path, old, false)
-      this.oldLayers.add(old.layer)
-      this.disposeIdleOldLayers()
-    }
-    this.modules.set(path, { path, inFeatures: shape.inFeatures, outFeatures: shape.outFeatures, maxRank, layer, occupant: new Array(this.slots).fill(null) })
-  }
-
-  /**
-   * Upload every module of `e` that is not yet in a slot, evicting least-recently-used adapters
-   * that are neither pinned nor running. All or nothing: returns false (or throws
-   * 'OUT_OF_MEMORY' when `strict`) without evicting anything if even evicting every candidate
-   * would not make room.
-   */
-  private makeResident(e: AdapterEntry, host: ParsedAdapter, strict: boolean): boolean {
-    const need = [...e.modules.keys()].filter((p) => !e.slots.has(p)).map((p) => this.modules.get(p)!)
-    if (need.length === 0) return true
-    const needBytes = need.reduce((s, m) => s + e.modules.get(m.path)!.bytes, 0)
-    const candidates = [...this.entries.values()]
-      .filter((c) => c !== e && !c.pinned && c.refs === 0 && c.slots.size > 0)
-      .sort((a, b) => a.lastUsed - b.lastUsed)
-    const hasFree = (m: ModuleState): boolean => m.occupant.includes(null)
-    const fits = (): boolean => this.bytesResident + needBytes <= this.budget && need.every(hasFree)
-    const evictable = candidates.reduce((s, c) => s + this.residentBytes(c), 0)
-    const full = need.find((m) => !hasFree(m) && !candidates.some((c) => c.slots.has(m.path)))
-    if (this.bytesResident - evictable + needBytes > this.budget || full) {
-      if (!strict) return false
-      throw new LoraError('OUT_OF_MEMORY', `adapter "${e.name}" needs ${needBytes} bytes` +
-        (full ? ` and a slot in "${full.path}", whose ${this.slots} slots hold pinned or running adapters` : `; the budget is ${this.budget}, ${this.bytesResident} resident, ${evictable} evictable`))
-    }
-    for (const c of candidates) {
-      if (fits()) break
-      const short = this.bytesResident + needBytes > this.budget
-      if (short || need.some((m) => !hasFree(m) && c.slots.has(m.path))) {
-        this.freeSlots(c)
-        this.counters.evictions++
-      }
-    }
-    const done: ModuleState[] = []
-    try {
-      for (const m of need) {
-        const slot = m.occupant.indexOf(null)
-        const w = host.modules.get(m.path)!
-        m.layer.setAdapter(slot, { rank: w.rank, scale: w.scale, A: w.A, B: w.B })
-        m.occupant[slot] = e
-        e.slots.set(m.path, slot)
-        this.bytesResident += e.modules.get(m.path)!.bytes
-        done.push(m)
-      }
-    } catch (err) {
-      for (const m of done) this.dropSlot(e, m.path, m, true)
-      throw err
-    }
-    return true
-  }
-
-  private residentBytes(e: AdapterEntry): number {
-    let s = 0
-    for (const p of e.slots.keys()) s += e.modules.get(p)!.bytes
-    return s
-  }
-
-  private dropSlot(e: AdapterEntry, path: string, m: ModuleState, clear: boolean): void {
-    const slot = e.slots.get(path)!
-    if (clear) m.layer.clearAdapter(slot)
-    m.occupant[slot] = null
-    e.slots.delete(path)
-    this.bytesResident -= e.modules.get(path)!.bytes
-  }
-
   private freeSlots(e: AdapterEntry): void {
-    for (const path of [...e.slots.keys()]) this.dropSlot(e, path, this.modules.get(path)!, true)
-    if (e.retired) this.retired.delete(e)
+    this.table.freeSlots(e)
+    this.retired.delete(e)
   }
 
   private retire(e: AdapterEntry): void {
@@ -371,13 +292,13 @@ export class AdapterPool {
 
   /** Dispose layers of modules that no adapter targets any more and nothing is running on. */
   private collectModules(): void {
-    for (const [path, m] of this.modules) {
+    for (const [path, m] of this.table.modules) {
       if ((this.inflight.get(m.layer) ?? 0) > 0 || m.occupant.some((o) => o)) continue
       const used = (e: AdapterEntry): boolean => e.modules.has(path)
       if ([...this.entries.values()].some(used) || [...this.retired].some(used)) continue
       m.layer.dispose()
       this.inflight.delete(m.layer)
-      this.modules.delete(path)
+      this.table.modules.delete(path)
     }
   }
 
