@@ -139,3 +139,88 @@ describe('PEFT fixture: y = base + delta against PEFT (relative error of the del
     })
   })
 })
+
+describe('readAdapterSource: sharded checkpoints, http URLs, missing files', () => {
+  let dir = ''
+  let server: import('node:http').Server | null = null
+  let base = ''
+  beforeAll(async () => {
+    const { mkdtemp, writeFile } = await import('node:fs/promises')
+    const { tmpdir } = await import('node:os')
+    const { writeSafetensors } = await import('../src/peft/safetensors.js')
+    dir = await mkdtemp(`${tmpdir()}/multilora-src-`)
+    // Split the math adapter into two shards with an index, as save_pretrained(max_shard_size=...) does.
+    const bytes = new Uint8Array(await readFile(`${DIR}adapters/math/adapter_model.safetensors`))
+    const keys = [...readSafetensors(bytes).tensors.keys()]
+    const tensors = readSafetensors(bytes).tensors
+    const half = (part: string[]): Uint8Array => writeSafetensors(new Map(part.map((k) => [k, tensors.get(k)!])))
+    const [k1, k2] = [keys.slice(0, 5), keys.slice(5)]
+    await writeFile(`${dir}/adapter_config.json`, await readFile(`${DIR}adapters/math/adapter_config.json`))
+    await writeFile(`${dir}/adapter_model-00001-of-00002.safetensors`, half(k1))
+    await writeFile(`${dir}/adapter_model-00002-of-00002.safetensors`, half(k2))
+    const weightMap = Object.fromEntries([...k1.map((k) => [k, 'adapter_model-00001-of-00002.safetensors']), ...k2.map((k) => [k, 'adapter_model-00002-of-00002.safetensors'])])
+    await writeFile(`${dir}/adapter_model.safetensors.index.json`, JSON.stringify({ metadata: {}, weight_map: weightMap }))
+    const http = await import('node:http')
+    server = http.createServer((req, res) => {
+      readFile(`${DIR}adapters/${decodeURIComponent(req.url!.slice(1))}`).then(
+        (b) => res.end(b),
+        () => res.writeHead(404).end(),
+      )
+    })
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r))
+    base = `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}/`
+  })
+  afterAll(async () => {
+    server?.close()
+    if (dir) await (await import('node:fs/promises')).rm(dir, { recursive: true, force: true })
+  })
+
+  it('a sharded checkpoint parses to the same adapter', async () => {
+    const files = await readAdapterSource(dir)
+    expect(files.fileNames).toEqual(['adapter_model-00001-of-00002.safetensors', 'adapter_model-00002-of-00002.safetensors'])
+    const sharded = parseAdapter(files.config, files.weights, 'math', files.fileNames)
+    const whole = adapters.get('math')!
+    expect(sharded.modules.size).toBe(whole.modules.size)
+    for (const [p, m] of whole.modules) expect(sharded.modules.get(p)).toEqual(m)
+  })
+
+  it('an index that disagrees with its shards, or points outside the directory, is INVALID_FILE', async () => {
+    const { writeFile } = await import('node:fs/promises')
+    const { LoraError } = await import('../src/errors.js')
+    const index = `${dir}/adapter_model.safetensors.index.json`
+    const good = await readFile(index, 'utf8')
+    const map = JSON.parse(good).weight_map as Record<string, string>
+    const first = Object.keys(map)[0]
+    for (const [bad, message] of [
+      [{ ...map, [first]: '../oracle.safetensors' }, /must be a file name in the same directory/],
+      [{ ...map, [first]: 'adapter_model-00002-of-00002.safetensors' }, /weight_map disagrees/],
+      [{ ...map, extra: 'adapter_model-00001-of-00002.safetensors' }, /no tensor "extra"/],
+    ] as const) {
+      await writeFile(index, JSON.stringify({ weight_map: bad }))
+      const err = await readAdapterSource(dir).catch((e) => e)
+      expect(err).toBeInstanceOf(LoraError)
+      expect(err.code).toBe('INVALID_FILE')
+      expect(err.message).toMatch(message)
+    }
+    await writeFile(index, good)
+  })
+
+  it('http URL (fetch) gives the same adapter; a missing URL is NOT_FOUND', async () => {
+    const files = await readAdapterSource(`${base}code`)
+    expect(files.kind).toBe('url')
+    const viaHttp = parseAdapter(files.config, files.weights, 'code')
+    for (const [p, m] of adapters.get('code')!.modules) expect(viaHttp.modules.get(p)!.B).toEqual(m.B)
+    await expect(readAdapterSource(new URL(`${base}nope/`))).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/adapter_config\.json not found in http/) })
+  })
+
+  it('missing files: NOT_FOUND; only a pickle adapter_model.bin: UNSUPPORTED_FEATURE', async () => {
+    const { mkdir, writeFile } = await import('node:fs/promises')
+    await expect(readAdapterSource(`${dir}/nope`)).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/nope does not exist/) })
+    await mkdir(`${dir}/bin`)
+    await expect(readAdapterSource(`${dir}/bin`)).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/adapter_config\.json not found/) })
+    await writeFile(`${dir}/bin/adapter_config.json`, '{}')
+    await expect(readAdapterSource(`${dir}/bin`)).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/neither adapter_model\.safetensors nor/) })
+    await writeFile(`${dir}/bin/adapter_model.bin`, 'pickle')
+    await expect(readAdapterSource(`${dir}/bin`)).rejects.toMatchObject({ code: 'UNSUPPORTED_FEATURE', message: expect.stringMatching(/adapter_model\.bin/) })
+  })
+})
