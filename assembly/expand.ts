@@ -8,7 +8,7 @@
 // Register tile: 4 entries x 8 columns (8 f32x4 accumulators); every B vector loaded (and
 // decoded) serves 4 tokens. Remainders: 1 x 8, then a 4-column and single-column strips.
 // The slot's scale is already folded into H.
-import { fma, load1, load4, wsize } from './simd'
+import { fma, load1, load4, load8hi, load8lo, wsize } from './simd'
 
 /**
  * @param hPtr    f32 [n * R]: shrink output of the segment (scaled)
@@ -78,8 +78,8 @@ export function expandSegment<W>(
   const h1 = h + hs, h2 = h + 2 * hs, h3 = h + 3 * hs
   for (let k = 0; k < rank; k++) {
     const bk = b + (<usize>k << 3) * wsize<W>()
-    const w0 = load4<W>(bk)
-    const w1 = load4<W>(bk + 4 * wsize<W>())
+    const w0 = load8lo<W>(bk)
+    const w1 = load8hi<W>(bk)
     const o = <usize>k << 2
     let v = v128.load32_splat(h + o)
     c00 = fma(v, w0, c00); c01 = fma(v, w1, c01)
@@ -96,14 +96,31 @@ export function expandSegment<W>(
   v128.store(y3, f32x4.add(v128.load(y3), c30)); v128.store(y3, f32x4.add(v128.load(y3, 16), c31), 16)
 }
 
-// 1 token x 8 columns.
+// 1 token x 8 columns; k unrolled by 4 with separate accumulators (8 chains) to hide the add
+// latency in this weight-bound case.
 @inline function tile1x8<W>(h: usize, rank: i32, b: usize, y0: usize): void {
-  let c0 = f32x4.splat(0), c1 = f32x4.splat(0)
-  for (let k = 0; k < rank; k++) {
-    const bk = b + (<usize>k << 3) * wsize<W>()
-    const v = v128.load32_splat(h + (<usize>k << 2))
-    c0 = fma(v, load4<W>(bk), c0)
-    c1 = fma(v, load4<W>(bk + 4 * wsize<W>()), c1)
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0)
+  let c4 = f32x4.splat(0), c5 = f32x4.splat(0), c6 = f32x4.splat(0), c7 = f32x4.splat(0)
+  const row = 8 * wsize<W>()
+  let k = 0
+  for (; k + 4 <= rank; k += 4) {
+    const bk = b + <usize>k * row
+    const hk = h + (<usize>k << 2)
+    let v = v128.load32_splat(hk)
+    c0 = fma(v, load8lo<W>(bk), c0); c1 = fma(v, load8hi<W>(bk), c1)
+    v = v128.load32_splat(hk, 4)
+    c2 = fma(v, load8lo<W>(bk + row), c2); c3 = fma(v, load8hi<W>(bk + row), c3)
+    v = v128.load32_splat(hk, 8)
+    c4 = fma(v, load8lo<W>(bk + 2 * row), c4); c5 = fma(v, load8hi<W>(bk + 2 * row), c5)
+    v = v128.load32_splat(hk, 12)
+    c6 = fma(v, load8lo<W>(bk + 3 * row), c6); c7 = fma(v, load8hi<W>(bk + 3 * row), c7)
   }
+  for (; k < rank; k++) {
+    const bk = b + <usize>k * row
+    const v = v128.load32_splat(h + (<usize>k << 2))
+    c0 = fma(v, load8lo<W>(bk), c0); c1 = fma(v, load8hi<W>(bk), c1)
+  }
+  c0 = f32x4.add(f32x4.add(c0, c2), f32x4.add(c4, c6))
+  c1 = f32x4.add(f32x4.add(c1, c3), f32x4.add(c5, c7))
   v128.store(y0, f32x4.add(v128.load(y0), c0)); v128.store(y0, f32x4.add(v128.load(y0, 16), c1), 16)
 }

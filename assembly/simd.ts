@@ -5,6 +5,11 @@
 //   u16 -> weights stored as bf16 (the top 16 bits of an f32)
 //   i16 -> weights stored as IEEE f16 (binary16)
 // The i16/u16 tags only select the decoder; the bits are read unsigned in both cases.
+//
+// Kernels read weights in groups of 8 (load8lo / load8hi). For bf16 each group is stored
+// interleaved as e0 e4 e1 e5 e2 e6 e3 e7 (see src/wasm/layout.ts), so one 16-byte load yields
+// both halves with one op each: (lane << 16) = e0..e3 and (lane & 0xffff0000) = e4..e7.
+// f32 and f16 groups are stored in natural order. Tails shorter than 8 are natural for all.
 
 /** a * b + c on f32x4; f32x4.relaxed_madd in the relaxed-SIMD build (fused or not, per CPU). */
 @inline export function fma(a: v128, b: v128, c: v128): v128 {
@@ -38,6 +43,20 @@
   const w = v128.load16x4_u(p)
   if (isSigned<W>()) return decodeF16x4(w)
   return i32x4.shl(w, 16)
+}
+
+/** Weights 0..3 of the 8-group at byte address p, as f32x4. */
+@inline export function load8lo<W>(p: usize): v128 {
+  if (sizeof<W>() == 4) return v128.load(p)
+  if (isSigned<W>()) return decodeF16x4(v128.load16x4_u(p))
+  return i32x4.shl(v128.load(p), 16)
+}
+
+/** Weights 4..7 of the 8-group at byte address p, as f32x4. */
+@inline export function load8hi<W>(p: usize): v128 {
+  if (sizeof<W>() == 4) return v128.load(p, 16)
+  if (isSigned<W>()) return decodeF16x4(v128.load16x4_u(p, 8))
+  return v128.and(v128.load(p), i32x4.splat(0xffff0000))
 }
 
 /** Load one weight at byte address p, as f32. */

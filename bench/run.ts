@@ -30,6 +30,8 @@ const SHAPES: Shape[] = [
 const TOKENS = quick ? [1, 256] : [1, 16, 256, 1024]
 const DISTINCT = quick ? [8] : [1, 8, 32]
 const DTYPES: WeightDtype[] = ['f32', 'bf16']
+/** Bytes of weights a layer holds so that rotating calls read from memory, not cache. */
+const COLD_BYTES = 128 << 20
 
 const rt = await createRuntime({ backend: 'wasm' })
 const wasm = (rt as unknown as { all: WasmBackend[] }).all.find((b) => b.name === 'wasm')!
@@ -52,23 +54,31 @@ for (const shape of SHAPES) {
       })
     }
     for (const dtype of DTYPES) {
-      const layer = rt.createLayer({ inFeatures: shape.inF, outFeatures: shape.widths, maxAdapters: D, maxRank: shape.rank, weightDtype: dtype })
-      adapters.forEach((ad, slot) => layer.setAdapter(slot, { rank: ad.rank, scale: ad.scale, A: ad.A, B: ad.B }))
+      // Cold weights, as in serving (the other layers run between two calls of this one): the
+      // layer holds D adapters `copies` times over, at least COLD_BYTES in all, and successive
+      // calls rotate over the copies, so each call reads its weights from memory, not cache.
+      const adapterBytes = shape.rank * (shape.inF * shape.widths.length + out) * (dtype === 'f32' ? 4 : 2)
+      const copies = Math.max(1, Math.ceil(COLD_BYTES / (D * adapterBytes)))
+      const layer = rt.createLayer({ inFeatures: shape.inF, outFeatures: shape.widths, maxAdapters: D * copies, maxRank: shape.rank, weightDtype: dtype })
+      for (let c = 0; c < copies; c++) {
+        adapters.forEach((ad, a) => layer.setAdapter(c * D + a, { rank: ad.rank, scale: ad.scale, A: ad.A, B: ad.B }))
+      }
       for (const T of TOKENS) {
         const x = rng.array(T * shape.inF)
         const y = new Float32Array(T * out)
-        // tokens round-robin over the adapters; with fewer tokens than adapters successive calls
-        // rotate through all D, so the weights of all D are touched (as in serving).
-        const calls = Math.max(1, Math.ceil(D / T))
-        const idSets = Array.from({ length: calls }, (_, c) => Int32Array.from({ length: T }, (_, t) => (c * T + t) % D))
+        // tokens round-robin over the D adapters; with fewer tokens than adapters successive
+        // calls rotate through all D.
+        const calls = Math.max(1, Math.ceil(D / T)) * copies
+        const idSets = Array.from({ length: calls }, (_, c) =>
+          Int32Array.from({ length: T }, (_, t) => ((c % copies) * D) + ((Math.floor(c / copies) * T + t) % D)))
         let call = 0
         const wasmMs = await time(async () => { await layer.apply(x, y, idSets[call++ % calls]) })
         const used = Math.min(T, D)
         const flops = 2 * T * shape.rank * (shape.inF * shape.widths.length + out)
-        const weightBytes = used * shape.rank * (shape.inF * shape.widths.length + out) * (dtype === 'f32' ? 4 : 2)
+        const weightBytes = used * adapterBytes
         let jsMs = NaN
         if (dtype === 'f32') {
-          const plans = idSets.map((ids) => buildSegments(ids, 1, D))
+          const plans = idSets.map((ids) => buildSegments(ids.map((id) => id % D), 1, D))
           let c2 = 0
           jsMs = await time(() => jsSgmv(x, y, shape.inF, shape.widths, adapters, plans[c2++ % calls]), { minMs: 100, minReps: 1 })
         }

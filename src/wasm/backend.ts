@@ -3,6 +3,7 @@ import { DTYPE_BYTES, encodeHalf } from '../dtype.js'
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec, PreparedAdapter, WeightDtype } from '../types.js'
 import { loadWasm, type WasmExports, type WasmModuleOptions, type WasmVariant } from './loader.js'
+import { orderGroups, packPanels } from './layout.js'
 import { WasmMemory } from './memory.js'
 
 /** dtype argument of the kernels (assembly/index.ts). */
@@ -87,13 +88,15 @@ export class WasmLayer implements BackendLayer {
       mem.release(a)
       throw e
     }
-    // A: slices stacked row-wise
-    for (let s = 0; s < S; s++) this.write(a + s * rank * spec.inFeatures * wb, adapter.A[s])
+    // A: slices stacked row-wise, each row in the kernels' group order
+    for (let s = 0; s < S; s++) {
+      this.write(a + s * rank * spec.inFeatures * wb, orderGroups(new Float32Array(adapter.A[s]), spec.inFeatures, spec.weightDtype))
+    }
     // B: each slice transposed and packed in 8-column panels (see assembly/expand.ts)
     let off = bt
     for (let s = 0; s < S; s++) {
       const n = spec.sliceWidths[s]
-      this.write(off, packPanels(adapter.B[s], n, rank))
+      this.write(off, packPanels(adapter.B[s], n, rank, spec.weightDtype))
       off += rank * n * wb
     }
     const old = this.storage[slot]
@@ -172,22 +175,6 @@ export class WasmLayer implements BackendLayer {
     this.backend.memory.release(this.slotTable)
     this.backend.memory.release(this.widths)
   }
-}
-
-/**
- * B [n x rank] row-major -> 8-column panels: for panel p, [rank x 8] with element (k, c) =
- * B[8p + c, k]; then the last n % 8 columns as [rank x (n % 8)].
- */
-export function packPanels(B: Float32Array, n: number, rank: number): Float32Array {
-  const out = new Float32Array(n * rank)
-  const full = n >> 3
-  let o = 0
-  for (let p = 0; p < full; p++) {
-    for (let k = 0; k < rank; k++) for (let c = 0; c < 8; c++) out[o++] = B[(p * 8 + c) * rank + k]
-  }
-  const rem = n & 7
-  for (let k = 0; k < rank; k++) for (let c = 0; c < rem; c++) out[o++] = B[(full * 8 + c) * rank + k]
-  return out
 }
 
 function align16(n: number): number {
