@@ -179,6 +179,25 @@ export class AdapterPool {
     entry.pinned = true
   }
 
+  /**
+   * Protect adapters from eviction across several apply calls (e.g. one model forward over all
+   * modules), as a running apply does. Returns the release function (idempotent).
+   * @throws 'NOT_FOUND' for an unknown name
+   */
+  hold(names: readonly string[]): () => void {
+    const held = [...new Set(names)].map((n) => this.get(n))
+    for (const e of held) {
+      e.refs++
+      e.lastUsed = ++this.clock
+    }
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      this.release(held)
+    }
+  }
+
   /** Let `name` be evicted again. */
   unpin(name: string): void {
     this.get(name).pinned = false
@@ -215,7 +234,6 @@ export class AdapterPool {
       e.refs++
       e.lastUsed = ++this.clock
     }
-    let freed = false
     try {
       const mod0 = this.table.modules.get(module)
       if (!mod0) return
@@ -251,15 +269,20 @@ export class AdapterPool {
         this.disposeIdleOldLayers()
       }
     } finally {
-      for (const e of batch) {
-        e.refs--
-        if (e.retired && e.refs === 0) {
-          this.freeSlots(e)
-          freed = true
-        }
-      }
-      if (freed) this.collectModules()
+      this.release(batch)
     }
+  }
+
+  private release(entries: Iterable<AdapterEntry>): void {
+    let freed = false
+    for (const e of entries) {
+      e.refs--
+      if (e.retired && e.refs === 0) {
+        this.freeSlots(e)
+        freed = true
+      }
+    }
+    if (freed) this.collectModules()
   }
 
   /** Dispose every layer; the pool is unusable afterwards. */

@@ -241,3 +241,22 @@ describe('AdapterPool: atomic load, replace, unload, layer growth', () => {
     expect(f.layers.every((l) => l.disposed)).toBe(true)
   })
 })
+
+describe('AdapterPool: hold', () => {
+  it('held adapters survive eviction pressure between apply calls until released', async () => {
+    const srcs = { a: source(1), b: source(2), c: source(3) }
+    const pool = new AdapterPool({ createLayer: fakeFactory().createLayer, maxAdapters: 2 })
+    await pool.loadAdapter('a', srcs.a)
+    await pool.loadAdapter('b', srcs.b)
+    const release = pool.hold(['a'])
+    await check(pool, Q0, ['b'], srcs) // a is now the least recently used...
+    await pool.loadAdapter('c', srcs.c) // ...but held, so b is evicted
+    expect(pool.listAdapters().map((r) => r.resident)).toEqual([true, false, true])
+    await expectLoraError(() => check(pool, Q0, ['b', 'c'], srcs), 'OUT_OF_MEMORY', /"b"/)
+    release()
+    release() // idempotent
+    await check(pool, Q0, ['b', 'c'], srcs)
+    expect(pool.listAdapters().map((r) => r.resident)).toEqual([false, true, true])
+    expect(() => pool.hold(['nope'])).toThrow(/NOT_FOUND/)
+  })
+})
