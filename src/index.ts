@@ -12,3 +12,5 @@ export type {
 } from './types.js'
 export { buildSegments, type SegmentPlan } from './metadata.js'
 export type { WasmModuleOptions, WasmSource } from './wasm/loader.js'
+export type { AdapterInfo, AdapterSource, PoolStats, TokenAdapters } from './pool.js'
+export { readSafetensors, writeSafetensors } from './peft/safetensors.js'

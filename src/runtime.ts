@@ -2,6 +2,7 @@ import type { Backend } from './backend.js'
 import { chooseBackend, type CallFeatures } from './dispatch.js'
 import { describe, LoraError } from './errors.js'
 import { LoraLayer, type LayerHost } from './layer.js'
+import { AdapterPool, type AdapterInfo, type AdapterSource, type PoolStats, type TokenAdapters } from './pool.js'
 import type { BackendChoice, BackendName, Layer, LayerOptions } from './types.js'
 import { checkBackend, checkLayerOptions } from './validate.js'
 import { createWasmBackend, type WasmBackend } from './wasm/backend.js'
@@ -15,6 +16,10 @@ export interface RuntimeOptions {
   gpu?: GPUDevice
   /** Where the WebAssembly kernels come from (default: the package's build/ directory). */
   wasm?: WasmModuleOptions
+  /** Bytes the loaded adapters' weights may occupy in the kernels' slots (default: unlimited). */
+  memoryBudget?: number
+  /** Adapters resident at once per module (slots of each PEFT module's layer; default 16). */
+  adapterSlots?: number
 }
 
 /** A set of backends and the layers created on them. */
@@ -29,6 +34,27 @@ export interface Runtime {
   readonly webgpuUnavailableReason: string | null
   /** Create a LoRA-wrapped linear layer with `maxAdapters` slots on every backend. */
   createLayer(options: LayerOptions): Layer
+  /**
+   * Load a PEFT adapter (adapter_config.json + adapter_model.safetensors) under `name`: from a
+   * directory path (Node, Deno, Bun), a URL, or `{ config, weights }`. Atomic; an existing name
+   * is replaced.
+   */
+  loadAdapter(name: string, source: AdapterSource): Promise<AdapterInfo>
+  /** Remove an adapter (a running call that uses it finishes with it). */
+  unloadAdapter(name: string): void
+  /** The loaded adapters: name, modules, ranks, dtype, bytes, residency. */
+  listAdapters(): AdapterInfo[]
+  /**
+   * Add the LoRA delta of PEFT module `module` (e.g. 'model.layers.0.self_attn.q_proj') to y:
+   * `adapters[t]` names token t's adapter, a combination (string[]), or none (null).
+   * @param x [T * inFeatures]  @param y [T * outFeatures], updated in place
+   */
+  apply(module: string, x: Float32Array, y: Float32Array, adapters: readonly TokenAdapters[], options?: { backend?: BackendChoice }): Promise<void>
+  /** Keep an adapter resident (never evicted) until unpinned. */
+  pin(name: string): Promise<void>
+  unpin(name: string): void
+  /** Pool counters: hits, misses, evictions, reloads, bytes resident. */
+  stats(): PoolStats
   /** Free every layer and backend (ends the GPU device this runtime acquired). */
   dispose(): void
 }
@@ -60,11 +86,12 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       }
     }
   }
-  return new LoraRuntime(choice, backends, wasm?.variant ?? null, gpuReason)
+  return new LoraRuntime(choice, backends, wasm?.variant ?? null, gpuReason, options)
 }
 
 class LoraRuntime implements Runtime, LayerHost {
   private readonly layers = new Set<LoraLayer>()
+  private readonly pool: AdapterPool
   private disposed = false
 
   constructor(
@@ -72,7 +99,44 @@ class LoraRuntime implements Runtime, LayerHost {
     private readonly all: Backend[],
     readonly wasmVariant: WasmVariant | null,
     readonly webgpuUnavailableReason: string | null,
-  ) {}
+    options: RuntimeOptions,
+  ) {
+    this.pool = new AdapterPool({ createLayer: (o) => this.createLayer(o), memoryBudget: options.memoryBudget, maxAdapters: options.adapterSlots })
+  }
+
+  loadAdapter(name: string, source: AdapterSource): Promise<AdapterInfo> {
+    this.checkAlive()
+    return this.pool.loadAdapter(name, source)
+  }
+
+  unloadAdapter(name: string): void {
+    this.checkAlive()
+    this.pool.unloadAdapter(name)
+  }
+
+  listAdapters(): AdapterInfo[] {
+    this.checkAlive()
+    return this.pool.listAdapters()
+  }
+
+  async apply(module: string, x: Float32Array, y: Float32Array, adapters: readonly TokenAdapters[], options?: { backend?: BackendChoice }): Promise<void> {
+    this.checkAlive()
+    return this.pool.apply(module, x, y, adapters, options)
+  }
+
+  pin(name: string): Promise<void> {
+    this.checkAlive()
+    return this.pool.pin(name)
+  }
+
+  unpin(name: string): void {
+    this.checkAlive()
+    this.pool.unpin(name)
+  }
+
+  stats(): PoolStats {
+    return this.pool.stats()
+  }
 
   get backends(): BackendName[] {
     return this.all.filter((b) => !b.lost).map((b) => b.name)
@@ -107,6 +171,7 @@ class LoraRuntime implements Runtime, LayerHost {
 
   dispose(): void {
     if (this.disposed) return
+    this.pool.dispose()
     for (const l of this.layers) l.dispose()
     this.layers.clear()
     for (const b of this.all) b.dispose()
