@@ -101,7 +101,7 @@ export function expandSegment<W>(
 @inline function tile1x8<W>(h: usize, rank: i32, b: usize, y0: usize): void {
   let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0)
   let c4 = f32x4.splat(0), c5 = f32x4.splat(0), c6 = f32x4.splat(0), c7 = f32x4.splat(0)
-  const row = 8 * wsize<W>()
+  const row: usize = 8 * wsize<W>()
   let k = 0
   for (; k + 4 <= rank; k += 4) {
     const bk = b + <usize>k * row
