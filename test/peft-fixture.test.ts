@@ -121,22 +121,25 @@ describe('PEFT fixture: y = base + delta against PEFT (relative error of the del
 
   it('through the AdapterPool on a reference layer', () => checkPool(fakeFactory().createLayer))
 
-  describe('through the AdapterPool on the real wasm runtime', () => {
-    let rt: { createLayer(o: LayerOptions): Layer; dispose(): void } | null = null
-    let reason = ''
-    beforeAll(async () => {
-      try {
-        const { createRuntime } = await import('../src/runtime.js')
-        rt = await createRuntime({ backend: 'wasm' })
-      } catch (e) {
-        reason = (e as Error).message
+  it('through rt.loadAdapter + rt.apply on every available backend', async () => {
+    const { createRuntime } = await import('../src/runtime.js')
+    const rt = await createRuntime({ backend: 'auto' })
+    try {
+      if (process.env.CI === 'true') expect(rt.backends).toContain('webgpu')
+      for (const name of Object.keys(manifest.adapters)) await rt.loadAdapter(name, `${DIR}adapters/${name}`)
+      const tokens = manifest.token_adapter.map((a) => (a === '__base__' ? null : a))
+      for (const backend of rt.backends) {
+        for (const module of manifest.modules) {
+          const { x, base, y } = io(module)
+          const got = new Float32Array(base)
+          await rt.apply(module, x, got, tokens, { backend })
+          const delta = Float64Array.from(y, (v, i) => v - base[i])
+          expectDelta(got, base, delta, TOL, `${backend} ${module}`)
+        }
       }
-    })
-    afterAll(() => rt?.dispose())
-    it('matches PEFT', async (ctx) => {
-      if (!rt) ctx.skip(`wasm runtime unavailable: ${reason}`)
-      await checkPool((o) => rt!.createLayer(o))
-    })
+    } finally {
+      rt.dispose()
+    }
   })
 })
 
