@@ -41,3 +41,4 @@ export function expand(
 export function heapBase(): usize {
   return __heap_base
 }
+export { shrinkTasks, expandColumns } from './threads'
