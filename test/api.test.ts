@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createRuntime, LoraError, type Layer, type Runtime } from '../src/index.js'
+import { createRuntime, type Layer, type LoraErrorCode, type Runtime } from '../src/index.js'
+import { expectLoraError } from './compare.js'
 import { Rng } from './random.js'
 
 let rt: Runtime
@@ -20,24 +21,12 @@ function newLayer(): Layer {
   return layer
 }
 
-/** Expect a LoraError with `code` whose message mentions every string of `mentions`. */
-async function expectLoraError(fn: () => unknown, code: string, mentions: string[] = []): Promise<void> {
-  let err: unknown
-  try {
-    await fn()
-  } catch (e) {
-    err = e
-  }
-  expect(err, `expected LoraError ${code}`).toBeInstanceOf(LoraError)
-  expect((err as LoraError).code).toBe(code)
-  for (const m of mentions) expect((err as LoraError).message).toContain(m)
-}
 
 describe('apply: bad input throws LoraError and leaves y untouched', () => {
   const T = 3
   const x = rng.array(T * IN)
   const ids = Int32Array.of(0, -1, 1)
-  const cases: [string, (l: Layer, y: Float32Array) => Promise<void>, string, string[]][] = [
+  const cases: [string, (l: Layer, y: Float32Array) => Promise<void>, LoraErrorCode, string[]][] = [
     ['x too short', (l, y) => l.apply(x.subarray(1), y, ids), 'SHAPE_MISMATCH', ['x', '18']],
     ['y too long', (l) => l.apply(x, new Float32Array(T * 8 + 1), ids), 'SHAPE_MISMATCH', ['y', '24']],
     ['ids not Int32Array', (l, y) => l.apply(x, y, [0, 1, 1] as unknown as Int32Array), 'INVALID_ARGUMENT', ['ids']],
@@ -62,7 +51,7 @@ describe('apply: bad input throws LoraError and leaves y untouched', () => {
 })
 
 describe('setAdapter: bad input throws LoraError and leaves the slot as it was', () => {
-  const cases: [string, () => unknown, string][] = [
+  const cases: [string, () => unknown, LoraErrorCode][] = [
     ['slot out of range', () => adapter(4), 'OUT_OF_RANGE'],
     ['rank above maxRank', () => ({ ...adapter(8), rank: 9 }), 'OUT_OF_RANGE'],
     ['rank 0', () => ({ ...adapter(4), rank: 0 }), 'OUT_OF_RANGE'],
@@ -105,7 +94,7 @@ describe('createLayer and lifecycle', () => {
     ['slice width fractional', { inFeatures: 4, outFeatures: [4, 1.5], maxAdapters: 1, maxRank: 1 }, 'INVALID_ARGUMENT'],
     ['maxRank negative', { inFeatures: 4, outFeatures: 4, maxAdapters: 1, maxRank: -1 }, 'OUT_OF_RANGE'],
     ['unknown dtype', { inFeatures: 4, outFeatures: 4, maxAdapters: 1, maxRank: 1, weightDtype: 'f8' }, 'UNSUPPORTED_DTYPE'],
-  ])('%s', async (_n, options, code) => {
+  ] as [string, object, LoraErrorCode][])('%s', async (_n, options, code) => {
     await expectLoraError(() => rt.createLayer(options as never), code)
   })
 

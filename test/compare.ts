@@ -1,4 +1,5 @@
 import { expect } from 'vitest'
+import { LoraError, type LoraErrorCode } from '../src/errors.js'
 import type { WeightDtype } from '../src/types.js'
 
 /**
@@ -51,4 +52,19 @@ export function expectUntouchedRows(yAfter: Float32Array, yBefore: Float32Array,
       }
     }
   }
+}
+
+/** Run `fn` and check it throws (or rejects with) a LoraError of `code` whose message matches (a RegExp, or strings it must contain). */
+export async function expectLoraError(fn: () => unknown, code: LoraErrorCode, message?: RegExp | string[]): Promise<LoraError> {
+  let caught: unknown
+  try {
+    await fn()
+  } catch (e) {
+    caught = e
+  }
+  expect(caught, `expected LoraError ${code}`).toBeInstanceOf(LoraError)
+  expect((caught as LoraError).code, (caught as Error).message).toBe(code)
+  if (message instanceof RegExp) expect((caught as LoraError).message).toMatch(message)
+  else for (const m of message ?? []) expect((caught as LoraError).message).toContain(m)
+  return caught as LoraError
 }

@@ -50,16 +50,4 @@ export function toyModules(rank = 8, dtype: SafetensorsDtype = 'F32', layers = [
   return out
 }
 
-/** Run `fn` and check it throws (or rejects with) a LoraError of `code` whose message matches. */
-export async function expectLoraError(fn: () => unknown, code: LoraErrorCode, message?: RegExp): Promise<LoraError> {
-  let caught: unknown
-  try {
-    await fn()
-  } catch (e) {
-    caught = e
-  }
-  expect(caught, `expected LoraError ${code}`).toBeInstanceOf(LoraError)
-  expect((caught as LoraError).code, (caught as Error).message).toBe(code)
-  if (message) expect((caught as LoraError).message).toMatch(message)
-  return caught as LoraError
-}
+export { expectLoraError } from './compare.js'
