@@ -1,0 +1,110 @@
+// shrink: h[e, s, r] = sum_k A[slot_e][s][r][k] * x[row_e][k], for every plan entry e, every
+// slice s and every r < rank(slot_e).
+//
+// Tiling. The host cuts the plan's segments into tiles of at most EM*MT entries of one slot
+// (meta "tiles"). Workgroup (tile = wg.x, rank tile = wg.y, slice = wg.z) computes an
+// (EM*MT entries) x (RW*RV rank rows) block of h with EM*RW*KS threads. Thread (em, rw, ks)
+// keeps an MT x RV register tile (each A pair loaded serves MT entries, each x pair RV rank
+// rows) over the ks-th of KS interleaved strips of the k axis; consecutive threads take
+// consecutive k pairs, so a subgroup reads contiguous memory. KS > 1 is split-K: with a decode
+// batch (1..4 entries per slot) the rank x in dot products alone give too few threads, so KS
+// threads share each dot product and add their partial sums in workgroup memory at the end.
+// Rank tiles at or past the slot's rank do no work (per-slot rank read here: no work on padding).
+// Weights are read in pairs of k (row strides are even), decoded by load2() to f32; math is f32.
+
+struct Params {
+  inFeatures: u32,   // K of the shrink
+  inStride: u32,     // row stride of A in elements (inFeatures rounded up to even)
+  outFeatures: u32,  // row stride of y
+  rankStride: u32,   // row stride of h and B in elements (maxRank rounded up to even)
+  maxRank: u32,      // rows of A per (slot, slice)
+  numSlices: u32,    // S
+  tilesOffset: u32,  // start of the tile list in calls
+  rowsOffset: u32,   // start of the entry rows in meta
+  tokensOffset: u32, // start of the token list in calls (expand_multi)
+  adaptersPerToken: u32,
+  numTokens: u32,    // tokens listed in calls (expand_multi)
+  _pad1: u32,
+  sliceWidth: vec4<u32>,  // n_s
+  sliceOffset: vec4<u32>, // off_s
+}
+
+override EM: u32 = 1u;  // entry threads per workgroup
+override RW: u32 = 4u;  // rank threads per workgroup
+override KS: u32 = 16u; // k-split threads per workgroup
+override MT: u32 = 1u;  // entries per thread (<= 8)
+override RV: u32 = 1u;  // rank rows per thread (<= 8; MT * RV <= 32)
+const MAX_TILE: u32 = 32u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;           // [T * inFeatures]
+// A: [maxAdapters * S * maxRank * inStride] weights in the layer dtype, as pairs
+//@weights
+@group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>;  // [maxAdapters] (rank, bitcast<u32>(scale))
+@group(0) @binding(4) var<storage, read> calls: array<i32>;         // tiles [numTiles * 4] (slot, first entry, count, 0); rows [N]
+@group(0) @binding(5) var<storage, read_write> h: array<f32>;      // [N * S * rankStride]
+
+var<workgroup> partial: array<f32, EM * RW * KS * MT * RV>;
+
+@compute @workgroup_size(EM * RW * KS)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let s = wg.z;
+  let tb = p.tilesOffset + wg.x * 4u;
+  let slot = u32(calls[tb]);
+  let first = u32(calls[tb + 1u]);
+  let count = u32(calls[tb + 2u]);
+  let rank = slots[slot].x;
+  let ks = lid % KS;
+  let rw = (lid / KS) % RW;
+  let em = lid / (KS * RW);
+  let r0 = wg.y * RW * RV + rw * RV;
+  let e0 = em * MT;
+  let K = p.inFeatures;
+  let aSlice = (slot * p.numSlices + s) * p.maxRank;
+
+  var acc: array<f32, MAX_TILE>;
+  if (wg.y * RW * RV < rank && e0 < count) {
+    var xb: array<u32, 8>;  // x row base of each entry (clamped to a valid entry)
+    for (var i = 0u; i < MT; i++) {
+      xb[i] = u32(calls[p.rowsOffset + first + min(e0 + i, count - 1u)]) * K;
+    }
+    var ab: array<u32, 8>;  // A row base of each rank row (clamped to a valid row)
+    for (var j = 0u; j < RV; j++) {
+      ab[j] = (aSlice + min(r0 + j, rank - 1u)) * p.inStride;
+    }
+    var k = ks * 2u;
+    for (; k + 1u < K; k += 2u * KS) {
+      var xv: array<vec2<f32>, 8>;
+      for (var i = 0u; i < MT; i++) { xv[i] = vec2<f32>(x[xb[i] + k], x[xb[i] + k + 1u]); }
+      for (var j = 0u; j < RV; j++) {
+        let a = load2(ab[j] + k);
+        for (var i = 0u; i < MT; i++) { acc[i * RV + j] += dot(a, xv[i]); }
+      }
+    }
+    if (k + 1u == K) { // odd inFeatures: this thread owns the last element
+      for (var j = 0u; j < RV; j++) {
+        let a = load2(ab[j] + k).x;
+        for (var i = 0u; i < MT; i++) { acc[i * RV + j] += a * x[xb[i] + k]; }
+      }
+    }
+  }
+  if (KS > 1u) {
+    for (var q = 0u; q < MT * RV; q++) { partial[lid * MT * RV + q] = acc[q]; }
+    workgroupBarrier();
+    if (ks == 0u) {
+      for (var o = 1u; o < KS; o++) {
+        for (var q = 0u; q < MT * RV; q++) { acc[q] += partial[(lid + o) * MT * RV + q]; }
+      }
+    }
+  }
+  if (ks != 0u || wg.y * RW * RV >= rank) { return; }
+  for (var i = 0u; i < MT; i++) {
+    let e = e0 + i;
+    if (e >= count) { break; }
+    let hb = ((first + e) * p.numSlices + s) * p.rankStride;
+    for (var j = 0u; j < RV; j++) {
+      let r = r0 + j;
+      if (r < rank) { h[hb + r] = acc[i * RV + j]; }
+    }
+  }
+}

@@ -1,0 +1,77 @@
+import { LoraError } from '../errors.js'
+import type { LayerSpec } from '../types.js'
+import { BufferPool } from './buffers.js'
+import { acquireDevice, type DeviceContext, LossWatch } from './device.js'
+import { GpuLayer } from './layer.js'
+import { PipelineCache } from './pipelines.js'
+import { loadShaderSources, weightStorage } from './shaders.js'
+import type { WebGpuBackend, WebGpuLayer } from './types.js'
+
+class Backend implements WebGpuBackend {
+  readonly name = 'webgpu' as const
+  readonly device: GPUDevice
+  readonly isSoftware: boolean
+  private readonly watch: LossWatch
+  private readonly pool: BufferPool
+  private readonly pipelines: PipelineCache
+  private readonly layers = new Set<GpuLayer>()
+  private readonly maxBinding: number
+  private disposed = false
+  private keepAlive: unknown
+
+  constructor(private readonly dc: DeviceContext, sources: Awaited<ReturnType<typeof loadShaderSources>>) {
+    this.device = dc.device
+    this.isSoftware = dc.isSoftware
+    this.keepAlive = dc.keepAlive
+    this.watch = new LossWatch(dc.device)
+    this.maxBinding = Math.min(dc.device.limits.maxStorageBufferBindingSize, dc.device.limits.maxBufferSize)
+    this.pool = new BufferPool(dc.device, this.maxBinding)
+    this.pipelines = new PipelineCache(dc.device, sources, this.watch)
+  }
+
+  get lost(): boolean {
+    return this.watch.lost
+  }
+
+  createLayer(spec: LayerSpec): WebGpuLayer {
+    if (this.disposed) throw new LoraError('DISPOSED', 'this WebGPU backend was disposed')
+    const layer = new GpuLayer(
+      {
+        device: this.device,
+        watch: this.watch,
+        pipelines: this.pipelines,
+        pool: this.pool,
+        storageOf: (s) => weightStorage(s.weightDtype, this.dc.hasF16),
+        maxBinding: this.maxBinding,
+        onDispose: (l) => this.layers.delete(l),
+      },
+      spec,
+    )
+    this.layers.add(layer)
+    return layer
+  }
+
+  dispose(): void {
+    if (this.disposed) return
+    this.disposed = true
+    for (const layer of [...this.layers]) layer.dispose()
+    this.pool.destroy()
+    if (this.dc.owned) this.device.destroy()
+    this.keepAlive = undefined // lets Node exit (Dawn's instance keeps the event loop alive)
+  }
+}
+
+/**
+ * Create the WebGPU backend on `options.device`, or on a device of its own: navigator.gpu in
+ * browsers and Deno, the `webgpu` npm package (Dawn) in Node.
+ * Throws LoraError('BACKEND_UNAVAILABLE') when no adapter or device can be had.
+ */
+export async function createWebGpuBackend(options: { device?: GPUDevice } = {}): Promise<WebGpuBackend> {
+  const dc = await acquireDevice(options.device)
+  try {
+    return new Backend(dc, await loadShaderSources())
+  } catch (e) {
+    if (dc.owned) dc.device.destroy()
+    throw e
+  }
+}

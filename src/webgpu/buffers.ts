@@ -1,0 +1,59 @@
+import { LoraError } from '../errors.js'
+
+const STORAGE_IN = 0x80 | 0x8 // STORAGE | COPY_DST (GPUBufferUsage values, constant across implementations)
+export const USAGE = {
+  /** Read by kernels, filled by writeBuffer. */
+  storage: STORAGE_IN,
+  /** Read and written by kernels, filled by writeBuffer, copied out for readback. */
+  storageRw: STORAGE_IN | 0x4, // | COPY_SRC
+  uniform: 0x40 | 0x8, // UNIFORM | COPY_DST
+  readback: 0x1 | 0x8, // MAP_READ | COPY_DST
+} as const
+
+/** Round up to a power of two (at least 256 bytes), so pooled buffers get reused across sizes. */
+function bucket(bytes: number): number {
+  let size = 256
+  while (size < bytes) size *= 2
+  return size
+}
+
+/**
+ * Pool of per-call buffers (inputs, intermediates, uniforms, readback), keyed by usage and
+ * size bucket. Buffers go back to the pool right after their submit: later writeBuffer calls are
+ * ordered after it on the queue, so reuse never overwrites data the GPU still needs.
+ */
+export class BufferPool {
+  private readonly free = new Map<string, GPUBuffer[]>()
+  private readonly all = new Set<GPUBuffer>()
+  constructor(private readonly device: GPUDevice, private readonly maxBytes: number) {}
+
+  acquire(bytes: number, usage: number, label: string): GPUBuffer {
+    const size = bucket(bytes)
+    const list = this.free.get(`${usage}:${size}`)
+    const reused = list?.pop()
+    if (reused) return reused
+    return createBuffer(this.device, size, usage, label, this.maxBytes)
+  }
+
+  release(buffer: GPUBuffer): void {
+    const key = `${buffer.usage}:${buffer.size}`
+    let list = this.free.get(key)
+    if (!list) this.free.set(key, (list = []))
+    list.push(buffer)
+    this.all.add(buffer)
+  }
+
+  destroy(): void {
+    for (const b of this.all) b.destroy()
+    this.all.clear()
+    this.free.clear()
+  }
+}
+
+/** createBuffer with a size check first (a too-large buffer is OUT_OF_MEMORY, not a GPU validation error). */
+export function createBuffer(device: GPUDevice, bytes: number, usage: number, label: string, maxBytes: number): GPUBuffer {
+  if (bytes > maxBytes) {
+    throw new LoraError('OUT_OF_MEMORY', `${label}: ${bytes} bytes exceed the device's largest storage binding (${maxBytes} bytes)`)
+  }
+  return device.createBuffer({ label, size: Math.max(16, Math.ceil(bytes / 16) * 16), usage })
+}

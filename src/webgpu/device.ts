@@ -1,0 +1,120 @@
+import { LoraError } from '../errors.js'
+
+/** A device with what this backend learned about it while acquiring it. */
+export interface DeviceContext {
+  device: GPUDevice
+  /** The adapter is a CPU implementation (lavapipe, SwiftShader, WARP). */
+  isSoftware: boolean
+  /** The device has `shader-f16` (f16 weights as native f16 storage). */
+  hasF16: boolean
+  /** The device has `timestamp-query`. */
+  hasTimestamps: boolean
+  /** The device was created here (so dispose() destroys it). */
+  owned: boolean
+  /** Keeps Dawn's GPU object alive in Node (the process exits once it is dropped). */
+  keepAlive?: unknown
+}
+
+/** Feature names we use when the adapter has them. */
+const WANTED_FEATURES = ['shader-f16', 'timestamp-query'] as const
+
+/** Limits raised to the adapter's own values (large weight stacks need big storage bindings). */
+const WANTED_LIMITS = ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize'] as const
+
+function isSoftwareAdapter(adapter: GPUAdapter): boolean {
+  const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean }
+  const legacy = (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter
+  return info.architecture === 'software' || info.isFallbackAdapter === true || legacy === true ||
+    /llvmpipe|lavapipe|swiftshader/i.test(info.description ?? '')
+}
+
+/** navigator.gpu (browsers, Deno), else the `webgpu` npm package (Dawn) in Node. */
+async function findGpu(): Promise<{ gpu: GPU; keepAlive?: unknown }> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator
+  if (nav?.gpu) return { gpu: nav.gpu }
+  const isNode = typeof process !== 'undefined' && !!process.versions?.node && !('Bun' in globalThis)
+  if (!isNode) throw new LoraError('BACKEND_UNAVAILABLE', 'no navigator.gpu in this runtime')
+  let mod: { create: (flags: string[]) => GPU; globals: Record<string, unknown> }
+  try {
+    const name = 'webgpu' // a variable, so bundlers for other runtimes do not follow the import
+    mod = await import(name)
+  } catch (cause) {
+    throw new LoraError('BACKEND_UNAVAILABLE', 'the "webgpu" npm package (Dawn for Node) could not be loaded', { cause })
+  }
+  // GPUBufferUsage etc. are needed as globals by code written for browsers.
+  for (const [k, v] of Object.entries(mod.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v
+  const gpu = mod.create(['disable-dawn-features=timestamp_quantization'])
+  return { gpu, keepAlive: gpu }
+}
+
+/**
+ * Acquire a device: the one given, or a new one from navigator.gpu / the `webgpu` package,
+ * with shader-f16 and timestamp-query when the adapter has them.
+ * Throws LoraError('BACKEND_UNAVAILABLE') when no adapter or device can be had.
+ */
+export async function acquireDevice(given?: GPUDevice): Promise<DeviceContext> {
+  if (given) {
+    return {
+      device: given,
+      isSoftware: false, // unknown for a foreign device; GPUDevice.adapterInfo when present says more
+      hasF16: given.features.has('shader-f16'),
+      hasTimestamps: given.features.has('timestamp-query'),
+      owned: false,
+    }
+  }
+  const { gpu, keepAlive } = await findGpu()
+  let adapter: GPUAdapter | null
+  try {
+    adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' })
+  } catch (cause) {
+    throw new LoraError('BACKEND_UNAVAILABLE', 'requestAdapter failed', { cause })
+  }
+  if (!adapter) throw new LoraError('BACKEND_UNAVAILABLE', 'no WebGPU adapter (no GPU and no software Vulkan driver?)')
+  const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[]
+  const requiredLimits: Record<string, number> = {}
+  for (const name of WANTED_LIMITS) requiredLimits[name] = adapter.limits[name]
+  let device: GPUDevice
+  try {
+    device = await adapter.requestDevice({ requiredFeatures, requiredLimits })
+  } catch (cause) {
+    throw new LoraError('BACKEND_UNAVAILABLE', 'requestDevice failed', { cause })
+  }
+  return {
+    device,
+    isSoftware: isSoftwareAdapter(adapter),
+    hasF16: device.features.has('shader-f16'),
+    hasTimestamps: device.features.has('timestamp-query'),
+    owned: true,
+    keepAlive,
+  }
+}
+
+/** Tracks device loss; `check()` throws DEVICE_LOST once the device is gone. */
+export class LossWatch {
+  lost = false
+  reason = ''
+  /** Resolves when the device is lost (never rejects). */
+  readonly whenLost: Promise<void>
+  constructor(device: GPUDevice) {
+    this.whenLost = device.lost.then((info) => {
+      this.lost = true
+      this.reason = `${info.reason ?? 'unknown'}: ${info.message ?? ''}`
+    })
+  }
+  check(): void {
+    if (this.lost) throw new LoraError('DEVICE_LOST', `the WebGPU device was lost (${this.reason})`)
+  }
+  /** `promise`, or DEVICE_LOST as soon as the device is lost: never hangs on a dead device. */
+  async guard<T>(promise: Promise<T>, what: string): Promise<T> {
+    const lost = this.whenLost.then(() => {
+      throw new LoraError('DEVICE_LOST', `the WebGPU device was lost during ${what} (${this.reason})`)
+    })
+    try {
+      return await Promise.race([promise, lost])
+    } catch (cause) {
+      if (cause instanceof LoraError) throw cause
+      if (this.lost) throw new LoraError('DEVICE_LOST', `the WebGPU device was lost during ${what} (${this.reason})`, { cause })
+      throw new LoraError('GPU_ERROR', `${what} failed: ${(cause as Error)?.message ?? cause}`, { cause })
+    }
+  }
+}

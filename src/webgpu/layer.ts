@@ -1,0 +1,138 @@
+import { LoraError } from '../errors.js'
+import type { SegmentPlan } from '../metadata.js'
+import type { LayerSpec, PreparedAdapter } from '../types.js'
+import { USAGE, type BufferPool } from './buffers.js'
+import { type CallContext, encodeCall, prepareCall } from './call.js'
+import type { LossWatch } from './device.js'
+import { stridesOf } from './params.js'
+import type { PipelineCache } from './pipelines.js'
+import type { WeightStorage } from './shaders.js'
+import type { GpuData, WebGpuLayer } from './types.js'
+import { LayerWeights } from './weights.js'
+
+const STORAGE = 0x80 // GPUBufferUsage.STORAGE
+
+/** Shared by every layer of one backend. */
+export interface LayerEnv {
+  device: GPUDevice
+  watch: LossWatch
+  pipelines: PipelineCache
+  pool: BufferPool
+  storageOf(spec: LayerSpec): WeightStorage
+  maxBinding: number
+  onDispose(layer: GpuLayer): void
+}
+
+function checkGpuBuffer(b: GPUBuffer, bytes: number, name: string): void {
+  if (!(b.usage & STORAGE)) throw new LoraError('INVALID_ARGUMENT', `${name}: GPUBuffer needs STORAGE usage (usage ${b.usage})`)
+  if (b.size < bytes) throw new LoraError('SHAPE_MISMATCH', `${name}: GPUBuffer of ${b.size} bytes, need ${bytes}`)
+}
+
+/** One layer on the WebGPU backend: resident weights + apply on host arrays or GPU buffers. */
+export class GpuLayer implements WebGpuLayer {
+  readonly ctx: CallContext
+  private disposed = false
+
+  constructor(private readonly env: LayerEnv, readonly spec: LayerSpec) {
+    env.watch.check()
+    const strides = stridesOf(spec)
+    this.ctx = {
+      device: env.device,
+      spec,
+      strides,
+      storage: env.storageOf(spec),
+      weights: new LayerWeights(env.device, spec, strides, env.maxBinding),
+      ranks: new Int32Array(spec.maxAdapters),
+      pipelines: env.pipelines,
+      pool: env.pool,
+    }
+  }
+
+  private alive(): void {
+    if (this.disposed) throw new LoraError('DISPOSED', 'this WebGPU layer was disposed')
+    this.env.watch.check()
+  }
+
+  setAdapter(slot: number, adapter: PreparedAdapter): void {
+    this.alive()
+    this.ctx.weights.set(slot, adapter)
+    this.ctx.ranks[slot] = adapter.rank
+  }
+
+  clearAdapter(slot: number): void {
+    this.alive()
+    this.ctx.weights.clear(slot)
+    this.ctx.ranks[slot] = 0
+  }
+
+  async apply(x: GpuData, y: GpuData, plan: SegmentPlan): Promise<void> {
+    this.alive()
+    const { spec, pool } = this.ctx
+    const { device, watch } = this.env
+    const T = plan.numTokens
+    const xBytes = T * spec.inFeatures * 4
+    const yBytes = T * spec.outFeatures * 4
+    if (!(x instanceof Float32Array)) checkGpuBuffer(x, xBytes, 'x')
+    if (!(y instanceof Float32Array)) checkGpuBuffer(y, yBytes, 'y')
+    if (plan.rows.length === 0) return // nothing to add (T = 0, or every id -1)
+
+    const owned: GPUBuffer[] = []
+    let xBuf: GPUBuffer, yBuf: GPUBuffer
+    if (x instanceof Float32Array) {
+      owned.push((xBuf = pool.acquire(xBytes, USAGE.storage, 'x')))
+      device.queue.writeBuffer(xBuf, 0, x as Float32Array<ArrayBuffer>, 0, T * spec.inFeatures)
+    } else xBuf = x
+    if (y instanceof Float32Array) {
+      owned.push((yBuf = pool.acquire(yBytes, USAGE.storageRw, 'y')))
+      device.queue.writeBuffer(yBuf, 0, y as Float32Array<ArrayBuffer>, 0, T * spec.outFeatures)
+    } else yBuf = y
+
+    device.pushErrorScope('out-of-memory')
+    device.pushErrorScope('validation')
+    device.pushErrorScope('internal')
+    let staging: GPUBuffer | undefined
+    let submitted = false
+    try {
+      const call = await prepareCall(this.ctx, plan, xBuf, yBuf)
+      const encoder = device.createCommandEncoder({ label: 'lora apply' })
+      encodeCall(device, encoder, call)
+      if (y instanceof Float32Array) {
+        staging = pool.acquire(yBytes, USAGE.readback, 'y readback')
+        encoder.copyBufferToBuffer(yBuf, 0, staging, 0, yBytes)
+      }
+      device.queue.submit([encoder.finish()])
+      submitted = true
+      for (const b of call.scratch) pool.release(b)
+    } finally {
+      for (const b of owned) pool.release(b)
+      // pop the scopes even when encoding threw, so the device's scope stack stays balanced
+      const scopes = Promise.all([device.popErrorScope(), device.popErrorScope(), device.popErrorScope()])
+      const mapped = staging && submitted ? staging.mapAsync(GPUMapMode.READ) : undefined
+      const [errors] = await Promise.all([
+        watch.guard(scopes, 'apply'),
+        mapped ? watch.guard(mapped, 'readback of y') : undefined,
+      ]).catch((e) => {
+        if (staging) pool.release(staging)
+        throw e
+      })
+      const error = errors.find((e) => e)
+      if (error || !submitted) {
+        if (staging?.mapState === 'mapped') staging.unmap()
+        if (staging) pool.release(staging)
+        if (error) throw new LoraError('GPU_ERROR', `apply failed on the GPU: ${error.message}`)
+      }
+    }
+    if (staging && y instanceof Float32Array) {
+      y.set(new Float32Array(staging.getMappedRange(0, yBytes)))
+      staging.unmap()
+      pool.release(staging)
+    }
+  }
+
+  dispose(): void {
+    if (this.disposed) return
+    this.disposed = true
+    this.ctx.weights.destroy()
+    this.env.onDispose(this)
+  }
+}

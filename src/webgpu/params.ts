@@ -1,0 +1,50 @@
+import type { LayerSpec } from '../types.js'
+
+/** Byte size of the WGSL `Params` struct (shaders/shrink.wgsl): 12 u32 + 2 vec4<u32>. */
+export const PARAMS_BYTES = 80
+
+/** Per-layer row strides: even, so every weight pair (k, k+1) sits in one 32-bit word. */
+export interface Strides {
+  /** Row stride of A (inFeatures rounded up to even). */
+  inStride: number
+  /** Row stride of B and h (maxRank rounded up to even). */
+  rankStride: number
+}
+
+export function stridesOf(spec: LayerSpec): Strides {
+  return { inStride: spec.inFeatures + (spec.inFeatures & 1), rankStride: spec.maxRank + (spec.maxRank & 1) }
+}
+
+/** Offsets of the per-call lists inside the meta buffer (in i32 units). */
+export interface MetaOffsets {
+  tilesOffset: number
+  rowsOffset: number
+  tokensOffset: number
+  numTokens: number
+  adaptersPerToken: number
+}
+
+/** Pack the uniform params shared by every kernel of one call (field order of WGSL `Params`). */
+export function packParams(spec: LayerSpec, strides: Strides, meta: MetaOffsets): ArrayBuffer {
+  const buf = new ArrayBuffer(PARAMS_BYTES)
+  const u = new Uint32Array(buf)
+  u.set([
+    spec.inFeatures,
+    strides.inStride,
+    spec.outFeatures,
+    strides.rankStride,
+    spec.maxRank,
+    spec.sliceWidths.length,
+    meta.tilesOffset,
+    meta.rowsOffset,
+    meta.tokensOffset,
+    meta.adaptersPerToken,
+    meta.numTokens,
+    0,
+  ])
+  for (let s = 0; s < spec.sliceWidths.length; s++) {
+    u[12 + s] = spec.sliceWidths[s]
+    u[16 + s] = spec.sliceOffsets[s]
+  }
+  return buf
+}

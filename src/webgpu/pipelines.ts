@@ -1,0 +1,77 @@
+import { LoraError } from '../errors.js'
+import type { LossWatch } from './device.js'
+import { specialise, type ShaderName, type WeightStorage } from './shaders.js'
+
+/** Everything baked into one pipeline: the shader, the substituted weight storage, the overrides. */
+export interface PipelineSpec {
+  shader: ShaderName
+  storage: WeightStorage
+  overrides: Record<string, number>
+}
+
+/** Cache key listing every substituted and overridden value. */
+export function pipelineKey(spec: PipelineSpec): string {
+  const o = Object.keys(spec.overrides).sort().map((k) => `${k}=${spec.overrides[k]}`).join(',')
+  return `${spec.shader}|${spec.storage}|${o}`
+}
+
+/** Compute pipelines by key, created once, inside error scopes (failures -> LoraError 'GPU_ERROR'). */
+export class PipelineCache {
+  private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>()
+  private readonly modules = new Map<string, GPUShaderModule>()
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly sources: Record<ShaderName, string>,
+    private readonly watch: LossWatch,
+  ) {}
+
+  get(spec: PipelineSpec): Promise<GPUComputePipeline> {
+    const key = pipelineKey(spec)
+    let p = this.pipelines.get(key)
+    if (!p) {
+      p = this.create(spec, key)
+      p.catch(() => this.pipelines.delete(key)) // a failed creation is retried next time
+      this.pipelines.set(key, p)
+    }
+    return p
+  }
+
+  private async create(spec: PipelineSpec, key: string): Promise<GPUComputePipeline> {
+    this.watch.check()
+    const device = this.device
+    device.pushErrorScope('validation')
+    device.pushErrorScope('internal')
+    const moduleKey = `${spec.shader}|${spec.storage}`
+    let module = this.modules.get(moduleKey)
+    if (!module) {
+      module = device.createShaderModule({ label: moduleKey, code: specialise(this.sources[spec.shader], spec.storage) })
+      this.modules.set(moduleKey, module)
+    }
+    let pipeline: GPUComputePipeline | undefined
+    let failure: unknown
+    try {
+      pipeline = await this.watch.guard(
+        device.createComputePipelineAsync({
+          label: key,
+          layout: 'auto',
+          compute: { module, entryPoint: 'main', constants: spec.overrides },
+        }),
+        `pipeline creation (${key})`,
+      )
+    } catch (cause) {
+      failure = cause
+    }
+    const internal = await this.watch.guard(device.popErrorScope(), 'popErrorScope')
+    const validation = await this.watch.guard(device.popErrorScope(), 'popErrorScope')
+    const error = validation ?? internal
+    if (failure || error || !pipeline) {
+      this.modules.delete(moduleKey)
+      if (failure instanceof LoraError && failure.code === 'DEVICE_LOST') throw failure
+      const info = await module.getCompilationInfo().catch(() => undefined)
+      const compile = info?.messages.filter((m) => m.type === 'error').map((m) => `line ${m.lineNum}: ${m.message}`)
+      const why = compile?.length ? compile.join('; ') : (error?.message ?? (failure as Error)?.message ?? String(failure))
+      throw new LoraError('GPU_ERROR', `could not create pipeline ${key}: ${why}`, { cause: failure ?? error })
+    }
+    return pipeline
+  }
+}

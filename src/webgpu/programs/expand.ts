@@ -1,0 +1,40 @@
+import type { WeightStorage } from '../shaders.js'
+import { checkGroups, type CallShape, type Dispatch } from './program.js'
+
+/** Overrides of shaders/expand.wgsl (EM*MT entries x NW*NT columns per workgroup). */
+export interface ExpandTiling { EM: number; MT: number; NW: number; NT: number }
+
+/**
+ * Decode tiles (<= 4 entries): one thread row, 64 threads x 4 columns = 256 columns per
+ * workgroup. GEMM tiles: 4 x 4 register tiles, 4 x 16 threads = 16 entries x 64 columns.
+ */
+export function expandTiling(tileM: number): ExpandTiling {
+  if (tileM <= 4) return { EM: 1, MT: tileM, NW: 64, NT: 4 }
+  return { EM: tileM / 4, MT: 4, NW: 16, NT: 4 }
+}
+
+/**
+ * Segment-major expand; only valid when every token has at most one entry (no two entries
+ * write the same row).
+ * @param params uniform Params
+ * @param h      [N * S * rankStride] f32
+ * @param B      resident B weights
+ * @param slots  [maxAdapters] (rank, scale)
+ * @param meta   call metadata (tiles, rows)
+ * @param y      [T * outFeatures] f32, updated in place
+ */
+export function expandDispatch(
+  storage: WeightStorage,
+  tiling: ExpandTiling,
+  shape: CallShape,
+  numTiles: number,
+  buffers: { params: GPUBuffer; h: GPUBuffer; B: GPUBuffer; slots: GPUBuffer; meta: GPUBuffer; y: GPUBuffer },
+): Dispatch {
+  const colTile = tiling.NW * tiling.NT
+  const groups = checkGroups([numTiles, Math.ceil(shape.maxSliceWidth / colTile), shape.numSlices], 'expand')
+  return {
+    spec: { shader: 'expand', storage, overrides: { ...tiling } },
+    groups,
+    buffers: [buffers.params, buffers.h, buffers.B, buffers.slots, buffers.meta, buffers.y],
+  }
+}

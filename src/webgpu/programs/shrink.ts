@@ -1,0 +1,40 @@
+import type { WeightStorage } from '../shaders.js'
+import { checkGroups, type CallShape, type Dispatch } from './program.js'
+
+/** Overrides of shaders/shrink.wgsl (EM*MT entries x RW*RV rank rows per workgroup, KS-way split-K). */
+export interface ShrinkTiling { EM: number; MT: number; RW: number; RV: number; KS: number }
+
+/**
+ * Decode batches (tiles of <= 4 entries) are pure weight streaming: few outputs, so 16 threads
+ * share each dot product (split-K) and 4 rank rows per workgroup give several workgroups even
+ * at rank 16. Larger tiles are small GEMMs: a 4 x 4 register tile per thread (8 loads per
+ * 16 FMAs) and only 4-way split-K.
+ */
+export function shrinkTiling(tileM: number): ShrinkTiling {
+  if (tileM <= 4) return { EM: 1, MT: tileM, RW: 4, RV: 1, KS: 16 }
+  return { EM: tileM / 4, MT: 4, RW: 4, RV: 4, KS: 4 }
+}
+
+/**
+ * @param params uniform Params
+ * @param x      [T * inFeatures] f32
+ * @param A      resident A weights
+ * @param slots  [maxAdapters] (rank, scale)
+ * @param meta   call metadata (tiles, rows)
+ * @param h      [N * S * rankStride] f32 output
+ */
+export function shrinkDispatch(
+  storage: WeightStorage,
+  tiling: ShrinkTiling,
+  shape: CallShape,
+  numTiles: number,
+  buffers: { params: GPUBuffer; x: GPUBuffer; A: GPUBuffer; slots: GPUBuffer; meta: GPUBuffer; h: GPUBuffer },
+): Dispatch {
+  const rankTile = tiling.RW * tiling.RV
+  const groups = checkGroups([numTiles, Math.ceil(shape.maxUsedRank / rankTile), shape.numSlices], 'shrink')
+  return {
+    spec: { shader: 'shrink', storage, overrides: { ...tiling } },
+    groups,
+    buffers: [buffers.params, buffers.x, buffers.A, buffers.slots, buffers.meta, buffers.h],
+  }
+}

@@ -1,0 +1,60 @@
+import { LoraError } from '../errors.js'
+import type { WeightDtype } from '../types.js'
+
+/** Names of the WGSL files in shaders/ (one entry point `main` each). */
+export type ShaderName = 'shrink' | 'expand' | 'expand_multi'
+export const SHADER_NAMES: readonly ShaderName[] = ['shrink', 'expand', 'expand_multi']
+
+/** How weights are stored: f32 pairs, native f16 pairs (shader-f16), or two 16-bit values per u32. */
+export type WeightStorage = 'f32' | 'f16' | 'f16-packed' | 'bf16-packed'
+
+export function weightStorage(dtype: WeightDtype, hasF16: boolean): WeightStorage {
+  if (dtype === 'f32') return 'f32'
+  if (dtype === 'bf16') return 'bf16-packed'
+  return hasF16 ? 'f16' : 'f16-packed'
+}
+
+/**
+ * The one string substitution: WGSL cannot choose a binding's element type by an override, so the
+ * `//@weights` line becomes binding 2 plus `load2(i)`: weights i and i+1 (i even) as f32.
+ */
+const WEIGHT_SNIPPETS: Record<WeightStorage, string> = {
+  f32: `@group(0) @binding(2) var<storage, read> w: array<vec2<f32>>;
+fn load2(i: u32) -> vec2<f32> { return w[i >> 1u]; }`,
+  f16: `@group(0) @binding(2) var<storage, read> w: array<vec2<f16>>;
+fn load2(i: u32) -> vec2<f32> { return vec2<f32>(w[i >> 1u]); }`,
+  'f16-packed': `@group(0) @binding(2) var<storage, read> w: array<u32>;
+fn load2(i: u32) -> vec2<f32> { return unpack2x16float(w[i >> 1u]); }`,
+  // bf16 is the top half of an f32: shift the low value up, mask the high one
+  'bf16-packed': `@group(0) @binding(2) var<storage, read> w: array<u32>;
+fn load2(i: u32) -> vec2<f32> { let v = w[i >> 1u]; return vec2<f32>(bitcast<f32>(v << 16u), bitcast<f32>(v & 0xffff0000u)); }`,
+}
+
+/** WGSL source with the weight storage substituted. */
+export function specialise(source: string, storage: WeightStorage): string {
+  const body = source.replace('//@weights', WEIGHT_SNIPPETS[storage])
+  return storage === 'f16' ? `enable f16;\n${body}` : body
+}
+
+/** Read every shader file: fs in Node, fetch elsewhere (files sit in shaders/ at the package root). */
+export async function loadShaderSources(): Promise<Record<ShaderName, string>> {
+  const out = {} as Record<ShaderName, string>
+  const isNode = typeof process !== 'undefined' && !!process.versions?.node
+  for (const name of SHADER_NAMES) {
+    const url = new URL(`../../shaders/${name}.wgsl`, import.meta.url)
+    try {
+      if (isNode && url.protocol === 'file:') {
+        const fs = 'node:fs/promises'
+        const { readFile } = (await import(fs)) as typeof import('node:fs/promises')
+        out[name] = await readFile(url, 'utf8')
+      } else {
+        const res = await fetch(url)
+        if (!res.ok) throw new Error(`HTTP ${res.status}`)
+        out[name] = await res.text()
+      }
+    } catch (cause) {
+      throw new LoraError('BACKEND_UNAVAILABLE', `shader ${url.href} could not be read`, { cause })
+    }
+  }
+  return out
+}

@@ -1,0 +1,143 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { LoraError } from '../src/errors.js'
+import { buildSegments } from '../src/metadata.js'
+import { createWebGpuBackend, type WebGpuBackend } from '../src/webgpu/index.js'
+import { materialise, sgmvCases, type SgmvCase } from './cases.js'
+import { expectDelta, expectUntouchedRows, TOLERANCE } from './compare.js'
+import { sgmv } from './reference.js'
+
+process.env.XDG_RUNTIME_DIR ??= '/tmp'
+
+let backend: WebGpuBackend | undefined
+let unavailable = ''
+beforeAll(async () => {
+  try {
+    backend = await createWebGpuBackend()
+  } catch (e) {
+    if (process.env.CI === 'true') throw e // CI must have an adapter (lavapipe at least)
+    unavailable = (e as Error).message
+    console.warn(`webgpu suite skipped: ${unavailable}`)
+  }
+})
+afterAll(() => backend?.dispose())
+
+const gpu = (): WebGpuBackend => backend!
+
+async function runCase(c: SgmvCase, chunkSize = 64): Promise<void> {
+  const d = materialise(c)
+  const layer = gpu().createLayer(d.spec)
+  try {
+    d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
+    const plan = buildSegments(d.ids, c.adaptersPerToken, c.slots, chunkSize)
+    const y = new Float32Array(d.y)
+    await layer.apply(d.x, y, plan)
+    expectDelta(y, d.y, sgmv(d.ref, d.x, d.ids, c.adaptersPerToken), TOLERANCE[c.dtype], c.name)
+    expectUntouchedRows(y, d.y, d.ids, c.adaptersPerToken, d.spec.outFeatures)
+  } finally {
+    layer.dispose()
+  }
+}
+
+describe('webgpu backend', () => {
+  it('finds an adapter (or says why not)', () => {
+    if (!backend) {
+      expect(unavailable).not.toBe('')
+      return
+    }
+    expect(backend.name).toBe('webgpu')
+    expect(backend.lost).toBe(false)
+    expect(typeof backend.isSoftware).toBe('boolean')
+  })
+
+  describe('grid against the float64 reference', () => {
+    for (const c of sgmvCases()) {
+      it.skipIf(!!unavailable)(c.name, async () => {
+        if (!backend) return
+        await runCase(c)
+      })
+    }
+  })
+
+  it('short chunks: one slot cut into many segments', async () => {
+    if (!backend) return
+    await runCase({ name: 'chunk 3', seed: 7, inFeatures: 65, sliceWidths: [33, 9], maxRank: 5, tokens: 40, slots: 3, ids: 'skewed', dtype: 'f32', adaptersPerToken: 2 }, 3)
+    await runCase({ name: 'chunk 5', seed: 8, inFeatures: 130, sliceWidths: [70], maxRank: 17, tokens: 64, slots: 2, ids: 'identical', dtype: 'bf16', adaptersPerToken: 1 }, 5)
+  })
+
+  it('all ids -1 and cleared slots leave y untouched', async () => {
+    if (!backend) return
+    const c: SgmvCase = { name: 'all -1', seed: 3, inFeatures: 64, sliceWidths: [32], maxRank: 8, tokens: 5, slots: 2, ids: 'uniform', dtype: 'f32', adaptersPerToken: 1 }
+    const d = materialise(c)
+    const layer = gpu().createLayer(d.spec)
+    layer.setAdapter(0, d.adapters[0])
+    const y = new Float32Array(d.y)
+    await layer.apply(d.x, y, buildSegments(new Int32Array(5).fill(-1), 1, 2))
+    expect(y).toEqual(d.y)
+    // replacing a slot's adapter by one of lower rank uses the new rank only
+    layer.setAdapter(0, d.adapters[1])
+    const ids = new Int32Array(5).fill(0)
+    await layer.apply(d.x, y, buildSegments(ids, 1, 2))
+    expectDelta(y, d.y, sgmv({ ...d.ref, adapters: [d.adapters[1]] }, d.x, ids), TOLERANCE.f32, 'replaced')
+    layer.dispose()
+  })
+
+  it('GPU-resident x and y: updated on the GPU in queue order, no readback', async () => {
+    if (!backend) return
+    const c: SgmvCase = { name: 'resident', seed: 11, inFeatures: 96, sliceWidths: [40, 12, 15], maxRank: 16, tokens: 9, slots: 4, ids: 'some-1', dtype: 'bf16', adaptersPerToken: 2 }
+    const d = materialise(c)
+    const device = gpu().device
+    const layer = gpu().createLayer(d.spec)
+    d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC
+    const xb = device.createBuffer({ size: d.x.byteLength, usage })
+    const yb = device.createBuffer({ size: d.y.byteLength, usage })
+    device.queue.writeBuffer(xb, 0, d.x)
+    device.queue.writeBuffer(yb, 0, d.y)
+    const plan = buildSegments(d.ids, 2, c.slots)
+    await layer.apply(xb, yb, plan)
+    await layer.apply(xb, yb, plan) // twice: the second sees the first's result (queue order)
+    const read = device.createBuffer({ size: d.y.byteLength, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
+    const enc = device.createCommandEncoder()
+    enc.copyBufferToBuffer(yb, 0, read, 0, d.y.byteLength)
+    device.queue.submit([enc.finish()])
+    await read.mapAsync(GPUMapMode.READ)
+    const y = new Float32Array(read.getMappedRange().slice(0))
+    read.unmap()
+    const delta = sgmv(d.ref, d.x, d.ids, 2).map((v) => 2 * v)
+    expectDelta(y, d.y, delta, TOLERANCE.bf16, 'resident x2')
+    expectUntouchedRows(y, d.y, d.ids, 2, d.spec.outFeatures)
+    await expect(layer.apply(xb, device.createBuffer({ size: 16, usage }), plan)).rejects.toMatchObject({ code: 'SHAPE_MISMATCH' })
+    for (const b of [xb, yb, read]) b.destroy()
+    layer.dispose()
+  })
+
+  it('a too-large layer is OUT_OF_MEMORY, not a GPU crash', () => {
+    if (!backend) return
+    const spec = { inFeatures: 65536, sliceWidths: [8], sliceOffsets: [0], outFeatures: 8, maxAdapters: 64, maxRank: 256, weightDtype: 'f32' as const }
+    expect(() => gpu().createLayer(spec)).toThrow(expect.objectContaining({ code: 'OUT_OF_MEMORY' }))
+  })
+
+  // last: destroys the device
+  it('device loss: later calls throw DEVICE_LOST quickly', async () => {
+    if (!backend) return
+    const c: SgmvCase = { name: 'lost', seed: 5, inFeatures: 64, sliceWidths: [64], maxRank: 4, tokens: 4, slots: 2, ids: 'uniform', dtype: 'f32', adaptersPerToken: 1 }
+    const d = materialise(c)
+    const layer = gpu().createLayer(d.spec)
+    d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
+    const plan = buildSegments(d.ids, 1, 2)
+    const y = new Float32Array(d.y)
+    const inFlight = layer.apply(d.x, y, plan).catch((e: unknown) => e)
+    gpu().device.destroy()
+    const first = await inFlight // either finished before the loss or failed with DEVICE_LOST
+    if (first !== undefined) expect(first).toMatchObject({ code: 'DEVICE_LOST' })
+    await new Promise((r) => setTimeout(r, 50))
+    expect(gpu().lost).toBe(true)
+    const t0 = performance.now()
+    const err = await layer.apply(d.x, y, plan).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(LoraError)
+    expect((err as LoraError).code).toBe('DEVICE_LOST')
+    expect(() => layer.setAdapter(0, d.adapters[0])).toThrow(expect.objectContaining({ code: 'DEVICE_LOST' }))
+    expect(() => gpu().createLayer(d.spec)).toThrow(expect.objectContaining({ code: 'DEVICE_LOST' }))
+    expect(performance.now() - t0).toBeLessThan(1000)
+  })
+})
