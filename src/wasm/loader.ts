@@ -1,3 +1,13 @@
+/**
+ * Locating, compiling and instantiating the kernels module in every runtime:
+ * - Node, Bun, Deno: the .wasm files next to the package (build/), read from the file system;
+ * - browsers (and anything else with fetch): the same files by URL, relative to this module
+ *   (`new URL('../../build/x.wasm', import.meta.url)`, a pattern bundlers such as Vite follow);
+ * - Cloudflare Workers: `WebAssembly.compile` is forbidden there, so the modules must be imported
+ *   statically and passed in (the package's `workerd` export, src/workerd.ts, does that).
+ * `node:` modules are imported lazily and through a variable, so bundlers for browsers and
+ * workers neither follow nor reject them.
+ */
 import { LoraError } from '../errors.js'
 
 /** The raw exports of the kernels module (see assembly/index.ts). All pointers are byte addresses. */
@@ -32,20 +42,26 @@ const DEFAULT_URLS = {
   simd: () => new URL('../../build/multilora-simd.wasm', import.meta.url),
 }
 
-/** Load and instantiate the kernels: the relaxed-SIMD build where valid here, else plain SIMD. */
+/**
+ * Load and instantiate the kernels: the relaxed-SIMD build where valid here, else plain SIMD.
+ * Without `simd` and `relaxed` both builds are looked up next to the package; when the caller
+ * gives only `simd`, no relaxed build is looked for.
+ */
 export async function loadWasm(options: WasmModuleOptions = {}): Promise<{ exports: WasmExports; variant: WasmVariant }> {
   if (typeof WebAssembly !== 'object') throw new LoraError('WASM_LOAD_FAILED', 'WebAssembly is not available in this runtime')
   const preferRelaxed = options.preferRelaxed ?? true
+  const relaxedSource = options.relaxed ?? (options.simd === undefined ? DEFAULT_URLS.relaxed() : undefined)
   let module: WebAssembly.Module | null = null
   let variant: WasmVariant = 'simd'
-  if (preferRelaxed && options.relaxed !== undefined && options.relaxed instanceof WebAssembly.Module) {
+  if (preferRelaxed && relaxedSource instanceof WebAssembly.Module) {
     // a precompiled module was validated by whoever compiled it
-    module = options.relaxed
+    module = relaxedSource
     variant = 'relaxed-simd'
-  } else if (preferRelaxed) {
-    const bytes = await readSource(options.relaxed ?? DEFAULT_URLS.relaxed()).catch(() => null)
+  } else if (preferRelaxed && relaxedSource !== undefined) {
+    // The relaxed build is optional: unreadable or invalid here means plain SIMD.
+    const bytes = await readSource(relaxedSource).catch(() => null)
     if (bytes && !(bytes instanceof WebAssembly.Module) && WebAssembly.validate(bytes)) {
-      module = await WebAssembly.compile(bytes)
+      module = await compile(bytes, 'relaxed-simd')
       variant = 'relaxed-simd'
     }
   }
@@ -56,7 +72,7 @@ export async function loadWasm(options: WasmModuleOptions = {}): Promise<{ expor
       if (!WebAssembly.validate(src)) {
         throw new LoraError('WASM_LOAD_FAILED', 'the SIMD kernels do not validate here: this runtime lacks WebAssembly SIMD')
       }
-      module = await WebAssembly.compile(src)
+      module = await compile(src, 'simd')
     }
     variant = 'simd'
   }
@@ -68,36 +84,67 @@ export async function loadWasm(options: WasmModuleOptions = {}): Promise<{ expor
   }
 }
 
+async function compile(bytes: Uint8Array<ArrayBuffer>, variant: WasmVariant): Promise<WebAssembly.Module> {
+  try {
+    return await WebAssembly.compile(bytes)
+  } catch (cause) {
+    const hint = isWorkerd()
+      ? ': Cloudflare Workers forbid compiling WebAssembly from bytes; import the package through its "workerd" export ' +
+        "(wrangler does), or import the .wasm files as modules and pass createRuntime({ wasm: { simd, relaxed } })"
+      : ''
+    throw new LoraError('WASM_LOAD_FAILED', `could not compile the ${variant} kernels: ${String(cause)}${hint}`, { cause })
+  }
+}
+
 async function readSource(src: WasmSource): Promise<WebAssembly.Module | Uint8Array<ArrayBuffer>> {
   if (src instanceof WebAssembly.Module) return src
   if (src instanceof ArrayBuffer) return new Uint8Array(src)
   if (ArrayBuffer.isView(src)) return new Uint8Array(src.buffer as ArrayBuffer, src.byteOffset, src.byteLength)
+  if (typeof src !== 'string' && !(src instanceof URL)) {
+    throw new LoraError('INVALID_ARGUMENT', `a wasm source must be a WebAssembly.Module, bytes, a URL or a path, got ${src === null ? 'null' : typeof src}`)
+  }
   const url = typeof src === 'string' ? toUrl(src) : src
   try {
-    if (url.protocol === 'file:' && isNodeLike()) {
-      const fs = await import('node:fs/promises')
-      const { fileURLToPath } = await import('node:url')
+    if (url.protocol === 'file:' && hasFileSystem()) {
+      const fs = (await importNode('node:fs/promises')) as typeof import('node:fs/promises')
+      const { fileURLToPath } = (await importNode('node:url')) as typeof import('node:url')
       return new Uint8Array(await fs.readFile(fileURLToPath(url)))
     }
+    if (url.protocol === 'file:' && isWorkerd()) {
+      throw new Error('Cloudflare Workers have no file system: use the package\'s "workerd" export, or pass the .wasm modules to createRuntime({ wasm })')
+    }
     const res = await fetch(url)
-    if (!res.ok) throw new Error(`HTTP ${res.status}`)
+    if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`)
     return new Uint8Array(await res.arrayBuffer())
   } catch (cause) {
     throw new LoraError('WASM_LOAD_FAILED', `could not read the kernels from ${url.href}: ${String(cause)}`, { cause })
   }
 }
 
-function toUrl(s: string): URL {
-  try {
-    return new URL(s)
-  } catch {
-    // a plain path: resolve against the working directory where there is one
-    const cwd = isNodeLike() ? (globalThis as { process?: { cwd(): string } }).process!.cwd() : ''
-    return new URL(s.startsWith('/') ? `file://${s}` : `file://${cwd}/${s}`)
-  }
+/** A Node built-in, through a variable: bundlers for browsers and workers leave it alone. */
+function importNode(name: string): Promise<unknown> {
+  return import(/* @vite-ignore */ name)
 }
 
-function isNodeLike(): boolean {
+function toUrl(s: string): URL {
+  if (/^[a-z][a-z0-9+.-]+:/i.test(s)) return new URL(s) // a scheme of two or more letters: 'C:\\x' stays a path
+  if (!hasFileSystem()) {
+    // a relative path in a browser: relative to the page
+    const base = (globalThis as { location?: { href: string } }).location?.href
+    if (base) return new URL(s, base)
+    throw new LoraError('WASM_LOAD_FAILED', `cannot resolve the path ${s} in a runtime without a file system: pass a URL or a WebAssembly.Module`)
+  }
+  const cwd = (globalThis as { process?: { cwd(): string } }).process?.cwd() ?? '/'
+  return new URL(s.startsWith('/') ? `file://${s}` : `file://${cwd}/${s}`)
+}
+
+/** Node, Bun and Deno read file: URLs through node:fs. */
+function hasFileSystem(): boolean {
+  if (isWorkerd()) return false // nodejs_compat gives workerd a `process` but no real file system
   const p = (globalThis as { process?: { versions?: Record<string, string> } }).process
   return !!p?.versions?.node || 'Deno' in globalThis || 'Bun' in globalThis
+}
+
+function isWorkerd(): boolean {
+  return (globalThis as { navigator?: { userAgent?: string } }).navigator?.userAgent === 'Cloudflare-Workers'
 }
