@@ -7,6 +7,7 @@ import type { BackendChoice, BackendName, Layer, LayerOptions } from './types.js
 import { checkBackend, checkLayerOptions } from './validate.js'
 import { createWasmBackend, type WasmBackend } from './wasm/backend.js'
 import type { WasmModuleOptions, WasmVariant } from './wasm/loader.js'
+import { checkThreads, type ThreadsOption } from './wasm/threads/support.js'
 
 /** Options of {@link createRuntime}. */
 export interface RuntimeOptions {
@@ -20,6 +21,12 @@ export interface RuntimeOptions {
   memoryBudget?: number
   /** Adapters resident at once per module (slots of each PEFT module's layer; default 16). */
   adapterSlots?: number
+  /**
+   * Threads of the wasm backend: 1 (default), a count, or 'auto' (the machine's cores, and per call
+   * fewer for small calls). Single-threaded where threads are unavailable (no SharedArrayBuffer, a
+   * page that is not cross-origin isolated, Cloudflare Workers).
+   */
+  threads?: ThreadsOption
 }
 
 /** A set of backends and the layers created on them. */
@@ -72,7 +79,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   let wasm: WasmBackend | null = null
   let gpuReason: string | null = null
   if (choice !== 'webgpu' || options.wasm) {
-    wasm = await createWasmBackend(options.wasm)
+    wasm = await createWasmBackend(options.wasm, checkThreads(options.threads ?? 1))
     backends.push(wasm)
   }
   if (choice !== 'wasm') {

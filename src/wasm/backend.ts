@@ -5,6 +5,7 @@ import type { LayerSpec, PreparedAdapter, WeightDtype } from '../types.js'
 import { loadWasm, type WasmExports, type WasmModuleOptions, type WasmVariant } from './loader.js'
 import { orderGroups, packPanels } from './layout.js'
 import { WasmMemory } from './memory.js'
+import type { ThreadsOption } from './threads/support.js'
 
 /** dtype argument of the kernels (assembly/index.ts). */
 const DTYPE_CODE: Record<WeightDtype, number> = { f32: 0, bf16: 1, f16: 2 }
@@ -45,8 +46,15 @@ export class WasmBackend implements Backend {
   }
 }
 
-/** Load the kernels and create the backend. */
-export async function createWasmBackend(options?: WasmModuleOptions): Promise<WasmBackend> {
+/**
+ * Load the kernels and create the backend; with `threads` other than 1, the multi-threaded backend
+ * (src/wasm/threads/), which runs single-threaded where threads are unavailable.
+ */
+export async function createWasmBackend(options?: WasmModuleOptions, threads: ThreadsOption = 1): Promise<WasmBackend> {
+  if (threads !== 1) {
+    const { createThreadedWasmBackend } = await import('./threads/backend.js')
+    return createThreadedWasmBackend(threads, options)
+  }
   const { exports, variant } = await loadWasm(options)
   return new WasmBackend(exports, variant)
 }
@@ -60,12 +68,12 @@ interface SlotStorage {
 
 /** One layer's weights in linear memory, plus its slot table for the kernel. */
 export class WasmLayer implements BackendLayer {
-  private readonly slotTable: number
-  private readonly widths: number
+  protected readonly slotTable: number
+  protected readonly widths: number
   private readonly storage: (SlotStorage | null)[]
   private disposed = false
 
-  constructor(private readonly backend: WasmBackend, readonly spec: LayerSpec) {
+  constructor(protected readonly backend: WasmBackend, readonly spec: LayerSpec) {
     const mem = backend.memory
     this.slotTable = mem.alloc(spec.maxAdapters * SLOT_BYTES)
     this.widths = mem.alloc(spec.sliceWidths.length * 4)

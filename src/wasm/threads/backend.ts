@@ -1,0 +1,169 @@
+/**
+ * The multi-threaded wasm backend: the single-threaded backend's layers and weights, in a shared
+ * memory, with each call cut into parts (split.ts) run by the main thread and a worker pool
+ * (pool.ts). Where threads are unavailable it is the single-threaded backend, with the reason.
+ */
+import type { SegmentPlan } from '../../metadata.js'
+import type { LayerSpec } from '../../types.js'
+import { createWasmBackend, WasmBackend, WasmLayer } from '../backend.js'
+import type { WasmExports, WasmModuleOptions, WasmVariant } from '../loader.js'
+import { loadThreadsModule, type ThreadsModuleOptions } from './loader.js'
+import { WorkerPool } from './pool.js'
+import type { PartExports } from './protocol.mjs'
+import { splitColumns, splitShrink } from './split.js'
+import { machineThreads, threadsUnavailableReason, type ThreadsOption } from './support.js'
+import { DEFAULT_WORKER_URL } from './workers.js'
+
+/** Options of the threaded backend beyond the single-threaded ones. */
+export interface ThreadedWasmOptions extends WasmModuleOptions, ThreadsModuleOptions {
+  /** URL of the worker entry (default: worker.mjs next to this module). */
+  workerUrl?: URL
+}
+
+/** Most threads 'auto' starts: the kernels are bound by memory bandwidth well before that. */
+export const AUTO_MAX_THREADS = 16
+/**
+ * 'auto': multiply-adds per thread below which a call uses fewer threads (a call of W
+ * multiply-adds runs on min(threads, floor(W / this)) threads). Measured with bench/threads.ts on
+ * a 2-core machine: handing a part to a worker costs tens of microseconds (wake-up, barrier).
+ */
+export const AUTO_WORK_PER_THREAD = 1 << 20
+
+const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2 } as const
+
+export type { ThreadsOption }
+
+export class ThreadedWasmBackend extends WasmBackend {
+  private queue: Promise<unknown> = Promise.resolve()
+  private pending = 0
+
+  /**
+   * @param pool     the workers (null: single-threaded)
+   * @param mode     'auto' (threads per call from its size) or a fixed count for every call
+   * @param threadsUnavailableReason why no pool runs here, when none does
+   */
+  constructor(exports: WasmExports, variant: WasmVariant, readonly pool: WorkerPool | null,
+    readonly mode: ThreadsOption, readonly threadsUnavailableReason: string | null) {
+    super(exports, variant)
+  }
+
+  /** Threads a call may use (1 without a pool). */
+  get threads(): number {
+    return this.pool ? this.pool.size + 1 : 1
+  }
+
+  override createLayer(spec: LayerSpec): WasmLayer {
+    return new ThreadedWasmLayer(this, spec)
+  }
+
+  /** Threads for a call of `work` multiply-adds. */
+  partsFor(work: number): number {
+    if (!this.pool || this.pool.failed !== null) return 1
+    if (this.mode !== 'auto') return this.threads
+    return Math.max(1, Math.min(this.threads, Math.floor(work / AUTO_WORK_PER_THREAD)))
+  }
+
+  /** Whether a call is running or queued (they share the scratch area and the pool). */
+  get busy(): boolean {
+    return this.pending > 0
+  }
+
+  /** Run calls one at a time, in order. */
+  exclusive<T>(fn: () => T | Promise<T>): Promise<T> {
+    this.pending++
+    const run = this.queue.then(fn).finally(() => this.pending--)
+    this.queue = run.catch(() => {})
+    return run
+  }
+
+  override dispose(): void {
+    this.pool?.dispose()
+    super.dispose()
+  }
+}
+
+/** Create the backend with up to `threads` threads, or single-threaded where threads are unavailable. */
+export async function createThreadedWasmBackend(threads: ThreadsOption, options: ThreadedWasmOptions = {}): Promise<ThreadedWasmBackend> {
+  const count = threads === 'auto' ? Math.min(AUTO_MAX_THREADS, await machineThreads()) : threads
+  let reason = threadsUnavailableReason()
+  if (reason === null && count > 1) {
+    let pool: WorkerPool | null = null
+    try {
+      const m = await loadThreadsModule(options)
+      pool = await WorkerPool.create(count - 1, m.module, m.memory, options.workerUrl ?? DEFAULT_WORKER_URL())
+      return new ThreadedWasmBackend(m.exports, m.variant, pool, threads, null)
+    } catch (e) {
+      pool?.dispose()
+      reason = e instanceof Error ? e.message : String(e)
+    }
+  }
+  const single = await createWasmBackend(options)
+  return new ThreadedWasmBackend(single.exports, single.variant, null, threads, count > 1 ? reason : null)
+}
+
+/** A layer whose calls are cut into parts over the backend's threads. */
+class ThreadedWasmLayer extends WasmLayer {
+  constructor(private readonly threaded: ThreadedWasmBackend, spec: LayerSpec) {
+    super(threaded, spec)
+  }
+
+  override apply(x: Float32Array, y: Float32Array, plan: SegmentPlan): void | Promise<void> {
+    if (plan.rows.length === 0) return
+    const ranks = this.segmentRanks(plan)
+    let work = 0 // multiply-adds of the call
+    const perRank = this.spec.inFeatures * this.spec.sliceWidths.length + this.spec.outFeatures
+    for (let g = 0; g < ranks.length; g++) work += plan.segLength[g] * ranks[g] * perRank
+    const parts = this.threaded.partsFor(work)
+    if (parts === 1 && !this.threaded.busy) return super.apply(x, y, plan)
+    return this.threaded.exclusive(() => (parts === 1 ? super.apply(x, y, plan) : this.applyParts(x, y, plan, ranks, parts)))
+  }
+
+  /** [numSeg] rank of each segment's slot, from the slot table (assembly/sgmv.ts layout). */
+  private segmentRanks(plan: SegmentPlan): Int32Array {
+    const i32 = this.backend.memory.i32
+    const ranks = new Int32Array(plan.segSlot.length)
+    for (let g = 0; g < ranks.length; g++) ranks[g] = i32[(this.slotTable >> 2) + plan.segSlot[g] * 4]
+    return ranks
+  }
+
+  private async applyParts(x: Float32Array, y: Float32Array, plan: SegmentPlan, ranks: Int32Array, parts: number): Promise<void> {
+    const { spec } = this
+    const S = spec.sliceWidths.length
+    const T = plan.numTokens
+    const N = plan.rows.length
+    const numSeg = plan.segSlot.length
+    const hRow = S * spec.maxRank
+    const shares = new Array<number>(parts).fill(1)
+    const { tasks, partStart } = splitShrink(plan, ranks, S, shares)
+    const cuts = splitColumns(spec.sliceWidths, shares)
+    // one work area: x | y | rows | segments | tasks | H (the whole call's, see assembly/threads.ts)
+    const xBytes = align16(T * spec.inFeatures * 4)
+    const yBytes = align16(T * spec.outFeatures * 4)
+    const rowsBytes = align16(N * 4)
+    const segBytes = align16(numSeg * 12)
+    const taskBytes = align16(tasks.length * 4)
+    const base = this.backend.scratch(xBytes + yBytes + rowsBytes + segBytes + taskBytes + N * hRow * 4)
+    const xp = base, yp = xp + xBytes, rp = yp + yBytes, sp = rp + rowsBytes, tp = sp + segBytes, hp = tp + taskBytes
+    const mem = this.backend.memory
+    mem.f32.set(x, xp >> 2)
+    const i32 = mem.i32
+    i32.set(plan.rows, rp >> 2)
+    for (let g = 0, o = sp >> 2; g < numSeg; g++, o += 3) {
+      i32[o] = plan.segSlot[g]
+      i32[o + 1] = plan.segStart[g]
+      i32[o + 2] = plan.segLength[g]
+    }
+    i32.set(tasks, tp >> 2)
+    const job = {
+      dtype: DTYPE_CODE[spec.weightDtype], x: xp, inF: spec.inFeatures, rows: rp, segs: sp, numSeg, slots: this.slotTable,
+      numSlices: S, h: hp, hRow, tasks: tp, y: yp, outF: spec.outFeatures, widths: this.widths, partStart, cuts,
+    }
+    // y is first read in the expand phase: copy it in while the workers run their shrink tasks
+    await this.threaded.pool!.run(job, parts, this.backend.exports as unknown as PartExports, () => mem.f32.set(y, yp >> 2))
+    y.set(mem.f32.subarray(yp >> 2, (yp >> 2) + T * spec.outFeatures))
+  }
+}
+
+function align16(n: number): number {
+  return Math.ceil(n / 16) * 16
+}

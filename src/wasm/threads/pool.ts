@@ -1,0 +1,177 @@
+/**
+ * The worker pool of the threaded wasm backend: W workers over one shared linear memory, each
+ * with its own instance of the threads build; the main thread is part 0 of every job. See
+ * protocol.mjs for the job protocol: the main thread never blocks, it awaits Atomics.waitAsync
+ * (or a worker's message where waitAsync is missing).
+ */
+import { LoraError } from '../../errors.js'
+import * as P from './protocol.mjs'
+import type { PartExports } from './protocol.mjs'
+import { startWorker, type WorkerHandle } from './workers.js'
+
+/** Kernel arguments of one job (byte addresses into the shared memory, and sizes). */
+export interface JobArgs {
+  dtype: number; x: number; inF: number; rows: number; segs: number; numSeg: number; slots: number
+  numSlices: number; h: number; hRow: number; tasks: number; y: number; outF: number; widths: number
+  /** [parts + 1] first shrink task of each part. */
+  partStart: Int32Array
+  /** [parts + 1] column boundaries of the parts. */
+  cuts: Int32Array
+}
+
+type WaitAsync = (a: Int32Array, i: number, v: number) => { async: boolean; value: Promise<string> | string }
+
+export class WorkerPool {
+  private readonly ctrl = new Int32Array(new SharedArrayBuffer(P.CTRL_INTS * 4))
+  private readonly workers: WorkerHandle[] = []
+  private readonly waitAsync: WaitAsync | null
+  private gen = 0
+  private failure: string | null = null
+  private disposed = false
+  private wake: () => void = () => {}
+
+  private constructor() {
+    const wa = (Atomics as unknown as { waitAsync?: WaitAsync }).waitAsync
+    this.waitAsync = typeof wa === 'function' ? wa.bind(Atomics) : null
+    this.ctrl[P.BY_MESSAGE] = this.waitAsync ? 0 : 1
+  }
+
+  /** Workers (the main thread adds one more part). */
+  get size(): number {
+    return this.workers.length
+  }
+
+  /** Why the pool can no longer run jobs (a worker failed), or null. */
+  get failed(): string | null {
+    return this.failure
+  }
+
+  /** Start `count` workers and wait until each instantiated the module over `memory`. */
+  static async create(count: number, module: WebAssembly.Module, memory: WebAssembly.Memory, url: URL, timeoutMs = 10_000): Promise<WorkerPool> {
+    const pool = new WorkerPool()
+    count = Math.min(count, P.MAX_WORKERS)
+    let ready = 0
+    let settle: (error?: string) => void = () => {}
+    const allReady = new Promise<void>((resolve, reject) => {
+      settle = (error) => (error ? reject(new Error(error)) : resolve())
+    })
+    try {
+      for (let w = 0; w < count; w++) {
+        const handle = await startWorker(url, {
+          message: (m) => {
+            const msg = m as { ready?: number; error?: string }
+            if (msg && typeof msg === 'object' && msg.error !== undefined) {
+              pool.fail(msg.error)
+              settle(msg.error)
+            } else if (msg && typeof msg === 'object' && msg.ready !== undefined) {
+              if (++ready === count) settle()
+            } else pool.wake() // a barrier flag, posted in message mode
+          },
+          failed: (reason) => {
+            pool.fail(reason)
+            settle(reason)
+          },
+        })
+        pool.workers.push(handle)
+        handle.post({ module, memory, ctrl: pool.ctrl.buffer, index: w })
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined
+      await Promise.race([allReady, new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`workers not ready after ${timeoutMs} ms`)), timeoutMs)
+      })]).finally(() => clearTimeout(timer))
+    } catch (e) {
+      pool.dispose()
+      throw new LoraError('BACKEND_UNAVAILABLE', `could not start ${count} wasm worker threads: ${e instanceof Error ? e.message : String(e)}`, { cause: e })
+    }
+    for (const w of pool.workers) w.keepAlive(false) // idle workers do not keep the process alive
+    return pool
+  }
+
+  /**
+   * Run one job over `parts` threads (1 <= parts <= size + 1): the main thread's part runs on
+   * `main`; `beforeShrink` runs on the main thread once the workers are started (copy inputs the
+   * shrink does not read, e.g. y, while they work).
+   */
+  async run(job: JobArgs, parts: number, main: PartExports, beforeShrink: () => void): Promise<void> {
+    this.check()
+    const c = this.ctrl
+    c[P.A_DTYPE] = job.dtype; c[P.A_X] = job.x; c[P.A_INF] = job.inF; c[P.A_ROWS] = job.rows; c[P.A_SEGS] = job.segs
+    c[P.A_NUMSEG] = job.numSeg; c[P.A_SLOTS] = job.slots; c[P.A_NSLICES] = job.numSlices; c[P.A_H] = job.h
+    c[P.A_HROW] = job.hRow; c[P.A_TASKS] = job.tasks; c[P.A_Y] = job.y; c[P.A_OUTF] = job.outF; c[P.A_WIDTHS] = job.widths
+    for (let p = 0; p < parts; p++) {
+      const o = P.PART + 4 * p
+      c[o] = job.partStart[p]; c[o + 1] = job.partStart[p + 1] - job.partStart[p]
+      c[o + 2] = job.cuts[p]; c[o + 3] = job.cuts[p + 1]
+    }
+    const gen = (this.gen = (this.gen + 1) | 0)
+    c[P.PARTS] = parts
+    Atomics.store(c, P.ARRIVE1, 0)
+    Atomics.store(c, P.ARRIVE2, 0)
+    Atomics.store(c, P.GEN, gen) // seq-cst: publishes every field above to the woken workers
+    for (let w = 0; w < parts - 1; w++) {
+      Atomics.store(c, P.WAKE + w, gen)
+      Atomics.notify(c, P.WAKE + w, 1)
+    }
+    this.keepAlive(parts, true)
+    try {
+      beforeShrink()
+      P.runShrink(c, main, 0)
+      if (!P.arrive(c, P.ARRIVE1, P.GO2, parts, gen)) await this.until(P.GO2, gen)
+      P.runExpand(c, main, 0)
+      if (!P.arrive(c, P.ARRIVE2, P.DONE, parts, gen)) await this.until(P.DONE, gen)
+    } finally {
+      this.keepAlive(parts, false)
+    }
+    if (Atomics.load(c, P.ERROR) !== 0) this.fail('a worker threw while running a job')
+    this.check()
+  }
+
+  /** Wait (without blocking the thread) until ctrl[flag] = gen, or the pool fails. */
+  private async until(flag: number, gen: number): Promise<void> {
+    for (;;) {
+      const v = Atomics.load(this.ctrl, flag)
+      if (v === gen) return
+      this.check()
+      if (this.waitAsync) {
+        const r = this.waitAsync(this.ctrl, flag, v)
+        if (r.async) await r.value
+      } else {
+        await new Promise<void>((resolve) => (this.wake = resolve))
+      }
+    }
+  }
+
+  private keepAlive(parts: number, on: boolean): void {
+    // a pending waitAsync does not keep Node alive: the woken workers do, for the job's length
+    for (let w = 0; w < parts - 1; w++) this.workers[w].keepAlive(on)
+  }
+
+  private fail(reason: string): void {
+    if (this.failure !== null || this.disposed) return
+    this.failure = reason
+    // release a main thread waiting at a barrier; it sees the failure and throws
+    Atomics.notify(this.ctrl, P.GO2)
+    Atomics.notify(this.ctrl, P.DONE)
+    this.wake()
+  }
+
+  private check(): void {
+    if (this.disposed) throw new LoraError('DISPOSED', 'the wasm worker pool was disposed')
+    if (this.failure !== null) throw new LoraError('BACKEND_UNAVAILABLE', `the wasm worker pool failed: ${this.failure}`)
+  }
+
+  /** End the workers (they leave their loop; terminated as well in case one is stuck). */
+  dispose(): void {
+    if (this.disposed) return
+    this.disposed = true
+    Atomics.store(this.ctrl, P.QUIT, 1)
+    for (let w = 0; w < this.workers.length; w++) {
+      Atomics.add(this.ctrl, P.WAKE + w, 1)
+      Atomics.notify(this.ctrl, P.WAKE + w)
+    }
+    Atomics.notify(this.ctrl, P.GO2)
+    Atomics.notify(this.ctrl, P.DONE)
+    for (const w of this.workers) w.terminate()
+    this.wake()
+  }
+}
