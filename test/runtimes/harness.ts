@@ -10,7 +10,7 @@
  */
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { cp, mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -141,6 +141,15 @@ async function withLock<T>(lockDir: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Projects of earlier inputs, unused for an hour (a run still using one is never that old). */
+async function removeStale(base: string, keep: string): Promise<void> {
+  for (const e of await readdir(base, { withFileTypes: true })) {
+    if (!e.isDirectory() || e.name === keep || e.name === 'lock') continue
+    const s = await stat(join(base, e.name)).catch(() => null)
+    if (s && Date.now() - s.mtimeMs > 3_600_000) await rm(join(base, e.name), { recursive: true, force: true })
+  }
+}
+
 /** Build, pack and install the package once per set of inputs (see the header). */
 export async function packedProject(): Promise<PackedProject> {
   const base = join(tmpdir(), 'multilora-runtimes')
@@ -150,7 +159,10 @@ export async function packedProject(): Promise<PackedProject> {
     const cache = join(base, key)
     const ready = join(cache, 'ready.json')
     const done = await readFile(ready, 'utf8').catch(() => null)
-    if (done) return JSON.parse(done) as PackedProject
+    if (done) {
+      await utimes(cache, new Date(), new Date()) // in use: not stale
+      return JSON.parse(done) as PackedProject
+    }
     await rm(cache, { recursive: true, force: true })
     await mkdir(cache, { recursive: true })
 
@@ -173,6 +185,7 @@ export async function packedProject(): Promise<PackedProject> {
 
     const project: PackedProject = { dir, tarball, files: info[0].files.map((f) => f.path).sort() }
     await writeFile(ready, JSON.stringify(project))
+    await removeStale(base, key)
     return project
   })
 }
