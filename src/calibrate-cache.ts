@@ -1,0 +1,45 @@
+/**
+ * The runtime's side of calibration: which backends to measure, the machine fingerprint, and the
+ * per-process cache of the short calibration (a second createRuntime on the same backends reuses
+ * the first one's profile instead of measuring again).
+ */
+import type { Backend } from './backend.js'
+import { calibrate, type CalibrationTarget } from './calibrate.js'
+import type { Profile, ProfileMachine } from './cost-profile.js'
+
+type GpuLike = Backend & { isSoftware?: boolean; device?: GPUDevice }
+
+export function targetsOf(backends: readonly Backend[]): CalibrationTarget[] {
+  return backends.filter((b) => !b.lost).map((b) => {
+    const g = b as GpuLike
+    return { backend: b, isSoftware: g.isSoftware === true, device: b.name === 'webgpu' ? g.device : undefined }
+  })
+}
+
+export function machineOf(backends: readonly Backend[], wasmVariant: string | null): ProfileMachine {
+  const g = backends.find((b) => b.name === 'webgpu') as GpuLike | undefined
+  const info = (g?.device as (GPUDevice & { adapterInfo?: GPUAdapterInfo }) | undefined)?.adapterInfo
+  const description = info ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') : ''
+  return { wasmVariant, gpu: g ? { description, isSoftware: g.isSoftware === true } : null }
+}
+
+const shortCache = new Map<string, Promise<Profile>>()
+
+/** The short calibration of these backends, measured once per process per machine fingerprint. */
+export function shortCalibration(backends: readonly Backend[], wasmVariant: string | null): Promise<Profile> {
+  const machine = machineOf(backends, wasmVariant)
+  const key = JSON.stringify({ machine, names: backends.map((b) => b.name) })
+  let p = shortCache.get(key)
+  if (!p) {
+    p = calibrate(targetsOf(backends), machine, { kind: 'short' })
+    p.catch(() => shortCache.delete(key))
+    shortCache.set(key, p)
+  }
+  return p
+}
+
+/** Remember a profile (e.g. from rt.calibrate()) for later runtimes of this process. */
+export function rememberProfile(backends: readonly Backend[], wasmVariant: string | null, profile: Profile): void {
+  const machine = machineOf(backends, wasmVariant)
+  shortCache.set(JSON.stringify({ machine, names: backends.map((b) => b.name) }), Promise.resolve(profile))
+}

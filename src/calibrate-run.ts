@@ -1,0 +1,128 @@
+/**
+ * Timing one calibration point on one backend: a layer of the point's shape filled with random
+ * adapters (several copies when the weights must be cold), then the median of a few calls.
+ */
+import type { Backend, BackendLayer } from './backend.js'
+import type { Residency } from './cost.js'
+import { buildSegments, type SegmentPlan } from './metadata.js'
+import type { LayerSpec, PreparedAdapter, WeightDtype } from './types.js'
+
+/** One calibration measurement: a layer shape and a batch. */
+export interface Point {
+  inF: number
+  out: number
+  rank: number
+  /** Distinct adapters per call; tokens are spread round-robin over them. */
+  distinct: number
+  tokens: number
+  dtype: WeightDtype
+  resident: Residency
+  /** Successive calls rotate over copies of the adapters holding at least this many weight bytes. */
+  coldBytes: number
+}
+
+/** A backend under calibration, with what a GPU-resident call needs. */
+export interface Target {
+  backend: Backend
+  /** For WebGPU: the device (GPU-resident points and waiting for the queue). */
+  device?: GPUDevice
+}
+
+const STORAGE_RW = 0x80 | 0x08 | 0x04 // STORAGE | COPY_DST | COPY_SRC
+
+/** A cheap deterministic filler (no need for good randomness). */
+function fill(n: number, seed: number): Float32Array {
+  const a = new Float32Array(n)
+  let s = seed | 0
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) | 0
+    a[i] = (s >> 8) / 2 ** 26
+  }
+  return a
+}
+
+export function bytesPerAdapter(p: Point): number {
+  return p.rank * (p.inF + p.out) * (p.dtype === 'f32' ? 4 : 2)
+}
+
+/**
+ * Lower-quartile ms of a call of point `p` on `t`, over up to `reps` calls after one warm-up, stopping
+ * early at `deadline` (performance.now() value). null if not even the warm-up fits.
+ */
+export async function timePoint(t: Target, p: Point, reps: number, deadline: number): Promise<number | null> {
+  const copies = Math.max(1, Math.ceil(p.coldBytes / (p.distinct * bytesPerAdapter(p))))
+  const spec: LayerSpec = {
+    inFeatures: p.inF, sliceWidths: [p.out], sliceOffsets: [0], outFeatures: p.out,
+    maxAdapters: p.distinct * copies, maxRank: p.rank, weightDtype: p.dtype,
+  }
+  const layer = t.backend.createLayer(spec)
+  const gpuBufs: GPUBuffer[] = []
+  try {
+    const adapter: PreparedAdapter = { rank: p.rank, scale: 0.5, A: [fill(p.rank * p.inF, 1)], B: [fill(p.out * p.rank, 2)] }
+    for (let s = 0; s < spec.maxAdapters; s++) layer.setAdapter(s, adapter)
+    const plans: SegmentPlan[] = []
+    for (let c = 0; c < copies; c++) {
+      const ids = Int32Array.from({ length: p.tokens }, (_, i) => c * p.distinct + (i % p.distinct))
+      plans.push(buildSegments(ids, 1, spec.maxAdapters, t.backend.chunkSize ?? 64))
+    }
+    let x: Float32Array | GPUBuffer = fill(p.tokens * p.inF, 3)
+    let y: Float32Array | GPUBuffer = new Float32Array(p.tokens * p.out)
+    if (p.resident === 'gpu' && t.device) {
+      gpuBufs.push((x = t.device.createBuffer({ size: Math.max(16, p.tokens * p.inF * 4), usage: STORAGE_RW })))
+      gpuBufs.push((y = t.device.createBuffer({ size: Math.max(16, p.tokens * p.out * 4), usage: STORAGE_RW })))
+    }
+    const call = async (i: number): Promise<void> => {
+      await (layer as BackendLayer & { apply(x: unknown, y: unknown, plan: SegmentPlan): unknown }).apply(x, y, plans[i % copies])
+      if (gpuBufs.length && t.device) await t.device.queue.onSubmittedWorkDone()
+    }
+    await call(0)
+    // start timing after the warm-up: a first GPU call compiles pipelines
+    const samples: number[] = []
+    for (let i = 1; i <= reps; i++) {
+      if (performance.now() > deadline && samples.length > 0) break
+      const t0 = performance.now()
+      await call(i)
+      samples.push(performance.now() - t0)
+      if (performance.now() > deadline) break
+    }
+    if (samples.length === 0) return null
+    // the lower quartile: on a shared machine noise only ever adds time
+    samples.sort((a, b) => a - b)
+    return samples[(samples.length - 1) >> 2]
+  } finally {
+    layer.dispose()
+    for (const b of gpuBufs) b.destroy()
+  }
+}
+
+/**
+ * How much slower the wasm module reads memory cold than warm: its readBytes kernel over 16 MiB
+ * (past the caches) vs over 1 MiB, each freshly filled. The short calibration times its weight-
+ * bound point warm (filling a cold working set through setAdapter costs ~15 ms per MiB) and
+ * scales that rate by this ratio. null when the backend has no readBytes export.
+ */
+export function coldReadRatio(backend: Backend): number | null {
+  const w = backend as Backend & { exports?: { readBytes?(p: number, bytes: number, reps: number): number }; memory?: { alloc(n: number): number; release(p: number): void; u8: Uint8Array } }
+  if (!w.exports?.readBytes || !w.memory) return null
+  const big = 16 << 20
+  const p = w.memory.alloc(big)
+  try {
+    const u8 = w.memory.u8 // after alloc: growing memory detaches older views
+    u8.fill(1, p, p + big)
+    const rate = (bytes: number, reps: number): number => {
+      let best = 0
+      for (let r = 0; r < 3; r++) {
+        const t0 = performance.now()
+        w.exports!.readBytes!(p, bytes, reps)
+        best = Math.max(best, (bytes * reps) / Math.max(1e-3, performance.now() - t0))
+      }
+      return best
+    }
+    const warm = rate(1 << 20, 4)
+    // cold: read the whole 16 MiB once per pass, so little of it is still cached
+    const cold = rate(big, 1)
+    return Math.min(1, cold / warm)
+  } finally {
+    w.memory.release(p)
+  }
+}

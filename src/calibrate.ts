@@ -1,0 +1,154 @@
+/**
+ * Calibration: measure each backend's rates on this machine (src/cost.ts) by timing a few small
+ * calls, each chosen so that one term of the cost model dominates it:
+ *
+ *   tiny   T=1, in=out=64, rank 1            -> callMs
+ *   segs   T=32 over 32 tiny adapters        -> segmentMs
+ *   copy   T=64, in=out=1024, rank 1         -> hostGBs (GPU: host arrays vs GPU buffers)
+ *   gemv   one token per adapter, rank 16    -> weightGBs[dtype] (weights rotate over coldBytes)
+ *   gemm   T=64 (full: 256) on one adapter   -> gflops[dtype]
+ *
+ * 'short' (createRuntime, <= 300 ms in all) measures f32 and bf16 on wasm with warm weights (in=out
+ * 512: filling a cold working set costs ~15 ms per MiB, it cannot afford that) scaled by the
+ * measured cold/warm memory read ratio, and on the
+ * GPU whatever fits in the rest of the budget, most telling first (a first GPU call compiles
+ * pipelines); 'full' (rt.calibrate()) every dtype over 64 MiB (cold, as in serving). Rates not
+ * measured within the budget keep their priors (scaled like the measured ones) and are not listed
+ * in `measured`. A GPU point still running at the deadline is abandoned, not awaited.
+ */
+import { type BackendRates, predict, priorRates } from './cost.js'
+import type { Profile, ProfileEntry, ProfileMachine } from './cost-profile.js'
+import { bytesPerAdapter, coldReadRatio, type Point, type Target, timePoint } from './calibrate-run.js'
+import type { WeightDtype } from './types.js'
+
+export type { Target } from './calibrate-run.js'
+
+export interface CalibrateOptions {
+  kind: 'short' | 'full'
+  /** Wall-time budget of the whole calibration (ms). Default 300 for 'short', 20000 for 'full'. */
+  budgetMs?: number
+}
+
+/** What a calibration needs to know of a backend. */
+export interface CalibrationTarget extends Target {
+  isSoftware: boolean
+}
+
+const MIB = 1 << 20
+
+/** Calibrate every target within the budget; wasm first (cheap, always useful), then the GPU. */
+export async function calibrate(targets: readonly CalibrationTarget[], machine: ProfileMachine, options: CalibrateOptions): Promise<Profile> {
+  const start = performance.now()
+  const full = options.kind === 'full'
+  const budget = options.budgetMs ?? (full ? 20000 : 300)
+  // margin: a GPU call can block the thread (~35 ms of pipeline compilation on lavapipe) past its timer
+  const deadline = start + budget - (targets.some((t) => t.backend.name === 'webgpu') ? 40 : 5)
+  const backends: Profile['backends'] = {}
+  const ordered = [...targets].sort((a, b) => (a.backend.name === 'wasm' ? -1 : 0) - (b.backend.name === 'wasm' ? -1 : 0))
+  for (let i = 0; i < ordered.length; i++) {
+    const t = ordered[i]
+    // wasm gets at most a third of a short budget; the GPU (slow first calls) the rest
+    const share = !full && t.backend.name === 'wasm' && ordered.length > 1 ? start + budget / 3 : deadline
+    backends[t.backend.name] = await calibrateOne(t, full, Math.min(share, deadline))
+  }
+  return { version: 1, kind: options.kind, createdAt: new Date().toISOString(), machine, calibrationMs: performance.now() - start, backends }
+}
+
+async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: number): Promise<ProfileEntry> {
+  const gpu = t.backend.name === 'webgpu'
+  const rates: BackendRates = structuredClone(priorRates(t.backend.name, t.isSoftware))
+  const measured: string[] = []
+  const cold = full ? 64 * MIB : 0
+  const size = full ? 1024 : 512
+  const reps = full ? 15 : gpu ? 3 : 6
+  const base: Point = { inF: 64, out: 64, rank: 1, distinct: 1, tokens: 1, dtype: 'f32', resident: 'host', coldBytes: 0 }
+  // How much slower than nominal the points so far ran (JIT warm-up, a loaded machine): CPU points
+  // run synchronously and cannot be interrupted, so one starts only if its scaled estimate fits.
+  let slowdown = 1
+  /** Time a point unless the deadline passed; a GPU point is abandoned (left to finish) at the deadline. */
+  const run = async (p: Partial<Point>): Promise<number | null> => {
+    const point = { ...base, ...p }
+    const nominal = nominalMs(point, rates, reps)
+    // a GPU point can block the thread (pipeline compilation) past a timer: start one only with 40 ms left
+    if (performance.now() + (gpu ? 40 : nominal * slowdown * 1.5) >= deadline) return null
+    const t0 = performance.now()
+    // a failing point (e.g. a GPU error) leaves the priors in place: calibration never breaks a runtime
+    const timing = timePoint(t, point, reps, deadline).catch(() => null)
+    if (!gpu) return timing.finally(() => (slowdown = Math.max(slowdown, (performance.now() - t0) / nominal)))
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), Math.max(0, deadline - performance.now()))))
+    try {
+      return await Promise.race([timing, late])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+  const overhead = (p: Point, segments: number): number => rates.callMs + segments * rates.segmentMs +
+    (p.resident === 'host' ? (p.tokens * (p.inF + 2 * p.out) * 4) / rates.hostGBs / 1e6 : 0)
+
+  const tiny = await run({})
+  if (tiny !== null) (rates.callMs = tiny), measured.push('callMs')
+  const segments = async (): Promise<void> => {
+    const segs = await run({ distinct: 32, tokens: 32 })
+    if (segs !== null && tiny !== null) (rates.segmentMs = Math.max(0, (segs - tiny) / 31)), measured.push('segmentMs')
+  }
+  const copyPoint: Point = { ...base, inF: size, out: size, tokens: 64 }
+  const copyBytes = 64 * 3 * size * 4
+  const copyFlops = 2 * 64 * 2 * size
+  const copies = async (): Promise<void> => {
+    if (gpu) {
+      const host = await run(copyPoint)
+      const res = await run({ ...copyPoint, resident: 'gpu' })
+      if (host !== null && res !== null && host > res) (rates.hostGBs = copyBytes / (host - res) / 1e6), measured.push('hostGBs')
+    } else {
+      const copy = await run(copyPoint)
+      const left = copy === null ? 0 : copy - rates.callMs - rates.segmentMs - copyFlops / rates.gflops.f32 / 1e6
+      if (left > 0) (rates.hostGBs = copyBytes / left / 1e6), measured.push('hostGBs')
+    }
+  }
+  // the GPU's dtype points run on resident data, so they do not need hostGBs first
+  if (!gpu) await segments(), await copies()
+
+  const dtypes: WeightDtype[] = full ? ['f32', 'bf16', 'f16'] : gpu ? ['f32'] : ['f32', 'bf16']
+  // on the GPU, time resident calls: the transfers are already measured by hostGBs
+  const resident = gpu ? 'gpu' : 'host'
+  for (const dtype of dtypes) {
+    const gemm: Point = { ...base, inF: size, out: size, rank: 16, tokens: full ? 256 : 64, dtype, resident }
+    const tm = await run(gemm)
+    const wm = tm === null ? 0 : tm - overhead(gemm, gemm.tokens / 64)
+    if (wm > 0) (rates.gflops[dtype] = (2 * gemm.tokens * 16 * 2 * size) / wm / 1e6), measured.push(`gflops.${dtype}`)
+    const gemv: Point = { ...base, inF: size, out: size, rank: 16, distinct: 8, tokens: 8, dtype, resident, coldBytes: cold }
+    const tv = await run(gemv)
+    const wv = tv === null ? 0 : tv - overhead(gemv, 8)
+    if (wv > 0) (rates.weightGBs[dtype] = (8 * bytesPerAdapter(gemv)) / wv / 1e6), measured.push(`weightGBs.${dtype}`)
+  }
+  if (gpu) await copies(), await segments()
+  // a short calibration read warm weights on the CPU: scale by the measured cold/warm read ratio
+  const ratio = !full && !gpu && performance.now() + 10 * slowdown < deadline ? coldReadRatio(t.backend) : null
+  if (ratio !== null) {
+    for (const d of dtypes) rates.weightGBs[d] *= ratio
+    measured.push('coldReadRatio')
+  }
+  // dtypes not measured: scale their priors like the measured half-precision (or f32) rate
+  const ref: WeightDtype = measured.includes('gflops.bf16') ? 'bf16' : 'f32'
+  const prior = priorRates(t.backend.name, t.isSoftware)
+  for (const d of ['bf16', 'f16'] as WeightDtype[]) {
+    if (!measured.includes(`gflops.${d}`)) rates.gflops[d] = prior.gflops[d] * (rates.gflops[ref] / prior.gflops[ref])
+    if (!measured.includes(`weightGBs.${d}`)) rates.weightGBs[d] = rates.weightGBs[ref]
+  }
+  return { ...rates, measured }
+}
+
+/**
+ * Rough time of a CPU point on an idle machine with JIT-compiled code: filling the layer (~5 ns
+ * per weight value, twice that for half-precision encoding) plus the calls as predicted so far.
+ */
+function nominalMs(p: Point, rates: BackendRates, reps: number): number {
+  const copies = Math.max(1, Math.ceil(p.coldBytes / (p.distinct * bytesPerAdapter(p))))
+  const values = copies * p.distinct * p.rank * (p.inF + p.out) + p.tokens * (p.inF + p.out)
+  const call = predict(rates, {
+    tokens: p.tokens, entries: p.tokens, distinct: p.distinct, rankSum: p.distinct * p.rank, rankEntries: p.tokens * p.rank,
+    inFeatures: p.inF, outFeatures: p.out, slices: 1, weightDtype: p.dtype, resident: p.resident,
+  }).ms
+  return 0.5 + (values * (p.dtype === 'f32' ? 5 : 10)) / 1e6 + (reps + 1) * call
+}

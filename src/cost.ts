@@ -1,0 +1,111 @@
+/**
+ * The dispatcher's cost model: predicted time of one apply on one backend, from the call's
+ * features and the backend's calibrated rates.
+ *
+ *   t = callMs + segments * segmentMs + max(W / weightGBs, F / gflops) + X / hostGBs
+ *
+ * W: bytes of the distinct adapters' weights read (sum of their ranks * (in * S + out) * bytes);
+ * F: 2 * sum over entries of rank * (in * S + out) flops; X: bytes of activations moved between
+ * the caller's memory and the backend's (copies into linear memory, GPU uploads and readbacks).
+ * The max is a roofline: one token per adapter is bound by the weight bytes, long segments by the
+ * arithmetic. Rates are measured per machine (src/calibrate.ts), never assumed.
+ */
+import { DTYPE_BYTES } from './dtype.js'
+import type { BackendName, WeightDtype } from './types.js'
+
+/** Where x and y live: host arrays, or buffers on the GPU device. */
+export type Residency = 'host' | 'gpu'
+
+/** Everything about one call that the choice of backend depends on. */
+export interface CallFeatures {
+  /** T: tokens (rows of x and y). */
+  tokens: number
+  /** (token, adapter) entries that are not -1 (T * K at most). */
+  entries: number
+  /** Distinct adapters in the batch. */
+  distinct: number
+  /** Sum of the ranks of the distinct adapters (weights read once per adapter). */
+  rankSum: number
+  /** Sum over entries of the entry's rank (the arithmetic). */
+  rankEntries: number
+  inFeatures: number
+  outFeatures: number
+  slices: number
+  weightDtype: WeightDtype
+  resident: Residency
+  /** Longest segment a backend's plan cuts runs into (default 64). */
+  chunkSize?: number
+}
+
+/** Calibrated rates of one backend (all positive, finite). */
+export interface BackendRates {
+  /** Fixed cost of a call: validation, metadata, launch; on a GPU the submit + readback round trip (ms). */
+  callMs: number
+  /** Extra cost per segment (ms). */
+  segmentMs: number
+  /** Weight bytes read per second when bound by them, per storage dtype (GB/s). */
+  weightGBs: Record<WeightDtype, number>
+  /** Arithmetic rate on long segments, per storage dtype (GFLOP/s). */
+  gflops: Record<WeightDtype, number>
+  /** Activation bytes moved between the caller's memory and the backend (GB/s). */
+  hostGBs: number
+}
+
+/** The work of a call, in the units of {@link BackendRates}. */
+export interface CallWork {
+  weightBytes: number
+  flops: number
+  /** x + y in, y out, in bytes. */
+  activationBytes: number
+  segments: number
+}
+
+export function workOf(f: CallFeatures): CallWork {
+  const perRank = f.inFeatures * f.slices + f.outFeatures
+  const chunk = f.chunkSize ?? 64
+  const perAdapter = f.distinct > 0 ? f.entries / f.distinct : 0
+  return {
+    weightBytes: f.rankSum * perRank * DTYPE_BYTES[f.weightDtype],
+    flops: 2 * f.rankEntries * perRank,
+    activationBytes: f.tokens * (f.inFeatures + 2 * f.outFeatures) * 4,
+    segments: f.distinct * Math.max(1, Math.ceil(perAdapter / chunk)),
+  }
+}
+
+/** The parts of a prediction, in ms (for explain's reason). */
+export interface Prediction {
+  ms: number
+  /** Which roofline term dominated. */
+  bound: 'weights' | 'arithmetic'
+  /** Time spent moving activations (ms): copies, uploads, readbacks. */
+  transferMs: number
+}
+
+/**
+ * Predicted time of the call on one backend. `moves`: x and y must be copied to the backend and y
+ * back (host arrays on the GPU; any data on the wasm backend, whose linear memory is separate).
+ * `extraMs`: time to fetch them from elsewhere first (GPU buffers run on the CPU), computed by the
+ * caller from the other backend's rates.
+ */
+export function predict(rates: BackendRates, f: CallFeatures, moves = true, extraMs = 0): Prediction {
+  const w = workOf(f)
+  const weightMs = w.weightBytes / rates.weightGBs[f.weightDtype] / 1e6
+  const flopMs = w.flops / rates.gflops[f.weightDtype] / 1e6
+  const transferMs = (moves ? w.activationBytes / rates.hostGBs / 1e6 : 0) + extraMs
+  return {
+    ms: rates.callMs + w.segments * rates.segmentMs + Math.max(weightMs, flopMs) + transferMs,
+    bound: weightMs >= flopMs ? 'weights' : 'arithmetic',
+    transferMs,
+  }
+}
+
+/** Rates used for a backend before (or instead of) measuring it: rough, deliberately modest. */
+export function priorRates(name: BackendName, isSoftware: boolean): BackendRates {
+  const all = (v: number): Record<WeightDtype, number> => ({ f32: v, bf16: v, f16: v })
+  if (name === 'wasm') {
+    return { callMs: 0.01, segmentMs: 0.001, weightGBs: all(12), gflops: { f32: 20, bf16: 18, f16: 10 }, hostGBs: 8 }
+  }
+  return isSoftware
+    ? { callMs: 1, segmentMs: 0.02, weightGBs: all(3), gflops: all(1), hostGBs: 2 }
+    : { callMs: 0.3, segmentMs: 0.002, weightGBs: all(200), gflops: all(2000), hostGBs: 8 }
+}

@@ -1,0 +1,168 @@
+import { describe, expect, it } from 'vitest'
+import type { Backend, BackendLayer } from '../src/backend.js'
+import { calibrate } from '../src/calibrate.js'
+import { type BackendRates, priorRates } from '../src/cost.js'
+import type { Profile } from '../src/cost-profile.js'
+import { Dispatcher, type ExplainRequest, featuresOf } from '../src/dispatch.js'
+import { createRuntime } from '../src/index.js'
+import { LoraLayer } from '../src/layer.js'
+import type { BackendName, LayerSpec, WeightDtype } from '../src/types.js'
+import { createWasmBackend } from '../src/wasm/backend.js'
+import { expectLoraError } from './compare.js'
+
+const all = (v: number): Record<WeightDtype, number> => ({ f32: v, bf16: v, f16: v })
+const CPU: BackendRates = { callMs: 0.01, segmentMs: 0.001, weightGBs: all(15), gflops: all(25), hostGBs: 10 }
+const SLOW_GPU: BackendRates = { callMs: 0.5, segmentMs: 0.004, weightGBs: all(2.5), gflops: all(3), hostGBs: 4.7 }
+const FAST_GPU: BackendRates = { callMs: 0.3, segmentMs: 0.002, weightGBs: all(500), gflops: all(5000), hostGBs: 10 }
+
+function profileOf(gpu: BackendRates): Profile {
+  return {
+    version: 1, kind: 'full', createdAt: '', calibrationMs: 0, machine: { wasmVariant: 'simd', gpu: { description: 'test', isSoftware: false } },
+    backends: { wasm: { ...CPU, measured: [] }, webgpu: { ...gpu, measured: [] } },
+  }
+}
+const BOTH: BackendName[] = ['wasm', 'webgpu']
+const traits = [{ name: 'wasm' as const, isSoftware: false }, { name: 'webgpu' as const, isSoftware: false }]
+const QKV = { rank: 16, inFeatures: 4096, outFeatures: [4096, 1024, 1024] }
+const pick = (d: Dispatcher, r: ExplainRequest) => d.decide(featuresOf(r), BOTH)
+
+describe('cost model on synthetic profiles', () => {
+  it('a slow (software) GPU never wins with host data', () => {
+    const d = new Dispatcher(traits, profileOf(SLOW_GPU))
+    for (const tokens of [1, 16, 256, 4096]) {
+      const r = pick(d, { ...QKV, tokens, adapters: Math.min(tokens, 8) })
+      expect(r.backend, `T=${tokens}`).toBe('wasm')
+      expect(r.predictedMs.webgpu!).toBeGreaterThan(r.predictedMs.wasm!)
+    }
+  })
+
+  it('a fast GPU loses at T=1 (launch + readback) and wins large batches', () => {
+    const d = new Dispatcher(traits, profileOf(FAST_GPU))
+    const small = pick(d, { ...QKV, tokens: 1 })
+    expect(small.backend).toBe('wasm')
+    expect(small.reason).toMatch(/^wasm predicted [\d.]+ ms vs webgpu [\d.]+ ms \(weights-bound on wasm/)
+    const large = pick(d, { ...QKV, tokens: 4096, adapters: 8 })
+    expect(large.backend).toBe('webgpu')
+    // the crossover lies in between, and predictions grow with T on both backends
+    const wasmMs = [1, 64, 1024].map((tokens) => pick(d, { ...QKV, tokens }).predictedMs.wasm!)
+    expect(wasmMs[0]).toBeLessThan(wasmMs[1])
+    expect(wasmMs[1]).toBeLessThan(wasmMs[2])
+  })
+
+  it('GPU-resident data stays on the GPU unless the CPU is far faster', () => {
+    // with host data the CPU wins T=1 on the slow GPU; with GPU data it is faster, but not 2x
+    const slowGpu = new Dispatcher(traits, profileOf(SLOW_GPU))
+    expect(pick(slowGpu, { ...QKV, tokens: 1 }).backend).toBe('wasm')
+    const r = pick(slowGpu, { ...QKV, tokens: 1, resident: 'gpu' })
+    expect(r.backend).toBe('webgpu')
+    expect(r.predictedMs.wasm!).toBeLessThan(r.predictedMs.webgpu!)
+    expect(r.reason).toMatch(/stays there/)
+    expect(pick(new Dispatcher(traits, profileOf(FAST_GPU)), { ...QKV, tokens: 1, resident: 'gpu' }).backend).toBe('webgpu')
+    // a GPU 100x slower than the CPU: moving the data is worth it
+    const crawl: BackendRates = { ...SLOW_GPU, gflops: all(0.25), weightGBs: all(0.1) }
+    const slow = new Dispatcher(traits, profileOf(crawl))
+    expect(pick(slow, { ...QKV, tokens: 256, adapters: 4, resident: 'gpu' }).backend).toBe('wasm')
+  })
+
+  it('bf16 halves the weight bytes of a weight-bound call', () => {
+    const d = new Dispatcher(traits, profileOf(SLOW_GPU))
+    const f32 = pick(d, { ...QKV, tokens: 8, adapters: 8, weightDtype: 'f32' }).predictedMs.wasm!
+    const bf16 = pick(d, { ...QKV, tokens: 8, adapters: 8, weightDtype: 'bf16' }).predictedMs.wasm!
+    expect(bf16).toBeLessThan(f32 * 0.6)
+  })
+
+  it('uncalibrated priors: a software adapter is predicted slower than a hardware one', () => {
+    const sw = new Dispatcher([traits[0], { name: 'webgpu', isSoftware: true }], null)
+    const hw = new Dispatcher(traits, null)
+    const req = { ...QKV, tokens: 1024, adapters: 8 }
+    expect(pick(sw, req).predictedMs.webgpu!).toBeGreaterThan(10 * pick(hw, req).predictedMs.webgpu!)
+    expect(pick(sw, req).reason).toMatch(/uncalibrated priors/)
+  })
+
+  it('explain requests are validated', () => {
+    const d = new Dispatcher(traits, null)
+    expect(() => pick(d, { ...QKV, tokens: -1 })).toThrow(/OUT_OF_RANGE.*tokens/)
+    expect(() => pick(d, { ...QKV, tokens: 4, adapters: 2, rank: [4, 8, 16] })).toThrow(/SHAPE_MISMATCH.*rank/)
+    expect(() => pick(d, { ...QKV, tokens: 4, resident: 'disk' as never })).toThrow(/INVALID_ARGUMENT.*resident/)
+  })
+})
+
+/** A backend that computes nothing and records which one ran. */
+function recorder(name: BackendName, ran: BackendName[]): Backend {
+  const layer: BackendLayer = { setAdapter() {}, clearAdapter() {}, dispose() {}, apply: () => void ran.push(name) }
+  return { name, createLayer: () => layer, dispose() {} }
+}
+
+describe('explain() is the auto decision', () => {
+  it('a layer with two backends runs every call where explain says', async () => {
+    const ran: BackendName[] = []
+    const backends = [recorder('wasm', ran), recorder('webgpu', ran)]
+    const d = new Dispatcher(traits, profileOf(FAST_GPU))
+    const host = { defaultBackend: 'auto' as const, checkAlive() {}, pick: (_: unknown, f: Parameters<Dispatcher['decide']>[0]) => backends.find((b) => b.name === d.decide(f, BOTH).backend)! }
+    const spec: LayerSpec = { inFeatures: 64, sliceWidths: [32, 32], sliceOffsets: [0, 32], outFeatures: 64, maxAdapters: 8, maxRank: 8, weightDtype: 'bf16' }
+    const layer = new LoraLayer(host, spec, backends)
+    for (let a = 0; a < 8; a++) layer.setAdapter(a, { rank: 8, scale: 1, A: [new Float32Array(8 * 64), new Float32Array(8 * 64)], B: [new Float32Array(32 * 8), new Float32Array(32 * 8)] })
+    const seen = new Set<BackendName>()
+    for (const tokens of [1, 8, 64, 512, 4096, 65536]) {
+      for (const adapters of [1, 8]) {
+        const ids = Int32Array.from({ length: tokens }, (_, t) => t % adapters)
+        await layer.apply(new Float32Array(tokens * 64), new Float32Array(tokens * 64), ids)
+        const want = pick(d, { tokens, adapters: Math.min(adapters, tokens), rank: 8, inFeatures: 64, outFeatures: [32, 32], weightDtype: 'bf16' }).backend
+        expect(ran.pop(), `T=${tokens} D=${adapters}`).toBe(want)
+        seen.add(want)
+      }
+    }
+    expect(seen.size).toBe(2) // the grid crosses over, so the test compares both outcomes
+  })
+})
+
+describe('profiles and calibration', () => {
+  it('round-trips through JSON into createRuntime({ profile })', async () => {
+    const rt = await createRuntime({ backend: 'auto' })
+    const saved = JSON.parse(JSON.stringify(rt.profile))
+    expect(saved.kind).toBe('short')
+    const rt2 = await createRuntime({ backend: 'auto', profile: saved })
+    expect(rt2.profile).toEqual(saved)
+    const req = { ...QKV, tokens: 64, adapters: 4, weightDtype: 'bf16' as const }
+    expect(rt2.explain(req)).toEqual(rt.explain(req))
+    rt.dispose()
+    rt2.dispose()
+  })
+
+  it('a malformed profile is refused with the offending field', async () => {
+    await expectLoraError(() => createRuntime({ profile: { version: 2 } as never }), 'INVALID_ARGUMENT', ['profile.version'])
+    const p = profileOf(SLOW_GPU)
+    const bad = { ...p, backends: { wasm: { ...p.backends.wasm, gflops: { f32: -1, bf16: 1, f16: 1 } } } }
+    await expectLoraError(() => createRuntime({ profile: bad as never }), 'INVALID_ARGUMENT', ['profile.backends.wasm.gflops.f32'])
+  })
+
+  it('the short calibration stays within its budget and is cached per process', async () => {
+    const wasm = await createWasmBackend()
+    for (const budgetMs of [300, 40]) {
+      const t0 = performance.now()
+      const p = await calibrate([{ backend: wasm, isSoftware: false }], { wasmVariant: wasm.variant, gpu: null }, { kind: 'short', budgetMs })
+      expect(performance.now() - t0).toBeLessThanOrEqual(budgetMs)
+      expect(p.calibrationMs).toBeLessThanOrEqual(budgetMs)
+      if (budgetMs === 300) expect(p.backends.wasm!.measured).toEqual(expect.arrayContaining(['callMs', 'gflops.f32']))
+      for (const v of Object.values(p.backends.wasm!.gflops)) expect(v).toBeGreaterThan(0)
+    }
+    wasm.dispose()
+    // the same profile object: the second runtime did not calibrate again
+    const a = await createRuntime({ backend: 'auto' })
+    const b = await createRuntime({ backend: 'auto' })
+    expect(b.profile).not.toBeNull()
+    expect(b.profile).toBe(a.profile)
+    a.dispose()
+    b.dispose()
+  })
+
+  it('a forced-backend runtime has no calibration but explains with priors', async () => {
+    const rt = await createRuntime({ backend: 'wasm' })
+    expect(rt.profile).toBeNull()
+    const r = rt.explain({ ...QKV, tokens: 1 })
+    expect(r.backend).toBe('wasm')
+    expect(r.predictedMs.wasm).toBeCloseTo(rt.explain({ ...QKV, tokens: 1 }).predictedMs.wasm!)
+    expect(priorRates('wasm', false).callMs).toBeGreaterThan(0)
+    rt.dispose()
+  })
+})
