@@ -1,4 +1,5 @@
 import type { Backend, BackendLayer } from './backend.js'
+import type { CallFeatures } from './cost.js'
 import { LoraError } from './errors.js'
 import { buildSegments } from './metadata.js'
 import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec } from './types.js'
@@ -8,7 +9,7 @@ import { checkApply, checkBackend, checkIds, prepareAdapter } from './validate.j
 export interface LayerHost {
   readonly defaultBackend: BackendChoice
   /** The backend that runs a call (validated choice; throws if a forced backend is unavailable). */
-  pick(choice: BackendChoice, call: { tokens: number; entries: number; distinct: number; spec: LayerSpec }): Backend
+  pick(choice: BackendChoice, call: CallFeatures): Backend
   /** Throws LoraError DISPOSED once the runtime is disposed. */
   checkAlive(): void
 }
@@ -16,11 +17,18 @@ export interface LayerHost {
 /** A LoRA-wrapped linear layer whose slots live on every backend of the runtime. */
 export class LoraLayer implements Layer {
   private readonly filled: boolean[]
+  /** Rank of each slot (for the dispatcher's features). */
+  private readonly ranks: Int32Array
+  /** mark[slot] === stamp: slot already counted in this call. */
+  private readonly mark: Int32Array
+  private stamp = 0
   private readonly onBackend = new Map<BackendName, BackendLayer>()
   private disposed = false
 
   constructor(private readonly host: LayerHost, readonly spec: LayerSpec, backends: readonly Backend[]) {
     this.filled = new Array(spec.maxAdapters).fill(false)
+    this.ranks = new Int32Array(spec.maxAdapters)
+    this.mark = new Int32Array(spec.maxAdapters)
     try {
       for (const b of backends) this.onBackend.set(b.name, b.createLayer(spec))
     } catch (e) {
@@ -41,6 +49,7 @@ export class LoraLayer implements Layer {
       throw e
     }
     this.filled[slot] = true
+    this.ranks[slot] = prepared.rank
   }
 
   clearAdapter(slot: number): void {
@@ -64,16 +73,26 @@ export class LoraLayer implements Layer {
     const choice = checkBackend('options.backend', options.backend ?? this.host.defaultBackend)
     const { T, K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken)
     checkIds(ids, K, this.spec.maxAdapters, (s) => this.filled[s])
-    let entries = 0
-    const seen = new Set<number>()
+    let entries = 0, distinct = 0, rankSum = 0, rankEntries = 0
+    const stamp = ++this.stamp
     for (let i = 0; i < ids.length; i++) {
-      if (ids[i] >= 0) {
-        entries++
-        seen.add(ids[i])
+      const id = ids[i]
+      if (id < 0) continue
+      const r = this.ranks[id]
+      entries++
+      rankEntries += r
+      if (this.mark[id] !== stamp) {
+        this.mark[id] = stamp
+        distinct++
+        rankSum += r
       }
     }
     if (entries === 0) return
-    const backend = this.host.pick(choice, { tokens: T, entries, distinct: seen.size, spec: this.spec })
+    const { spec } = this
+    const backend = this.host.pick(choice, {
+      tokens: T, entries, distinct, rankSum, rankEntries, inFeatures: spec.inFeatures, outFeatures: spec.outFeatures,
+      slices: spec.sliceWidths.length, weightDtype: spec.weightDtype, resident: x instanceof Float32Array ? 'host' : 'gpu',
+    })
     const layer = this.onBackend.get(backend.name)!
     const plan = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize ?? 64)
     await layer.apply(x, y, plan)

@@ -1,5 +1,9 @@
 import type { Backend } from './backend.js'
-import { chooseBackend, type CallFeatures } from './dispatch.js'
+import { shortCalibration, rememberProfile, machineOf, targetsOf } from './calibrate-cache.js'
+import { calibrate as runCalibration } from './calibrate.js'
+import type { CallFeatures } from './cost.js'
+import { checkProfile, type Profile } from './cost-profile.js'
+import { type Decision, Dispatcher, type ExplainRequest, featuresOf } from './dispatch.js'
 import { describe, LoraError } from './errors.js'
 import { LoraLayer, type LayerHost } from './layer.js'
 import { AdapterPool, type AdapterInfo, type AdapterSource, type PoolStats, type TokenAdapters } from './pool.js'
@@ -27,6 +31,11 @@ export interface RuntimeOptions {
    * page that is not cross-origin isolated, Cloudflare Workers).
    */
   threads?: ThreadsOption
+  /**
+   * A calibration profile saved from `rt.calibrate()` (JSON-parsed is fine): used instead of the
+   * short calibration that an 'auto' runtime otherwise runs at creation (<= 300 ms, once per process).
+   */
+  profile?: Profile
 }
 
 /** A set of backends and the layers created on them. */
@@ -62,6 +71,15 @@ export interface Runtime {
   unpin(name: string): void
   /** Pool counters: hits, misses, evictions, reloads, bytes resident. */
   stats(): PoolStats
+  /**
+   * The backend an 'auto' call of this shape would run on, every backend's predicted time (ms) and
+   * the reason in one line. 'auto' calls use exactly this decision.
+   */
+  explain(call: ExplainRequest): Decision
+  /** Measure every backend's rates (a few seconds, weights cold); the dispatcher uses them from now on. Save the result and pass it back as `createRuntime({ profile })`. */
+  calibrate(options?: { budgetMs?: number }): Promise<Profile>
+  /** The calibration profile the dispatcher uses (null: priors only, e.g. a forced backend). */
+  readonly profile: Profile | null
   /** Free every layer and backend (ends the GPU device this runtime acquired). */
   dispose(): void
 }
@@ -93,7 +111,11 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       }
     }
   }
-  return new LoraRuntime(choice, backends, wasm?.variant ?? null, gpuReason, options)
+  const traits = backends.map((b) => ({ name: b.name, isSoftware: (b as { isSoftware?: boolean }).isSoftware === true, chunkSize: b.chunkSize }))
+  let profile: Profile | null = null
+  if (options.profile !== undefined) profile = checkProfile(options.profile)
+  else if (choice === 'auto' && backends.length > 0) profile = await shortCalibration(backends, wasm?.variant ?? null)
+  return new LoraRuntime(choice, backends, wasm?.variant ?? null, gpuReason, options, new Dispatcher(traits, profile))
 }
 
 class LoraRuntime implements Runtime, LayerHost {
@@ -107,6 +129,7 @@ class LoraRuntime implements Runtime, LayerHost {
     readonly wasmVariant: WasmVariant | null,
     readonly webgpuUnavailableReason: string | null,
     options: RuntimeOptions,
+    private readonly dispatcher: Dispatcher,
   ) {
     this.pool = new AdapterPool({ createLayer: (o) => this.createLayer(o), memoryBudget: options.memoryBudget, maxAdapters: options.adapterSlots })
   }
@@ -145,6 +168,29 @@ class LoraRuntime implements Runtime, LayerHost {
     return this.pool.stats()
   }
 
+  explain(call: ExplainRequest): Decision {
+    this.checkAlive()
+    return this.decide(featuresOf(call))
+  }
+
+  async calibrate(options: { budgetMs?: number } = {}): Promise<Profile> {
+    this.checkAlive()
+    const profile = await runCalibration(targetsOf(this.all), machineOf(this.all, this.wasmVariant), { kind: 'full', budgetMs: options.budgetMs })
+    this.dispatcher.setProfile(profile)
+    rememberProfile(this.all, this.wasmVariant, profile)
+    return profile
+  }
+
+  get profile(): Profile | null {
+    return this.dispatcher.currentProfile
+  }
+
+  private decide(call: CallFeatures): Decision {
+    const usable = this.all.filter((b) => !b.lost).map((b) => b.name)
+    if (usable.length === 0) throw new LoraError('BACKEND_UNAVAILABLE', 'no backend is usable (the GPU device was lost and wasm is not loaded)')
+    return this.dispatcher.decide(call, usable)
+  }
+
   get backends(): BackendName[] {
     return this.all.filter((b) => !b.lost).map((b) => b.name)
   }
@@ -161,10 +207,9 @@ class LoraRuntime implements Runtime, LayerHost {
   }
 
   pick(choice: BackendChoice, call: CallFeatures): Backend {
-    const usable = this.all.filter((b) => !b.lost)
     if (choice === 'auto') {
-      if (usable.length === 0) throw new LoraError('BACKEND_UNAVAILABLE', 'no backend is usable (the GPU device was lost and wasm is not loaded)')
-      return chooseBackend(usable, call)
+      const name = this.decide(call).backend
+      return this.all.find((b) => b.name === name)!
     }
     const b = this.all.find((x) => x.name === choice)
     if (!b) throw new LoraError('BACKEND_UNAVAILABLE', `backend '${choice}' is not available in this runtime (available: ${this.backends.join(', ') || 'none'})`)
