@@ -1,0 +1,165 @@
+/**
+ * The threaded runtime's life cycle: option validation, detection of runtimes without threads
+ * (single-threaded there, no error), concurrent calls, and clean shutdown (the process exits:
+ * checked in child Node processes).
+ */
+import { spawn } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+import { createRuntime } from '../src/index.js'
+import { createThreadedWasmBackend } from '../src/wasm/threads/backend.js'
+import { threadsUnavailableReason } from '../src/wasm/threads/support.js'
+import { expectLoraError } from './compare.js'
+import { Rng } from './random.js'
+
+const SRC = fileURLToPath(new URL('../src/index.ts', import.meta.url))
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+
+/** Run a TypeScript module in a fresh Node process (through tsx); resolves with its exit code, output and time. */
+function runChild(code: string, timeoutMs = 15_000): Promise<{ code: number | null; out: string; ms: number; killed: boolean }> {
+  const file = join(mkdtempSync(join(tmpdir(), 'multilora-threads-')), 'child.mts')
+  writeFileSync(file, code)
+  const t0 = performance.now()
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    let killed = false
+    const timer = setTimeout(() => {
+      killed = true
+      child.kill('SIGKILL')
+    }, timeoutMs)
+    child.on('exit', (code) => {
+      clearTimeout(timer)
+      resolve({ code, out, ms: performance.now() - t0, killed })
+    })
+  })
+}
+
+/** A child script: one threaded apply against the single-threaded result, printed as JSON. */
+const APPLY = (prelude: string, dispose: boolean) => `
+${prelude}
+import { createRuntime } from ${JSON.stringify(SRC)}
+const single = await createRuntime({ backend: 'wasm' })
+const rt = await createRuntime({ backend: 'wasm', threads: 2 })
+const be = (rt as any).all[0]
+const ys = []
+for (const r of [single, rt]) {
+  const layer = r.createLayer({ inFeatures: 64, outFeatures: [40, 24], maxAdapters: 2, maxRank: 8 })
+  layer.setAdapter(1, { rank: 8, scale: 0.5, A: [new Float32Array(512).fill(0.25), new Float32Array(512).fill(-0.5)], B: [new Float32Array(320).fill(0.125), new Float32Array(192).fill(1)] })
+  const y = new Float32Array(3 * 64)
+  await layer.apply(new Float32Array(3 * 64).fill(1), y, Int32Array.of(1, -1, 1))
+  ys.push(Array.from(y))
+}
+single.dispose()
+${dispose ? 'rt.dispose()' : ''}
+console.log(JSON.stringify({ threads: be.threads, reason: be.threadsUnavailableReason, same: JSON.stringify(ys[0]) === JSON.stringify(ys[1]), sum: ys[1].reduce((a, b) => a + b, 0) }))
+`
+
+function parseLast(out: string): { threads: number; reason: string | null; same: boolean; sum: number } {
+  const line = out.trim().split('\n').filter((l) => l.startsWith('{')).pop()
+  if (!line) throw new Error(`no JSON from the child process:\n${out}`)
+  return JSON.parse(line)
+}
+
+describe('threads option', () => {
+  it.each([[0], [-1], [1.5], ['many'], ['2'], [65]])('rejects threads = %s with INVALID_ARGUMENT', async (value) => {
+    await expectLoraError(() => createRuntime({ backend: 'wasm', threads: value as never }), 'INVALID_ARGUMENT', ['threads'])
+  })
+
+  it('threads: 1 is the plain single-threaded backend', async () => {
+    const rt = await createRuntime({ backend: 'wasm', threads: 1 })
+    const b = (rt as unknown as { all: object[] }).all[0]
+    expect('threads' in b).toBe(false)
+    rt.dispose()
+  })
+})
+
+describe('where threads are unavailable', () => {
+  it('names the reason for each kind of runtime', () => {
+    const node = { SharedArrayBuffer, Atomics, WebAssembly, process: { versions: { node: '20' } } }
+    expect(threadsUnavailableReason(node)).toBeNull()
+    expect(threadsUnavailableReason({ ...node, SharedArrayBuffer: undefined })).toMatch(/SharedArrayBuffer/)
+    expect(threadsUnavailableReason({ Atomics, WebAssembly, crossOriginIsolated: false, Worker: class {} })).toMatch(/cross-origin isolated/)
+    expect(threadsUnavailableReason({ ...node, crossOriginIsolated: false })).toMatch(/cross-origin isolated/)
+    expect(threadsUnavailableReason({ ...node, navigator: { userAgent: 'Cloudflare-Workers' } })).toMatch(/workerd/)
+    expect(threadsUnavailableReason({ SharedArrayBuffer, Atomics, WebAssembly, crossOriginIsolated: true })).toMatch(/no Worker/)
+    expect(threadsUnavailableReason({ ...node, Atomics: undefined })).toMatch(/Atomics/)
+  })
+
+  it('runs single-threaded, with the same results, in a process without SharedArrayBuffer', async () => {
+    const r = await runChild(APPLY('delete (globalThis as any).SharedArrayBuffer', true))
+    expect(r.code, r.out).toBe(0)
+    const res = parseLast(r.out)
+    expect(res.threads).toBe(1)
+    expect(res.reason).toMatch(/SharedArrayBuffer/)
+    expect(res.same).toBe(true)
+    expect(res.sum).not.toBe(0)
+  })
+
+  it('falls back to one thread when the workers cannot start', async () => {
+    const b = await createThreadedWasmBackend(2, { workerUrl: new URL('./no-such-worker.mjs', import.meta.url) })
+    expect(b.threads).toBe(1)
+    expect(b.threadsUnavailableReason).toMatch(/worker/)
+    b.dispose()
+  })
+})
+
+describe('threaded runtime', () => {
+  it('serves concurrent calls on several layers like one thread', async () => {
+    const rt = await createRuntime({ backend: 'wasm', threads: 2 })
+    const single = await createRuntime({ backend: 'wasm' })
+    try {
+      const rng = new Rng(3)
+      const opts = { inFeatures: 96, outFeatures: [70, 33], maxAdapters: 3, maxRank: 12 }
+      const ad = () => ({ rank: 12, scale: 1.5, A: [rng.array(12 * 96), rng.array(12 * 96)], B: [rng.array(70 * 12), rng.array(33 * 12)] })
+      const adapters = [ad(), ad(), ad()]
+      const calls = Array.from({ length: 12 }, (_, i) => ({
+        x: rng.array(20 * 96), y: rng.array(20 * 103), ids: Int32Array.from({ length: 40 }, () => rng.int(4) - 1).map((v, j, a) => (j % 2 === 1 && v === a[j - 1] ? -1 : v)), layer: i % 3,
+      }))
+      const run = async (r: typeof rt, concurrent: boolean) => {
+        const layers = [0, 1, 2].map(() => r.createLayer(opts))
+        for (const l of layers) adapters.forEach((a, s) => l.setAdapter(s, a))
+        const ys = calls.map((c) => new Float32Array(c.y))
+        const go = (i: number) => layers[calls[i].layer].apply(calls[i].x, ys[i], calls[i].ids, { adaptersPerToken: 2 })
+        if (concurrent) await Promise.all(calls.map((_, i) => go(i)))
+        else for (let i = 0; i < calls.length; i++) await go(i)
+        return ys
+      }
+      const [got, want] = [await run(rt, true), await run(single, false)]
+      for (let i = 0; i < calls.length; i++) expect(Array.from(got[i]), `call ${i}`).toEqual(Array.from(want[i]))
+      expect(got.some((y, i) => y.some((v, j) => v !== calls[i].y[j]))).toBe(true)
+    } finally {
+      rt.dispose()
+      single.dispose()
+    }
+  })
+
+  it('rejects calls after dispose', async () => {
+    const rt = await createRuntime({ backend: 'wasm', threads: 2 })
+    const layer = rt.createLayer({ inFeatures: 8, outFeatures: 8, maxAdapters: 1, maxRank: 1 })
+    rt.dispose()
+    await expectLoraError(() => layer.apply(new Float32Array(8), new Float32Array(8), Int32Array.of(0)), 'DISPOSED')
+  })
+
+  it('lets the process exit after dispose (workers ended)', async () => {
+    const r = await runChild(APPLY('', true))
+    expect(r.killed, r.out).toBe(false)
+    expect(r.code, r.out).toBe(0)
+    const res = parseLast(r.out)
+    expect(res.threads).toBe(2)
+    expect(res.same).toBe(true)
+    expect(r.ms).toBeLessThan(15_000)
+  })
+
+  it('does not keep the process alive when idle, even without dispose', async () => {
+    const r = await runChild(APPLY('', false))
+    expect(r.killed, r.out).toBe(false)
+    expect(r.code, r.out).toBe(0)
+    expect(parseLast(r.out).threads).toBe(2)
+  })
+})
