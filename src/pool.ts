@@ -7,7 +7,7 @@
  * (refs > 0) or pinned are never evicted. Evicted in-memory adapters keep their decoded host copy;
  * path/URL adapters drop it and are re-read from their source on next use.
  */
-import { LoraError } from './errors.js'
+import { describe, LoraError } from './errors.js'
 import {
   createEntry, entryInfo, hostWeights, readAndParse, resolveTokens,
   type AdapterEntry, type AdapterInfo, type TokenAdapters,
@@ -16,6 +16,7 @@ import type { ParsedAdapter } from './peft/adapter.js'
 import type { AdapterSource } from './peft/source.js'
 import { SlotTable } from './slots.js'
 import type { BackendChoice, Layer, LayerOptions } from './types.js'
+import { checkBackend } from './validate.js'
 
 export type { AdapterInfo, TokenAdapters } from './peft/registry.js'
 export type { AdapterSource } from './peft/source.js'
@@ -225,6 +226,9 @@ export class AdapterPool {
    *   'SHAPE_MISMATCH', 'DUPLICATE_ADAPTER', 'OUT_OF_MEMORY'
    */
   async apply(module: string, x: Float32Array, y: Float32Array, adapters: readonly TokenAdapters[], options: { backend?: BackendChoice } = {}): Promise<void> {
+    if (typeof module !== 'string') throw new LoraError('INVALID_ARGUMENT', `module must be a PEFT module path (string), got ${describe(module)}`)
+    if (typeof options !== 'object' || options === null) throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${describe(options)}`)
+    if (options.backend !== undefined) checkBackend('options.backend', options.backend)
     const tokens = resolveTokens(adapters, (n) => this.entries.get(n))
     if (!(x instanceof Float32Array) || !(y instanceof Float32Array)) {
       throw new LoraError('INVALID_ARGUMENT', `apply(${module}): x and y must be Float32Arrays`)
