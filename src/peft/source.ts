@@ -150,6 +150,10 @@ async function urlReader(source: string | URL, origin: string): Promise<ReadFn> 
     return fsReader(fileURLToPath(url))
   }
   if (typeof fetch !== 'function') throw new LoraError('INVALID_ARGUMENT', `${origin}: no fetch in this runtime`)
+  // Files are resolved relative to the URL: schemes that cannot be a base (data:, blob:, mailto:) are refused.
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new LoraError('INVALID_ARGUMENT', `adapter URL ${origin}: only http(s) and file URLs can hold an adapter directory, got ${url.protocol}`)
+  }
   const base = new URL(url.href.endsWith('/') ? url.href : `${url.href}/`)
   return async (name) => {
     const at = new URL(name, base)
