@@ -205,8 +205,15 @@ export function writeSafetensors(
   tensors: ReadonlyMap<string, TensorToWrite> | Readonly<Record<string, TensorToWrite>>,
   metadata?: Readonly<Record<string, string>>,
 ): Uint8Array {
+  if (typeof tensors !== 'object' || tensors === null) throw new LoraError('INVALID_ARGUMENT', `tensors must be a Map or an object of tensors, got ${tensors === null ? 'null' : typeof tensors}`)
+  if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null)) throw new LoraError('INVALID_ARGUMENT', `metadata must be an object of strings, got ${metadata === null ? 'null' : typeof metadata}`)
   const entries: [string, TensorToWrite][] =
     tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors as Record<string, TensorToWrite>)
+  for (const [name, t] of entries) {
+    if (typeof t !== 'object' || t === null || !Array.isArray(t.shape)) {
+      throw new LoraError('INVALID_ARGUMENT', `tensor "${name}" must be { dtype, shape: number[], data }, got ${t === null ? 'null' : typeof t}`)
+    }
+  }
   const header: Record<string, unknown> = Object.create(null)
   if (metadata) {
     for (const [k, v] of Object.entries(metadata)) {
