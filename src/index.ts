@@ -10,7 +10,7 @@ export type {
   LayerSpec,
   WeightDtype,
 } from './types.js'
-export { buildSegments, type SegmentPlan } from './metadata.js'
+export { buildSegmentsChecked as buildSegments, type SegmentPlan } from './metadata.js'
 export type { WasmModuleOptions, WasmSource } from './wasm/loader.js'
 export type { AdapterInfo, AdapterSource, PoolStats, TokenAdapters } from './pool.js'
 export { readSafetensors, writeSafetensors } from './peft/safetensors.js'

@@ -7,6 +7,9 @@
  * (Same idea as vLLM's token_indices_sorted_by_lora_ids / lora_token_start_loc and SGLang's
  * seg_indptr / weight_indices / permutation.)
  */
+import { describe, LoraError } from './errors.js'
+import { checkInt } from './validate.js'
+
 export interface SegmentPlan {
   /** T: number of tokens (rows of x and y). */
   numTokens: number
@@ -22,6 +25,22 @@ export interface SegmentPlan {
   segLength: Int32Array
   /** [D] distinct slots used by the batch, ascending. */
   slots: Int32Array
+}
+
+/**
+ * {@link buildSegments} as exported to users: the arguments are checked first and bad ones throw
+ * LoraError (INVALID_ARGUMENT, SHAPE_MISMATCH, OUT_OF_RANGE), as every public call does.
+ */
+export function buildSegmentsChecked(ids: Int32Array, adaptersPerToken: number, numSlots: number, chunkSize = 64): SegmentPlan {
+  if (!(ids instanceof Int32Array)) throw new LoraError('INVALID_ARGUMENT', `ids must be an Int32Array, got ${describe(ids)}`)
+  const K = checkInt('adaptersPerToken', adaptersPerToken, 1, 64)
+  const L = checkInt('numSlots', numSlots, 1)
+  checkInt('chunkSize', chunkSize, 1)
+  if (ids.length % K !== 0) throw new LoraError('SHAPE_MISMATCH', `ids has ${ids.length} entries, not a multiple of adaptersPerToken = ${K}`)
+  for (let i = 0; i < ids.length; i++) {
+    if (ids[i] < -1 || ids[i] >= L) throw new LoraError('OUT_OF_RANGE', `ids[${i}] = ${ids[i]} is outside -1..${L - 1}`)
+  }
+  return buildSegments(ids, K, L, chunkSize)
 }
 
 /**
