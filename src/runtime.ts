@@ -8,7 +8,7 @@ import { describe, LoraError } from './errors.js'
 import { LoraLayer, type LayerHost } from './layer.js'
 import { AdapterPool, type AdapterInfo, type AdapterSource, type PoolStats, type TokenAdapters } from './pool.js'
 import type { BackendChoice, BackendName, Layer, LayerOptions } from './types.js'
-import { checkBackend, checkLayerOptions } from './validate.js'
+import { checkBackend, checkInt, checkLayerOptions } from './validate.js'
 import { createWasmBackend, type WasmBackend } from './wasm/backend.js'
 import type { WasmModuleOptions, WasmVariant } from './wasm/loader.js'
 import { checkThreads, type ThreadsOption } from './wasm/threads/support.js'
@@ -93,6 +93,15 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     throw new LoraError('INVALID_ARGUMENT', `createRuntime options must be an object, got ${describe(options)}`)
   }
   const choice = checkBackend('backend', options.backend ?? 'auto')
+  // Every option is checked before any backend (or GPU device) is acquired.
+  const { memoryBudget, adapterSlots, wasm: wasmOptions } = options
+  if (memoryBudget !== undefined && (typeof memoryBudget !== 'number' || !(memoryBudget >= 0))) {
+    throw new LoraError('INVALID_ARGUMENT', `memoryBudget must be a number of bytes >= 0 (Infinity: unlimited), got ${describe(memoryBudget)}`)
+  }
+  if (adapterSlots !== undefined) checkInt('adapterSlots', adapterSlots, 1, 65536)
+  if (wasmOptions !== undefined && (typeof wasmOptions !== 'object' || wasmOptions === null)) {
+    throw new LoraError('INVALID_ARGUMENT', `wasm options must be an object, got ${describe(wasmOptions)}`)
+  }
   const backends: Backend[] = []
   let wasm: WasmBackend | null = null
   let gpuReason: string | null = null
@@ -134,7 +143,7 @@ class LoraRuntime implements Runtime, LayerHost {
     this.pool = new AdapterPool({ createLayer: (o) => this.createLayer(o), memoryBudget: options.memoryBudget, maxAdapters: options.adapterSlots })
   }
 
-  loadAdapter(name: string, source: AdapterSource): Promise<AdapterInfo> {
+  async loadAdapter(name: string, source: AdapterSource): Promise<AdapterInfo> {
     this.checkAlive()
     return this.pool.loadAdapter(name, source)
   }
@@ -154,7 +163,7 @@ class LoraRuntime implements Runtime, LayerHost {
     return this.pool.apply(module, x, y, adapters, options)
   }
 
-  pin(name: string): Promise<void> {
+  async pin(name: string): Promise<void> {
     this.checkAlive()
     return this.pool.pin(name)
   }
@@ -175,6 +184,10 @@ class LoraRuntime implements Runtime, LayerHost {
 
   async calibrate(options: { budgetMs?: number } = {}): Promise<Profile> {
     this.checkAlive()
+    if (typeof options !== 'object' || options === null) throw new LoraError('INVALID_ARGUMENT', `calibrate options must be an object, got ${describe(options)}`)
+    if (options.budgetMs !== undefined && (typeof options.budgetMs !== 'number' || !(options.budgetMs > 0))) {
+      throw new LoraError('INVALID_ARGUMENT', `options.budgetMs must be a positive number of milliseconds, got ${describe(options.budgetMs)}`)
+    }
     const profile = await runCalibration(targetsOf(this.all), machineOf(this.all, this.wasmVariant), { kind: 'full', budgetMs: options.budgetMs })
     this.dispatcher.setProfile(profile)
     rememberProfile(this.all, this.wasmVariant, profile)
