@@ -279,7 +279,7 @@ describe('fuzz: sharded checkpoints from a URL', () => {
       if (f === 'throw') throw new TypeError('network down')
       if (f === undefined) return new Response(null, { status: 404 })
       if (typeof f === 'number') return new Response(null, { status: f })
-      return new Response(f)
+      return new Response(f as Uint8Array<ArrayBuffer>)
     })
     try {
       const specs = baseTensors(4)
