@@ -1,20 +1,22 @@
-// expand: y[row_e, off_s + j] += scale(slot_e) * sum_r B[slot_e][off_s + j][r] * h[e, s, r], for
-// every plan entry e, slice s and column j < n_s. Segment-major: used when every token has at
-// most one adapter, so each row of y belongs to exactly one entry and no two threads write the
-// same y element (no atomics, no races). Tokens with several adapters use expand_multi.wgsl.
+// expand: y[row_e, off_s + j] += scale(slot_e) * sum_k B[slot_e][s][j][k] * h[e, s, k], for every
+// plan entry e, slice s and column j < n_s. Segment-major: used when every token has at most one
+// adapter, so each row of y belongs to exactly one entry and no two threads write the same y
+// element (no atomics, no races). Tokens with several adapters use expand_multi.wgsl.
 //
-// Tiling. Workgroup (tile = wg.x, column tile = wg.y, slice = wg.z) computes an
-// (EM*MT entries of one slot) x (NW*NT columns) block with EM*NW threads. Thread (em, nw) keeps
-// an MT x NT register tile: each B pair loaded serves MT entries of the segment (the weight reuse
-// that segments exist for), each h pair NT columns. Columns are interleaved (j = c0 + q*NW + nw)
-// so consecutive threads write consecutive y elements. The k loop runs to the slot's own rank
-// (read here), never to maxRank. Column tiles past n_s exit at once.
+// Tiling. B is stored transposed, [slot][k][column] (see src/webgpu/weights.ts), and read as
+// column pairs (one 32-bit word for 16-bit weights). Workgroup (tile = wg.x, column tile = wg.y,
+// slice = wg.z) computes an (EM*MT entries of one slot) x (2*NW*NT columns) block with EM*NW
+// threads. Thread (em, nw) keeps an MT x NT register tile of column pairs: each B pair loaded
+// serves MT entries of the segment (the weight reuse segments exist for), each h value NT pairs.
+// Pairs are interleaved (pair = c0 + q*NW + nw), so neighbouring threads read neighbouring B
+// words and write neighbouring y elements. The k loop runs to the slot's own rank (read here),
+// never to maxRank. Column tiles past n_s exit at once.
 
 struct Params {
   inFeatures: u32,   // K of the shrink
   inStride: u32,     // row stride of A in elements (inFeatures rounded up to even)
   outFeatures: u32,  // row stride of y
-  rankStride: u32,   // row stride of h and B in elements (maxRank rounded up to even)
+  rankStride: u32,   // row stride of h in elements (maxRank rounded up to even)
   maxRank: u32,      // rows of A per (slot, slice)
   numSlices: u32,    // S
   tilesOffset: u32,  // start of the tile list in calls
@@ -22,35 +24,37 @@ struct Params {
   tokensOffset: u32, // start of the token list in calls (expand_multi)
   adaptersPerToken: u32,
   numTokens: u32,    // tokens listed in calls (expand_multi)
-  _pad1: u32,
+  bStride: u32,      // row stride of B in elements: sum of the slice widths, each rounded up to even
   sliceWidth: vec4<u32>,  // n_s
-  sliceOffset: vec4<u32>, // off_s
+  sliceOffset: vec4<u32>, // off_s: first column of slice s in y
+  bOffset: vec4<u32>,     // first column of slice s in a row of B (even)
 }
 
 override EM: u32 = 1u;  // entry threads per workgroup
-override NW: u32 = 64u; // column threads per workgroup
+override NW: u32 = 64u; // column-pair threads per workgroup
 override MT: u32 = 1u;  // entries per thread (<= 8)
-override NT: u32 = 4u;  // columns per thread (<= 8; MT * NT <= 32)
+override NT: u32 = 2u;  // column pairs per thread (<= 8; MT * NT <= 32)
 const MAX_TILE: u32 = 32u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> h: array<f32>;           // [N * S * rankStride]
-// B: [maxAdapters * outFeatures * rankStride] weights in the layer dtype, as pairs
+// B: [maxAdapters * maxRank * bStride] weights in the layer dtype, as column pairs
 //@weights
 @group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>;  // [maxAdapters] (rank, bitcast<u32>(scale))
-@group(0) @binding(4) var<storage, read> calls: array<i32>;         // tiles [numTiles * 4] (slot, first entry, count, 0); rows [N]
+@group(0) @binding(4) var<storage, read> calls: array<i32>;        // tiles [numTiles * 4] (slot, first entry, count, 0); rows [N]
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;      // [T * outFeatures]
 
 @compute @workgroup_size(EM * NW)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let s = wg.z;
   let n = p.sliceWidth[s];
-  let c0 = wg.y * NW * NT;
+  let np = (n + 1u) / 2u;  // column pairs of the slice
+  let c0 = wg.y * NW * NT; // first column pair of the workgroup
   let tb = p.tilesOffset + wg.x * 4u;
   let count = u32(calls[tb + 2u]);
   let nw = lid % NW;
   let e0 = (lid / NW) * MT;
-  if (c0 >= n || e0 >= count) { return; }
+  if (c0 >= np || e0 >= count) { return; }
   let slot = u32(calls[tb]);
   let first = u32(calls[tb + 1u]);
   let info = slots[slot];
@@ -61,33 +65,29 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   for (var i = 0u; i < MT; i++) {
     hb[i] = ((first + min(e0 + i, count - 1u)) * p.numSlices + s) * p.rankStride;
   }
-  var bb: array<u32, 8>;  // B row base of each column (clamped to a valid column)
-  let bSlice = slot * p.outFeatures + p.sliceOffset[s];
+  var bc: array<u32, 8>;  // B element offset of each column pair (clamped to a valid pair)
+  let bSlot = slot * p.maxRank * p.bStride + p.bOffset[s];
   for (var q = 0u; q < NT; q++) {
-    bb[q] = (bSlice + min(c0 + q * NW + nw, n - 1u)) * p.rankStride;
+    bc[q] = bSlot + 2u * min(c0 + q * NW + nw, np - 1u);
   }
-  var acc: array<f32, MAX_TILE>;
-  var k = 0u;
-  for (; k + 1u < rank; k += 2u) {
-    var hv: array<vec2<f32>, 8>;
-    for (var i = 0u; i < MT; i++) { hv[i] = vec2<f32>(h[hb[i] + k], h[hb[i] + k + 1u]); }
+  var acc: array<vec2<f32>, MAX_TILE>;
+  for (var k = 0u; k < rank; k++) {
+    var hv: array<f32, 8>;
+    for (var i = 0u; i < MT; i++) { hv[i] = h[hb[i] + k]; }
+    let row = k * p.bStride;
     for (var q = 0u; q < NT; q++) {
-      let b = load2(bb[q] + k);
-      for (var i = 0u; i < MT; i++) { acc[i * NT + q] += dot(b, hv[i]); }
-    }
-  }
-  if (k < rank) { // odd rank
-    for (var q = 0u; q < NT; q++) {
-      let b = load2(bb[q] + k).x;
-      for (var i = 0u; i < MT; i++) { acc[i * NT + q] += b * h[hb[i] + k]; }
+      let b = load2(bc[q] + row);
+      for (var i = 0u; i < MT; i++) { acc[i * NT + q] += hv[i] * b; }
     }
   }
   for (var i = 0u; i < MT; i++) {
     if (e0 + i >= count) { break; }
     let yb = u32(calls[p.rowsOffset + first + e0 + i]) * p.outFeatures + p.sliceOffset[s];
     for (var q = 0u; q < NT; q++) {
-      let j = c0 + q * NW + nw;
-      if (j < n) { y[yb + j] += scale * acc[i * NT + q]; }
+      let j = 2u * (c0 + q * NW + nw);
+      let v = scale * acc[i * NT + q];
+      if (j < n) { y[yb + j] += v.x; }
+      if (j + 1u < n) { y[yb + j + 1u] += v.y; }
     }
   }
 }

@@ -1,5 +1,5 @@
 // expand_multi: the expand for batches where a token has several adapters (adaptersPerToken > 1):
-// y[t, off_s + j] += sum over the token's entries e of scale(slot_e) * B[slot_e][off_s + j] . h[e, s].
+// y[t, off_s + j] += sum over the token's entries e of scale(slot_e) * B[slot_e][s][j] . h[e, s].
 //
 // Token-major, so the K adapters of a token are summed in registers and y[t] is written by one
 // thread per column, once: no write races on y and no atomics (a segment-major expand would have
@@ -7,15 +7,16 @@
 // tokens that have at least one adapter (tokens whose ids are all -1 cost nothing), ordered by
 // their first entry in the plan, so neighbouring tokens mostly share slots and B stays in cache.
 //
-// Tiling. Workgroup (token tile = wg.x, column tile = wg.y, slice = wg.z) has EM*NW threads;
-// thread (em, nw) computes NT interleaved columns (j = c0 + q*NW + nw) of one token, looping over
-// the token's adapters and each adapter's own rank. Column tiles past n_s exit at once.
+// Tiling. B is stored transposed ([slot][k][column], read as column pairs). Workgroup
+// (token tile = wg.x, column tile = wg.y, slice = wg.z) has EM*NW threads; thread (em, nw)
+// computes NT interleaved column pairs (pair = c0 + q*NW + nw) of one token, looping over the
+// token's adapters and each adapter's own rank. Column tiles past n_s exit at once.
 
 struct Params {
   inFeatures: u32,   // K of the shrink
   inStride: u32,     // row stride of A in elements (inFeatures rounded up to even)
   outFeatures: u32,  // row stride of y
-  rankStride: u32,   // row stride of h and B in elements (maxRank rounded up to even)
+  rankStride: u32,   // row stride of h in elements (maxRank rounded up to even)
   maxRank: u32,      // rows of A per (slot, slice)
   numSlices: u32,    // S
   tilesOffset: u32,  // start of the tile list in calls
@@ -23,36 +24,38 @@ struct Params {
   tokensOffset: u32, // start of the token list in calls (expand_multi)
   adaptersPerToken: u32,
   numTokens: u32,    // tokens listed in calls (expand_multi)
-  _pad1: u32,
+  bStride: u32,      // row stride of B in elements: sum of the slice widths, each rounded up to even
   sliceWidth: vec4<u32>,  // n_s
-  sliceOffset: vec4<u32>, // off_s
+  sliceOffset: vec4<u32>, // off_s: first column of slice s in y
+  bOffset: vec4<u32>,     // first column of slice s in a row of B (even)
 }
 
 override EM: u32 = 1u;  // tokens per workgroup
-override NW: u32 = 64u; // column threads per workgroup
-override NT: u32 = 4u;  // columns per thread (<= 8)
+override NW: u32 = 64u; // column-pair threads per workgroup
+override NT: u32 = 2u;  // column pairs per thread (<= 8)
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> h: array<f32>;           // [N * S * rankStride]
-// B: [maxAdapters * outFeatures * rankStride] weights in the layer dtype, as pairs
+// B: [maxAdapters * maxRank * bStride] weights in the layer dtype, as column pairs
 //@weights
 @group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>;  // [maxAdapters] (rank, bitcast<u32>(scale))
-@group(0) @binding(4) var<storage, read> calls: array<i32>;         // tokens [numTokens * (1 + 2K)] (row, then K x (entry, slot), -1 pads)
+@group(0) @binding(4) var<storage, read> calls: array<i32>;        // tokens [numTokens * (1 + 2K)] (row, then K x (entry, slot), -1 pads)
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;      // [T * outFeatures]
 
 @compute @workgroup_size(EM * NW)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let s = wg.z;
   let n = p.sliceWidth[s];
+  let np = (n + 1u) / 2u;
   let c0 = wg.y * NW * NT;
   let nw = lid % NW;
   let tok = wg.x * EM + lid / NW;
   let K = p.adaptersPerToken;
-  if (c0 >= n || tok >= p.numTokens) { return; }
+  if (c0 >= np || tok >= p.numTokens) { return; }
   let tb = p.tokensOffset + tok * (1u + 2u * K);
   let yb = u32(calls[tb]) * p.outFeatures + p.sliceOffset[s];
 
-  var acc: array<f32, 8>;
+  var acc: array<vec2<f32>, 8>;
   for (var a = 0u; a < K; a++) {
     let e = calls[tb + 1u + 2u * a];
     if (e < 0) { break; }
@@ -61,27 +64,25 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let rank = info.x;
     let scale = bitcast<f32>(info.y);
     let hb = (u32(e) * p.numSlices + s) * p.rankStride;
-    var bb: array<u32, 8>;
-    let bSlice = slot * p.outFeatures + p.sliceOffset[s];
+    var bc: array<u32, 8>;
+    let bSlot = slot * p.maxRank * p.bStride + p.bOffset[s];
     for (var q = 0u; q < NT; q++) {
-      bb[q] = (bSlice + min(c0 + q * NW + nw, n - 1u)) * p.rankStride;
+      bc[q] = bSlot + 2u * min(c0 + q * NW + nw, np - 1u);
     }
-    var part: array<f32, 8>;
+    var part: array<vec2<f32>, 8>;
     // explicit zeroing: the implicit zero-init of a var declared in a loop body was observed to be
     // skipped (Dawn/Tint + lavapipe 25.0), carrying the previous adapter's sums into this one
-    for (var q = 0u; q < 8u; q++) { part[q] = 0.0; }
-    var k = 0u;
-    for (; k + 1u < rank; k += 2u) {
-      let hv = vec2<f32>(h[hb + k], h[hb + k + 1u]);
-      for (var q = 0u; q < NT; q++) { part[q] += dot(load2(bb[q] + k), hv); }
-    }
-    if (k < rank) {
-      for (var q = 0u; q < NT; q++) { part[q] += load2(bb[q] + k).x * h[hb + k]; }
+    for (var q = 0u; q < 8u; q++) { part[q] = vec2<f32>(0.0); }
+    for (var k = 0u; k < rank; k++) {
+      let hk = h[hb + k];
+      let row = k * p.bStride;
+      for (var q = 0u; q < NT; q++) { part[q] += hk * load2(bc[q] + row); }
     }
     for (var q = 0u; q < NT; q++) { acc[q] += scale * part[q]; }
   }
   for (var q = 0u; q < NT; q++) {
-    let j = c0 + q * NW + nw;
-    if (j < n) { y[yb + j] += acc[q]; }
+    let j = 2u * (c0 + q * NW + nw);
+    if (j < n) { y[yb + j] += acc[q].x; }
+    if (j + 1u < n) { y[yb + j + 1u] += acc[q].y; }
   }
 }

@@ -16,7 +16,7 @@ struct Params {
   inFeatures: u32,   // K of the shrink
   inStride: u32,     // row stride of A in elements (inFeatures rounded up to even)
   outFeatures: u32,  // row stride of y
-  rankStride: u32,   // row stride of h and B in elements (maxRank rounded up to even)
+  rankStride: u32,   // row stride of h in elements (maxRank rounded up to even)
   maxRank: u32,      // rows of A per (slot, slice)
   numSlices: u32,    // S
   tilesOffset: u32,  // start of the tile list in calls
@@ -24,9 +24,10 @@ struct Params {
   tokensOffset: u32, // start of the token list in calls (expand_multi)
   adaptersPerToken: u32,
   numTokens: u32,    // tokens listed in calls (expand_multi)
-  _pad1: u32,
+  bStride: u32,      // row stride of B in elements: sum of the slice widths, each rounded up to even
   sliceWidth: vec4<u32>,  // n_s
-  sliceOffset: vec4<u32>, // off_s
+  sliceOffset: vec4<u32>, // off_s: first column of slice s in y
+  bOffset: vec4<u32>,     // first column of slice s in a row of B (even)
 }
 
 override EM: u32 = 1u;  // entry threads per workgroup

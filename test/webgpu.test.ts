@@ -91,8 +91,8 @@ describe('webgpu backend', () => {
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC
     const xb = device.createBuffer({ size: d.x.byteLength, usage })
     const yb = device.createBuffer({ size: d.y.byteLength, usage })
-    device.queue.writeBuffer(xb, 0, d.x)
-    device.queue.writeBuffer(yb, 0, d.y)
+    device.queue.writeBuffer(xb, 0, d.x as Float32Array<ArrayBuffer>)
+    device.queue.writeBuffer(yb, 0, d.y as Float32Array<ArrayBuffer>)
     const plan = buildSegments(d.ids, 2, c.slots)
     await layer.apply(xb, yb, plan)
     await layer.apply(xb, yb, plan) // twice: the second sees the first's result (queue order)

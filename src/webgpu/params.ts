@@ -1,18 +1,28 @@
 import type { LayerSpec } from '../types.js'
 
-/** Byte size of the WGSL `Params` struct (shaders/shrink.wgsl): 12 u32 + 2 vec4<u32>. */
-export const PARAMS_BYTES = 80
+/** Byte size of the WGSL `Params` struct (shaders/shrink.wgsl): 12 u32 + 3 vec4<u32>. */
+export const PARAMS_BYTES = 96
 
 /** Per-layer row strides: even, so every weight pair (k, k+1) sits in one 32-bit word. */
 export interface Strides {
   /** Row stride of A (inFeatures rounded up to even). */
   inStride: number
-  /** Row stride of B and h (maxRank rounded up to even). */
+  /** Row stride of h (maxRank rounded up to even). */
   rankStride: number
+  /** Row stride of B: the slice widths, each rounded up to even, so a column pair never straddles two slices. */
+  bStride: number
+  /** First column of each slice in a row of B (even). */
+  bOffsets: number[]
 }
 
 export function stridesOf(spec: LayerSpec): Strides {
-  return { inStride: spec.inFeatures + (spec.inFeatures & 1), rankStride: spec.maxRank + (spec.maxRank & 1) }
+  const bOffsets: number[] = []
+  let bStride = 0
+  for (const n of spec.sliceWidths) {
+    bOffsets.push(bStride)
+    bStride += n + (n & 1)
+  }
+  return { inStride: spec.inFeatures + (spec.inFeatures & 1), rankStride: spec.maxRank + (spec.maxRank & 1), bStride, bOffsets }
 }
 
 /** Offsets of the per-call lists inside the meta buffer (in i32 units). */
@@ -40,11 +50,12 @@ export function packParams(spec: LayerSpec, strides: Strides, meta: MetaOffsets)
     meta.tokensOffset,
     meta.adaptersPerToken,
     meta.numTokens,
-    0,
+    strides.bStride,
   ])
   for (let s = 0; s < spec.sliceWidths.length; s++) {
     u[12 + s] = spec.sliceWidths[s]
     u[16 + s] = spec.sliceOffsets[s]
+    u[20 + s] = strides.bOffsets[s]
   }
   return buf
 }

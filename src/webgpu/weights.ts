@@ -6,7 +6,9 @@ import type { Strides } from './params.js'
 /**
  * One layer's resident weights on the GPU, stored in the layer dtype:
  *   A     [maxAdapters][S][maxRank][inStride]   slot a, slice s, rank row r, input k
- *   B     [maxAdapters][outFeatures][rankStride] slot a, output column (slices concatenated), rank k
+ *   B     [maxAdapters][maxRank][bStride]   slot a, rank k, output column (slices concatenated, each
+ *         padded to an even width): B transposed, so threads on neighbouring columns read
+ *         neighbouring words and a pair (j, j+1) of one rank row sits in one 32-bit word
  *   slots [maxAdapters] (rank, bitcast<u32>(scale)); rank 0 = empty slot
  * B is kept row-major per output column (as given), so both kernels run their inner loop along
  * a contiguous axis (k of A, rank of B), reading pairs of weights from one 32-bit word.
@@ -27,7 +29,7 @@ export class LayerWeights {
     this.bytes = DTYPE_BYTES[spec.weightDtype]
     const S = spec.sliceWidths.length
     const aBytes = spec.maxAdapters * S * spec.maxRank * strides.inStride * this.bytes
-    const bBytes = spec.maxAdapters * spec.outFeatures * strides.rankStride * this.bytes
+    const bBytes = spec.maxAdapters * spec.maxRank * strides.bStride * this.bytes
     this.A = createBuffer(device, aBytes, USAGE.storage, 'lora A', maxBinding)
     try {
       this.B = createBuffer(device, bBytes, USAGE.storage, 'lora B', maxBinding)
@@ -52,14 +54,16 @@ export class LayerWeights {
       const row0 = (slot * S + s) * spec.maxRank
       this.write(this.A, row0 * strides.inStride, rows)
     }
-    // B rows of every output column of the slot: rank values each, padded to rankStride
-    const b = new Float32Array(spec.outFeatures * strides.rankStride)
+    // B rows 0..r-1 of the slot, transposed: bt[k][bOffset_s + j] = B[s][j][k]
+    const bs = strides.bStride
+    const bt = new Float32Array(r * bs)
     for (let s = 0; s < S; s++) {
       const n = spec.sliceWidths[s]
-      const off = spec.sliceOffsets[s]
-      for (let j = 0; j < n; j++) b.set(adapter.B[s].subarray(j * r, (j + 1) * r), (off + j) * strides.rankStride)
+      const src = adapter.B[s]
+      const off = strides.bOffsets[s]
+      for (let j = 0; j < n; j++) for (let k = 0; k < r; k++) bt[k * bs + off + j] = src[j * r + k]
     }
-    this.write(this.B, slot * spec.outFeatures * strides.rankStride, b)
+    this.write(this.B, slot * spec.maxRank * bs, bt)
     this.setInfo(slot, r, adapter.scale)
   }
 

@@ -1,16 +1,18 @@
 import type { WeightStorage } from '../shaders.js'
 import { checkGroups, type CallShape, type Dispatch } from './program.js'
 
-/** Overrides of shaders/expand.wgsl (EM*MT entries x NW*NT columns per workgroup). */
+/** Overrides of shaders/expand.wgsl (EM*MT entries x 2*NW*NT columns per workgroup). */
 export interface ExpandTiling { EM: number; MT: number; NW: number; NT: number }
 
 /**
- * Decode tiles (<= 4 entries): one thread row, 64 threads x 4 columns = 256 columns per
- * workgroup. GEMM tiles: 4 x 4 register tiles, 4 x 16 threads = 16 entries x 64 columns.
+ * Decode tiles (<= 4 entries): one thread row, 64 threads x 2 column pairs = 256 columns per
+ * workgroup (weight streaming: many threads on neighbouring columns). GEMM tiles (16 entries):
+ * 8 entries x 4 column pairs per thread (8 + 4 loads per 64 FMAs), 2 x 8 threads = 16 entries x
+ * 64 columns (measured best on lavapipe among 4x4..8x8 tiles, 16..64 threads).
  */
 export function expandTiling(tileM: number): ExpandTiling {
-  if (tileM <= 4) return { EM: 1, MT: tileM, NW: 64, NT: 4 }
-  return { EM: tileM / 4, MT: 4, NW: 16, NT: 4 }
+  if (tileM <= 4) return { EM: 1, MT: tileM, NW: 64, NT: 2 }
+  return { EM: tileM / 8, MT: 8, NW: 8, NT: 4 }
 }
 
 /**
@@ -30,7 +32,7 @@ export function expandDispatch(
   numTiles: number,
   buffers: { params: GPUBuffer; h: GPUBuffer; B: GPUBuffer; slots: GPUBuffer; meta: GPUBuffer; y: GPUBuffer },
 ): Dispatch {
-  const colTile = tiling.NW * tiling.NT
+  const colTile = 2 * tiling.NW * tiling.NT // columns: NT pairs per thread
   const groups = checkGroups([numTiles, Math.ceil(shape.maxSliceWidth / colTile), shape.numSlices], 'expand')
   return {
     spec: { shader: 'expand', storage, overrides: { ...tiling } },

@@ -1,10 +1,10 @@
 import type { WeightStorage } from '../shaders.js'
 import { checkGroups, type CallShape, type Dispatch } from './program.js'
 
-/** Overrides of shaders/expand_multi.wgsl (EM tokens x NW*NT columns per workgroup). */
+/** Overrides of shaders/expand_multi.wgsl (EM tokens x 2*NW*NT columns per workgroup). */
 export interface ExpandMultiTiling { EM: number; NW: number; NT: number }
 
-export const EXPAND_MULTI_TILING: ExpandMultiTiling = { EM: 1, NW: 64, NT: 4 }
+export const EXPAND_MULTI_TILING: ExpandMultiTiling = { EM: 1, NW: 64, NT: 2 }
 
 /**
  * Token-major expand for batches where a token has several adapters.
@@ -22,7 +22,7 @@ export function expandMultiDispatch(
   numTokens: number,
   buffers: { params: GPUBuffer; h: GPUBuffer; B: GPUBuffer; slots: GPUBuffer; meta: GPUBuffer; y: GPUBuffer },
 ): Dispatch {
-  const colTile = tiling.NW * tiling.NT
+  const colTile = 2 * tiling.NW * tiling.NT // columns: NT pairs per thread
   const groups = checkGroups(
     [Math.ceil(numTokens / tiling.EM), Math.ceil(shape.maxSliceWidth / colTile), shape.numSlices],
     'expand_multi',

@@ -1,0 +1,173 @@
+/**
+ * WebGPU SGMV benchmark: `npx tsx bench/webgpu.ts` (XDG_RUNTIME_DIR=/tmp on lavapipe).
+ *
+ * GPU time comes from timestamp queries around each compute pass (Dawn's timestamp quantization
+ * is disabled by the device code). In the same run it measures the adapter's ceilings: a vec4 copy
+ * kernel (GB/s, bytes read + written) and an 8x8-per-thread dense f32 matmul (GFLOP/s). Each SGMV
+ * shape is reported as GFLOP/s and as a fraction of those ceilings (weight bytes read / time vs
+ * copy GB/s), plus the wall time of apply on host arrays vs GPU-resident buffers.
+ * Writes bench/results/webgpu.json and prints a table.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { buildSegments } from '../src/metadata.js'
+import type { LayerSpec, WeightDtype } from '../src/types.js'
+import { createWebGpuBackend } from '../src/webgpu/index.js'
+import { encodeCall, prepareCall } from '../src/webgpu/call.js'
+import type { GpuLayer } from '../src/webgpu/layer.js'
+import { materialise, sliceWidthsFor } from '../test/cases.js'
+
+process.env.XDG_RUNTIME_DIR ??= '/tmp'
+const quick = process.argv.includes('--quick')
+const backend = await createWebGpuBackend()
+const device = backend.device
+if (!device.features.has('timestamp-query')) throw new Error('this bench needs timestamp-query')
+const median = (a: number[]): number => [...a].sort((p, q) => p - q)[a.length >> 1]
+const now = (): number => performance.now()
+
+/** GPU ms of each of `reps` passes recorded by `record(pass-timestamps)`, via timestamp queries. */
+async function gpuTimes(reps: number, record: (enc: GPUCommandEncoder, tw: GPUComputePassTimestampWrites) => void): Promise<number[]> {
+  const qs = device.createQuerySet({ type: 'timestamp', count: 2 * reps })
+  const resolve = device.createBuffer({ size: 16 * reps, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC })
+  const read = device.createBuffer({ size: 16 * reps, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
+  const enc = device.createCommandEncoder()
+  for (let i = 0; i < reps; i++) record(enc, { querySet: qs, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 })
+  enc.resolveQuerySet(qs, 0, 2 * reps, resolve, 0)
+  enc.copyBufferToBuffer(resolve, 0, read, 0, 16 * reps)
+  device.queue.submit([enc.finish()])
+  await read.mapAsync(GPUMapMode.READ)
+  const t = new BigInt64Array(read.getMappedRange())
+  const out: number[] = []
+  for (let i = 0; i < reps; i++) out.push(Number(t[2 * i + 1] - t[2 * i]) / 1e6)
+  read.unmap()
+  for (const x of [qs, resolve, read]) x.destroy()
+  return out
+}
+
+function pipeline(file: string, constants: Record<string, number> = {}): GPUComputePipeline {
+  const code = readFileSync(new URL(`../shaders/${file}.wgsl`, import.meta.url), 'utf8')
+  return device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'main', constants } })
+}
+function storage(bytes: number, extra = 0): GPUBuffer {
+  return device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | extra })
+}
+function bind(p: GPUComputePipeline, buffers: GPUBuffer[]): GPUBindGroup {
+  return device.createBindGroup({ layout: p.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) })
+}
+
+/** Copy ceiling: GB/s of (read + write) bytes. */
+async function copyCeiling(): Promise<number> {
+  const n4 = 4 * 1024 * 1024 // 64 MiB of vec4
+  const p = pipeline('bench_copy')
+  const src = storage(n4 * 16), dst = storage(n4 * 16)
+  const bg = bind(p, [src, dst])
+  const groups = n4 / 256
+  const t = await gpuTimes(5, (enc, tw) => {
+    const pass = enc.beginComputePass({ timestampWrites: tw })
+    pass.setPipeline(p); pass.setBindGroup(0, bg); pass.dispatchWorkgroups(Math.min(groups, 32768), Math.ceil(groups / 32768)); pass.end()
+  })
+  src.destroy(); dst.destroy()
+  return (2 * n4 * 16) / (median(t) / 1e3) / 1e9
+}
+
+/** Dense f32 matmul ceiling (GFLOP/s), 8x8 outputs per thread. */
+async function matmulCeiling(M: number, N: number, K: number): Promise<number> {
+  const p = pipeline('bench_matmul')
+  const dims = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST })
+  device.queue.writeBuffer(dims, 0, new Uint32Array([M, N, K, 0]))
+  const a = storage(M * K * 4), b = storage(K * N * 4), c = storage(M * N * 4)
+  const bg = bind(p, [dims, a, b, c])
+  const t = await gpuTimes(3, (enc, tw) => {
+    const pass = enc.beginComputePass({ timestampWrites: tw })
+    pass.setPipeline(p); pass.setBindGroup(0, bg); pass.dispatchWorkgroups(N / 64, M / 64); pass.end()
+  })
+  for (const x of [dims, a, b, c]) x.destroy()
+  return (2 * M * N * K) / (median(t) / 1e3) / 1e9
+}
+
+interface Shape { T: number; layer: 'square' | 'qkv'; rank: number; adapters: number; dtype: WeightDtype }
+
+async function runShape(s: Shape, ceil: { copyGBs: number; matmulGflops: number }, submitMs: number) {
+  const widths = s.layer === 'square' ? sliceWidthsFor(4096, 1) : [4096, 1024, 1024]
+  const d = materialise({ name: '', seed: 42, inFeatures: 4096, sliceWidths: widths, maxRank: s.rank, tokens: s.T, slots: 8, ids: 'distinct', dtype: s.dtype, adaptersPerToken: 1 })
+  d.ids.forEach((_, t) => (d.ids[t] = t % s.adapters))
+  const layer = backend.createLayer(d.spec) as GpuLayer
+  for (let a = 0; a < s.adapters; a++) layer.setAdapter(a, { ...d.adapters[a], rank: s.rank, A: d.adapters[0].A, B: d.adapters[0].B })
+  const plan = buildSegments(d.ids, 1, 8)
+  const spec: LayerSpec = d.spec
+  const S = widths.length
+  const used = Math.min(s.adapters, s.T)
+  const flops = 2 * s.T * s.rank * (S * spec.inFeatures + spec.outFeatures)
+  const weightBytes = used * s.rank * (S * spec.inFeatures + spec.outFeatures) * (s.dtype === 'f32' ? 4 : 2)
+  const xb = storage(d.x.byteLength), yb = storage(d.y.byteLength, GPUBufferUsage.COPY_SRC)
+  device.queue.writeBuffer(xb, 0, d.x as Float32Array<ArrayBuffer>)
+  device.queue.writeBuffer(yb, 0, d.y as Float32Array<ArrayBuffer>)
+  const call = await prepareCall(layer.ctx, plan, xb, yb)
+  await gpuTimes(1, (enc, tw) => encodeCall(device, enc, call, tw)) // warm-up
+  const est = median(await gpuTimes(2, (enc, tw) => encodeCall(device, enc, call, tw)))
+  const reps = Math.max(3, Math.min(quick ? 5 : 20, Math.ceil(300 / Math.max(est, 1e-3))))
+  const kernelMs = median(await gpuTimes(reps, (enc, tw) => encodeCall(device, enc, call, tw)))
+  // wall time: host arrays (upload + kernels + readback) and GPU-resident (kernels + one submit)
+  const wallReps = Math.max(3, Math.min(10, Math.ceil(300 / est)))
+  const host: number[] = [], resident: number[] = []
+  const y = new Float32Array(d.y)
+  for (let i = 0; i < wallReps; i++) {
+    let t0 = now()
+    await layer.apply(d.x, y, plan)
+    host.push(now() - t0)
+    t0 = now()
+    await layer.apply(xb, yb, plan)
+    await device.queue.onSubmittedWorkDone()
+    resident.push(now() - t0)
+  }
+  layer.dispose(); xb.destroy(); yb.destroy()
+  const gflops = flops / (kernelMs / 1e3) / 1e9
+  const weightGBs = weightBytes / (kernelMs / 1e3) / 1e9
+  const hostMs = median(host), residentMs = median(resident)
+  return {
+    ...s, kernelMs, gflops, weightGBs,
+    fracMatmul: gflops / ceil.matmulGflops,
+    fracCopy: weightGBs / ceil.copyGBs,
+    hostMs, residentMs,
+    residentOverKernelPlusSubmit: residentMs / (kernelMs + submitMs),
+  }
+}
+
+/** Wall time of one trivial submit + onSubmittedWorkDone: the fixed cost of a GPU-resident call. */
+async function submitCost(): Promise<number> {
+  const t: number[] = []
+  for (let i = 0; i < 20; i++) {
+    const t0 = now()
+    device.queue.submit([device.createCommandEncoder().finish()])
+    await device.queue.onSubmittedWorkDone()
+    t.push(now() - t0)
+  }
+  return median(t)
+}
+
+const info = device.adapterInfo ?? ({} as GPUAdapterInfo)
+const copyGBs = await copyCeiling()
+const matmulGflops = Math.max(await matmulCeiling(1024, 1024, 1024), await matmulCeiling(2048, 2048, 512))
+const submitMs = await submitCost()
+console.log(`adapter: ${info.vendor} ${info.architecture} ${info.description}; software: ${backend.isSoftware}`)
+console.log(`ceilings: copy ${copyGBs.toFixed(2)} GB/s, dense matmul ${matmulGflops.toFixed(2)} GFLOP/s, submit ${submitMs.toFixed(3)} ms`)
+const rows = []
+for (const dtype of ['f32', 'bf16'] as const)
+  for (const layer of ['square', 'qkv'] as const)
+    for (const rank of [16, 64])
+      for (const adapters of [1, 8])
+        for (const T of quick ? [1, 256] : [1, 16, 256, 1024]) {
+          const r = await runShape({ T, layer, rank, adapters, dtype }, { copyGBs, matmulGflops }, submitMs)
+          rows.push(r)
+          console.log(
+            [`${dtype.padEnd(4)} ${layer.padEnd(6)} r${String(rank).padEnd(3)} L${adapters} T${String(T).padEnd(5)}`,
+             `${r.kernelMs.toFixed(3).padStart(9)} ms`, `${r.gflops.toFixed(2).padStart(6)} GFLOP/s (${(100 * r.fracMatmul).toFixed(0).padStart(3)}% mm)`,
+             `weights ${r.weightGBs.toFixed(2).padStart(6)} GB/s (${(100 * r.fracCopy).toFixed(0).padStart(3)}% copy)`,
+             `host ${r.hostMs.toFixed(2).padStart(8)} ms, resident ${r.residentMs.toFixed(2).padStart(8)} ms (x${r.residentOverKernelPlusSubmit.toFixed(2)} of kernel+submit)`].join(' | '),
+          )
+        }
+mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
+writeFileSync(
+  new URL('./results/webgpu.json', import.meta.url),
+  JSON.stringify({ date: new Date().toISOString(), adapter: { vendor: info.vendor, architecture: info.architecture, description: info.description, isSoftware: backend.isSoftware }, ceilings: { copyGBs, matmulGflops, submitMs }, rows }, null, 1),
+)
+backend.dispose()
