@@ -94,7 +94,7 @@ export class AdapterPool {
    *   from the loaded layer), 'OUT_OF_MEMORY' (the adapter alone exceeds the memory budget)
    */
   async loadAdapter(name: string, source: AdapterSource): Promise<AdapterInfo> {
-    if (typeof name !== 'string' || name.length === 0) throw new LoraError('INVALID_ARGUMENT', `adapter name must be a non-empty string, got ${JSON.stringify(name)}`)
+    if (typeof name !== 'string' || name.length === 0) throw new LoraError('INVALID_ARGUMENT', `adapter name must be a non-empty string, got ${describe(name)}`)
     const { parsed, kind, origin } = await readAndParse(name, source)
     if (parsed.bytes > this.table.budget) {
       throw new LoraError('OUT_OF_MEMORY', `adapter "${name}" needs ${parsed.bytes} bytes, more than the memory budget of ${this.table.budget}`)
@@ -300,6 +300,7 @@ export class AdapterPool {
   }
 
   private get(name: string): AdapterEntry {
+    if (typeof name !== 'string') throw new LoraError('INVALID_ARGUMENT', `adapter name must be a string, got ${describe(name)}`)
     const e = this.entries.get(name)
     if (!e) throw new LoraError('NOT_FOUND', `adapter "${name}" is not loaded`)
     return e
