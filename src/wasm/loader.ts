@@ -1,8 +1,8 @@
 /**
  * Locating, compiling and instantiating the kernels module in every runtime:
  * - Node, Bun, Deno: the .wasm files next to the package (build/), read from the file system;
- * - browsers (and anything else with fetch): the same files by URL, relative to this module
- *   (`new URL('../../build/x.wasm', import.meta.url)`, a pattern bundlers such as Vite follow);
+ * - browsers (and anything else with fetch): the same files by URL relative to this module
+ *   (a `new URL(path, import.meta.url)`, a pattern bundlers such as Vite follow);
  * - Cloudflare Workers: `WebAssembly.compile` is forbidden there, so the modules must be imported
  *   statically and passed in (the package's `workerd` export, src/workerd.ts, does that).
  * `node:` modules are imported lazily and through a variable, so bundlers for browsers and
@@ -37,9 +37,20 @@ export interface WasmModuleOptions {
 
 export type WasmVariant = 'relaxed-simd' | 'simd'
 
-const DEFAULT_URLS = {
-  relaxed: () => new URL('../../build/multilora-relaxed.wasm', import.meta.url),
-  simd: () => new URL('../../build/multilora-simd.wasm', import.meta.url),
+const WORKERD_HINT = 'in Cloudflare Workers import the package through its "workerd" export (wrangler does), ' +
+  'or import the .wasm files as modules and pass createRuntime({ wasm: { simd, relaxed } })'
+
+/** The package's own build of `variant`, next to this module (build/ beside dist/). */
+function defaultUrl(variant: 'simd' | 'relaxed'): URL {
+  const file = `multilora-${variant}.wasm`
+  try {
+    // literal URLs, one per build: bundlers (Vite, webpack) recognise them and emit the files
+    return variant === 'simd' ? new URL('../../build/multilora-simd.wasm', import.meta.url) : new URL('../../build/multilora-relaxed.wasm', import.meta.url)
+  } catch (cause) {
+    // bundled where modules have no URL (e.g. a worker bundle): nothing to resolve against
+    const hint = isWorkerd() ? WORKERD_HINT : 'pass createRuntime({ wasm: { simd } }) with a URL, the bytes or a compiled module'
+    throw new LoraError('WASM_LOAD_FAILED', `cannot locate build/${file}: this module has no usable URL (import.meta.url = ${String(import.meta.url)}); ${hint}`, { cause })
+  }
 }
 
 /**
@@ -50,7 +61,14 @@ const DEFAULT_URLS = {
 export async function loadWasm(options: WasmModuleOptions = {}): Promise<{ exports: WasmExports; variant: WasmVariant }> {
   if (typeof WebAssembly !== 'object') throw new LoraError('WASM_LOAD_FAILED', 'WebAssembly is not available in this runtime')
   const preferRelaxed = options.preferRelaxed ?? true
-  const relaxedSource = options.relaxed ?? (options.simd === undefined ? DEFAULT_URLS.relaxed() : undefined)
+  let relaxedSource = options.relaxed
+  if (relaxedSource === undefined && options.simd === undefined) {
+    try {
+      relaxedSource = defaultUrl('relaxed')
+    } catch {
+      // optional: the simd build below reports why nothing can be located
+    }
+  }
   let module: WebAssembly.Module | null = null
   let variant: WasmVariant = 'simd'
   if (preferRelaxed && relaxedSource instanceof WebAssembly.Module) {
@@ -66,7 +84,7 @@ export async function loadWasm(options: WasmModuleOptions = {}): Promise<{ expor
     }
   }
   if (!module) {
-    const src = await readSource(options.simd ?? DEFAULT_URLS.simd())
+    const src = await readSource(options.simd ?? defaultUrl('simd'))
     if (src instanceof WebAssembly.Module) module = src
     else {
       if (!WebAssembly.validate(src)) {
@@ -88,10 +106,7 @@ async function compile(bytes: Uint8Array<ArrayBuffer>, variant: WasmVariant): Pr
   try {
     return await WebAssembly.compile(bytes)
   } catch (cause) {
-    const hint = isWorkerd()
-      ? ': Cloudflare Workers forbid compiling WebAssembly from bytes; import the package through its "workerd" export ' +
-        "(wrangler does), or import the .wasm files as modules and pass createRuntime({ wasm: { simd, relaxed } })"
-      : ''
+    const hint = isWorkerd() ? `: Cloudflare Workers forbid compiling WebAssembly from bytes; ${WORKERD_HINT}` : ''
     throw new LoraError('WASM_LOAD_FAILED', `could not compile the ${variant} kernels: ${String(cause)}${hint}`, { cause })
   }
 }
@@ -111,7 +126,7 @@ async function readSource(src: WasmSource): Promise<WebAssembly.Module | Uint8Ar
       return new Uint8Array(await fs.readFile(fileURLToPath(url)))
     }
     if (url.protocol === 'file:' && isWorkerd()) {
-      throw new Error('Cloudflare Workers have no file system: use the package\'s "workerd" export, or pass the .wasm modules to createRuntime({ wasm })')
+      throw new Error(`Cloudflare Workers have no file system; ${WORKERD_HINT}`)
     }
     const res = await fetch(url)
     if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`)

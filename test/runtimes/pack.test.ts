@@ -3,7 +3,7 @@
  * project, and examples/mixed-batch.js runs there under Node against the float64 reference.
  */
 import { copyFile, readFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { join, posix } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { checkReport, lastJson, packedProject, ROOT, runOk, summary, type BatchReport, type PackedProject } from './harness.js'
 
@@ -14,7 +14,7 @@ beforeAll(async () => {
 }, 600_000)
 
 describe('npm package', () => {
-  it('ships dist (JS and types), the two .wasm builds and the shaders, nothing else', () => {
+  it('ships dist (JS and types), the .wasm builds and the shaders, nothing else', () => {
     const files = project.files
     expect(files).toContain('dist/index.js')
     expect(files).toContain('dist/index.d.ts')
@@ -24,7 +24,7 @@ describe('npm package', () => {
     expect(files).toContain('build/multilora-relaxed.wasm')
     expect(files.some((f) => f.startsWith('shaders/') && f.endsWith('.wgsl'))).toBe(true)
     const allowed = (f: string): boolean =>
-      /^dist\/.+\.(js|d\.ts)$/.test(f) || /^build\/multilora-(simd|relaxed)\.wasm$/.test(f) || /^shaders\/[^/]+\.wgsl$/.test(f) ||
+      /^dist\/.+\.(m?js|d\.m?ts)$/.test(f) || /^build\/multilora-(simd|relaxed|threads|threads-relaxed)\.wasm$/.test(f) || /^shaders\/[^/]+\.wgsl$/.test(f) ||
       ['package.json', 'README.md', 'LICENSE'].includes(f)
     expect(files.filter((f) => !allowed(f))).toEqual([])
   })
@@ -37,6 +37,23 @@ describe('npm package', () => {
     // the workerd entry imports both builds as modules, relative to dist/
     const workerd = await readFile(join(project.dir, 'node_modules/multilora/dist/workerd.js'), 'utf8')
     expect(workerd).toMatch(/from '\.\.\/build\/multilora-simd\.wasm'/)
+  })
+
+  it('every relative import and new URL(..., import.meta.url) in the package points to a packaged file', async () => {
+    const missing: string[] = []
+    for (const f of project.files.filter((p) => /\.m?js$/.test(p))) {
+      const src = await readFile(join(project.dir, 'node_modules/multilora', f), 'utf8')
+      const refs = [
+        ...src.matchAll(/\bfrom\s*['"](\.{1,2}\/[^'"]+)['"]/g),
+        ...src.matchAll(/\bimport\s*\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g),
+        ...src.matchAll(/new URL\(\s*['"`](\.{1,2}\/[^'"`$]+)['"`]\s*,\s*import\.meta\.url/g),
+      ].map((m) => m[1])
+      for (const ref of refs) {
+        const target = posix.normalize(posix.join(posix.dirname(f), ref))
+        if (!project.files.includes(target)) missing.push(`${f} -> ${ref}`)
+      }
+    }
+    expect(missing, 'referenced by the packaged code but not in the tarball (not built into dist/, or not in package.json "files")').toEqual([])
   })
 
   it('no module other runtimes load has a top-level node: import', async () => {
