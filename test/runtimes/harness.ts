@@ -22,8 +22,6 @@ import { sgmv, type RefAdapter } from '../reference.js'
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 export const ADAPTERS = join(ROOT, 'test/fixtures/peft/tiny-llama-public/adapters')
 export const BIN = (name: string): string => join(ROOT, 'node_modules/.bin', name)
-/** In CI every runtime test must run; locally too (the runtimes are devDependencies). */
-export const IN_CI = process.env.CI === 'true' || process.env.CI === '1'
 
 // ---------------------------------------------------------------- subprocesses
 
@@ -102,7 +100,8 @@ async function inputsHash(): Promise<string> {
   const files = [
     ...(await listFiles(join(ROOT, 'src'))),
     ...(await listFiles(join(ROOT, 'shaders'))),
-    ...['package.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json', 'build/multilora-simd.wasm', 'build/multilora-relaxed.wasm'].map((f) => join(ROOT, f)),
+    ...['package.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json', 'scripts/copy-dist-assets.mjs'].map((f) => join(ROOT, f)),
+    ...(await listFiles(join(ROOT, 'build'))).filter((f) => f.endsWith('.wasm')),
   ]
   const h = createHash('sha256')
   for (const f of files) {
