@@ -5,7 +5,7 @@
  * miniflare on 127.0.0.1, queried over HTTP and checked against the float64 reference.
  */
 import { createHash } from 'node:crypto'
-import { copyFile, mkdir, readFile, rm } from 'node:fs/promises'
+import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
 import type { Plugin } from 'esbuild'
 import { build } from 'esbuild'
@@ -97,6 +97,26 @@ describe('Cloudflare Workers (workerd)', () => {
     const report = { runtime: 'workerd', backends, wasmVariant, webgpuUnavailableReason, module, tokens, results: [{ backend: 'wasm', ms: again.ms, y }] }
     const errors = await checkReport(report, x)
     console.log(`workerd: wasm ${wasmVariant}, rel err ${errors.wasm.toExponential(2)}; HTTP round trip ${first.ms.toFixed(0)} ms first (runtime + adapters), ${again.ms.toFixed(1)} ms next`)
+  })
+
+  it('bundled without the workerd condition, createRuntime fails with an error that says what to do', async () => {
+    const outdir = join(project.dir, 'worker-default-dist')
+    await rm(outdir, { recursive: true, force: true })
+    await mkdir(outdir)
+    const src = join(project.dir, 'worker-default.js')
+    await writeFile(src, `import { createRuntime } from 'multilora'
+export default { async fetch() { try { await createRuntime(); return new Response('created') } catch (e) { return Response.json({ code: e.code, message: e.message }, { status: 500 }) } } }\n`)
+    await build({ entryPoints: [src], outfile: join(outdir, 'worker.js'), bundle: true, format: 'esm', platform: 'neutral', conditions: ['worker', 'browser'], mainFields: ['browser', 'module', 'main'], external: ['node:*'], logLevel: 'error' })
+    const other = new Miniflare({ modulesRoot: outdir, modules: [{ type: 'ESModule', path: join(outdir, 'worker.js') }], compatibilityDate: '2025-09-01', host: '127.0.0.1', port: 0 })
+    try {
+      const res = await fetch(await other.ready)
+      const json = (await res.json()) as { code: string; message: string }
+      expect(res.status).toBe(500)
+      expect(json.code).toBe('WASM_LOAD_FAILED')
+      expect(json.message).toMatch(/"workerd" export/)
+    } finally {
+      await other.dispose()
+    }
   })
 
   it('answers a bad request with the LoraError code', async () => {
