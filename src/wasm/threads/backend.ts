@@ -9,7 +9,7 @@ import { createWasmBackend, WasmBackend, WasmLayer } from '../backend.js'
 import type { WasmExports, WasmModuleOptions, WasmVariant } from '../loader.js'
 import { loadThreadsModule, type ThreadsModuleOptions } from './loader.js'
 import { WorkerPool } from './pool.js'
-import type { PartExports } from './protocol.mjs'
+import { GRANULES_PER_THREAD, type PartExports } from './protocol.mjs'
 import { splitColumns, splitShrink } from './split.js'
 import { machineThreads, threadsUnavailableReason, type ThreadsOption } from './support.js'
 import { DEFAULT_WORKER_URL } from './workers.js'
@@ -133,7 +133,7 @@ class ThreadedWasmLayer extends WasmLayer {
     const N = plan.rows.length
     const numSeg = plan.segSlot.length
     const hRow = S * spec.maxRank
-    const shares = new Array<number>(parts).fill(1)
+    const shares = new Array<number>(parts * GRANULES_PER_THREAD).fill(1) // claimed dynamically (protocol.mjs)
     const { tasks, partStart } = splitShrink(plan, ranks, S, shares)
     const cuts = splitColumns(spec.sliceWidths, shares)
     // one work area: x | y | rows | segments | tasks | H (the whole call's, see assembly/threads.ts)

@@ -13,9 +13,9 @@ import { startWorker, type WorkerHandle } from './workers.js'
 export interface JobArgs {
   dtype: number; x: number; inF: number; rows: number; segs: number; numSeg: number; slots: number
   numSlices: number; h: number; hRow: number; tasks: number; y: number; outF: number; widths: number
-  /** [parts + 1] first shrink task of each part. */
+  /** [granules + 1] first shrink task of each granule. */
   partStart: Int32Array
-  /** [parts + 1] column boundaries of the parts. */
+  /** [granules + 1] column boundaries of the granules. */
   cuts: Int32Array
 }
 
@@ -88,9 +88,9 @@ export class WorkerPool {
   }
 
   /**
-   * Run one job over `parts` threads (1 <= parts <= size + 1): the main thread's part runs on
-   * `main`; `beforeShrink` runs on the main thread once the workers are started (copy inputs the
-   * shrink does not read, e.g. y, while they work).
+   * Run one job over `parts` threads (1 <= parts <= size + 1; the main thread claims granules
+   * too, on `main`). `beforeShrink` runs on the main thread once the workers are started (copy
+   * inputs the shrink does not read, e.g. y, while they work).
    */
   async run(job: JobArgs, parts: number, main: PartExports, beforeShrink: () => void): Promise<void> {
     this.check()
@@ -98,13 +98,17 @@ export class WorkerPool {
     c[P.A_DTYPE] = job.dtype; c[P.A_X] = job.x; c[P.A_INF] = job.inF; c[P.A_ROWS] = job.rows; c[P.A_SEGS] = job.segs
     c[P.A_NUMSEG] = job.numSeg; c[P.A_SLOTS] = job.slots; c[P.A_NSLICES] = job.numSlices; c[P.A_H] = job.h
     c[P.A_HROW] = job.hRow; c[P.A_TASKS] = job.tasks; c[P.A_Y] = job.y; c[P.A_OUTF] = job.outF; c[P.A_WIDTHS] = job.widths
-    for (let p = 0; p < parts; p++) {
+    const granules = job.partStart.length - 1
+    for (let p = 0; p < granules; p++) {
       const o = P.PART + 4 * p
       c[o] = job.partStart[p]; c[o + 1] = job.partStart[p + 1] - job.partStart[p]
       c[o + 2] = job.cuts[p]; c[o + 3] = job.cuts[p + 1]
     }
     const gen = (this.gen = (this.gen + 1) | 0)
     c[P.PARTS] = parts
+    c[P.GRANULES] = granules
+    Atomics.store(c, P.NEXT1, 0)
+    Atomics.store(c, P.NEXT2, 0)
     Atomics.store(c, P.ARRIVE1, 0)
     Atomics.store(c, P.ARRIVE2, 0)
     Atomics.store(c, P.GEN, gen) // seq-cst: publishes every field above to the woken workers
@@ -115,9 +119,9 @@ export class WorkerPool {
     this.keepAlive(parts, true)
     try {
       beforeShrink()
-      P.runShrink(c, main, 0)
+      P.claimShrink(c, main)
       if (!P.arrive(c, P.ARRIVE1, P.GO2, parts, gen)) await this.until(P.GO2, gen)
-      P.runExpand(c, main, 0)
+      P.claimExpand(c, main)
       if (!P.arrive(c, P.ARRIVE2, P.DONE, parts, gen)) await this.until(P.DONE, gen)
     } finally {
       this.keepAlive(parts, false)

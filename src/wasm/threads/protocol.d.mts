@@ -11,6 +11,9 @@ export interface PartExports {
 export const QUIT: number
 export const GEN: number
 export const PARTS: number
+export const GRANULES: number
+export const NEXT1: number
+export const NEXT2: number
 export const ARRIVE1: number
 export const GO2: number
 export const ARRIVE2: number
@@ -35,11 +38,12 @@ export const A_WIDTHS: number
 export const MAX_WORKERS: number
 export const WAKE: number
 export const PART: number
+export const GRANULES_PER_THREAD: number
 export const TASK_FIELDS: number
 export const CTRL_INTS: number
 
-export function runShrink(ctrl: Int32Array, ex: PartExports, part: number): void
-export function runExpand(ctrl: Int32Array, ex: PartExports, part: number): void
+export function claimShrink(ctrl: Int32Array, ex: PartExports): void
+export function claimExpand(ctrl: Int32Array, ex: PartExports): void
 export function arrive(ctrl: Int32Array, counter: number, flag: number, parts: number, gen: number,
   post?: (msg: unknown) => void): boolean
 export function workerLoop(ctrl: Int32Array, ex: PartExports, w: number, post: (msg: unknown) => void): void

@@ -3,9 +3,12 @@
 // and from dist/; types in protocol.d.mts.
 //
 // One control block (Int32Array over its own SharedArrayBuffer) describes the current job. A call
-// runs in two phases (assembly/threads.ts): every participating thread (part 0 = the main thread,
-// part w + 1 = worker w) runs its shrink tasks, meets the others at a barrier, runs its expand
-// column range, and arrives at the end. The last thread to arrive at a barrier publishes the job's
+// runs in two phases (assembly/threads.ts), each cut into granules (several per thread, split.ts).
+// Every participating thread (the main thread and the workers woken) claims granules of the
+// shrink with an atomic counter until none is left, meets the others at a barrier, claims expand
+// column ranges the same way, and arrives at the end. Claiming balances the load when a thread
+// is slow or descheduled; the granules are fixed before the job, so results do not depend on
+// which thread ran which. The last thread to arrive at a barrier publishes the job's
 // generation in the barrier's flag and notifies; workers sleep in Atomics.wait, the main thread
 // awaits Atomics.waitAsync (or, where that is missing, a message posted by the last worker).
 
@@ -13,6 +16,9 @@
 export const QUIT = 0 // 1: workers leave their loop
 export const GEN = 1 // generation of the current job (wraps around)
 export const PARTS = 2 // threads taking part in the current job (1 + workers woken)
+export const GRANULES = 9 // granules of each phase in the current job
+export const NEXT1 = 10 // next shrink granule to claim
+export const NEXT2 = 11 // next expand granule to claim
 export const ARRIVE1 = 3 // arrivals at the shrink -> expand barrier
 export const GO2 = 4 // = GEN once every part finished its shrink tasks
 export const ARRIVE2 = 5 // arrivals at the end
@@ -27,14 +33,28 @@ export const A_Y = ARG + 11, A_OUTF = ARG + 12, A_WIDTHS = ARG + 13
 /** Most workers a pool may have; WAKE + w is worker w's wake word (set to GEN to start it). */
 export const MAX_WORKERS = 63
 export const WAKE = 32
-/** Per part p: PART + 4p .. + 3 = first task, task count, first column, end column. */
+/** Granules per thread (more: finer balance, more claims). */
+export const GRANULES_PER_THREAD = 8
+/** Per granule i: PART + 4i .. + 3 = first task, task count, first column, end column. */
 export const PART = WAKE + MAX_WORKERS + 1
 /** Fields per shrink task (assembly/threads.ts TASK_FIELDS). */
 export const TASK_FIELDS = 5
-export const CTRL_INTS = PART + 4 * (MAX_WORKERS + 1)
+export const CTRL_INTS = PART + 4 * GRANULES_PER_THREAD * (MAX_WORKERS + 1)
 
-/** Phase 1 of `part`: its shrink tasks. */
-export function runShrink(ctrl, ex, part) {
+/** Phase 1: claim shrink granules until none is left. */
+export function claimShrink(ctrl, ex) {
+  const n = ctrl[GRANULES]
+  for (let i = Atomics.add(ctrl, NEXT1, 1); i < n; i = Atomics.add(ctrl, NEXT1, 1)) runShrink(ctrl, ex, i)
+}
+
+/** Phase 2: claim expand granules until none is left. */
+export function claimExpand(ctrl, ex) {
+  const n = ctrl[GRANULES]
+  for (let i = Atomics.add(ctrl, NEXT2, 1); i < n; i = Atomics.add(ctrl, NEXT2, 1)) runExpand(ctrl, ex, i)
+}
+
+/** Shrink granule `part`: its tasks. */
+function runShrink(ctrl, ex, part) {
   const p = PART + 4 * part
   const count = ctrl[p + 1]
   if (count === 0) return
@@ -42,8 +62,8 @@ export function runShrink(ctrl, ex, part) {
     ctrl[A_H], ctrl[A_HROW], ctrl[A_TASKS] + ctrl[p] * TASK_FIELDS * 4, count)
 }
 
-/** Phase 2 of `part`: its output columns. */
-export function runExpand(ctrl, ex, part) {
+/** Expand granule `part`: its output columns. */
+function runExpand(ctrl, ex, part) {
   const p = PART + 4 * part
   if (ctrl[p + 2] >= ctrl[p + 3]) return
   ex.expandColumns(ctrl[A_DTYPE], ctrl[A_H], ctrl[A_HROW], ctrl[A_Y], ctrl[A_OUTF], ctrl[A_ROWS], ctrl[A_SEGS],
@@ -81,14 +101,14 @@ export function workerLoop(ctrl, ex, w, post) {
     if (gen === seen) continue
     seen = gen
     const parts = ctrl[PARTS]
-    guard(() => runShrink(ctrl, ex, w + 1))
+    guard(() => claimShrink(ctrl, ex))
     if (!arrive(ctrl, ARRIVE1, GO2, parts, gen, post)) {
       for (let v = Atomics.load(ctrl, GO2); v !== gen; v = Atomics.load(ctrl, GO2)) {
         if (Atomics.load(ctrl, QUIT) === 1) return
         Atomics.wait(ctrl, GO2, v)
       }
     }
-    guard(() => runExpand(ctrl, ex, w + 1))
+    guard(() => claimExpand(ctrl, ex))
     arrive(ctrl, ARRIVE2, DONE, parts, gen, post)
   }
 }
