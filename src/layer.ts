@@ -23,6 +23,14 @@ export class LoraLayer implements Layer {
   private readonly mark: Int32Array
   private stamp = 0
   private readonly onBackend = new Map<BackendName, BackendLayer>()
+  /**
+   * An async backend (WebGPU, wasm threads) reads a slot's weights until its apply resolves. So a
+   * write to a slot that running applies use waits for them (they finish with the old weights),
+   * and applies started after the write wait for it: every call sees the slots as they were when
+   * it was made. Per backend: slot -> running applies / the pending write.
+   */
+  private readonly running = new Map<BackendName, Map<number, Set<Promise<void>>>>()
+  private readonly pendingWrites = new Map<BackendName, Map<number, Promise<void>>>()
   private disposed = false
 
   constructor(private readonly host: LayerHost, readonly spec: LayerSpec, backends: readonly Backend[]) {
@@ -30,7 +38,11 @@ export class LoraLayer implements Layer {
     this.ranks = new Int32Array(spec.maxAdapters)
     this.mark = new Int32Array(spec.maxAdapters)
     try {
-      for (const b of backends) this.onBackend.set(b.name, b.createLayer(spec))
+      for (const b of backends) {
+        this.onBackend.set(b.name, b.createLayer(spec))
+        this.running.set(b.name, new Map())
+        this.pendingWrites.set(b.name, new Map())
+      }
     } catch (e) {
       for (const l of this.onBackend.values()) l.dispose()
       throw e
@@ -41,10 +53,10 @@ export class LoraLayer implements Layer {
     this.checkAlive()
     const prepared = prepareAdapter(this.spec, slot, adapter)
     try {
-      for (const l of this.onBackend.values()) l.setAdapter(slot, prepared)
+      for (const [name, l] of this.onBackend) this.write(name, slot, () => l.setAdapter(slot, prepared))
     } catch (e) {
       // a backend failed after validation (out of memory): leave the slot empty everywhere
-      for (const l of this.onBackend.values()) l.clearAdapter(slot)
+      for (const [name, l] of this.onBackend) this.write(name, slot, () => l.clearAdapter(slot))
       this.filled[slot] = false
       throw e
     }
@@ -57,8 +69,28 @@ export class LoraLayer implements Layer {
     if (typeof slot !== 'number' || !Number.isInteger(slot) || slot < 0 || slot >= this.spec.maxAdapters) {
       throw new LoraError('OUT_OF_RANGE', `slot must be an integer in 0..${this.spec.maxAdapters - 1}, got ${String(slot)}`)
     }
-    for (const l of this.onBackend.values()) l.clearAdapter(slot)
+    for (const [name, l] of this.onBackend) this.write(name, slot, () => l.clearAdapter(slot))
     this.filled[slot] = false
+  }
+
+  /** Run `op` (a write to `slot` on backend `name`) now, or after the applies that use the slot. */
+  private write(name: BackendName, slot: number, op: () => void): void {
+    const users = this.running.get(name)?.get(slot)
+    const pending = this.pendingWrites.get(name)
+    const before = pending?.get(slot)
+    if (!users?.size && !before) return op()
+    const after = Promise.allSettled([...(users ?? []), before]).then(() => {
+      if (pending!.get(slot) === after) pending!.delete(slot)
+      // A deferred write can only fail on a dead backend (device lost), whose calls fail or move to
+      // another backend anyway; the slot state of the other backends is already written.
+      if (this.disposed) return
+      try {
+        op()
+      } catch {
+        // see above
+      }
+    })
+    pending!.set(slot, after)
   }
 
   hasAdapter(slot: number): boolean {
@@ -95,7 +127,25 @@ export class LoraLayer implements Layer {
     })
     const layer = this.onBackend.get(backend.name)!
     const plan = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize ?? 64)
-    await layer.apply(x, y, plan)
+    const pending = this.pendingWrites.get(backend.name)!
+    const waits = pending.size ? [...plan.slots].map((s) => pending.get(s)).filter((p) => p !== undefined) : []
+    const run = waits.length ? Promise.all(waits).then(() => layer.apply(x, y, plan)) : layer.apply(x, y, plan)
+    if (!(run instanceof Promise)) return // synchronous backend: done
+    const users = this.running.get(backend.name)!
+    for (const s of plan.slots) {
+      let set = users.get(s)
+      if (!set) users.set(s, (set = new Set()))
+      set.add(run)
+    }
+    try {
+      await run
+    } finally {
+      for (const s of plan.slots) {
+        const set = users.get(s)!
+        set.delete(run)
+        if (set.size === 0) users.delete(s)
+      }
+    }
   }
 
   dispose(): void {
