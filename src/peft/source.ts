@@ -4,6 +4,7 @@
  * the directory path, so this module also loads in browsers and workers.
  */
 import { LoraError } from '../errors.js'
+import { importNode } from '../platform.js'
 import { readSafetensors } from './safetensors.js'
 
 /** Adapter files already in memory. */
@@ -115,7 +116,7 @@ function shardNames(bytes: Uint8Array, where: string): Map<string, string[]> {
 
 async function fsModule(what: string): Promise<typeof import('node:fs/promises')> {
   try {
-    return await import('node:fs/promises')
+    return (await importNode('node:fs/promises')) as typeof import('node:fs/promises')
   } catch (e) {
     throw new LoraError('INVALID_ARGUMENT', `${what}: reading from the file system needs Node, Deno or Bun; pass a URL or { config, weights } instead`, { cause: e })
   }
@@ -145,7 +146,7 @@ async function urlReader(source: string | URL, origin: string): Promise<ReadFn> 
     throw new LoraError('INVALID_ARGUMENT', `adapter URL ${origin} is not a valid URL`, { cause: e })
   }
   if (url.protocol === 'file:') {
-    const { fileURLToPath } = await import('node:url').catch(() => ({ fileURLToPath: null }))
+    const { fileURLToPath } = ((await importNode('node:url').catch(() => null)) ?? { fileURLToPath: null }) as { fileURLToPath: ((u: URL) => string) | null }
     if (!fileURLToPath) throw new LoraError('INVALID_ARGUMENT', `${origin}: file: URLs need Node, Deno or Bun`)
     return fsReader(fileURLToPath(url))
   }

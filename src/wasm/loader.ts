@@ -9,6 +9,7 @@
  * workers neither follow nor reject them.
  */
 import { LoraError } from '../errors.js'
+import { importNode } from '../platform.js'
 
 /** The raw exports of the kernels module (see assembly/index.ts). All pointers are byte addresses. */
 export interface WasmExports {
@@ -134,11 +135,6 @@ async function readSource(src: WasmSource): Promise<WebAssembly.Module | Uint8Ar
   } catch (cause) {
     throw new LoraError('WASM_LOAD_FAILED', `could not read the kernels from ${url.href}: ${String(cause)}`, { cause })
   }
-}
-
-/** A Node built-in, through a variable: bundlers for browsers and workers leave it alone. */
-function importNode(name: string): Promise<unknown> {
-  return import(/* @vite-ignore */ name)
 }
 
 function toUrl(s: string): URL {
