@@ -139,6 +139,36 @@ describe('threaded runtime', () => {
     }
   })
 
+  it('stays exact over many small calls on more threads than cores (late workers find nothing to claim)', async () => {
+    const rt = await createRuntime({ backend: 'wasm', threads: 4 })
+    const single = await createRuntime({ backend: 'wasm' })
+    try {
+      const rng = new Rng(11)
+      const opts = { inFeatures: 40, outFeatures: [24, 17], maxAdapters: 4, maxRank: 8 }
+      const layers = [rt.createLayer(opts), single.createLayer(opts)]
+      for (let s = 0; s < 4; s++) {
+        const ad = { rank: 1 + s * 2, scale: 0.7, A: [rng.array((1 + s * 2) * 40), rng.array((1 + s * 2) * 40)], B: [rng.array(24 * (1 + s * 2)), rng.array(17 * (1 + s * 2))] }
+        for (const l of layers) l.setAdapter(s, ad)
+      }
+      let differing = 0
+      let changed = 0
+      for (let call = 0; call < 300; call++) {
+        const T = 1 + rng.int(9)
+        const x = rng.array(T * 40)
+        const ids = Int32Array.from({ length: T }, () => rng.int(5) - 1)
+        const ys = layers.map(() => new Float32Array(T * 41))
+        await Promise.all(layers.map((l, i) => l.apply(x, ys[i], ids)))
+        if (ys[0].some((v, i) => !Object.is(v, ys[1][i]))) differing++
+        if (ys[0].some((v) => v !== 0)) changed++
+      }
+      expect(differing).toBe(0)
+      expect(changed).toBeGreaterThan(250)
+    } finally {
+      rt.dispose()
+      single.dispose()
+    }
+  })
+
   it('rejects calls after dispose', async () => {
     const rt = await createRuntime({ backend: 'wasm', threads: 2 })
     const layer = rt.createLayer({ inFeatures: 8, outFeatures: 8, maxAdapters: 1, maxRank: 1 })
@@ -154,6 +184,14 @@ describe('threaded runtime', () => {
     expect(res.threads).toBe(2)
     expect(res.same).toBe(true)
     expect(r.ms).toBeLessThan(15_000)
+  })
+
+  it('works where Atomics.waitAsync is missing (workers post a message instead)', async () => {
+    const r = await runChild(APPLY('delete (Atomics as any).waitAsync', true))
+    expect(r.code, r.out).toBe(0)
+    const res = parseLast(r.out)
+    expect(res.threads).toBe(2)
+    expect(res.same).toBe(true)
   })
 
   it('does not keep the process alive when idle, even without dispose', async () => {

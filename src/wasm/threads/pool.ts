@@ -1,6 +1,6 @@
 /**
  * The worker pool of the threaded wasm backend: W workers over one shared linear memory, each
- * with its own instance of the threads build; the main thread is part 0 of every job. See
+ * with its own instance of the threads build; the main thread takes part in every job. See
  * protocol.mjs for the job protocol: the main thread never blocks, it awaits Atomics.waitAsync
  * (or a worker's message where waitAsync is missing).
  */
@@ -88,44 +88,59 @@ export class WorkerPool {
   }
 
   /**
-   * Run one job over `parts` threads (1 <= parts <= size + 1; the main thread claims granules
-   * too, on `main`). `beforeShrink` runs on the main thread once the workers are started (copy
-   * inputs the shrink does not read, e.g. y, while they work).
+   * Run one job on the main thread (`main`) and up to `parts - 1` workers (1 <= parts <= size + 1)
+   * that claim its granules. `beforeShrink` runs on the main thread once the workers are started
+   * (copy inputs the shrink does not read, e.g. y, while they work); the expand waits for it.
    */
   async run(job: JobArgs, parts: number, main: PartExports, beforeShrink: () => void): Promise<void> {
     this.check()
     const c = this.ctrl
+    const gen = (this.gen = (this.gen + 1) | 0)
+    const granules = job.partStart.length - 1
+    // no claims while the job is rewritten (a late worker of the previous job may still look)
+    Atomics.store(c, P.NEXT1, P.NO_CLAIMS)
+    Atomics.store(c, P.NEXT2, P.NO_CLAIMS)
     c[P.A_DTYPE] = job.dtype; c[P.A_X] = job.x; c[P.A_INF] = job.inF; c[P.A_ROWS] = job.rows; c[P.A_SEGS] = job.segs
     c[P.A_NUMSEG] = job.numSeg; c[P.A_SLOTS] = job.slots; c[P.A_NSLICES] = job.numSlices; c[P.A_H] = job.h
     c[P.A_HROW] = job.hRow; c[P.A_TASKS] = job.tasks; c[P.A_Y] = job.y; c[P.A_OUTF] = job.outF; c[P.A_WIDTHS] = job.widths
-    const granules = job.partStart.length - 1
     for (let p = 0; p < granules; p++) {
       const o = P.PART + 4 * p
       c[o] = job.partStart[p]; c[o + 1] = job.partStart[p + 1] - job.partStart[p]
       c[o + 2] = job.cuts[p]; c[o + 3] = job.cuts[p + 1]
     }
-    const gen = (this.gen = (this.gen + 1) | 0)
-    c[P.PARTS] = parts
     c[P.GRANULES] = granules
-    Atomics.store(c, P.NEXT1, 0)
-    Atomics.store(c, P.NEXT2, 0)
-    Atomics.store(c, P.ARRIVE1, 0)
-    Atomics.store(c, P.ARRIVE2, 0)
-    Atomics.store(c, P.GEN, gen) // seq-cst: publishes every field above to the woken workers
-    for (let w = 0; w < parts - 1; w++) {
-      Atomics.store(c, P.WAKE + w, gen)
+    Atomics.store(c, P.DONE1, 0)
+    Atomics.store(c, P.DONE2, 0)
+    const open = (gen & P.TAG_MASK) << P.INDEX_BITS
+    Atomics.store(c, P.NEXT1, open) // seq-cst: publishes every field above to the claimers
+    Atomics.store(c, P.NEXT2, open)
+    Atomics.store(c, P.GEN, gen)
+    const woken = Math.min(parts - 1, this.workers.length)
+    for (let w = 0; w < woken; w++) {
+      Atomics.add(c, P.WAKE + w, 1)
       Atomics.notify(c, P.WAKE + w, 1)
     }
-    this.keepAlive(parts, true)
+    this.keepAlive(woken, true)
+    let copyError: unknown = null
     try {
-      beforeShrink()
-      P.claimShrink(c, main)
-      if (!P.arrive(c, P.ARRIVE1, P.GO2, parts, gen)) await this.until(P.GO2, gen)
-      P.claimExpand(c, main)
-      if (!P.arrive(c, P.ARRIVE2, P.DONE, parts, gen)) await this.until(P.DONE, gen)
+      try {
+        beforeShrink()
+      } catch (e) {
+        copyError = e // finish the job first: workers are reading its arguments
+      }
+      P.finish(c, P.DONE1, granules + 1, P.GO2, gen)
+      P.claimShrink(c, main, gen)
+      await this.until(P.GO2, gen)
+      P.claimExpand(c, main, gen)
+      await this.until(P.DONE, gen)
+    } catch (e) {
+      // the kernels trapped on this thread: the job may be half done, so no job may follow it
+      this.fail(`the main thread's part of a job threw: ${String(e)}`)
+      throw e
     } finally {
-      this.keepAlive(parts, false)
+      this.keepAlive(woken, false)
     }
+    if (copyError !== null) throw copyError
     if (Atomics.load(c, P.ERROR) !== 0) this.fail('a worker threw while running a job')
     this.check()
   }
@@ -145,9 +160,9 @@ export class WorkerPool {
     }
   }
 
-  private keepAlive(parts: number, on: boolean): void {
+  private keepAlive(woken: number, on: boolean): void {
     // a pending waitAsync does not keep Node alive: the woken workers do, for the job's length
-    for (let w = 0; w < parts - 1; w++) this.workers[w].keepAlive(on)
+    for (let w = 0; w < woken; w++) this.workers[w].keepAlive(on)
   }
 
   private fail(reason: string): void {

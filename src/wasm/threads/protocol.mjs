@@ -3,34 +3,34 @@
 // and from dist/; types in protocol.d.mts.
 //
 // One control block (Int32Array over its own SharedArrayBuffer) describes the current job. A call
-// runs in two phases (assembly/threads.ts), each cut into granules (several per thread, split.ts).
-// Every participating thread (the main thread and the workers woken) claims granules of the
-// shrink with an atomic counter until none is left, meets the others at a barrier, claims expand
-// column ranges the same way, and arrives at the end. Claiming balances the load when a thread
-// is slow or descheduled; the granules are fixed before the job, so results do not depend on
-// which thread ran which. The last thread to arrive at a barrier publishes the job's
-// generation in the barrier's flag and notifies; workers sleep in Atomics.wait, the main thread
-// awaits Atomics.waitAsync (or, where that is missing, a message posted by the last worker).
+// runs in two phases (assembly/threads.ts), each cut into granules before the job (several per
+// thread, split.ts). The main thread and the workers it woke claim granules with an atomic
+// counter until none is left; results do not depend on which thread ran which.
+// A phase ends when all its granules are done, not when every thread has arrived: whoever
+// finishes the last granule publishes the job's generation (GO2 after the shrink, DONE after the
+// expand) and notifies. So a worker that wakes late (busy machine) finds nothing left and does
+// not hold the call up. Claims carry the job's generation (a tag in the counter), so a late worker
+// can never claim work of a later job by mistake. Workers sleep in Atomics.wait; the main thread
+// awaits Atomics.waitAsync (or, where that is missing, a message posted by the publishing worker).
 
 /** Control block fields (indices into the Int32Array). */
 export const QUIT = 0 // 1: workers leave their loop
 export const GEN = 1 // generation of the current job (wraps around)
-export const PARTS = 2 // threads taking part in the current job (1 + workers woken)
-export const GRANULES = 9 // granules of each phase in the current job
-export const NEXT1 = 10 // next shrink granule to claim
-export const NEXT2 = 11 // next expand granule to claim
-export const ARRIVE1 = 3 // arrivals at the shrink -> expand barrier
-export const GO2 = 4 // = GEN once every part finished its shrink tasks
-export const ARRIVE2 = 5 // arrivals at the end
-export const DONE = 6 // = GEN once every part finished its expand columns
-export const ERROR = 7 // 1: a worker threw (its message is posted)
-export const BY_MESSAGE = 8 // 1: the main thread waits for messages, not Atomics.waitAsync
+export const GRANULES = 2 // granules of each phase in the current job
+export const NEXT1 = 3 // next shrink granule: tag << INDEX_BITS | index
+export const NEXT2 = 4 // next expand granule, same packing
+export const DONE1 = 5 // shrink units done (granules, plus 1 for the main thread's copy of y)
+export const DONE2 = 6 // expand granules done
+export const GO2 = 7 // = GEN once the shrink is done
+export const DONE = 8 // = GEN once the expand is done
+export const ERROR = 9 // 1: a worker threw (its message is posted)
+export const BY_MESSAGE = 10 // 1: the main thread waits for messages, not Atomics.waitAsync
 // kernel arguments (byte addresses into the shared linear memory, sizes)
 export const ARG = 16
 export const A_DTYPE = ARG, A_X = ARG + 1, A_INF = ARG + 2, A_ROWS = ARG + 3, A_SEGS = ARG + 4, A_NUMSEG = ARG + 5
 export const A_SLOTS = ARG + 6, A_NSLICES = ARG + 7, A_H = ARG + 8, A_HROW = ARG + 9, A_TASKS = ARG + 10
 export const A_Y = ARG + 11, A_OUTF = ARG + 12, A_WIDTHS = ARG + 13
-/** Most workers a pool may have; WAKE + w is worker w's wake word (set to GEN to start it). */
+/** Most workers a pool may have; WAKE + w is worker w's wake word (bumped to start it). */
 export const MAX_WORKERS = 63
 export const WAKE = 32
 /** Granules per thread (more: finer balance, more claims). */
@@ -40,75 +40,81 @@ export const PART = WAKE + MAX_WORKERS + 1
 /** Fields per shrink task (assembly/threads.ts TASK_FIELDS). */
 export const TASK_FIELDS = 5
 export const CTRL_INTS = PART + 4 * GRANULES_PER_THREAD * (MAX_WORKERS + 1)
+/** Claim counters: low INDEX_BITS = next granule, the bits above = the job's tag (GEN & TAG_MASK). */
+export const INDEX_BITS = 11
+export const TAG_MASK = (1 << 20) - 1
+/** A claim counter that matches no tag (between two jobs). */
+export const NO_CLAIMS = -1
 
-/** Phase 1: claim shrink granules until none is left. */
-export function claimShrink(ctrl, ex) {
-  const n = ctrl[GRANULES]
-  for (let i = Atomics.add(ctrl, NEXT1, 1); i < n; i = Atomics.add(ctrl, NEXT1, 1)) runShrink(ctrl, ex, i)
+/** Claim the next granule of counter `word` for the job tagged `tag`; -1 when none is left. */
+function claim(ctrl, word, tag) {
+  for (;;) {
+    const v = Atomics.load(ctrl, word)
+    if (v >>> INDEX_BITS !== tag) return -1
+    const i = v & ((1 << INDEX_BITS) - 1)
+    if (i >= ctrl[GRANULES]) return -1
+    if (Atomics.compareExchange(ctrl, word, v, v + 1) === v) return i
+  }
 }
 
-/** Phase 2: claim expand granules until none is left. */
-export function claimExpand(ctrl, ex) {
-  const n = ctrl[GRANULES]
-  for (let i = Atomics.add(ctrl, NEXT2, 1); i < n; i = Atomics.add(ctrl, NEXT2, 1)) runExpand(ctrl, ex, i)
-}
-
-/** Shrink granule `part`: its tasks. */
-function runShrink(ctrl, ex, part) {
-  const p = PART + 4 * part
-  const count = ctrl[p + 1]
-  if (count === 0) return
-  ex.shrinkTasks(ctrl[A_DTYPE], ctrl[A_X], ctrl[A_INF], ctrl[A_ROWS], ctrl[A_SEGS], ctrl[A_SLOTS], ctrl[A_NSLICES],
-    ctrl[A_H], ctrl[A_HROW], ctrl[A_TASKS] + ctrl[p] * TASK_FIELDS * 4, count)
-}
-
-/** Expand granule `part`: its output columns. */
-function runExpand(ctrl, ex, part) {
-  const p = PART + 4 * part
-  if (ctrl[p + 2] >= ctrl[p + 3]) return
-  ex.expandColumns(ctrl[A_DTYPE], ctrl[A_H], ctrl[A_HROW], ctrl[A_Y], ctrl[A_OUTF], ctrl[A_ROWS], ctrl[A_SEGS],
-    ctrl[A_NUMSEG], ctrl[A_SLOTS], ctrl[A_WIDTHS], ctrl[A_NSLICES], ctrl[p + 2], ctrl[p + 3])
-}
-
-/**
- * Count one arrival at a barrier; the last of `parts` arrivals publishes `gen` in `flag` and
- * wakes the waiters (and posts `flag` when the main thread listens for messages).
- * Returns true for the last arrival.
- */
-export function arrive(ctrl, counter, flag, parts, gen, post) {
-  if (Atomics.add(ctrl, counter, 1) !== parts - 1) return false
+/** Count one unit of a phase done; the last of `total` publishes `gen` in `flag`. */
+export function finish(ctrl, counter, total, flag, gen, post) {
+  if (Atomics.add(ctrl, counter, 1) !== total - 1) return
   Atomics.store(ctrl, flag, gen)
   Atomics.notify(ctrl, flag)
   if (post && Atomics.load(ctrl, BY_MESSAGE) === 1) post(flag)
-  return true
 }
 
-/** Worker w's loop: sleep until woken, run its part of the job, repeat until QUIT. */
+/** Shrink: claim granules of job `gen` until none is left. */
+export function claimShrink(ctrl, ex, gen, post) {
+  for (let i = claim(ctrl, NEXT1, gen & TAG_MASK); i >= 0; i = claim(ctrl, NEXT1, gen & TAG_MASK)) {
+    try {
+      const p = PART + 4 * i
+      if (ctrl[p + 1] > 0) {
+        ex.shrinkTasks(ctrl[A_DTYPE], ctrl[A_X], ctrl[A_INF], ctrl[A_ROWS], ctrl[A_SEGS], ctrl[A_SLOTS], ctrl[A_NSLICES],
+          ctrl[A_H], ctrl[A_HROW], ctrl[A_TASKS] + ctrl[p] * TASK_FIELDS * 4, ctrl[p + 1])
+      }
+    } finally {
+      finish(ctrl, DONE1, ctrl[GRANULES] + 1, GO2, gen, post)
+    }
+  }
+}
+
+/** Expand: claim column ranges of job `gen` until none is left. */
+export function claimExpand(ctrl, ex, gen, post) {
+  for (let i = claim(ctrl, NEXT2, gen & TAG_MASK); i >= 0; i = claim(ctrl, NEXT2, gen & TAG_MASK)) {
+    try {
+      const p = PART + 4 * i
+      if (ctrl[p + 2] < ctrl[p + 3]) {
+        ex.expandColumns(ctrl[A_DTYPE], ctrl[A_H], ctrl[A_HROW], ctrl[A_Y], ctrl[A_OUTF], ctrl[A_ROWS], ctrl[A_SEGS],
+          ctrl[A_NUMSEG], ctrl[A_SLOTS], ctrl[A_WIDTHS], ctrl[A_NSLICES], ctrl[p + 2], ctrl[p + 3])
+      }
+    } finally {
+      finish(ctrl, DONE2, ctrl[GRANULES], DONE, gen, post)
+    }
+  }
+}
+
+/** Worker w's loop: sleep until woken, help with the current job, repeat until QUIT. */
 export function workerLoop(ctrl, ex, w, post) {
   let seen = Atomics.load(ctrl, WAKE + w)
-  const guard = (fn) => {
+  for (;;) {
+    Atomics.wait(ctrl, WAKE + w, seen)
+    if (Atomics.load(ctrl, QUIT) === 1) return
+    seen = Atomics.load(ctrl, WAKE + w)
+    const gen = Atomics.load(ctrl, GEN)
     try {
-      fn()
+      claimShrink(ctrl, ex, gen, post)
+      // the expand needs every H row: wait for the end of this job's shrink (or of the job)
+      for (let v = Atomics.load(ctrl, GO2); v !== gen; v = Atomics.load(ctrl, GO2)) {
+        if (Atomics.load(ctrl, QUIT) === 1) return
+        if (Atomics.load(ctrl, GEN) !== gen) break
+        Atomics.wait(ctrl, GO2, v)
+      }
+      if (Atomics.load(ctrl, GO2) === gen) claimExpand(ctrl, ex, gen, post)
     } catch (e) {
       Atomics.store(ctrl, ERROR, 1)
       post({ error: String(e && e.stack ? e.stack : e) })
     }
-  }
-  for (;;) {
-    Atomics.wait(ctrl, WAKE + w, seen)
-    if (Atomics.load(ctrl, QUIT) === 1) return
-    const gen = Atomics.load(ctrl, WAKE + w)
-    if (gen === seen) continue
-    seen = gen
-    const parts = ctrl[PARTS]
-    guard(() => claimShrink(ctrl, ex))
-    if (!arrive(ctrl, ARRIVE1, GO2, parts, gen, post)) {
-      for (let v = Atomics.load(ctrl, GO2); v !== gen; v = Atomics.load(ctrl, GO2)) {
-        if (Atomics.load(ctrl, QUIT) === 1) return
-        Atomics.wait(ctrl, GO2, v)
-      }
-    }
-    guard(() => claimExpand(ctrl, ex))
-    arrive(ctrl, ARRIVE2, DONE, parts, gen, post)
   }
 }
