@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { LoraError } from '../src/errors.js'
 import { buildSegments } from '../src/metadata.js'
 import { createWebGpuBackend, type WebGpuBackend } from '../src/webgpu/index.js'
+import { LossWatch } from '../src/webgpu/device.js'
+import { PipelineCache } from '../src/webgpu/pipelines.js'
 import { materialise, sgmvCases, type SgmvCase } from './cases.js'
 import { expectDelta, expectUntouchedRows, TOLERANCE } from './compare.js'
 import { sgmv } from './reference.js'
@@ -22,6 +24,10 @@ beforeAll(async () => {
 afterAll(() => backend?.dispose())
 
 const gpu = (): WebGpuBackend => backend!
+/** Skips the test (with the reason) when there is no adapter outside CI. */
+const needGpu = (ctx: { skip: (note?: string) => void }): void => {
+  if (!backend) ctx.skip(unavailable)
+}
 
 async function runCase(c: SgmvCase, chunkSize = 64): Promise<void> {
   const d = materialise(c)
@@ -51,21 +57,21 @@ describe('webgpu backend', () => {
 
   describe('grid against the float64 reference', () => {
     for (const c of sgmvCases()) {
-      it.skipIf(!!unavailable)(c.name, async () => {
-        if (!backend) return
+      it(c.name, async (ctx) => {
+        needGpu(ctx)
         await runCase(c)
       })
     }
   })
 
-  it('short chunks: one slot cut into many segments', async () => {
-    if (!backend) return
+  it('short chunks: one slot cut into many segments', async (ctx) => {
+    needGpu(ctx)
     await runCase({ name: 'chunk 3', seed: 7, inFeatures: 65, sliceWidths: [33, 9], maxRank: 5, tokens: 40, slots: 3, ids: 'skewed', dtype: 'f32', adaptersPerToken: 2 }, 3)
     await runCase({ name: 'chunk 5', seed: 8, inFeatures: 130, sliceWidths: [70], maxRank: 17, tokens: 64, slots: 2, ids: 'identical', dtype: 'bf16', adaptersPerToken: 1 }, 5)
   })
 
-  it('all ids -1 and cleared slots leave y untouched', async () => {
-    if (!backend) return
+  it('all ids -1 and cleared slots leave y untouched', async (ctx) => {
+    needGpu(ctx)
     const c: SgmvCase = { name: 'all -1', seed: 3, inFeatures: 64, sliceWidths: [32], maxRank: 8, tokens: 5, slots: 2, ids: 'uniform', dtype: 'f32', adaptersPerToken: 1 }
     const d = materialise(c)
     const layer = gpu().createLayer(d.spec)
@@ -81,8 +87,8 @@ describe('webgpu backend', () => {
     layer.dispose()
   })
 
-  it('GPU-resident x and y: updated on the GPU in queue order, no readback', async () => {
-    if (!backend) return
+  it('GPU-resident x and y: updated on the GPU in queue order, no readback', async (ctx) => {
+    needGpu(ctx)
     const c: SgmvCase = { name: 'resident', seed: 11, inFeatures: 96, sliceWidths: [40, 12, 15], maxRank: 16, tokens: 9, slots: 4, ids: 'some-1', dtype: 'bf16', adaptersPerToken: 2 }
     const d = materialise(c)
     const device = gpu().device
@@ -111,15 +117,24 @@ describe('webgpu backend', () => {
     layer.dispose()
   })
 
-  it('a too-large layer is OUT_OF_MEMORY, not a GPU crash', () => {
-    if (!backend) return
+  it('a shader that does not compile is GPU_ERROR, with the compiler message', async (ctx) => {
+    needGpu(ctx)
+    const sources = { shrink: 'fn main( {', expand: '', expand_multi: '' }
+    const cache = new PipelineCache(gpu().device, sources, new LossWatch(gpu().device))
+    const err = await cache.get({ shader: 'shrink', storage: 'f32', overrides: {} }).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(LoraError)
+    expect(err).toMatchObject({ code: 'GPU_ERROR', message: expect.stringContaining('line 1') })
+  })
+
+  it('a too-large layer is OUT_OF_MEMORY, not a GPU crash', (ctx) => {
+    needGpu(ctx)
     const spec = { inFeatures: 65536, sliceWidths: [8], sliceOffsets: [0], outFeatures: 8, maxAdapters: 64, maxRank: 256, weightDtype: 'f32' as const }
     expect(() => gpu().createLayer(spec)).toThrow(expect.objectContaining({ code: 'OUT_OF_MEMORY' }))
   })
 
   // last: destroys the device
-  it('device loss: later calls throw DEVICE_LOST quickly', async () => {
-    if (!backend) return
+  it('device loss: later calls throw DEVICE_LOST quickly', async (ctx) => {
+    needGpu(ctx)
     const c: SgmvCase = { name: 'lost', seed: 5, inFeatures: 64, sliceWidths: [64], maxRank: 4, tokens: 4, slots: 2, ids: 'uniform', dtype: 'f32', adaptersPerToken: 1 }
     const d = materialise(c)
     const layer = gpu().createLayer(d.spec)
