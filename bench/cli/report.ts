@@ -1,0 +1,95 @@
+/**
+ * Turning timings into the figures of the report: per point and dtype, the regret of 'auto'
+ * (time(auto) / time(best forced backend)), wasm vs the peers, and the fraction of the machine's
+ * ceilings (measured in the same run) that wasm reached.
+ */
+import type { Ceilings } from '../ceilings.js'
+import { adapterBytes, type Group } from './grid.js'
+import type { PointResult } from './run-point.js'
+
+export interface Row {
+  shape: string; rank: number; distinct: number; T: number; dtype: string
+  /** ms per contender id (backends of this dtype, and the f32 peers). */
+  ms: Record<string, number>
+  choice: string; predictedMs: Record<string, number>; reason: string
+  regret: number
+  bestForced: string
+  /** tfjs ms / wasm ms (both f32; only on f32 rows). */
+  tfjsOverWasm?: number
+  /** onnxruntime (f32) ms / wasm ms of this dtype. */
+  ortOverWasm?: number
+  jsOverWasm?: number
+  wasmGflops: number; peakFraction: number; weightGBs: number; bandwidthFraction: number
+  spread: Record<string, number>
+}
+
+export function rowsOf(g: Group, p: PointResult, backends: string[], ceilings: Ceilings): Row[] {
+  const ms: Record<string, number> = {}
+  const spread: Record<string, number> = {}
+  for (const t of p.timings) (ms[t.id] = t.ms), (spread[t.id] = t.spread)
+  const out = g.shape.widths.reduce((a, b) => a + b, 0)
+  const flops = 2 * p.T * g.rank * (g.shape.inF * g.shape.widths.length + out)
+  return Object.entries(p.decisions).map(([dtype, d]) => {
+    const forced = backends.filter((b) => ms[`${b}/${dtype}`] !== undefined)
+    const best = forced.reduce((a, b) => (ms[`${b}/${dtype}`] < ms[`${a}/${dtype}`] ? b : a), forced[0])
+    const wasm = ms[`wasm/${dtype}`]
+    const weightBytes = Math.min(p.T, g.distinct) * adapterBytes(g.shape, g.rank, dtype as 'f32')
+    const row: Row = {
+      shape: g.shape.name, rank: g.rank, distinct: g.distinct, T: p.T, dtype,
+      ms: Object.fromEntries(Object.entries(ms).filter(([k]) => !k.includes('/') || k.endsWith(`/${dtype}`))),
+      choice: d.backend, predictedMs: d.predictedMs, reason: d.reason,
+      regret: ms[`auto/${dtype}`] / ms[`${best}/${dtype}`], bestForced: best,
+      wasmGflops: flops / wasm / 1e6, peakFraction: flops / wasm / 1e6 / ceilings.peakGflops,
+      weightGBs: weightBytes / wasm / 1e6, bandwidthFraction: weightBytes / wasm / 1e6 / ceilings.readGBs,
+      spread,
+    }
+    if (dtype === 'f32' && ms['tfjs-wasm']) row.tfjsOverWasm = ms['tfjs-wasm'] / wasm
+    if (dtype === 'f32' && ms.js) row.jsOverWasm = ms.js / wasm
+    if (ms.onnxruntime) row.ortOverWasm = ms.onnxruntime / wasm
+    return row
+  })
+}
+
+const f = (v: number | undefined, d = 2): string => (v === undefined || !Number.isFinite(v) ? '-' : v < 0.1 && d > 0 ? v.toFixed(3) : v.toFixed(d))
+const pct = (v: number): string => `${(v * 100).toFixed(0)}%`
+
+export function table(rows: Row[]): string {
+  const head = ['rank', 'D', 'T', 'dtype', 'wasm ms', 'webgpu ms', 'auto ms', 'auto ->', 'regret', 'js ms', 'tfjs ms', 'ort ms', 'tfjs/wasm', 'ort/wasm', 'GFLOP/s', '% peak', 'GB/s', '% bw']
+  const lines = rows.map((r) => [r.rank, r.distinct, r.T, r.dtype, f(r.ms[`wasm/${r.dtype}`], 3), f(r.ms[`webgpu/${r.dtype}`]), f(r.ms[`auto/${r.dtype}`], 3),
+    r.choice, f(r.regret), f(r.ms.js), f(r.ms['tfjs-wasm']), f(r.ms.onnxruntime, 3), f(r.tfjsOverWasm, 1), f(r.ortOverWasm), f(r.wasmGflops, 1), pct(r.peakFraction),
+    f(r.weightGBs, 1), pct(r.bandwidthFraction)].map(String))
+  const all = [head, ...lines]
+  const w = head.map((_, i) => Math.max(...all.map((l) => l[i].length)))
+  return all.map((l) => l.map((c, i) => c.padStart(w[i])).join(' | ')).join('\n')
+}
+
+function median(v: number[]): number {
+  const s = [...v].filter(Number.isFinite).sort((a, b) => a - b)
+  return s.length ? s[(s.length - 1) >> 1] : NaN
+}
+
+export interface Summary {
+  points: number
+  regret: { max: number; median: number; over110: number }
+  tfjsOverWasm: { min: number; median: number; under2: number }
+  ortOverWasmBf16AtT64: { min: number; median: number; under1: number }
+  ortOverWasmBf16All: { min: number; max: number }
+  /** Median interquartile spread (relative) of all timings: the run's noise. */
+  noise: { medianSpread: number; p90Spread: number }
+}
+
+export function summarise(rows: Row[]): Summary {
+  const regrets = rows.map((r) => r.regret).filter(Number.isFinite)
+  const tf = rows.map((r) => r.tfjsOverWasm).filter((v): v is number => v !== undefined)
+  const ortBf = rows.filter((r) => r.dtype === 'bf16' && r.ortOverWasm !== undefined)
+  const ortSmall = ortBf.filter((r) => r.T <= 64).map((r) => r.ortOverWasm!)
+  const spreads = rows.flatMap((r) => Object.values(r.spread)).filter(Number.isFinite).sort((a, b) => a - b)
+  return {
+    points: rows.length,
+    regret: { max: Math.max(...regrets), median: median(regrets), over110: regrets.filter((r) => r > 1.1).length },
+    tfjsOverWasm: { min: Math.min(...tf), median: median(tf), under2: tf.filter((v) => v < 2).length },
+    ortOverWasmBf16AtT64: { min: Math.min(...ortSmall), median: median(ortSmall), under1: ortSmall.filter((v) => v < 1).length },
+    ortOverWasmBf16All: { min: Math.min(...ortBf.map((r) => r.ortOverWasm!)), max: Math.max(...ortBf.map((r) => r.ortOverWasm!)) },
+    noise: { medianSpread: median(spreads), p90Spread: spreads[Math.floor(0.9 * (spreads.length - 1))] ?? NaN },
+  }
+}
