@@ -56,41 +56,64 @@ export class Dispatcher {
     return this.rates.get(name)
   }
 
-  /** Choose among `usable` (non-empty) for a call with features `f`. */
+  /** Predicted ms of backend `name` for `f` (transfers included). */
+  predictMs(name: BackendName, f: CallFeatures): Prediction {
+    const rates = this.rates.get(name)!
+    const chunkSize = this.traits.find((t) => t.name === name)?.chunkSize
+    const g = chunkSize === f.chunkSize ? f : { ...f, chunkSize }
+    if (name === 'webgpu') return predict(rates, g, f.resident === 'host')
+    // GPU-resident data run on the CPU: read x and y back and upload y, one more round trip
+    const gpu = this.rates.get('webgpu')
+    const fetch = f.resident === 'gpu' && gpu ? gpu.callMs + (f.tokens * (f.inFeatures + 2 * f.outFeatures) * 4) / gpu.hostGBs / 1e6 : 0
+    return predict(rates, g, true, fetch)
+  }
+
+  /**
+   * The decision itself, shared by 'auto' calls ({@link choose}) and explain ({@link decide}):
+   * the fastest predicted backend, except that GPU-resident data stays on the GPU unless another
+   * backend is GPU_STICKINESS times faster. Writes the predictions into `ms` (same order as usable).
+   */
+  private pickIndex(f: CallFeatures, usable: readonly BackendName[], ms: number[]): number {
+    let best = 0
+    let gpu = -1
+    for (let i = 0; i < usable.length; i++) {
+      ms[i] = this.predictMs(usable[i], f).ms
+      if (ms[i] < ms[best]) best = i
+      if (usable[i] === 'webgpu') gpu = i
+    }
+    if (f.resident === 'gpu' && gpu >= 0 && best !== gpu && ms[best] * GPU_STICKINESS > ms[gpu]) return gpu
+    return best
+  }
+
+  private readonly scratch: number[] = []
+
+  /** The backend of an 'auto' call: {@link decide}'s choice, without building its explanation. */
+  choose(f: CallFeatures, usable: readonly BackendName[]): BackendName {
+    return usable.length === 1 ? usable[0] : usable[this.pickIndex(f, usable, this.scratch)]
+  }
+
+  /** Choose among `usable` (non-empty) for a call with features `f`, with every prediction and the reason. */
   decide(f: CallFeatures, usable: readonly BackendName[]): Decision {
-    const gpuRates = this.rates.get('webgpu')
-    const preds = new Map<BackendName, Prediction>()
-    for (const name of usable) {
-      const rates = this.rates.get(name)!
-      const chunkSize = this.traits.find((t) => t.name === name)?.chunkSize
-      const g = { ...f, chunkSize }
-      if (name === 'webgpu') preds.set(name, predict(rates, g, f.resident === 'host'))
-      else {
-        // GPU-resident data run on the CPU: read x and y back and upload y, one more round trip
-        const fetch = f.resident === 'gpu' && gpuRates
-          ? gpuRates.callMs + (f.tokens * (f.inFeatures + 2 * f.outFeatures) * 4) / gpuRates.hostGBs / 1e6
-          : 0
-        preds.set(name, predict(rates, g, true, fetch))
-      }
-    }
+    const ms: number[] = []
+    const pick = this.pickIndex(f, usable, ms)
+    const backend = usable[pick]
     const predictedMs: Partial<Record<BackendName, number>> = {}
-    for (const [n, p] of preds) predictedMs[n] = round(p.ms)
-    const ranked = [...preds].sort((a, b) => a[1].ms - b[1].ms)
-    const [best, bestP] = ranked[0]
-    if (ranked.length === 1) return { backend: best, predictedMs, reason: `${best} is the only usable backend` }
-    const gpu = preds.get('webgpu')
-    if (f.resident === 'gpu' && gpu && best !== 'webgpu' && bestP.ms * GPU_STICKINESS > gpu.ms) {
+    usable.forEach((n, i) => (predictedMs[n] = round(ms[i])))
+    if (usable.length === 1) return { backend, predictedMs, reason: `${backend} is the only usable backend` }
+    const order = usable.map((_, i) => i).sort((a, b) => ms[a] - ms[b])
+    if (order[0] !== pick) {
+      const other = usable[order[0]]
       return {
-        backend: 'webgpu', predictedMs,
-        reason: `data on the GPU stays there: ${best} (${fmt(bestP.ms)} ms with transfers) is not ${GPU_STICKINESS}x faster than webgpu (${fmt(gpu.ms)} ms)`,
+        backend, predictedMs,
+        reason: `data on the GPU stays there: ${other} (${fmt(ms[order[0]])} ms with transfers) is not ${GPU_STICKINESS}x faster than webgpu (${fmt(ms[pick])} ms)`,
       }
     }
-    const [second, secondP] = ranked[1]
-    const sw = this.traits.find((t) => t.name === 'webgpu')?.isSoftware ? ' on a software GPU adapter' : ''
-    const why = best === 'webgpu' || second === 'webgpu' ? sw : ''
+    const second = usable[order[1]]
+    const bound = this.predictMs(backend, f).bound
+    const sw = (backend === 'webgpu' || second === 'webgpu') && this.traits.find((t) => t.name === 'webgpu')?.isSoftware ? ' on a software GPU adapter' : ''
     return {
-      backend: best, predictedMs,
-      reason: `${best} predicted ${fmt(bestP.ms)} ms vs ${second} ${fmt(secondP.ms)} ms (${bestP.bound}-bound on ${best}${why}${this.profile ? `, ${this.profile.kind} calibration` : ', uncalibrated priors'})`,
+      backend, predictedMs,
+      reason: `${backend} predicted ${fmt(ms[pick])} ms vs ${second} ${fmt(ms[order[1]])} ms (${bound}-bound on ${backend}${sw}${this.profile ? `, ${this.profile.kind} calibration` : ', uncalibrated priors'})`,
     }
   }
 }

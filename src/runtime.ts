@@ -199,9 +199,18 @@ class LoraRuntime implements Runtime, LayerHost {
   }
 
   private decide(call: CallFeatures): Decision {
-    const usable = this.all.filter((b) => !b.lost).map((b) => b.name)
-    if (usable.length === 0) throw new LoraError('BACKEND_UNAVAILABLE', 'no backend is usable (the GPU device was lost and wasm is not loaded)')
-    return this.dispatcher.decide(call, usable)
+    return this.dispatcher.decide(call, this.usable())
+  }
+
+  private usableNames: BackendName[] = []
+
+  /** Names of the backends not lost (the array is reused while that does not change). */
+  private usable(): BackendName[] {
+    let n = 0
+    for (const b of this.all) if (!b.lost) n++
+    if (n !== this.usableNames.length) this.usableNames = this.all.filter((b) => !b.lost).map((b) => b.name)
+    if (n === 0) throw new LoraError('BACKEND_UNAVAILABLE', 'no backend is usable (the GPU device was lost and wasm is not loaded)')
+    return this.usableNames
   }
 
   get backends(): BackendName[] {
@@ -221,7 +230,7 @@ class LoraRuntime implements Runtime, LayerHost {
 
   pick(choice: BackendChoice, call: CallFeatures): Backend {
     if (choice === 'auto') {
-      const name = this.decide(call).backend
+      const name = this.dispatcher.choose(call, this.usable())
       return this.all.find((b) => b.name === name)!
     }
     const b = this.all.find((x) => x.name === choice)

@@ -63,8 +63,13 @@ export function rounded(layer: CaseLayer, distinct: CaseAdapter[], dtype: Weight
 export class Rotation {
   readonly ids: Int32Array[]
   private readonly plans: (SegmentPlan | undefined)[]
-  private next = 0
-  constructor(readonly T: number, readonly D: number, readonly copies: number, private readonly slots: number) {
+  private next: number
+  /**
+   * @param lane this contender's index: contenders start on different copies, so that one never
+   *   runs right after another on the same (then cached) weights
+   */
+  constructor(readonly T: number, readonly D: number, readonly copies: number, private readonly slots: number, lane = 0) {
+    this.next = lane * Math.max(1, Math.floor(copies / 12))
     this.ids = Array.from({ length: copies }, (_, c) => Int32Array.from({ length: T }, (_, t) => c * D + (t % D)))
     this.plans = new Array(copies)
   }

@@ -41,6 +41,7 @@ export async function runPoint(rt: Runtime, g: Group, T: number, pl: PointLayers
   const checks: Record<string, number | string> = {}
   const warm = new Map<string, number>()
   const decisions: PointResult['decisions'] = {}
+  let lane = 0
 
   /** Check a contender's output on copy 0 (this call doubles as its warm-up), keep it if it is right. */
   const tooSlow = (id: string): boolean => {
@@ -73,13 +74,13 @@ export async function runPoint(rt: Runtime, g: Group, T: number, pl: PointLayers
     const d = rt.explain({ tokens: T, adapters: g.distinct, rank: g.rank, inFeatures: inF, outFeatures: widths, weightDtype: dtype })
     decisions[dtype] = { backend: d.backend, predictedMs: d.predictedMs as Record<string, number>, reason: d.reason }
     for (const backend of [...rt.backends, 'auto'] as const) {
-      const rot = new Rotation(T, g.distinct, copies, g.distinct * copies)
+      const rot = new Rotation(T, g.distinct, copies, g.distinct * copies, lane++)
       await add(`${backend}/${dtype}`, pl.refs[dtype], rot, (y, ids) => layer.apply(x, y, ids, { backend }))
     }
   }
   for (const p of pl.peers) {
     if (T > p.maxTokens || tooSlow(p.name)) continue
-    const rot = new Rotation(T, g.distinct, pl.peerSlots / g.distinct, pl.peerSlots)
+    const rot = new Rotation(T, g.distinct, pl.peerSlots / g.distinct, pl.peerSlots, lane++)
     const id = p.name
     const y0 = new Float32Array(T * out)
     try {
