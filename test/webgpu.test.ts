@@ -29,9 +29,9 @@ const needGpu = (ctx: { skip: (note?: string) => void }): void => {
   if (!backend) ctx.skip(unavailable)
 }
 
-async function runCase(c: SgmvCase, chunkSize = 64): Promise<void> {
+async function runCase(c: SgmvCase, chunkSize = 64, on: WebGpuBackend = gpu()): Promise<void> {
   const d = materialise(c)
-  const layer = gpu().createLayer(d.spec)
+  const layer = on.createLayer(d.spec)
   try {
     d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
     const plan = buildSegments(d.ids, c.adaptersPerToken, c.slots, chunkSize)
@@ -68,6 +68,26 @@ describe('webgpu backend', () => {
     needGpu(ctx)
     await runCase({ name: 'chunk 3', seed: 7, inFeatures: 65, sliceWidths: [33, 9], maxRank: 5, tokens: 40, slots: 3, ids: 'skewed', dtype: 'f32', adaptersPerToken: 2 }, 3)
     await runCase({ name: 'chunk 5', seed: 8, inFeatures: 130, sliceWidths: [70], maxRank: 17, tokens: 64, slots: 2, ids: 'identical', dtype: 'bf16', adaptersPerToken: 1 }, 5)
+  })
+
+  it('a device passed in, without shader-f16: f16 weights packed two per u32', async (ctx) => {
+    needGpu(ctx)
+    const { create } = (await import('webgpu')) as { create: (flags: string[]) => GPU }
+    // keep the instance referenced while its device is used: a garbage-collected instance
+    // aborts the process inside Dawn's event processing (see src/webgpu/device.ts)
+    const instance = create([])
+    const adapter = await instance.requestAdapter()
+    const device = await adapter!.requestDevice() // no features: f16 goes through unpack2x16float
+    expect(device.features.has('shader-f16')).toBe(false)
+    const other = await createWebGpuBackend({ device })
+    expect(other.device).toBe(device)
+    const base = { seed: 21, inFeatures: 129, sliceWidths: [70, 17, 20], maxRank: 9, tokens: 12, slots: 4, ids: 'zipf' as const }
+    await runCase({ ...base, name: 'f16 packed', dtype: 'f16', adaptersPerToken: 1 }, 64, other)
+    await runCase({ ...base, name: 'f16 packed K2', dtype: 'f16', adaptersPerToken: 2 }, 64, other)
+    other.dispose()
+    expect(other.lost).toBe(false) // a device passed in is not destroyed by dispose()
+    device.destroy()
+    expect(instance).toBeDefined()
   })
 
   it('all ids -1 and cleared slots leave y untouched', async (ctx) => {

@@ -11,7 +11,12 @@ export interface DeviceContext {
   hasTimestamps: boolean
   /** The device was created here (so dispose() destroys it). */
   owned: boolean
-  /** Keeps Dawn's GPU object alive in Node (the process exits once it is dropped). */
+  /**
+   * Dawn's GPU object in Node, held until dispose(). Node exits once it is dropped, and it must
+   * not be garbage-collected while a device from it still works: measured here, a collected
+   * instance with a mapAsync pending aborts the process ("std::system_error: Invalid argument",
+   * the futex abort) or segfaults inside Dawn's event processing, every time under --expose-gc.
+   */
   keepAlive?: unknown
 }
 
