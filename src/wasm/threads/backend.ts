@@ -9,14 +9,14 @@ import { createWasmBackend, WasmBackend, WasmLayer } from '../backend.js'
 import type { WasmExports, WasmModuleOptions, WasmVariant } from '../loader.js'
 import { loadThreadsModule, type ThreadsModuleOptions } from './loader.js'
 import { WorkerPool } from './pool.js'
-import { GRANULES_PER_THREAD, type PartExports } from './protocol.mjs'
+import { GRANULES_PER_THREAD, type PartExports } from './protocol.js'
 import { splitColumns, splitShrink } from './split.js'
 import { machineThreads, threadsUnavailableReason, type ThreadsOption } from './support.js'
 import { DEFAULT_WORKER_URL } from './workers.js'
 
 /** Options of the threaded backend beyond the single-threaded ones. */
 export interface ThreadedWasmOptions extends WasmModuleOptions, ThreadsModuleOptions {
-  /** URL of the worker entry (default: worker.mjs next to this module). */
+  /** URL of the worker entry (default: worker.js / worker.ts next to this module). */
   workerUrl?: URL
 }
 
@@ -133,7 +133,7 @@ class ThreadedWasmLayer extends WasmLayer {
     const N = plan.rows.length
     const numSeg = plan.segSlot.length
     const hRow = S * spec.maxRank
-    const shares = new Array<number>(parts * GRANULES_PER_THREAD).fill(1) // claimed dynamically (protocol.mjs)
+    const shares = new Array<number>(parts * GRANULES_PER_THREAD).fill(1) // claimed dynamically (protocol.ts)
     const { tasks, partStart } = splitShrink(plan, ranks, S, shares)
     const cuts = splitColumns(spec.sliceWidths, shares)
     // one work area: x | y | rows | segments | tasks | H (the whole call's, see assembly/threads.ts)

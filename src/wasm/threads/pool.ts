@@ -1,12 +1,12 @@
 /**
  * The worker pool of the threaded wasm backend: W workers over one shared linear memory, each
  * with its own instance of the threads build; the main thread takes part in every job. See
- * protocol.mjs for the job protocol: the main thread never blocks, it awaits Atomics.waitAsync
+ * protocol.ts for the job protocol: the main thread never blocks, it awaits Atomics.waitAsync
  * (or a worker's message where waitAsync is missing).
  */
 import { LoraError } from '../../errors.js'
-import * as P from './protocol.mjs'
-import type { PartExports } from './protocol.mjs'
+import * as P from './protocol.js'
+import type { PartExports } from './protocol.js'
 import { startWorker, type WorkerHandle } from './workers.js'
 
 /** Kernel arguments of one job (byte addresses into the shared memory, and sizes). */

@@ -19,14 +19,36 @@ export interface WorkerEvents {
   failed(reason: string): void
 }
 
-/** The worker entry: a plain module next to this file (works from src/ and dist/). */
-export const DEFAULT_WORKER_URL = (): URL => new URL('./worker.mjs', import.meta.url)
+/**
+ * The worker entry next to this module: worker.js in dist/, worker.ts when running from the
+ * sources (tests, bench). The .ts name is built from a template so that packaging checks and
+ * bundlers, which follow `new URL('./x', import.meta.url)` literals, never look for it in dist/.
+ */
+export const DEFAULT_WORKER_URL = (): URL =>
+  import.meta.url.endsWith('.ts') ? new URL(`./worker.${'ts'}`, import.meta.url) : new URL('./worker.js', import.meta.url)
+
+/**
+ * Node cannot load a TypeScript worker by itself: from the sources, the worker first registers
+ * tsx (a dev dependency, found from the entry's location), then imports the entry.
+ */
+function sourceBootstrap(entry: URL): string {
+  return [
+    "const { createRequire } = require('node:module')",
+    "const { dirname, join } = require('node:path')",
+    "const { fileURLToPath, pathToFileURL } = require('node:url')",
+    `const pkg = createRequire(fileURLToPath(${JSON.stringify(entry.href)})).resolve('tsx/package.json')`,
+    "const api = join(dirname(pkg), require(pkg).exports['./esm/api'].import.default)",
+    `import(pathToFileURL(api).href).then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}) })`,
+  ].join('\n')
+}
 
 export async function startWorker(url: URL, events: WorkerEvents): Promise<WorkerHandle> {
   const g = globalThis as { process?: { versions?: { node?: string } }; Worker?: typeof Worker }
   if (g.process?.versions?.node !== undefined && !('Deno' in globalThis)) {
     const { Worker: NodeWorker } = (await importNode('node:worker_threads')) as typeof import('node:worker_threads')
-    const w = new NodeWorker(url)
+    const w = url.pathname.endsWith('.ts') && !('Bun' in globalThis)
+      ? new NodeWorker(sourceBootstrap(url), { eval: true })
+      : new NodeWorker(url)
     let ending = false
     w.on('message', (m: unknown) => events.message(m))
     w.on('error', (e: Error) => events.failed(`worker error: ${e.message}`))

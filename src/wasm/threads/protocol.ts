@@ -1,6 +1,5 @@
 // The job protocol of the threaded wasm backend, shared by the main thread (pool.ts) and the
-// workers (worker.mjs). Plain JavaScript so that the worker loads as is from src/ (tests, tsx)
-// and from dist/; types in protocol.d.mts.
+// workers (worker.ts).
 //
 // One control block (Int32Array over its own SharedArrayBuffer) describes the current job. A call
 // runs in two phases (assembly/threads.ts), each cut into granules before the job (several per
@@ -12,6 +11,17 @@
 // not hold the call up. Claims carry the job's generation (a tag in the counter), so a late worker
 // can never claim work of a later job by mistake. Workers sleep in Atomics.wait; the main thread
 // awaits Atomics.waitAsync (or, where that is missing, a message posted by the publishing worker).
+
+/** The kernel exports a thread runs (assembly/threads.ts). */
+export interface PartExports {
+  shrinkTasks(dtype: number, x: number, inF: number, rows: number, segs: number, slots: number, numSlices: number,
+    h: number, hRow: number, tasks: number, numTasks: number): void
+  expandColumns(dtype: number, h: number, hRow: number, y: number, outF: number, rows: number, segs: number,
+    numSeg: number, slots: number, widths: number, numSlices: number, c0: number, c1: number): void
+}
+
+/** Posts a message to the main thread (a worker's port). */
+export type Post = (message: unknown) => void
 
 /** Control block fields (indices into the Int32Array). */
 export const QUIT = 0 // 1: workers leave their loop
@@ -47,7 +57,7 @@ export const TAG_MASK = (1 << 20) - 1
 export const NO_CLAIMS = -1
 
 /** Claim the next granule of counter `word` for the job tagged `tag`; -1 when none is left. */
-function claim(ctrl, word, tag) {
+function claim(ctrl: Int32Array, word: number, tag: number): number {
   for (;;) {
     const v = Atomics.load(ctrl, word)
     if (v >>> INDEX_BITS !== tag) return -1
@@ -58,7 +68,7 @@ function claim(ctrl, word, tag) {
 }
 
 /** Count one unit of a phase done; the last of `total` publishes `gen` in `flag`. */
-export function finish(ctrl, counter, total, flag, gen, post) {
+export function finish(ctrl: Int32Array, counter: number, total: number, flag: number, gen: number, post?: Post): void {
   if (Atomics.add(ctrl, counter, 1) !== total - 1) return
   Atomics.store(ctrl, flag, gen)
   Atomics.notify(ctrl, flag)
@@ -66,7 +76,7 @@ export function finish(ctrl, counter, total, flag, gen, post) {
 }
 
 /** Shrink: claim granules of job `gen` until none is left. */
-export function claimShrink(ctrl, ex, gen, post) {
+export function claimShrink(ctrl: Int32Array, ex: PartExports, gen: number, post?: Post): void {
   for (let i = claim(ctrl, NEXT1, gen & TAG_MASK); i >= 0; i = claim(ctrl, NEXT1, gen & TAG_MASK)) {
     try {
       const p = PART + 4 * i
@@ -81,7 +91,7 @@ export function claimShrink(ctrl, ex, gen, post) {
 }
 
 /** Expand: claim column ranges of job `gen` until none is left. */
-export function claimExpand(ctrl, ex, gen, post) {
+export function claimExpand(ctrl: Int32Array, ex: PartExports, gen: number, post?: Post): void {
   for (let i = claim(ctrl, NEXT2, gen & TAG_MASK); i >= 0; i = claim(ctrl, NEXT2, gen & TAG_MASK)) {
     try {
       const p = PART + 4 * i
@@ -96,7 +106,7 @@ export function claimExpand(ctrl, ex, gen, post) {
 }
 
 /** Worker w's loop: sleep until woken, help with the current job, repeat until QUIT. */
-export function workerLoop(ctrl, ex, w, post) {
+export function workerLoop(ctrl: Int32Array, ex: PartExports, w: number, post: Post): void {
   let seen = Atomics.load(ctrl, WAKE + w)
   for (;;) {
     Atomics.wait(ctrl, WAKE + w, seen)
@@ -114,7 +124,7 @@ export function workerLoop(ctrl, ex, w, post) {
       if (Atomics.load(ctrl, GO2) === gen) claimExpand(ctrl, ex, gen, post)
     } catch (e) {
       Atomics.store(ctrl, ERROR, 1)
-      post({ error: String(e && e.stack ? e.stack : e) })
+      post({ error: e instanceof Error && e.stack ? e.stack : String(e) })
     }
   }
 }
