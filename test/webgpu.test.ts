@@ -90,6 +90,21 @@ describe('webgpu backend', () => {
     expect(instance).toBeDefined()
   })
 
+  it('concurrent applies on one layer each get their own result', async (ctx) => {
+    needGpu(ctx)
+    const c: SgmvCase = { name: 'concurrent', seed: 31, inFeatures: 200, sliceWidths: [96], maxRank: 12, tokens: 7, slots: 5, ids: 'uniform', dtype: 'bf16', adaptersPerToken: 1 }
+    const d = materialise(c)
+    const layer = gpu().createLayer(d.spec)
+    d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
+    const runs = Array.from({ length: 8 }, (_, i) => {
+      const ids = d.ids.map((v) => (v + i) % c.slots)
+      return { ids, y: new Float32Array(d.y), plan: buildSegments(ids, 1, c.slots) }
+    })
+    await Promise.all(runs.map((r) => layer.apply(d.x, r.y, r.plan)))
+    for (const r of runs) expectDelta(r.y, d.y, sgmv(d.ref, d.x, r.ids), TOLERANCE.bf16, 'concurrent')
+    layer.dispose()
+  })
+
   it('all ids -1 and cleared slots leave y untouched', async (ctx) => {
     needGpu(ctx)
     const c: SgmvCase = { name: 'all -1', seed: 3, inFeatures: 64, sliceWidths: [32], maxRank: 8, tokens: 5, slots: 2, ids: 'uniform', dtype: 'f32', adaptersPerToken: 1 }

@@ -1,15 +1,15 @@
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec } from '../types.js'
 import { USAGE, type BufferPool } from './buffers.js'
-import { buildCallMeta, longestSegment } from './meta.js'
+import { buildCallMeta, type CallMeta, longestSegment } from './meta.js'
 import { packParams, PARAMS_BYTES, type Strides } from './params.js'
 import type { PipelineCache } from './pipelines.js'
 import type { WeightStorage } from './shaders.js'
 import type { LayerWeights } from './weights.js'
-import { expandDispatch, expandTiling } from './programs/expand.js'
-import { EXPAND_MULTI_TILING, expandMultiDispatch } from './programs/expand_multi.js'
+import { expandDispatch, expandSpec, expandTiling } from './programs/expand.js'
+import { EXPAND_MULTI_TILING, expandMultiDispatch, expandMultiSpec } from './programs/expand_multi.js'
 import { type CallShape, type Dispatch, tileEntries } from './programs/program.js'
-import { shrinkDispatch, shrinkTiling } from './programs/shrink.js'
+import { shrinkDispatch, shrinkSpec, shrinkTiling } from './programs/shrink.js'
 
 /** What one apply needs on the GPU besides x and y: uploaded metadata and the kernel launches. */
 export interface PreparedCall {
@@ -31,14 +31,23 @@ export interface CallContext {
   pool: BufferPool
 }
 
+/** The host half of a call: kernel choice, tiles, metadata, and the pipelines (no GPU writes). */
+export interface CallPlan {
+  shape: CallShape
+  tileM: number
+  meta: CallMeta
+  /** Tokens with several adapters: the token-major expand_multi. */
+  multi: boolean
+  pipelines: GPUComputePipeline[]
+}
+
 /**
- * Choose kernels and tiles for the plan, upload its metadata and params, and fetch the pipelines.
- * Kernel choice: the shrink always; then the segment-major expand when every token has one
- * adapter, else the token-major expand_multi (no write races when a token has several).
- * The plan must have at least one entry.
+ * Choose kernels and tiles for the plan and fetch their pipelines. Kernel choice: the shrink
+ * always; then the segment-major expand when every token has one adapter, else the token-major
+ * expand_multi (no write races when a token has several). The plan must have an entry.
  */
-export async function prepareCall(ctx: CallContext, plan: SegmentPlan, x: GPUBuffer, y: GPUBuffer): Promise<PreparedCall> {
-  const { spec, pool, device } = ctx
+export async function planCall(ctx: CallContext, plan: SegmentPlan): Promise<CallPlan> {
+  const { spec } = ctx
   let maxUsedRank = 0
   for (let i = 0; i < plan.slots.length; i++) maxUsedRank = Math.max(maxUsedRank, ctx.ranks[plan.slots[i]])
   const shape: CallShape = {
@@ -49,30 +58,48 @@ export async function prepareCall(ctx: CallContext, plan: SegmentPlan, x: GPUBuf
   }
   const tileM = tileEntries(shape.longestSegment)
   const meta = buildCallMeta(plan, tileM)
+  const multi = meta.maxEntriesPerToken > 1
+  const specs = [
+    shrinkSpec(ctx.storage, shrinkTiling(tileM)),
+    multi ? expandMultiSpec(ctx.storage, EXPAND_MULTI_TILING) : expandSpec(ctx.storage, expandTiling(tileM)),
+  ]
+  const pipelines = await Promise.all(specs.map((s) => ctx.pipelines.get(s)))
+  return { shape, tileM, meta, multi, pipelines }
+}
 
+/**
+ * The GPU half, synchronous (so it can sit inside one set of error scopes with the submit):
+ * upload metadata and params to pooled buffers and bind the dispatches to x and y.
+ */
+export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuffer): PreparedCall {
+  const { spec, pool, device } = ctx
+  const { meta, shape, tileM } = cp
   const params = pool.acquire(PARAMS_BYTES, USAGE.uniform, 'params')
   device.queue.writeBuffer(params, 0, packParams(spec, ctx.strides, meta))
   const metaBuf = pool.acquire(meta.data.byteLength, USAGE.storage, 'meta')
   device.queue.writeBuffer(metaBuf, 0, meta.data as Int32Array<ArrayBuffer>)
   const hBytes = meta.numEntries * shape.numSlices * ctx.strides.rankStride * 4
   const h = pool.acquire(hBytes, USAGE.storage, 'h')
-
-  const { A, B, slots } = ctx.weights
-  const dispatches = [shrinkDispatch(ctx.storage, shrinkTiling(tileM), shape, meta.numTiles, { params, x, A, slots, meta: metaBuf, h })]
-  const expandBuffers = { params, h, B, slots, meta: metaBuf, y }
-  dispatches.push(
-    meta.maxEntriesPerToken > 1
-      ? expandMultiDispatch(ctx.storage, EXPAND_MULTI_TILING, shape, meta.numTokens, expandBuffers)
-      : expandDispatch(ctx.storage, expandTiling(tileM), shape, meta.numTiles, expandBuffers),
-  )
   const scratch = [params, metaBuf, h]
   try {
-    const pipelines = await Promise.all(dispatches.map((d) => ctx.pipelines.get(d.spec)))
-    return { dispatches, pipelines, scratch }
+    const { A, B, slots } = ctx.weights
+    const eb = { params, h, B, slots, meta: metaBuf, y }
+    const dispatches = [
+      shrinkDispatch(ctx.storage, shrinkTiling(tileM), shape, meta.numTiles, { params, x, A, slots, meta: metaBuf, h }),
+      cp.multi
+        ? expandMultiDispatch(ctx.storage, EXPAND_MULTI_TILING, shape, meta.numTokens, eb)
+        : expandDispatch(ctx.storage, expandTiling(tileM), shape, meta.numTiles, eb),
+    ]
+    return { dispatches, pipelines: cp.pipelines, scratch }
   } catch (e) {
     for (const b of scratch) pool.release(b)
     throw e
   }
+}
+
+/** planCall then bindCall (the bench uses it to time kernels on its own buffers). */
+export async function prepareCall(ctx: CallContext, plan: SegmentPlan, x: GPUBuffer, y: GPUBuffer): Promise<PreparedCall> {
+  return bindCall(ctx, await planCall(ctx, plan), x, y)
 }
 
 /** Record the call's dispatches in one compute pass (kernels in order; y updated in place). */

@@ -2,7 +2,7 @@ import { LoraError } from '../errors.js'
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec, PreparedAdapter } from '../types.js'
 import { USAGE, type BufferPool } from './buffers.js'
-import { type CallContext, encodeCall, prepareCall } from './call.js'
+import { bindCall, type CallContext, encodeCall, planCall } from './call.js'
 import type { LossWatch } from './device.js'
 import { stridesOf } from './params.js'
 import type { PipelineCache } from './pipelines.js'
@@ -76,24 +76,29 @@ export class GpuLayer implements WebGpuLayer {
     if (!(y instanceof Float32Array)) checkGpuBuffer(y, yBytes, 'y')
     if (plan.rows.length === 0) return // nothing to add (T = 0, or every id -1)
 
-    const owned: GPUBuffer[] = []
-    let xBuf: GPUBuffer, yBuf: GPUBuffer
-    if (x instanceof Float32Array) {
-      owned.push((xBuf = pool.acquire(xBytes, USAGE.storage, 'x')))
-      device.queue.writeBuffer(xBuf, 0, x as Float32Array<ArrayBuffer>, 0, T * spec.inFeatures)
-    } else xBuf = x
-    if (y instanceof Float32Array) {
-      owned.push((yBuf = pool.acquire(yBytes, USAGE.storageRw, 'y')))
-      device.queue.writeBuffer(yBuf, 0, y as Float32Array<ArrayBuffer>, 0, T * spec.outFeatures)
-    } else yBuf = y
+    const cp = await planCall(this.ctx, plan) // pipelines first: the rest is synchronous
+    this.alive()
 
+    // uploads, dispatches and submit inside one set of error scopes, with no await in between
     device.pushErrorScope('out-of-memory')
     device.pushErrorScope('validation')
     device.pushErrorScope('internal')
+    const owned: GPUBuffer[] = []
     let staging: GPUBuffer | undefined
-    let submitted = false
+    let thrown: unknown
     try {
-      const call = await prepareCall(this.ctx, plan, xBuf, yBuf)
+      let xBuf = x as GPUBuffer
+      let yBuf = y as GPUBuffer
+      if (x instanceof Float32Array) {
+        owned.push((xBuf = pool.acquire(xBytes, USAGE.storage, 'x')))
+        device.queue.writeBuffer(xBuf, 0, x as Float32Array<ArrayBuffer>, 0, T * spec.inFeatures)
+      }
+      if (y instanceof Float32Array) {
+        owned.push((yBuf = pool.acquire(yBytes, USAGE.storageRw, 'y')))
+        device.queue.writeBuffer(yBuf, 0, y as Float32Array<ArrayBuffer>, 0, T * spec.outFeatures)
+      }
+      const call = bindCall(this.ctx, cp, xBuf, yBuf)
+      owned.push(...call.scratch)
       const encoder = device.createCommandEncoder({ label: 'lora apply' })
       encodeCall(device, encoder, call)
       if (y instanceof Float32Array) {
@@ -101,31 +106,22 @@ export class GpuLayer implements WebGpuLayer {
         encoder.copyBufferToBuffer(yBuf, 0, staging, 0, yBytes)
       }
       device.queue.submit([encoder.finish()])
-      submitted = true
-      for (const b of call.scratch) pool.release(b)
-    } finally {
-      for (const b of owned) pool.release(b)
-      // pop the scopes even when encoding threw, so the device's scope stack stays balanced
-      const scopes = Promise.all([device.popErrorScope(), device.popErrorScope(), device.popErrorScope()])
-      const mapped = staging && submitted ? staging.mapAsync(GPUMapMode.READ) : undefined
-      const [errors] = await Promise.all([
-        watch.guard(scopes, 'apply'),
-        mapped ? watch.guard(mapped, 'readback of y') : undefined,
-      ]).catch((e) => {
-        if (staging) pool.release(staging)
-        throw e
-      })
-      const error = errors.find((e) => e)
-      if (error || !submitted) {
-        if (staging?.mapState === 'mapped') staging.unmap()
-        if (staging) pool.release(staging)
-        if (error) throw new LoraError('GPU_ERROR', `apply failed on the GPU: ${error.message}`)
-      }
+    } catch (e) {
+      thrown = e
     }
-    if (staging && y instanceof Float32Array) {
-      y.set(new Float32Array(staging.getMappedRange(0, yBytes)))
-      staging.unmap()
-      pool.release(staging)
+    // pooled buffers go back now: later writes to them are queued after this submit
+    for (const b of owned) pool.release(b)
+    const scopes = Promise.all([device.popErrorScope(), device.popErrorScope(), device.popErrorScope()])
+    const mapped = staging && !thrown ? staging.mapAsync(GPUMapMode.READ) : undefined
+    try {
+      const [errors] = await Promise.all([watch.guard(scopes, 'apply'), mapped && watch.guard(mapped, 'readback of y')])
+      const error = errors.find((e) => e)
+      if (error) throw new LoraError('GPU_ERROR', `apply failed on the GPU: ${error.message}`, { cause: thrown })
+      if (thrown) throw thrown
+      if (staging && y instanceof Float32Array) y.set(new Float32Array(staging.getMappedRange(0, yBytes)))
+    } finally {
+      if (staging?.mapState === 'mapped') staging.unmap()
+      if (staging) pool.release(staging)
     }
   }
 

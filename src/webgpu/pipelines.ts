@@ -47,22 +47,23 @@ export class PipelineCache {
       module = device.createShaderModule({ label: moduleKey, code: specialise(this.sources[spec.shader], spec.storage) })
       this.modules.set(moduleKey, module)
     }
+    // pop right after the synchronous calls: no await between push and pop, so concurrent
+    // calls never see each other's scopes (compile errors of the async creation reject its promise)
+    const creating = device.createComputePipelineAsync({
+      label: key,
+      layout: 'auto',
+      compute: { module, entryPoint: 'main', constants: spec.overrides },
+    })
+    const scopes = Promise.all([device.popErrorScope(), device.popErrorScope()])
+    scopes.catch(() => {}) // handled below, after the creation settles
     let pipeline: GPUComputePipeline | undefined
     let failure: unknown
     try {
-      pipeline = await this.watch.guard(
-        device.createComputePipelineAsync({
-          label: key,
-          layout: 'auto',
-          compute: { module, entryPoint: 'main', constants: spec.overrides },
-        }),
-        `pipeline creation (${key})`,
-      )
+      pipeline = await this.watch.guard(creating, `pipeline creation (${key})`)
     } catch (cause) {
       failure = cause
     }
-    const internal = await this.watch.guard(device.popErrorScope(), 'popErrorScope')
-    const validation = await this.watch.guard(device.popErrorScope(), 'popErrorScope')
+    const [internal, validation] = await this.watch.guard(scopes, 'popErrorScope')
     const error = validation ?? internal
     if (failure || error || !pipeline) {
       this.modules.delete(moduleKey)

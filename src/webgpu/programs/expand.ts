@@ -1,8 +1,14 @@
+import type { PipelineSpec } from '../pipelines.js'
 import type { WeightStorage } from '../shaders.js'
 import { checkGroups, type CallShape, type Dispatch } from './program.js'
 
 /** Overrides of shaders/expand.wgsl (EM*MT entries x 2*NW*NT columns per workgroup). */
 export interface ExpandTiling { EM: number; MT: number; NW: number; NT: number }
+
+/** The pipeline of shaders/expand.wgsl with these tiles. */
+export function expandSpec(storage: WeightStorage, tiling: ExpandTiling): PipelineSpec {
+  return { shader: 'expand', storage, overrides: { ...tiling } }
+}
 
 /**
  * Decode tiles (<= 4 entries): one thread row, 64 threads x 2 column pairs = 256 columns per
@@ -35,7 +41,7 @@ export function expandDispatch(
   const colTile = 2 * tiling.NW * tiling.NT // columns: NT pairs per thread
   const groups = checkGroups([numTiles, Math.ceil(shape.maxSliceWidth / colTile), shape.numSlices], 'expand')
   return {
-    spec: { shader: 'expand', storage, overrides: { ...tiling } },
+    spec: expandSpec(storage, tiling),
     groups,
     buffers: [buffers.params, buffers.h, buffers.B, buffers.slots, buffers.meta, buffers.y],
   }

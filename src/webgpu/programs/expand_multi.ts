@@ -1,3 +1,4 @@
+import type { PipelineSpec } from '../pipelines.js'
 import type { WeightStorage } from '../shaders.js'
 import { checkGroups, type CallShape, type Dispatch } from './program.js'
 
@@ -5,6 +6,11 @@ import { checkGroups, type CallShape, type Dispatch } from './program.js'
 export interface ExpandMultiTiling { EM: number; NW: number; NT: number }
 
 export const EXPAND_MULTI_TILING: ExpandMultiTiling = { EM: 1, NW: 64, NT: 2 }
+
+/** The pipeline of shaders/expand_multi.wgsl with these tiles. */
+export function expandMultiSpec(storage: WeightStorage, tiling: ExpandMultiTiling): PipelineSpec {
+  return { shader: 'expand_multi', storage, overrides: { ...tiling } }
+}
 
 /**
  * Token-major expand for batches where a token has several adapters.
@@ -28,7 +34,7 @@ export function expandMultiDispatch(
     'expand_multi',
   )
   return {
-    spec: { shader: 'expand_multi', storage, overrides: { ...tiling } },
+    spec: expandMultiSpec(storage, tiling),
     groups,
     buffers: [buffers.params, buffers.h, buffers.B, buffers.slots, buffers.meta, buffers.y],
   }

@@ -1,8 +1,14 @@
+import type { PipelineSpec } from '../pipelines.js'
 import type { WeightStorage } from '../shaders.js'
 import { checkGroups, type CallShape, type Dispatch } from './program.js'
 
 /** Overrides of shaders/shrink.wgsl (EM*MT entries x RW*RV rank rows per workgroup, KS-way split-K). */
 export interface ShrinkTiling { EM: number; MT: number; RW: number; RV: number; KS: number }
+
+/** The pipeline of shaders/shrink.wgsl with these tiles. */
+export function shrinkSpec(storage: WeightStorage, tiling: ShrinkTiling): PipelineSpec {
+  return { shader: 'shrink', storage, overrides: { ...tiling } }
+}
 
 /**
  * Decode batches (tiles of <= 4 entries) are pure weight streaming: few outputs, so 16 threads
@@ -35,7 +41,7 @@ export function shrinkDispatch(
   const rankTile = tiling.RW * tiling.RV
   const groups = checkGroups([numTiles, Math.ceil(shape.maxUsedRank / rankTile), shape.numSlices], 'shrink')
   return {
-    spec: { shader: 'shrink', storage, overrides: { ...tiling } },
+    spec: shrinkSpec(storage, tiling),
     groups,
     buffers: [buffers.params, buffers.x, buffers.A, buffers.slots, buffers.meta, buffers.h],
   }
