@@ -46,8 +46,9 @@ export function bytesPerAdapter(p: Point): number {
 }
 
 /**
- * Lower-quartile ms of a call of point `p` on `t`, over up to `reps` calls after one warm-up, stopping
- * early at `deadline` (performance.now() value). null if not even the warm-up fits.
+ * Fastest ms of a call of point `p` on `t` over up to `reps` calls after one warm-up, stopping
+ * early at `deadline` (performance.now() value); null with fewer than 3 calls timed. The minimum:
+ * on a shared machine noise (preemption) only ever adds time, and a rate is a capability.
  */
 export async function timePoint(t: Target, p: Point, reps: number, deadline: number): Promise<number | null> {
   const copies = Math.max(1, Math.ceil(p.coldBytes / (p.distinct * bytesPerAdapter(p))))
@@ -79,16 +80,12 @@ export async function timePoint(t: Target, p: Point, reps: number, deadline: num
     // start timing after the warm-up: a first GPU call compiles pipelines
     const samples: number[] = []
     for (let i = 1; i <= reps; i++) {
-      if (performance.now() > deadline && samples.length > 0) break
+      if (performance.now() > deadline) break
       const t0 = performance.now()
       await call(i)
       samples.push(performance.now() - t0)
-      if (performance.now() > deadline) break
     }
-    if (samples.length === 0) return null
-    // the lower quartile: on a shared machine noise only ever adds time
-    samples.sort((a, b) => a - b)
-    return samples[(samples.length - 1) >> 2]
+    return samples.length >= 3 ? Math.min(...samples) : null
   } finally {
     layer.dispose()
     for (const b of gpuBufs) b.destroy()

@@ -44,17 +44,20 @@ export async function calibrate(targets: readonly CalibrationTarget[], machine: 
   // margin: a GPU call can block the thread (~35 ms of pipeline compilation on lavapipe) past its timer
   const deadline = start + budget - (targets.some((t) => t.backend.name === 'webgpu') ? 40 : 5)
   const backends: Profile['backends'] = {}
+  // how much slower than nominal the CPU points ran (JIT warm-up, a loaded machine): shared by
+  // every target, since a loaded machine also stretches the GPU's blocking compilations
+  const load = { slowdown: 1 }
   const ordered = [...targets].sort((a, b) => (a.backend.name === 'wasm' ? -1 : 0) - (b.backend.name === 'wasm' ? -1 : 0))
   for (let i = 0; i < ordered.length; i++) {
     const t = ordered[i]
     // wasm gets at most a third of a short budget; the GPU (slow first calls) the rest
     const share = !full && t.backend.name === 'wasm' && ordered.length > 1 ? start + budget / 3 : deadline
-    backends[t.backend.name] = await calibrateOne(t, full, Math.min(share, deadline))
+    backends[t.backend.name] = await calibrateOne(t, full, Math.min(share, deadline), load)
   }
   return { version: 1, kind: options.kind, createdAt: new Date().toISOString(), machine, calibrationMs: performance.now() - start, backends }
 }
 
-async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: number): Promise<ProfileEntry> {
+async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: number, load: { slowdown: number }): Promise<ProfileEntry> {
   const gpu = t.backend.name === 'webgpu'
   const rates: BackendRates = structuredClone(priorRates(t.backend.name, t.isSoftware))
   const measured: string[] = []
@@ -62,19 +65,18 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
   const size = full ? 1024 : 512
   const reps = full ? 15 : gpu ? 3 : 6
   const base: Point = { inF: 64, out: 64, rank: 1, distinct: 1, tokens: 1, dtype: 'f32', resident: 'host', coldBytes: 0 }
-  // How much slower than nominal the points so far ran (JIT warm-up, a loaded machine): CPU points
-  // run synchronously and cannot be interrupted, so one starts only if its scaled estimate fits.
-  let slowdown = 1
+  // CPU points run synchronously and cannot be interrupted: one starts only if its estimate,
+  // scaled by the slowdown seen so far, fits.
   /** Time a point unless the deadline passed; a GPU point is abandoned (left to finish) at the deadline. */
   const run = async (p: Partial<Point>): Promise<number | null> => {
     const point = { ...base, ...p }
     const nominal = nominalMs(point, rates, reps)
-    // a GPU point can block the thread (pipeline compilation) past a timer: start one only with 40 ms left
-    if (performance.now() + (gpu ? 40 : nominal * slowdown * 1.5) >= deadline) return null
+    // a GPU point can block the thread (~30 ms of pipeline compilation on lavapipe) past its timer
+    if (performance.now() + (gpu ? 40 * load.slowdown : nominal * load.slowdown * 1.5) >= deadline) return null
     const t0 = performance.now()
     // a failing point (e.g. a GPU error) leaves the priors in place: calibration never breaks a runtime
     const timing = timePoint(t, point, reps, deadline).catch(() => null)
-    if (!gpu) return timing.finally(() => (slowdown = Math.max(slowdown, (performance.now() - t0) / nominal)))
+    if (!gpu) return timing.finally(() => (load.slowdown = Math.max(load.slowdown, (performance.now() - t0) / nominal)))
     let timer: ReturnType<typeof setTimeout> | undefined
     const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), Math.max(0, deadline - performance.now()))))
     try {
@@ -124,10 +126,24 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
   }
   if (gpu) await copies(), await segments()
   // a short calibration read warm weights on the CPU: scale by the measured cold/warm read ratio
-  const ratio = !full && !gpu && performance.now() + 10 * slowdown < deadline ? coldReadRatio(t.backend) : null
+  const ratio = !full && !gpu && performance.now() + 10 * load.slowdown < deadline ? coldReadRatio(t.backend) : null
   if (ratio !== null) {
     for (const d of dtypes) rates.weightGBs[d] *= ratio
     measured.push('coldReadRatio')
+  } else if (!full && !gpu) {
+    // warm rates without the ratio would overstate cold reads: no more than the prior then
+    for (const d of dtypes) rates.weightGBs[d] = Math.min(rates.weightGBs[d], priorRates('wasm', false).weightGBs[d])
+  }
+  // a rate 30x off its prior is a measurement gone wrong (a preempted point), not this machine
+  const prior0 = priorRates(t.backend.name, t.isSoftware)
+  for (const key of ['weightGBs', 'gflops'] as const) {
+    for (const d of dtypes) {
+      const v = rates[key][d]
+      if (!(v > prior0[key][d] / 30 && v < prior0[key][d] * 30)) {
+        rates[key][d] = prior0[key][d]
+        measured.splice(measured.indexOf(`${key}.${d}`), 1)
+      }
+    }
   }
   // dtypes not measured: scale their priors like the measured half-precision (or f32) rate
   const ref: WeightDtype = measured.includes('gflops.bf16') ? 'bf16' : 'f32'
