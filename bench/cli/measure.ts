@@ -20,6 +20,8 @@ export interface Timing {
   /** (q3 - q1) / q1 over the samples. */
   spread: number
   samples: number
+  /** ms of each round, in round order (empty when timed once): for ratios round by round. */
+  rounds: number[]
   /** Why it was timed once only (its warm-up was far slower than the rest). */
   note?: string
 }
@@ -63,9 +65,10 @@ export async function interleave(contenders: readonly Contender[], o: RoundOptio
   }
   return contenders.map((c) => {
     const s = samples.get(c.id)
-    if (!s) return { id: c.id, ms: warm.get(c.id)!, median: warm.get(c.id)!, spread: NaN, samples: 1, note: 'one call after warm-up (far slower than the rest)' }
+    if (!s) return { id: c.id, ms: warm.get(c.id)!, median: warm.get(c.id)!, spread: NaN, samples: 1, rounds: [], note: 'one call after warm-up (far slower than the rest)' }
+    const rounds = [...s]
     s.sort((a, b) => a - b)
     const q = (f: number) => s[Math.min(s.length - 1, Math.floor(f * (s.length - 1) + 0.5))]
-    return { id: c.id, ms: q(0.25), median: q(0.5), spread: (q(0.75) - q(0.25)) / q(0.25), samples: s.length }
+    return { id: c.id, ms: q(0.25), median: q(0.5), spread: (q(0.75) - q(0.25)) / q(0.25), samples: s.length, rounds }
   })
 }

@@ -26,7 +26,8 @@ export interface Row {
 export function rowsOf(g: Group, p: PointResult, backends: string[], ceilings: Ceilings): Row[] {
   const ms: Record<string, number> = {}
   const spread: Record<string, number> = {}
-  for (const t of p.timings) (ms[t.id] = t.ms), (spread[t.id] = t.spread)
+  const rounds: Record<string, number[]> = {}
+  for (const t of p.timings) (ms[t.id] = t.ms), (spread[t.id] = t.spread), (rounds[t.id] = t.rounds)
   const out = g.shape.widths.reduce((a, b) => a + b, 0)
   const flops = 2 * p.T * g.rank * (g.shape.inF * g.shape.widths.length + out)
   return Object.entries(p.decisions).map(([dtype, d]) => {
@@ -38,7 +39,7 @@ export function rowsOf(g: Group, p: PointResult, backends: string[], ceilings: C
       shape: g.shape.name, rank: g.rank, distinct: g.distinct, T: p.T, dtype,
       ms: Object.fromEntries(Object.entries(ms).filter(([k]) => !k.includes('/') || k.endsWith(`/${dtype}`))),
       choice: d.backend, predictedMs: d.predictedMs, reason: d.reason,
-      regret: ms[`auto/${dtype}`] / ms[`${best}/${dtype}`], bestForced: best,
+      regret: regretOf(rounds[`auto/${dtype}`], rounds[`${best}/${dtype}`], ms[`auto/${dtype}`] / ms[`${best}/${dtype}`]), bestForced: best,
       wasmGflops: flops / wasm / 1e6, peakFraction: flops / wasm / 1e6 / ceilings.peakGflops,
       weightGBs: weightBytes / wasm / 1e6, bandwidthFraction: weightBytes / wasm / 1e6 / ceilings.readGBs,
       spread,
@@ -48,6 +49,16 @@ export function rowsOf(g: Group, p: PointResult, backends: string[], ceilings: C
     if (ms.onnxruntime) row.ortOverWasm = ms.onnxruntime / wasm
     return row
   })
+}
+
+/**
+ * time(auto) / time(best forced backend): the median over rounds of the ratio of the two calls of
+ * the same round (run next to each other), which cancels the machine's slow drifts; the ratio of
+ * the overall figures when a side was timed once.
+ */
+function regretOf(auto: number[] | undefined, best: number[] | undefined, fallback: number): number {
+  if (!auto?.length || !best?.length || auto.length !== best.length) return fallback
+  return median(auto.map((a, i) => a / best[i]))
 }
 
 const f = (v: number | undefined, d = 2): string => (v === undefined || !Number.isFinite(v) ? '-' : v < 0.1 && d > 0 ? v.toFixed(3) : v.toFixed(d))

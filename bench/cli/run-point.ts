@@ -73,7 +73,9 @@ export async function runPoint(rt: Runtime, g: Group, T: number, pl: PointLayers
     const copies = copiesOf(g, dtype)
     const d = rt.explain({ tokens: T, adapters: g.distinct, rank: g.rank, inFeatures: inF, outFeatures: widths, weightDtype: dtype })
     decisions[dtype] = { backend: d.backend, predictedMs: d.predictedMs as Record<string, number>, reason: d.reason }
-    for (const backend of [...rt.backends, 'auto'] as const) {
+    // 'auto' right before the backends: in the rotated round order it then runs next to each
+    // forced backend, which the regret compares it with round by round
+    for (const backend of ['auto', ...rt.backends] as const) {
       const rot = new Rotation(T, g.distinct, copies, g.distinct * copies, lane++)
       await add(`${backend}/${dtype}`, pl.refs[dtype], rot, (y, ids) => layer.apply(x, y, ids, { backend }))
     }
