@@ -1,7 +1,8 @@
 /**
  * The dispatcher: for an 'auto' call, predict the time of every usable backend with the cost model
- * (src/cost.ts) and the runtime's calibration profile, and pick the fastest. `rt.explain()` and
- * 'auto' calls both go through {@link Dispatcher.decide}, so they cannot disagree.
+ * (src/cost.ts) and the runtime's calibration profile, and pick the fastest. 'auto' calls
+ * ({@link Dispatcher.choose}, allocation-free) and `rt.explain()` ({@link Dispatcher.decide}, with
+ * predictions and reason) share one decision function, so they cannot disagree.
  */
 import { type BackendRates, type CallFeatures, predict, type Prediction, priorRates, type Residency } from './cost.js'
 import type { Profile } from './cost-profile.js'
