@@ -1,30 +1,27 @@
-/** Timing helpers of bench/threads.ts: short batches of calls, medians and quartiles. */
+/** Timing helpers of bench/threads.ts: batches of individually timed calls, percentiles. */
 
-/** Mean ms per call of `fn` over a batch of at least `minMs` (and at least 2 calls), after one warm-up call. */
-export async function timeBatch(fn: () => unknown, minMs = 25): Promise<number> {
+/**
+ * Time calls of `fn` one by one for at least `minMs` (and at least 2 calls), after one warm-up
+ * call; returns each call's ms.
+ */
+export async function timeCalls(fn: () => unknown, minMs = 20): Promise<number[]> {
   await fn()
-  let n = 0
+  const out: number[] = []
   const t0 = performance.now()
   let t = t0
-  while (n < 2 || t - t0 < minMs) {
+  while (out.length < 2 || t - t0 < minMs) {
     await fn()
-    n++
-    t = performance.now()
+    const now = performance.now()
+    out.push(now - t)
+    t = now
   }
-  return (t - t0) / n
+  return out
 }
 
-export function median(xs: readonly number[]): number {
-  return quartiles(xs)[1]
-}
-
-/** First quartile, median, third quartile (linear interpolation). */
-export function quartiles(xs: readonly number[]): [number, number, number] {
+/** The q-quantile (0..1) of xs, linear interpolation. */
+export function quantile(xs: readonly number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b)
-  const at = (q: number) => {
-    const i = q * (s.length - 1)
-    const lo = Math.floor(i)
-    return s[lo] + (s[Math.min(lo + 1, s.length - 1)] - s[lo]) * (i - lo)
-  }
-  return [at(0.25), at(0.5), at(0.75)]
+  const i = q * (s.length - 1)
+  const lo = Math.floor(i)
+  return s[lo] + (s[Math.min(lo + 1, s.length - 1)] - s[lo]) * (i - lo)
 }
