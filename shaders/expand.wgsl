@@ -28,6 +28,10 @@ struct Params {
   sliceWidth: vec4<u32>,  // n_s
   sliceOffset: vec4<u32>, // off_s: first column of slice s in y
   bOffset: vec4<u32>,     // first column of slice s in a row of B (even)
+  slotBase: u32,     // first slot of the weight buffers bound to this dispatch (slot group)
+  slotCount: u32,    // slots in those buffers
+  _pad0: u32,
+  _pad1: u32,
 }
 
 override EM: u32 = 1u;  // entry threads per workgroup
@@ -66,7 +70,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     hb[i] = ((first + min(e0 + i, count - 1u)) * p.numSlices + s) * p.rankStride;
   }
   var bc: array<u32, 8>;  // B element offset of each column pair (clamped to a valid pair)
-  let bSlot = slot * p.maxRank * p.bStride + p.bOffset[s];
+  let bSlot = (slot - p.slotBase) * p.maxRank * p.bStride + p.bOffset[s];
   for (var q = 0u; q < NT; q++) {
     bc[q] = bSlot + 2u * min(c0 + q * NW + nw, np - 1u);
   }

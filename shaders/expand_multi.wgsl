@@ -28,6 +28,10 @@ struct Params {
   sliceWidth: vec4<u32>,  // n_s
   sliceOffset: vec4<u32>, // off_s: first column of slice s in y
   bOffset: vec4<u32>,     // first column of slice s in a row of B (even)
+  slotBase: u32,     // first slot of the weight buffers bound to this dispatch (slot group)
+  slotCount: u32,    // slots in those buffers
+  _pad0: u32,
+  _pad1: u32,
 }
 
 override EM: u32 = 1u;  // tokens per workgroup
@@ -60,12 +64,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let e = calls[tb + 1u + 2u * a];
     if (e < 0) { break; }
     let slot = u32(calls[tb + 2u + 2u * a]);
+    if (slot < p.slotBase || slot >= p.slotBase + p.slotCount) { continue; } // another group's dispatch
     let info = slots[slot];
     let rank = info.x;
     let scale = bitcast<f32>(info.y);
     let hb = (u32(e) * p.numSlices + s) * p.rankStride;
     var bc: array<u32, 8>;
-    let bSlot = slot * p.maxRank * p.bStride + p.bOffset[s];
+    let bSlot = (slot - p.slotBase) * p.maxRank * p.bStride + p.bOffset[s];
     for (var q = 0u; q < NT; q++) {
       bc[q] = bSlot + 2u * min(c0 + q * NW + nw, np - 1u);
     }

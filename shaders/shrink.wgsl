@@ -28,6 +28,10 @@ struct Params {
   sliceWidth: vec4<u32>,  // n_s
   sliceOffset: vec4<u32>, // off_s: first column of slice s in y
   bOffset: vec4<u32>,     // first column of slice s in a row of B (even)
+  slotBase: u32,     // first slot of the weight buffers bound to this dispatch (slot group)
+  slotCount: u32,    // slots in those buffers
+  _pad0: u32,
+  _pad1: u32,
 }
 
 override EM: u32 = 1u;  // entry threads per workgroup
@@ -61,7 +65,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let r0 = wg.y * RW * RV + rw * RV;
   let e0 = em * MT;
   let K = p.inFeatures;
-  let aSlice = (slot * p.numSlices + s) * p.maxRank;
+  let aSlice = ((slot - p.slotBase) * p.numSlices + s) * p.maxRank;
 
   var acc: array<f32, MAX_TILE>;
   if (wg.y * RW * RV < rank && e0 < count) {

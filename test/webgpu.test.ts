@@ -161,10 +161,34 @@ describe('webgpu backend', () => {
     expect(err).toMatchObject({ code: 'GPU_ERROR', message: expect.stringContaining('line 1') })
   })
 
-  it('a too-large layer is OUT_OF_MEMORY, not a GPU crash', (ctx) => {
+  it('a slot too large for one storage binding is OUT_OF_MEMORY, not a GPU crash', (ctx) => {
     needGpu(ctx)
-    const spec = { inFeatures: 65536, sliceWidths: [8], sliceOffsets: [0], outFeatures: 8, maxAdapters: 64, maxRank: 256, weightDtype: 'f32' as const }
+    const spec = { inFeatures: 1 << 20, sliceWidths: [8], sliceOffsets: [0], outFeatures: 8, maxAdapters: 2, maxRank: 256, weightDtype: 'f32' as const }
     expect(() => gpu().createLayer(spec)).toThrow(expect.objectContaining({ code: 'OUT_OF_MEMORY' }))
+  })
+
+  it('slot groups: a stack larger than one binding is split, one dispatch per group used', async (ctx) => {
+    needGpu(ctx)
+    // 40 slots x 256 x 4096 f32 = 160 MiB of A: two groups on a 128 MiB binding limit
+    const c: SgmvCase = { name: 'groups', seed: 41, inFeatures: 4096, sliceWidths: [48, 20], maxRank: 6, tokens: 10, slots: 2, ids: 'uniform', dtype: 'f32', adaptersPerToken: 1 }
+    const d = materialise(c)
+    const spec = { ...d.spec, maxAdapters: 40, maxRank: 256 }
+    const layer = gpu().createLayer(spec)
+    const adapters: (typeof d.adapters[0] | undefined)[] = []
+    adapters[3] = d.adapters[0]
+    adapters[37] = d.adapters[1]
+    layer.setAdapter(3, d.adapters[0])
+    layer.setAdapter(37, d.adapters[1])
+    const ref = { ...d.ref, adapters }
+    for (const K of [1, 2]) {
+      const ids = new Int32Array(c.tokens * K).map((_, i) => (i % K === 0 ? (i % 3 === 0 ? 37 : 3) : i % 4 === 1 ? -1 : 37 - 34 * Number(i % 3 === 0)))
+      for (let t = 0; t < c.tokens; t++) if (K === 2 && ids[2 * t] === ids[2 * t + 1]) ids[2 * t + 1] = -1
+      const y = new Float32Array(d.y)
+      await layer.apply(d.x, y, buildSegments(ids, K, 40))
+      expectDelta(y, d.y, sgmv(ref, d.x, ids, K), TOLERANCE.f32, `groups K${K}`)
+      expectUntouchedRows(y, d.y, ids, K, spec.outFeatures)
+    }
+    layer.dispose()
   })
 
   // last: destroys the device

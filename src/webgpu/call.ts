@@ -5,7 +5,7 @@ import { buildCallMeta, type CallMeta, longestSegment } from './meta.js'
 import { packParams, PARAMS_BYTES, type Strides } from './params.js'
 import type { PipelineCache } from './pipelines.js'
 import type { WeightStorage } from './shaders.js'
-import type { LayerWeights } from './weights.js'
+import type { LayerWeights, SlotGroup } from './weights.js'
 import { expandDispatch, expandSpec, expandTiling } from './programs/expand.js'
 import { EXPAND_MULTI_TILING, expandMultiDispatch, expandMultiSpec } from './programs/expand_multi.js'
 import { type CallShape, type Dispatch, tileEntries } from './programs/program.js'
@@ -74,27 +74,49 @@ export async function planCall(ctx: CallContext, plan: SegmentPlan): Promise<Cal
 export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuffer): PreparedCall {
   const { spec, pool, device } = ctx
   const { meta, shape, tileM } = cp
-  const params = pool.acquire(PARAMS_BYTES, USAGE.uniform, 'params')
-  device.queue.writeBuffer(params, 0, packParams(spec, ctx.strides, meta))
   const metaBuf = pool.acquire(meta.data.byteLength, USAGE.storage, 'meta')
   device.queue.writeBuffer(metaBuf, 0, meta.data as Int32Array<ArrayBuffer>)
   const hBytes = meta.numEntries * shape.numSlices * ctx.strides.rankStride * 4
   const h = pool.acquire(hBytes, USAGE.storage, 'h')
-  const scratch = [params, metaBuf, h]
+  const scratch = [metaBuf, h]
   try {
-    const { A, B, slots } = ctx.weights
-    const eb = { params, h, B, slots, meta: metaBuf, y }
-    const dispatches = [
-      shrinkDispatch(ctx.storage, shrinkTiling(tileM), shape, meta.numTiles, { params, x, A, slots, meta: metaBuf, h }),
-      cp.multi
-        ? expandMultiDispatch(ctx.storage, EXPAND_MULTI_TILING, shape, meta.numTokens, eb)
-        : expandDispatch(ctx.storage, expandTiling(tileM), shape, meta.numTiles, eb),
-    ]
-    return { dispatches, pipelines: cp.pipelines, scratch }
+    const { slots } = ctx.weights
+    const shrinks: Dispatch[] = []
+    const expands: Dispatch[] = []
+    // one shrink and one expand per slot group the batch uses (usually one group)
+    for (const { group, tileStart, tileCount } of tileRunsByGroup(ctx, meta)) {
+      const params = pool.acquire(PARAMS_BYTES, USAGE.uniform, 'params')
+      scratch.push(params)
+      const offsets = { ...meta, tilesOffset: meta.tilesOffset + 4 * tileStart }
+      device.queue.writeBuffer(params, 0, packParams(spec, ctx.strides, offsets, group))
+      const { A, B } = group
+      shrinks.push(shrinkDispatch(ctx.storage, shrinkTiling(tileM), shape, tileCount, { params, x, A, slots, meta: metaBuf, h }))
+      const eb = { params, h, B, slots, meta: metaBuf, y }
+      expands.push(
+        cp.multi
+          ? expandMultiDispatch(ctx.storage, EXPAND_MULTI_TILING, shape, meta.numTokens, eb)
+          : expandDispatch(ctx.storage, expandTiling(tileM), shape, tileCount, eb),
+      )
+    }
+    const dispatches = [...shrinks, ...expands]
+    const pipelines = [...shrinks.map(() => cp.pipelines[0]), ...expands.map(() => cp.pipelines[1])]
+    return { dispatches, pipelines, scratch }
   } catch (e) {
     for (const b of scratch) pool.release(b)
     throw e
   }
+}
+
+/** Runs of consecutive tiles whose slots share a weight group (tiles are sorted by slot). */
+function tileRunsByGroup(ctx: CallContext, meta: CallMeta): { group: SlotGroup; tileStart: number; tileCount: number }[] {
+  const runs: { group: SlotGroup; tileStart: number; tileCount: number }[] = []
+  for (let i = 0; i < meta.numTiles; i++) {
+    const group = ctx.weights.group(meta.data[meta.tilesOffset + 4 * i])
+    const last = runs[runs.length - 1]
+    if (last && last.group === group) last.tileCount++
+    else runs.push({ group, tileStart: i, tileCount: 1 })
+  }
+  return runs
 }
 
 /** planCall then bindCall (the bench uses it to time kernels on its own buffers). */

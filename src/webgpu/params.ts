@@ -1,7 +1,7 @@
 import type { LayerSpec } from '../types.js'
 
-/** Byte size of the WGSL `Params` struct (shaders/shrink.wgsl): 12 u32 + 3 vec4<u32>. */
-export const PARAMS_BYTES = 96
+/** Byte size of the WGSL `Params` struct (shaders/shrink.wgsl): 12 u32 + 3 vec4<u32> + 4 u32. */
+export const PARAMS_BYTES = 112
 
 /** Per-layer row strides: even, so every weight pair (k, k+1) sits in one 32-bit word. */
 export interface Strides {
@@ -34,8 +34,14 @@ export interface MetaOffsets {
   adaptersPerToken: number
 }
 
-/** Pack the uniform params shared by every kernel of one call (field order of WGSL `Params`). */
-export function packParams(spec: LayerSpec, strides: Strides, meta: MetaOffsets): ArrayBuffer {
+/** The slots whose weights one dispatch binds (see LayerWeights: slot groups). */
+export interface SlotRange {
+  slotBase: number
+  slotCount: number
+}
+
+/** Pack the uniform params shared by the kernels of one call and slot group (field order of WGSL `Params`). */
+export function packParams(spec: LayerSpec, strides: Strides, meta: MetaOffsets, group: SlotRange): ArrayBuffer {
   const buf = new ArrayBuffer(PARAMS_BYTES)
   const u = new Uint32Array(buf)
   u.set([
@@ -57,5 +63,7 @@ export function packParams(spec: LayerSpec, strides: Strides, meta: MetaOffsets)
     u[16 + s] = spec.sliceOffsets[s]
     u[20 + s] = strides.bOffsets[s]
   }
+  u[24] = group.slotBase
+  u[25] = group.slotCount
   return buf
 }
