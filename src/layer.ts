@@ -2,7 +2,7 @@ import type { Backend, BackendLayer } from './backend.js'
 import type { CallFeatures } from './cost.js'
 import { LoraError } from './errors.js'
 import { buildSegments } from './metadata.js'
-import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec } from './types.js'
+import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec, PreparedAdapter } from './types.js'
 import { checkApply, checkBackend, checkIds, prepareAdapter } from './validate.js'
 
 /** What a layer needs from its runtime: the backends and the per-call choice among them. */
@@ -12,6 +12,8 @@ export interface LayerHost {
   pick(choice: BackendChoice, call: CallFeatures): Backend
   /** Throws LoraError DISPOSED once the runtime is disposed. */
   checkAlive(): void
+  /** Keep a host copy of every slot's weights (so a lost GPU device can be rebuilt from it). */
+  readonly keepHostCopies?: boolean
 }
 
 /** A LoRA-wrapped linear layer whose slots live on every backend of the runtime. */
@@ -31,17 +33,23 @@ export class LoraLayer implements Layer {
    */
   private readonly running = new Map<BackendName, Map<number, Set<Promise<void>>>>()
   private readonly pendingWrites = new Map<BackendName, Map<number, Promise<void>>>()
+  private readonly owners = new Map<BackendName, Backend>()
+  /** The weights of each slot, kept when the host asks (see LayerHost.keepHostCopies). */
+  private readonly copies: (PreparedAdapter | undefined)[] | null
   private disposed = false
 
   constructor(private readonly host: LayerHost, readonly spec: LayerSpec, backends: readonly Backend[]) {
     this.filled = new Array(spec.maxAdapters).fill(false)
+    this.copies = host.keepHostCopies ? new Array(spec.maxAdapters).fill(undefined) : null
     this.ranks = new Int32Array(spec.maxAdapters)
     this.mark = new Int32Array(spec.maxAdapters)
     try {
       for (const b of backends) {
-        this.onBackend.set(b.name, b.createLayer(spec))
         this.running.set(b.name, new Map())
         this.pendingWrites.set(b.name, new Map())
+        this.owners.set(b.name, b)
+        if (b.lost) continue // a lost GPU device: rebuilt by replaceBackend on recovery
+        this.onBackend.set(b.name, b.createLayer(spec))
       }
     } catch (e) {
       for (const l of this.onBackend.values()) l.dispose()
@@ -62,6 +70,7 @@ export class LoraLayer implements Layer {
     }
     this.filled[slot] = true
     this.ranks[slot] = prepared.rank
+    if (this.copies) this.copies[slot] = prepared
   }
 
   clearAdapter(slot: number): void {
@@ -71,10 +80,38 @@ export class LoraLayer implements Layer {
     }
     for (const [name, l] of this.onBackend) this.write(name, slot, () => l.clearAdapter(slot))
     this.filled[slot] = false
+    if (this.copies) this.copies[slot] = undefined
+  }
+
+  /**
+   * Move this layer to a new backend of the same name (a recovered GPU device): its storage is
+   * rebuilt from the host copies of the slots. Calls still running on the old one fail or finish.
+   */
+  replaceBackend(b: Backend): void {
+    this.checkAlive()
+    if (!this.copies) throw new LoraError('BACKEND_UNAVAILABLE', 'this layer keeps no host copies of its weights to rebuild a backend from')
+    const fresh = b.createLayer(this.spec)
+    try {
+      this.copies.forEach((a, slot) => a && fresh.setAdapter(slot, a))
+    } catch (e) {
+      fresh.dispose()
+      throw e
+    }
+    const old = this.onBackend.get(b.name)
+    this.onBackend.set(b.name, fresh)
+    this.owners.set(b.name, b)
+    this.running.set(b.name, new Map())
+    this.pendingWrites.set(b.name, new Map())
+    try {
+      old?.dispose()
+    } catch {
+      // the old device is gone: nothing left to free
+    }
   }
 
   /** Run `op` (a write to `slot` on backend `name`) now, or after the applies that use the slot. */
   private write(name: BackendName, slot: number, op: () => void): void {
+    if (this.owners.get(name)?.lost) return // a dead device holds nothing; recovery rebuilds from the copies
     const users = this.running.get(name)?.get(slot)
     const pending = this.pendingWrites.get(name)
     const before = pending?.get(slot)
@@ -121,29 +158,48 @@ export class LoraLayer implements Layer {
     }
     if (entries === 0) return
     const { spec } = this
-    const backend = this.host.pick(choice, {
+    const features: CallFeatures = {
       tokens: T, entries, distinct, rankSum, rankEntries, inFeatures: spec.inFeatures, outFeatures: spec.outFeatures,
       slices: spec.sliceWidths.length, weightDtype: spec.weightDtype, resident: x instanceof Float32Array ? 'host' : 'gpu',
-    })
-    const layer = this.onBackend.get(backend.name)!
-    const plan = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize ?? 64)
-    const pending = this.pendingWrites.get(backend.name)!
-    const waits = pending.size ? [...plan.slots].map((s) => pending.get(s)).filter((p) => p !== undefined) : []
-    const run = waits.length ? Promise.all(waits).then(() => layer.apply(x, y, plan)) : layer.apply(x, y, plan)
+    }
+    const backend = this.host.pick(choice, features)
+    const slots = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize ?? 64).slots
+    // Writes pending now, per backend: this call must see them (later ones it must not).
+    const before = new Map([...this.pendingWrites].map(([name, p]) => [name, [...slots].map((s) => p.get(s)).filter((w) => w !== undefined)]))
+    const attempt = (b: Backend): void | Promise<void> => {
+      const layer = this.onBackend.get(b.name)!
+      const plan = buildSegments(ids, K, this.spec.maxAdapters, b.chunkSize ?? 64)
+      const waits = before.get(b.name) ?? []
+      return waits.length ? Promise.all(waits).then(() => layer.apply(x, y, plan)) : layer.apply(x, y, plan)
+    }
+    let run = attempt(backend)
     if (!(run instanceof Promise)) return // synchronous backend: done
-    const users = this.running.get(backend.name)!
-    for (const s of plan.slots) {
-      let set = users.get(s)
-      if (!set) users.set(s, (set = new Set()))
-      set.add(run)
+    if (choice === 'auto') {
+      // A device lost during the call (y is untouched then): run it again on a backend that works.
+      run = run.catch((e: unknown) => {
+        if (!(e instanceof LoraError && e.code === 'DEVICE_LOST')) throw e
+        this.checkAlive()
+        return attempt(this.host.pick('auto', features))
+      })
+    }
+    // An 'auto' call may end on any backend: it holds the slots' weights on all of them.
+    const watched = choice === 'auto' ? [...this.running.values()] : [this.running.get(backend.name)!]
+    for (const users of watched) {
+      for (const s of slots) {
+        let set = users.get(s)
+        if (!set) users.set(s, (set = new Set()))
+        set.add(run)
+      }
     }
     try {
       await run
     } finally {
-      for (const s of plan.slots) {
-        const set = users.get(s)!
-        set.delete(run)
-        if (set.size === 0) users.delete(s)
+      for (const users of watched) {
+        for (const s of slots) {
+          const set = users.get(s)
+          set?.delete(run)
+          if (set?.size === 0) users.delete(s)
+        }
       }
     }
   }

@@ -80,6 +80,13 @@ export interface Runtime {
   calibrate(options?: { budgetMs?: number }): Promise<Profile>
   /** The calibration profile the dispatcher uses (null: priors only, e.g. a forced backend). */
   readonly profile: Profile | null
+  /**
+   * After the WebGPU device was lost ('auto' calls then run on wasm, 'webgpu' calls fail with
+   * DEVICE_LOST): acquire a new device (or use `device`), rebuild every layer's GPU storage and
+   * make WebGPU available again. Resolves false when WebGPU was not lost.
+   * @throws 'BACKEND_UNAVAILABLE' (no new device, or this runtime never had WebGPU)
+   */
+  recoverGpu(device?: GPUDevice): Promise<boolean>
   /** Free every layer and backend (ends the GPU device this runtime acquired). */
   dispose(): void
 }
@@ -241,6 +248,35 @@ class LoraRuntime implements Runtime, LayerHost {
 
   checkAlive(): void {
     if (this.disposed) throw new LoraError('DISPOSED', 'this runtime was disposed')
+  }
+
+  /** Layers keep host copies of their weights when there is a GPU device that may be lost. */
+  get keepHostCopies(): boolean {
+    return this.all.some((b) => b.name === 'webgpu')
+  }
+
+  async recoverGpu(device?: GPUDevice): Promise<boolean> {
+    this.checkAlive()
+    const i = this.all.findIndex((b) => b.name === 'webgpu')
+    if (i < 0) throw new LoraError('BACKEND_UNAVAILABLE', 'this runtime has no WebGPU backend to recover (create it with backend \'auto\' or \'webgpu\')')
+    if (!this.all[i].lost) return false
+    const { createWebGpuBackend } = await import('./webgpu/index.js')
+    const fresh = await createWebGpuBackend({ device })
+    try {
+      this.checkAlive()
+      for (const l of this.layers) l.replaceBackend(fresh)
+    } catch (e) {
+      fresh.dispose()
+      throw e
+    }
+    const old = this.all[i]
+    this.all[i] = fresh
+    try {
+      old.dispose()
+    } catch {
+      // the lost device holds nothing any more
+    }
+    return true
   }
 
   dispose(): void {
