@@ -26,11 +26,6 @@ export interface ThreadEnv {
   process?: { versions?: Record<string, string | undefined> }
 }
 
-/** Whether this is Node, Deno or Bun (worker_threads / module workers from a file URL). */
-export function isServerRuntime(env: ThreadEnv = globalThis as ThreadEnv): boolean {
-  return env.process?.versions?.node !== undefined || 'Deno' in env || 'Bun' in env
-}
-
 /**
  * Why threads cannot be used here, or null when they can: shared memory needs SharedArrayBuffer
  * (in browsers only on cross-origin isolated pages), Atomics and a Worker constructor; Cloudflare
