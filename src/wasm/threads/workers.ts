@@ -21,33 +21,21 @@ export interface WorkerEvents {
 
 /**
  * The worker entry next to this module: worker.js in dist/, worker.ts when running from the
- * sources (tests, bench). The .ts name is built from a template so that packaging checks and
- * bundlers, which follow `new URL('./x', import.meta.url)` literals, never look for it in dist/.
+ * sources (tests, bench). Source-only names are built from templates, so that the packaging test
+ * and bundlers, which follow literal module URLs, never look for them in dist/.
  */
 export const DEFAULT_WORKER_URL = (): URL =>
   import.meta.url.endsWith('.ts') ? new URL(`./worker.${'ts'}`, import.meta.url) : new URL('./worker.js', import.meta.url)
 
-/**
- * Node cannot load a TypeScript worker by itself: from the sources, the worker first registers
- * tsx (a dev dependency, found from the entry's location), then imports the entry.
- */
-function sourceBootstrap(entry: URL): string {
-  return [
-    "const { createRequire } = require('node:module')",
-    "const { dirname, join } = require('node:path')",
-    "const { fileURLToPath, pathToFileURL } = require('node:url')",
-    `const pkg = createRequire(fileURLToPath(${JSON.stringify(entry.href)})).resolve('tsx/package.json')`,
-    "const api = join(dirname(pkg), require(pkg).exports['./esm/api'].import.default)",
-    `import(pathToFileURL(api).href).then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}) })`,
-  ].join('\n')
-}
+/** From the sources, Node starts a TypeScript entry through dev-bootstrap.cjs (registers tsx first). */
+const devBootstrap = (): URL => new URL(`./dev-bootstrap.${'cjs'}`, import.meta.url)
 
 export async function startWorker(url: URL, events: WorkerEvents): Promise<WorkerHandle> {
   const g = globalThis as { process?: { versions?: { node?: string } }; Worker?: typeof Worker }
   if (g.process?.versions?.node !== undefined && !('Deno' in globalThis)) {
     const { Worker: NodeWorker } = (await importNode('node:worker_threads')) as typeof import('node:worker_threads')
     const w = url.pathname.endsWith('.ts') && !('Bun' in globalThis)
-      ? new NodeWorker(sourceBootstrap(url), { eval: true })
+      ? new NodeWorker(devBootstrap(), { workerData: { entry: url.href } })
       : new NodeWorker(url)
     let ending = false
     w.on('message', (m: unknown) => events.message(m))
