@@ -37,8 +37,9 @@ function checkShrink(ids: Int32Array, K: number, slots: number, ranksBySlot: num
     const bad = seen[g].findIndex((v) => v !== 1)
     expect(bad, `segment ${g}: element ${bad} covered ${seen[g][bad]} times`).toBe(-1)
   }
-  return { cost, plan, ranks }
+  return { cost, plan, ranks, tasks }
 }
+
 
 describe('splitShrink', () => {
   it('covers every H element once over random batches, any part count', () => {
@@ -57,11 +58,19 @@ describe('splitShrink', () => {
     }
   })
 
-  it('balances a big batch within one block of 4 entries per part', () => {
+  it('keeps segments whole and balances a big batch within one segment per part', () => {
     const ids = Int32Array.from({ length: 1000 }, (_, t) => t % 7)
-    const { cost } = checkShrink(ids, 1, 7, [16, 16, 16, 16, 16, 16, 16], 3, 4)
+    const { cost, tasks } = checkShrink(ids, 1, 7, [16, 16, 16, 16, 16, 16, 16], 3, 4)
     const total = cost.reduce((a, b) => a + b, 0)
-    for (const c of cost) expect(Math.abs(c - total / 4)).toBeLessThanOrEqual(4 * 48)
+    for (const c of cost) expect(Math.abs(c - total / 4)).toBeLessThanOrEqual(64 * 48)
+    for (let t = 0; t < tasks.length; t += TASK_FIELDS) expect(tasks[t + 1]).toBe(0) // every task starts a segment
+  })
+
+  it('cuts a segment that is most of the call into blocks of 4', () => {
+    const ids = Int32Array.from({ length: 64 }, () => 0) // one segment
+    const { cost, tasks } = checkShrink(ids, 1, 1, [8], 1, 4)
+    expect(cost).toEqual([128, 128, 128, 128])
+    expect(tasks.length / TASK_FIELDS).toBe(4)
   })
 
   it('cuts a single token by rows of A (multiples of 4)', () => {

@@ -109,13 +109,14 @@ class ThreadedWasmLayer extends WasmLayer {
 
   override apply(x: Float32Array, y: Float32Array, plan: SegmentPlan): void | Promise<void> {
     if (plan.rows.length === 0) return
-    const ranks = this.segmentRanks(plan)
-    let work = 0 // multiply-adds of the call
-    const perRank = this.spec.inFeatures * this.spec.sliceWidths.length + this.spec.outFeatures
-    for (let g = 0; g < ranks.length; g++) work += plan.segLength[g] * ranks[g] * perRank
-    const parts = this.threaded.partsFor(work)
+    // multiply-adds of the call (no allocation: this runs before every single-threaded call too)
+    const i32 = this.backend.memory.i32
+    const table = this.slotTable >> 2
+    let rankEntries = 0
+    for (let g = 0; g < plan.segSlot.length; g++) rankEntries += plan.segLength[g] * i32[table + plan.segSlot[g] * 4]
+    const parts = this.threaded.partsFor(rankEntries * (this.spec.inFeatures * this.spec.sliceWidths.length + this.spec.outFeatures))
     if (parts === 1 && !this.threaded.busy) return super.apply(x, y, plan)
-    return this.threaded.exclusive(() => (parts === 1 ? super.apply(x, y, plan) : this.applyParts(x, y, plan, ranks, parts)))
+    return this.threaded.exclusive(() => (parts === 1 ? super.apply(x, y, plan) : this.applyParts(x, y, plan, this.segmentRanks(plan), parts)))
   }
 
   /** [numSeg] rank of each segment's slot, from the slot table (assembly/sgmv.ts layout). */
@@ -134,7 +135,8 @@ class ThreadedWasmLayer extends WasmLayer {
     const numSeg = plan.segSlot.length
     const hRow = S * spec.maxRank
     const shares = new Array<number>(parts * GRANULES_PER_THREAD).fill(1) // claimed dynamically (protocol.ts)
-    const { tasks, partStart } = splitShrink(plan, ranks, S, shares)
+    // a segment up to half a thread's share stays whole: one thread reads its A (split.ts)
+    const { tasks, partStart } = splitShrink(plan, ranks, S, shares, 1 / (2 * parts))
     const cuts = splitColumns(spec.sliceWidths, shares)
     // one work area: x | y | rows | segments | tasks | H (the whole call's, see assembly/threads.ts)
     const xBytes = align16(T * spec.inFeatures * 4)

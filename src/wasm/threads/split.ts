@@ -1,8 +1,10 @@
 /**
  * How one call's work is cut into parts (one per thread), for assembly/threads.ts.
  *
- * Shrink: H rows, in the same entry groups as the single-threaded kernel (blocks of 4 entries
- * from each segment's start, then single entries), so that every H value is computed by the same
+ * Shrink: H rows. A segment stays whole unless it is a big share of the call: its A
+ * is then read by one thread only (cut in two, both threads would pull the same A from memory).
+ * Big segments are cut in the same entry groups as the single-threaded kernel (blocks of 4 entries
+ * from the segment's start, then single entries), so that every H value is computed by the same
  * instruction sequence and the result is bit-identical. A single entry may be cut further by rows
  * of A (multiples of 4), which is how T = 1 uses several threads. Parts are contiguous runs of
  * these units with about equal multiply-adds.
@@ -26,8 +28,12 @@ export interface ShrinkSplit {
  * @param ranks  [numSeg] rank of each segment's slot
  * @param numSlices S (a segment's A has R = S * rank rows)
  * @param shares [parts] relative amount of work of each part (e.g. all 1)
+ * @param wholeUpTo segments of at most this fraction of the call's work are never cut
+ *   (default: two parts' worth)
  */
-export function splitShrink(plan: SegmentPlan, ranks: Int32Array, numSlices: number, shares: readonly number[]): ShrinkSplit {
+export function splitShrink(
+  plan: SegmentPlan, ranks: Int32Array, numSlices: number, shares: readonly number[], wholeUpTo = 2 / shares.length,
+): ShrinkSplit {
   const P = shares.length
   const numSeg = plan.segSlot.length
   let total = 0
@@ -57,6 +63,12 @@ export function splitShrink(plan: SegmentPlan, ranks: Int32Array, numSlices: num
   for (let g = 0; g < numSeg; g++) {
     const n = plan.segLength[g]
     const R = ranks[g] * numSlices
+    if (n > 1 && n * R <= wholeUpTo * total) {
+      // a whole segment: goes to the part where its middle falls
+      while (p < P - 1 && acc + (n * R) / 2 > ends[p]) nextPart()
+      emit(g, 0, n, 0, R, R)
+      continue
+    }
     const blocks = n >> 2
     for (let b = 0; b < blocks + (n & 3); b++) {
       const e0 = b < blocks ? b * 4 : blocks * 4 + (b - blocks)
