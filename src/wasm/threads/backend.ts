@@ -25,9 +25,12 @@ export const AUTO_MAX_THREADS = 16
 /**
  * 'auto': multiply-adds per thread below which a call uses fewer threads (a call of W
  * multiply-adds runs on min(threads, floor(W / this)) threads). Measured with bench/threads.ts on
- * a 2-core machine: handing a part to a worker costs tens of microseconds (wake-up, barrier).
+ * the 2-core development machine: 2 threads lost at 8.4 M multiply-adds (o 4096x4096 r16, T = 64:
+ * 0.8x) and won from about 16 M (qkv r16, T = 64: 1.2x); below, one thread wins (T = 1: the wake-up
+ * and the barrier cost more than the call). A machine-specific figure: the dispatcher's
+ * calibration should learn it.
  */
-export const AUTO_WORK_PER_THREAD = 1 << 20
+export const AUTO_WORK_PER_THREAD = 1 << 23
 
 const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2 } as const
 
