@@ -25,7 +25,7 @@ const flag = (name: string): string | undefined => (args.includes(name) ? args[a
 const quick = args.includes('--quick')
 const jsonPath = flag('--json') ?? `bench/results/bench${quick ? '-quick' : ''}.json`
 const svgPath = flag('--svg') ?? `bench/results/bench${quick ? '-quick' : ''}.svg`
-const rounds = quick ? { budgetMs: 200, minRounds: 5, maxRounds: 21, slowMs: 300 } : { budgetMs: 500, minRounds: 7, maxRounds: 31, slowMs: 800 }
+const rounds = quick ? { budgetMs: 150, minRounds: 5, maxRounds: 21, slowMs: 300 } : { budgetMs: 300, minRounds: 7, maxRounds: 31, slowMs: 800 }
 /** A contender whose time extrapolated from the previous T exceeds this is not run (ms per call). */
 const CAP_MS = quick ? 2500 : 5000
 /** The JS loop is ~30x slower than wasm: only small batches. */
@@ -44,6 +44,8 @@ const peers: Peer[] = [jsLoopPeer, tfjsPeer, ortPeer]
 const bar = new cliProgress.SingleBar({
   format: '{bar} {value}/{total} points | {duration_formatted} elapsed, ETA {eta_formatted} | {label}',
   hideCursor: true, stream: process.stderr, etaBuffer: 8,
+  // not a terminal (CI, a log file): a line every 10 s instead of a redrawn bar
+  noTTYOutput: true, notTTYSchedule: 10_000,
 }, cliProgress.Presets.shades_classic)
 bar.start(totalPoints, 0, { label: 'starting' })
 

@@ -72,3 +72,22 @@ export async function interleave(contenders: readonly Contender[], o: RoundOptio
     return { id: c.id, ms: q(0.25), median: q(0.5), spread: (q(0.75) - q(0.25)) / q(0.25), samples: s.length, rounds }
   })
 }
+
+/**
+ * time(a) / time(b) for two contenders that must be compared closely (the regret: 'auto' against
+ * the best forced backend): pairs of calls back to back, the order alternating, the median of the
+ * per-pair ratios. At least `minPairs`, then until `budgetMs` has passed or `maxPairs`.
+ */
+export async function pairedRatio(a: Contender, b: Contender, o: { budgetMs: number; minPairs: number; maxPairs: number; callMs: number }): Promise<{ ratio: number; pairs: number }> {
+  const k = Math.min(50, Math.max(1, Math.ceil(0.5 / Math.max(1e-3, o.callMs))))
+  const ratios: number[] = []
+  const start = performance.now()
+  for (let i = 0; i < o.maxPairs && (i < o.minPairs || performance.now() - start < o.budgetMs); i++) {
+    let ta: number, tb: number
+    if (i % 2 === 0) (ta = await once(a, k)), (tb = await once(b, k))
+    else (tb = await once(b, k)), (ta = await once(a, k))
+    ratios.push(ta / tb)
+  }
+  ratios.sort((x, y) => x - y)
+  return { ratio: ratios[(ratios.length - 1) >> 1], pairs: ratios.length }
+}

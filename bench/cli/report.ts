@@ -12,7 +12,9 @@ export interface Row {
   /** ms per contender id (backends of this dtype, and the f32 peers). */
   ms: Record<string, number>
   choice: string; predictedMs: Record<string, number>; reason: string
+  /** time(auto) / time(best forced): median of back-to-back pairs (regretPairs of them). */
   regret: number
+  regretPairs: number
   bestForced: string
   /** tfjs ms / wasm ms (both f32; only on f32 rows). */
   tfjsOverWasm?: number
@@ -39,7 +41,8 @@ export function rowsOf(g: Group, p: PointResult, backends: string[], ceilings: C
       shape: g.shape.name, rank: g.rank, distinct: g.distinct, T: p.T, dtype,
       ms: Object.fromEntries(Object.entries(ms).filter(([k]) => !k.includes('/') || k.endsWith(`/${dtype}`))),
       choice: d.backend, predictedMs: d.predictedMs, reason: d.reason,
-      regret: regretOf(rounds[`auto/${dtype}`], rounds[`${best}/${dtype}`], ms[`auto/${dtype}`] / ms[`${best}/${dtype}`]), bestForced: best,
+      regret: p.regret[dtype]?.ratio ?? regretOf(rounds[`auto/${dtype}`], rounds[`${best}/${dtype}`], ms[`auto/${dtype}`] / ms[`${best}/${dtype}`]),
+      regretPairs: p.regret[dtype]?.pairs ?? 0, bestForced: best,
       wasmGflops: flops / wasm / 1e6, peakFraction: flops / wasm / 1e6 / ceilings.peakGflops,
       weightGBs: weightBytes / wasm / 1e6, bandwidthFraction: weightBytes / wasm / 1e6 / ceilings.readGBs,
       spread,

@@ -6,7 +6,7 @@ import type { Layer, Runtime, WeightDtype } from '../../src/index.js'
 import type { CaseLayer, PeerRunner } from '../peers/types.js'
 import { CHECK_TOLERANCE, worstError } from './check.js'
 import { copiesOf, type Group, Rotation } from './grid.js'
-import { type Contender, interleave, type RoundOptions, type Timing } from './measure.js'
+import { type Contender, interleave, pairedRatio, type RoundOptions, type Timing } from './measure.js'
 
 export interface PointLayers {
   /** The runtime's layer of each dtype (weights on every backend). */
@@ -23,6 +23,8 @@ export interface PointResult {
   timings: Timing[]
   /** contender id -> worst relative error of its checked output (or the error it threw). */
   checks: Record<string, number | string>
+  /** Per dtype: time(auto) / time(best forced backend) from back-to-back pairs, and that backend. */
+  regret: Record<string, { ratio: number; pairs: number; best: string }>
   /** Per dtype: the dispatcher's choice and predictions for this point. */
   decisions: Record<string, { backend: string; predictedMs: Record<string, number>; reason: string }>
 }
@@ -98,5 +100,15 @@ export async function runPoint(rt: Runtime, g: Group, T: number, pl: PointLayers
     contenders.push({ id, call: () => p.runner.run(x, y, rot.nextPlan()) })
   }
   const timings = await interleave(contenders, { ...o, warm })
-  return { T, timings, checks, decisions }
+  // the regret, refined: auto against the fastest forced backend, call pairs back to back
+  const regret: PointResult['regret'] = {}
+  for (const dtype of Object.keys(pl.layers)) {
+    const forced = timings.filter((t) => t.id.endsWith(`/${dtype}`) && !t.id.startsWith('auto/') && t.samples > 1)
+    const auto = contenders.find((c) => c.id === `auto/${dtype}`)
+    if (!forced.length || !auto) continue
+    const best = forced.reduce((p, q) => (q.ms < p.ms ? q : p))
+    const r = await pairedRatio(auto, contenders.find((c) => c.id === best.id)!, { budgetMs: o.budgetMs, minPairs: 7, maxPairs: 41, callMs: best.ms })
+    regret[dtype] = { ...r, best: best.id.split('/')[0] }
+  }
+  return { T, timings, checks, decisions, regret }
 }
