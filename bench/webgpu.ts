@@ -14,7 +14,7 @@ import type { LayerSpec, WeightDtype } from '../src/types.js'
 import { createWebGpuBackend } from '../src/webgpu/index.js'
 import { encodeCall, prepareCall } from '../src/webgpu/call.js'
 import type { GpuLayer } from '../src/webgpu/layer.js'
-import { materialise, sliceWidthsFor } from '../test/cases.js'
+import { materialise, sliceWidthsFor } from '../test/grid.js'
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp'
 const quick = process.argv.includes('--quick')
@@ -90,7 +90,7 @@ interface Shape { T: number; layer: 'square' | 'qkv'; rank: number; adapters: nu
 
 async function runShape(s: Shape, submitMs: number) {
   const widths = s.layer === 'square' ? sliceWidthsFor(4096, 1) : [4096, 1024, 1024]
-  const d = materialise({ name: '', seed: 42, inFeatures: 4096, sliceWidths: widths, maxRank: s.rank, tokens: s.T, slots: 8, ids: 'distinct', dtype: s.dtype, adaptersPerToken: 1 })
+  const d = materialise({ name: '', seed: 42, inFeatures: 4096, sliceWidths: widths, rank: s.rank, tokens: s.T, slots: 8, pattern: 'distinct', dtype: s.dtype, adaptersPerToken: 1 })
   d.ids.forEach((_, t) => (d.ids[t] = t % s.adapters))
   const layer = backend.createLayer(d.spec) as GpuLayer
   for (let a = 0; a < s.adapters; a++) layer.setAdapter(a, { ...d.adapters[a], rank: s.rank, A: d.adapters[0].A, B: d.adapters[0].B })

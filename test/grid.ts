@@ -4,7 +4,8 @@
  * seeded generator, shrunk where needed to keep the float64 reference fast), plus named edge cases.
  */
 import { roundToDtype } from '../src/dtype.js'
-import type { AdapterWeights, LayerOptions, WeightDtype } from '../src/types.js'
+import type { AdapterWeights, LayerOptions, LayerSpec, PreparedAdapter, WeightDtype } from '../src/types.js'
+import { checkLayerOptions, prepareAdapter } from '../src/validate.js'
 import { Rng } from './random.js'
 import type { RefAdapter, RefLayer } from './reference.js'
 
@@ -212,4 +213,13 @@ export function makeCase(c: Case): CaseData {
     ids,
     ref: { inFeatures: c.inFeatures, sliceWidths: c.sliceWidths, adapters: refAdapters },
   }
+}
+
+/** A case's data at the backend level: the validated spec and the prepared (rounded) adapters, indexed by slot. */
+export function materialise(c: Case): Omit<CaseData, 'options' | 'adapters'> & { spec: LayerSpec; adapters: PreparedAdapter[] } {
+  const d = makeCase(c)
+  const spec = checkLayerOptions(d.options)
+  const adapters: PreparedAdapter[] = [] // sparse: only the slots the case sets
+  for (const [slot, a] of d.adapters) adapters[slot] = prepareAdapter(spec, slot, a)
+  return { spec, adapters, ref: d.ref, x: d.x, y: d.y, ids: d.ids }
 }

@@ -4,7 +4,7 @@ import { buildSegments } from '../src/metadata.js'
 import { createWebGpuBackend, type WebGpuBackend } from '../src/webgpu/index.js'
 import { LossWatch } from '../src/webgpu/device.js'
 import { PipelineCache } from '../src/webgpu/pipelines.js'
-import { materialise, sgmvCases, type SgmvCase } from './cases.js'
+import { materialise, type Case } from './grid.js'
 import { expectDelta, expectUntouchedRows, TOLERANCE } from './compare.js'
 import { sgmv } from './reference.js'
 
@@ -29,7 +29,7 @@ const needGpu = (ctx: { skip: (note?: string) => void }): void => {
   if (!backend) ctx.skip(unavailable)
 }
 
-async function runCase(c: SgmvCase, chunkSize = 64, on: WebGpuBackend = gpu()): Promise<void> {
+async function runCase(c: Case, chunkSize = 64, on: WebGpuBackend = gpu()): Promise<void> {
   const d = materialise(c)
   const layer = on.createLayer(d.spec)
   try {
@@ -55,19 +55,12 @@ describe('webgpu backend', () => {
     expect(typeof backend.isSoftware).toBe('boolean')
   })
 
-  describe('grid against the float64 reference', () => {
-    for (const c of sgmvCases()) {
-      it(c.name, async (ctx) => {
-        needGpu(ctx)
-        await runCase(c)
-      })
-    }
-  })
+  // The shared grid (test/grid.ts) runs through the public API in test/sgmv-webgpu.test.ts.
 
   it('short chunks: one slot cut into many segments', async (ctx) => {
     needGpu(ctx)
-    await runCase({ name: 'chunk 3', seed: 7, inFeatures: 65, sliceWidths: [33, 9], maxRank: 5, tokens: 40, slots: 3, ids: 'skewed', dtype: 'f32', adaptersPerToken: 2 }, 3)
-    await runCase({ name: 'chunk 5', seed: 8, inFeatures: 130, sliceWidths: [70], maxRank: 17, tokens: 64, slots: 2, ids: 'identical', dtype: 'bf16', adaptersPerToken: 1 }, 5)
+    await runCase({ name: 'chunk 3', seed: 7, inFeatures: 65, sliceWidths: [33, 9], rank: 5, tokens: 40, slots: 3, pattern: 'skewed', dtype: 'f32', adaptersPerToken: 2 }, 3)
+    await runCase({ name: 'chunk 5', seed: 8, inFeatures: 130, sliceWidths: [70], rank: 17, tokens: 64, slots: 2, pattern: 'identical', dtype: 'bf16', adaptersPerToken: 1 }, 5)
   })
 
   it('a device passed in, without shader-f16: f16 weights packed two per u32', async (ctx) => {
@@ -81,7 +74,7 @@ describe('webgpu backend', () => {
     expect(device.features.has('shader-f16')).toBe(false)
     const other = await createWebGpuBackend({ device })
     expect(other.device).toBe(device)
-    const base = { seed: 21, inFeatures: 129, sliceWidths: [70, 17, 20], maxRank: 9, tokens: 12, slots: 4, ids: 'zipf' as const }
+    const base = { seed: 21, inFeatures: 129, sliceWidths: [70, 17, 20], rank: 9, tokens: 12, slots: 4, pattern: 'zipf' as const }
     await runCase({ ...base, name: 'f16 packed', dtype: 'f16', adaptersPerToken: 1 }, 64, other)
     await runCase({ ...base, name: 'f16 packed K2', dtype: 'f16', adaptersPerToken: 2 }, 64, other)
     other.dispose()
@@ -92,7 +85,7 @@ describe('webgpu backend', () => {
 
   it('concurrent applies on one layer each get their own result', async (ctx) => {
     needGpu(ctx)
-    const c: SgmvCase = { name: 'concurrent', seed: 31, inFeatures: 200, sliceWidths: [96], maxRank: 12, tokens: 7, slots: 5, ids: 'uniform', dtype: 'bf16', adaptersPerToken: 1 }
+    const c: Case = { name: 'concurrent', seed: 31, inFeatures: 200, sliceWidths: [96], rank: 12, tokens: 7, slots: 5, pattern: 'uniform', dtype: 'bf16', adaptersPerToken: 1 }
     const d = materialise(c)
     const layer = gpu().createLayer(d.spec)
     d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
@@ -107,7 +100,7 @@ describe('webgpu backend', () => {
 
   it('all ids -1 and cleared slots leave y untouched', async (ctx) => {
     needGpu(ctx)
-    const c: SgmvCase = { name: 'all -1', seed: 3, inFeatures: 64, sliceWidths: [32], maxRank: 8, tokens: 5, slots: 2, ids: 'uniform', dtype: 'f32', adaptersPerToken: 1 }
+    const c: Case = { name: 'all -1', seed: 3, inFeatures: 64, sliceWidths: [32], rank: 8, tokens: 5, slots: 2, pattern: 'uniform', dtype: 'f32', adaptersPerToken: 1 }
     const d = materialise(c)
     const layer = gpu().createLayer(d.spec)
     layer.setAdapter(0, d.adapters[0])
@@ -124,7 +117,7 @@ describe('webgpu backend', () => {
 
   it('GPU-resident x and y: updated on the GPU in queue order, no readback', async (ctx) => {
     needGpu(ctx)
-    const c: SgmvCase = { name: 'resident', seed: 11, inFeatures: 96, sliceWidths: [40, 12, 15], maxRank: 16, tokens: 9, slots: 4, ids: 'some-1', dtype: 'bf16', adaptersPerToken: 2 }
+    const c: Case = { name: 'resident', seed: 11, inFeatures: 96, sliceWidths: [40, 12, 15], rank: 16, tokens: 9, slots: 4, pattern: 'some-none', dtype: 'bf16', adaptersPerToken: 2 }
     const d = materialise(c)
     const device = gpu().device
     const layer = gpu().createLayer(d.spec)
@@ -170,9 +163,9 @@ describe('webgpu backend', () => {
   it('slot groups: a stack larger than one binding is split, one dispatch per group used', async (ctx) => {
     needGpu(ctx)
     // 40 slots x 256 x 4096 f32 = 160 MiB of A: two groups on a 128 MiB binding limit
-    const c: SgmvCase = { name: 'groups', seed: 41, inFeatures: 4096, sliceWidths: [48, 20], maxRank: 6, tokens: 10, slots: 2, ids: 'uniform', dtype: 'f32', adaptersPerToken: 1 }
+    const c: Case = { name: 'groups', seed: 41, inFeatures: 4096, sliceWidths: [48, 20], rank: 6, tokens: 10, slots: 2, pattern: 'uniform', dtype: 'f32', adaptersPerToken: 1 }
     const d = materialise(c)
-    const spec = { ...d.spec, maxAdapters: 40, maxRank: 256 }
+    const spec = { ...d.spec, maxAdapters: 40, rank: 256 }
     const layer = gpu().createLayer(spec)
     const adapters: (typeof d.adapters[0] | undefined)[] = []
     adapters[3] = d.adapters[0]
@@ -194,7 +187,7 @@ describe('webgpu backend', () => {
   // last: destroys the device
   it('device loss: later calls throw DEVICE_LOST quickly', async (ctx) => {
     needGpu(ctx)
-    const c: SgmvCase = { name: 'lost', seed: 5, inFeatures: 64, sliceWidths: [64], maxRank: 4, tokens: 4, slots: 2, ids: 'uniform', dtype: 'f32', adaptersPerToken: 1 }
+    const c: Case = { name: 'lost', seed: 5, inFeatures: 64, sliceWidths: [64], rank: 4, tokens: 4, slots: 2, pattern: 'uniform', dtype: 'f32', adaptersPerToken: 1 }
     const d = materialise(c)
     const layer = gpu().createLayer(d.spec)
     d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
