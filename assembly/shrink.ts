@@ -3,7 +3,8 @@
 // A_cat is the slot's A of every slice stacked: [R x inF] with R = numSlices * rank, stored as W.
 // Dot-product form: each output is a dot product along inF, 8 weights per step (two f32x4
 // halves), reduced horizontally at the end. Register tiles:
-//   4 entries x 2 rows (8 accumulators): every A vector loaded (and decoded) serves 4 tokens;
+//   4 entries x 2 rows (8 accumulators): every A vector loaded (and decoded) serves 4 tokens
+//   (f32 steps 4 weights at a time, 16-bit types 8);
 //   1 entry x 4 rows, halves accumulated apart (8 accumulators, enough independent chains to
 //   hide the add latency in the weight-bound single-token case).
 // Remainders: 4 x 1 and 1 x 1 tiles; a 4-wide step and a scalar tail for inF % 8.
@@ -53,7 +54,9 @@ export function shrinkSegment<W>(xPtr: usize, inF: i32, rowsPtr: usize, n: i32, 
 @inline function tile4x2<W>(x0: usize, x1: usize, x2: usize, x3: usize, a0: usize, a1: usize, inF: i32, h: usize, hs: usize): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0)
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0)
-  const n8 = <usize>(inF & ~7)
+  // f32: 4 weights per step (measured ~15% faster than 8 here: fewer live values in the loop);
+  // 16-bit weights: 8 per step, as one 16-byte load of each row decodes into two halves.
+  const n8: usize = sizeof<W>() == 4 ? 0 : <usize>(inF & ~7)
   for (let i: usize = 0; i < n8; i += 8) {
     const pa0 = a0 + i * wsize<W>(), pa1 = a1 + i * wsize<W>()
     const o = i << 2
@@ -76,9 +79,9 @@ export function shrinkSegment<W>(xPtr: usize, inF: i32, rowsPtr: usize, n: i32, 
     v = v128.load(x3 + o, 16)
     c30 = fma(v, w0, c30); c31 = fma(v, w1, c31)
   }
-  if (n8 + 4 <= <usize>inF) {
-    const w0 = load4<W>(a0 + n8 * wsize<W>()), w1 = load4<W>(a1 + n8 * wsize<W>())
-    const o = n8 << 2
+  for (let i = n8; i + 4 <= <usize>inF; i += 4) {
+    const w0 = load4<W>(a0 + i * wsize<W>()), w1 = load4<W>(a1 + i * wsize<W>())
+    const o = i << 2
     let v = v128.load(x0 + o)
     c00 = fma(v, w0, c00); c01 = fma(v, w1, c01)
     v = v128.load(x1 + o)
