@@ -3,7 +3,7 @@
 // expand every slice from it. Per-slot rank: only r_a rows and columns are touched.
 import { expandSegment } from './expand'
 import { shrinkSegment } from './shrink'
-import { wsize } from './simd'
+import { scaleInPlace, wsize } from './simd'
 
 // Slot table entry (16 bytes per slot), written by the host:
 //   +0 i32 rank, +4 f32 scale, +8 u32 A_cat pointer (W [numSlices*rank x inF]),
@@ -48,11 +48,4 @@ export function sgmvT<W>(
       col0 += width
     }
   }
-}
-
-@inline function scaleInPlace(p: usize, n: i32, scale: f32): void {
-  const vs = f32x4.splat(scale)
-  const n4 = <usize>(n & ~3)
-  for (let i: usize = 0; i < n4; i += 4) v128.store(p + (i << 2), f32x4.mul(v128.load(p + (i << 2)), vs))
-  for (let i = n4; i < <usize>n; i++) store<f32>(p + (i << 2), load<f32>(p + (i << 2)) * scale)
 }

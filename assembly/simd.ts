@@ -69,3 +69,11 @@
   }
   return reinterpret<f32>(w << 16)
 }
+
+/** p[0..n) *= scale (f32). */
+@inline export function scaleInPlace(p: usize, n: i32, scale: f32): void {
+  const vs = f32x4.splat(scale)
+  const n4 = <usize>(n & ~3)
+  for (let i: usize = 0; i < n4; i += 4) v128.store(p + (i << 2), f32x4.mul(v128.load(p + (i << 2)), vs))
+  for (let i = n4; i < <usize>n; i++) store<f32>(p + (i << 2), load<f32>(p + (i << 2)) * scale)
+}

@@ -12,7 +12,7 @@
 import { expandSegment } from './expand'
 import { SLOT_BYTES } from './sgmv'
 import { shrinkSegment } from './shrink'
-import { wsize } from './simd'
+import { scaleInPlace, wsize } from './simd'
 
 /** i32 fields per shrink task: segment, first entry, entries, first A row, end A row. */
 export const TASK_FIELDS: i32 = 5
@@ -105,13 +105,6 @@ export function expandColumnsT<W>(
       off += width
     }
   }
-}
-
-@inline function scaleInPlace(p: usize, n: i32, scale: f32): void {
-  const vs = f32x4.splat(scale)
-  const n4 = <usize>(n & ~3)
-  for (let i: usize = 0; i < n4; i += 4) v128.store(p + (i << 2), f32x4.mul(v128.load(p + (i << 2)), vs))
-  for (let i = n4; i < <usize>n; i++) store<f32>(p + (i << 2), load<f32>(p + (i << 2)) * scale)
 }
 
 // Exports (dtype: 0 f32, 1 bf16, 2 f16, as in index.ts); argument shapes as above.

@@ -12,27 +12,7 @@
 // Rank tiles at or past the slot's rank do no work (per-slot rank read here: no work on padding).
 // Weights are read in pairs of k (row strides are even), decoded by load2() to f32; math is f32.
 
-struct Params {
-  inFeatures: u32,   // K of the shrink
-  inStride: u32,     // row stride of A in elements (inFeatures rounded up to even)
-  outFeatures: u32,  // row stride of y
-  rankStride: u32,   // row stride of h in elements (maxRank rounded up to even)
-  maxRank: u32,      // rows of A per (slot, slice)
-  numSlices: u32,    // S
-  tilesOffset: u32,  // start of the tile list in calls
-  rowsOffset: u32,   // start of the entry rows in meta
-  tokensOffset: u32, // start of the token list in calls (expand_multi)
-  adaptersPerToken: u32,
-  numTokens: u32,    // tokens listed in calls (expand_multi)
-  bStride: u32,      // row stride of B in elements: sum of the slice widths, each rounded up to even
-  sliceWidth: vec4<u32>,  // n_s
-  sliceOffset: vec4<u32>, // off_s: first column of slice s in y
-  bOffset: vec4<u32>,     // first column of slice s in a row of B (even)
-  slotBase: u32,     // first slot of the weight buffers bound to this dispatch (slot group)
-  slotCount: u32,    // slots in those buffers
-  _pad0: u32,
-  _pad1: u32,
-}
+//@params (shaders/params.wgsl)
 
 override EM: u32 = 1u;  // entry threads per workgroup
 override RW: u32 = 4u;  // rank threads per workgroup

@@ -147,7 +147,7 @@ describe('webgpu backend', () => {
 
   it('a shader that does not compile is GPU_ERROR, with the compiler message', async (ctx) => {
     needGpu(ctx)
-    const sources = { shrink: 'fn main( {', expand: '', expand_multi: '' }
+    const sources = { shrink: 'fn main( {', expand: '', expand_multi: '', params: '' }
     const cache = new PipelineCache(gpu().device, sources, new LossWatch(gpu().device))
     const err = await cache.get({ shader: 'shrink', storage: 'f32', overrides: {} }).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(LoraError)

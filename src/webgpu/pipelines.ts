@@ -21,7 +21,7 @@ export class PipelineCache {
   private readonly modules = new Map<string, GPUShaderModule>()
   constructor(
     private readonly device: GPUDevice,
-    private readonly sources: Record<ShaderName, string>,
+    private readonly sources: Record<ShaderName | 'params', string>,
     private readonly watch: LossWatch,
   ) {}
 
@@ -44,7 +44,7 @@ export class PipelineCache {
     const moduleKey = `${spec.shader}|${spec.storage}`
     let module = this.modules.get(moduleKey)
     if (!module) {
-      module = device.createShaderModule({ label: moduleKey, code: specialise(this.sources[spec.shader], spec.storage) })
+      module = device.createShaderModule({ label: moduleKey, code: specialise(this.sources[spec.shader], spec.storage, this.sources.params) })
       this.modules.set(moduleKey, module)
     }
     // pop right after the synchronous calls: no await between push and pop, so concurrent

@@ -1,4 +1,5 @@
 import { LoraError } from '../errors.js'
+import { importNode } from '../platform.js'
 import type { WeightDtype } from '../types.js'
 
 /** Names of the WGSL files in shaders/ (one entry point `main` each). */
@@ -30,22 +31,21 @@ fn load2(i: u32) -> vec2<f32> { return unpack2x16float(w[i >> 1u]); }`,
 fn load2(i: u32) -> vec2<f32> { let v = w[i >> 1u]; return vec2<f32>(bitcast<f32>(v << 16u), bitcast<f32>(v & 0xffff0000u)); }`,
 }
 
-/** WGSL source with the weight storage substituted. */
-export function specialise(source: string, storage: WeightStorage): string {
-  const body = source.replace('//@weights', WEIGHT_SNIPPETS[storage])
+/** WGSL source with the shared params struct and the weight storage substituted. */
+export function specialise(source: string, storage: WeightStorage, params: string): string {
+  const body = source.replace(/^\/\/@params.*$/m, params).replace('//@weights', WEIGHT_SNIPPETS[storage])
   return storage === 'f16' ? `enable f16;\n${body}` : body
 }
 
 /** Read every shader file: fs in Node, fetch elsewhere (files sit in shaders/ at the package root). */
-export async function loadShaderSources(): Promise<Record<ShaderName, string>> {
-  const out = {} as Record<ShaderName, string>
+export async function loadShaderSources(): Promise<Record<ShaderName | 'params', string>> {
+  const out = {} as Record<ShaderName | 'params', string>
   const isNode = typeof process !== 'undefined' && !!process.versions?.node
-  for (const name of SHADER_NAMES) {
+  for (const name of [...SHADER_NAMES, 'params' as const]) {
     const url = new URL(`../../shaders/${name}.wgsl`, import.meta.url)
     try {
       if (isNode && url.protocol === 'file:') {
-        const fs = 'node:fs/promises'
-        const { readFile } = (await import(fs)) as typeof import('node:fs/promises')
+        const { readFile } = (await importNode('node:fs/promises')) as typeof import('node:fs/promises')
         out[name] = await readFile(url, 'utf8')
       } else {
         const res = await fetch(url)
