@@ -76,8 +76,11 @@ export async function timePoint(t: Target, p: Point, reps: number, deadline: num
       await (layer as BackendLayer & { apply(x: unknown, y: unknown, plan: SegmentPlan): unknown }).apply(x, y, plans[i % copies])
       if (gpuBufs.length && t.device) await t.device.queue.onSubmittedWorkDone()
     }
-    await call(0)
-    // start timing after the warm-up: a first GPU call compiles pipelines
+    // warm-up, untimed: a first GPU call compiles pipelines; V8 runs a wasm kernel's first calls
+    // in its baseline tier (Liftoff), ~2x slower, until its optimized code is ready (measured
+    // here: after ~3 ms of calls), so CPU points warm up for 6 ms or 60 calls
+    const w0 = performance.now()
+    for (let i = 0; i < (t.device ? 1 : 60) && (i < 3 || performance.now() - w0 < 6); i++) await call(0)
     const samples: number[] = []
     for (let i = 1; i <= reps; i++) {
       if (performance.now() > deadline) break
@@ -92,34 +95,3 @@ export async function timePoint(t: Target, p: Point, reps: number, deadline: num
   }
 }
 
-/**
- * How much slower the wasm module reads memory cold than warm: its readBytes kernel over 16 MiB
- * (past the caches) vs over 1 MiB, each freshly filled. The short calibration times its weight-
- * bound point warm (filling a cold working set through setAdapter costs ~15 ms per MiB) and
- * scales that rate by this ratio. null when the backend has no readBytes export.
- */
-export function coldReadRatio(backend: Backend): number | null {
-  const w = backend as Backend & { exports?: { readBytes?(p: number, bytes: number, reps: number): number }; memory?: { alloc(n: number): number; release(p: number): void; u8: Uint8Array } }
-  if (!w.exports?.readBytes || !w.memory) return null
-  const big = 16 << 20
-  const p = w.memory.alloc(big)
-  try {
-    const u8 = w.memory.u8 // after alloc: growing memory detaches older views
-    u8.fill(1, p, p + big)
-    const rate = (bytes: number, reps: number): number => {
-      let best = 0
-      for (let r = 0; r < 3; r++) {
-        const t0 = performance.now()
-        w.exports!.readBytes!(p, bytes, reps)
-        best = Math.max(best, (bytes * reps) / Math.max(1e-3, performance.now() - t0))
-      }
-      return best
-    }
-    const warm = rate(1 << 20, 4)
-    // cold: read the whole 16 MiB once per pass, so little of it is still cached
-    const cold = rate(big, 1)
-    return Math.min(1, cold / warm)
-  } finally {
-    w.memory.release(p)
-  }
-}
