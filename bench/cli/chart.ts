@@ -13,13 +13,14 @@ export async function chartSvg(rows: Row[]): Promise<string> {
     const panel = `rank ${r.rank}, ${r.distinct} adapter${r.distinct > 1 ? 's' : ''}, ${r.dtype}`
     for (const [id, ms] of Object.entries(r.ms)) {
       const series = id.includes('/') ? id.split('/')[0] : `${id} (f32)`
-      data.push({ panel, T: r.T, ms, series, auto: series === 'auto' ? `auto -> ${r.choice}` : null })
+      const order = r.rank * 1e4 + r.distinct * 10 + (r.dtype === 'f32' ? 0 : 1)
+      data.push({ panel, order, T: r.T, ms, series, auto: series === 'auto' ? `auto -> ${r.choice}` : null })
     }
   }
   const spec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     data: { values: data },
-    facet: { field: 'panel', type: 'nominal', title: null },
+    facet: { field: 'panel', type: 'nominal', title: null, sort: { field: 'order', op: 'min' } },
     columns: 2,
     spec: {
       width: 300, height: 200,
@@ -35,7 +36,7 @@ export async function chartSvg(rows: Row[]): Promise<string> {
         },
         {
           transform: [{ filter: "datum.series === 'auto'" }],
-          mark: { type: 'point', shape: 'diamond', size: 90, filled: true },
+          mark: { type: 'point', size: 90, filled: true },
           encoding: {
             x: { field: 'T', type: 'quantitative' }, y: { field: 'ms', type: 'quantitative' },
             shape: { field: 'auto', type: 'nominal', title: "dispatcher's choice" },
