@@ -1,9 +1,11 @@
 import type { Backend, BackendLayer } from './backend.js'
 import type { CallFeatures } from './cost.js'
 import { LoraError } from './errors.js'
-import { buildSegments } from './metadata.js'
+import { buildSegments, type SegmentPlan } from './metadata.js'
 import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec, PreparedAdapter } from './types.js'
-import { checkApply, checkBackend, checkIds, prepareAdapter } from './validate.js'
+import type { WebGpuBackend } from './webgpu/index.js'
+import type { WebGpuLayer } from './webgpu/types.js'
+import { checkApply, checkBackend, checkIds, isGpuBuffer, prepareAdapter } from './validate.js'
 
 /** What a layer needs from its runtime: the backends and the per-call choice among them. */
 export interface LayerHost {
@@ -134,7 +136,7 @@ export class LoraLayer implements Layer {
     return this.filled[slot] === true
   }
 
-  async apply(x: Float32Array, y: Float32Array, ids: Int32Array, options: ApplyOptions = {}): Promise<void> {
+  async apply(x: Float32Array | GPUBuffer, y: Float32Array | GPUBuffer, ids: Int32Array, options: ApplyOptions = {}): Promise<void> {
     this.checkAlive()
     if (typeof options !== 'object' || options === null) {
       throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${String(options)}`)
@@ -160,7 +162,7 @@ export class LoraLayer implements Layer {
     const { spec } = this
     const features: CallFeatures = {
       tokens: T, entries, distinct, rankSum, rankEntries, inFeatures: spec.inFeatures, outFeatures: spec.outFeatures,
-      slices: spec.sliceWidths.length, weightDtype: spec.weightDtype, resident: x instanceof Float32Array ? 'host' : 'gpu',
+      slices: spec.sliceWidths.length, weightDtype: spec.weightDtype, resident: isGpuBuffer(x) || isGpuBuffer(y) ? 'gpu' : 'host',
     }
     const backend = this.host.pick(choice, features)
     const slots = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize ?? 64).slots
@@ -170,7 +172,9 @@ export class LoraLayer implements Layer {
       const layer = this.onBackend.get(b.name)!
       const plan = buildSegments(ids, K, this.spec.maxAdapters, b.chunkSize ?? 64)
       const waits = before.get(b.name) ?? []
-      return waits.length ? Promise.all(waits).then(() => layer.apply(x, y, plan)) : layer.apply(x, y, plan)
+      const run = (): void | Promise<void> =>
+        b.name !== 'webgpu' && features.resident === 'gpu' ? this.applyThroughHost(layer, x, y, plan) : (layer as WebGpuLayer).apply(x, y, plan)
+      return waits.length ? Promise.all(waits).then(run) : run()
     }
     let run = attempt(backend)
     if (!(run instanceof Promise)) return // synchronous backend: done
@@ -202,6 +206,19 @@ export class LoraLayer implements Layer {
         }
       }
     }
+  }
+
+  /** GPU-resident x and y on a CPU backend: read them back, run, write y back (queue order kept). */
+  private async applyThroughHost(layer: BackendLayer, x: Float32Array | GPUBuffer, y: Float32Array | GPUBuffer, plan: SegmentPlan): Promise<void> {
+    const gpu = this.owners.get('webgpu') as WebGpuBackend | undefined
+    if (!gpu || gpu.lost) throw new LoraError('DEVICE_LOST', 'x or y is a GPUBuffer but the runtime has no working WebGPU device')
+    const { readBack, writeBack, checkWritable } = await import('./webgpu/transfer.js')
+    if (isGpuBuffer(y)) checkWritable(y)
+    const T = plan.numTokens
+    const xs = isGpuBuffer(x) ? await readBack(gpu.device, x, T * this.spec.inFeatures, 'x') : x
+    const ys = isGpuBuffer(y) ? await readBack(gpu.device, y, T * this.spec.outFeatures, 'y') : y
+    await layer.apply(xs, ys, plan)
+    if (isGpuBuffer(y)) writeBack(gpu.device, y, ys)
   }
 
   dispose(): void {

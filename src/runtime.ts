@@ -48,6 +48,11 @@ export interface Runtime {
   readonly wasmVariant: WasmVariant | null
   /** Why WebGPU is not among the backends, when it is not. */
   readonly webgpuUnavailableReason: string | null
+  /**
+   * The WebGPU device of the webgpu backend (null without one, or once lost): create x and y
+   * GPUBuffers on it to run `layer.apply` on GPU-resident data.
+   */
+  readonly device: GPUDevice | null
   /** Create a LoRA-wrapped linear layer with `maxAdapters` slots on every backend. */
   createLayer(options: LayerOptions): Layer
   /**
@@ -218,6 +223,11 @@ class LoraRuntime implements Runtime, LayerHost {
     if (n !== this.usableNames.length) this.usableNames = this.all.filter((b) => !b.lost).map((b) => b.name)
     if (n === 0) throw new LoraError('BACKEND_UNAVAILABLE', 'no backend is usable (the GPU device was lost and wasm is not loaded)')
     return this.usableNames
+  }
+
+  get device(): GPUDevice | null {
+    const gpu = this.all.find((b) => b.name === 'webgpu') as { device?: GPUDevice; lost?: boolean } | undefined
+    return gpu && !gpu.lost ? gpu.device ?? null : null
   }
 
   get backends(): BackendName[] {

@@ -76,11 +76,14 @@ export interface Layer {
   hasAdapter(slot: number): boolean
   /**
    * y[t] += sum over the token's slots a of scale_a * B_a A_a x[t], for every token t.
+   * x and y may also be GPUBuffers on the runtime's device (`rt.device`, STORAGE usage): y is then
+   * updated on the GPU, in queue order, with no readback. If the dispatcher runs such a call on
+   * wasm, x and y are copied through the host (they need COPY_SRC, y also COPY_DST).
    * @param x [T * inFeatures]
    * @param y [T * outFeatures], updated in place (untouched if the call throws)
    * @param ids [T * K] slot ids, -1 = none (K = options.adaptersPerToken, default 1)
    */
-  apply(x: Float32Array, y: Float32Array, ids: Int32Array, options?: ApplyOptions): Promise<void>
+  apply(x: Float32Array | GPUBuffer, y: Float32Array | GPUBuffer, ids: Int32Array, options?: ApplyOptions): Promise<void>
   /** Free the layer's storage on every backend. */
   dispose(): void
 }

@@ -107,15 +107,27 @@ export function checkApply(spec: LayerSpec, x: unknown, y: unknown, ids: unknown
     throw new LoraError('SHAPE_MISMATCH', `ids has ${ids.length} entries, not a multiple of adaptersPerToken = ${K}`)
   }
   const T = ids.length / K
-  if (!(x instanceof Float32Array)) throw new LoraError('INVALID_ARGUMENT', `x must be a Float32Array, got ${describe(x)}`)
-  if (!(y instanceof Float32Array)) throw new LoraError('INVALID_ARGUMENT', `y must be a Float32Array, got ${describe(y)}`)
-  if (x.length !== T * spec.inFeatures) {
-    throw new LoraError('SHAPE_MISMATCH', `x must have T * inFeatures = ${T} * ${spec.inFeatures} = ${T * spec.inFeatures} values, got ${x.length}`)
-  }
-  if (y.length !== T * spec.outFeatures) {
-    throw new LoraError('SHAPE_MISMATCH', `y must have T * outFeatures = ${T} * ${spec.outFeatures} = ${T * spec.outFeatures} values, got ${y.length}`)
-  }
+  checkData('x', x, T, spec.inFeatures, 'inFeatures')
+  checkData('y', y, T, spec.outFeatures, 'outFeatures')
   return { T, K }
+}
+
+/** A GPUBuffer (checked by shape, so a buffer from any WebGPU implementation is recognised). */
+export function isGpuBuffer(v: unknown): v is GPUBuffer {
+  const b = v as GPUBuffer | null
+  return typeof b === 'object' && b !== null && typeof b.size === 'number' && typeof b.usage === 'number' && typeof b.mapAsync === 'function'
+}
+
+/** x or y: a Float32Array of exactly T * width values, or a GPUBuffer of at least that many bytes. */
+function checkData(name: string, v: unknown, T: number, width: number, widthName: string): void {
+  const n = T * width
+  if (v instanceof Float32Array) {
+    if (v.length !== n) throw new LoraError('SHAPE_MISMATCH', `${name} must have T * ${widthName} = ${T} * ${width} = ${n} values, got ${v.length}`)
+  } else if (isGpuBuffer(v)) {
+    if (v.size < n * 4) throw new LoraError('SHAPE_MISMATCH', `${name}: GPUBuffer of ${v.size} bytes, need T * ${widthName} * 4 = ${n * 4}`)
+  } else {
+    throw new LoraError('INVALID_ARGUMENT', `${name} must be a Float32Array or a GPUBuffer, got ${describe(v)}`)
+  }
 }
 
 /** Every id in -1..maxAdapters-1, naming a filled slot, no slot twice in one token. */

@@ -1,0 +1,71 @@
+/** GPU-resident x and y through the public layer.apply: on the GPU, and through the host on wasm. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createRuntime, type Runtime } from '../src/index.js'
+import { expectDelta, expectLoraError, TOLERANCE } from './compare.js'
+import { makeCase, type Case } from './grid.js'
+import { sgmv } from './reference.js'
+
+process.env.XDG_RUNTIME_DIR ??= '/tmp'
+let rt: Runtime
+beforeAll(async () => {
+  rt = await createRuntime({ backend: 'auto' })
+  if (process.env.CI === 'true') expect(rt.device, `CI needs a WebGPU adapter: ${rt.webgpuUnavailableReason}`).not.toBeNull()
+})
+afterAll(() => rt?.dispose())
+
+const CASE: Case = { name: 'resident', seed: 21, inFeatures: 70, sliceWidths: [24, 9], slots: 4, rank: 6, tokens: 11, pattern: 'some-none', dtype: 'bf16', adaptersPerToken: 2 }
+const FULL = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST
+
+/** A buffer holding `values` (filled at creation, so it needs no COPY_DST usage). */
+function upload(device: GPUDevice, values: Float32Array, usage: number): GPUBuffer {
+  const b = device.createBuffer({ size: values.byteLength, usage, mappedAtCreation: true })
+  new Float32Array(b.getMappedRange()).set(values)
+  b.unmap()
+  return b
+}
+
+async function download(device: GPUDevice, b: GPUBuffer): Promise<Float32Array> {
+  const staging = device.createBuffer({ size: b.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
+  const enc = device.createCommandEncoder()
+  enc.copyBufferToBuffer(b, 0, staging, 0, b.size)
+  device.queue.submit([enc.finish()])
+  await staging.mapAsync(GPUMapMode.READ)
+  const out = new Float32Array(staging.getMappedRange().slice(0))
+  staging.destroy()
+  return out
+}
+
+describe.each(['webgpu', 'wasm', 'auto'] as const)('GPU buffers through layer.apply, backend %s', (backend) => {
+  it('y is updated on the device and matches the reference', async (ctx) => {
+    if (!rt.device) ctx.skip(`no WebGPU device: ${rt.webgpuUnavailableReason}`)
+    const device = rt.device!
+    const d = makeCase(CASE)
+    const layer = rt.createLayer(d.options)
+    for (const [slot, a] of d.adapters) layer.setAdapter(slot, a)
+    const xb = upload(device, d.x, FULL())
+    const yb = upload(device, d.y, FULL())
+    await layer.apply(xb, yb, d.ids, { backend, adaptersPerToken: CASE.adaptersPerToken })
+    expectDelta(await download(device, yb), d.y, sgmv(d.ref, d.x, d.ids, CASE.adaptersPerToken), TOLERANCE.bf16, backend)
+    xb.destroy()
+    yb.destroy()
+    layer.dispose()
+  })
+})
+
+describe('GPU buffers: bad input', () => {
+  it('a y buffer too small is SHAPE_MISMATCH; a y without COPY_DST on wasm is INVALID_ARGUMENT; y untouched', async (ctx) => {
+    if (!rt.device) ctx.skip(`no WebGPU device: ${rt.webgpuUnavailableReason}`)
+    const device = rt.device!
+    const d = makeCase(CASE)
+    const layer = rt.createLayer(d.options)
+    for (const [slot, a] of d.adapters) layer.setAdapter(slot, a)
+    const xb = upload(device, d.x, FULL())
+    const small = upload(device, d.y.subarray(1), FULL())
+    await expectLoraError(() => layer.apply(xb, small, d.ids, { adaptersPerToken: 2 }), 'SHAPE_MISMATCH', ['y', 'GPUBuffer'])
+    const noDst = upload(device, d.y, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC)
+    await expectLoraError(() => layer.apply(xb, noDst, d.ids, { backend: 'wasm', adaptersPerToken: 2 }), 'INVALID_ARGUMENT', ['COPY_DST'])
+    expect(await download(device, noDst)).toEqual(d.y)
+    for (const b of [xb, small, noDst]) b.destroy()
+    layer.dispose()
+  })
+})
