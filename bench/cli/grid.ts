@@ -1,6 +1,8 @@
 /**
- * The benchmark grid and the data of each group of points: one layer shape (Llama-7B's fused QKV,
- * 4096 -> 4096/1024/1024), ranks, distinct adapters per batch, T from 1 to 4096, f32 and bf16.
+ * The benchmark grid and the data of each group of points: Llama-7B's fused QKV
+ * (4096 -> 4096/1024/1024) over ranks, distinct adapters per batch, T from 1 to 4096, f32 and
+ * bf16; in the full run also every typical LoRA-wrapped projection (QKV at rank 8 and 32, o,
+ * gate_up and down at rank 16, o at rank 64) at T = 1, 16, 256, 1024.
  * Weights are cold: each layer holds its adapters in copies over >= 128 MiB and successive calls
  * of one contender rotate over the copies (as in serving, where the other layers run between two
  * calls of this one).
@@ -17,6 +19,11 @@ export interface Group { shape: Shape; rank: number; distinct: number; tokens: n
 export const DTYPES: WeightDtype[] = ['f32', 'bf16']
 export const COLD_BYTES = 128 << 20
 const QKV: Shape = { name: 'qkv 4096->4096/1024/1024', inF: 4096, widths: [4096, 1024, 1024] }
+const O: Shape = { name: 'o 4096->4096', inF: 4096, widths: [4096] }
+const GATE_UP: Shape = { name: 'gate_up 4096->2x11008', inF: 4096, widths: [11008, 11008] }
+const DOWN: Shape = { name: 'down 11008->4096', inF: 11008, widths: [4096] }
+/** The typical projections: [shape, rank]. */
+const PROJECTIONS: [Shape, number][] = [[QKV, 8], [QKV, 32], [O, 16], [GATE_UP, 16], [DOWN, 16], [O, 64]]
 
 export function gridOf(quick: boolean): Group[] {
   const tokens = quick ? [1, 16, 64, 256, 1024] : [1, 4, 16, 64, 256, 1024, 4096]
@@ -25,6 +32,14 @@ export function gridOf(quick: boolean): Group[] {
   const groups: Group[] = []
   // a batch of T tokens has at most T distinct adapters: points with T < D are left out
   for (const rank of ranks) for (const D of distinct) groups.push({ shape: QKV, rank, distinct: D, tokens: tokens.filter((T) => T >= D) })
+  if (!quick) {
+    // T = 1 reads one adapter per call; the rotation over cold copies makes it weight-bound as
+    // with many adapters in turn. Larger batches mix 8 adapters.
+    for (const [shape, rank] of PROJECTIONS) {
+      if (!(shape === QKV && rank === 16)) groups.push({ shape, rank, distinct: 1, tokens: [1] })
+      groups.push({ shape, rank, distinct: 8, tokens: [16, 256, 1024] })
+    }
+  }
   return groups
 }
 

@@ -55,7 +55,7 @@ const peerErrors: Record<string, string> = {}
 let seed = 7
 const rng = (): number => ((seed = (Math.imul(seed, 1664525) + 1013904223) | 0) >>> 0) / 2 ** 32
 for (const g of groups) {
-  const label = `rank ${g.rank}, ${g.distinct} adapters`
+  const label = `${g.shape.name} rank ${g.rank}, ${g.distinct} adapters`
   bar.update({ label: `${label}: loading weights` })
   const { distinct, peerLayer } = groupData(g)
   const layers = {} as Record<WeightDtype, Layer>
