@@ -14,3 +14,6 @@ export { buildSegmentsChecked as buildSegments, type SegmentPlan } from './metad
 export type { WasmModuleOptions, WasmSource } from './wasm/loader.js'
 export type { AdapterInfo, AdapterSource, PoolStats, TokenAdapters } from './pool.js'
 export { readSafetensors, writeSafetensors } from './peft/safetensors.js'
+export type { Decision, ExplainRequest } from './dispatch.js'
+export type { Profile } from './cost-profile.js'
+export type { ThreadsOption } from './wasm/threads/support.js'
