@@ -6,7 +6,7 @@
 // would read `rank` lines 4*width bytes apart, which all fall in one L1 set and thrash it).
 // The update is a sum of rank-1 outer products along output columns: vectorised over columns.
 // Register tile: 4 entries x 8 columns (8 f32x4 accumulators); every B vector loaded (and
-// decoded) serves 4 tokens. Remainders: 1 x 8, then a 4-column and single-column strips.
+// decoded) serves 4 tokens. Remainders: 2 x 8, 1 x 8, then a 4-column and single-column strips.
 // The slot's scale is already folded into H.
 import { fma, load1, load4, load8hi, load8lo, wsize } from './simd'
 
@@ -43,6 +43,13 @@ export function expandSegment<W>(
     const y3 = yBase + <usize>load<i32>(rowsPtr + (<usize>(e + 3) << 2)) * yStride
     const h = hBase + <usize>e * hStride
     for (let j = 0; j < w8; j += 8) tile4x8<W>(h, hStride, rank, btPtr + <usize>(j >> 3) * panel, y0 + (<usize>j << 2), y1 + (<usize>j << 2), y2 + (<usize>j << 2), y3 + (<usize>j << 2))
+  }
+  if (e + 2 <= n) {
+    const y0 = yBase + <usize>load<i32>(rowsPtr + (<usize>e << 2)) * yStride
+    const y1 = yBase + <usize>load<i32>(rowsPtr + (<usize>(e + 1) << 2)) * yStride
+    const h = hBase + <usize>e * hStride
+    for (let j = 0; j < w8; j += 8) tile2x8<W>(h, hStride, rank, btPtr + <usize>(j >> 3) * panel, y0 + (<usize>j << 2), y1 + (<usize>j << 2))
+    e += 2
   }
   for (; e < n; e++) {
     const y0 = yBase + <usize>load<i32>(rowsPtr + (<usize>e << 2)) * yStride
@@ -94,6 +101,40 @@ export function expandSegment<W>(
   v128.store(y1, f32x4.add(v128.load(y1), c10)); v128.store(y1, f32x4.add(v128.load(y1, 16), c11), 16)
   v128.store(y2, f32x4.add(v128.load(y2), c20)); v128.store(y2, f32x4.add(v128.load(y2, 16), c21), 16)
   v128.store(y3, f32x4.add(v128.load(y3), c30)); v128.store(y3, f32x4.add(v128.load(y3, 16), c31), 16)
+}
+
+// 2 tokens x 8 columns; k unrolled by 2 with separate accumulators (8 chains).
+@inline function tile2x8<W>(h: usize, hs: usize, rank: i32, b: usize, y0: usize, y1: usize): void {
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0)
+  let c4 = f32x4.splat(0), c5 = f32x4.splat(0), c6 = f32x4.splat(0), c7 = f32x4.splat(0)
+  const row: usize = 8 * wsize<W>()
+  const h1 = h + hs
+  let k = 0
+  for (; k + 2 <= rank; k += 2) {
+    const bk = b + <usize>k * row
+    const o = <usize>k << 2
+    let w0 = load8lo<W>(bk), w1 = load8hi<W>(bk)
+    let v = v128.load32_splat(h + o)
+    c0 = fma(v, w0, c0); c1 = fma(v, w1, c1)
+    v = v128.load32_splat(h1 + o)
+    c2 = fma(v, w0, c2); c3 = fma(v, w1, c3)
+    w0 = load8lo<W>(bk + row); w1 = load8hi<W>(bk + row)
+    v = v128.load32_splat(h + o, 4)
+    c4 = fma(v, w0, c4); c5 = fma(v, w1, c5)
+    v = v128.load32_splat(h1 + o, 4)
+    c6 = fma(v, w0, c6); c7 = fma(v, w1, c7)
+  }
+  if (k < rank) {
+    const bk = b + <usize>k * row
+    const o = <usize>k << 2
+    const w0 = load8lo<W>(bk), w1 = load8hi<W>(bk)
+    let v = v128.load32_splat(h + o)
+    c0 = fma(v, w0, c0); c1 = fma(v, w1, c1)
+    v = v128.load32_splat(h1 + o)
+    c2 = fma(v, w0, c2); c3 = fma(v, w1, c3)
+  }
+  v128.store(y0, f32x4.add(v128.load(y0), f32x4.add(c0, c4))); v128.store(y0, f32x4.add(v128.load(y0, 16), f32x4.add(c1, c5)), 16)
+  v128.store(y1, f32x4.add(v128.load(y1), f32x4.add(c2, c6))); v128.store(y1, f32x4.add(v128.load(y1, 16), f32x4.add(c3, c7)), 16)
 }
 
 // 1 token x 8 columns; k unrolled by 4 with separate accumulators (8 chains) to hide the add

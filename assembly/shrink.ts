@@ -5,6 +5,7 @@
 // halves), reduced horizontally at the end. Register tiles:
 //   4 entries x 2 rows (8 accumulators): every A vector loaded (and decoded) serves 4 tokens
 //   (f32 steps 4 weights at a time, 16-bit types 8);
+//   2 entries x 4 rows (a segment's last two: small segments of a mixed batch);
 //   1 entry x 4 rows, halves accumulated apart (8 accumulators, enough independent chains to
 //   hide the add latency in the weight-bound single-token case).
 // Remainders: 4 x 1 and 1 x 1 tiles; a 4-wide step and a scalar tail for inF % 8.
@@ -40,6 +41,20 @@ export function shrinkSegment<W>(xPtr: usize, inF: i32, rowsPtr: usize, n: i32, 
       store<f32>(hk, dot<W>(x0, a, inF)); store<f32>(hk + hs, dot<W>(x1, a, inF))
       store<f32>(hk + 2 * hs, dot<W>(x2, a, inF)); store<f32>(hk + 3 * hs, dot<W>(x3, a, inF))
     }
+  }
+  if (e + 2 <= n) {
+    // two entries left (a segment of 2, 3, 6, 7, ...): each A row loaded serves both
+    const x0 = xPtr + <usize>load<i32>(rowsPtr + (<usize>e << 2)) * xStride
+    const x1 = xPtr + <usize>load<i32>(rowsPtr + (<usize>(e + 1) << 2)) * xStride
+    const h = hPtr + <usize>e * hs
+    let k = 0
+    for (; k + 4 <= R; k += 4) tile2x4<W>(x0, x1, aPtr + <usize>k * aStride, aStride, inF, h + (<usize>k << 2), hs)
+    for (; k < R; k++) {
+      const a = aPtr + <usize>k * aStride
+      store<f32>(h + (<usize>k << 2), dot<W>(x0, a, inF))
+      store<f32>(h + hs + (<usize>k << 2), dot<W>(x1, a, inF))
+    }
+    e += 2
   }
   for (; e < n; e++) {
     const x0 = xPtr + <usize>load<i32>(rowsPtr + (<usize>e << 2)) * xStride
@@ -105,6 +120,48 @@ export function shrinkSegment<W>(xPtr: usize, inF: i32, rowsPtr: usize, n: i32, 
   store<f32>(h + hs, s10); store<f32>(h + hs, s11, 4)
   store<f32>(h + 2 * hs, s20); store<f32>(h + 2 * hs, s21, 4)
   store<f32>(h + 3 * hs, s30); store<f32>(h + 3 * hs, s31, 4)
+}
+
+// 2 tokens x 4 consecutive rows of A (as bytes apart); results to h[0..4] and (h + hs)[0..4].
+@inline function tile2x4<W>(x0: usize, x1: usize, a: usize, as: usize, inF: i32, h: usize, hs: usize): void {
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0)
+  let d0 = f32x4.splat(0), d1 = f32x4.splat(0), d2 = f32x4.splat(0), d3 = f32x4.splat(0)
+  const a1 = a + as, a2 = a + 2 * as, a3 = a + 3 * as
+  const n8: usize = sizeof<W>() == 4 ? 0 : <usize>(inF & ~7)
+  for (let i: usize = 0; i < n8; i += 8) {
+    const o = i * wsize<W>()
+    const ox = i << 2
+    let u = v128.load(x0 + ox), v = v128.load(x1 + ox)
+    let w = load8lo<W>(a + o); c0 = fma(u, w, c0); d0 = fma(v, w, d0)
+    w = load8lo<W>(a1 + o); c1 = fma(u, w, c1); d1 = fma(v, w, d1)
+    w = load8lo<W>(a2 + o); c2 = fma(u, w, c2); d2 = fma(v, w, d2)
+    w = load8lo<W>(a3 + o); c3 = fma(u, w, c3); d3 = fma(v, w, d3)
+    u = v128.load(x0 + ox, 16); v = v128.load(x1 + ox, 16)
+    w = load8hi<W>(a + o); c0 = fma(u, w, c0); d0 = fma(v, w, d0)
+    w = load8hi<W>(a1 + o); c1 = fma(u, w, c1); d1 = fma(v, w, d1)
+    w = load8hi<W>(a2 + o); c2 = fma(u, w, c2); d2 = fma(v, w, d2)
+    w = load8hi<W>(a3 + o); c3 = fma(u, w, c3); d3 = fma(v, w, d3)
+  }
+  for (let i = n8; i + 4 <= <usize>inF; i += 4) {
+    const o = i * wsize<W>()
+    const u = v128.load(x0 + (i << 2)), v = v128.load(x1 + (i << 2))
+    let w = load4<W>(a + o); c0 = fma(u, w, c0); d0 = fma(v, w, d0)
+    w = load4<W>(a1 + o); c1 = fma(u, w, c1); d1 = fma(v, w, d1)
+    w = load4<W>(a2 + o); c2 = fma(u, w, c2); d2 = fma(v, w, d2)
+    w = load4<W>(a3 + o); c3 = fma(u, w, c3); d3 = fma(v, w, d3)
+  }
+  let s0 = hsum(c0), s1 = hsum(c1), s2 = hsum(c2), s3 = hsum(c3)
+  let t0 = hsum(d0), t1 = hsum(d1), t2 = hsum(d2), t3 = hsum(d3)
+  for (let i = <usize>(inF & ~3); i < <usize>inF; i++) {
+    const u = load<f32>(x0 + (i << 2)), v = load<f32>(x1 + (i << 2))
+    const o = i * wsize<W>()
+    let w = load1<W>(a + o); s0 += u * w; t0 += v * w
+    w = load1<W>(a1 + o); s1 += u * w; t1 += v * w
+    w = load1<W>(a2 + o); s2 += u * w; t2 += v * w
+    w = load1<W>(a3 + o); s3 += u * w; t3 += v * w
+  }
+  store<f32>(h, s0); store<f32>(h, s1, 4); store<f32>(h, s2, 8); store<f32>(h, s3, 12)
+  store<f32>(h + hs, t0); store<f32>(h + hs, t1, 4); store<f32>(h + hs, t2, 8); store<f32>(h + hs, t3, 12)
 }
 
 // 1 token x 4 consecutive rows of A (as bytes apart); results to h[0..4].

@@ -4,7 +4,7 @@
  * Shrink: H rows. A segment stays whole unless it is a big share of the call: its A
  * is then read by one thread only (cut in two, both threads would pull the same A from memory).
  * Big segments are cut in the same entry groups as the single-threaded kernel (blocks of 4 entries
- * from the segment's start, then single entries), so that every H value is computed by the same
+ * from the segment's start, then a pair, then a single entry), so that every H value is computed by the same
  * instruction sequence and the result is bit-identical. A single entry may be cut further by rows
  * of A (multiples of 4), which is how T = 1 uses several threads. Parts are contiguous runs of
  * these units with about equal multiply-adds.
@@ -48,7 +48,7 @@ export function splitShrink(
   const emit = (g: number, e0: number, n: number, k0: number, k1: number, R: number) => {
     const last = out.length - TASK_FIELDS
     // extend the previous task of this part when it holds the same segment's preceding entries,
-    // whole rows: tasks start at a block of 4 or in the tail of singles, so the kernel still
+    // whole rows: tasks start at a block of 4, the pair or the single, so the kernel still
     // groups the entries as the single-threaded one does
     if (out.length / TASK_FIELDS > partStart[p] && k0 === 0 && k1 === R && out[last] === g && out[last + 3] === 0 &&
       out[last + 4] === R && out[last + 1] + out[last + 2] === e0) {
@@ -69,10 +69,13 @@ export function splitShrink(
       emit(g, 0, n, 0, R, R)
       continue
     }
+    // the kernel's entry groups: blocks of 4, then a pair, then a single
     const blocks = n >> 2
-    for (let b = 0; b < blocks + (n & 3); b++) {
-      const e0 = b < blocks ? b * 4 : blocks * 4 + (b - blocks)
-      const m = b < blocks ? 4 : 1
+    const pair = (n & 3) >= 2 ? 1 : 0
+    const units = blocks + pair + ((n & 3) - 2 * pair)
+    for (let b = 0; b < units; b++) {
+      const e0 = b < blocks ? b * 4 : b < blocks + pair ? blocks * 4 : blocks * 4 + 2 * pair + (b - blocks - pair)
+      const m = b < blocks ? 4 : b < blocks + pair ? 2 : 1
       if (m === 1 && R >= 8) {
         // one entry: cut by rows of A wherever a part boundary falls inside it
         let k = 0
