@@ -17,7 +17,7 @@ import { tfjsPeer } from '../peers/tfjs.js'
 import type { Peer } from '../peers/types.js'
 import { chartSvg } from './chart.js'
 import { copiesOf, DTYPES, gridOf, groupData, Rotation, rounded } from './grid.js'
-import { type Row, rowsOf, summarise, table } from './report.js'
+import { markdown, type Row, rowsOf, summarise, table } from './report.js'
 import { type PointLayers, runPoint } from './run-point.js'
 
 const args = process.argv.slice(2)
@@ -118,9 +118,10 @@ const result = {
   backends: rt.backends, wasmVariant: rt.wasmVariant, profile: rt.profile, ceilings: { start: ceilingsStart, end: ceilingsEnd },
   rounds, summary, rows, checks, peerErrors, seconds: (performance.now() - t0) / 1000,
 }
-for (const [path, text] of [[jsonPath, JSON.stringify(result, null, 1)], [svgPath, await chartSvg(rows)]]) {
+const mdPath = jsonPath.replace(/\.json$/, '') + '.md'
+for (const [path, text] of [[jsonPath, JSON.stringify(result, null, 1)], [svgPath, await chartSvg(rows)], [mdPath, markdown(rows) + '\n']]) {
   mkdirSync(dirname(path), { recursive: true })
   writeFileSync(path, text)
 }
-console.log(`wrote ${jsonPath}, ${svgPath} in ${result.seconds.toFixed(0)} s`)
+console.log(`wrote ${jsonPath}, ${svgPath}, ${mdPath} in ${result.seconds.toFixed(0)} s`)
 rt.dispose()

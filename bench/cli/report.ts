@@ -67,14 +67,26 @@ function regretOf(auto: number[] | undefined, best: number[] | undefined, fallba
 const f = (v: number | undefined, d = 2): string => (v === undefined || !Number.isFinite(v) ? '-' : v < 0.1 && d > 0 ? v.toFixed(3) : v.toFixed(d))
 const pct = (v: number): string => `${(v * 100).toFixed(0)}%`
 
+const HEAD = ['shape', 'rank', 'D', 'T', 'dtype', 'wasm ms', 'webgpu ms', 'auto ms', 'auto ->', 'regret', 'js ms', 'tfjs ms', 'ort ms', 'js/wasm', 'tfjs/wasm', 'ort/wasm', 'GFLOP/s', '% peak', 'GB/s', '% bw']
+
+function cells(r: Row): string[] {
+  const js = r.ms.js !== undefined && r.ms[`wasm/${r.dtype}`] !== undefined ? r.ms.js / r.ms[`wasm/${r.dtype}`]! : undefined
+  return [r.shape.split(' ')[0], r.rank, r.distinct, r.T, r.dtype, f(r.ms[`wasm/${r.dtype}`], 3), f(r.ms[`webgpu/${r.dtype}`]), f(r.ms[`auto/${r.dtype}`], 3),
+    r.choice, f(r.regret), f(r.ms.js), f(r.ms['tfjs-wasm']), f(r.ms.onnxruntime, 3), f(js, 1), f(r.tfjsOverWasm, 1), f(r.ortOverWasm), f(r.wasmGflops, 1),
+    pct(r.peakFraction), f(r.weightGBs, 1), pct(r.bandwidthFraction)].map(String)
+}
+
+/** The printed table. */
 export function table(rows: Row[]): string {
-  const head = ['rank', 'D', 'T', 'dtype', 'wasm ms', 'webgpu ms', 'auto ms', 'auto ->', 'regret', 'js ms', 'tfjs ms', 'ort ms', 'tfjs/wasm', 'ort/wasm', 'GFLOP/s', '% peak', 'GB/s', '% bw']
-  const lines = rows.map((r) => [r.rank, r.distinct, r.T, r.dtype, f(r.ms[`wasm/${r.dtype}`], 3), f(r.ms[`webgpu/${r.dtype}`]), f(r.ms[`auto/${r.dtype}`], 3),
-    r.choice, f(r.regret), f(r.ms.js), f(r.ms['tfjs-wasm']), f(r.ms.onnxruntime, 3), f(r.tfjsOverWasm, 1), f(r.ortOverWasm), f(r.wasmGflops, 1), pct(r.peakFraction),
-    f(r.weightGBs, 1), pct(r.bandwidthFraction)].map(String))
-  const all = [head, ...lines]
-  const w = head.map((_, i) => Math.max(...all.map((l) => l[i].length)))
+  const all = [HEAD, ...rows.map(cells)]
+  const w = HEAD.map((_, i) => Math.max(...all.map((l) => l[i].length)))
   return all.map((l) => l.map((c, i) => c.padStart(w[i])).join(' | ')).join('\n')
+}
+
+/** The same table in Markdown (for the README). */
+export function markdown(rows: Row[]): string {
+  const line = (l: string[]) => `| ${l.join(' | ')} |`
+  return [line(HEAD), line(HEAD.map(() => '---')), ...rows.map((r) => line(cells(r)))].join('\n')
 }
 
 function median(v: number[]): number {
