@@ -1,6 +1,6 @@
 /**
  * The SVG chart: time per call against T (log-log) for every backend, 'auto' and peer, one panel
- * per rank x distinct adapters x dtype, the dispatcher's choice marked on each point. Drawn with
+ * per shape x rank x distinct adapters x dtype, the dispatcher's choice marked on each point. Drawn with
  * vega-lite, rendered to SVG by vega (headless, no canvas needed for SVG).
  */
 import type { Row } from './report.js'
@@ -9,11 +9,12 @@ export async function chartSvg(rows: Row[]): Promise<string> {
   const vega = await import('vega')
   const vl = await import('vega-lite')
   const data: Record<string, unknown>[] = []
+  const shapes = [...new Set(rows.map((r) => r.shape))]
   for (const r of rows) {
-    const panel = `rank ${r.rank}, ${r.distinct} adapter${r.distinct > 1 ? 's' : ''}, ${r.dtype}`
+    const panel = `${r.shape.split(' ')[0]} rank ${r.rank}, ${r.distinct} adapter${r.distinct > 1 ? 's' : ''}, ${r.dtype}`
     for (const [id, ms] of Object.entries(r.ms)) {
       const series = id.includes('/') ? id.split('/')[0] : `${id} (f32)`
-      const order = r.rank * 1e4 + r.distinct * 10 + (r.dtype === 'f32' ? 0 : 1)
+      const order = shapes.indexOf(r.shape) * 1e7 + r.rank * 1e4 + r.distinct * 10 + (r.dtype === 'f32' ? 0 : 1)
       data.push({ panel, order, T: r.T, ms, series, auto: series === 'auto' ? `auto -> ${r.choice}` : null })
     }
   }
