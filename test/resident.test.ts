@@ -35,13 +35,18 @@ async function download(device: GPUDevice, b: GPUBuffer): Promise<Float32Array> 
   return out
 }
 
+/** The case's layer with its adapters set, and the device (skips the test without one). */
+function setup(ctx: { skip: (note?: string) => void }) {
+  if (!rt.device) ctx.skip(`no WebGPU device: ${rt.webgpuUnavailableReason}`)
+  const d = makeCase(CASE)
+  const layer = rt.createLayer(d.options)
+  for (const [slot, a] of d.adapters) layer.setAdapter(slot, a)
+  return { device: rt.device!, d, layer }
+}
+
 describe.each(['webgpu', 'wasm', 'auto'] as const)('GPU buffers through layer.apply, backend %s', (backend) => {
   it('y is updated on the device and matches the reference', async (ctx) => {
-    if (!rt.device) ctx.skip(`no WebGPU device: ${rt.webgpuUnavailableReason}`)
-    const device = rt.device!
-    const d = makeCase(CASE)
-    const layer = rt.createLayer(d.options)
-    for (const [slot, a] of d.adapters) layer.setAdapter(slot, a)
+    const { device, d, layer } = setup(ctx)
     const xb = upload(device, d.x, FULL())
     const yb = upload(device, d.y, FULL())
     await layer.apply(xb, yb, d.ids, { backend, adaptersPerToken: CASE.adaptersPerToken })
@@ -54,11 +59,7 @@ describe.each(['webgpu', 'wasm', 'auto'] as const)('GPU buffers through layer.ap
 
 describe('GPU buffers: bad input', () => {
   it('a y buffer too small is SHAPE_MISMATCH; a y without COPY_DST on wasm is INVALID_ARGUMENT; y untouched', async (ctx) => {
-    if (!rt.device) ctx.skip(`no WebGPU device: ${rt.webgpuUnavailableReason}`)
-    const device = rt.device!
-    const d = makeCase(CASE)
-    const layer = rt.createLayer(d.options)
-    for (const [slot, a] of d.adapters) layer.setAdapter(slot, a)
+    const { device, d, layer } = setup(ctx)
     const xb = upload(device, d.x, FULL())
     const small = upload(device, d.y.subarray(1), FULL())
     await expectLoraError(() => layer.apply(xb, small, d.ids, { adaptersPerToken: 2 }), 'SHAPE_MISMATCH', ['y', 'GPUBuffer'])
