@@ -2,6 +2,7 @@
 // argument is a byte address or a size; no managed objects, no copies.
 import { expandSegment } from './expand'
 import { sgmvT } from './sgmv'
+export { DECODE_MIN } from './sgmv'
 import { shrinkSegment } from './shrink'
 export { peakFlops, readBytes } from './peak'
 
@@ -13,11 +14,11 @@ const BF16: i32 = 1
 /** Fused SGMV over all segments; see assembly/sgmv.ts for the argument shapes. */
 export function sgmv(
   dtype: i32, xPtr: usize, yPtr: usize, inF: i32, outF: i32, rowsPtr: usize, segPtr: usize, numSeg: i32,
-  slotsPtr: usize, widthsPtr: usize, numSlices: i32, scratchPtr: usize,
+  slotsPtr: usize, widthsPtr: usize, numSlices: i32, scratchPtr: usize, decodePtr: usize,
 ): void {
-  if (dtype == F32) sgmvT<f32>(xPtr, yPtr, inF, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, scratchPtr)
-  else if (dtype == BF16) sgmvT<u16>(xPtr, yPtr, inF, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, scratchPtr)
-  else sgmvT<i16>(xPtr, yPtr, inF, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, scratchPtr)
+  if (dtype == F32) sgmvT<f32>(xPtr, yPtr, inF, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, scratchPtr, 0)
+  else if (dtype == BF16) sgmvT<u16>(xPtr, yPtr, inF, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, scratchPtr, decodePtr)
+  else sgmvT<i16>(xPtr, yPtr, inF, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, scratchPtr, decodePtr)
 }
 
 /** shrink of one segment; see assembly/shrink.ts. */

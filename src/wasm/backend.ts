@@ -148,13 +148,16 @@ export class WasmLayer implements BackendLayer {
     let chunk = 0
     for (let g = 0; g < numSeg; g++) chunk = Math.max(chunk, plan.segLength[g])
     const S = spec.sliceWidths.length
-    // one work area: x | y | rows | segments | H
+    // one work area: x | y | rows | segments | H | decoded weights
     const xBytes = T * spec.inFeatures * 4
     const yBytes = T * spec.outFeatures * 4
     const rowsBytes = align16(N * 4)
     const segBytes = align16(numSeg * 12)
-    const hBytes = chunk * S * spec.maxRank * 4
-    const base = this.backend.scratch(align16(xBytes) + align16(yBytes) + rowsBytes + segBytes + hBytes)
+    const hBytes = align16(chunk * S * spec.maxRank * 4)
+    // 16-bit weights of a long segment are decoded to f32 once (assembly/sgmv.ts): room for one slot
+    const decode = spec.weightDtype !== 'f32' && chunk >= (this.backend.exports.DECODE_MIN.value as number)
+    const decodeBytes = decode ? (S * spec.maxRank * spec.inFeatures + spec.maxRank * spec.outFeatures) * 4 : 0
+    const base = this.backend.scratch(align16(xBytes) + align16(yBytes) + rowsBytes + segBytes + hBytes + decodeBytes)
     const xp = base
     const yp = xp + align16(xBytes)
     const rp = yp + align16(yBytes)
@@ -172,7 +175,7 @@ export class WasmLayer implements BackendLayer {
       i32[o + 2] = plan.segLength[g]
     }
     this.backend.exports.sgmv(DTYPE_CODE[spec.weightDtype], xp, yp, spec.inFeatures, spec.outFeatures, rp, sp, numSeg,
-      this.slotTable, this.widths, S, hp)
+      this.slotTable, this.widths, S, hp, decode ? hp + hBytes : 0)
     y.set(mem.f32.subarray(yp >> 2, (yp >> 2) + T * spec.outFeatures))
   }
 
