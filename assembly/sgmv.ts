@@ -36,10 +36,6 @@ export function sgmvT<W>(
   xPtr: usize, yPtr: usize, inF: i32, outF: i32, rowsPtr: usize, segPtr: usize, numSeg: i32,
   slotsPtr: usize, widthsPtr: usize, numSlices: i32, scratchPtr: usize, decodePtr: usize,
 ): void {
-  if (sizeof<W>() == 2 && decodePtr != 0) {
-    sgmvDecoded<W>(xPtr, yPtr, inF, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, scratchPtr, decodePtr)
-    return
-  }
   for (let g = 0; g < numSeg; g++) {
     const seg = segPtr + <usize>g * 12
     const slotEntry = slotsPtr + <usize>load<i32>(seg) * SLOT_BYTES
@@ -51,51 +47,30 @@ export function sgmvT<W>(
     let btPtr = <usize>load<u32>(slotEntry, 12)
     const R = numSlices * rank
     const rows = rowsPtr + (<usize>start << 2)
-    shrinkSegment<W>(xPtr, inF, rows, n, aPtr, R, scratchPtr)
+    // 16-bit weights of a long segment: decoded to f32 once (see the header)
+    const decode = sizeof<W>() == 2 && decodePtr != 0 && n >= DECODE_MIN
+    if (decode) {
+      // A_cat: R rows of inF, 8-groups in the storage order, tails natural
+      decodeRows<W>(aPtr, R, inF, decodePtr)
+      shrinkSegment<f32>(xPtr, inF, rows, n, decodePtr, R, scratchPtr)
+    } else {
+      shrinkSegment<W>(xPtr, inF, rows, n, aPtr, R, scratchPtr)
+    }
     scaleInPlace(scratchPtr, n * R, scale)
+    const btF = decodePtr + (<usize>R * <usize>inF << 2) // decoded B of one slice
     let col0 = 0
     for (let s = 0; s < numSlices; s++) {
       const width = load<i32>(widthsPtr + (<usize>s << 2))
-      expandSegment<W>(scratchPtr, R, s * rank, rank, btPtr, width, yPtr, outF, col0, rows, n)
+      if (decode) {
+        // panels: (width / 8) * rank rows of one 8-group; then the [rank x width % 8] tail, natural
+        const full = (width >> 3) * rank
+        decodeRows<W>(btPtr, full, 8, btF)
+        decodeRows<W>(btPtr + <usize>full * 8 * wsize<W>(), 1, rank * (width & 7), btF + (<usize>full << 5), false)
+        expandSegment<f32>(scratchPtr, R, s * rank, rank, btF, width, yPtr, outF, col0, rows, n)
+      } else {
+        expandSegment<W>(scratchPtr, R, s * rank, rank, btPtr, width, yPtr, outF, col0, rows, n)
+      }
       btPtr += <usize>rank * <usize>width * wsize<W>()
-      col0 += width
-    }
-  }
-}
-
-// 16-bit weights with decode-once for long segments (see the header).
-function sgmvDecoded<W>(
-  xPtr: usize, yPtr: usize, inF: i32, outF: i32, rowsPtr: usize, segPtr: usize, numSeg: i32,
-  slotsPtr: usize, widthsPtr: usize, numSlices: i32, scratchPtr: usize, decodePtr: usize,
-): void {
-  for (let g = 0; g < numSeg; g++) {
-    const seg = segPtr + <usize>g * 12
-    const slotEntry = slotsPtr + <usize>load<i32>(seg) * SLOT_BYTES
-    const n = load<i32>(seg, 8)
-    if (n < DECODE_MIN) {
-      sgmvT<W>(xPtr, yPtr, inF, outF, rowsPtr, seg, 1, slotsPtr, widthsPtr, numSlices, scratchPtr, 0)
-      continue
-    }
-    const start = load<i32>(seg, 4)
-    const rank = load<i32>(slotEntry)
-    const scale = load<f32>(slotEntry, 4)
-    const R = numSlices * rank
-    const rows = rowsPtr + (<usize>start << 2)
-    // A_cat: R rows of inF, 8-groups in the storage order, tails natural
-    decodeRows<W>(<usize>load<u32>(slotEntry, 8), R, inF, decodePtr)
-    shrinkSegment<f32>(xPtr, inF, rows, n, decodePtr, R, scratchPtr)
-    scaleInPlace(scratchPtr, n * R, scale)
-    let bt = <usize>load<u32>(slotEntry, 12)
-    const btF = decodePtr + (<usize>R * <usize>inF << 2)
-    let col0 = 0
-    for (let s = 0; s < numSlices; s++) {
-      const width = load<i32>(widthsPtr + (<usize>s << 2))
-      // panels: (width / 8) * rank rows of one 8-group; then the [rank x width % 8] tail, natural
-      const full = (width >> 3) * rank
-      decodeRows<W>(bt, full, 8, btF)
-      decodeRows<W>(bt + <usize>full * 8 * wsize<W>(), 1, rank * (width & 7), btF + (<usize>full << 5), false)
-      expandSegment<f32>(scratchPtr, R, s * rank, rank, btF, width, yPtr, outF, col0, rows, n)
-      bt += <usize>rank * <usize>width * wsize<W>()
       col0 += width
     }
   }
