@@ -78,7 +78,7 @@ export async function interleave(contenders: readonly Contender[], o: RoundOptio
  * the best forced backend): pairs of calls back to back, the order alternating, the median of the
  * per-pair ratios. At least `minPairs`, then until `budgetMs` has passed or `maxPairs`.
  */
-export async function pairedRatio(a: Contender, b: Contender, o: { budgetMs: number; minPairs: number; maxPairs: number; callMs: number }): Promise<{ ratio: number; pairs: number }> {
+export async function pairedRatio(a: Contender, b: Contender, o: { budgetMs: number; minPairs: number; maxPairs: number; callMs: number }): Promise<PairedRatio> {
   const k = Math.min(50, Math.max(1, Math.ceil(0.5 / Math.max(1e-3, o.callMs))))
   const ratios: number[] = []
   const start = performance.now()
@@ -89,5 +89,35 @@ export async function pairedRatio(a: Contender, b: Contender, o: { budgetMs: num
     ratios.push(ta / tb)
   }
   ratios.sort((x, y) => x - y)
-  return { ratio: ratios[(ratios.length - 1) >> 1], pairs: ratios.length }
+  const [low, high] = medianInterval(ratios)
+  return { ratio: ratios[(ratios.length - 1) >> 1], pairs: ratios.length, low, high }
+}
+
+export interface PairedRatio {
+  /** Median of the per-pair ratios. */
+  ratio: number
+  pairs: number
+  /** 90% bootstrap interval of that median: how far the machine's noise moves it. */
+  low: number
+  high: number
+}
+
+/**
+ * 90% interval of the median of `xs` by the percentile bootstrap (2000 resamples, a fixed seed so
+ * that a result file can be recomputed from its samples).
+ */
+export function medianInterval(xs: readonly number[], resamples = 2000): [number, number] {
+  const n = xs.length
+  if (n < 2) return [xs[0] ?? NaN, xs[0] ?? NaN]
+  let seed = 12345
+  const rand = (): number => ((seed = (Math.imul(seed, 1664525) + 1013904223) | 0) >>> 0) / 2 ** 32
+  const medians = new Float64Array(resamples)
+  const sample = new Float64Array(n)
+  for (let b = 0; b < resamples; b++) {
+    for (let i = 0; i < n; i++) sample[i] = xs[Math.floor(rand() * n)]
+    sample.sort()
+    medians[b] = sample[(n - 1) >> 1]
+  }
+  medians.sort()
+  return [medians[Math.floor(0.05 * (resamples - 1))], medians[Math.ceil(0.95 * (resamples - 1))]]
 }

@@ -14,6 +14,9 @@ export interface Row {
   choice: string; predictedMs: Record<string, number>; reason: string
   /** time(auto) / time(best forced): median of back-to-back pairs (regretPairs of them). */
   regret: number
+  /** 90% bootstrap interval of the regret (the machine's noise on it). */
+  regretLow?: number
+  regretHigh?: number
   regretPairs: number
   bestForced: string
   /** tfjs ms / wasm ms (both f32; only on f32 rows). */
@@ -22,6 +25,18 @@ export interface Row {
   ortOverWasm?: number
   jsOverWasm?: number
   wasmGflops: number; peakFraction: number; weightGBs: number; bandwidthFraction: number
+  /** Multiply-adds x 2 and weight bytes (this dtype) of the call. */
+  flops: number; weightBytes: number
+  /**
+   * The one-core wasm roofline of the call: max(weight bytes / read rate, FLOPs / f32x4 peak),
+   * from the best ceilings of the run (set by `addHeadroom`). No single-threaded wasm SIMD code,
+   * ours or a peer's, can run the call faster than this on this machine.
+   */
+  rooflineMs?: number
+  /** tfjs ms / roofline ms: the largest speed-up over tfjs that any one-thread wasm code could show. */
+  tfjsHeadroom?: number
+  /** onnxruntime ms / roofline ms (bf16 rows): below 1, no one-thread wasm code can match it. */
+  ortHeadroom?: number
   spread: Record<string, number>
 }
 
@@ -42,7 +57,9 @@ export function rowsOf(g: Group, p: PointResult, backends: string[], ceilings: C
       ms: Object.fromEntries(Object.entries(ms).filter(([k]) => !k.includes('/') || k.endsWith(`/${dtype}`))),
       choice: d.backend, predictedMs: d.predictedMs, reason: d.reason,
       regret: p.regret[dtype]?.ratio ?? regretOf(rounds[`auto/${dtype}`], rounds[`${best}/${dtype}`], ms[`auto/${dtype}`] / ms[`${best}/${dtype}`]),
+      regretLow: p.regret[dtype]?.low, regretHigh: p.regret[dtype]?.high,
       regretPairs: p.regret[dtype]?.pairs ?? 0, bestForced: best,
+      flops, weightBytes,
       wasmGflops: flops / wasm / 1e6, peakFraction: flops / wasm / 1e6 / ceilings.peakGflops,
       weightGBs: weightBytes / wasm / 1e6, bandwidthFraction: weightBytes / wasm / 1e6 / ceilings.readGBs,
       spread,
@@ -64,15 +81,26 @@ function regretOf(auto: number[] | undefined, best: number[] | undefined, fallba
   return median(auto.map((a, i) => a / best[i]))
 }
 
+/** Set each row's roofline and peer headroom from the best ceilings of the run. */
+export function addHeadroom(rows: Row[], ceilings: readonly Ceilings[]): void {
+  const peak = Math.max(...ceilings.map((c) => c.peakGflops))
+  const read = Math.max(...ceilings.map((c) => c.readGBs))
+  for (const r of rows) {
+    r.rooflineMs = Math.max(r.weightBytes / read, r.flops / peak) / 1e6
+    if (r.dtype === 'f32' && r.ms['tfjs-wasm']) r.tfjsHeadroom = r.ms['tfjs-wasm'] / r.rooflineMs
+    if (r.dtype === 'bf16' && r.ms.onnxruntime) r.ortHeadroom = r.ms.onnxruntime / r.rooflineMs
+  }
+}
+
 const f = (v: number | undefined, d = 2): string => (v === undefined || !Number.isFinite(v) ? '-' : v < 0.1 && d > 0 ? v.toFixed(3) : v.toFixed(d))
 const pct = (v: number): string => `${(v * 100).toFixed(0)}%`
 
-const HEAD = ['shape', 'rank', 'D', 'T', 'dtype', 'wasm ms', 'webgpu ms', 'auto ms', 'auto ->', 'regret', 'js ms', 'tfjs ms', 'ort ms', 'js/wasm', 'tfjs/wasm', 'ort/wasm', 'GFLOP/s', '% peak', 'GB/s', '% bw']
+const HEAD = ['shape', 'rank', 'D', 'T', 'dtype', 'wasm ms', 'webgpu ms', 'auto ms', 'auto ->', 'regret', 'js ms', 'tfjs ms', 'ort ms', 'js/wasm', 'tfjs/wasm', 'ort/wasm', 'roof ms', 'tfjs/roof', 'GFLOP/s', '% peak', 'GB/s', '% bw']
 
 function cells(r: Row): string[] {
   const js = r.ms.js !== undefined && r.ms[`wasm/${r.dtype}`] !== undefined ? r.ms.js / r.ms[`wasm/${r.dtype}`]! : undefined
   return [r.shape.split(' ')[0], r.rank, r.distinct, r.T, r.dtype, f(r.ms[`wasm/${r.dtype}`], 3), f(r.ms[`webgpu/${r.dtype}`]), f(r.ms[`auto/${r.dtype}`], 3),
-    r.choice, f(r.regret), f(r.ms.js), f(r.ms['tfjs-wasm']), f(r.ms.onnxruntime, 3), f(js, 1), f(r.tfjsOverWasm, 1), f(r.ortOverWasm), f(r.wasmGflops, 1),
+    r.choice, f(r.regret), f(r.ms.js), f(r.ms['tfjs-wasm']), f(r.ms.onnxruntime, 3), f(js, 1), f(r.tfjsOverWasm, 1), f(r.ortOverWasm), f(r.rooflineMs, 3), f(r.tfjsHeadroom, 1), f(r.wasmGflops, 1),
     pct(r.peakFraction), f(r.weightGBs, 1), pct(r.bandwidthFraction)].map(String)
 }
 
@@ -97,8 +125,12 @@ function median(v: number[]): number {
 export interface Summary {
   points: number
   regret: { max: number; median: number; over110: number }
-  tfjsOverWasm: { min: number; median: number; under2: number }
-  ortOverWasmBf16AtT64: { min: number; median: number; under1: number }
+  /** Points where the regret's 90% interval lies wholly above 1.10 (more than noise). */
+  regretSignificantOver110: number
+  /** reachable: points where tfjs is >= 2x the one-core wasm roofline (2x is possible at all). */
+  tfjsOverWasm: { min: number; median: number; under2: number; reachable: number; metWhereReachable: number }
+  /** reachable: T <= 64 points where onnxruntime is slower than the bf16 one-core wasm roofline. */
+  ortOverWasmBf16AtT64: { min: number; median: number; under1: number; reachable: number; metWhereReachable: number }
   ortOverWasmBf16All: { min: number; max: number }
   /** Median interquartile spread (relative) of all timings: the run's noise. */
   noise: { medianSpread: number; p90Spread: number }
@@ -106,15 +138,25 @@ export interface Summary {
 
 export function summarise(rows: Row[]): Summary {
   const regrets = rows.map((r) => r.regret).filter(Number.isFinite)
-  const tf = rows.map((r) => r.tfjsOverWasm).filter((v): v is number => v !== undefined)
+  const tfRows = rows.filter((r) => r.tfjsOverWasm !== undefined)
+  const tf = tfRows.map((r) => r.tfjsOverWasm!)
+  const tfReach = tfRows.filter((r) => (r.tfjsHeadroom ?? Infinity) >= 2)
+  const ortReach = rows.filter((r) => r.dtype === 'bf16' && r.T <= 64 && r.ortOverWasm !== undefined && (r.ortHeadroom ?? Infinity) >= 1)
   const ortBf = rows.filter((r) => r.dtype === 'bf16' && r.ortOverWasm !== undefined)
   const ortSmall = ortBf.filter((r) => r.T <= 64).map((r) => r.ortOverWasm!)
   const spreads = rows.flatMap((r) => Object.values(r.spread)).filter(Number.isFinite).sort((a, b) => a - b)
   return {
     points: rows.length,
     regret: { max: Math.max(...regrets), median: median(regrets), over110: regrets.filter((r) => r > 1.1).length },
-    tfjsOverWasm: { min: Math.min(...tf), median: median(tf), under2: tf.filter((v) => v < 2).length },
-    ortOverWasmBf16AtT64: { min: Math.min(...ortSmall), median: median(ortSmall), under1: ortSmall.filter((v) => v < 1).length },
+    regretSignificantOver110: rows.filter((r) => (r.regretLow ?? r.regret) > 1.1).length,
+    tfjsOverWasm: {
+      min: Math.min(...tf), median: median(tf), under2: tf.filter((v) => v < 2).length,
+      reachable: tfReach.length, metWhereReachable: tfReach.filter((r) => r.tfjsOverWasm! >= 2).length,
+    },
+    ortOverWasmBf16AtT64: {
+      min: Math.min(...ortSmall), median: median(ortSmall), under1: ortSmall.filter((v) => v < 1).length,
+      reachable: ortReach.length, metWhereReachable: ortReach.filter((r) => r.ortOverWasm! >= 1).length,
+    },
     ortOverWasmBf16All: { min: Math.min(...ortBf.map((r) => r.ortOverWasm!)), max: Math.max(...ortBf.map((r) => r.ortOverWasm!)) },
     noise: { medianSpread: median(spreads), p90Spread: spreads[Math.floor(0.9 * (spreads.length - 1))] ?? NaN },
   }

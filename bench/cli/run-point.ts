@@ -6,7 +6,7 @@ import type { Layer, Runtime, WeightDtype } from '../../src/index.js'
 import type { CaseLayer, PeerRunner } from '../peers/types.js'
 import { CHECK_TOLERANCE, worstError } from './check.js'
 import { copiesOf, type Group, Rotation } from './grid.js'
-import { type Contender, interleave, pairedRatio, type RoundOptions, type Timing } from './measure.js'
+import { type Contender, interleave, type PairedRatio, pairedRatio, type RoundOptions, type Timing } from './measure.js'
 
 export interface PointLayers {
   /** The runtime's layer of each dtype (weights on every backend). */
@@ -24,7 +24,7 @@ export interface PointResult {
   /** contender id -> worst relative error of its checked output (or the error it threw). */
   checks: Record<string, number | string>
   /** Per dtype: time(auto) / time(best forced backend) from back-to-back pairs, and that backend. */
-  regret: Record<string, { ratio: number; pairs: number; best: string }>
+  regret: Record<string, PairedRatio & { best: string }>
   /** Per dtype: the dispatcher's choice and predictions for this point. */
   decisions: Record<string, { backend: string; predictedMs: Record<string, number>; reason: string }>
 }
