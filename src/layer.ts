@@ -5,7 +5,7 @@ import { buildSegments, type SegmentPlan } from './metadata.js'
 import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec, PreparedAdapter } from './types.js'
 import type { WebGpuBackend } from './webgpu/index.js'
 import type { WebGpuLayer } from './webgpu/types.js'
-import { checkApply, checkBackend, checkIds, isGpuBuffer, prepareAdapter } from './validate.js'
+import { checkApply, checkBackend, checkIds, checkInt, isGpuBuffer, prepareAdapter } from './validate.js'
 
 /** What a layer needs from its runtime: the backends and the per-call choice among them. */
 export interface LayerHost {
@@ -136,13 +136,14 @@ export class LoraLayer implements Layer {
     return this.filled[slot] === true
   }
 
-  async apply(x: Float32Array | GPUBuffer, y: Float32Array | GPUBuffer, ids: Int32Array, options: ApplyOptions = {}): Promise<void> {
+  async apply(x: Float32Array | GPUBuffer, y: Float32Array | GPUBuffer, idsIn: Int32Array | GPUBuffer, options: ApplyOptions = {}): Promise<void> {
     this.checkAlive()
     if (typeof options !== 'object' || options === null) {
       throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${String(options)}`)
     }
     const choice = checkBackend('options.backend', options.backend ?? this.host.defaultBackend)
-    const { T, K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken)
+    const ids = isGpuBuffer(idsIn) ? await this.readIds(idsIn, options, x, y) : idsIn
+    const { T, K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens)
     checkIds(ids, K, this.spec.maxAdapters, (s) => this.filled[s])
     let entries = 0, distinct = 0, rankSum = 0, rankEntries = 0
     const stamp = ++this.stamp
@@ -206,6 +207,28 @@ export class LoraLayer implements Layer {
         }
       }
     }
+  }
+
+  /**
+   * ids given as a GPUBuffer: check it and options.tokens against x and y first (nothing is read
+   * when they disagree), then read its first T * K values back, in queue order.
+   */
+  private async readIds(ids: GPUBuffer, options: ApplyOptions, x: unknown, y: unknown): Promise<Int32Array> {
+    const gpu = this.owners.get('webgpu') as WebGpuBackend | undefined
+    if (!gpu || gpu.lost) throw new LoraError('DEVICE_LOST', 'ids is a GPUBuffer but the runtime has no working WebGPU device')
+    if (options.tokens === undefined) {
+      throw new LoraError('INVALID_ARGUMENT', `ids is a GPUBuffer (${ids.size} bytes): options.tokens (T) is required`)
+    }
+    const K = checkInt('options.adaptersPerToken', options.adaptersPerToken ?? 1, 1, 64)
+    const T = checkInt('options.tokens', options.tokens, 0, 2 ** 24)
+    if (ids.size < T * K * 4) {
+      throw new LoraError('SHAPE_MISMATCH', `ids: GPUBuffer of ${ids.size} bytes, need tokens * adaptersPerToken * 4 = ${T} * ${K} * 4 = ${T * K * 4}`)
+    }
+    // x and y are checked against T before the read (checkApply checks them again after it)
+    checkApply(this.spec, x, y, new Int32Array(T * K), K, T)
+    const { readBack } = await import('./webgpu/transfer.js')
+    const floats = await readBack(gpu.device, ids, T * K, 'ids')
+    return new Int32Array(floats.buffer, floats.byteOffset, T * K)
   }
 
   /** GPU-resident x and y on a CPU backend: read them back, run, write y back (queue order kept). */

@@ -37,6 +37,11 @@ export interface ApplyOptions {
   backend?: BackendChoice
   /** Number of slot ids per token (K): ids has T * K entries, -1 pads. Default 1. */
   adaptersPerToken?: number
+  /**
+   * T, the number of tokens: required when ids is a GPUBuffer (whose size may exceed T * K * 4
+   * bytes); when ids is an Int32Array it must equal ids.length / K if given.
+   */
+  tokens?: number
 }
 
 /** The validated shape of a layer, shared by every backend. */
@@ -81,9 +86,13 @@ export interface Layer {
    * wasm, x and y are copied through the host (they need COPY_SRC, y also COPY_DST).
    * @param x [T * inFeatures]
    * @param y [T * outFeatures], updated in place (untouched if the call throws)
-   * @param ids [T * K] slot ids, -1 = none (K = options.adaptersPerToken, default 1)
+   * @param ids [T * K] slot ids, -1 = none (K = options.adaptersPerToken, default 1). Also a
+   *   GPUBuffer on `rt.device` (COPY_SRC usage, i32 values, `options.tokens` = T): its first
+   *   T * K values are read back in queue order (the values left by the work submitted before the
+   *   call), because the segment plan is built on the host. That small read waits for the queued
+   *   GPU work, so pass ids as an Int32Array where the host has them (a scheduler usually does).
    */
-  apply(x: Float32Array | GPUBuffer, y: Float32Array | GPUBuffer, ids: Int32Array, options?: ApplyOptions): Promise<void>
+  apply(x: Float32Array | GPUBuffer, y: Float32Array | GPUBuffer, ids: Int32Array | GPUBuffer, options?: ApplyOptions): Promise<void>
   /** Free the layer's storage on every backend. */
   dispose(): void
 }

@@ -100,13 +100,16 @@ function checkWeights(name: string, w: unknown, length: number, shape: string, d
 }
 
 /** Validate apply arguments (everything but slot occupancy). Returns T and K. */
-export function checkApply(spec: LayerSpec, x: unknown, y: unknown, ids: unknown, adaptersPerToken: unknown): { T: number; K: number } {
+export function checkApply(spec: LayerSpec, x: unknown, y: unknown, ids: unknown, adaptersPerToken: unknown, tokens?: unknown): { T: number; K: number } {
   const K = checkInt('options.adaptersPerToken', adaptersPerToken ?? 1, 1, 64)
-  if (!(ids instanceof Int32Array)) throw new LoraError('INVALID_ARGUMENT', `ids must be an Int32Array, got ${describe(ids)}`)
+  if (!(ids instanceof Int32Array)) throw new LoraError('INVALID_ARGUMENT', `ids must be an Int32Array or a GPUBuffer, got ${describe(ids)}`)
   if (ids.length % K !== 0) {
     throw new LoraError('SHAPE_MISMATCH', `ids has ${ids.length} entries, not a multiple of adaptersPerToken = ${K}`)
   }
   const T = ids.length / K
+  if (tokens !== undefined && checkInt('options.tokens', tokens, 0, 2 ** 24) !== T) {
+    throw new LoraError('SHAPE_MISMATCH', `options.tokens = ${String(tokens)} but ids has ${ids.length} entries = ${T} tokens * adaptersPerToken ${K}`)
+  }
   checkData('x', x, T, spec.inFeatures, 'inFeatures')
   checkData('y', y, T, spec.outFeatures, 'outFeatures')
   return { T, K }

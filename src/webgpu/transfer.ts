@@ -8,14 +8,18 @@ import { LoraError } from '../errors.js'
 /** Copy the first `floats` values of `src` (needs COPY_SRC usage) to a new Float32Array. */
 export async function readBack(device: GPUDevice, src: GPUBuffer, floats: number, name: string): Promise<Float32Array> {
   if (!(src.usage & GPUBufferUsage.COPY_SRC)) {
-    throw new LoraError('INVALID_ARGUMENT', `${name}: a GPUBuffer run on the CPU needs COPY_SRC usage (usage ${src.usage})`)
+    throw new LoraError('INVALID_ARGUMENT', `${name}: a GPUBuffer read back to the host needs COPY_SRC usage (usage ${src.usage})`)
   }
   const bytes = floats * 4
   const staging = device.createBuffer({ size: Math.max(4, bytes), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: `readback ${name}` })
   try {
+    // a buffer of another device, or destroyed, fails validation: an error, not zeros read back
+    device.pushErrorScope('validation')
     const enc = device.createCommandEncoder({ label: `readback ${name}` })
     if (bytes > 0) enc.copyBufferToBuffer(src, 0, staging, 0, bytes)
     device.queue.submit([enc.finish()])
+    const invalid = await device.popErrorScope()
+    if (invalid) throw new LoraError('INVALID_ARGUMENT', `${name}: the GPUBuffer cannot be read on rt.device: ${invalid.message}`)
     await staging.mapAsync(GPUMapMode.READ)
     return new Float32Array(staging.getMappedRange(0, bytes).slice(0))
   } catch (cause) {

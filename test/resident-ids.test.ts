@@ -1,0 +1,103 @@
+/** Slot ids given as a GPUBuffer (read back in queue order), with x and y on the GPU or the host. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createRuntime, type Runtime } from '../src/index.js'
+import { expectDelta, expectLoraError, TOLERANCE } from './compare.js'
+import { makeCase, type Case } from './grid.js'
+import { sgmv } from './reference.js'
+
+process.env.XDG_RUNTIME_DIR ??= '/tmp'
+let rt: Runtime
+beforeAll(async () => {
+  rt = await createRuntime({ backend: 'auto' })
+  if (process.env.CI === 'true') expect(rt.device, `CI needs a WebGPU adapter: ${rt.webgpuUnavailableReason}`).not.toBeNull()
+})
+afterAll(() => rt?.dispose())
+
+const CASE: Case = { name: 'gpu ids', seed: 33, inFeatures: 37, sliceWidths: [20, 7], slots: 5, rank: 3, tokens: 9, pattern: 'some-none', dtype: 'f32', adaptersPerToken: 2 }
+const K = CASE.adaptersPerToken
+const FULL = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST
+
+/** A buffer holding `values`, `padBytes` larger (ids buffers are often allocated for the largest batch). */
+function upload(device: GPUDevice, values: Float32Array | Int32Array, usage: number, padBytes = 0): GPUBuffer {
+  const b = device.createBuffer({ size: values.byteLength + padBytes, usage, mappedAtCreation: true })
+  new Uint8Array(b.getMappedRange()).set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength))
+  b.unmap()
+  return b
+}
+
+async function download(device: GPUDevice, b: GPUBuffer): Promise<Float32Array> {
+  const staging = device.createBuffer({ size: b.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
+  const enc = device.createCommandEncoder()
+  enc.copyBufferToBuffer(b, 0, staging, 0, b.size)
+  device.queue.submit([enc.finish()])
+  await staging.mapAsync(GPUMapMode.READ)
+  const out = new Float32Array(staging.getMappedRange().slice(0))
+  staging.destroy()
+  return out
+}
+
+function setup(ctx: { skip: (note?: string) => void }) {
+  if (!rt.device) ctx.skip(`no WebGPU device: ${rt.webgpuUnavailableReason}`)
+  const d = makeCase(CASE)
+  const layer = rt.createLayer(d.options)
+  for (const [slot, a] of d.adapters) layer.setAdapter(slot, a)
+  return { device: rt.device!, d, layer }
+}
+
+describe.each(['webgpu', 'wasm', 'auto'] as const)('ids as a GPUBuffer, backend %s', (backend) => {
+  it('x, y and ids on the GPU: y matches the reference', async (ctx) => {
+    const { device, d, layer } = setup(ctx)
+    const xb = upload(device, d.x, FULL())
+    const yb = upload(device, d.y, FULL())
+    const ib = upload(device, d.ids, FULL(), 64)
+    await layer.apply(xb, yb, ib, { backend, adaptersPerToken: K, tokens: CASE.tokens })
+    expectDelta(await download(device, yb), d.y, sgmv(d.ref, d.x, d.ids, K), TOLERANCE.f32, backend)
+    for (const b of [xb, yb, ib]) b.destroy()
+    layer.dispose()
+  })
+
+  it('host x and y with GPU ids; the ids read are those written before the call (queue order)', async (ctx) => {
+    const { device, d, layer } = setup(ctx)
+    const ib = upload(device, new Int32Array(d.ids.length).fill(-1), FULL())
+    device.queue.writeBuffer(ib, 0, d.ids as Int32Array<ArrayBuffer>) // queued before the call's read
+    const y = d.y.slice()
+    await layer.apply(d.x, y, ib, { backend, adaptersPerToken: K, tokens: CASE.tokens })
+    expectDelta(y, d.y, sgmv(d.ref, d.x, d.ids, K), TOLERANCE.f32, backend)
+    ib.destroy()
+    layer.dispose()
+  })
+})
+
+describe('ids as a GPUBuffer: bad input leaves y untouched', () => {
+  it('rejects a missing or wrong tokens, a short buffer, no COPY_SRC, a destroyed buffer, bad ids in it', async (ctx) => {
+    const { device, d, layer } = setup(ctx)
+    const y = d.y.slice()
+    const ib = upload(device, d.ids, FULL())
+    await expectLoraError(() => layer.apply(d.x, y, ib, { adaptersPerToken: K }), 'INVALID_ARGUMENT', ['options.tokens', 'GPUBuffer'])
+    await expectLoraError(() => layer.apply(d.x, y, ib, { adaptersPerToken: K, tokens: CASE.tokens + 1 }), 'SHAPE_MISMATCH', ['ids', 'GPUBuffer'])
+    await expectLoraError(() => layer.apply(d.x, y, ib, { adaptersPerToken: K, tokens: -1 }), 'OUT_OF_RANGE', ['options.tokens'])
+    const short = upload(device, d.ids.subarray(2), FULL())
+    await expectLoraError(() => layer.apply(d.x, y, short, { adaptersPerToken: K, tokens: CASE.tokens }), 'SHAPE_MISMATCH', ['ids', `${d.ids.byteLength}`])
+    const noSrc = upload(device, d.ids, GPUBufferUsage.STORAGE)
+    await expectLoraError(() => layer.apply(d.x, y, noSrc, { adaptersPerToken: K, tokens: CASE.tokens }), 'INVALID_ARGUMENT', ['ids', 'COPY_SRC'])
+    const bad = d.ids.slice()
+    bad[3] = CASE.slots + 7
+    const badBuf = upload(device, bad, FULL())
+    await expectLoraError(() => layer.apply(d.x, y, badBuf, { adaptersPerToken: K, tokens: CASE.tokens }), 'OUT_OF_RANGE', ['ids[3]'])
+    const gone = upload(device, d.ids, FULL())
+    gone.destroy()
+    await expectLoraError(() => layer.apply(d.x, y, gone, { adaptersPerToken: K, tokens: CASE.tokens }), 'INVALID_ARGUMENT', ['ids'])
+    expect(y).toEqual(d.y)
+    for (const b of [ib, short, noSrc, badBuf]) b.destroy()
+    layer.dispose()
+  })
+
+  it('an Int32Array with options.tokens that disagrees is SHAPE_MISMATCH', async (ctx) => {
+    const { d, layer } = setup(ctx)
+    const y = d.y.slice()
+    await expectLoraError(() => layer.apply(d.x, y, d.ids, { adaptersPerToken: K, tokens: 2 }), 'SHAPE_MISMATCH', ['options.tokens'])
+    await layer.apply(d.x, y, d.ids, { adaptersPerToken: K, tokens: CASE.tokens, backend: 'wasm' })
+    expectDelta(y, d.y, sgmv(d.ref, d.x, d.ids, K), TOLERANCE.f32, 'wasm')
+    layer.dispose()
+  })
+})
