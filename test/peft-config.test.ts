@@ -142,6 +142,21 @@ describe('target_modules, layers_to_transform, exclude_modules (PEFT check_targe
     expect([...ad.modules.keys()].sort()).toEqual([Q1, V1])
   })
 
+  it('patterns from the file run in linear time: backtracking bombs answer at once', () => {
+    // each of these takes ~2^40 steps in a backtracking engine (V8's: 25 ms at 22 characters,
+    // doubling with each one more), so the test would time out there
+    const a40 = 'a'.repeat(40)
+    expect(target({ target_modules: 'model\\.(a+)+b' }, `model.${a40}.q`)).toBe(false)
+    expect(findPatternKey(['(a+)+b'], parseLoraConfig(peftConfig({ rank_pattern: { '(a+)+b': 4 } })), `model.${a40}`)).toBeUndefined()
+    expect(target({ exclude_modules: 'model\\.(x+x+)+y' }, `model.${'x'.repeat(50)}.q_proj`)).toBe(true)
+  })
+
+  it("Python's named groups work; lookaround is UNSUPPORTED_FEATURE naming the field", async () => {
+    expect(target({ target_modules: '.*\\.(?P<proj>q|v)_proj' }, Q0)).toBe(true)
+    await expectLoraError(() => parseLoraConfig(peftConfig({ target_modules: '^(?!.*vision).*q_proj' })), 'UNSUPPORTED_FEATURE', /target_modules.*lookaround/)
+    await expectLoraError(() => parseLoraConfig(peftConfig({ rank_pattern: { '(q)\\1': 4 } })), 'UNSUPPORTED_FEATURE', /rank_pattern key/)
+  })
+
   it('exclude_modules and all-linear', () => {
     expect(target({ exclude_modules: ['layers.0.self_attn.q_proj'] }, Q0)).toBe(false)
     expect(target({ exclude_modules: '.*layers\\.0.*' }, Q0)).toBe(false)

@@ -3,6 +3,7 @@
  * `check_target_module_exists` (tuners_utils.py) and `get_pattern_key` (utils/other.py); read
  * for semantics, not copied.
  */
+import { RE2JS } from 're2js'
 import { LoraError } from '../errors.js'
 
 /** The parts of a PEFT LoRA config that change how the saved weights are applied. */
@@ -47,17 +48,37 @@ function bad(file: string, what: string): LoraError {
   return new LoraError('INVALID_FILE', `${file}: ${what}`)
 }
 
-/** Compile a PEFT (Python) regex for JS. Python's named groups (?P<n>...) become (?<n>...). */
-function compile(pattern: string, file: string, field: string, wrap: (p: string) => string): RegExp {
+/** What config.ts needs of a compiled pattern (RE2JS objects have the same test / exec). */
+interface Pattern {
+  test(input: string): boolean
+  exec(input: string): ArrayLike<string> | null
+}
+
+/**
+ * Compile a PEFT (Python) regex. The patterns come from adapter_config.json, that is from whoever
+ * made the adapter, so they run on RE2 (re2js: linear time in the module path, whatever the
+ * pattern): a pattern like (a+)+$ cannot make loading hang, as it would with backtracking.
+ * RE2 reads Python's syntax, named groups (?P<n>...) included; it has no lookaround or
+ * backreferences, and a pattern using them is UNSUPPORTED_FEATURE.
+ */
+function compile(pattern: string, file: string, field: string, wrap: (p: string) => string): Pattern {
+  const source = wrap(pattern)
   try {
-    return new RegExp(wrap(pattern.replace(/\(\?P</g, '(?<')))
+    return RE2JS.compile(source)
   } catch (e) {
-    throw bad(file, `${field}: ${JSON.stringify(pattern)} is not a valid regular expression (${(e as Error).message})`)
+    let valid = true
+    try {
+      new RegExp(source.replace(/\(\?P</g, '(?<'))
+    } catch {
+      valid = false
+    }
+    if (!valid) throw bad(file, `${field}: ${JSON.stringify(pattern)} is not a valid regular expression (${(e as Error).message})`)
+    throw new LoraError('UNSUPPORTED_FEATURE', `${file}: ${field}: ${JSON.stringify(pattern)} uses lookaround or a backreference, which the linear-time regex engine used for adapter configs does not run (${(e as Error).message}); list the module names instead`)
   }
 }
 
-const compiled = new WeakMap<LoraConfig, Map<string, RegExp>>()
-function regex(config: LoraConfig, key: string, wrap: (p: string) => string): RegExp {
+const compiled = new WeakMap<LoraConfig, Map<string, Pattern>>()
+function regex(config: LoraConfig, key: string, wrap: (p: string) => string): Pattern {
   let cache = compiled.get(config)
   if (!cache) compiled.set(config, (cache = new Map()))
   const id = wrap(key)
