@@ -7,6 +7,7 @@
  *   copy   T=64, in=out=1024, rank 1         -> hostGBs (GPU: host arrays vs GPU buffers)
  *   gemv   one token per adapter, rank 16    -> weightGBs[dtype] (weights rotate over coldBytes)
  *   gemm   T=64 (full: 256), rank 32, 2048^2  -> gflops[dtype] (full: 4096^2)
+ *   the f32 gemm again on every thread       -> parallel.speedup (a multi-threaded wasm backend)
  *
  * 'short' (createRuntime, <= 300 ms in all) measures f32 and bf16 on wasm with warm weights (in=out
  * 512: filling a cold working set costs ~15 ms per MiB, it cannot afford that; warm weight rates
@@ -32,6 +33,8 @@ export interface CalibrateOptions {
 /** What a calibration needs to know of a backend. */
 export interface CalibrationTarget extends Target {
   isSoftware: boolean
+  /** A multi-threaded backend: its thread count, and a way to fix the threads of every call (null: its own choice). */
+  parallel?: { threads: number; force(parts: number | null): void }
 }
 
 const MIB = 1 << 20
@@ -52,7 +55,13 @@ export async function calibrate(targets: readonly CalibrationTarget[], machine: 
     const t = ordered[i]
     // wasm gets at most a third of a short budget; the GPU (slow first calls) the rest
     const share = !full && t.backend.name === 'wasm' && ordered.length > 1 ? start + budget / 3 : deadline
-    backends[t.backend.name] = await calibrateOne(t, full, Math.min(share, deadline), load)
+    // rates are per thread: every point on one thread, but the one that measures the speed-up
+    t.parallel?.force(1)
+    try {
+      backends[t.backend.name] = await calibrateOne(t, full, Math.min(share, deadline), load)
+    } finally {
+      t.parallel?.force(null)
+    }
   }
   return { version: 1, kind: options.kind, createdAt: new Date().toISOString(), machine, calibrationMs: performance.now() - start, backends }
 }
@@ -121,6 +130,15 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
     const tm = await run(gemm)
     const wm = tm === null ? 0 : tm - overhead(gemm, gemm.tokens / 64)
     if (wm > 0) (rates.gflops[dtype] = (2 * gemm.tokens * 32 * 8 * size) / wm / 1e6), measured.push(`gflops.${dtype}`)
+    const par = t.parallel
+    if (dtype === 'f32' && wm > 0 && par && par.threads > 1) {
+      // the same call on every thread: the speed-up of the kernel part (copies stay on one thread)
+      par.force(par.threads)
+      const tp = await run(gemm)
+      par.force(1)
+      const wp = tp === null ? 0 : tp - overhead(gemm, gemm.tokens / 64)
+      if (wp > 0) (rates.parallel = { threads: par.threads, speedup: Math.min(par.threads, Math.max(0.25, wm / wp)) }), measured.push('parallel')
+    }
     const gemv: Point = { ...base, inF: size, out: size, rank: 16, distinct: 8, tokens: 8, dtype, resident, coldBytes: cold }
     const tv = await run(gemv)
     const wv = tv === null ? 0 : tv - overhead(gemv, 8)

@@ -2,7 +2,7 @@
  * A calibration profile: the measured rates of each backend on one machine, as plain JSON that can
  * be saved and passed back (`createRuntime({ profile })`).
  */
-import type { BackendRates } from './cost.js'
+import type { BackendRates, ParallelRates } from './cost.js'
 import { describe, LoraError } from './errors.js'
 import type { BackendName, WeightDtype } from './types.js'
 
@@ -12,6 +12,8 @@ export interface ProfileMachine {
   wasmVariant: string | null
   /** The GPU adapter, or null without WebGPU. */
   gpu: { description: string; isSoftware: boolean } | null
+  /** Threads of the wasm backend (1: single-threaded). */
+  threads?: number
 }
 
 /** Rates of one backend and which of them were measured (the others are priors). */
@@ -65,8 +67,19 @@ function entry(path: string, value: unknown): ProfileEntry {
     weightGBs: perDtype(`${path}.weightGBs`, v.weightGBs),
     gflops: perDtype(`${path}.gflops`, v.gflops),
     hostGBs,
+    ...(v.parallel !== undefined ? { parallel: parallel(`${path}.parallel`, v.parallel) } : {}),
     measured,
   }
+}
+
+function parallel(path: string, value: unknown): ParallelRates {
+  if (typeof value !== 'object' || value === null) bad(path, value, 'an object { threads, speedup }')
+  const v = value as Record<string, unknown>
+  const threads = rate(`${path}.threads`, v.threads)
+  if (!Number.isInteger(threads) || threads < 1) bad(`${path}.threads`, threads, 'an integer >= 1')
+  const speedup = rate(`${path}.speedup`, v.speedup)
+  if (speedup === 0) bad(`${path}.speedup`, 0, 'a number > 0')
+  return { threads, speedup }
 }
 
 /** Validate a profile given by the user (e.g. parsed from a saved JSON file). Throws LoraError INVALID_ARGUMENT. */
@@ -90,6 +103,7 @@ export function checkProfile(value: unknown): Profile {
     machine: {
       wasmVariant: typeof m.wasmVariant === 'string' ? m.wasmVariant : null,
       gpu: gpu && typeof gpu === 'object' ? { description: String(gpu.description ?? ''), isSoftware: gpu.isSoftware === true } : null,
+      threads: typeof m.threads === 'number' ? m.threads : 1,
     },
     calibrationMs: typeof v.calibrationMs === 'number' ? v.calibrationMs : 0,
     backends,

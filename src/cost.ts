@@ -7,6 +7,8 @@
  * W: bytes of the distinct adapters' weights read (sum of their ranks * (in * S + out) * bytes);
  * F: 2 * sum over entries of rank * (in * S + out) flops; X: bytes of activations moved between
  * the caller's memory and the backend's (copies into linear memory, GPU uploads and readbacks).
+ * A multi-threaded backend divides the roofline term by its measured speed-up for the number of
+ * threads the call gets (`parallel`).
  * The max is a roofline: one token per adapter is bound by the weight bytes, long segments by the
  * arithmetic. Rates are measured per machine (src/calibrate.ts), never assumed.
  */
@@ -49,6 +51,16 @@ export interface BackendRates {
   gflops: Record<WeightDtype, number>
   /** Activation bytes moved between the caller's memory and the backend (GB/s). */
   hostGBs: number
+  /** A multi-threaded backend: how much faster its kernels run on all its threads. */
+  parallel?: ParallelRates
+}
+
+/** Measured scaling of a multi-threaded backend (the wasm worker pool). */
+export interface ParallelRates {
+  /** Threads of a call that uses them all. */
+  threads: number
+  /** Kernel time on one thread / on `threads` threads, for a large call (1 = no gain). */
+  speedup: number
 }
 
 /** The work of a call, in the units of {@link BackendRates}. */
@@ -87,16 +99,26 @@ export interface Prediction {
  * `extraMs`: time to fetch them from elsewhere first (GPU buffers run on the CPU), computed by the
  * caller from the other backend's rates.
  */
-export function predict(rates: BackendRates, f: CallFeatures, moves = true, extraMs = 0): Prediction {
+export function predict(rates: BackendRates, f: CallFeatures, moves = true, extraMs = 0, parts = 1): Prediction {
   const w = workOf(f)
-  const weightMs = w.weightBytes / rates.weightGBs[f.weightDtype] / 1e6
-  const flopMs = w.flops / rates.gflops[f.weightDtype] / 1e6
+  const speedup = parallelSpeedup(rates.parallel, parts)
+  const weightMs = w.weightBytes / rates.weightGBs[f.weightDtype] / 1e6 / speedup
+  const flopMs = w.flops / rates.gflops[f.weightDtype] / 1e6 / speedup
   const transferMs = (moves ? w.activationBytes / rates.hostGBs / 1e6 : 0) + extraMs
   return {
     ms: rates.callMs + w.segments * rates.segmentMs + Math.max(weightMs, flopMs) + transferMs,
     bound: weightMs >= flopMs ? 'weights' : 'arithmetic',
     transferMs,
   }
+}
+
+/**
+ * Kernel speed-up of a call cut into `parts` (1..threads): the measured speed-up on every thread,
+ * interpolated linearly for fewer; 1 without parallel rates.
+ */
+export function parallelSpeedup(p: ParallelRates | undefined, parts: number): number {
+  if (!p || parts <= 1 || p.threads <= 1) return 1
+  return 1 + ((p.speedup - 1) * (Math.min(parts, p.threads) - 1)) / (p.threads - 1)
 }
 
 /** Rates used for a backend before (or instead of) measuring it: rough, deliberately modest. */

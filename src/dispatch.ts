@@ -34,6 +34,8 @@ export interface BackendTraits {
   isSoftware: boolean
   /** Longest segment of its plans. */
   chunkSize?: number
+  /** Threads a call of this many multiply-adds runs on (a multi-threaded backend; default 1). */
+  parts?: (multiplyAdds: number) => number
 }
 
 export class Dispatcher {
@@ -60,13 +62,15 @@ export class Dispatcher {
   /** Predicted ms of backend `name` for `f` (transfers included). */
   predictMs(name: BackendName, f: CallFeatures): Prediction {
     const rates = this.rates.get(name)!
-    const chunkSize = this.traits.find((t) => t.name === name)?.chunkSize
+    const trait = this.traits.find((t) => t.name === name)
+    const chunkSize = trait?.chunkSize
     const g = chunkSize === f.chunkSize ? f : { ...f, chunkSize }
     if (name === 'webgpu') return predict(rates, g, f.resident === 'host')
     // GPU-resident data run on the CPU: read x and y back and upload y, one more round trip
     const gpu = this.rates.get('webgpu')
     const fetch = f.resident === 'gpu' && gpu ? gpu.callMs + (f.tokens * (f.inFeatures + 2 * f.outFeatures) * 4) / gpu.hostGBs / 1e6 : 0
-    return predict(rates, g, true, fetch)
+    const parts = trait?.parts ? trait.parts(f.rankEntries * (f.inFeatures * f.slices + f.outFeatures)) : 1
+    return predict(rates, g, true, fetch, parts)
   }
 
   /**

@@ -132,7 +132,10 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       }
     }
   }
-  const traits = backends.map((b) => ({ name: b.name, isSoftware: (b as { isSoftware?: boolean }).isSoftware === true, chunkSize: b.chunkSize }))
+  const traits = backends.map((b) => {
+    const parts = (b as { partsFor?(work: number): number }).partsFor
+    return { name: b.name, isSoftware: (b as { isSoftware?: boolean }).isSoftware === true, chunkSize: b.chunkSize, parts: parts?.bind(b) }
+  })
   let profile: Profile | null = null
   if (options.profile !== undefined) profile = checkProfile(options.profile)
   else if (choice === 'auto' && backends.length > 0) profile = await shortCalibration(backends, wasm?.variant ?? null)

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { Backend, BackendLayer } from '../src/backend.js'
 import { calibrate } from '../src/calibrate.js'
-import { type BackendRates, priorRates } from '../src/cost.js'
+import { type BackendRates, parallelSpeedup, predict, priorRates } from '../src/cost.js'
 import type { Profile } from '../src/cost-profile.js'
 import { Dispatcher, type ExplainRequest, featuresOf } from '../src/dispatch.js'
 import { createRuntime } from '../src/index.js'
@@ -79,6 +79,29 @@ describe('cost model on synthetic profiles', () => {
     expect(pick(sw, req).reason).toMatch(/uncalibrated priors/)
   })
 
+  it('a multi-threaded wasm backend: the kernel term shrinks by the measured speed-up for the threads a call gets', () => {
+    const threaded: BackendRates = { ...CPU, parallel: { threads: 4, speedup: 3.1 } }
+    expect(parallelSpeedup(threaded.parallel, 1)).toBe(1)
+    expect(parallelSpeedup(threaded.parallel, 4)).toBeCloseTo(3.1, 12)
+    expect(parallelSpeedup(threaded.parallel, 2)).toBeCloseTo(1 + 2.1 / 3, 12)
+    expect(parallelSpeedup(threaded.parallel, 9)).toBeCloseTo(3.1, 12) // never more than all threads
+    expect(parallelSpeedup(undefined, 4)).toBe(1)
+    const f = featuresOf({ tokens: 256, adapters: 4, ...QKV })
+    const one = predict(threaded, f, true, 0, 1)
+    const four = predict(threaded, f, true, 0, 4)
+    // fixed costs and copies stay; only the roofline term is divided
+    const fixed = one.ms - (one.ms - threaded.callMs - 4 * threaded.segmentMs - one.transferMs)
+    expect(four.ms - fixed).toBeCloseTo((one.ms - fixed) / 3.1, 9)
+    // the dispatcher asks the backend how many threads the call gets
+    const seen: number[] = []
+    const d = new Dispatcher([{ name: 'wasm', isSoftware: false, parts: (w) => (seen.push(w), w > 1e6 ? 4 : 1) }, { name: 'webgpu', isSoftware: false }],
+      { ...profileOf(FAST_GPU), backends: { wasm: { ...threaded, measured: [] }, webgpu: { ...FAST_GPU, measured: [] } } })
+    expect(d.predictMs('wasm', f).ms).toBeCloseTo(four.ms, 9)
+    expect(seen[0]).toBe(f.rankEntries * (4096 * 3 + 6144))
+    const small = featuresOf({ tokens: 1, ...QKV, rank: 1, inFeatures: 64, outFeatures: 64 })
+    expect(d.predictMs('wasm', small).ms).toBeCloseTo(predict(threaded, small).ms, 12)
+  })
+
   it('explain requests are validated', () => {
     const d = new Dispatcher(traits, null)
     expect(() => pick(d, { ...QKV, tokens: -1 })).toThrow(/OUT_OF_RANGE.*tokens/)
@@ -134,6 +157,10 @@ describe('profiles and calibration', () => {
     const p = profileOf(SLOW_GPU)
     const bad = { ...p, backends: { wasm: { ...p.backends.wasm, gflops: { f32: -1, bf16: 1, f16: 1 } } } }
     await expectLoraError(() => createRuntime({ profile: bad as never }), 'INVALID_ARGUMENT', ['profile.backends.wasm.gflops.f32'])
+    const badPar = { ...p, backends: { wasm: { ...p.backends.wasm, parallel: { threads: 2.5, speedup: 1.5 } } } }
+    await expectLoraError(() => createRuntime({ profile: badPar as never }), 'INVALID_ARGUMENT', ['profile.backends.wasm.parallel.threads'])
+    const badSpeed = { ...p, backends: { wasm: { ...p.backends.wasm, parallel: { threads: 2, speedup: 0 } } } }
+    await expectLoraError(() => createRuntime({ profile: badSpeed as never }), 'INVALID_ARGUMENT', ['profile.backends.wasm.parallel.speedup'])
   })
 
   it('the short calibration stays within its budget and is cached per process', async () => {

@@ -82,9 +82,10 @@ export class Rotation {
   /**
    * @param lane this contender's index: contenders start on different copies, so that one never
    *   runs right after another on the same (then cached) weights
+   * @param start the first copy (instead of the lane's)
    */
-  constructor(readonly T: number, readonly D: number, readonly copies: number, private readonly slots: number, lane = 0) {
-    this.next = lane * Math.max(1, Math.floor(copies / 12))
+  constructor(readonly T: number, readonly D: number, readonly copies: number, private readonly slots: number, lane = 0, start?: number) {
+    this.next = start ?? lane * Math.max(1, Math.floor(copies / 12))
     this.ids = Array.from({ length: copies }, (_, c) => Int32Array.from({ length: T }, (_, t) => c * D + (t % D)))
     this.plans = new Array(copies)
   }

@@ -43,6 +43,7 @@ export async function runPoint(rt: Runtime, g: Group, T: number, pl: PointLayers
   const checks: Record<string, number | string> = {}
   const warm = new Map<string, number>()
   const decisions: PointResult['decisions'] = {}
+  const pairFor: Record<string, (backend: string, half: 0 | 1) => Contender> = {}
   let lane = 0
 
   /** Check a contender's output on copy 0 (this call doubles as its warm-up), keep it if it is right. */
@@ -81,6 +82,13 @@ export async function runPoint(rt: Runtime, g: Group, T: number, pl: PointLayers
       const rot = new Rotation(T, g.distinct, copies, g.distinct * copies, lane++)
       await add(`${backend}/${dtype}`, pl.refs[dtype], rot, (y, ids) => layer.apply(x, y, ids, { backend }))
     }
+    // the regret's pair: 'auto' and one forced backend on rotations half the copies apart, so
+    // that neither reads weights the other just pulled into the cache (both advance alike)
+    pairFor[dtype] = (backend: string, half: 0 | 1) => {
+      const rot = new Rotation(T, g.distinct, copies, g.distinct * copies, 0, half * Math.floor(copies / 2))
+      const y = new Float32Array(T * out)
+      return { id: `${backend}/${dtype}`, call: () => layer.apply(x, y, rot.nextIds(), { backend: backend as 'auto' }) }
+    }
   }
   for (const p of pl.peers) {
     if (T > p.maxTokens || tooSlow(p.name)) continue
@@ -107,7 +115,8 @@ export async function runPoint(rt: Runtime, g: Group, T: number, pl: PointLayers
     const auto = contenders.find((c) => c.id === `auto/${dtype}`)
     if (!forced.length || !auto) continue
     const best = forced.reduce((p, q) => (q.ms < p.ms ? q : p))
-    const r = await pairedRatio(auto, contenders.find((c) => c.id === best.id)!, { budgetMs: o.budgetMs, minPairs: 7, maxPairs: 41, callMs: best.ms })
+    const pair = pairFor[dtype]
+    const r = await pairedRatio(pair('auto', 0), pair(best.id.split('/')[0], 1), { budgetMs: o.budgetMs, minPairs: 7, maxPairs: 41, callMs: best.ms })
     regret[dtype] = { ...r, best: best.id.split('/')[0] }
   }
   return { T, timings, checks, decisions, regret }
