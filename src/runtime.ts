@@ -48,6 +48,10 @@ export interface Runtime {
   readonly wasmVariant: WasmVariant | null
   /** Why WebGPU is not among the backends, when it is not. */
   readonly webgpuUnavailableReason: string | null
+  /** Threads the wasm backend runs on (1: single-threaded, also when threads are unavailable). */
+  readonly threads: number
+  /** Why more than one thread was asked for but the wasm backend runs on one, when it does. */
+  readonly threadsUnavailableReason: string | null
   /**
    * The WebGPU device of the webgpu backend (null without one, or once lost): create x and y
    * GPUBuffers on it to run `layer.apply` on GPU-resident data.
@@ -156,6 +160,14 @@ class LoraRuntime implements Runtime, LayerHost {
     private readonly dispatcher: Dispatcher,
   ) {
     this.pool = new AdapterPool({ createLayer: (o) => this.createLayer(o), memoryBudget: options.memoryBudget, maxAdapters: options.adapterSlots })
+  }
+
+  get threads(): number {
+    return (this.all.find((b) => b.name === 'wasm') as { threads?: number } | undefined)?.threads ?? 1
+  }
+
+  get threadsUnavailableReason(): string | null {
+    return (this.all.find((b) => b.name === 'wasm') as { threadsUnavailableReason?: string | null } | undefined)?.threadsUnavailableReason ?? null
   }
 
   async loadAdapter(name: string, source: AdapterSource): Promise<AdapterInfo> {

@@ -14,7 +14,9 @@ let runtime = null // created by the first request, reused by the next ones in t
 
 function getRuntime() {
   runtime ??= (async () => {
-    const rt = await createRuntime() // backends: ['wasm'] (Workers have WebAssembly SIMD, no WebGPU)
+    // backends: ['wasm'] (Workers have WebAssembly SIMD, no WebGPU); threads: 'auto' is portable
+    // code: Workers have no threads, so this runs on one, and rt.threadsUnavailableReason says so
+    const rt = await createRuntime({ threads: 'auto' })
     await rt.loadAdapter('math', { config: mathConfig, weights: new Uint8Array(mathWeights) })
     await rt.loadAdapter('code', { config: codeConfig, weights: new Uint8Array(codeWeights) })
     return rt
@@ -33,8 +35,8 @@ export default {
       const rt = await getRuntime()
       const out = Float32Array.from(y)
       await rt.apply(module, Float32Array.from(x), out, tokens)
-      const { backends, wasmVariant, webgpuUnavailableReason } = rt
-      return Response.json({ backends, wasmVariant, webgpuUnavailableReason, y: Array.from(out) })
+      const { backends, wasmVariant, webgpuUnavailableReason, threads, threadsUnavailableReason } = rt
+      return Response.json({ backends, wasmVariant, webgpuUnavailableReason, threads, threadsUnavailableReason, y: Array.from(out) })
     } catch (e) {
       const status = e instanceof LoraError ? 400 : 500
       return Response.json({ error: String(e?.message ?? e), code: e?.code ?? null }, { status })
