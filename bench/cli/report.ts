@@ -81,11 +81,17 @@ function regretOf(auto: number[] | undefined, best: number[] | undefined, fallba
   return median(auto.map((a, i) => a / best[i]))
 }
 
-/** Set each row's roofline and peer headroom from the best ceilings of the run. */
+/**
+ * Set each row's fractions of the ceilings, roofline and peer headroom from the best ceilings
+ * measured in the run (the machine's noise only ever lowers a ceiling measurement, so the best is
+ * the closest to the truth, and the fractions are not flattered by a low one).
+ */
 export function addHeadroom(rows: Row[], ceilings: readonly Ceilings[]): void {
   const peak = Math.max(...ceilings.map((c) => c.peakGflops))
   const read = Math.max(...ceilings.map((c) => c.readGBs))
   for (const r of rows) {
+    r.peakFraction = r.wasmGflops / peak
+    r.bandwidthFraction = r.weightGBs / read
     r.rooflineMs = Math.max(r.weightBytes / read, r.flops / peak) / 1e6
     if (r.dtype === 'f32' && r.ms['tfjs-wasm']) r.tfjsHeadroom = r.ms['tfjs-wasm'] / r.rooflineMs
     if (r.dtype === 'bf16' && r.ms.onnxruntime) r.ortHeadroom = r.ms.onnxruntime / r.rooflineMs
