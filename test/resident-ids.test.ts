@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRuntime, type Runtime } from '../src/index.js'
 import { expectDelta, expectLoraError, TOLERANCE } from './compare.js'
+import { download, upload } from './gpu-buffers.js'
 import { makeCase, type Case } from './grid.js'
 import { sgmv } from './reference.js'
 
@@ -16,25 +17,6 @@ afterAll(() => rt?.dispose())
 const CASE: Case = { name: 'gpu ids', seed: 33, inFeatures: 37, sliceWidths: [20, 7], slots: 5, rank: 3, tokens: 9, pattern: 'some-none', dtype: 'f32', adaptersPerToken: 2 }
 const K = CASE.adaptersPerToken
 const FULL = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST
-
-/** A buffer holding `values`, `padBytes` larger (ids buffers are often allocated for the largest batch). */
-function upload(device: GPUDevice, values: Float32Array | Int32Array, usage: number, padBytes = 0): GPUBuffer {
-  const b = device.createBuffer({ size: values.byteLength + padBytes, usage, mappedAtCreation: true })
-  new Uint8Array(b.getMappedRange()).set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength))
-  b.unmap()
-  return b
-}
-
-async function download(device: GPUDevice, b: GPUBuffer): Promise<Float32Array> {
-  const staging = device.createBuffer({ size: b.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
-  const enc = device.createCommandEncoder()
-  enc.copyBufferToBuffer(b, 0, staging, 0, b.size)
-  device.queue.submit([enc.finish()])
-  await staging.mapAsync(GPUMapMode.READ)
-  const out = new Float32Array(staging.getMappedRange().slice(0))
-  staging.destroy()
-  return out
-}
 
 function setup(ctx: { skip: (note?: string) => void }) {
   if (!rt.device) ctx.skip(`no WebGPU device: ${rt.webgpuUnavailableReason}`)
