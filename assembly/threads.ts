@@ -7,6 +7,10 @@
 //     appears in several segments when adaptersPerToken > 1, so splitting the expand by segments
 //     could let two threads add into the same y element; splitting it by columns cannot.
 //
+//   or, with one adapter per token, both phases at once, sgmvTasks: a run of a segment's entries
+//     is shrunk and then expanded for every column (each y row belongs to one entry: no race, and
+//     no barrier between the phases).
+//
 // H of the whole call is kept (not one chunk as in sgmv.ts): segment g owns the block at
 // hPtr + start_g * hRow * 4, [n_g x R_g] with R_g = numSlices * rank_g, hRow = numSlices * maxRank.
 import { expandSegment } from './expand'
@@ -107,11 +111,64 @@ export function expandColumnsT<W>(
   }
 }
 
+/**
+ * shrink, scale and expand whole entries: for each task (g, e0, n, 0, R_g), H rows e0 .. e0 + n of
+ * segment g, then y[rows[e]] += the delta of every slice (with `shrink` false: only the expand,
+ * H rows already there). Tasks must start at a block of 4 (or at
+ * the segment's pair or single) as in splitShrink, so that the expand groups entries as sgmv.ts.
+ * Arguments as shrinkTasksT and expandColumnsT (yPtr f32 [T * outF], accumulated into).
+ */
+export function sgmvTasksT<W>(
+  xPtr: usize, inF: i32, rowsPtr: usize, segPtr: usize, slotsPtr: usize, numSlices: i32,
+  hPtr: usize, hRow: i32, taskPtr: usize, numTasks: i32, yPtr: usize, outF: i32, widthsPtr: usize, shrink: bool,
+): void {
+  for (let i = 0; i < numTasks; i++) {
+    const t = taskPtr + <usize>(i * TASK_FIELDS) * 4
+    const g = load<i32>(t), e0 = load<i32>(t, 4), n = load<i32>(t, 8)
+    const seg = segPtr + <usize>g * 12
+    const slotEntry = slotsPtr + <usize>load<i32>(seg) * SLOT_BYTES
+    const start = load<i32>(seg, 4)
+    const rank = load<i32>(slotEntry)
+    const scale = load<f32>(slotEntry, 4)
+    const aPtr = <usize>load<u32>(slotEntry, 8)
+    let btPtr = <usize>load<u32>(slotEntry, 12)
+    const R = numSlices * rank
+    const h = hPtr + (<usize>start * <usize>hRow + <usize>e0 * <usize>R) * 4
+    const rows = rowsPtr + (<usize>(start + e0) << 2)
+    if (shrink) {
+      shrinkSegment<W>(xPtr, inF, rows, n, aPtr, R, h)
+      scaleInPlace(h, n * R, scale)
+    }
+    let off = 0
+    for (let s = 0; s < numSlices; s++) {
+      const width = load<i32>(widthsPtr + (<usize>s << 2))
+      expandSegment<W>(h, R, s * rank, rank, btPtr, width, yPtr, outF, off, rows, n)
+      btPtr += <usize>rank * <usize>width * wsize<W>()
+      off += width
+    }
+  }
+}
+
 // Exports (dtype: 0 f32, 1 bf16, 2 f16, as in index.ts); argument shapes as above.
+// shrinkTasks with dtype + FUSED runs sgmvTasksT (dtype + EXPAND_ONLY: its expand only); the
+// extra arguments are the three i32 words before H (hPtr - 12): yPtr, outF, widthsPtr (index.ts
+// exports only these two entries).
+export const FUSED: i32 = 4
+export const EXPAND_ONLY: i32 = 8
+
 export function shrinkTasks(
   dtype: i32, xPtr: usize, inF: i32, rowsPtr: usize, segPtr: usize, slotsPtr: usize, numSlices: i32,
   hPtr: usize, hRow: i32, taskPtr: usize, numTasks: i32,
 ): void {
+  if (dtype >= FUSED) {
+    const yPtr = <usize>load<u32>(hPtr - 12), outF = load<i32>(hPtr - 8), widthsPtr = <usize>load<u32>(hPtr - 4)
+    const shrink = dtype < EXPAND_ONLY
+    dtype &= 3
+    if (dtype == 0) sgmvTasksT<f32>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks, yPtr, outF, widthsPtr, shrink)
+    else if (dtype == 1) sgmvTasksT<u16>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks, yPtr, outF, widthsPtr, shrink)
+    else sgmvTasksT<i16>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks, yPtr, outF, widthsPtr, shrink)
+    return
+  }
   if (dtype == 0) shrinkTasksT<f32>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks)
   else if (dtype == 1) shrinkTasksT<u16>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks)
   else shrinkTasksT<i16>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks)
@@ -125,3 +182,4 @@ export function expandColumns(
   else if (dtype == 1) expandColumnsT<u16>(hPtr, hRow, yPtr, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, c0, c1)
   else expandColumnsT<i16>(hPtr, hRow, yPtr, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, c0, c1)
 }
+

@@ -1,7 +1,7 @@
 /** How the threaded backend cuts a call into parts (src/wasm/threads/split.ts). */
 import { describe, expect, it } from 'vitest'
 import { buildSegments } from '../src/metadata.js'
-import { splitColumns, splitShrink, TASK_FIELDS } from '../src/wasm/threads/split.js'
+import { granuleShares, splitColumns, splitShrink, TASK_FIELDS } from '../src/wasm/threads/split.js'
 import { Rng } from './random.js'
 
 /** Every (entry, A row) exactly once; entry groups as the single-threaded kernel makes them. */
@@ -117,5 +117,29 @@ describe('splitColumns', () => {
     expect(Array.from(splitColumns([4096, 1024, 1024], [1, 1]))).toEqual([0, 3072, 6144])
     expect(Array.from(splitColumns([4096], [1, 3]))).toEqual([0, 1024, 4096])
     expect(Array.from(splitColumns([5], [1, 1, 1]))).toEqual([0, 0, 0, 5]) // 5 columns: one panel
+  })
+})
+
+describe('granuleShares', () => {
+  it('sums to 1, shrinks down to a floor, one share per granule', () => {
+    for (const [threads, count] of [[2, 16], [3, 24], [8, 64], [1, 8]]) {
+      const s = granuleShares(threads, count)
+      expect(s.length).toBe(count)
+      expect(Math.abs(s.reduce((a, b) => a + b, 0) - 1)).toBeLessThan(1e-12)
+      expect(s[0]).toBeCloseTo(1 / (2 * threads))
+      for (let i = 1; i < count - 1; i++) expect(s[i]).toBeLessThanOrEqual(s[i - 1] + 1e-15)
+      for (const v of s) expect(v).toBeGreaterThanOrEqual(0)
+    }
+  })
+
+  it('with cutRows false, splitShrink gives whole H rows only (fused granules)', () => {
+    const ids = Int32Array.from({ length: 37 }, (_, t) => t % 5)
+    const plan = buildSegments(ids, 1, 5, 64)
+    const ranks = Int32Array.from(plan.segSlot, () => 16)
+    const { tasks } = splitShrink(plan, ranks, 2, granuleShares(2, 16), 1 / 64, false)
+    for (let t = 0; t < tasks.length; t += TASK_FIELDS) {
+      expect(tasks[t + 3]).toBe(0)
+      expect(tasks[t + 4]).toBe(32)
+    }
   })
 })

@@ -9,8 +9,8 @@ import { createWasmBackend, WasmBackend, WasmLayer } from '../backend.js'
 import type { WasmExports, WasmModuleOptions, WasmVariant } from '../loader.js'
 import { loadThreadsModule, type ThreadsModuleOptions } from './loader.js'
 import { WorkerPool } from './pool.js'
-import { GRANULES_PER_THREAD, type PartExports } from './protocol.js'
-import { splitColumns, splitShrink } from './split.js'
+import { GRANULES_PER_THREAD, type PartExports, TASK_FIELDS } from './protocol.js'
+import { granuleShares, splitColumns, splitShrink } from './split.js'
 import { machineThreads, threadsUnavailableReason, type ThreadsOption } from './support.js'
 import { DEFAULT_WORKER_URL } from './workers.js'
 
@@ -32,6 +32,12 @@ export const AUTO_MAX_THREADS = 16
  */
 export const AUTO_WORK_PER_THREAD = 1 << 23
 
+/**
+ * Switches of the threaded calls, for A/B benchmarks (bench/threads.ts --ab): wake the workers
+ * before preparing a job; guided granule sizes (split.ts granuleShares) instead of equal ones;
+ * fused granules (protocol.ts MODE_FUSED) for calls with one adapter per token.
+ */
+export const TUNING = { wakeEarly: true, guided: true, fused: true }
 const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2 } as const
 
 export type { ThreadsOption }
@@ -131,26 +137,33 @@ class ThreadedWasmLayer extends WasmLayer {
   }
 
   private async applyParts(x: Float32Array, y: Float32Array, plan: SegmentPlan, ranks: Int32Array, parts: number): Promise<void> {
+    const pool = this.threaded.pool!
+    if (TUNING.wakeEarly) pool.wake(parts) // the workers' wake-up overlaps the preparation below
     const { spec } = this
     const S = spec.sliceWidths.length
     const T = plan.numTokens
+    const outF = spec.outFeatures
     const N = plan.rows.length
     const numSeg = plan.segSlot.length
     const hRow = S * spec.maxRank
-    const shares = new Array<number>(parts * GRANULES_PER_THREAD).fill(1) // claimed dynamically (protocol.ts)
-    // a segment up to half a thread's share stays whole: one thread reads its A (split.ts)
-    const { tasks, partStart } = splitShrink(plan, ranks, S, shares, 1 / (2 * parts))
+    // one adapter per token and enough entries: granules of whole entries, no barrier (protocol.ts)
+    const fused = TUNING.fused && plan.adaptersPerToken === 1 && N >= 4 * parts
+    const count = parts * GRANULES_PER_THREAD
+    const shares = TUNING.guided ? granuleShares(parts, count) : new Array<number>(count).fill(1 / count) // claimed dynamically (protocol.ts)
+    // a segment no bigger than the smallest granule stays whole; bigger ones are cut (split.ts)
+    const { tasks, partStart } = splitShrink(plan, ranks, S, shares, TUNING.guided ? 1 / (4 * count) : 1 / (2 * parts), !fused)
     const cuts = splitColumns(spec.sliceWidths, shares)
-    // one work area: x | y | rows | segments | tasks | H (the whole call's, see assembly/threads.ts)
+    // one work area: x | y | rows | segments | tasks + fused header | H (the whole call's, see assembly/threads.ts)
     const xBytes = align16(T * spec.inFeatures * 4)
-    const yBytes = align16(T * spec.outFeatures * 4)
+    const yBytes = align16(T * outF * 4)
     const rowsBytes = align16(N * 4)
     const segBytes = align16(numSeg * 12)
-    const taskBytes = align16(tasks.length * 4)
+    const taskBytes = 16 + align16(tasks.length * 4)
     const base = this.backend.scratch(xBytes + yBytes + rowsBytes + segBytes + taskBytes + N * hRow * 4)
     const xp = base, yp = xp + xBytes, rp = yp + yBytes, sp = rp + rowsBytes, tp = sp + segBytes, hp = tp + taskBytes
     const mem = this.backend.memory
-    mem.f32.set(x, xp >> 2)
+    const f32 = mem.f32
+    f32.set(x, xp >> 2)
     const i32 = mem.i32
     i32.set(plan.rows, rp >> 2)
     for (let g = 0, o = sp >> 2; g < numSeg; g++, o += 3) {
@@ -158,14 +171,39 @@ class ThreadedWasmLayer extends WasmLayer {
       i32[o + 1] = plan.segStart[g]
       i32[o + 2] = plan.segLength[g]
     }
+    // the fused kernel's extra arguments, just before H (assembly/threads.ts shrinkTasks)
+    i32[(hp >> 2) - 3] = yp; i32[(hp >> 2) - 2] = outF; i32[(hp >> 2) - 1] = this.widths
     i32.set(tasks, tp >> 2)
     const job = {
       dtype: DTYPE_CODE[spec.weightDtype], x: xp, inF: spec.inFeatures, rows: rp, segs: sp, numSeg, slots: this.slotTable,
-      numSlices: S, h: hp, hRow, tasks: tp, y: yp, outF: spec.outFeatures, widths: this.widths, partStart, cuts,
+      numSlices: S, h: hp, hRow, tasks: tp, y: yp, outF, widths: this.widths, partStart, cuts, fused,
     }
-    // y is first read in the expand phase: copy it in while the workers run their shrink tasks
-    await this.threaded.pool!.run(job, parts, this.backend.exports as unknown as PartExports, () => mem.f32.set(y, yp >> 2))
-    y.set(mem.f32.subarray(yp >> 2, (yp >> 2) + T * spec.outFeatures))
+    const y0 = yp >> 2
+    // fused: the y rows of each granule (entries are rows: one adapter per token), in runs of consecutive rows
+    const eachRun = (gi: number, copy: (r: number, n: number) => void) => {
+      let r0 = -1, n = 0
+      for (let t = partStart[gi]; t < partStart[gi + 1]; t++) {
+        const o = t * TASK_FIELDS
+        const first = plan.segStart[tasks[o]] + tasks[o + 1]
+        for (let e = first; e < first + tasks[o + 2]; e++) {
+          const r = plan.rows[e]
+          if (r === r0 + n) n++
+          else {
+            if (n > 0) copy(r0, n)
+            r0 = r
+            n = 1
+          }
+        }
+      }
+      if (n > 0) copy(r0, n)
+    }
+    await pool.run(job, parts, this.backend.exports as unknown as PartExports, {
+      // phases: y is first read in the expand phase: copied in while the workers run their shrink tasks
+      beforeShrink: () => f32.set(y, y0),
+      copyIn: (gi) => eachRun(gi, (r, n) => f32.set(y.subarray(r * outF, (r + n) * outF), y0 + r * outF)),
+      copyOut: (gi) => eachRun(gi, (r, n) => y.set(f32.subarray(y0 + r * outF, y0 + (r + n) * outF), r * outF)),
+    })
+    if (!fused) y.set(f32.subarray(y0, y0 + T * outF))
   }
 }
 

@@ -15,8 +15,20 @@ export interface JobArgs {
   numSlices: number; h: number; hRow: number; tasks: number; y: number; outF: number; widths: number
   /** [granules + 1] first shrink task of each granule. */
   partStart: Int32Array
-  /** [granules + 1] column boundaries of the granules. */
+  /** [granules + 1] column boundaries of the granules (phases mode). */
   cuts: Int32Array
+  /** Fused mode (protocol.ts MODE_FUSED): granules are runs of whole entries, no expand phase. */
+  fused: boolean
+}
+
+/** Copies the main thread makes while the job runs. */
+export interface JobCopies {
+  /** Phases: copy y in (the expand's input), while the workers run the shrink. */
+  beforeShrink(): void
+  /** Fused: copy the y rows of granule i in, before it is expanded. */
+  copyIn(i: number): void
+  /** Fused: copy the y rows of granule i out, once it is done. */
+  copyOut(i: number): void
 }
 
 type WaitAsync = (a: Int32Array, i: number, v: number) => { async: boolean; value: Promise<string> | string }
@@ -28,7 +40,7 @@ export class WorkerPool {
   private gen = 0
   private failure: string | null = null
   private disposed = false
-  private wake: () => void = () => {}
+  private wakeMain: () => void = () => {}
 
   private constructor() {
     const wa = (Atomics as unknown as { waitAsync?: WaitAsync }).waitAsync
@@ -65,7 +77,7 @@ export class WorkerPool {
               settle(msg.error)
             } else if (msg && typeof msg === 'object' && msg.ready !== undefined) {
               if (++ready === count) settle()
-            } else pool.wake() // a barrier flag, posted in message mode
+            } else pool.wakeMain() // a barrier flag, posted in message mode
           },
           failed: (reason) => {
             pool.fail(reason)
@@ -92,7 +104,7 @@ export class WorkerPool {
    * that claim its granules. `beforeShrink` runs on the main thread once the workers are started
    * (copy inputs the shrink does not read, e.g. y, while they work); the expand waits for it.
    */
-  async run(job: JobArgs, parts: number, main: PartExports, beforeShrink: () => void): Promise<void> {
+  async run(job: JobArgs, parts: number, main: PartExports, copies: JobCopies): Promise<void> {
     this.check()
     const c = this.ctrl
     const gen = (this.gen = (this.gen + 1) | 0)
@@ -109,22 +121,24 @@ export class WorkerPool {
       c[o + 2] = job.cuts[p]; c[o + 3] = job.cuts[p + 1]
     }
     c[P.GRANULES] = granules
+    c[P.MODE] = job.fused ? P.MODE_FUSED : P.MODE_PHASES
+    c[P.YIN] = 0
+    c.fill(0, P.GDONE, P.GDONE + granules)
     Atomics.store(c, P.DONE1, 0)
     Atomics.store(c, P.DONE2, 0)
     const open = (gen & P.TAG_MASK) << P.INDEX_BITS
     Atomics.store(c, P.NEXT1, open) // seq-cst: publishes every field above to the claimers
     Atomics.store(c, P.NEXT2, open)
-    Atomics.store(c, P.GEN, gen)
     const woken = Math.min(parts - 1, this.workers.length)
-    for (let w = 0; w < woken; w++) {
-      Atomics.add(c, P.WAKE + w, 1)
-      Atomics.notify(c, P.WAKE + w, 1)
-    }
+    c[P.HELPERS] = woken
+    Atomics.store(c, P.GEN, gen) // publishes the job to spinning workers
+    this.wake(parts) // and wakes sleeping ones
     this.keepAlive(woken, true)
+    if (job.fused) return this.runFused(gen, granules, woken, main, copies)
     let copyError: unknown = null
     try {
       try {
-        beforeShrink()
+        copies.beforeShrink()
       } catch (e) {
         copyError = e // finish the job first: workers are reading its arguments
       }
@@ -145,6 +159,64 @@ export class WorkerPool {
     this.check()
   }
 
+  /** The main thread's part of a fused job: copies in, granules (with copies out between), the last copies out. */
+  private async runFused(gen: number, granules: number, woken: number, main: PartExports, copies: JobCopies): Promise<void> {
+    const c = this.ctrl
+    let copyError: unknown = null
+    const copied = new Uint8Array(granules)
+    let left = granules
+    const drain = () => {
+      for (let i = 0; i < granules; i++) {
+        if (copied[i] === 0 && Atomics.load(c, P.GDONE + i) === 1) {
+          copied[i] = 1
+          left--
+          if (copyError === null) {
+            try {
+              copies.copyOut(i)
+            } catch (e) {
+              copyError = e
+            }
+          }
+        }
+      }
+    }
+    try {
+      try {
+        for (let i = 0; i < granules; i++) {
+          copies.copyIn(i)
+          Atomics.store(c, P.YIN, i + 1)
+        }
+      } catch (e) {
+        copyError = e // finish the job first: workers are reading its arguments
+        Atomics.store(c, P.YIN, granules)
+      }
+      Atomics.notify(c, P.YIN)
+      P.claimFused(c, main, gen, undefined, drain)
+      drain()
+      while (left > 0) {
+        await this.until(P.DONE, gen)
+        drain()
+      }
+    } catch (e) {
+      this.fail(`the main thread's part of a job threw: ${String(e)}`)
+      throw e
+    } finally {
+      this.keepAlive(woken, false)
+    }
+    if (copyError !== null) throw copyError
+    if (Atomics.load(c, P.ERROR) !== 0) this.fail('a worker threw while running a job')
+    this.check()
+  }
+
+  /**
+   * Get the workers of a job of `parts` threads spinning (call before preparing the job, so that
+   * their wake-up overlaps the preparation; run() calls it again).
+   */
+  wake(parts: number): void {
+    if (this.disposed) return
+    for (let w = 0; w < Math.min(parts - 1, this.workers.length); w++) P.wakeWorker(this.ctrl, w)
+  }
+
   /** Wait (without blocking the thread) until ctrl[flag] = gen, or the pool fails. */
   private async until(flag: number, gen: number): Promise<void> {
     for (;;) {
@@ -155,7 +227,7 @@ export class WorkerPool {
         const r = this.waitAsync(this.ctrl, flag, v)
         if (r.async) await r.value
       } else {
-        await new Promise<void>((resolve) => (this.wake = resolve))
+        await new Promise<void>((resolve) => (this.wakeMain = resolve))
       }
     }
   }
@@ -171,7 +243,7 @@ export class WorkerPool {
     // release a main thread waiting at a barrier; it sees the failure and throws
     Atomics.notify(this.ctrl, P.GO2)
     Atomics.notify(this.ctrl, P.DONE)
-    this.wake()
+    this.wakeMain()
   }
 
   private check(): void {
@@ -191,6 +263,6 @@ export class WorkerPool {
     Atomics.notify(this.ctrl, P.GO2)
     Atomics.notify(this.ctrl, P.DONE)
     for (const w of this.workers) w.terminate()
-    this.wake()
+    this.wakeMain()
   }
 }

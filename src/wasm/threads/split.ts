@@ -13,6 +13,26 @@
  */
 import type { SegmentPlan } from '../../metadata.js'
 
+/**
+ * Relative sizes of the granules of one phase for `threads` threads that claim them in order
+ * (protocol.ts): guided self-scheduling, each granule about 1/(2 threads) of the work left, but
+ * no smaller than 1/(4 count). Early granules are big (few claims), the last ones small, so that
+ * the threads finish a phase close together (with equal granules, one granule's time apart).
+ * @param count granules (the last ones may be 0 once the work is used up)
+ */
+export function granuleShares(threads: number, count: number): number[] {
+  const shares: number[] = []
+  const floor = 1 / (4 * count)
+  let left = 1
+  for (let i = 0; i < count - 1; i++) {
+    const s = Math.min(left, Math.max(left / (2 * threads), floor))
+    shares.push(s)
+    left -= s
+  }
+  shares.push(Math.max(left, 0))
+  return shares
+}
+
 /** Fields per task: segment, first entry (in the segment), entries, first A row, end A row. */
 export const TASK_FIELDS = 5
 
@@ -30,9 +50,12 @@ export interface ShrinkSplit {
  * @param shares [parts] relative amount of work of each part (e.g. all 1)
  * @param wholeUpTo segments of at most this fraction of the call's work are never cut
  *   (default: two parts' worth)
+ * @param cutRows whether a single entry may be cut by rows of A (false: every task has whole
+ *   H rows, as the fused tasks of assembly/threads.ts need)
  */
 export function splitShrink(
   plan: SegmentPlan, ranks: Int32Array, numSlices: number, shares: readonly number[], wholeUpTo = 2 / shares.length,
+  cutRows = true,
 ): ShrinkSplit {
   const P = shares.length
   const numSeg = plan.segSlot.length
@@ -76,7 +99,7 @@ export function splitShrink(
     for (let b = 0; b < units; b++) {
       const e0 = b < blocks ? b * 4 : b < blocks + pair ? blocks * 4 : blocks * 4 + 2 * pair + (b - blocks - pair)
       const m = b < blocks ? 4 : b < blocks + pair ? 2 : 1
-      if (m === 1 && R >= 8) {
+      if (m === 1 && R >= 8 && cutRows) {
         // one entry: cut by rows of A wherever a part boundary falls inside it
         let k = 0
         while (k < R) {

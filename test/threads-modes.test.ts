@@ -1,0 +1,48 @@
+/**
+ * Every way the threaded backend can run a call (src/wasm/threads/backend.ts TUNING: fused granules
+ * or two phases, guided or equal granules, early wake-up or not) gives the single-threaded result
+ * bit for bit, on the grid cases with one adapter per token (the only ones the fused mode takes).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createRuntime, type Runtime } from '../src/index.js'
+import { TUNING } from '../src/wasm/threads/backend.js'
+import { caseGrid, makeCase } from './grid.js'
+
+let two: Runtime
+let single: Runtime
+beforeAll(async () => {
+  two = await createRuntime({ backend: 'wasm', threads: 2 })
+  single = await createRuntime({ backend: 'wasm' })
+})
+afterAll(() => {
+  two?.dispose()
+  single?.dispose()
+  Object.assign(TUNING, { wakeEarly: true, guided: true, fused: true })
+})
+
+const MODES = [
+  { fused: true, guided: true, wakeEarly: true },
+  { fused: false, guided: true, wakeEarly: true },
+  { fused: true, guided: false, wakeEarly: false },
+  { fused: false, guided: false, wakeEarly: false },
+]
+const cases = caseGrid(1).filter((c) => c.adaptersPerToken === 1 && c.tokens >= 16)
+
+describe.each(MODES.map((m) => [JSON.stringify(m), m] as const))('2 threads = 1 thread, bit for bit, %s', (_name, mode) => {
+  it.each(cases.map((c) => [c.name, c] as const))('%s', async (_n, c) => {
+    Object.assign(TUNING, mode)
+    const data = makeCase(c)
+    const layers = [single.createLayer(data.options), two.createLayer(data.options)]
+    try {
+      const ys = layers.map(() => new Float32Array(data.y))
+      for (let i = 0; i < layers.length; i++) {
+        for (const [slot, ad] of data.adapters) layers[i].setAdapter(slot, ad)
+        await layers[i].apply(data.x, ys[i], data.ids, { backend: 'wasm' })
+      }
+      const mismatch = ys[0].findIndex((v, i) => !Object.is(v, ys[1][i]))
+      expect(mismatch, mismatch < 0 ? '' : `y[${mismatch}]: 1 thread ${ys[0][mismatch]}, 2 threads ${ys[1][mismatch]}`).toBe(-1)
+    } finally {
+      for (const l of layers) l.dispose()
+    }
+  })
+})
