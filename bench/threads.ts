@@ -99,7 +99,7 @@ for (const shape of SHAPES) {
     const [single10, auto10, all10] = samples.map((s) => quantile(s, 0.1))
     const entries = T * K
     const work = entries * shape.rank * (shape.inF * shape.widths.length + out)
-    const autoThreads = threaded.partsFor(work)
+    const autoThreads = threaded.partsFor(work, K === 1 ? entries : 0)
     const spread = (quantile(samples[0], 0.75) - quantile(samples[0], 0.25)) / single
     const row = {
       shape: shape.name, T, K, autoThreads, allThreads: threads, calls: samples.map((s) => s.length),

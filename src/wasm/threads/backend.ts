@@ -24,20 +24,25 @@ export interface ThreadedWasmOptions extends WasmModuleOptions, ThreadsModuleOpt
 export const AUTO_MAX_THREADS = 16
 /**
  * 'auto': multiply-adds per thread below which a call uses fewer threads (a call of W
- * multiply-adds runs on min(threads, floor(W / this)) threads). Measured with bench/threads.ts on
- * the 2-core development machine: 2 threads lost at 8.4 M multiply-adds (o 4096x4096 r16, T = 64:
- * 0.8x) and won from about 16 M (qkv r16, T = 64: 1.2x); below, one thread wins (T = 1: the wake-up
- * and the barrier cost more than the call). A machine-specific figure: the dispatcher's
- * calibration should learn it.
+ * multiply-adds runs on min(threads, floor(W / this)) threads). Measured with bench/threads.ts and
+ * A/B runs on the 2-core development machine: with fused granules (one adapter per token, at least
+ * two entries) 2 threads break even near 0.3 M multiply-adds (o 4096x4096 r16, T = 2: 0.98x) and
+ * win from about 0.5 M (down r16 T = 2: 1.14x, qkv r16 T = 2: 1.3x); a call that needs the two
+ * phases (one token, or several adapters per token) pays a barrier more: 2 threads at T = 1 were
+ * 0.64-1.05x up to 0.5 M (o r16 .. o r64). A machine-specific figure: the dispatcher's calibration
+ * should learn it.
  */
-export const AUTO_WORK_PER_THREAD = 1 << 23
+export const AUTO_WORK_PER_THREAD = 400_000
+/** The same for calls run in two phases (protocol.ts MODE_PHASES). */
+export const AUTO_WORK_PER_THREAD_PHASES = 1_000_000
 
 /**
  * Switches of the threaded calls, for A/B benchmarks (bench/threads.ts --ab): wake the workers
  * before preparing a job; guided granule sizes (split.ts granuleShares) instead of equal ones;
- * fused granules (protocol.ts MODE_FUSED) for calls with one adapter per token.
+ * fused granules (protocol.ts MODE_FUSED) for calls with one adapter per token and at least
+ * fusedMinEntries entries per thread.
  */
-export const TUNING = { wakeEarly: true, guided: true, fused: true }
+export const TUNING = { wakeEarly: true, guided: true, fused: true, fusedMinEntries: 1 }
 const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2 } as const
 
 export type { ThreadsOption }
@@ -65,11 +70,17 @@ export class ThreadedWasmBackend extends WasmBackend {
     return new ThreadedWasmLayer(this, spec)
   }
 
-  /** Threads for a call of `work` multiply-adds. */
-  partsFor(work: number): number {
+  /**
+   * Threads for a call of `work` multiply-adds; `fusedEntries`: its entries when it can run fused
+   * granules (one adapter per token), else 0.
+   */
+  partsFor(work: number, fusedEntries = 0): number {
     if (!this.pool || this.pool.failed !== null) return 1
     if (this.mode !== 'auto') return this.threads
-    return Math.max(1, Math.min(this.threads, Math.floor(work / AUTO_WORK_PER_THREAD)))
+    const parts = fusedEntries >= 2
+      ? Math.min(Math.floor(work / AUTO_WORK_PER_THREAD), fusedEntries)
+      : Math.floor(work / AUTO_WORK_PER_THREAD_PHASES)
+    return Math.max(1, Math.min(this.threads, parts))
   }
 
   /** Whether a call is running or queued (they share the scratch area and the pool). */
@@ -123,7 +134,8 @@ class ThreadedWasmLayer extends WasmLayer {
     const table = this.slotTable >> 2
     let rankEntries = 0
     for (let g = 0; g < plan.segSlot.length; g++) rankEntries += plan.segLength[g] * i32[table + plan.segSlot[g] * 4]
-    const parts = this.threaded.partsFor(rankEntries * (this.spec.inFeatures * this.spec.sliceWidths.length + this.spec.outFeatures))
+    const work = rankEntries * (this.spec.inFeatures * this.spec.sliceWidths.length + this.spec.outFeatures)
+    const parts = this.threaded.partsFor(work, plan.adaptersPerToken === 1 ? plan.rows.length : 0)
     if (parts === 1 && !this.threaded.busy) return super.apply(x, y, plan)
     return this.threaded.exclusive(() => (parts === 1 ? super.apply(x, y, plan) : this.applyParts(x, y, plan, this.segmentRanks(plan), parts)))
   }
@@ -147,7 +159,7 @@ class ThreadedWasmLayer extends WasmLayer {
     const numSeg = plan.segSlot.length
     const hRow = S * spec.maxRank
     // one adapter per token and enough entries: granules of whole entries, no barrier (protocol.ts)
-    const fused = TUNING.fused && plan.adaptersPerToken === 1 && N >= 4 * parts
+    const fused = TUNING.fused && plan.adaptersPerToken === 1 && N >= TUNING.fusedMinEntries * parts
     const count = parts * GRANULES_PER_THREAD
     const shares = TUNING.guided ? granuleShares(parts, count) : new Array<number>(count).fill(1 / count) // claimed dynamically (protocol.ts)
     // a segment no bigger than the smallest granule stays whole; bigger ones are cut (split.ts)
