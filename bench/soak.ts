@@ -1,7 +1,7 @@
 /**
  * `npm run soak`: the full soak (1,000 PEFT adapters on disk, a pool budget of 10% of their
  * bytes, 10,000 random mixed batches over every backend, each checked against the float64
- * reference). Options: --adapters N --batches N --budget F --concurrency N --seed N.
+ * reference). Options: --adapters N --batches N --budget F --concurrency N --seed N --backend B.
  * Prints progress and the report, writes bench/results/soak.json, exits 1 on any wrong result.
  */
 import { mkdir, writeFile } from 'node:fs/promises'
@@ -21,9 +21,11 @@ const cfg: SoakConfig = {
   concurrency: arg('concurrency', 4),
   seed: arg('seed', 1),
   progressEvery: 1000,
+  backend: process.argv.includes('--backend') ? (process.argv[process.argv.indexOf('--backend') + 1] as SoakConfig['backend']) : undefined,
   onProgress: (done, r) => {
-    const rss = Math.round(process.memoryUsage().rss / 2 ** 20)
-    console.log(`${done} batches: wrong ${r.wrong}, errors ${JSON.stringify(r.errors)}, rss ${rss} MB`)
+    ;(globalThis as { gc?: () => void }).gc?.() // with --expose-gc: the heap figure is what is live
+    const m = process.memoryUsage()
+    console.log(`${done} batches: wrong ${r.wrong}, errors ${JSON.stringify(r.errors)}, rss ${Math.round(m.rss / 2 ** 20)} MB, heap ${Math.round(m.heapUsed / 2 ** 20)} MB`)
   },
 }
 console.log(`soak: ${JSON.stringify({ ...cfg, onProgress: undefined })}${(globalThis as { gc?: unknown }).gc ? '' : ' (run with --expose-gc for exact RSS growth)'}`)

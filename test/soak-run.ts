@@ -25,6 +25,8 @@ export interface SoakConfig {
   /** Called every `progressEvery` batches. */
   onProgress?: (done: number, r: SoakReport) => void
   progressEvery?: number
+  /** Runtime backend (default 'auto': every backend, forced and auto, in turn). */
+  backend?: BackendChoice
 }
 
 export interface SoakReport {
@@ -117,7 +119,7 @@ export async function runSoak(cfg: SoakConfig): Promise<SoakReport> {
   const adapterBytes = models.reduce((s, m) => s + m.bytes, 0)
   const memoryBudget = Math.floor(adapterBytes * cfg.budgetFraction)
   // Slots are plentiful: the byte budget is what limits residency.
-  const rt = await createRuntime({ backend: 'auto', memoryBudget, adapterSlots: 256 })
+  const rt = await createRuntime({ backend: cfg.backend ?? 'auto', memoryBudget, adapterSlots: 256 })
   const report: SoakReport = {
     adapters: cfg.adapters, adapterBytes, memoryBudget, backends: rt.backends, calls: 0, byBackend: {}, wrong: 0, errors: {}, failures: [],
     hits: 0, misses: 0, evictions: 0, reloads: 0, maxResidentAdapters: 0, maxDistinctPerBatch: 0, rssStartMB: mb(rssStart), rssAfterWarmupMB: 0, rssPeakMB: 0, rssEndMB: 0,

@@ -100,26 +100,43 @@ export class LossWatch {
   reason = ''
   /** Resolves when the device is lost (never rejects). */
   readonly whenLost: Promise<void>
+  /**
+   * The guards waiting now, woken by the one handler on device.lost. (A reaction per call on
+   * whenLost, as Promise.race([p, whenLost.then(...)]) adds, stays attached to that promise,
+   * which never settles while the device lives: ~1 KB of promises and closures per call, forever.)
+   */
+  private readonly waiting = new Set<() => void>()
   constructor(device: GPUDevice) {
     this.whenLost = device.lost.then((info) => {
       this.lost = true
       this.reason = `${info.reason ?? 'unknown'}: ${info.message ?? ''}`
+      for (const wake of this.waiting) wake()
+      this.waiting.clear()
     })
   }
   check(): void {
     if (this.lost) throw new LoraError('DEVICE_LOST', `the WebGPU device was lost (${this.reason})`)
   }
+  /** Guards still waiting (0 between calls: nothing per call outlives it). */
+  get waitingGuards(): number {
+    return this.waiting.size
+  }
   /** `promise`, or DEVICE_LOST as soon as the device is lost: never hangs on a dead device. */
   async guard<T>(promise: Promise<T>, what: string): Promise<T> {
-    const lost = this.whenLost.then(() => {
-      throw new LoraError('DEVICE_LOST', `the WebGPU device was lost during ${what} (${this.reason})`)
+    let wake: () => void = () => {}
+    const lost = new Promise<never>((_, reject) => {
+      wake = () => reject(new LoraError('DEVICE_LOST', `the WebGPU device was lost during ${what} (${this.reason})`))
     })
+    if (this.lost) wake()
+    else this.waiting.add(wake)
     try {
       return await Promise.race([promise, lost])
     } catch (cause) {
       if (cause instanceof LoraError) throw cause
       if (this.lost) throw new LoraError('DEVICE_LOST', `the WebGPU device was lost during ${what} (${this.reason})`, { cause })
       throw new LoraError('GPU_ERROR', `${what} failed: ${(cause as Error)?.message ?? cause}`, { cause })
+    } finally {
+      this.waiting.delete(wake)
     }
   }
 }
