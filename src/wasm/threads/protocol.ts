@@ -133,11 +133,13 @@ export function claimExpand(ctrl: Int32Array, ex: PartExports, gen: number, post
  * sleeping thread costs 50-100 us here (2 vCPUs), a spinning one sees the change at once.
  * After a job: calls often come back to back (every layer of a model in turn).
  * After a wake request: the main thread is preparing a job (copying x), which can take ms.
- * At the barrier between the phases: the other threads finish their shrink granules.
+ * At the barrier between the phases, or waiting for the main thread's copies of y rows (fused).
+ * Bounded, so that on a loaded machine a waiting worker does not keep a core from the main thread
+ * for long.
  */
 export const SPIN_IDLE_MS = 0.3
-export const SPIN_WOKEN_MS = 20
-export const SPIN_BARRIER_MS = 50
+export const SPIN_WOKEN_MS = 5
+export const SPIN_BARRIER_MS = 5
 
 /** Spin until ctrl[i] != v, QUIT, or `ms` elapsed; returns ctrl[i]. */
 function spinWhile(ctrl: Int32Array, i: number, v: number, ms: number): number {
