@@ -1,23 +1,34 @@
 /**
- * How much parallelism the machine gives right now: the throughput of `threads` threads running
- * the kernels module's register-only f32x4 loop (assembly/peak.ts) at once, against one thread.
- * On an idle machine with that many cores this is ~threads; on a machine shared with other jobs
- * it is what any multi-threaded code can hope for at that moment (the ceiling of bench/threads.ts).
+ * How much parallelism the machine gives right now, two ways, against one thread:
+ * - compute: `threads` threads running the kernels module's register-only f32x4 loop
+ *   (assembly/peak.ts) at once. On an idle machine with that many cores this is ~threads; on a
+ *   machine shared with other jobs it is what any multi-threaded code can hope for at that moment.
+ * - memory: `threads` threads each copying its own 32 MB buffer (TypedArray.set, a memcpy: reads
+ *   and writes DRAM). Cores share the memory bus: on the 2-core development VM one thread already
+ *   gets most of it (2 threads: ~1.2x), which bounds calls whose time goes to moving data (cold
+ *   weights at small T, the host copies of x and y).
+ * The ceilings of bench/threads.ts.
  */
 import { readFileSync } from 'node:fs'
 import { Worker } from 'node:worker_threads'
 
+const COPY_FLOATS = 8 << 20 // 32 MB
+
 const WORKER = `
 const { parentPort } = require('node:worker_threads')
 let ex
+const src = new Float32Array(${COPY_FLOATS}).fill(1), dst = new Float32Array(${COPY_FLOATS})
 parentPort.on('message', (m) => {
   if (m.module) ex = new WebAssembly.Instance(m.module, {}).exports
+  else if (m.copies) { const t0 = performance.now(); for (let i = 0; i < m.copies; i++) dst.set(src); parentPort.postMessage(performance.now() - t0) }
   else { const t0 = performance.now(); ex.peakFlops(m.iterations); parentPort.postMessage(performance.now() - t0) }
 })`
 
 export class ParallelCeiling {
   private readonly main: { peakFlops(iterations: number): number }
   private readonly workers: Worker[] = []
+  private readonly src = new Float32Array(COPY_FLOATS).fill(1)
+  private readonly dst = new Float32Array(COPY_FLOATS)
 
   constructor(readonly threads: number, wasmPath = 'build/multilora-simd.wasm') {
     const module = new WebAssembly.Module(readFileSync(wasmPath))
@@ -29,17 +40,28 @@ export class ParallelCeiling {
     }
   }
 
-  /** One sample: threads x (work of one thread) / wall time, against one thread alone. */
+  /** One sample of the compute ceiling: threads x (work of one thread) / wall time, against one thread alone. */
   async sample(iterations = 400_000): Promise<number> {
+    return this.ratio(() => this.main.peakFlops(iterations), { iterations })
+  }
+
+  /** One sample of the memory ceiling: the same with copies of 32 MB per thread. */
+  async sampleMemory(copies = 4): Promise<number> {
+    return this.ratio(() => {
+      for (let i = 0; i < copies; i++) this.dst.set(this.src)
+    }, { copies })
+  }
+
+  private async ratio(work: () => void, message: object): Promise<number> {
     let t0 = performance.now()
-    this.main.peakFlops(iterations)
+    work()
     const alone = performance.now() - t0
     t0 = performance.now()
     const others = this.workers.map((w) => new Promise((resolve) => {
       w.once('message', resolve)
-      w.postMessage({ iterations })
+      w.postMessage(message)
     }))
-    this.main.peakFlops(iterations)
+    work()
     await Promise.all(others)
     const together = performance.now() - t0
     return (this.threads * alone) / together

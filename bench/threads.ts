@@ -5,11 +5,11 @@
  * Reported: the median call and the 10th percentile (on a machine shared with other jobs the
  * fast tail estimates the unloaded time; the median includes the interference). Weights are
  * cold as in bench/run.ts (each call reads adapters other calls did not just read).
- * Two measures make the figures readable on a busy machine: the parallel ceiling (what N threads
- * of pure compute get against one, sampled every round: bench/parallel-ceiling.ts), and the CPU
+ * Two measures make the figures readable on a busy machine: the parallel ceilings (what N threads
+ * of pure compute, and of memcpy, get against one, sampled every round: bench/parallel-ceiling.ts), and the CPU
  * time per call (process.cpuUsage, all threads): CPU time does not count time spent descheduled,
  * so its ratio says how much work threading adds, whatever the load.
- * Usage: npx tsx bench/threads.ts [--quick] [--rounds N] [--json FILE]
+ * Usage: npx tsx bench/threads.ts [--quick] [--rounds N] [--json FILE] [--only SHAPE] [--tokens 1,64,...]
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
@@ -24,6 +24,8 @@ const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const rounds = args.includes('--rounds') ? Number(args[args.indexOf('--rounds') + 1]) : quick ? 5 : 9
 const jsonPath = args.includes('--json') ? args[args.indexOf('--json') + 1] : 'bench/results/threads.json'
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : '' // shapes whose name contains this
+const tokensArg = args.includes('--tokens') ? args[args.indexOf('--tokens') + 1].split(',').map(Number) : null
 
 interface Shape { name: string; inF: number; widths: number[]; rank: number; K: number }
 const SHAPES: Shape[] = [
@@ -34,7 +36,7 @@ const SHAPES: Shape[] = [
   { name: 'o 4096x4096 r64', inF: 4096, widths: [4096], rank: 64, K: 1 },
   { name: 'qkv r16, 2 adapters/token', inF: 4096, widths: [4096, 1024, 1024], rank: 16, K: 2 },
 ]
-const TOKENS = quick ? [1, 64, 256] : [1, 4, 16, 64, 256, 1024]
+const TOKENS = tokensArg ?? (quick ? [1, 64, 256] : [1, 4, 16, 64, 256, 1024])
 const D = 8 // distinct adapters per layer copy
 const COLD_BYTES = 64 << 20
 
@@ -50,12 +52,13 @@ console.log(`wasm build ${threaded.variant}; ${availableParallelism()} cores; th
   (threaded.threadsUnavailableReason ? ` (${threaded.threadsUnavailableReason})` : '') + `; load average at start ${loadavg()[0].toFixed(1)}`)
 console.log('ms per call: median (10th percentile), interleaved; speed-up = single / threaded at the median (at the 10th percentile);')
 console.log(`CPU = CPU time per call of ${threads} threads / of one; ceiling = ${threads} threads of pure compute against one, now;`)
+console.log(`mem ceiling = ${threads} threads each copying 32 MB (memcpy) against one, now (bench/parallel-ceiling.ts);`)
 console.log('spread = IQR / median of the single-thread calls')
-const header = ['shape', 'T', 'single ms', 'auto ms', 'auto threads', 'x auto', `${threads}-thread ms`, `x ${threads}`, 'CPU', 'ceiling', 'GFLOP/s best', 'spread']
+const header = ['shape', 'T', 'single ms', 'auto ms', 'auto threads', 'x auto', `${threads}-thread ms`, `x ${threads}`, 'CPU', 'ceiling', 'mem ceiling', 'GFLOP/s best', 'spread']
 console.log(header.join(' | '))
 
 const rows: Record<string, unknown>[] = []
-for (const shape of SHAPES) {
+for (const shape of SHAPES.filter((s) => s.name.includes(only))) {
   const out = shape.widths.reduce((a, b) => a + b, 0)
   const rng = new Rng(shape.rank * 7 + shape.K)
   const adapterBytes = shape.rank * (shape.inF * shape.widths.length + out) * 4
@@ -80,9 +83,11 @@ for (const shape of SHAPES) {
     const samples: number[][] = variants.map(() => [])
     const cpu = variants.map(() => [0, 0]) // [CPU ms, calls]
     const ceilings: number[] = []
+    const memCeilings: number[] = []
     const call = variants.map(() => 0)
     for (let r = 0; r < rounds; r++) {
       ceilings.push(await ceiling.sample())
+      memCeilings.push(await ceiling.sampleMemory())
       for (let j = 0; j < variants.length; j++) {
         const v = (r + j) % variants.length
         const c0 = process.cpuUsage()
@@ -95,6 +100,7 @@ for (const shape of SHAPES) {
     }
     const cpuRatio = cpu[2][0] / cpu[2][1] / (cpu[0][0] / cpu[0][1])
     const parallelCeiling = quantile(ceilings, 0.5)
+    const memoryCeiling = quantile(memCeilings, 0.5)
     const [single, auto, all] = samples.map((s) => quantile(s, 0.5))
     const [single10, auto10, all10] = samples.map((s) => quantile(s, 0.1))
     const entries = T * K
@@ -105,13 +111,13 @@ for (const shape of SHAPES) {
       shape: shape.name, T, K, autoThreads, allThreads: threads, calls: samples.map((s) => s.length),
       singleMs: single, autoMs: auto, allMs: all, speedupAuto: single / auto, speedupAll: single / all,
       singleP10: single10, autoP10: auto10, allP10: all10, speedupAutoP10: single10 / auto10, speedupAllP10: single10 / all10,
-      cpuRatio, parallelCeiling, gflopsBest: (2 * work) / Math.min(single10, auto10, all10) / 1e6, spread,
+      cpuRatio, parallelCeiling, memoryCeiling, gflopsBest: (2 * work) / Math.min(single10, auto10, all10) / 1e6, spread,
     }
     rows.push(row)
     const ms = (m: number, p: number) => `${m.toFixed(3)} (${p.toFixed(3)})`
     const sx = (a: number, b: number) => `${a.toFixed(2)} (${b.toFixed(2)})`
     console.log([shape.name, T, ms(single, single10), ms(auto, auto10), autoThreads, sx(row.speedupAuto, row.speedupAutoP10),
-      ms(all, all10), sx(row.speedupAll, row.speedupAllP10), cpuRatio.toFixed(2), parallelCeiling.toFixed(2),
+      ms(all, all10), sx(row.speedupAll, row.speedupAllP10), cpuRatio.toFixed(2), parallelCeiling.toFixed(2), memoryCeiling.toFixed(2),
       row.gflopsBest.toFixed(1), `${(spread * 100).toFixed(0)}%`].join(' | '))
   }
   for (const l of layers) l.dispose()
