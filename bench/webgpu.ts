@@ -18,6 +18,8 @@ import { materialise, sliceWidthsFor } from '../test/grid.js'
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp'
 const quick = process.argv.includes('--quick')
+/** `--only=<regex>`: run only the shapes whose label (e.g. "f32 qkv r64 L8 T256") matches. */
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7)
 const backend = await createWebGpuBackend()
 const device = backend.device
 if (!device.features.has('timestamp-query')) throw new Error('this bench needs timestamp-query')
@@ -108,6 +110,13 @@ async function runShape(s: Shape, submitMs: number) {
   const est = median(await gpuTimes(2, (enc, tw) => encodeCall(device, enc, call, tw)))
   const reps = Math.max(3, Math.min(quick ? 5 : 20, Math.ceil(300 / Math.max(est, 1e-3))))
   const kernelMs = best(await gpuTimes(reps, (enc, tw) => encodeCall(device, enc, call, tw)))
+  // each dispatch in a pass of its own: which kernel the time goes to
+  const perKernelMs: Record<string, number> = {}
+  for (const [i, d] of call.dispatches.entries()) {
+    const one = { dispatches: [d], pipelines: [call.pipelines[i]], scratch: [] }
+    const ms = best(await gpuTimes(Math.max(2, Math.min(reps, 5)), (enc, tw) => encodeCall(device, enc, one, tw)))
+    perKernelMs[d.spec.shader] = (perKernelMs[d.spec.shader] ?? 0) + ms
+  }
   // wall time: host arrays (upload + kernels + readback) and GPU-resident (kernels + one submit)
   const wallReps = Math.max(3, Math.min(10, Math.ceil(300 / est)))
   const host: number[] = [], resident: number[] = [], residentCpu: number[] = []
@@ -127,7 +136,7 @@ async function runShape(s: Shape, submitMs: number) {
   const weightGBs = weightBytes / (kernelMs / 1e3) / 1e9
   const hostMs = median(host), residentMs = median(resident)
   return {
-    ...s, kernelMs, gflops, weightGBs,
+    ...s, kernelMs, perKernelMs, gflops, weightGBs,
     hostMs, residentMs, residentCpuMs: median(residentCpu),
     residentOverKernelPlusSubmit: residentMs / (kernelMs + submitMs),
   }
@@ -184,6 +193,8 @@ for (const dtype of ['f32', 'bf16'] as const)
     for (const rank of [16, 64])
       for (const adapters of [1, 8])
         for (const T of quick ? [1, 256] : [1, 16, 256, 1024]) shapes.push({ T, layer, rank, adapters, dtype })
+const label = (s: Shape): string => `${s.dtype} ${s.layer} r${s.rank} L${s.adapters} T${s.T}`
+if (only) shapes.splice(0, shapes.length, ...shapes.filter((s) => new RegExp(only).test(label(s))))
 const measured = []
 for (const [i, shape] of shapes.entries()) {
   if (i > 0 && i % 8 === 0) await sampleCeilings()
@@ -195,7 +206,7 @@ const rows = measured.map((r) => ({ ...r, fracMatmul: r.gflops / ceil.matmulGflo
 for (const r of rows) {
   console.log(
     [`${r.dtype.padEnd(4)} ${r.layer.padEnd(6)} r${String(r.rank).padEnd(3)} L${r.adapters} T${String(r.T).padEnd(5)}`,
-     `${r.kernelMs.toFixed(3).padStart(9)} ms`, `${r.gflops.toFixed(2).padStart(6)} GFLOP/s (${(100 * r.fracMatmul).toFixed(0).padStart(3)}% mm)`,
+     `${r.kernelMs.toFixed(3).padStart(9)} ms (${Object.entries(r.perKernelMs).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')})`, `${r.gflops.toFixed(2).padStart(6)} GFLOP/s (${(100 * r.fracMatmul).toFixed(0).padStart(3)}% mm)`,
      `weights ${r.weightGBs.toFixed(2).padStart(6)} GB/s (${(100 * r.fracCopy).toFixed(0).padStart(3)}% copy)`,
      `host ${r.hostMs.toFixed(2).padStart(7)} ms, resident ${r.residentMs.toFixed(2).padStart(7)} ms (x${r.residentOverKernelPlusSubmit.toFixed(2)} of kernel+submit; cpu ${r.residentCpuMs.toFixed(2)} ms)`].join(' | '),
   )

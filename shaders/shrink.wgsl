@@ -17,9 +17,9 @@
 override EM: u32 = 1u;  // entry threads per workgroup
 override RW: u32 = 4u;  // rank threads per workgroup
 override KS: u32 = 16u; // k-split threads per workgroup
-override MT: u32 = 1u;  // entries per thread (<= 8)
-override RV: u32 = 1u;  // rank rows per thread (<= 8; MT * RV <= 32)
-const MAX_TILE: u32 = 32u;
+override MT: u32 = 1u;  // entries per thread (<= 16)
+override RV: u32 = 1u;  // rank rows per thread (MT * RV <= 64)
+const MAX_TILE: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;           // [T * inFeatures]
@@ -49,26 +49,25 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
   var acc: array<f32, MAX_TILE>;
   if (wg.y * RW * RV < rank && e0 < count) {
-    var xb: array<u32, 8>;  // x row base of each entry (clamped to a valid entry)
+    var xb: array<u32, 16>; // x row base of each entry (clamped to a valid entry)
     for (var i = 0u; i < MT; i++) {
       xb[i] = u32(calls[p.rowsOffset + first + min(e0 + i, count - 1u)]) * K;
     }
-    var ab: array<u32, 8>;  // A row base of each rank row (clamped to a valid row)
-    for (var j = 0u; j < RV; j++) {
-      ab[j] = (aSlice + min(r0 + j, rank - 1u)) * p.inStride;
-    }
+    // A rows at a fixed stride (plain arithmetic, no index array): rows past the slot's rank
+    // read values that are never stored (WebGPU clamps out-of-range reads to the buffer)
+    let a0 = (aSlice + r0) * p.inStride;
     var k = ks * 2u;
     for (; k + 1u < K; k += 2u * KS) {
-      var xv: array<vec2<f32>, 8>;
+      var xv: array<vec2<f32>, 16>;
       for (var i = 0u; i < MT; i++) { xv[i] = vec2<f32>(x[xb[i] + k], x[xb[i] + k + 1u]); }
       for (var j = 0u; j < RV; j++) {
-        let a = load2(ab[j] + k);
+        let a = load2(a0 + j * p.inStride + k);
         for (var i = 0u; i < MT; i++) { acc[i * RV + j] += dot(a, xv[i]); }
       }
     }
     if (k + 1u == K) { // odd inFeatures: this thread owns the last element
       for (var j = 0u; j < RV; j++) {
-        let a = load2(ab[j] + k).x;
+        let a = load2(a0 + j * p.inStride + k).x;
         for (var i = 0u; i < MT; i++) { acc[i * RV + j] += a * x[xb[i] + k]; }
       }
     }
