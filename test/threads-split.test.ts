@@ -122,11 +122,11 @@ describe('splitColumns', () => {
 
 describe('granuleShares', () => {
   it('sums to 1, shrinks down to a floor, one share per granule', () => {
-    for (const [threads, count] of [[2, 16], [3, 24], [8, 64], [1, 8]]) {
+    for (const [threads, count] of [[2, 32], [3, 48], [8, 128], [1, 16]]) {
       const s = granuleShares(threads, count)
       expect(s.length).toBe(count)
       expect(Math.abs(s.reduce((a, b) => a + b, 0) - 1)).toBeLessThan(1e-12)
-      expect(s[0]).toBeCloseTo(1 / (2 * threads))
+      expect(s[0]).toBeCloseTo(1 / (4 * threads))
       for (let i = 1; i < count - 1; i++) expect(s[i]).toBeLessThanOrEqual(s[i - 1] + 1e-15)
       for (const v of s) expect(v).toBeGreaterThanOrEqual(0)
     }

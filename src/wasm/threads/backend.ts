@@ -42,7 +42,7 @@ export const AUTO_WORK_PER_THREAD_PHASES = 1_000_000
  * fused granules (protocol.ts MODE_FUSED) for calls with one adapter per token and at least
  * fusedMinEntries entries per thread.
  */
-export const TUNING = { wakeEarly: true, guided: true, fused: true, fusedMinEntries: 1 }
+export const TUNING = { wakeEarly: true, guided: true, gssDivisor: 4, fused: true, fusedMinEntries: 1 }
 const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2 } as const
 
 export type { ThreadsOption }
@@ -161,7 +161,7 @@ class ThreadedWasmLayer extends WasmLayer {
     // one adapter per token and enough entries: granules of whole entries, no barrier (protocol.ts)
     const fused = TUNING.fused && plan.adaptersPerToken === 1 && N >= TUNING.fusedMinEntries * parts
     const count = parts * GRANULES_PER_THREAD
-    const shares = TUNING.guided ? granuleShares(parts, count) : new Array<number>(count).fill(1 / count) // claimed dynamically (protocol.ts)
+    const shares = TUNING.guided ? granuleShares(parts, count, TUNING.gssDivisor) : new Array<number>(count).fill(1 / count) // claimed dynamically (protocol.ts)
     // a segment no bigger than the smallest granule stays whole; bigger ones are cut (split.ts)
     const { tasks, partStart } = splitShrink(plan, ranks, S, shares, TUNING.guided ? 1 / (4 * count) : 1 / (2 * parts), !fused)
     const cuts = splitColumns(spec.sliceWidths, shares)

@@ -63,7 +63,7 @@ export const WAKE = 32
 /** SLEEP + w: 1 while worker w sleeps (or is about to) in Atomics.wait; 0 while it spins or works. */
 export const SLEEP = WAKE + MAX_WORKERS + 1
 /** Granules per thread (more: finer balance, more claims). */
-export const GRANULES_PER_THREAD = 8
+export const GRANULES_PER_THREAD = 16
 /** Per granule i: PART + 4i .. + 3 = first task, task count, first column, end column. */
 export const PART = SLEEP + MAX_WORKERS + 1
 /** Fields per shrink task (assembly/threads.ts TASK_FIELDS). */

@@ -15,17 +15,20 @@ import type { SegmentPlan } from '../../metadata.js'
 
 /**
  * Relative sizes of the granules of one phase for `threads` threads that claim them in order
- * (protocol.ts): guided self-scheduling, each granule about 1/(2 threads) of the work left, but
- * no smaller than 1/(4 count). Early granules are big (few claims), the last ones small, so that
- * the threads finish a phase close together (with equal granules, one granule's time apart).
- * @param count granules (the last ones may be 0 once the work is used up)
+ * (protocol.ts): guided self-scheduling, each granule 1/(divisor threads) of the work left, but
+ * no smaller than 1/(4 count). Early granules are bigger (fewer claims), the last ones small, so
+ * that the threads finish a phase close together (with equal granules, one granule's time
+ * apart). A divisor of 4 rather than the classic 2 keeps the first granules at 1/8 of the work for
+ * 2 threads: a thread descheduled while it holds one (a loaded machine) holds less work up.
+ * @param count granules (the last ones may be 0 once the work is used up); with divisor 4, 16 per
+ *   thread leave about 1/64 of the work to the last one
  */
-export function granuleShares(threads: number, count: number): number[] {
+export function granuleShares(threads: number, count: number, divisor = 4): number[] {
   const shares: number[] = []
   const floor = 1 / (4 * count)
   let left = 1
   for (let i = 0; i < count - 1; i++) {
-    const s = Math.min(left, Math.max(left / (2 * threads), floor))
+    const s = Math.min(left, Math.max(left / (divisor * threads), floor))
     shares.push(s)
     left -= s
   }
