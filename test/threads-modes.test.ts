@@ -1,7 +1,8 @@
 /**
  * Every way the threaded backend can run a call (src/wasm/threads/backend.ts TUNING: fused granules
- * or two phases, guided or equal granules, early wake-up or not) gives the single-threaded result
- * bit for bit, on the grid cases with one adapter per token (the only ones the fused mode takes).
+ * or two phases, guided or equal granules, early wake-up or not, short segments whole or cut)
+ * gives the single-threaded result bit for bit, on the grid cases with one adapter per token (the
+ * only ones the fused mode takes).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRuntime, type Runtime } from '../src/index.js'
@@ -17,14 +18,14 @@ beforeAll(async () => {
 afterAll(() => {
   two?.dispose()
   single?.dispose()
-  Object.assign(TUNING, { wakeEarly: true, guided: true, fused: true })
+  Object.assign(TUNING, MODES[0])
 })
 
 const MODES = [
-  { fused: true, guided: true, wakeEarly: true },
-  { fused: false, guided: true, wakeEarly: true },
-  { fused: true, guided: false, wakeEarly: false },
-  { fused: false, guided: false, wakeEarly: false },
+  { fused: true, guided: true, wakeEarly: true, wholeEntries: 16 },
+  { fused: false, guided: true, wakeEarly: true, wholeEntries: 16 },
+  { fused: true, guided: false, wakeEarly: false, wholeEntries: 0 },
+  { fused: false, guided: false, wakeEarly: false, wholeEntries: 0 },
 ]
 const cases = caseGrid(1).filter((c) => c.adaptersPerToken === 1 && c.tokens >= 16)
 

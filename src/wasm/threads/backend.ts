@@ -42,7 +42,7 @@ export const AUTO_WORK_PER_THREAD_PHASES = 1_000_000
  * fused granules (protocol.ts MODE_FUSED) for calls with one adapter per token and at least
  * fusedMinEntries entries per thread.
  */
-export const TUNING = { wakeEarly: true, guided: true, gssDivisor: 4, fused: true, fusedMinEntries: 1 }
+export const TUNING = { wakeEarly: true, guided: true, gssDivisor: 4, fused: true, fusedMinEntries: 1, wholeEntries: 16 }
 const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2 } as const
 
 export type { ThreadsOption }
@@ -162,8 +162,13 @@ class ThreadedWasmLayer extends WasmLayer {
     const fused = TUNING.fused && plan.adaptersPerToken === 1 && N >= TUNING.fusedMinEntries * parts
     const count = parts * GRANULES_PER_THREAD
     const shares = TUNING.guided ? granuleShares(parts, count, TUNING.gssDivisor) : new Array<number>(count).fill(1 / count) // claimed dynamically (protocol.ts)
-    // a segment no bigger than the smallest granule stays whole; bigger ones are cut (split.ts)
-    const { tasks, partStart } = splitShrink(plan, ranks, S, shares, TUNING.guided ? 1 / (4 * count) : 1 / (2 * parts), !fused)
+    // Short segments (few tokens per weight read: the weights' traffic dominates) stay whole up to
+    // half a thread's share, so that one thread reads their A and B; with longer ones (the
+    // arithmetic dominates) only segments below the smallest granule stay whole (split.ts).
+    let longest = 0
+    for (let g = 0; g < numSeg; g++) longest = Math.max(longest, plan.segLength[g])
+    const wholeUpTo = longest <= TUNING.wholeEntries ? 1 / (2 * parts) : 1 / (4 * count)
+    const { tasks, partStart } = splitShrink(plan, ranks, S, shares, wholeUpTo, !fused)
     const cuts = splitColumns(spec.sliceWidths, shares)
     // one work area: x | y | rows | segments | tasks + fused header | H (the whole call's, see assembly/threads.ts)
     const xBytes = align16(T * spec.inFeatures * 4)
