@@ -114,7 +114,7 @@ async function runShape(s: Shape, submitMs: number) {
   const perKernelMs: Record<string, number> = {}
   for (const [i, d] of call.dispatches.entries()) {
     const one = { dispatches: [d], pipelines: [call.pipelines[i]], scratch: [] }
-    const ms = best(await gpuTimes(Math.max(2, Math.min(reps, 5)), (enc, tw) => encodeCall(device, enc, one, tw)))
+    const ms = best(await gpuTimes(Math.max(2, Math.min(reps, 4)), (enc, tw) => encodeCall(device, enc, one, tw)))
     perKernelMs[d.spec.shader] = (perKernelMs[d.spec.shader] ?? 0) + ms
   }
   // wall time: host arrays (upload + kernels + readback) and GPU-resident (kernels + one submit)

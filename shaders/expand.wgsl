@@ -17,8 +17,8 @@
 override EM: u32 = 1u;  // entry threads per workgroup
 override NW: u32 = 64u; // column-pair threads per workgroup
 override MT: u32 = 1u;  // entries per thread (<= 16)
-override NT: u32 = 2u;  // column pairs per thread (<= 8; MT * NT <= 32)
-const MAX_TILE: u32 = 32u;
+override NT: u32 = 2u;  // column pairs per thread (<= 8; MT * NT <= 64)
+const MAX_TILE: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> h: array<f32>;           // [N * S * rankStride]

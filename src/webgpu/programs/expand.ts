@@ -13,13 +13,14 @@ export function expandSpec(storage: WeightStorage, tiling: ExpandTiling): Pipeli
 /**
  * Decode tiles (<= 4 entries): one thread row, 32 threads x 8 column pairs = 512 columns per
  * workgroup (weight streaming; lavapipe, interleaved A/B: up to 1.3x faster than 64 x 2). GEMM tiles (16 entries):
- * all 16 entries x 2 column pairs per thread (16 + 2 loads per 64 FMAs), 8 threads = 16 entries
- * x 32 columns per workgroup (lavapipe, interleaved A/B: 1.1-1.9x faster than 2 x 8 threads of
- * 8 entries x 4 pairs; 16 threads or 1 pair per thread were slower).
+ * all 16 entries x 4 column pairs per thread (16 + 4 loads per 128 FMAs), 8 threads = 16 entries
+ * x 64 columns per workgroup (lavapipe, interleaved A/B: 1.3-3.7x faster than 2 pairs per
+ * thread, which beat 2 x 8 threads of 8 entries x 4 pairs by 1.1-1.9x; 8 pairs per thread
+ * (256 accumulators) spill and run 3-7x slower; 16 or 32 threads were no faster).
  */
 export function expandTiling(tileM: number): ExpandTiling {
   if (tileM <= 4) return { EM: 1, MT: tileM, NW: 32, NT: 8 }
-  return { EM: 1, MT: tileM, NW: 8, NT: 2 }
+  return { EM: 1, MT: tileM, NW: 8, NT: 4 }
 }
 
 /**
