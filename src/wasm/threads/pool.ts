@@ -132,7 +132,7 @@ export class WorkerPool {
     const woken = Math.min(parts - 1, this.workers.length)
     c[P.HELPERS] = woken
     Atomics.store(c, P.GEN, gen) // publishes the job to spinning workers
-    this.wake(parts) // and wakes sleeping ones
+    for (let w = 0; w < woken; w++) P.wakeIfSleeping(c, w) // and wakes sleeping ones
     this.keepAlive(woken, true)
     if (job.fused) return this.runFused(gen, granules, woken, main, copies)
     let copyError: unknown = null
@@ -210,7 +210,7 @@ export class WorkerPool {
 
   /**
    * Get the workers of a job of `parts` threads spinning (call before preparing the job, so that
-   * their wake-up overlaps the preparation; run() calls it again).
+   * their wake-up overlaps the preparation; run() wakes any that went back to sleep).
    */
   wake(parts: number): void {
     if (this.disposed) return

@@ -197,6 +197,17 @@ export function wakeWorker(ctrl: Int32Array, w: number): void {
 }
 
 /**
+ * Once a job is published (GEN stored): wake worker w if it sleeps. The worker sets SLEEP before
+ * it reads GEN a last time, the main thread stores GEN before it reads SLEEP: a worker that this
+ * does not wake sees the new GEN. Spinning workers are left alone (no stale wake request).
+ */
+export function wakeIfSleeping(ctrl: Int32Array, w: number): void {
+  if (Atomics.load(ctrl, SLEEP + w) !== 1) return
+  Atomics.add(ctrl, WAKE + w, 1)
+  Atomics.notify(ctrl, WAKE + w, 1)
+}
+
+/**
  * Worker w's loop: wait for a job (a new GEN), spinning for a while and then sleeping until
  * woken, help with it if it is one of the job's HELPERS, repeat until QUIT.
  */
