@@ -18,6 +18,20 @@ export interface LayerHost {
   readonly keepHostCopies?: boolean
 }
 
+/** One validated call, as `attempt` runs it (on the chosen backend, or again on another). */
+interface Attempt {
+  x: Float32Array | GPUBuffer
+  y: Float32Array | GPUBuffer
+  ids: Int32Array
+  K: number
+  features: CallFeatures
+  /** The plan built for the first backend, with its chunk size. */
+  first: SegmentPlan
+  chunk: number
+  /** Slot writes each backend must finish first (null: none pending). */
+  before: Map<BackendName, Promise<void>[]> | null
+}
+
 /** A LoRA-wrapped linear layer whose slots live on every backend of the runtime. */
 export class LoraLayer implements Layer {
   private readonly filled: boolean[]
@@ -144,7 +158,7 @@ export class LoraLayer implements Layer {
     const choice = checkBackend('options.backend', options.backend ?? this.host.defaultBackend)
     const ids = isGpuBuffer(idsIn) ? await this.readIds(idsIn, options, x, y) : idsIn
     const { T, K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens)
-    checkIds(ids, K, this.spec.maxAdapters, (s) => this.filled[s])
+    checkIds(ids, K, this.spec.maxAdapters, this.filled)
     let entries = 0, distinct = 0, rankSum = 0, rankEntries = 0
     const stamp = ++this.stamp
     for (let i = 0; i < ids.length; i++) {
@@ -166,25 +180,29 @@ export class LoraLayer implements Layer {
       slices: spec.sliceWidths.length, weightDtype: spec.weightDtype, resident: isGpuBuffer(x) || isGpuBuffer(y) ? 'gpu' : 'host',
     }
     const backend = this.host.pick(choice, features)
-    const slots = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize ?? 64).slots
+    const first = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize ?? 64)
+    const slots = first.slots
     // Writes pending now, per backend: this call must see them (later ones it must not).
-    const before = new Map([...this.pendingWrites].map(([name, p]) => [name, [...slots].map((s) => p.get(s)).filter((w) => w !== undefined)]))
-    const attempt = (b: Backend): void | Promise<void> => {
-      const layer = this.onBackend.get(b.name)!
-      const plan = buildSegments(ids, K, this.spec.maxAdapters, b.chunkSize ?? 64)
-      const waits = before.get(b.name) ?? []
-      const run = (): void | Promise<void> =>
-        b.name !== 'webgpu' && features.resident === 'gpu' ? this.applyThroughHost(layer, x, y, plan) : (layer as WebGpuLayer).apply(x, y, plan)
-      return waits.length ? Promise.all(waits).then(run) : run()
+    let before: Map<BackendName, Promise<void>[]> | null = null
+    for (const [name, p] of this.pendingWrites) {
+      if (p.size === 0) continue
+      const waits: Promise<void>[] = []
+      for (const s of slots) {
+        const w = p.get(s)
+        if (w) waits.push(w)
+      }
+      if (waits.length) (before ??= new Map()).set(name, waits)
     }
-    let run = attempt(backend)
+    // (no closures on this path unless needed: each costs a little, more under tsx's keepNames)
+    const call: Attempt = { x, y, ids, K, features, first, chunk: backend.chunkSize ?? 64, before }
+    let run = this.attempt(call, backend)
     if (!(run instanceof Promise)) return // synchronous backend: done
     if (choice === 'auto') {
       // A device lost during the call (y is untouched then): run it again on a backend that works.
       run = run.catch((e: unknown) => {
         if (!(e instanceof LoraError && e.code === 'DEVICE_LOST')) throw e
         this.checkAlive()
-        return attempt(this.host.pick('auto', features))
+        return this.attempt(call, this.host.pick('auto', features))
       })
     }
     // An 'auto' call may end on any backend: it holds the slots' weights on all of them.
@@ -207,6 +225,16 @@ export class LoraLayer implements Layer {
         }
       }
     }
+  }
+
+  /** Run a validated call on backend `b`, after the slot writes it must see. */
+  private attempt(c: Attempt, b: Backend): void | Promise<void> {
+    const layer = this.onBackend.get(b.name)!
+    const plan = (b.chunkSize ?? 64) === c.chunk ? c.first : buildSegments(c.ids, c.K, this.spec.maxAdapters, b.chunkSize ?? 64)
+    const waits = c.before?.get(b.name)
+    const viaHost = b.name !== 'webgpu' && c.features.resident === 'gpu'
+    if (waits) return Promise.all(waits).then(() => (viaHost ? this.applyThroughHost(layer, c.x, c.y, plan) : (layer as WebGpuLayer).apply(c.x, c.y, plan)))
+    return viaHost ? this.applyThroughHost(layer, c.x, c.y, plan) : (layer as WebGpuLayer).apply(c.x, c.y, plan)
   }
 
   /**

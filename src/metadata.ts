@@ -59,6 +59,9 @@ export function buildSegments(
 ): SegmentPlan {
   const K = adaptersPerToken
   const T = K > 0 ? Math.floor(ids.length / K) : 0
+  // few entries in many slots (a decode batch on a layer with hundreds of adapter slots): sort the
+  // entries instead of counting over every slot
+  if (ids.length * SORT_BELOW < numSlots) return bySorting(ids, K, T, chunkSize)
   // counts[s] entries per slot
   const counts = new Int32Array(numSlots + 1)
   let n = 0
@@ -103,6 +106,48 @@ export function buildSegments(
       segLength[g] = Math.min(chunkSize, end - start)
       g++
     }
+  }
+  return { numTokens: T, adaptersPerToken: K, rows, segSlot, segStart, segLength, slots }
+}
+
+/** buildSegments sorts the entries, instead of counting per slot, when slots > entries * this. */
+export const SORT_BELOW = 8
+
+/**
+ * The same plan as the counting sort, from the entries sorted by (slot, position): O(n log n) in
+ * the entries, independent of the number of slots. Keys slot * L + i are exact in a Float64Array
+ * (L = ids.length < 2^31, slots < 2^21: below 2^53).
+ */
+export function bySorting(ids: Int32Array, K: number, T: number, chunkSize: number): SegmentPlan {
+  const L = ids.length
+  let n = 0
+  for (let i = 0; i < L; i++) if (ids[i] >= 0) n++
+  const keys = new Float64Array(n)
+  for (let i = 0, j = 0; i < L; i++) if (ids[i] >= 0) keys[j++] = ids[i] * L + i
+  keys.sort()
+  const rows = new Int32Array(n)
+  let distinct = 0
+  let numSegments = 0
+  for (let e = 0, run = 0, prev = -1; e < n; e++) {
+    const s = Math.floor(keys[e] / L)
+    rows[e] = ((keys[e] - s * L) / K) | 0
+    if (s !== prev) (distinct++, numSegments++, (run = 1), (prev = s))
+    else if (++run > chunkSize) (numSegments++, (run = 1))
+  }
+  const segSlot = new Int32Array(numSegments)
+  const segStart = new Int32Array(numSegments)
+  const segLength = new Int32Array(numSegments)
+  const slots = new Int32Array(distinct)
+  for (let e = 0, g = -1, d = 0, prev = -1; e < n; e++) {
+    const s = Math.floor(keys[e] / L)
+    if (s !== prev || segLength[g] === chunkSize) {
+      if (s !== prev) slots[d++] = s
+      g++
+      segSlot[g] = s
+      segStart[g] = e
+      prev = s
+    }
+    segLength[g]++
   }
   return { numTokens: T, adaptersPerToken: K, rows, segSlot, segStart, segLength, slots }
 }

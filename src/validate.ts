@@ -134,14 +134,14 @@ function checkData(name: string, v: unknown, T: number, width: number, widthName
 }
 
 /** Every id in -1..maxAdapters-1, naming a filled slot, no slot twice in one token. */
-export function checkIds(ids: Int32Array, K: number, maxAdapters: number, filled: (slot: number) => boolean): void {
+export function checkIds(ids: Int32Array, K: number, maxAdapters: number, filled: readonly boolean[]): void {
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i]
     if (id === -1) continue
     if (id < -1 || id >= maxAdapters) {
       throw new LoraError('OUT_OF_RANGE', `ids[${i}] = ${id} is outside -1..${maxAdapters - 1} (ids: Int32Array[${ids.length}])`)
     }
-    if (!filled(id)) throw new LoraError('SLOT_EMPTY', `ids[${i}] = ${id} names slot ${id}, which holds no adapter`)
+    if (!filled[id]) throw new LoraError('SLOT_EMPTY', `ids[${i}] = ${id} names slot ${id}, which holds no adapter`)
     const t0 = i - (i % K)
     for (let j = t0; j < i; j++) {
       if (ids[j] === id) throw new LoraError('DUPLICATE_ADAPTER', `token ${t0 / K} names slot ${id} twice (ids[${j}] and ids[${i}])`)
