@@ -40,8 +40,10 @@ export interface BackendTraits {
 
 export class Dispatcher {
   private rates = new Map<BackendName, BackendRates>()
+  private readonly traitOf = new Map<BackendName, BackendTraits>()
 
   constructor(private readonly traits: readonly BackendTraits[], private profile: Profile | null) {
+    for (const t of traits) this.traitOf.set(t.name, t)
     this.setProfile(profile)
   }
 
@@ -62,7 +64,7 @@ export class Dispatcher {
   /** Predicted ms of backend `name` for `f` (transfers included). */
   predictMs(name: BackendName, f: CallFeatures): Prediction {
     const rates = this.rates.get(name)!
-    const trait = this.traits.find((t) => t.name === name)
+    const trait = this.traitOf.get(name)
     const chunkSize = trait?.chunkSize
     const g = chunkSize === f.chunkSize ? f : { ...f, chunkSize }
     if (name === 'webgpu') return predict(rates, g, f.resident === 'host')
@@ -115,7 +117,7 @@ export class Dispatcher {
     }
     const second = usable[order[1]]
     const bound = this.predictMs(backend, f).bound
-    const sw = (backend === 'webgpu' || second === 'webgpu') && this.traits.find((t) => t.name === 'webgpu')?.isSoftware ? ' on a software GPU adapter' : ''
+    const sw = (backend === 'webgpu' || second === 'webgpu') && this.traitOf.get('webgpu')?.isSoftware ? ' on a software GPU adapter' : ''
     return {
       backend, predictedMs,
       reason: `${backend} predicted ${fmt(ms[pick])} ms vs ${second} ${fmt(ms[order[1]])} ms (${bound}-bound on ${backend}${sw}${this.profile ? `, ${this.profile.kind} calibration` : ', uncalibrated priors'})`,
