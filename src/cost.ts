@@ -37,6 +37,8 @@ export interface CallFeatures {
   resident: Residency
   /** Longest segment a backend's plan cuts runs into (default 64). */
   chunkSize?: number
+  /** K, slot ids per token (default 1). */
+  adaptersPerToken?: number
 }
 
 /** Calibrated rates of one backend (all positive, finite). */

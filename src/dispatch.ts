@@ -34,8 +34,11 @@ export interface BackendTraits {
   isSoftware: boolean
   /** Longest segment of its plans. */
   chunkSize?: number
-  /** Threads a call of this many multiply-adds runs on (a multi-threaded backend; default 1). */
-  parts?: (multiplyAdds: number) => number
+  /**
+   * Threads a call of this many multiply-adds runs on (a multi-threaded backend; default 1);
+   * `fusedEntries`: its entries when each token has one adapter, else 0.
+   */
+  parts?: (multiplyAdds: number, fusedEntries: number) => number
 }
 
 export class Dispatcher {
@@ -71,7 +74,7 @@ export class Dispatcher {
     // GPU-resident data run on the CPU: read x and y back and upload y, one more round trip
     const gpu = this.rates.get('webgpu')
     const fetch = f.resident === 'gpu' && gpu ? gpu.callMs + (f.tokens * (f.inFeatures + 2 * f.outFeatures) * 4) / gpu.hostGBs / 1e6 : 0
-    const parts = trait?.parts ? trait.parts(f.rankEntries * (f.inFeatures * f.slices + f.outFeatures)) : 1
+    const parts = trait?.parts ? trait.parts(f.rankEntries * (f.inFeatures * f.slices + f.outFeatures), (f.adaptersPerToken ?? 1) === 1 ? f.entries : 0) : 1
     return predict(rates, g, true, fetch, parts)
   }
 
@@ -165,7 +168,7 @@ export function featuresOf(r: ExplainRequest): CallFeatures {
   const used = Math.min(distinct, entries)
   const rankSum = ranks.slice(0, used).reduce((a, b) => a + b, 0)
   return {
-    tokens, entries, distinct: used, rankSum, rankEntries: used > 0 ? (entries * rankSum) / used : 0,
+    tokens, entries, distinct: used, rankSum, rankEntries: used > 0 ? (entries * rankSum) / used : 0, adaptersPerToken: K,
     inFeatures: checkInt('inFeatures', r.inFeatures, 1), outFeatures: widths.reduce((a, b) => a + b, 0), slices: widths.length,
     weightDtype: dtype as WeightDtype, resident,
   }

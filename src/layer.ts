@@ -176,7 +176,7 @@ export class LoraLayer implements Layer {
     if (entries === 0) return
     const { spec } = this
     const features: CallFeatures = {
-      tokens: T, entries, distinct, rankSum, rankEntries, inFeatures: spec.inFeatures, outFeatures: spec.outFeatures,
+      tokens: T, entries, distinct, rankSum, rankEntries, adaptersPerToken: K, inFeatures: spec.inFeatures, outFeatures: spec.outFeatures,
       slices: spec.sliceWidths.length, weightDtype: spec.weightDtype, resident: isGpuBuffer(x) || isGpuBuffer(y) ? 'gpu' : 'host',
     }
     const backend = this.host.pick(choice, features)

@@ -137,7 +137,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     }
   }
   const traits = backends.map((b) => {
-    const parts = (b as { partsFor?(work: number): number }).partsFor
+    const parts = (b as { partsFor?(work: number, fusedEntries: number): number }).partsFor
     return { name: b.name, isSoftware: (b as { isSoftware?: boolean }).isSoftware === true, chunkSize: b.chunkSize, parts: parts?.bind(b) }
   })
   let profile: Profile | null = null
