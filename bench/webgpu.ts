@@ -5,8 +5,10 @@
  * is disabled by the device code), best of several passes. In the same run it measures the adapter's ceilings: a vec4 copy
  * kernel (GB/s, bytes read + written) and an 8x8-per-thread dense f32 matmul (GFLOP/s). Each SGMV
  * shape is reported as GFLOP/s and as a fraction of those ceilings (weight bytes read / time vs
- * copy GB/s), plus the wall time of apply on host arrays vs GPU-resident buffers.
- * Writes bench/results/webgpu.json and prints a table.
+ * copy GB/s), the GPU time of each kernel in a pass of its own, plus the wall time of apply on
+ * host arrays vs GPU-resident buffers vs the same kernels in one bare submit.
+ * Writes bench/results/webgpu.json and prints a table. `--quick`: fewer shapes and passes;
+ * `--only=<regex>`: the shapes whose label matches.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { buildSegments } from '../src/metadata.js'
@@ -108,7 +110,7 @@ async function runShape(s: Shape, submitMs: number) {
   const call = await prepareCall(layer.ctx, plan, xb, yb)
   await gpuTimes(1, (enc, tw) => encodeCall(device, enc, call, tw)) // warm-up
   const est = median(await gpuTimes(2, (enc, tw) => encodeCall(device, enc, call, tw)))
-  const reps = Math.max(3, Math.min(quick ? 5 : 20, Math.ceil(300 / Math.max(est, 1e-3))))
+  const reps = Math.max(quick ? 3 : 5, Math.min(quick ? 5 : 20, Math.ceil(300 / Math.max(est, 1e-3))))
   const kernelMs = best(await gpuTimes(reps, (enc, tw) => encodeCall(device, enc, call, tw)))
   // each dispatch in a pass of its own: which kernel the time goes to
   const perKernelMs: Record<string, number> = {}
