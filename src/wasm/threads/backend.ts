@@ -1,7 +1,10 @@
 /**
  * The multi-threaded wasm backend: the single-threaded backend's layers and weights, in a shared
- * memory, with each call cut into parts (split.ts) run by the main thread and a worker pool
- * (pool.ts). Where threads are unavailable it is the single-threaded backend, with the reason.
+ * memory, with each call cut into granules (split.ts) claimed by the main thread and a worker pool
+ * (pool.ts, protocol.ts). With one adapter per token a granule is a run of whole entries, shrunk
+ * and expanded by one thread, and the main thread copies y rows in and out per granule while the
+ * threads work; otherwise the call runs in two phases (shrink by H rows, expand by y columns).
+ * Where threads are unavailable it is the single-threaded backend, with the reason.
  */
 import type { SegmentPlan } from '../../metadata.js'
 import type { LayerSpec } from '../../types.js'
@@ -37,10 +40,11 @@ export const AUTO_WORK_PER_THREAD = 400_000
 export const AUTO_WORK_PER_THREAD_PHASES = 1_000_000
 
 /**
- * Switches of the threaded calls, for A/B benchmarks (bench/threads.ts --ab): wake the workers
- * before preparing a job; guided granule sizes (split.ts granuleShares) instead of equal ones;
- * fused granules (protocol.ts MODE_FUSED) for calls with one adapter per token and at least
- * fusedMinEntries entries per thread.
+ * Switches of the threaded calls (every setting gives the same bits: test/threads-modes.test.ts),
+ * kept to A/B them against each other in one process: wake the workers before preparing a job;
+ * guided granule sizes (split.ts granuleShares, with gssDivisor) instead of equal ones; fused
+ * granules (protocol.ts MODE_FUSED) for calls with one adapter per token and at least
+ * fusedMinEntries entries per thread; segments of at most wholeEntries entries kept whole.
  */
 export const TUNING = { wakeEarly: true, guided: true, gssDivisor: 4, fused: true, fusedMinEntries: 1, wholeEntries: 16 }
 const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2 } as const
