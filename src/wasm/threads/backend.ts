@@ -40,6 +40,16 @@ export const AUTO_WORK_PER_THREAD = 400_000
 export const AUTO_WORK_PER_THREAD_PHASES = 1_000_000
 
 /**
+ * 'auto' on a loaded machine: a threaded call in which the main thread waited for the workers
+ * more than STARVED_SHARE of its time (and more than STARVED_MS: a scheduler slice, not the usual
+ * end of a call) means the workers did not get a core; after two such calls in a row, the next
+ * SOLO_CALLS calls run on one thread, then threads are tried again.
+ */
+export const STARVED_SHARE = 0.3
+export const STARVED_MS = 0.2
+export const SOLO_CALLS = 16
+
+/**
  * Switches of the threaded calls (every setting gives the same bits: test/threads-modes.test.ts),
  * kept to A/B them against each other in one process: wake the workers before preparing a job;
  * guided granule sizes (split.ts granuleShares, with gssDivisor) instead of equal ones; fused
@@ -54,6 +64,8 @@ export type { ThreadsOption }
 export class ThreadedWasmBackend extends WasmBackend {
   private queue: Promise<unknown> = Promise.resolve()
   private pending = 0
+  private solo = 0 // calls left on one thread (takeSolo)
+  private strikes = 0 // threaded calls in a row that starved (settle)
 
   /**
    * @param pool     the workers (null: single-threaded)
@@ -85,6 +97,27 @@ export class ThreadedWasmBackend extends WasmBackend {
       ? Math.min(Math.floor(work / AUTO_WORK_PER_THREAD), fusedEntries)
       : Math.floor(work / AUTO_WORK_PER_THREAD_PHASES)
     return Math.max(1, Math.min(this.threads, parts))
+  }
+
+  /**
+   * 'auto': whether a call that would use threads runs on one thread instead, the workers having
+   * been starved lately (STARVED_SHARE).
+   */
+  takeSolo(): boolean {
+    if (this.mode !== 'auto' || this.solo === 0) return false
+    this.solo--
+    return true
+  }
+
+  /** After a threaded call of `total` ms in which the main thread waited `waited` ms for the workers. */
+  settle(waited: number, total: number): void {
+    if (this.mode !== 'auto') return
+    if (waited > STARVED_MS && waited > STARVED_SHARE * total) {
+      if (++this.strikes >= 2) {
+        this.solo = SOLO_CALLS
+        this.strikes = 0
+      }
+    } else this.strikes = 0
   }
 
   /** Whether a call is running or queued (they share the scratch area and the pool). */
@@ -139,7 +172,8 @@ class ThreadedWasmLayer extends WasmLayer {
     let rankEntries = 0
     for (let g = 0; g < plan.segSlot.length; g++) rankEntries += plan.segLength[g] * i32[table + plan.segSlot[g] * 4]
     const work = rankEntries * (this.spec.inFeatures * this.spec.sliceWidths.length + this.spec.outFeatures)
-    const parts = this.threaded.partsFor(work, plan.adaptersPerToken === 1 ? plan.rows.length : 0)
+    let parts = this.threaded.partsFor(work, plan.adaptersPerToken === 1 ? plan.rows.length : 0)
+    if (parts > 1 && this.threaded.takeSolo()) parts = 1
     if (parts === 1 && !this.threaded.busy) return super.apply(x, y, plan)
     return this.threaded.exclusive(() => (parts === 1 ? super.apply(x, y, plan) : this.applyParts(x, y, plan, this.segmentRanks(plan), parts)))
   }
@@ -153,6 +187,7 @@ class ThreadedWasmLayer extends WasmLayer {
   }
 
   private async applyParts(x: Float32Array, y: Float32Array, plan: SegmentPlan, ranks: Int32Array, parts: number): Promise<void> {
+    const t0 = performance.now()
     const pool = this.threaded.pool!
     if (TUNING.wakeEarly) pool.wake(parts) // the workers' wake-up overlaps the preparation below
     const { spec } = this
@@ -225,6 +260,7 @@ class ThreadedWasmLayer extends WasmLayer {
       copyOut: (gi) => eachRun(gi, (r, n) => y.set(f32.subarray(y0 + r * outF, y0 + (r + n) * outF), r * outF)),
     })
     if (!fused) y.set(f32.subarray(y0, y0 + T * outF))
+    this.threaded.settle(pool.waited, performance.now() - t0)
   }
 }
 

@@ -41,6 +41,8 @@ export class WorkerPool {
   private failure: string | null = null
   private disposed = false
   private wakeMain: () => void = () => {}
+  /** ms the main thread spent waiting for workers in the last job (at the barriers and the end). */
+  waited = 0
 
   private constructor() {
     const wa = (Atomics as unknown as { waitAsync?: WaitAsync }).waitAsync
@@ -106,6 +108,7 @@ export class WorkerPool {
    */
   async run(job: JobArgs, parts: number, main: PartExports, copies: JobCopies): Promise<void> {
     this.check()
+    this.waited = 0
     const c = this.ctrl
     const gen = (this.gen = (this.gen + 1) | 0)
     const granules = job.partStart.length - 1
@@ -219,9 +222,10 @@ export class WorkerPool {
 
   /** Wait (without blocking the thread) until ctrl[flag] = gen, or the pool fails. */
   private async until(flag: number, gen: number): Promise<void> {
+    const t0 = performance.now()
     for (;;) {
       const v = Atomics.load(this.ctrl, flag)
-      if (v === gen) return
+      if (v === gen) break
       this.check()
       if (this.waitAsync) {
         const r = this.waitAsync(this.ctrl, flag, v)
@@ -230,6 +234,7 @@ export class WorkerPool {
         await new Promise<void>((resolve) => (this.wakeMain = resolve))
       }
     }
+    this.waited += performance.now() - t0
   }
 
   private keepAlive(woken: number, on: boolean): void {
