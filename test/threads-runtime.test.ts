@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { createRuntime } from '../src/index.js'
-import { createThreadedWasmBackend } from '../src/wasm/threads/backend.js'
+import { createThreadedWasmBackend, SOLO_CALLS } from '../src/wasm/threads/backend.js'
 import { threadsUnavailableReason } from '../src/wasm/threads/support.js'
 import { expectLoraError } from './compare.js'
 import { Rng } from './random.js'
@@ -199,5 +199,37 @@ describe('threaded runtime', () => {
     expect(r.killed, r.out).toBe(false)
     expect(r.code, r.out).toBe(0)
     expect(parseLast(r.out).threads).toBe(2)
+  })
+})
+
+describe("'auto' on a loaded machine", () => {
+  it('runs SOLO_CALLS calls on one thread after two starved calls in a row, then threads again', async () => {
+    const be = await createThreadedWasmBackend('auto')
+    try {
+      expect(be.takeSolo()).toBe(false)
+      be.settle(5, 10) // waited half the call
+      be.settle(0.05, 10) // not starved: the count starts again
+      be.settle(5, 10)
+      expect(be.takeSolo()).toBe(false)
+      be.settle(5, 10)
+      for (let i = 0; i < SOLO_CALLS; i++) expect(be.takeSolo()).toBe(true)
+      expect(be.takeSolo()).toBe(false)
+      be.settle(0.15, 0.2) // a short call's wait below STARVED_MS
+      be.settle(0.15, 0.2)
+      expect(be.takeSolo()).toBe(false)
+    } finally {
+      be.dispose()
+    }
+  })
+
+  it('never with a fixed thread count', async () => {
+    const be = await createThreadedWasmBackend(2)
+    try {
+      be.settle(5, 10)
+      be.settle(5, 10)
+      expect(be.takeSolo()).toBe(false)
+    } finally {
+      be.dispose()
+    }
   })
 })
