@@ -2,7 +2,7 @@
 // slice s and every r < rank(slot_e).
 //
 // Tiling. The host cuts the plan's segments into tiles of at most EM*MT entries of one slot
-// (meta "tiles"). Workgroup (tile = wg.x, rank tile = wg.y, slice = wg.z) computes an
+// (meta "tiles"). Workgroup (rank tile = wg.x, tile = wg.y, slice = wg.z) computes an
 // (EM*MT entries) x (RW*RV rank rows) block of h with EM*RW*KS threads. Thread (em, rw, ks)
 // keeps an MT x RV register tile (each A pair loaded serves MT entries, each x pair RV rank
 // rows) over the ks-th of KS interleaved strips of the k axis; consecutive threads take
@@ -33,8 +33,11 @@ var<workgroup> partial: array<f32, EM * RW * KS * MT * RV>;
 
 @compute @workgroup_size(EM * RW * KS)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  // rank tiles vary fastest: workgroups run one after another on the same entries reuse their
+  // x rows from cache (lavapipe, interleaved A/B: 1.05-1.25x on prefill with several rank tiles)
+  let rt = wg.x;
   let s = wg.z;
-  let tb = p.tilesOffset + wg.x * 4u;
+  let tb = p.tilesOffset + wg.y * 4u;
   let slot = u32(calls[tb]);
   let first = u32(calls[tb + 1u]);
   let count = u32(calls[tb + 2u]);
@@ -42,13 +45,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let ks = lid % KS;
   let rw = (lid / KS) % RW;
   let em = lid / (KS * RW);
-  let r0 = wg.y * RW * RV + rw * RV;
+  let r0 = rt * RW * RV + rw * RV;
   let e0 = em * MT;
   let K = p.inFeatures;
   let aSlice = ((slot - p.slotBase) * p.numSlices + s) * p.maxRank;
 
   var acc: array<f32, MAX_TILE>;
-  if (wg.y * RW * RV < rank && e0 < count) {
+  if (rt * RW * RV < rank && e0 < count) {
     var xb: array<u32, 16>; // x row base of each entry (clamped to a valid entry)
     for (var i = 0u; i < MT; i++) {
       xb[i] = u32(calls[p.rowsOffset + first + min(e0 + i, count - 1u)]) * K;
@@ -81,7 +84,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       }
     }
   }
-  if (ks != 0u || wg.y * RW * RV >= rank) { return; }
+  if (ks != 0u || rt * RW * RV >= rank) { return; }
   for (var i = 0u; i < MT; i++) {
     let e = e0 + i;
     if (e >= count) { break; }

@@ -40,7 +40,7 @@ export function shrinkDispatch(
   buffers: { params: GPUBuffer; x: GPUBuffer; A: GPUBuffer; slots: GPUBuffer; meta: GPUBuffer; h: GPUBuffer },
 ): Dispatch {
   const rankTile = tiling.RW * tiling.RV
-  const groups = checkGroups([numTiles, Math.ceil(shape.maxUsedRank / rankTile), shape.numSlices], 'shrink')
+  const groups = checkGroups([Math.ceil(shape.maxUsedRank / rankTile), numTiles, shape.numSlices], 'shrink')
   return {
     spec: shrinkSpec(storage, tiling),
     groups,
