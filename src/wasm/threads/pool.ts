@@ -103,8 +103,10 @@ export class WorkerPool {
 
   /**
    * Run one job on the main thread (`main`) and up to `parts - 1` workers (1 <= parts <= size + 1)
-   * that claim its granules. `beforeShrink` runs on the main thread once the workers are started
-   * (copy inputs the shrink does not read, e.g. y, while they work); the expand waits for it.
+   * that claim its granules. The main thread makes the host copies (`copies`) once the workers are
+   * started: in two phases, y before its shrink granules (the expand waits for it); fused, the y
+   * rows of every granule in claim order (a worker's granule waits for its rows, YIN), then
+   * granules, copying the rows of finished ones out between them.
    */
   async run(job: JobArgs, parts: number, main: PartExports, copies: JobCopies): Promise<void> {
     this.check()
