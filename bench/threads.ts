@@ -48,6 +48,8 @@ const variants = [
 const threaded = wasmOf(variants[1].rt)
 const threads = threaded.threads
 const ceiling = new ParallelCeiling(threads)
+await ceiling.sample() // warm-up: the first one times the loop before V8's optimizing tier has compiled it
+await ceiling.sampleMemory()
 console.log(`wasm build ${threaded.variant}; ${availableParallelism()} cores; threads: ${threads}` +
   (threaded.threadsUnavailableReason ? ` (${threaded.threadsUnavailableReason})` : '') + `; load average at start ${loadavg()[0].toFixed(1)}`)
 console.log('ms per call: median (10th percentile), interleaved; speed-up = single / threaded at the median (at the 10th percentile);')
