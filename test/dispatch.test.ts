@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { Backend, BackendLayer } from '../src/backend.js'
 import { calibrate } from '../src/calibrate.js'
+import { machineOf, targetsOf } from '../src/calibrate-cache.js'
 import { type BackendRates, parallelSpeedup, predict, priorRates } from '../src/cost.js'
 import type { Profile } from '../src/cost-profile.js'
 import { Dispatcher, type ExplainRequest, featuresOf } from '../src/dispatch.js'
@@ -161,6 +162,25 @@ describe('profiles and calibration', () => {
     await expectLoraError(() => createRuntime({ profile: badPar as never }), 'INVALID_ARGUMENT', ['profile.backends.wasm.parallel.threads'])
     const badSpeed = { ...p, backends: { wasm: { ...p.backends.wasm, parallel: { threads: 2, speedup: 0 } } } }
     await expectLoraError(() => createRuntime({ profile: badSpeed as never }), 'INVALID_ARGUMENT', ['profile.backends.wasm.parallel.speedup'])
+  })
+
+  it('a multi-threaded wasm backend: calibration measures its speed-up on every thread, then gives the calls back their own thread counts', async () => {
+    const wasm = (await createWasmBackend(undefined, 'auto')) as Awaited<ReturnType<typeof createWasmBackend>> & { threads: number; partsFor(w: number, e?: number): number }
+    try {
+      if (wasm.threads < 2) return void expect(wasm.threads).toBe(1) // a one-core machine: nothing to measure
+      const p = await calibrate(targetsOf([wasm]), machineOf([wasm], wasm.variant), { kind: 'short', budgetMs: 300 })
+      expect(p.machine.threads).toBe(wasm.threads)
+      const par = p.backends.wasm!.parallel!
+      expect(p.backends.wasm!.measured).toContain('parallel')
+      expect(par.threads).toBe(wasm.threads)
+      expect(par.speedup).toBeGreaterThanOrEqual(0.25)
+      expect(par.speedup).toBeLessThanOrEqual(wasm.threads)
+      // the calibration forced its thread counts only while it ran
+      expect(wasm.partsFor(1)).toBe(1)
+      expect(wasm.partsFor(1e12, 1024)).toBe(wasm.threads)
+    } finally {
+      wasm.dispose()
+    }
   })
 
   it('the short calibration stays within its budget and is cached per process', async () => {

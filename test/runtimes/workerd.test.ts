@@ -91,9 +91,14 @@ describe('Cloudflare Workers (workerd)', () => {
     expect(first.status, JSON.stringify(first.json).slice(0, 500)).toBe(200)
     const again = await post({ module, tokens, x: Array.from(x), y: new Array(tokens.length * 256).fill(0) })
     expect(again.status).toBe(200)
-    const { backends, wasmVariant, webgpuUnavailableReason, y } = again.json as { backends: string[]; wasmVariant: string; webgpuUnavailableReason: string; y: number[] }
+    const { backends, wasmVariant, webgpuUnavailableReason, threads, threadsUnavailableReason, y } = again.json as {
+      backends: string[]; wasmVariant: string; webgpuUnavailableReason: string; threads: number; threadsUnavailableReason: string; y: number[]
+    }
     expect(backends).toEqual(['wasm'])
     expect(webgpuUnavailableReason).toMatch(/navigator\.gpu|WebGPU/)
+    // the worker asks for threads: 'auto'; Workers have none, so one thread, without an error
+    expect(threads).toBe(1)
+    expect(threadsUnavailableReason).toMatch(/Cloudflare Workers/)
     const report = { runtime: 'workerd', backends, wasmVariant, webgpuUnavailableReason, module, tokens, results: [{ backend: 'wasm', ms: again.ms, y }] }
     const errors = await checkReport(report, x)
     console.log(`workerd: wasm ${wasmVariant}, rel err ${errors.wasm.toExponential(2)}; HTTP round trip ${first.ms.toFixed(0)} ms first (runtime + adapters), ${again.ms.toFixed(1)} ms next`)

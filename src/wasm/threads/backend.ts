@@ -66,6 +66,7 @@ export class ThreadedWasmBackend extends WasmBackend {
   private pending = 0
   private solo = 0 // calls left on one thread (takeSolo)
   private strikes = 0 // threaded calls in a row that starved (settle)
+  private forced: number | null = null // forceParts
 
   /**
    * @param pool     the workers (null: single-threaded)
@@ -92,6 +93,7 @@ export class ThreadedWasmBackend extends WasmBackend {
    */
   partsFor(work: number, fusedEntries = 0): number {
     if (!this.pool || this.pool.failed !== null) return 1
+    if (this.forced !== null) return Math.min(this.forced, this.threads)
     if (this.mode !== 'auto') return this.threads
     const parts = fusedEntries >= 2
       ? Math.min(Math.floor(work / AUTO_WORK_PER_THREAD), fusedEntries)
@@ -104,7 +106,7 @@ export class ThreadedWasmBackend extends WasmBackend {
    * been starved lately (STARVED_SHARE).
    */
   takeSolo(): boolean {
-    if (this.mode !== 'auto' || this.solo === 0) return false
+    if (this.mode !== 'auto' || this.forced !== null || this.solo === 0) return false
     this.solo--
     return true
   }
@@ -118,6 +120,14 @@ export class ThreadedWasmBackend extends WasmBackend {
         this.strikes = 0
       }
     } else this.strikes = 0
+  }
+
+  /**
+   * Give every call `parts` threads (at most the pool's), whatever its size; null: back to the
+   * mode's own choice. The calibration uses it to time one call on one thread and on all.
+   */
+  forceParts(parts: number | null): void {
+    this.forced = parts === null ? null : Math.max(1, Math.floor(parts))
   }
 
   /** Whether a call is running or queued (they share the scratch area and the pool). */
@@ -155,7 +165,8 @@ export async function createThreadedWasmBackend(threads: ThreadsOption, options:
     }
   }
   const single = await createWasmBackend(options)
-  return new ThreadedWasmBackend(single.exports, single.variant, null, threads, count > 1 ? reason : null)
+  // more than one thread was asked for ('auto' included): say why there is one, when it is the runtime
+  return new ThreadedWasmBackend(single.exports, single.variant, null, threads, threads !== 1 ? reason : null)
 }
 
 /** A layer whose calls are cut into parts over the backend's threads. */
