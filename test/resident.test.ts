@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRuntime, type Runtime } from '../src/index.js'
 import { expectDelta, expectLoraError, TOLERANCE } from './compare.js'
+import { download, upload } from './gpu-buffers.js'
 import { makeCase, type Case } from './grid.js'
 import { sgmv } from './reference.js'
 
@@ -15,25 +16,6 @@ afterAll(() => rt?.dispose())
 
 const CASE: Case = { name: 'resident', seed: 21, inFeatures: 70, sliceWidths: [24, 9], slots: 4, rank: 6, tokens: 11, pattern: 'some-none', dtype: 'bf16', adaptersPerToken: 2 }
 const FULL = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST
-
-/** A buffer holding `values` (filled at creation, so it needs no COPY_DST usage). */
-function upload(device: GPUDevice, values: Float32Array, usage: number): GPUBuffer {
-  const b = device.createBuffer({ size: values.byteLength, usage, mappedAtCreation: true })
-  new Float32Array(b.getMappedRange()).set(values)
-  b.unmap()
-  return b
-}
-
-async function download(device: GPUDevice, b: GPUBuffer): Promise<Float32Array> {
-  const staging = device.createBuffer({ size: b.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
-  const enc = device.createCommandEncoder()
-  enc.copyBufferToBuffer(b, 0, staging, 0, b.size)
-  device.queue.submit([enc.finish()])
-  await staging.mapAsync(GPUMapMode.READ)
-  const out = new Float32Array(staging.getMappedRange().slice(0))
-  staging.destroy()
-  return out
-}
 
 /** The case's layer with its adapters set, and the device (skips the test without one). */
 function setup(ctx: { skip: (note?: string) => void }) {
