@@ -232,9 +232,13 @@ export class LoraLayer implements Layer {
     const layer = this.onBackend.get(b.name)!
     const plan = (b.chunkSize ?? 64) === c.chunk ? c.first : buildSegments(c.ids, c.K, this.spec.maxAdapters, b.chunkSize ?? 64)
     const waits = c.before?.get(b.name)
-    const viaHost = b.name !== 'webgpu' && c.features.resident === 'gpu'
-    if (waits) return Promise.all(waits).then(() => (viaHost ? this.applyThroughHost(layer, c.x, c.y, plan) : (layer as WebGpuLayer).apply(c.x, c.y, plan)))
-    return viaHost ? this.applyThroughHost(layer, c.x, c.y, plan) : (layer as WebGpuLayer).apply(c.x, c.y, plan)
+    return waits ? Promise.all(waits).then(() => this.runPlan(b, layer, c, plan)) : this.runPlan(b, layer, c, plan)
+  }
+
+  private runPlan(b: Backend, layer: BackendLayer, c: Attempt, plan: SegmentPlan): void | Promise<void> {
+    // GPU-resident data on a CPU backend goes through the host
+    if (b.name !== 'webgpu' && c.features.resident === 'gpu') return this.applyThroughHost(layer, c.x, c.y, plan)
+    return (layer as WebGpuLayer).apply(c.x, c.y, plan)
   }
 
   /**
