@@ -1,6 +1,6 @@
 /**
  * Every way the threaded backend can run a call (src/wasm/threads/backend.ts TUNING: fused granules
- * or two phases, guided or equal granules, early wake-up or not, short segments whole or cut)
+ * or two phases, x copied per granule or before the job, guided or equal granules, early wake-up or not, short segments whole or cut)
  * gives the single-threaded result bit for bit, on the grid cases with one adapter per token (the
  * only ones the fused mode takes).
  */
@@ -22,10 +22,11 @@ afterAll(() => {
 })
 
 const MODES = [
-  { fused: true, guided: true, wakeEarly: true, wholeEntries: 16 },
-  { fused: false, guided: true, wakeEarly: true, wholeEntries: 16 },
-  { fused: true, guided: false, wakeEarly: false, wholeEntries: 0 },
-  { fused: false, guided: false, wakeEarly: false, wholeEntries: 0 },
+  { fused: true, guided: true, wakeEarly: true, wholeEntries: 16, xByGranule: true },
+  { fused: false, guided: true, wakeEarly: true, wholeEntries: 16, xByGranule: true },
+  { fused: true, guided: false, wakeEarly: false, wholeEntries: 0, xByGranule: false },
+  { fused: true, guided: true, wakeEarly: true, wholeEntries: 16, xByGranule: false },
+  { fused: false, guided: false, wakeEarly: false, wholeEntries: 0, xByGranule: false },
 ]
 const cases = caseGrid(1).filter((c) => c.adaptersPerToken === 1 && c.tokens >= 16)
 

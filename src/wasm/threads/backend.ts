@@ -2,8 +2,8 @@
  * The multi-threaded wasm backend: the single-threaded backend's layers and weights, in a shared
  * memory, with each call cut into granules (split.ts) claimed by the main thread and a worker pool
  * (pool.ts, protocol.ts). With one adapter per token a granule is a run of whole entries, shrunk
- * and expanded by one thread, and the main thread copies y rows in and out per granule while the
- * threads work; otherwise the call runs in two phases (shrink by H rows, expand by y columns).
+ * and expanded by one thread, and the main thread copies x and y rows in and y rows out per
+ * granule while the threads work; otherwise the call runs in two phases (shrink by H rows, expand by y columns).
  * Where threads are unavailable it is the single-threaded backend, with the reason.
  */
 import type { SegmentPlan } from '../../metadata.js'
@@ -54,9 +54,14 @@ export const SOLO_CALLS = 16
  * kept to A/B them against each other in one process: wake the workers before preparing a job;
  * guided granule sizes (split.ts granuleShares, with gssDivisor) instead of equal ones; fused
  * granules (protocol.ts MODE_FUSED) for calls with one adapter per token and at least
- * fusedMinEntries entries per thread; segments of at most wholeEntries entries kept whole.
+ * fusedMinEntries entries per thread; segments of at most wholeEntries entries kept whole; fused,
+ * x copied in granule by granule while the threads work (xByGranule; a worker's granule waits for
+ * its rows, protocol.ts XIN) instead of all of it before the job: A/B with tokens in runs of one
+ * adapter (as requests are), 2 threads: down 11008x4096 r16 1.07x / 1.13x / 1.15x at T = 64 / 256 /
+ * 1024, o 4096x4096 r16 1.04x / 1.06x / 1.10x, qkv r16 1.04x at T >= 256; with adapters round-robin
+ * over the tokens (bench/threads.ts) the first granule's rows span all of x: 0.99-1.03x.
  */
-export const TUNING = { wakeEarly: true, guided: true, gssDivisor: 4, fused: true, fusedMinEntries: 1, wholeEntries: 16 }
+export const TUNING = { wakeEarly: true, guided: true, gssDivisor: 4, fused: true, fusedMinEntries: 1, wholeEntries: 16, xByGranule: true }
 const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2 } as const
 
 export type { ThreadsOption }
@@ -230,7 +235,9 @@ class ThreadedWasmLayer extends WasmLayer {
     const xp = base, yp = xp + xBytes, rp = yp + yBytes, sp = rp + rowsBytes, tp = sp + segBytes, hp = tp + taskBytes
     const mem = this.backend.memory
     const f32 = mem.f32
-    f32.set(x, xp >> 2)
+    // fused: x is copied in granule by granule while the threads work (pool.ts runFused)
+    const xByGranule = fused && TUNING.xByGranule
+    if (!xByGranule) f32.set(x, xp >> 2)
     const i32 = mem.i32
     i32.set(plan.rows, rp >> 2)
     for (let g = 0, o = sp >> 2; g < numSeg; g++, o += 3) {
@@ -243,9 +250,12 @@ class ThreadedWasmLayer extends WasmLayer {
     i32.set(tasks, tp >> 2)
     const job = {
       dtype: DTYPE_CODE[spec.weightDtype], x: xp, inF: spec.inFeatures, rows: rp, segs: sp, numSeg, slots: this.slotTable,
-      numSlices: S, h: hp, hRow, tasks: tp, y: yp, outF, widths: this.widths, partStart, cuts, fused,
+      numSlices: S, h: hp, hRow, tasks: tp, y: yp, outF, widths: this.widths, partStart, cuts, fused, xByGranule,
     }
     const y0 = yp >> 2
+    const x0 = xp >> 2
+    const inF = spec.inFeatures
+    const xDone = xByGranule ? new Uint8Array(T) : null! // fused: x rows copied in so far
     // fused: the y rows of each granule (entries are rows: one adapter per token), in runs of consecutive rows
     const eachRun = (gi: number, copy: (r: number, n: number) => void) => {
       let r0 = -1, n = 0
@@ -267,6 +277,25 @@ class ThreadedWasmLayer extends WasmLayer {
     await pool.run(job, parts, this.backend.exports as unknown as PartExports, {
       // phases: y is first read in the expand phase: copied in while the workers run their shrink tasks
       beforeShrink: () => f32.set(y, y0),
+      copyXIn: (gi) => {
+        // the x rows between the granule's first and last row not copied yet, in runs: few large
+        // copies when a granule's rows are scattered (its span is then mostly copied at once)
+        let lo = T, hi = -1
+        eachRun(gi, (r, n) => {
+          lo = Math.min(lo, r)
+          hi = Math.max(hi, r + n - 1)
+        })
+        for (let r = lo; r <= hi;) {
+          if (xDone[r] === 1) {
+            r++
+            continue
+          }
+          let e = r
+          while (e <= hi && xDone[e] === 0) xDone[e++] = 1
+          f32.set(x.subarray(r * inF, e * inF), x0 + r * inF)
+          r = e
+        }
+      },
       copyIn: (gi) => eachRun(gi, (r, n) => f32.set(y.subarray(r * outF, (r + n) * outF), y0 + r * outF)),
       copyOut: (gi) => eachRun(gi, (r, n) => y.set(f32.subarray(y0 + r * outF, y0 + (r + n) * outF), r * outF)),
     })

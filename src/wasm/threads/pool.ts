@@ -19,12 +19,16 @@ export interface JobArgs {
   cuts: Int32Array
   /** Fused mode (protocol.ts MODE_FUSED): granules are runs of whole entries, no expand phase. */
   fused: boolean
+  /** Fused: x is not in memory yet, the main thread copies each granule's x rows (copyXIn). */
+  xByGranule: boolean
 }
 
 /** Copies the main thread makes while the job runs. */
 export interface JobCopies {
   /** Phases: copy y in (the expand's input), while the workers run the shrink. */
   beforeShrink(): void
+  /** Fused, with xByGranule: copy the x rows of granule i in, before it is shrunk. */
+  copyXIn(i: number): void
   /** Fused: copy the y rows of granule i in, before it is expanded. */
   copyIn(i: number): void
   /** Fused: copy the y rows of granule i out, once it is done. */
@@ -104,8 +108,9 @@ export class WorkerPool {
   /**
    * Run one job on the main thread (`main`) and up to `parts - 1` workers (1 <= parts <= size + 1)
    * that claim its granules. The main thread makes the host copies (`copies`) once the workers are
-   * started: in two phases, y before its shrink granules (the expand waits for it); fused, the y
-   * rows of every granule in claim order (a worker's granule waits for its rows, YIN), then
+   * started: in two phases, y before its shrink granules (the expand waits for it); fused, the x
+   * rows (with xByGranule) and y rows of every granule in claim order (a worker's granule waits
+   * for its rows, XIN and YIN), then
    * granules, copying the rows of finished ones out between them.
    */
   async run(job: JobArgs, parts: number, main: PartExports, copies: JobCopies): Promise<void> {
@@ -128,6 +133,7 @@ export class WorkerPool {
     c[P.GRANULES] = granules
     c[P.MODE] = job.fused ? P.MODE_FUSED : P.MODE_PHASES
     c[P.YIN] = 0
+    c[P.XIN] = job.fused && job.xByGranule ? 0 : granules
     c.fill(0, P.GDONE, P.GDONE + granules)
     Atomics.store(c, P.DONE1, 0)
     Atomics.store(c, P.DONE2, 0)
@@ -139,7 +145,7 @@ export class WorkerPool {
     Atomics.store(c, P.GEN, gen) // publishes the job to spinning workers
     for (let w = 0; w < woken; w++) P.wakeIfSleeping(c, w) // and wakes sleeping ones
     this.keepAlive(woken, true)
-    if (job.fused) return this.runFused(gen, granules, woken, main, copies)
+    if (job.fused) return this.runFused(gen, granules, woken, main, copies, job.xByGranule)
     let copyError: unknown = null
     try {
       try {
@@ -165,7 +171,7 @@ export class WorkerPool {
   }
 
   /** The main thread's part of a fused job: copies in, granules (with copies out between), the last copies out. */
-  private async runFused(gen: number, granules: number, woken: number, main: PartExports, copies: JobCopies): Promise<void> {
+  private async runFused(gen: number, granules: number, woken: number, main: PartExports, copies: JobCopies, xByGranule: boolean): Promise<void> {
     const c = this.ctrl
     let copyError: unknown = null
     const copied = new Uint8Array(granules)
@@ -188,13 +194,19 @@ export class WorkerPool {
     try {
       try {
         for (let i = 0; i < granules; i++) {
+          if (xByGranule) {
+            copies.copyXIn(i)
+            Atomics.store(c, P.XIN, i + 1)
+          }
           copies.copyIn(i)
           Atomics.store(c, P.YIN, i + 1)
         }
       } catch (e) {
         copyError = e // finish the job first: workers are reading its arguments
+        Atomics.store(c, P.XIN, granules)
         Atomics.store(c, P.YIN, granules)
       }
+      Atomics.notify(c, P.XIN)
       Atomics.notify(c, P.YIN)
       P.claimFused(c, main, gen, undefined, drain)
       drain()

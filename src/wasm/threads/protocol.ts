@@ -46,12 +46,14 @@ export const A_Y = ARG + 11, A_OUTF = ARG + 12, A_WIDTHS = ARG + 13
 export const HELPERS = 11 // workers 0 .. HELPERS - 1 take part in the current job
 export const MODE = 12 // MODE_PHASES or MODE_FUSED
 export const YIN = 13 // fused: granules 0 .. YIN - 1 have their y rows in memory
+export const XIN = 14 // fused: granules 0 .. XIN - 1 have their x rows in memory
 /** Two phases with a barrier: shrink granules (H rows), then expand granules (y columns). */
 export const MODE_PHASES = 0
 /**
  * One adapter per token: each granule is a run of whole entries, shrunk and expanded by the
- * thread that claims it (no barrier). The main thread copies each granule's y rows in (YIN) and
- * out (once GDONE + i is set) while the threads work.
+ * thread that claims it (no barrier). The main thread copies each granule's x rows in (XIN, or
+ * all of x before the job), its y rows in (YIN) and out (once GDONE + i is set) while the threads
+ * work.
  */
 export const MODE_FUSED = 1
 /** Kernel dtype flags of a fused granule (assembly/threads.ts FUSED, EXPAND_ONLY). */
@@ -160,6 +162,8 @@ export function claimFused(ctrl: Int32Array, ex: PartExports, gen: number, post?
       const p = PART + 4 * i
       if (ctrl[p + 1] > 0) {
         const tasks = ctrl[A_TASKS] + ctrl[p] * TASK_FIELDS * 4
+        // the main thread may still be copying x in (backend.ts TUNING.xByGranule): wait for the rows
+        if (Atomics.load(ctrl, XIN) <= i && !waitAbove(ctrl, XIN, i)) continue
         const run = (flags: number) => ex.shrinkTasks(ctrl[A_DTYPE] + flags, ctrl[A_X], ctrl[A_INF], ctrl[A_ROWS], ctrl[A_SEGS],
           ctrl[A_SLOTS], ctrl[A_NSLICES], ctrl[A_H], ctrl[A_HROW], tasks, ctrl[p + 1])
         if (Atomics.load(ctrl, YIN) > i) run(FUSED)
