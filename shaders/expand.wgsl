@@ -1,7 +1,8 @@
 // expand: y[row_e, off_s + j] += scale(slot_e) * sum_k B[slot_e][s][j][k] * h[e, s, k], for every
 // plan entry e, slice s and column j < n_s. Segment-major: used when every token has at most one
 // adapter, so each row of y belongs to exactly one entry and no two threads write the same y
-// element (no atomics, no races). Tokens with several adapters use expand_multi.wgsl.
+// element (no atomics, no races). Tokens with several adapters use expand_multi.wgsl; layers whose
+// slice widths are all multiples of 4 use expand_vec4.wgsl (the same with vec4 y).
 //
 // Tiling. B is stored transposed, [slot][k][column] (see src/webgpu/weights.ts), and read as
 // column pairs (one 32-bit word for 16-bit weights). Workgroup (tile = wg.x, column tile = wg.y,

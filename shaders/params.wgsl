@@ -1,4 +1,4 @@
-// The uniform parameters shared by shrink.wgsl, expand.wgsl and expand_multi.wgsl, packed by
+// The uniform parameters shared by shrink.wgsl, expand.wgsl, expand_vec4.wgsl and expand_multi.wgsl, packed by
 // src/webgpu/params.ts. WGSL has no include: src/webgpu/shaders.ts puts this struct in place of
 // each shader's `//@params` line.
 struct Params {

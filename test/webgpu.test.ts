@@ -4,6 +4,8 @@ import { buildSegments } from '../src/metadata.js'
 import { createWebGpuBackend, type WebGpuBackend } from '../src/webgpu/index.js'
 import { LossWatch } from '../src/webgpu/device.js'
 import { PipelineCache } from '../src/webgpu/pipelines.js'
+import { planCall } from '../src/webgpu/call.js'
+import type { GpuLayer } from '../src/webgpu/layer.js'
 import { materialise, type Case } from './grid.js'
 import { expectDelta, expectUntouchedRows, TOLERANCE } from './compare.js'
 import { sgmv } from './reference.js'
@@ -61,6 +63,29 @@ describe('webgpu backend', () => {
     needGpu(ctx)
     await runCase({ name: 'chunk 3', seed: 7, inFeatures: 65, sliceWidths: [33, 9], rank: 5, tokens: 40, slots: 3, pattern: 'skewed', dtype: 'f32', adaptersPerToken: 2 }, 3)
     await runCase({ name: 'chunk 5', seed: 8, inFeatures: 130, sliceWidths: [70], rank: 17, tokens: 64, slots: 2, pattern: 'identical', dtype: 'bf16', adaptersPerToken: 1 }, 5)
+  })
+
+  it('segment-major expand: vec4 kernel when every slice width % 4 == 0, pairs otherwise, both tile sizes', async (ctx) => {
+    needGpu(ctx)
+    const cases: [Case, string][] = [
+      // 16-entry tiles (segments of 40 = 16 + 16 + 8), unequal slices
+      [{ name: 'quads, long segments', seed: 31, inFeatures: 37, sliceWidths: [48, 16, 20], rank: 16, tokens: 40, slots: 2, pattern: 'identical', dtype: 'f32', adaptersPerToken: 1 }, 'expand_vec4'],
+      [{ name: 'quads, long segments, -1 tokens, bf16', seed: 32, inFeatures: 64, sliceWidths: [132], rank: 7, tokens: 70, slots: 3, pattern: 'some-none', dtype: 'bf16', adaptersPerToken: 1 }, 'expand_vec4'],
+      [{ name: 'pairs, long segments', seed: 33, inFeatures: 37, sliceWidths: [50, 6], rank: 16, tokens: 40, slots: 2, pattern: 'identical', dtype: 'f32', adaptersPerToken: 1 }, 'expand'],
+      [{ name: 'pairs, long segments, odd width, f16', seed: 34, inFeatures: 9, sliceWidths: [44, 13], rank: 1, tokens: 33, slots: 1, pattern: 'identical', dtype: 'f16', adaptersPerToken: 1 }, 'expand'],
+      // decode tiles (one entry per segment)
+      [{ name: 'quads, decode', seed: 35, inFeatures: 64, sliceWidths: [1024, 4], rank: 16, tokens: 4, slots: 4, pattern: 'distinct', dtype: 'f32', adaptersPerToken: 1 }, 'expand_vec4'],
+      [{ name: 'pairs, decode', seed: 36, inFeatures: 64, sliceWidths: [1022], rank: 16, tokens: 4, slots: 4, pattern: 'distinct', dtype: 'f32', adaptersPerToken: 1 }, 'expand'],
+    ]
+    for (const [c, shader] of cases) {
+      const d = materialise(c)
+      const layer = gpu().createLayer(d.spec) as GpuLayer
+      d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
+      const cp = await planCall(layer.ctx, buildSegments(d.ids, 1, c.slots, 64))
+      layer.dispose()
+      expect(cp.pipelines[1].label.split('|')[0], c.name).toBe(shader)
+      await runCase(c)
+    }
   })
 
   it('a device passed in, without shader-f16: f16 weights packed two per u32', async (ctx) => {
@@ -147,7 +172,7 @@ describe('webgpu backend', () => {
 
   it('a shader that does not compile is GPU_ERROR, with the compiler message', async (ctx) => {
     needGpu(ctx)
-    const sources = { shrink: 'fn main( {', expand: '', expand_multi: '', params: '' }
+    const sources = { shrink: 'fn main( {', expand: '', expand_vec4: '', expand_multi: '', params: '' }
     const cache = new PipelineCache(gpu().device, sources, new LossWatch(gpu().device))
     const err = await cache.get({ shader: 'shrink', storage: 'f32', overrides: {} }).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(LoraError)

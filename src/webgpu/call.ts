@@ -6,7 +6,7 @@ import { packParams, PARAMS_BYTES, type Strides } from './params.js'
 import type { PipelineCache } from './pipelines.js'
 import type { WeightStorage } from './shaders.js'
 import type { LayerWeights, SlotGroup } from './weights.js'
-import { expandDispatch, expandSpec, expandTiling } from './programs/expand.js'
+import { expandDispatch, expandKernel, expandSpec, expandTiling } from './programs/expand.js'
 import { EXPAND_MULTI_TILING, expandMultiDispatch, expandMultiSpec } from './programs/expand_multi.js'
 import { type CallShape, type Dispatch, tileEntries } from './programs/program.js'
 import { shrinkDispatch, shrinkSpec, shrinkTiling } from './programs/shrink.js'
@@ -61,7 +61,7 @@ export async function planCall(ctx: CallContext, plan: SegmentPlan): Promise<Cal
   const multi = meta.maxEntriesPerToken > 1
   const specs = [
     shrinkSpec(ctx.storage, shrinkTiling(tileM)),
-    multi ? expandMultiSpec(ctx.storage, EXPAND_MULTI_TILING) : expandSpec(ctx.storage, expandTiling(tileM)),
+    multi ? expandMultiSpec(ctx.storage, EXPAND_MULTI_TILING) : segmentExpandSpec(ctx, tileM),
   ]
   const pipelines = await Promise.all(specs.map((s) => ctx.pipelines.get(s)))
   return { shape, tileM, meta, multi, pipelines }
@@ -81,6 +81,7 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
   const scratch = [metaBuf, h]
   try {
     const { slots } = ctx.weights
+    const kernel = expandKernel(spec.sliceWidths)
     const shrinks: Dispatch[] = []
     const expands: Dispatch[] = []
     // one shrink and one expand per slot group the batch uses (usually one group)
@@ -95,7 +96,7 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
       expands.push(
         cp.multi
           ? expandMultiDispatch(ctx.storage, EXPAND_MULTI_TILING, shape, meta.numTokens, eb)
-          : expandDispatch(ctx.storage, expandTiling(tileM), shape, tileCount, eb),
+          : expandDispatch(ctx.storage, kernel, expandTiling(kernel, tileM), shape, tileCount, eb),
       )
     }
     const dispatches = [...shrinks, ...expands]
@@ -105,6 +106,12 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
     for (const b of scratch) pool.release(b)
     throw e
   }
+}
+
+/** The segment-major expand for this layer: column quads when every slice width allows them. */
+function segmentExpandSpec(ctx: CallContext, tileM: number) {
+  const kernel = expandKernel(ctx.spec.sliceWidths)
+  return expandSpec(ctx.storage, kernel, expandTiling(kernel, tileM))
 }
 
 /** Runs of consecutive tiles whose slots share a weight group (tiles are sorted by slot). */
