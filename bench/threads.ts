@@ -27,12 +27,14 @@ const jsonPath = args.includes('--json') ? args[args.indexOf('--json') + 1] : 'b
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : '' // shapes whose name contains this
 const tokensArg = args.includes('--tokens') ? args[args.indexOf('--tokens') + 1].split(',').map(Number) : null
 
-interface Shape { name: string; inF: number; widths: number[]; rank: number; K: number }
+/** blocks: tokens in D runs of one adapter each (as requests are), not round-robin over the adapters */
+interface Shape { name: string; inF: number; widths: number[]; rank: number; K: number; blocks?: boolean }
 const SHAPES: Shape[] = [
   { name: 'qkv 4096/1024/1024 r16', inF: 4096, widths: [4096, 1024, 1024], rank: 16, K: 1 },
   { name: 'o 4096x4096 r16', inF: 4096, widths: [4096], rank: 16, K: 1 },
   { name: 'gate_up 4096x2*11008 r16', inF: 4096, widths: [11008, 11008], rank: 16, K: 1 },
   { name: 'down 11008x4096 r16', inF: 11008, widths: [4096], rank: 16, K: 1 },
+  { name: 'down r16, tokens in runs of one adapter', inF: 11008, widths: [4096], rank: 16, K: 1, blocks: true },
   { name: 'o 4096x4096 r64', inF: 4096, widths: [4096], rank: 64, K: 1 },
   { name: 'qkv r16, 2 adapters/token', inF: 4096, widths: [4096, 1024, 1024], rank: 16, K: 2 },
 ]
@@ -79,9 +81,10 @@ for (const shape of SHAPES.filter((s) => s.name.includes(only))) {
     const K = shape.K
     const x = rng.array(T * shape.inF)
     const y = new Float32Array(T * out)
-    // successive calls rotate over the layer copies (cold weights); tokens round-robin over D
+    // successive calls rotate over the layer copies (cold weights); tokens round-robin over D (or in D runs)
+    const adapterOf = (t: number) => (shape.blocks ? Math.floor((t * D) / T) : t)
     const idSets = Array.from({ length: copies }, (_, c) => Int32Array.from({ length: T * K }, (_, i) =>
-      c * D + ((Math.floor(i / K) + (i % K) * 3) % D)))
+      c * D + ((adapterOf(Math.floor(i / K)) + (i % K) * 3) % D)))
     const samples: number[][] = variants.map(() => [])
     const cpu = variants.map(() => [0, 0]) // [CPU ms, calls]
     const ceilings: number[] = []
