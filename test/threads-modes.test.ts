@@ -1,9 +1,9 @@
 /**
  * Every way the threaded backend can run a call (src/wasm/threads/backend.ts TUNING: fused granules
- * or two phases, x copied per granule or before the job, y copied in by granule spans or rows,
- * guided or equal granules, early wake-up or not, short segments whole or cut) gives the
- * single-threaded result bit for bit, on the grid cases with one adapter per token (the only ones
- * the fused mode takes).
+ * or two phases, x copied per granule (the first one's own rows first or not) or before the job,
+ * y copied in by granule spans or rows, guided or equal granules, early wake-up or not, short
+ * segments whole or cut) gives the single-threaded result bit for bit, on the grid cases with one
+ * adapter per token (the only ones the fused mode takes).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRuntime, type Runtime } from '../src/index.js'
@@ -23,12 +23,12 @@ afterAll(() => {
 })
 
 const MODES = [
-  { fused: true, guided: true, wakeEarly: true, wholeEntries: 16, xByGranule: true, ySpan: true },
-  { fused: false, guided: true, wakeEarly: true, wholeEntries: 16, xByGranule: true, ySpan: true },
-  { fused: true, guided: false, wakeEarly: false, wholeEntries: 0, xByGranule: false, ySpan: true },
-  { fused: true, guided: true, wakeEarly: true, wholeEntries: 16, xByGranule: false, ySpan: false },
-  { fused: true, guided: false, wakeEarly: true, wholeEntries: 16, xByGranule: true, ySpan: false },
-  { fused: false, guided: false, wakeEarly: false, wholeEntries: 0, xByGranule: false, ySpan: false },
+  { fused: true, guided: true, wakeEarly: true, wholeEntries: 16, xByGranule: true, ySpan: true, xOwnFirst: true },
+  { fused: false, guided: true, wakeEarly: true, wholeEntries: 16, xByGranule: true, ySpan: true, xOwnFirst: true },
+  { fused: true, guided: false, wakeEarly: false, wholeEntries: 0, xByGranule: false, ySpan: true, xOwnFirst: true },
+  { fused: true, guided: true, wakeEarly: true, wholeEntries: 16, xByGranule: false, ySpan: false, xOwnFirst: true },
+  { fused: true, guided: false, wakeEarly: true, wholeEntries: 16, xByGranule: true, ySpan: false, xOwnFirst: false },
+  { fused: false, guided: false, wakeEarly: false, wholeEntries: 0, xByGranule: false, ySpan: false, xOwnFirst: true },
 ]
 const cases = caseGrid(1).filter((c) => c.adaptersPerToken === 1 && c.tokens >= 16)
 

@@ -62,9 +62,12 @@ export const SOLO_CALLS = 16
  * over the tokens (bench/threads.ts) the first granule's rows span all of x: 0.99-1.03x. ySpan:
  * fused, each granule copies in the y rows of its span not yet copied (copySpan), not only its own
  * rows: with adapters round-robin, 1.02-1.05x at T >= 256 (fewer, larger copies), 0.96-1.03x at
- * T = 64; with tokens in runs, 0.99-1.03x.
+ * T = 64; with tokens in runs, 0.99-1.03x. xOwnFirst: the first granule's x rows alone first
+ * (then spans), so that a worker starts before most of x is copied: adapters round-robin, down r16
+ * 0.99x / 1.05x / 1.03x at T = 64 / 256 / 1024, o r16 1.03x / 1.03x / 1.01x, qkv r16 0.99x / 1.04x
+ * / 1.01x; tokens in runs 1.00x.
  */
-export const TUNING = { wakeEarly: true, guided: true, gssDivisor: 4, fused: true, fusedMinEntries: 1, wholeEntries: 16, xByGranule: true, ySpan: true }
+export const TUNING = { wakeEarly: true, guided: true, gssDivisor: 4, fused: true, fusedMinEntries: 1, wholeEntries: 16, xByGranule: true, ySpan: true, xOwnFirst: true }
 const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2 } as const
 
 export type { ThreadsOption }
@@ -287,13 +290,17 @@ class ThreadedWasmLayer extends WasmLayer {
         lo = Math.min(lo, r)
         hi = Math.max(hi, r + n - 1)
       })
-      for (let r = lo; r <= hi;) {
+      copyRows(lo, hi - lo + 1, done, src, width, at)
+    }
+    // rows r .. r + n - 1 not copied yet, in runs
+    const copyRows = (r0: number, n: number, done: Uint8Array, src: Float32Array, width: number, at: number) => {
+      for (let r = r0; r < r0 + n;) {
         if (done[r] === 1) {
           r++
           continue
         }
         let e = r
-        while (e <= hi && done[e] === 0) done[e++] = 1
+        while (e < r0 + n && done[e] === 0) done[e++] = 1
         f32.set(src.subarray(r * width, e * width), at + r * width)
         r = e
       }
@@ -301,7 +308,11 @@ class ThreadedWasmLayer extends WasmLayer {
     await pool.run(job, parts, this.backend.exports as unknown as PartExports, {
       // phases: y is first read in the expand phase: copied in while the workers run their shrink tasks
       beforeShrink: () => f32.set(y, y0),
-      copyXIn: (gi) => copySpan(gi, xDone, x, inF, x0),
+      copyXIn: (gi) => {
+        // the first granule's own rows first: a worker starts on it while the rest of x is copied
+        if (gi === 0 && TUNING.xOwnFirst) eachRun(0, (r, n) => copyRows(r, n, xDone, x, inF, x0))
+        else copySpan(gi, xDone, x, inF, x0)
+      },
       copyIn: TUNING.ySpan
         ? (gi) => copySpan(gi, yDone, y, outF, y0)
         : (gi) => eachRun(gi, (r, n) => f32.set(y.subarray(r * outF, (r + n) * outF), y0 + r * outF)),
