@@ -1,4 +1,18 @@
-/** GPU buffers for tests: filled at creation, and read back. */
+/** GPU buffers for tests: filled at creation, and read back; a grid case's layer on a runtime with a device. */
+import type { Runtime } from '../src/index.js'
+import { makeCase, type Case } from './grid.js'
+
+/** STORAGE | COPY_SRC | COPY_DST: usable by the kernels and on the host path. */
+export const FULL = (): number => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST
+
+/** The case's layer with its adapters set, and the device (skips the test without one). */
+export function setupCase(rt: Runtime, c: Case, ctx: { skip: (note?: string) => void }) {
+  if (!rt.device) ctx.skip(`no WebGPU device: ${rt.webgpuUnavailableReason}`)
+  const d = makeCase(c)
+  const layer = rt.createLayer(d.options)
+  for (const [slot, a] of d.adapters) layer.setAdapter(slot, a)
+  return { device: rt.device!, d, layer }
+}
 
 /** A buffer holding `values`, `padBytes` larger (filled at creation, so it needs no COPY_DST usage). */
 export function upload(device: GPUDevice, values: Float32Array | Int32Array, usage: number, padBytes = 0): GPUBuffer {

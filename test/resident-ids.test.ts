@@ -2,8 +2,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRuntime, type Runtime } from '../src/index.js'
 import { expectDelta, expectLoraError, TOLERANCE } from './compare.js'
-import { download, upload } from './gpu-buffers.js'
-import { makeCase, type Case } from './grid.js'
+import { download, FULL, setupCase, upload } from './gpu-buffers.js'
+import type { Case } from './grid.js'
 import { sgmv } from './reference.js'
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp'
@@ -16,15 +16,8 @@ afterAll(() => rt?.dispose())
 
 const CASE: Case = { name: 'gpu ids', seed: 33, inFeatures: 37, sliceWidths: [20, 7], slots: 5, rank: 3, tokens: 9, pattern: 'some-none', dtype: 'f32', adaptersPerToken: 2 }
 const K = CASE.adaptersPerToken
-const FULL = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST
 
-function setup(ctx: { skip: (note?: string) => void }) {
-  if (!rt.device) ctx.skip(`no WebGPU device: ${rt.webgpuUnavailableReason}`)
-  const d = makeCase(CASE)
-  const layer = rt.createLayer(d.options)
-  for (const [slot, a] of d.adapters) layer.setAdapter(slot, a)
-  return { device: rt.device!, d, layer }
-}
+const setup = (ctx: { skip: (note?: string) => void }) => setupCase(rt, CASE, ctx)
 
 describe.each(['webgpu', 'wasm', 'auto'] as const)('ids as a GPUBuffer, backend %s', (backend) => {
   it('x, y and ids on the GPU: y matches the reference', async (ctx) => {

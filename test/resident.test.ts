@@ -2,8 +2,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRuntime, type Runtime } from '../src/index.js'
 import { expectDelta, expectLoraError, TOLERANCE } from './compare.js'
-import { download, upload } from './gpu-buffers.js'
-import { makeCase, type Case } from './grid.js'
+import { download, FULL, setupCase, upload } from './gpu-buffers.js'
+import type { Case } from './grid.js'
 import { sgmv } from './reference.js'
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp'
@@ -15,16 +15,8 @@ beforeAll(async () => {
 afterAll(() => rt?.dispose())
 
 const CASE: Case = { name: 'resident', seed: 21, inFeatures: 70, sliceWidths: [24, 9], slots: 4, rank: 6, tokens: 11, pattern: 'some-none', dtype: 'bf16', adaptersPerToken: 2 }
-const FULL = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST
 
-/** The case's layer with its adapters set, and the device (skips the test without one). */
-function setup(ctx: { skip: (note?: string) => void }) {
-  if (!rt.device) ctx.skip(`no WebGPU device: ${rt.webgpuUnavailableReason}`)
-  const d = makeCase(CASE)
-  const layer = rt.createLayer(d.options)
-  for (const [slot, a] of d.adapters) layer.setAdapter(slot, a)
-  return { device: rt.device!, d, layer }
-}
+const setup = (ctx: { skip: (note?: string) => void }) => setupCase(rt, CASE, ctx)
 
 describe.each(['webgpu', 'wasm', 'auto'] as const)('GPU buffers through layer.apply, backend %s', (backend) => {
   it('y is updated on the device and matches the reference', async (ctx) => {
