@@ -159,15 +159,11 @@ export class WorkerPool {
       P.claimExpand(c, main, gen)
       await this.until(P.DONE, gen)
     } catch (e) {
-      // the kernels trapped on this thread: the job may be half done, so no job may follow it
-      this.fail(`the main thread's part of a job threw: ${String(e)}`)
-      throw e
+      this.mainThrew(e)
     } finally {
       this.keepAlive(woken, false)
     }
-    if (copyError !== null) throw copyError
-    if (Atomics.load(c, P.ERROR) !== 0) this.fail('a worker threw while running a job')
-    this.check()
+    this.afterJob(copyError)
   }
 
   /** The main thread's part of a fused job: copies in, granules (with copies out between), the last copies out. */
@@ -215,13 +211,23 @@ export class WorkerPool {
         drain()
       }
     } catch (e) {
-      this.fail(`the main thread's part of a job threw: ${String(e)}`)
-      throw e
+      this.mainThrew(e)
     } finally {
       this.keepAlive(woken, false)
     }
+    this.afterJob(copyError)
+  }
+
+  /** The kernels trapped on the main thread: the job may be half done, so no job may follow it. */
+  private mainThrew(e: unknown): never {
+    this.fail(`the main thread's part of a job threw: ${String(e)}`)
+    throw e
+  }
+
+  /** After a job: a copy's error (the job was finished first), then any worker's failure. */
+  private afterJob(copyError: unknown): void {
     if (copyError !== null) throw copyError
-    if (Atomics.load(c, P.ERROR) !== 0) this.fail('a worker threw while running a job')
+    if (Atomics.load(this.ctrl, P.ERROR) !== 0) this.fail('a worker threw while running a job')
     this.check()
   }
 
