@@ -73,6 +73,13 @@ describe('splitShrink', () => {
     expect(tasks.length / TASK_FIELDS).toBe(4)
   })
 
+  it('never cuts a single token past its last row of A, whatever R % 4', () => {
+    // two single-token segments: the first one's cost moves where the part boundaries fall in the second
+    for (let r0 = 1; r0 <= 12; r0++) {
+      for (let R = 8; R <= 48; R++) for (let parts = 2; parts <= 5; parts++) checkShrink(Int32Array.of(0, 1), 1, 2, [r0, R], 1, parts)
+    }
+  })
+
   it('cuts a single token by rows of A (multiples of 4)', () => {
     const { cost } = checkShrink(Int32Array.of(2), 1, 4, [8, 8, 64, 8], 3, 2) // R = 192
     expect(cost).toEqual([96, 96])

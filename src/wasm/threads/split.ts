@@ -103,7 +103,8 @@ export function splitShrink(
       const e0 = b < blocks ? b * 4 : b < blocks + pair ? blocks * 4 : blocks * 4 + 2 * pair + (b - blocks - pair)
       const m = b < blocks ? 4 : b < blocks + pair ? 2 : 1
       if (m === 1 && R >= 8 && cutRows) {
-        // one entry: cut by rows of A wherever a part boundary falls inside it
+        // one entry: cut by rows of A wherever a part boundary falls inside it, at multiples of 4
+        // (A is stored in blocks of 4 rows, assembly/shrink.ts) and never past R
         let k = 0
         while (k < R) {
           const room = p === P - 1 ? Infinity : ends[p] - acc
@@ -111,7 +112,7 @@ export function splitShrink(
             emit(g, e0, 1, k, R, R)
             k = R
           } else {
-            const k1 = k + Math.floor(room / 4 + 0.5) * 4
+            const k1 = Math.min(R, k + Math.floor(room / 4 + 0.5) * 4)
             if (k1 > k) emit(g, e0, 1, k, k1, R)
             k = Math.max(k, k1)
             nextPart()
