@@ -50,8 +50,8 @@ export function sgmvT<W>(
     // 16-bit weights of a long segment: decoded to f32 once (see the header)
     const decode = sizeof<W>() == 2 && decodePtr != 0 && n >= DECODE_MIN
     if (decode) {
-      // A_cat: R rows of inF, 8-groups in the storage order, tails natural
-      decodeRows<W>(aPtr, R, inF, decodePtr)
+      // A_cat: quad layout (see shrink.ts) -> the f32 quad layout
+      decodeA<W>(aPtr, R, inF, decodePtr)
       shrinkSegment<f32>(xPtr, inF, rows, n, decodePtr, R, scratchPtr)
     } else {
       shrinkSegment<W>(xPtr, inF, rows, n, aPtr, R, scratchPtr)
@@ -74,6 +74,30 @@ export function sgmvT<W>(
       col0 += width
     }
   }
+}
+
+/**
+ * A_cat in the 16-bit quad layout (shrink.ts) -> the f32 quad layout at dst: a 16-bit chunk of
+ * 8 weights becomes two f32 chunks of 4, the second one a chunk step (4 chunks) further on.
+ */
+function decodeA<W>(src: usize, R: i32, inF: i32, dst: usize): void {
+  const G = inF & ~7
+  const R4 = R & ~3
+  const rowBytes = <usize>inF * wsize<W>()
+  const chunks = (G >> 3) * 4 // 16-bit chunks in a quad
+  for (let k = 0; k < R4; k += 4) {
+    const s = src + <usize>k * rowBytes
+    const d = dst + (<usize>k * <usize>inF << 2)
+    for (let c = 0; c < chunks; c++) {
+      const p = s + (<usize>c << 4)
+      const o = d + (<usize>(c >> 2) << 7) + (<usize>(c & 3) << 4)
+      v128.store(o, load8lo<W>(p))
+      v128.store(o, load8hi<W>(p), 64)
+    }
+    // the quad's tails: 4 rows of inF - G, natural order
+    decodeRows<W>(s + <usize>G * 4 * wsize<W>(), 1, 4 * (inF - G), d + (<usize>G << 4), false)
+  }
+  if (R4 < R) decodeRows<W>(src + <usize>R4 * rowBytes, R - R4, inF, dst + (<usize>R4 * <usize>inF << 2))
 }
 
 /** rows x len weights at src (8-groups in storage order when `grouped`, the rest natural) -> f32 at dst, natural order. */

@@ -3,7 +3,7 @@ import type { WasmBackend } from '../src/wasm/backend.js'
 import { TOLERANCE } from './compare.js'
 import { Rng } from './random.js'
 import { shrink } from './reference.js'
-import { DTYPE_CODE, kernelBackend, orderGroups, put, roundToDtype } from './wasm-kernel.js'
+import { DTYPE_CODE, kernelBackend, packShrinkA, put, roundToDtype } from './wasm-kernel.js'
 
 let b: WasmBackend
 beforeAll(async () => {
@@ -11,8 +11,13 @@ beforeAll(async () => {
 })
 afterAll(() => b?.dispose())
 
-// (inF, R rows of A, n entries): sizes not a multiple of 4 or 8, a single entry, one row.
-const SHAPES: [number, number, number][] = [[1, 1, 1], [3, 5, 1], [9, 2, 4], [64, 7, 5], [2049, 6, 9], [4096, 16, 4], [13, 1, 3]]
+// (inF, R rows of A, n entries): sizes not a multiple of 4 or 8, a single entry, one row, R not a
+// multiple of 4 (plain rows after the quads).
+const SHAPES: [number, number, number][] = [
+  [1, 1, 1], [3, 5, 1], [9, 2, 4], [64, 7, 5], [2049, 6, 9], [4096, 16, 4], [13, 1, 3],
+  // quads of A with tails of 4..7 values (the 4-wide tail step), every tile kind
+  [13, 8, 3], [12, 4, 2], [2052, 12, 1], [20, 9, 6], [7, 4, 7],
+]
 
 describe.each(['f32', 'bf16', 'f16'] as const)('wasm shrink (%s)', (dtype) => {
   it.each(SHAPES)('inF %i, R %i, %i entries', (inF, R, n) => {
@@ -22,7 +27,7 @@ describe.each(['f32', 'bf16', 'f16'] as const)('wasm shrink (%s)', (dtype) => {
     const A = roundToDtype(rng.array(R * inF, 0.1), dtype)
     const rows = Int32Array.from({ length: n }, (_, e) => (e * 5 + 1) % T) // gathered, out of order
     const xp = put(b, x)
-    const ap = put(b, orderGroups(new Float32Array(A), inF, dtype), dtype)
+    const ap = put(b, packShrinkA(A, R, inF, dtype), dtype)
     const rp = put(b, rows, 'i32')
     const hp = b.memory.alloc(n * R * 4)
     b.exports.shrink(DTYPE_CODE[dtype], xp, inF, rp, n, ap, R, hp)

@@ -2,7 +2,7 @@
 import { encodeHalf, roundToDtype } from '../src/dtype.js'
 import type { WeightDtype } from '../src/types.js'
 import { createWasmBackend, type WasmBackend } from '../src/wasm/backend.js'
-import { orderGroups, packPanels } from '../src/wasm/layout.js'
+import { packPanels, packShrinkA } from '../src/wasm/layout.js'
 
 export const DTYPE_CODE: Record<WeightDtype, number> = { f32: 0, bf16: 1, f16: 2 }
 
@@ -20,4 +20,4 @@ export function put(b: WasmBackend, values: Float32Array | Int32Array, dtype: We
   return p
 }
 
-export { orderGroups, packPanels, roundToDtype }
+export { packPanels, packShrinkA, roundToDtype }

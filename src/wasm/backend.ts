@@ -3,7 +3,7 @@ import { DTYPE_BYTES, encodeHalf } from '../dtype.js'
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec, PreparedAdapter, WeightDtype } from '../types.js'
 import { loadWasm, type WasmExports, type WasmModuleOptions, type WasmVariant } from './loader.js'
-import { orderGroups, packPanels } from './layout.js'
+import { packPanels, packShrinkA } from './layout.js'
 import { WasmMemory } from './memory.js'
 import type { ThreadsOption } from './threads/support.js'
 
@@ -96,10 +96,11 @@ export class WasmLayer implements BackendLayer {
       mem.release(a)
       throw e
     }
-    // A: slices stacked row-wise, each row in the kernels' group order
-    for (let s = 0; s < S; s++) {
-      this.write(a + s * rank * spec.inFeatures * wb, orderGroups(new Float32Array(adapter.A[s]), spec.inFeatures, spec.weightDtype))
-    }
+    // A: slices stacked row-wise, in the shrink's quad layout
+    const inF = spec.inFeatures
+    const stacked = new Float32Array(S * rank * inF)
+    for (let s = 0; s < S; s++) stacked.set(adapter.A[s], s * rank * inF)
+    this.write(a, packShrinkA(stacked, S * rank, inF, spec.weightDtype))
     // B: each slice transposed and packed in 8-column panels (see assembly/expand.ts)
     let off = bt
     for (let s = 0; s < S; s++) {

@@ -26,6 +26,40 @@ export function orderGroups(values: Float32Array, rowLen: number, dtype: WeightD
 }
 
 /**
+ * Stacked A [R x inF] row-major (every slice's rows, slice after slice) -> the shrink's quad
+ * layout (assembly/shrink.ts): each row's 8-groups in `dtype` order (orderGroups); then rows in
+ * blocks of 4, where the first G = inF & ~7 values of the 4 rows are interleaved in 16-byte
+ * chunks (4 f32 or 8 16-bit values: chunk c of rows 0..3, then chunk c + 1, ...) and followed by
+ * the rows' last inF - G values, row after row; the last R % 4 rows stay plain rows.
+ */
+export function packShrinkA(A: Float32Array, R: number, inF: number, dtype: WeightDtype): Float32Array {
+  const rows = orderGroups(new Float32Array(A), inF, dtype)
+  const out = new Float32Array(rows.length)
+  const E = dtype === 'f32' ? 4 : 8 // values per chunk
+  const G = inF & ~7
+  const t = inF - G
+  const R4 = R & ~3
+  for (let q = 0; q < R4; q += 4) {
+    const base = q * inF
+    let o = base
+    for (let c = 0; c < G; c += E) {
+      for (let j = 0; j < 4; j++) {
+        const from = base + j * inF + c
+        out.set(rows.subarray(from, from + E), o)
+        o += E
+      }
+    }
+    for (let j = 0; j < 4; j++) {
+      const from = base + j * inF + G
+      out.set(rows.subarray(from, from + t), o)
+      o += t
+    }
+  }
+  out.set(rows.subarray(R4 * inF), R4 * inF)
+  return out
+}
+
+/**
  * B [n x rank] row-major -> 8-column panels: for panel p, [rank x 8] with element (k, c) =
  * B[8p + c, k] (each panel row an 8-group in `dtype` order); then the last n % 8 columns as
  * [rank x (n % 8)] in natural order.
