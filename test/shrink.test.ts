@@ -17,6 +17,8 @@ const SHAPES: [number, number, number][] = [
   [1, 1, 1], [3, 5, 1], [9, 2, 4], [64, 7, 5], [2049, 6, 9], [4096, 16, 4], [13, 1, 3],
   // quads of A with tails of 4..7 values (the 4-wide tail step), every tile kind
   [13, 8, 3], [12, 4, 2], [2052, 12, 1], [20, 9, 6], [7, 4, 7],
+  // more entries than one block of x rows (256 KB): blocks of 12 and of 4 entries
+  [4100, 7, 29], [8200, 9, 13],
 ]
 
 describe.each(['f32', 'bf16', 'f16'] as const)('wasm shrink (%s)', (dtype) => {
