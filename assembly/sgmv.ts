@@ -9,8 +9,12 @@ import { expandSegment } from './expand'
 import { shrinkSegment } from './shrink'
 import { load1, load8hi, load8lo, scaleInPlace, wsize } from './simd'
 
-/** Segments of at least this many entries decode 16-bit weights once (A/B measured: 64-entry segments 1.08-1.25x faster, 32-entry ones no faster). */
-export const DECODE_MIN: i32 = 48
+/**
+ * Segments of at least this many entries decode 16-bit weights once. A/B measured: 64-entry
+ * segments 1.08-1.25x faster; 16-32-entry ones 1.1-1.3x (the 16-bit 4-entry tile keeps more
+ * vectors live than the 16 registers V8 gives it and spills); 8-entry ones -9% to +10%.
+ */
+export const DECODE_MIN: i32 = 16
 
 // Slot table entry (16 bytes per slot), written by the host:
 //   +0 i32 rank, +4 f32 scale, +8 u32 A_cat pointer (W [numSlices*rank x inF]),
