@@ -29,7 +29,7 @@ describe.each(['f32', 'bf16', 'f16'] as const)('wasm shrink (%s)', (dtype) => {
     const A = roundToDtype(rng.array(R * inF, 0.1), dtype)
     const rows = Int32Array.from({ length: n }, (_, e) => (e * 5 + 1) % T) // gathered, out of order
     const xp = put(b, x)
-    const ap = put(b, packShrinkA(A, R, inF, dtype), dtype)
+    const ap = put(b, packShrinkA([A], R, inF, dtype), dtype)
     const rp = put(b, rows, 'i32')
     const hp = b.memory.alloc(n * R * 4)
     b.exports.shrink(DTYPE_CODE[dtype], xp, inF, rp, n, ap, R, hp)

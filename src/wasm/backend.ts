@@ -97,10 +97,7 @@ export class WasmLayer implements BackendLayer {
       throw e
     }
     // A: slices stacked row-wise, in the shrink's quad layout
-    const inF = spec.inFeatures
-    const stacked = new Float32Array(S * rank * inF)
-    for (let s = 0; s < S; s++) stacked.set(adapter.A[s], s * rank * inF)
-    this.write(a, packShrinkA(stacked, S * rank, inF, spec.weightDtype))
+    this.write(a, packShrinkA(adapter.A, rank, spec.inFeatures, spec.weightDtype))
     // B: each slice transposed and packed in 8-column panels (see assembly/expand.ts)
     let off = bt
     for (let s = 0; s < S; s++) {

@@ -6,6 +6,7 @@ import type { WeightDtype } from '../types.js'
 
 /** bf16 8-groups are stored as e0 e4 e1 e5 e2 e6 e3 e7 (one 16-byte load -> two f32x4 halves). */
 const BF16_ORDER = [0, 4, 1, 5, 2, 6, 3, 7]
+const NATURAL_ORDER = [0, 1, 2, 3, 4, 5, 6, 7]
 
 /**
  * Reorder, in place, every full group of 8 in each row of `rowLen` values, as the kernels read
@@ -26,36 +27,46 @@ export function orderGroups(values: Float32Array, rowLen: number, dtype: WeightD
 }
 
 /**
- * Stacked A [R x inF] row-major (every slice's rows, slice after slice) -> the shrink's quad
- * layout (assembly/shrink.ts): each row's 8-groups in `dtype` order (orderGroups); then rows in
- * blocks of 4, where the first G = inF & ~7 values of the 4 rows are interleaved in 16-byte
- * chunks (4 f32 or 8 16-bit values: chunk c of rows 0..3, then chunk c + 1, ...) and followed by
- * the rows' last inF - G values, row after row; the last R % 4 rows stay plain rows.
+ * A of every slice ([rank x inF] row-major each), stacked row-wise (R = slices * rank rows) into
+ * the shrink's quad layout (assembly/shrink.ts): rows in blocks of 4, where the first
+ * G = inF & ~7 values of the 4 rows are interleaved in 16-byte chunks (4 f32 or 8 16-bit values:
+ * chunk c of rows 0..3, then chunk c + 1, ...) and followed by the rows' last inF - G values, row
+ * after row; the last R % 4 rows stay plain rows. 8-groups are in `dtype` order (orderGroups).
  */
-export function packShrinkA(A: Float32Array, R: number, inF: number, dtype: WeightDtype): Float32Array {
-  const rows = orderGroups(new Float32Array(A), inF, dtype)
-  const out = new Float32Array(rows.length)
+export function packShrinkA(slices: readonly Float32Array[], rank: number, inF: number, dtype: WeightDtype): Float32Array {
+  const R = slices.length * rank
+  const out = new Float32Array(R * inF)
+  const order = dtype === 'bf16' ? BF16_ORDER : NATURAL_ORDER
   const E = dtype === 'f32' ? 4 : 8 // values per chunk
   const G = inF & ~7
   const t = inF - G
   const R4 = R & ~3
+  const src = (r: number) => slices[Math.floor(r / rank)]
+  const at = (r: number) => (r % rank) * inF
+  let o = 0
   for (let q = 0; q < R4; q += 4) {
-    const base = q * inF
-    let o = base
-    for (let c = 0; c < G; c += E) {
+    for (let c = 0; c < G; c += 8) {
+      // one 8-group of each row: as one 16-bit chunk, or as two f32 chunks 4 chunks apart
       for (let j = 0; j < 4; j++) {
-        const from = base + j * inF + c
-        out.set(rows.subarray(from, from + E), o)
-        o += E
+        const row = src(q + j)
+        const from = at(q + j) + c
+        const to = o + j * E
+        for (let i = 0; i < 8; i++) out[to + (i < E ? i : 4 * E + i - E)] = row[from + order[i]]
       }
+      o += 32
     }
     for (let j = 0; j < 4; j++) {
-      const from = base + j * inF + G
-      out.set(rows.subarray(from, from + t), o)
-      o += t
+      const row = src(q + j)
+      const from = at(q + j) + G
+      for (let i = 0; i < t; i++) out[o++] = row[from + i]
     }
   }
-  out.set(rows.subarray(R4 * inF), R4 * inF)
+  for (let r = R4; r < R; r++) {
+    const row = src(r)
+    const from = at(r)
+    for (let c = 0; c < G; c += 8) for (let i = 0; i < 8; i++) out[o++] = row[from + c + order[i]]
+    for (let i = G; i < inF; i++) out[o++] = row[from + i]
+  }
   return out
 }
 
