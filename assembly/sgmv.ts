@@ -2,9 +2,9 @@
 // scratch H (stays in L1/L2: chunk x numSlices x rank floats), scale H by the slot's scale, then
 // expand every slice from it. Per-slot rank: only r_a rows and columns are touched.
 // 16-bit weights: a segment of at least DECODE_MIN entries first decodes its slot's weights to
-// f32 in a scratch area (same layout, natural order) and runs the f32 kernels on them, so the
-// decode is paid once per segment instead of once per 4-token tile; the f32 kernels add in the
-// same order, so the results are the same bits either way.
+// f32 in a scratch area (the f32 form of the same layouts: decodeA, decodeRows) and runs the
+// f32 kernels on them, so the decode is paid once per segment instead of once per 4-token tile;
+// the f32 kernels add in the same order, so the results are the same bits either way.
 import { expandSegment } from './expand'
 import { shrinkSegment } from './shrink'
 import { load1, load8hi, load8lo, scaleInPlace, wsize } from './simd'
