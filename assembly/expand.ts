@@ -8,7 +8,7 @@
 // Register tile: 4 entries x 8 columns (8 f32x4 accumulators); every B vector loaded (and
 // decoded) serves 4 tokens. Remainders: 2 x 8, 1 x 8, then a 4-column and single-column strips.
 // The slot's scale is already folded into H.
-import { fma, load1, load4, load8hi, load8lo, wsize } from './simd'
+import { fma, load1, load4, load8hi, load8lo, rowAt, wsize } from './simd'
 
 /** Bytes of B per column block (see expandSegment); L1 holds it with the y rows of a group. */
 const BLOCK_BYTES: usize = 16384
@@ -48,22 +48,22 @@ export function expandSegment<W>(
     const yBlock = yBase + (<usize>jb << 2)
     let e = 0
     for (; e + 4 <= n; e += 4) {
-      const y0 = yBlock + <usize>load<i32>(rowsPtr + (<usize>e << 2)) * yStride
-      const y1 = yBlock + <usize>load<i32>(rowsPtr + (<usize>(e + 1) << 2)) * yStride
-      const y2 = yBlock + <usize>load<i32>(rowsPtr + (<usize>(e + 2) << 2)) * yStride
-      const y3 = yBlock + <usize>load<i32>(rowsPtr + (<usize>(e + 3) << 2)) * yStride
+      const y0 = rowAt(yBlock, rowsPtr, e, yStride)
+      const y1 = rowAt(yBlock, rowsPtr, e + 1, yStride)
+      const y2 = rowAt(yBlock, rowsPtr, e + 2, yStride)
+      const y3 = rowAt(yBlock, rowsPtr, e + 3, yStride)
       const h = hBase + <usize>e * hStride
       for (let j = 0; j < je - jb; j += 8) tile4x8<W>(h, hStride, rank, bBlock + <usize>(j >> 3) * panel, y0 + (<usize>j << 2), y1 + (<usize>j << 2), y2 + (<usize>j << 2), y3 + (<usize>j << 2))
     }
     if (e + 2 <= n) {
-      const y0 = yBlock + <usize>load<i32>(rowsPtr + (<usize>e << 2)) * yStride
-      const y1 = yBlock + <usize>load<i32>(rowsPtr + (<usize>(e + 1) << 2)) * yStride
+      const y0 = rowAt(yBlock, rowsPtr, e, yStride)
+      const y1 = rowAt(yBlock, rowsPtr, e + 1, yStride)
       const h = hBase + <usize>e * hStride
       for (let j = 0; j < je - jb; j += 8) tile2x8<W>(h, hStride, rank, bBlock + <usize>(j >> 3) * panel, y0 + (<usize>j << 2), y1 + (<usize>j << 2))
       e += 2
     }
     for (; e < n; e++) {
-      const y0 = yBlock + <usize>load<i32>(rowsPtr + (<usize>e << 2)) * yStride
+      const y0 = rowAt(yBlock, rowsPtr, e, yStride)
       const h = hBase + <usize>e * hStride
       for (let j = 0; j < je - jb; j += 8) tile1x8<W>(h, rank, bBlock + <usize>(j >> 3) * panel, y0 + (<usize>j << 2))
     }
@@ -72,7 +72,7 @@ export function expandSegment<W>(
   // leftover columns (width % 8) from the tail block, every entry
   const ts = <usize>rem * wsize<W>() // byte stride between rows of the tail block
   for (let e = 0; e < n; e++) {
-    const y0 = yBase + <usize>load<i32>(rowsPtr + (<usize>e << 2)) * yStride + (<usize>w8 << 2)
+    const y0 = rowAt(yBase, rowsPtr, e, yStride) + (<usize>w8 << 2)
     const h = hBase + <usize>e * hStride
     let j = 0
     if (rem >= 4) {

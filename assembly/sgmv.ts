@@ -21,6 +21,15 @@ export const DECODE_MIN: i32 = 16
 //   +12 u32 Bt pointer (W: per slice s, [rank x width_s], slices one after another)
 export const SLOT_BYTES: i32 = 16
 
+/** The slot-table entry of segment `seg` (i32 [3] at seg: slot, start, length). */
+@inline export function slotOf(slotsPtr: usize, seg: usize): usize {
+  return slotsPtr + <usize>load<i32>(seg) * SLOT_BYTES
+}
+@inline export function slotRank(entry: usize): i32 { return load<i32>(entry) }
+@inline export function slotScale(entry: usize): f32 { return load<f32>(entry, 4) }
+@inline export function slotA(entry: usize): usize { return <usize>load<u32>(entry, 8) }
+@inline export function slotBt(entry: usize): usize { return <usize>load<u32>(entry, 12) }
+
 /**
  * @param xPtr       f32 [T * inF]
  * @param yPtr       f32 [T * outF], accumulated into
@@ -42,13 +51,13 @@ export function sgmvT<W>(
 ): void {
   for (let g = 0; g < numSeg; g++) {
     const seg = segPtr + <usize>g * 12
-    const slotEntry = slotsPtr + <usize>load<i32>(seg) * SLOT_BYTES
+    const slotEntry = slotOf(slotsPtr, seg)
     const start = load<i32>(seg, 4)
     const n = load<i32>(seg, 8)
-    const rank = load<i32>(slotEntry)
-    const scale = load<f32>(slotEntry, 4)
-    const aPtr = <usize>load<u32>(slotEntry, 8)
-    let btPtr = <usize>load<u32>(slotEntry, 12)
+    const rank = slotRank(slotEntry)
+    const scale = slotScale(slotEntry)
+    const aPtr = slotA(slotEntry)
+    let btPtr = slotBt(slotEntry)
     const R = numSlices * rank
     const rows = rowsPtr + (<usize>start << 2)
     // 16-bit weights of a long segment: decoded to f32 once (see the header)

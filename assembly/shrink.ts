@@ -24,7 +24,7 @@
 // Remainder rows: 4 x 1, 2 x 1 and 1 x 1 dot products. Each tile adds in the same order along
 // inF whatever the layout, so a row gives the same bits in a quad or as a plain row of the same
 // tile.
-import { fma, hsum, load1, load4, load8hi, load8lo, wsize } from './simd'
+import { fma, hsum, load1, load4, load8hi, load8lo, rowAt, wsize } from './simd'
 
 /** Bytes of one row's chunk in a quad. */
 const CHUNK: usize = 16
@@ -70,10 +70,10 @@ export function shrinkSegment<W>(xPtr: usize, inF: i32, rowsPtr: usize, n: i32, 
     for (; k < R4; k += 4) {
       const q = aPtr + <usize>k * aStride
       for (let e = e0; e < e1; e += 4) {
-        const x0 = xRow(xPtr, rowsPtr, e, xStride)
-        const x1 = xRow(xPtr, rowsPtr, e + 1, xStride)
-        const x2 = xRow(xPtr, rowsPtr, e + 2, xStride)
-        const x3 = xRow(xPtr, rowsPtr, e + 3, xStride)
+        const x0 = rowAt(xPtr, rowsPtr, e, xStride)
+        const x1 = rowAt(xPtr, rowsPtr, e + 1, xStride)
+        const x2 = rowAt(xPtr, rowsPtr, e + 2, xStride)
+        const x3 = rowAt(xPtr, rowsPtr, e + 3, xStride)
         const hk = hPtr + <usize>e * hs + (<usize>k << 2)
         tile4x2<W>(x0, x1, x2, x3, q, q + CHUNK, QUAD_STEP, q + qTail, q + qTail + tq, G, inF, hk, hs)
         tile4x2<W>(x0, x1, x2, x3, q + 2 * CHUNK, q + 3 * CHUNK, QUAD_STEP, q + qTail + 2 * tq, q + qTail + 3 * tq, G, inF, hk + 8, hs)
@@ -81,10 +81,10 @@ export function shrinkSegment<W>(xPtr: usize, inF: i32, rowsPtr: usize, n: i32, 
     }
     // plain rows after the quads: pairs, then a last row
     for (let e = e0; e < e1; e += 4) {
-      const x0 = xRow(xPtr, rowsPtr, e, xStride)
-      const x1 = xRow(xPtr, rowsPtr, e + 1, xStride)
-      const x2 = xRow(xPtr, rowsPtr, e + 2, xStride)
-      const x3 = xRow(xPtr, rowsPtr, e + 3, xStride)
+      const x0 = rowAt(xPtr, rowsPtr, e, xStride)
+      const x1 = rowAt(xPtr, rowsPtr, e + 1, xStride)
+      const x2 = rowAt(xPtr, rowsPtr, e + 2, xStride)
+      const x3 = rowAt(xPtr, rowsPtr, e + 3, xStride)
       const h = hPtr + <usize>e * hs
       let j = k
       for (; j + 2 <= R; j += 2) {
@@ -102,8 +102,8 @@ export function shrinkSegment<W>(xPtr: usize, inF: i32, rowsPtr: usize, n: i32, 
   let e = n4
   if (e + 2 <= n) {
     // two entries left (a segment of 2, 3, 6, 7, ...): each A row loaded serves both
-    const x0 = xRow(xPtr, rowsPtr, e, xStride)
-    const x1 = xRow(xPtr, rowsPtr, e + 1, xStride)
+    const x0 = rowAt(xPtr, rowsPtr, e, xStride)
+    const x1 = rowAt(xPtr, rowsPtr, e + 1, xStride)
     const h = hPtr + <usize>e * hs
     let k = 0
     for (; k < R4; k += 4) {
@@ -118,7 +118,7 @@ export function shrinkSegment<W>(xPtr: usize, inF: i32, rowsPtr: usize, n: i32, 
     e += 2
   }
   for (; e < n; e++) {
-    const x0 = xRow(xPtr, rowsPtr, e, xStride)
+    const x0 = rowAt(xPtr, rowsPtr, e, xStride)
     const h = hPtr + <usize>e * hs
     let k = 0
     for (; k < R4; k += 4) {
@@ -127,11 +127,6 @@ export function shrinkSegment<W>(xPtr: usize, inF: i32, rowsPtr: usize, n: i32, 
     }
     for (; k < R; k++) store<f32>(h + (<usize>k << 2), dot<W>(x0, aPtr + <usize>k * aStride, G, inF))
   }
-}
-
-/** Address of the x row of entry e. */
-@inline function xRow(xPtr: usize, rowsPtr: usize, e: i32, xStride: usize): usize {
-  return xPtr + <usize>load<i32>(rowsPtr + (<usize>e << 2)) * xStride
 }
 
 // In the tiles: a row's chunks are `step` bytes apart (QUAD_STEP in a quad, ROW_STEP in a plain

@@ -17,6 +17,11 @@
   return f32x4.add(f32x4.mul(a, b), c)
 }
 
+/** Address of row rows[e] of a matrix at `base` with rows `stride` bytes apart. */
+@inline export function rowAt(base: usize, rowsPtr: usize, e: i32, stride: usize): usize {
+  return base + <usize>load<i32>(rowsPtr + (<usize>e << 2)) * stride
+}
+
 /** Sum of the four lanes. */
 @inline export function hsum(v: v128): f32 {
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3))

@@ -14,7 +14,7 @@
 // H of the whole call is kept (not one chunk as in sgmv.ts): segment g owns the block at
 // hPtr + start_g * hRow * 4, [n_g x R_g] with R_g = numSlices * rank_g, hRow = numSlices * maxRank.
 import { expandSegment } from './expand'
-import { SLOT_BYTES } from './sgmv'
+import { slotA, slotBt, slotOf, slotRank, slotScale } from './sgmv'
 import { shrinkSegment } from './shrink'
 import { scaleInPlace, wsize } from './simd'
 
@@ -42,11 +42,11 @@ export function shrinkTasksT<W>(
     const t = taskPtr + <usize>(i * TASK_FIELDS) * 4
     const g = load<i32>(t), e0 = load<i32>(t, 4), n = load<i32>(t, 8), k0 = load<i32>(t, 12), k1 = load<i32>(t, 16)
     const seg = segPtr + <usize>g * 12
-    const slotEntry = slotsPtr + <usize>load<i32>(seg) * SLOT_BYTES
+    const slotEntry = slotOf(slotsPtr, seg)
     const start = load<i32>(seg, 4)
-    const rank = load<i32>(slotEntry)
-    const scale = load<f32>(slotEntry, 4)
-    const aPtr = <usize>load<u32>(slotEntry, 8)
+    const rank = slotRank(slotEntry)
+    const scale = slotScale(slotEntry)
+    const aPtr = slotA(slotEntry)
     const R = numSlices * rank
     const hSeg = hPtr + <usize>start * <usize>hRow * 4 // [n_g x R] block of the segment
     const rows = rowsPtr + (<usize>(start + e0) << 2)
@@ -86,11 +86,11 @@ export function expandColumnsT<W>(
 ): void {
   for (let g = 0; g < numSeg; g++) {
     const seg = segPtr + <usize>g * 12
-    const slotEntry = slotsPtr + <usize>load<i32>(seg) * SLOT_BYTES
+    const slotEntry = slotOf(slotsPtr, seg)
     const start = load<i32>(seg, 4)
     const n = load<i32>(seg, 8)
-    const rank = load<i32>(slotEntry)
-    let btPtr = <usize>load<u32>(slotEntry, 12)
+    const rank = slotRank(slotEntry)
+    let btPtr = slotBt(slotEntry)
     const R = numSlices * rank
     const hSeg = hPtr + <usize>start * <usize>hRow * 4
     const rows = rowsPtr + (<usize>start << 2)
@@ -126,12 +126,12 @@ export function sgmvTasksT<W>(
     const t = taskPtr + <usize>(i * TASK_FIELDS) * 4
     const g = load<i32>(t), e0 = load<i32>(t, 4), n = load<i32>(t, 8)
     const seg = segPtr + <usize>g * 12
-    const slotEntry = slotsPtr + <usize>load<i32>(seg) * SLOT_BYTES
+    const slotEntry = slotOf(slotsPtr, seg)
     const start = load<i32>(seg, 4)
-    const rank = load<i32>(slotEntry)
-    const scale = load<f32>(slotEntry, 4)
-    const aPtr = <usize>load<u32>(slotEntry, 8)
-    let btPtr = <usize>load<u32>(slotEntry, 12)
+    const rank = slotRank(slotEntry)
+    const scale = slotScale(slotEntry)
+    const aPtr = slotA(slotEntry)
+    let btPtr = slotBt(slotEntry)
     const R = numSlices * rank
     const h = hPtr + (<usize>start * <usize>hRow + <usize>e0 * <usize>R) * 4
     const rows = rowsPtr + (<usize>(start + e0) << 2)
