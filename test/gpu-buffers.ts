@@ -1,5 +1,6 @@
 /** GPU buffers for tests: filled at creation, and read back; a grid case's layer on a runtime with a device. */
-import type { Runtime } from '../src/index.js'
+import { afterAll, beforeAll, expect } from 'vitest'
+import { createRuntime, type Runtime } from '../src/index.js'
 import { makeCase, type Case } from './grid.js'
 
 /** STORAGE | COPY_SRC | COPY_DST: usable by the kernels and on the host path. */
@@ -12,6 +13,21 @@ export function setupCase(rt: Runtime, c: Case, ctx: { skip: (note?: string) => 
   const layer = rt.createLayer(d.options)
   for (const [slot, a] of d.adapters) layer.setAdapter(slot, a)
   return { device: rt.device!, d, layer }
+}
+
+/**
+ * For a test file: a runtime with backend 'auto' made before its tests and disposed after them
+ * (under CI=true it must have a WebGPU device), and the setupCase of `c` on it.
+ */
+export function caseOnAutoRuntime(c: Case): (ctx: { skip: (note?: string) => void }) => ReturnType<typeof setupCase> {
+  process.env.XDG_RUNTIME_DIR ??= '/tmp'
+  let rt: Runtime
+  beforeAll(async () => {
+    rt = await createRuntime({ backend: 'auto' })
+    if (process.env.CI === 'true') expect(rt.device, `CI needs a WebGPU adapter: ${rt.webgpuUnavailableReason}`).not.toBeNull()
+  })
+  afterAll(() => rt?.dispose())
+  return (ctx) => setupCase(rt, c, ctx)
 }
 
 /** A buffer holding `values`, `padBytes` larger (filled at creation, so it needs no COPY_DST usage). */

@@ -1,23 +1,14 @@
 /** Slot ids given as a GPUBuffer (read back in queue order), with x and y on the GPU or the host. */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createRuntime, type Runtime } from '../src/index.js'
+import { describe, expect, it } from 'vitest'
 import { expectDelta, expectLoraError, TOLERANCE } from './compare.js'
-import { download, FULL, setupCase, upload } from './gpu-buffers.js'
+import { caseOnAutoRuntime, download, FULL, upload } from './gpu-buffers.js'
 import type { Case } from './grid.js'
 import { sgmv } from './reference.js'
-
-process.env.XDG_RUNTIME_DIR ??= '/tmp'
-let rt: Runtime
-beforeAll(async () => {
-  rt = await createRuntime({ backend: 'auto' })
-  if (process.env.CI === 'true') expect(rt.device, `CI needs a WebGPU adapter: ${rt.webgpuUnavailableReason}`).not.toBeNull()
-})
-afterAll(() => rt?.dispose())
 
 const CASE: Case = { name: 'gpu ids', seed: 33, inFeatures: 37, sliceWidths: [20, 7], slots: 5, rank: 3, tokens: 9, pattern: 'some-none', dtype: 'f32', adaptersPerToken: 2 }
 const K = CASE.adaptersPerToken
 
-const setup = (ctx: { skip: (note?: string) => void }) => setupCase(rt, CASE, ctx)
+const setup = caseOnAutoRuntime(CASE)
 
 describe.each(['webgpu', 'wasm', 'auto'] as const)('ids as a GPUBuffer, backend %s', (backend) => {
   it('x, y and ids on the GPU: y matches the reference', async (ctx) => {

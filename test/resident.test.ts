@@ -1,22 +1,13 @@
 /** GPU-resident x and y through the public layer.apply: on the GPU, and through the host on wasm. */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createRuntime, type Runtime } from '../src/index.js'
+import { describe, expect, it } from 'vitest'
 import { expectDelta, expectLoraError, TOLERANCE } from './compare.js'
-import { download, FULL, setupCase, upload } from './gpu-buffers.js'
+import { caseOnAutoRuntime, download, FULL, upload } from './gpu-buffers.js'
 import type { Case } from './grid.js'
 import { sgmv } from './reference.js'
 
-process.env.XDG_RUNTIME_DIR ??= '/tmp'
-let rt: Runtime
-beforeAll(async () => {
-  rt = await createRuntime({ backend: 'auto' })
-  if (process.env.CI === 'true') expect(rt.device, `CI needs a WebGPU adapter: ${rt.webgpuUnavailableReason}`).not.toBeNull()
-})
-afterAll(() => rt?.dispose())
-
 const CASE: Case = { name: 'resident', seed: 21, inFeatures: 70, sliceWidths: [24, 9], slots: 4, rank: 6, tokens: 11, pattern: 'some-none', dtype: 'bf16', adaptersPerToken: 2 }
 
-const setup = (ctx: { skip: (note?: string) => void }) => setupCase(rt, CASE, ctx)
+const setup = caseOnAutoRuntime(CASE)
 
 describe.each(['webgpu', 'wasm', 'auto'] as const)('GPU buffers through layer.apply, backend %s', (backend) => {
   it('y is updated on the device and matches the reference', async (ctx) => {
