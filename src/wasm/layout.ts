@@ -41,31 +41,31 @@ export function packShrinkA(slices: readonly Float32Array[], rank: number, inF: 
   const G = inF & ~7
   const t = inF - G
   const R4 = R & ~3
-  const src = (r: number) => slices[Math.floor(r / rank)]
-  const at = (r: number) => (r % rank) * inF
+  const rowOf = (r: number) => slices[Math.floor(r / rank)]
+  const startOf = (r: number) => (r % rank) * inF
   let o = 0
   for (let q = 0; q < R4; q += 4) {
+    const rows = [rowOf(q), rowOf(q + 1), rowOf(q + 2), rowOf(q + 3)]
+    const starts = [startOf(q), startOf(q + 1), startOf(q + 2), startOf(q + 3)]
     for (let c = 0; c < G; c += 8) {
       // one 8-group of each row: as one 16-bit chunk, or as two f32 chunks 4 chunks apart
       for (let j = 0; j < 4; j++) {
-        const row = src(q + j)
-        const from = at(q + j) + c
+        const row = rows[j]
+        const from = starts[j] + c
         const to = o + j * E
         for (let i = 0; i < 8; i++) out[to + (i < E ? i : 4 * E + i - E)] = row[from + order[i]]
       }
       o += 32
     }
     for (let j = 0; j < 4; j++) {
-      const row = src(q + j)
-      const from = at(q + j) + G
-      for (let i = 0; i < t; i++) out[o++] = row[from + i]
+      out.set(rows[j].subarray(starts[j] + G, starts[j] + inF), o)
+      o += t
     }
   }
-  for (let r = R4; r < R; r++) {
-    const row = src(r)
-    const from = at(r)
-    for (let c = 0; c < G; c += 8) for (let i = 0; i < 8; i++) out[o++] = row[from + c + order[i]]
-    for (let i = G; i < inF; i++) out[o++] = row[from + i]
+  // the last R % 4 rows: plain rows, in the group order
+  for (let r = R4; r < R; r++, o += inF) {
+    out.set(rowOf(r).subarray(startOf(r), startOf(r) + inF), o)
+    orderGroups(out.subarray(o, o + inF), inF, dtype)
   }
   return out
 }
