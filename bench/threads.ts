@@ -15,11 +15,12 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { availableParallelism, loadavg } from 'node:os'
 import { createRuntime, type Layer, type Runtime } from '../src/index.js'
-import type { ThreadedWasmBackend } from '../src/wasm/threads/backend.js'
+import { ThreadedWasmBackend } from '../src/wasm/threads/backend.js'
 import { Rng } from '../test/random.js'
 import { ParallelCeiling } from './parallel-ceiling.js'
 import { writeResultsMarkdown } from './results-md.js'
 import { quantile, timeCalls } from './timing-threads.js'
+import { backendsOf } from '../src/runtime.js'
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
@@ -139,5 +140,7 @@ console.log(`wrote ${jsonPath}; load average at end ${loadavg()[0].toFixed(1)}`)
 if (jsonPath === 'bench/results/threads.json') writeResultsMarkdown()
 
 function wasmOf(rt: Runtime): ThreadedWasmBackend {
-  return (rt as unknown as { all: ThreadedWasmBackend[] }).all.find((b) => b.name === 'wasm')!
+  const b = backendsOf(rt).find((x) => x.name === 'wasm')
+  if (!(b instanceof ThreadedWasmBackend)) throw new Error('the runtime has no threaded wasm backend')
+  return b
 }

@@ -1,16 +1,45 @@
 import type { SegmentPlan } from './metadata.js'
 import type { BackendName, LayerSpec, PreparedAdapter } from './types.js'
 
+/** Input or output of an apply: a host array, or a GPU buffer (only on a backend with a device). */
+export type CallData = Float32Array | GPUBuffer
+
+/** The longest segment every backend asks of a SegmentPlan. */
+export const CHUNK_SIZE = 64
+
 /**
- * What every compute backend implements. The public API validates all input once and hands
- * backends only valid data: kernels trust their inputs.
+ * What every compute backend implements, and all that the runtime, the layers and the dispatcher
+ * know of one. The public API validates all input once and hands backends only valid data:
+ * kernels trust their inputs.
  */
 export interface Backend {
   readonly name: BackendName
-  /** Longest segment this backend wants in a SegmentPlan (default 64). */
-  readonly chunkSize?: number
+  /** Longest segment this backend wants in a SegmentPlan. */
+  readonly chunkSize: number
+  /** A GPU adapter implemented on the CPU (lavapipe, SwiftShader); false for the wasm backends. */
+  readonly isSoftware: boolean
   /** True once the backend can no longer run calls (e.g. a lost GPU device). */
-  readonly lost?: boolean
+  readonly lost: boolean
+  /** The GPU device whose buffers this backend's layers accept as x and y; null on the CPU. */
+  readonly device: GPUDevice | null
+  /** Copies between GPU buffers of `device` and the host; null on a backend without a device. */
+  readonly transfers: HostTransfers | null
+  /** Threads a call may use (1: single-threaded). */
+  readonly threads: number
+  /** Why more threads were asked for and are not used here; null when they are (or were not asked for). */
+  readonly threadsUnavailableReason: string | null
+  /**
+   * Threads a call of `multiplyAdds` would run on; `fusedEntries`: its entries when it has one
+   * adapter per token, else 0. Always 1 on a single-threaded backend.
+   */
+  partsFor(multiplyAdds: number, fusedEntries: number): number
+  /**
+   * Calibration: run every call on `parts` threads (at most `threads`) whatever its size; null:
+   * back to the backend's own choice. No effect on a single-threaded backend.
+   */
+  forceParts(parts: number | null): void
+  /** Resolves when the work submitted so far has finished (a timed call ends there). */
+  settled(): Promise<void>
   /** Allocate the storage of one layer (weights for every slot, resident on this backend). */
   createLayer(spec: LayerSpec): BackendLayer
   /** Free everything this backend holds. Later calls are invalid. */
@@ -25,10 +54,21 @@ export interface BackendLayer {
   clearAdapter(slot: number): void
   /**
    * y[row] += delta for every entry of the plan.
-   * @param x [T * inFeatures]
-   * @param y [T * outFeatures], updated in place; untouched if the call throws.
+   * @param x [T * inFeatures] f32; a GPUBuffer only on a backend with a device.
+   * @param y [T * outFeatures] f32, updated in place; a host array is untouched if the call throws.
+   *   A GPUBuffer is updated on the GPU, in queue order (the promise resolves once it is submitted).
    */
-  apply(x: Float32Array, y: Float32Array, plan: SegmentPlan): void | Promise<void>
+  apply(x: CallData, y: CallData, plan: SegmentPlan): void | Promise<void>
   /** Free the layer's storage. */
   dispose(): void
+}
+
+/** Host copies of GPU-resident data, for a call that runs on the CPU. */
+export interface HostTransfers {
+  /** The first `floats` values of `src` (COPY_SRC usage), read in queue order; `name` names it in errors. */
+  read(src: GPUBuffer, floats: number, name: string): Promise<Float32Array>
+  /** Write `values` into `dst` (COPY_DST usage), in queue order. */
+  write(dst: GPUBuffer, values: Float32Array): void
+  /** Throws LoraError INVALID_ARGUMENT unless y can be read back and written again. */
+  checkWritable(y: GPUBuffer): void
 }

@@ -1,10 +1,8 @@
-import type { Backend, BackendLayer } from './backend.js'
+import type { Backend, BackendLayer, HostTransfers } from './backend.js'
 import type { CallFeatures } from './dispatch/cost.js'
 import { LoraError } from './errors.js'
 import { buildSegments, type SegmentPlan } from './metadata.js'
 import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec, PreparedAdapter } from './types.js'
-import type { WebGpuBackend } from './webgpu/index.js'
-import type { WebGpuLayer } from './webgpu/types.js'
 import { checkApply, checkBackend, checkIds, checkInt, isGpuBuffer, prepareAdapter } from './validate.js'
 
 /** What a layer needs from its runtime: the backends and the per-call choice among them. */
@@ -180,7 +178,7 @@ export class LoraLayer implements Layer {
       slices: spec.sliceWidths.length, weightDtype: spec.weightDtype, resident: isGpuBuffer(x) || isGpuBuffer(y) ? 'gpu' : 'host',
     }
     const backend = this.host.pick(choice, features)
-    const first = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize ?? 64)
+    const first = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize)
     const slots = first.slots
     // Writes pending now, per backend: this call must see them (later ones it must not).
     let before: Map<BackendName, Promise<void>[]> | null = null
@@ -194,7 +192,7 @@ export class LoraLayer implements Layer {
       if (waits.length) (before ??= new Map()).set(name, waits)
     }
     // (no closures on this path unless needed: each costs a little, more under tsx's keepNames)
-    const call: Attempt = { x, y, ids, K, features, first, chunk: backend.chunkSize ?? 64, before }
+    const call: Attempt = { x, y, ids, K, features, first, chunk: backend.chunkSize, before }
     let run = this.attempt(call, backend)
     if (!(run instanceof Promise)) return // synchronous backend: done
     if (choice === 'auto') {
@@ -230,15 +228,15 @@ export class LoraLayer implements Layer {
   /** Run a validated call on backend `b`, after the slot writes it must see. */
   private attempt(c: Attempt, b: Backend): void | Promise<void> {
     const layer = this.onBackend.get(b.name)!
-    const plan = (b.chunkSize ?? 64) === c.chunk ? c.first : buildSegments(c.ids, c.K, this.spec.maxAdapters, b.chunkSize ?? 64)
+    const plan = b.chunkSize === c.chunk ? c.first : buildSegments(c.ids, c.K, this.spec.maxAdapters, b.chunkSize)
     const waits = c.before?.get(b.name)
     return waits ? Promise.all(waits).then(() => this.runPlan(b, layer, c, plan)) : this.runPlan(b, layer, c, plan)
   }
 
   private runPlan(b: Backend, layer: BackendLayer, c: Attempt, plan: SegmentPlan): void | Promise<void> {
-    // GPU-resident data on a CPU backend goes through the host
-    if (b.name !== 'webgpu' && c.features.resident === 'gpu') return this.applyThroughHost(layer, c.x, c.y, plan)
-    return (layer as WebGpuLayer).apply(c.x, c.y, plan)
+    // GPU-resident data on a backend without a device goes through the host
+    if (b.device === null && c.features.resident === 'gpu') return this.applyThroughHost(layer, c.x, c.y, plan)
+    return layer.apply(c.x, c.y, plan)
   }
 
   /**
@@ -246,8 +244,8 @@ export class LoraLayer implements Layer {
    * when they disagree), then read its first T * K values back, in queue order.
    */
   private async readIds(ids: GPUBuffer, options: ApplyOptions, x: unknown, y: unknown): Promise<Int32Array> {
-    const gpu = this.owners.get('webgpu') as WebGpuBackend | undefined
-    if (!gpu || gpu.lost) throw new LoraError('DEVICE_LOST', 'ids is a GPUBuffer but the runtime has no working WebGPU device')
+    const transfers = this.transfers()
+    if (!transfers) throw new LoraError('DEVICE_LOST', 'ids is a GPUBuffer but the runtime has no working WebGPU device')
     if (options.tokens === undefined) {
       throw new LoraError('INVALID_ARGUMENT', `ids is a GPUBuffer (${ids.size} bytes): options.tokens (T) is required`)
     }
@@ -258,22 +256,26 @@ export class LoraLayer implements Layer {
     }
     // x and y are checked against T before the read (checkApply checks them again after it)
     checkApply(this.spec, x, y, new Int32Array(T * K), K, T)
-    const { readBack } = await import('./webgpu/transfer.js')
-    const floats = await readBack(gpu.device, ids, T * K, 'ids')
+    const floats = await transfers.read(ids, T * K, 'ids')
     return new Int32Array(floats.buffer, floats.byteOffset, T * K)
   }
 
   /** GPU-resident x and y on a CPU backend: read them back, run, write y back (queue order kept). */
   private async applyThroughHost(layer: BackendLayer, x: Float32Array | GPUBuffer, y: Float32Array | GPUBuffer, plan: SegmentPlan): Promise<void> {
-    const gpu = this.owners.get('webgpu') as WebGpuBackend | undefined
-    if (!gpu || gpu.lost) throw new LoraError('DEVICE_LOST', 'x or y is a GPUBuffer but the runtime has no working WebGPU device')
-    const { readBack, writeBack, checkWritable } = await import('./webgpu/transfer.js')
-    if (isGpuBuffer(y)) checkWritable(y)
+    const transfers = this.transfers()
+    if (!transfers) throw new LoraError('DEVICE_LOST', 'x or y is a GPUBuffer but the runtime has no working WebGPU device')
+    if (isGpuBuffer(y)) transfers.checkWritable(y)
     const T = plan.numTokens
-    const xs = isGpuBuffer(x) ? await readBack(gpu.device, x, T * this.spec.inFeatures, 'x') : x
-    const ys = isGpuBuffer(y) ? await readBack(gpu.device, y, T * this.spec.outFeatures, 'y') : y
+    const xs = isGpuBuffer(x) ? await transfers.read(x, T * this.spec.inFeatures, 'x') : x
+    const ys = isGpuBuffer(y) ? await transfers.read(y, T * this.spec.outFeatures, 'y') : y
     await layer.apply(xs, ys, plan)
-    if (isGpuBuffer(y)) writeBack(gpu.device, y, ys)
+    if (isGpuBuffer(y)) transfers.write(y, ys)
+  }
+
+  /** Host copies on the runtime's working GPU device, or null without one. */
+  private transfers(): HostTransfers | null {
+    for (const b of this.owners.values()) if (b.transfers && !b.lost) return b.transfers
+    return null
   }
 
   dispose(): void {

@@ -9,7 +9,7 @@ import { LoraLayer, type LayerHost } from './layer.js'
 import { AdapterPool, type AdapterInfo, type AdapterSource, type PoolStats, type TokenAdapters } from './pool/pool.js'
 import type { BackendChoice, BackendName, Layer, LayerOptions } from './types.js'
 import { checkBackend, checkInt, checkLayerOptions } from './validate.js'
-import { createWasmBackend, type WasmBackend } from './wasm/backend.js'
+import { createWasmBackend } from './wasm/backend.js'
 import type { WasmModuleOptions, WasmVariant } from './wasm/loader.js'
 import { checkThreads, type ThreadsOption } from './wasm/threads/support.js'
 
@@ -119,10 +119,14 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     throw new LoraError('INVALID_ARGUMENT', `wasm options must be an object, got ${describe(wasmOptions)}`)
   }
   const backends: Backend[] = []
-  let wasm: WasmBackend | null = null
+  let wasmVariant: WasmVariant | null = null
   let gpuReason: string | null = null
   if (choice !== 'webgpu' || options.wasm) {
-    wasm = await createWasmBackend(options.wasm, checkThreads(options.threads ?? 1))
+    const threads = checkThreads(options.threads ?? 1)
+    const wasm = threads === 1
+      ? await createWasmBackend(options.wasm)
+      : await (await import('./wasm/threads/backend.js')).createThreadedWasmBackend(threads, options.wasm)
+    wasmVariant = wasm.variant
     backends.push(wasm)
   }
   if (choice !== 'wasm') {
@@ -136,14 +140,22 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       }
     }
   }
-  const traits = backends.map((b) => {
-    const parts = (b as { partsFor?(work: number, fusedEntries: number): number }).partsFor
-    return { name: b.name, isSoftware: (b as { isSoftware?: boolean }).isSoftware === true, chunkSize: b.chunkSize, parts: parts?.bind(b) }
-  })
+  const traits = backends.map((b) => ({
+    name: b.name, isSoftware: b.isSoftware, chunkSize: b.chunkSize, parts: (work: number, fusedEntries: number) => b.partsFor(work, fusedEntries),
+  }))
   let profile: Profile | null = null
   if (options.profile !== undefined) profile = checkProfile(options.profile)
-  else if (choice === 'auto' && backends.length > 0) profile = await shortCalibration(backends, wasm?.variant ?? null)
-  return new LoraRuntime(choice, backends, wasm?.variant ?? null, gpuReason, options, new Dispatcher(traits, profile))
+  else if (choice === 'auto' && backends.length > 0) profile = await shortCalibration(backends, wasmVariant)
+  return new LoraRuntime(choice, backends, wasmVariant, gpuReason, options, new Dispatcher(traits, profile))
+}
+
+const backendsByRuntime = new WeakMap<Runtime, readonly Backend[]>()
+
+/** The backends of a runtime made by {@link createRuntime} (for the benches and tests; not public API). */
+export function backendsOf(rt: Runtime): readonly Backend[] {
+  const all = backendsByRuntime.get(rt)
+  if (!all) throw new LoraError('INVALID_ARGUMENT', 'not a runtime made by createRuntime')
+  return all
 }
 
 class LoraRuntime implements Runtime, LayerHost {
@@ -160,14 +172,15 @@ class LoraRuntime implements Runtime, LayerHost {
     private readonly dispatcher: Dispatcher,
   ) {
     this.pool = new AdapterPool({ createLayer: (o) => this.createLayer(o), memoryBudget: options.memoryBudget, maxAdapters: options.adapterSlots })
+    backendsByRuntime.set(this, all)
   }
 
   get threads(): number {
-    return (this.all.find((b) => b.name === 'wasm') as { threads?: number } | undefined)?.threads ?? 1
+    return this.all.find((b) => b.name === 'wasm')?.threads ?? 1
   }
 
   get threadsUnavailableReason(): string | null {
-    return (this.all.find((b) => b.name === 'wasm') as { threadsUnavailableReason?: string | null } | undefined)?.threadsUnavailableReason ?? null
+    return this.all.find((b) => b.name === 'wasm')?.threadsUnavailableReason ?? null
   }
 
   async loadAdapter(name: string, source: AdapterSource): Promise<AdapterInfo> {
@@ -241,8 +254,8 @@ class LoraRuntime implements Runtime, LayerHost {
   }
 
   get device(): GPUDevice | null {
-    const gpu = this.all.find((b) => b.name === 'webgpu') as { device?: GPUDevice; lost?: boolean } | undefined
-    return gpu && !gpu.lost ? gpu.device ?? null : null
+    const gpu = this.all.find((b) => b.name === 'webgpu')
+    return gpu && !gpu.lost ? gpu.device : null
   }
 
   get backends(): BackendName[] {

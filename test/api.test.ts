@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRuntime, type Layer, type LoraErrorCode, type Runtime } from '../src/index.js'
 import { expectLoraError } from './compare.js'
 import { Rng } from './random.js'
+import { WasmBackend } from '../src/wasm/backend.js'
+import { backendsOf } from '../src/runtime.js'
 
 let rt: Runtime
 beforeAll(async () => {
@@ -127,7 +129,7 @@ describe('createLayer and lifecycle', () => {
   it('replacing an adapter frees the old storage (no growth over many replacements)', async () => {
     const layer = rt.createLayer({ inFeatures: 256, outFeatures: 256, maxAdapters: 2, maxRank: 16 })
     const a = { rank: 16, scale: 1, A: rng.array(16 * 256), B: rng.array(256 * 16) }
-    const mem = (rt as unknown as { all: { name: string; memory?: { allocatedBytes: number } }[] }).all.find((b) => b.name === 'wasm')!.memory!
+    const mem = backendsOf(rt).find((b) => b instanceof WasmBackend)!.memory
     layer.setAdapter(0, a)
     const base = mem.allocatedBytes
     for (let i = 0; i < 50; i++) layer.setAdapter(0, a)

@@ -9,6 +9,7 @@ import { createRuntime } from '../src/index.js'
 import { LoraLayer } from '../src/layer.js'
 import type { BackendName, LayerSpec, WeightDtype } from '../src/types.js'
 import { createWasmBackend } from '../src/wasm/backend.js'
+import { createThreadedWasmBackend } from '../src/wasm/threads/backend.js'
 import { expectLoraError } from './compare.js'
 
 const all = (v: number): Record<WeightDtype, number> => ({ f32: v, bf16: v, f16: v })
@@ -114,7 +115,10 @@ describe('cost model on synthetic profiles', () => {
 /** A backend that computes nothing and records which one ran. */
 function recorder(name: BackendName, ran: BackendName[]): Backend {
   const layer: BackendLayer = { setAdapter() {}, clearAdapter() {}, dispose() {}, apply: () => void ran.push(name) }
-  return { name, createLayer: () => layer, dispose() {} }
+  return {
+    name, chunkSize: 64, isSoftware: false, lost: false, device: null, transfers: null, threads: 1, threadsUnavailableReason: null,
+    partsFor: () => 1, forceParts() {}, settled: () => Promise.resolve(), createLayer: () => layer, dispose() {},
+  }
 }
 
 describe('explain() is the auto decision', () => {
@@ -165,7 +169,7 @@ describe('profiles and calibration', () => {
   })
 
   it('a multi-threaded wasm backend: calibration measures its speed-up on every thread, then gives the calls back their own thread counts', async () => {
-    const wasm = (await createWasmBackend(undefined, 'auto')) as Awaited<ReturnType<typeof createWasmBackend>> & { threads: number; partsFor(w: number, e?: number): number }
+    const wasm = await createThreadedWasmBackend('auto')
     try {
       if (wasm.threads < 2) return void expect(wasm.threads).toBe(1) // a one-core machine: nothing to measure
       const p = await calibrate(targetsOf([wasm]), machineOf([wasm], wasm.variant), { kind: 'short', budgetMs: 300 })

@@ -13,6 +13,7 @@ import { expectDelta } from './compare.js'
 import { makeWeights, peftConfig, toyModules } from './peft-helpers.js'
 import { Rng } from './random.js'
 import { sgmv, type RefAdapter } from './reference.js'
+import { backendsOf } from '../src/runtime.js'
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp'
 
@@ -37,7 +38,7 @@ beforeAll(async () => {
 
 /** The runtime's own device (tests reach into it: the public API never hands it out). */
 function deviceOf(rt: Runtime): GPUDevice {
-  return (rt as unknown as { all: { name: string; device?: GPUDevice }[] }).all.find((b) => b.name === 'webgpu')!.device!
+  return backendsOf(rt).find((b) => b.name === 'webgpu')!.device!
 }
 
 const IN = 32

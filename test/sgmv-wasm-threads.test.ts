@@ -6,9 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRuntime, type Runtime } from '../src/index.js'
-import type { ThreadedWasmBackend } from '../src/wasm/threads/backend.js'
+import { ThreadedWasmBackend } from '../src/wasm/threads/backend.js'
 import { caseGrid, makeCase } from './grid.js'
 import { gridSuite } from './suite.js'
+import { backendsOf } from '../src/runtime.js'
 
 let two: Runtime
 let three: Runtime
@@ -27,7 +28,8 @@ afterAll(() => {
 describe('threaded runtimes', () => {
   it('really run worker threads here (Node has SharedArrayBuffer and worker_threads)', () => {
     for (const [rt, n] of [[two, 2], [three, 3]] as const) {
-      const b = (rt as unknown as { all: ThreadedWasmBackend[] }).all[0]
+      const b = backendsOf(rt)[0]
+      if (!(b instanceof ThreadedWasmBackend)) throw new Error(`a threaded runtime's wasm backend is ${b.constructor.name}`)
       expect(b.threadsUnavailableReason).toBeNull()
       expect(b.threads).toBe(n)
       expect(b.partsFor(1)).toBe(n) // a fixed count splits every call

@@ -14,6 +14,8 @@ import { createThreadedWasmBackend, SOLO_CALLS } from '../src/wasm/threads/backe
 import { threadsUnavailableReason } from '../src/wasm/threads/support.js'
 import { expectLoraError } from './compare.js'
 import { Rng } from './random.js'
+import { backendsOf } from '../src/runtime.js'
+import { WasmBackend } from '../src/wasm/backend.js'
 
 const SRC = fileURLToPath(new URL('../src/index.ts', import.meta.url))
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -46,7 +48,7 @@ ${prelude}
 import { createRuntime } from ${JSON.stringify(SRC)}
 const single = await createRuntime({ backend: 'wasm' })
 const rt = await createRuntime({ backend: 'wasm', threads: 2 })
-const be = (rt as any).all[0]
+const be = rt // its threads and threadsUnavailableReason are the wasm backend's
 const ys = []
 for (const r of [single, rt]) {
   const layer = r.createLayer({ inFeatures: 64, outFeatures: [40, 24], maxAdapters: 2, maxRank: 8 })
@@ -73,8 +75,9 @@ describe('threads option', () => {
 
   it('threads: 1 is the plain single-threaded backend', async () => {
     const rt = await createRuntime({ backend: 'wasm', threads: 1 })
-    const b = (rt as unknown as { all: object[] }).all[0]
-    expect('threads' in b).toBe(false)
+    const b = backendsOf(rt)[0]
+    expect(b).toBeInstanceOf(WasmBackend)
+    expect(b.threads).toBe(1)
     rt.dispose()
   })
 })

@@ -9,7 +9,7 @@ import { cpus } from 'node:os'
 import { dirname } from 'node:path'
 import cliProgress from 'cli-progress'
 import { createRuntime, type Layer, type WeightDtype } from '../../src/index.js'
-import type { WasmBackend } from '../../src/wasm/backend.js'
+import { WasmBackend } from '../../src/wasm/backend.js'
 import { type Ceilings, measureCeilings } from '../ceilings.js'
 import { jsLoopPeer } from '../peers/jsloop.js'
 import { ortPeer } from '../peers/ort.js'
@@ -20,6 +20,7 @@ import { copiesOf, DTYPES, gridOf, groupData, Rotation, rounded } from './grid.j
 import { writeResultsMarkdown } from '../results-md.js'
 import { addHeadroom, markdown, type Row, rowsOf, summarise, table } from './report.js'
 import { type PointLayers, runPoint } from './run-point.js'
+import { backendsOf } from '../../src/runtime.js'
 
 const args = process.argv.slice(2)
 const flag = (name: string): string | undefined => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined)
@@ -34,7 +35,7 @@ const JS_MAX_T = 64
 
 const t0 = performance.now()
 const rt = await createRuntime({ backend: 'auto' })
-const wasm = (rt as unknown as { all: WasmBackend[] }).all.find((b) => b.name === 'wasm')!
+const wasm = backendsOf(rt).find((b) => b instanceof WasmBackend)!
 const ceilingsStart = measureCeilings(wasm)
 const ceilingsDuring: Ceilings[] = []
 const groups = gridOf(quick)

@@ -7,29 +7,23 @@ import type { Backend } from '../backend.js'
 import { calibrate, type CalibrationTarget } from './calibrate.js'
 import type { Profile, ProfileMachine } from './profile.js'
 
-type GpuLike = Backend & { isSoftware?: boolean; device?: GPUDevice }
-/** The multi-threaded wasm backend, as far as calibration is concerned. */
-type ThreadedLike = Backend & { threads?: number; forceParts?(parts: number | null): void }
-
 export function targetsOf(backends: readonly Backend[]): CalibrationTarget[] {
   return backends.filter((b) => !b.lost).map((b) => {
-    const g = b as GpuLike
-    const th = b as ThreadedLike
-    const parallel = (th.threads ?? 1) > 1 && th.forceParts ? { threads: th.threads!, force: (n: number | null) => th.forceParts!(n) } : undefined
-    return { backend: b, isSoftware: g.isSoftware === true, device: b.name === 'webgpu' ? g.device : undefined, parallel }
+    const parallel = b.threads > 1 ? { threads: b.threads, force: (n: number | null) => b.forceParts(n) } : undefined
+    return { backend: b, isSoftware: b.isSoftware, parallel }
   })
 }
 
 /** Threads of the wasm backend among `backends` (1 when single-threaded or absent). */
 export function wasmThreads(backends: readonly Backend[]): number {
-  return (backends.find((b) => b.name === 'wasm') as ThreadedLike | undefined)?.threads ?? 1
+  return backends.find((b) => b.name === 'wasm')?.threads ?? 1
 }
 
 export function machineOf(backends: readonly Backend[], wasmVariant: string | null): ProfileMachine {
-  const g = backends.find((b) => b.name === 'webgpu') as GpuLike | undefined
-  const info = (g?.device as (GPUDevice & { adapterInfo?: GPUAdapterInfo }) | undefined)?.adapterInfo
+  const g = backends.find((b) => b.name === 'webgpu')
+  const info: GPUAdapterInfo | undefined = g?.device?.adapterInfo // undefined on older Dawn builds
   const description = info ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') : ''
-  return { wasmVariant, gpu: g ? { description, isSoftware: g.isSoftware === true } : null, threads: wasmThreads(backends) }
+  return { wasmVariant, gpu: g ? { description, isSoftware: g.isSoftware } : null, threads: wasmThreads(backends) }
 }
 
 const shortCache = new Map<string, Promise<Profile>>()

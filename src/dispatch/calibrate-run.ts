@@ -2,7 +2,7 @@
  * Timing one calibration point on one backend: a layer of the point's shape filled with random
  * adapters (several copies when the weights must be cold), then the median of a few calls.
  */
-import type { Backend, BackendLayer } from '../backend.js'
+import type { Backend } from '../backend.js'
 import type { Residency } from './cost.js'
 import { buildSegments, type SegmentPlan } from '../metadata.js'
 import type { LayerSpec, PreparedAdapter, WeightDtype } from '../types.js'
@@ -21,11 +21,9 @@ export interface Point {
   coldBytes: number
 }
 
-/** A backend under calibration, with what a GPU-resident call needs. */
+/** A backend under calibration. */
 export interface Target {
   backend: Backend
-  /** For WebGPU: the device (GPU-resident points and waiting for the queue). */
-  device?: GPUDevice
 }
 
 const STORAGE_RW = 0x80 | 0x08 | 0x04 // STORAGE | COPY_DST | COPY_SRC
@@ -64,23 +62,24 @@ export async function timePoint(t: Target, p: Point, reps: number, deadline: num
     const plans: SegmentPlan[] = []
     for (let c = 0; c < copies; c++) {
       const ids = Int32Array.from({ length: p.tokens }, (_, i) => c * p.distinct + (i % p.distinct))
-      plans.push(buildSegments(ids, 1, spec.maxAdapters, t.backend.chunkSize ?? 64))
+      plans.push(buildSegments(ids, 1, spec.maxAdapters, t.backend.chunkSize))
     }
     let x: Float32Array | GPUBuffer = fill(p.tokens * p.inF, 3)
     let y: Float32Array | GPUBuffer = new Float32Array(p.tokens * p.out)
-    if (p.resident === 'gpu' && t.device) {
-      gpuBufs.push((x = t.device.createBuffer({ size: Math.max(16, p.tokens * p.inF * 4), usage: STORAGE_RW })))
-      gpuBufs.push((y = t.device.createBuffer({ size: Math.max(16, p.tokens * p.out * 4), usage: STORAGE_RW })))
+    const device = t.backend.device
+    if (p.resident === 'gpu' && device) {
+      gpuBufs.push((x = device.createBuffer({ size: Math.max(16, p.tokens * p.inF * 4), usage: STORAGE_RW })))
+      gpuBufs.push((y = device.createBuffer({ size: Math.max(16, p.tokens * p.out * 4), usage: STORAGE_RW })))
     }
     const call = async (i: number): Promise<void> => {
-      await (layer as BackendLayer & { apply(x: unknown, y: unknown, plan: SegmentPlan): unknown }).apply(x, y, plans[i % copies])
-      if (gpuBufs.length && t.device) await t.device.queue.onSubmittedWorkDone()
+      await layer.apply(x, y, plans[i % copies])
+      if (gpuBufs.length) await t.backend.settled()
     }
     // warm-up, untimed: a first GPU call compiles pipelines; V8 runs a wasm kernel's first calls
     // in its baseline tier (Liftoff), ~2x slower, until its optimized code is ready (measured
     // here: after ~3 ms of calls), so CPU points warm up for 6 ms or 60 calls
     const w0 = performance.now()
-    for (let i = 0; i < (t.device ? 1 : 60) && (i < 3 || performance.now() - w0 < 6); i++) await call(0)
+    for (let i = 0; i < (device ? 1 : 60) && (i < 3 || performance.now() - w0 < 6); i++) await call(0)
     const samples: number[] = []
     for (let i = 1; i <= reps; i++) {
       if (performance.now() > deadline) break

@@ -1,11 +1,10 @@
-import type { Backend, BackendLayer } from '../backend.js'
+import { type Backend, type BackendLayer, CHUNK_SIZE } from '../backend.js'
 import { DTYPE_BYTES, encodeHalf } from '../dtype.js'
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec, PreparedAdapter, WeightDtype } from '../types.js'
 import { loadWasm, type WasmExports, type WasmModuleOptions, type WasmVariant } from './loader.js'
 import { packPanels, packShrinkA } from './layout.js'
 import { WasmMemory } from './memory.js'
-import type { ThreadsOption } from './threads/support.js'
 
 /** dtype argument of the kernels (assembly/index.ts). */
 const DTYPE_CODE: Record<WeightDtype, number> = { f32: 0, bf16: 1, f16: 2 }
@@ -15,12 +14,29 @@ const SLOT_BYTES = 16
 /** The WebAssembly SIMD backend: all weights live in the module's linear memory. */
 export class WasmBackend implements Backend {
   readonly name = 'wasm' as const
+  readonly chunkSize = CHUNK_SIZE
+  readonly isSoftware = false
+  readonly lost = false
+  readonly device = null
+  readonly transfers = null
+  readonly threads = 1
+  readonly threadsUnavailableReason = null
   readonly memory: WasmMemory
   private scratchPtr = 0
   private scratchBytes = 0
 
   constructor(readonly exports: WasmExports, readonly variant: WasmVariant) {
     this.memory = new WasmMemory(exports.memory, exports.heapBase())
+  }
+
+  partsFor(): number {
+    return 1
+  }
+
+  forceParts(): void {}
+
+  settled(): Promise<void> {
+    return Promise.resolve()
   }
 
   createLayer(spec: LayerSpec): WasmLayer {
@@ -46,15 +62,8 @@ export class WasmBackend implements Backend {
   }
 }
 
-/**
- * Load the kernels and create the backend; with `threads` other than 1, the multi-threaded backend
- * (src/wasm/threads/), which runs single-threaded where threads are unavailable.
- */
-export async function createWasmBackend(options?: WasmModuleOptions, threads: ThreadsOption = 1): Promise<WasmBackend> {
-  if (threads !== 1) {
-    const { createThreadedWasmBackend } = await import('./threads/backend.js')
-    return createThreadedWasmBackend(threads, options)
-  }
+/** Load the kernels and create the single-threaded backend (src/wasm/threads/ composes it for threads). */
+export async function createWasmBackend(options?: WasmModuleOptions): Promise<WasmBackend> {
   const { exports, variant } = await loadWasm(options)
   return new WasmBackend(exports, variant)
 }
@@ -68,12 +77,14 @@ interface SlotStorage {
 
 /** One layer's weights in linear memory, plus its slot table for the kernel. */
 export class WasmLayer implements BackendLayer {
-  protected readonly slotTable: number
-  protected readonly widths: number
+  /** The layer's slot table in linear memory (assembly/sgmv.ts SLOT_BYTES per slot). */
+  readonly slotTable: number
+  /** [numSlices] i32 slice widths in linear memory. */
+  readonly widths: number
   private readonly storage: (SlotStorage | null)[]
   private disposed = false
 
-  constructor(protected readonly backend: WasmBackend, readonly spec: LayerSpec) {
+  constructor(readonly backend: WasmBackend, readonly spec: LayerSpec) {
     const mem = backend.memory
     this.slotTable = mem.alloc(spec.maxAdapters * SLOT_BYTES)
     this.widths = mem.alloc(spec.sliceWidths.length * 4)

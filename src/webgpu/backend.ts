@@ -1,3 +1,4 @@
+import { CHUNK_SIZE, type HostTransfers } from '../backend.js'
 import { LoraError } from '../errors.js'
 import type { LayerSpec } from '../types.js'
 import { BufferPool } from './buffers.js'
@@ -5,12 +6,17 @@ import { acquireDevice, type DeviceContext, LossWatch } from './device.js'
 import { GpuLayer } from './layer.js'
 import { PipelineCache } from './pipelines.js'
 import { loadShaderSources, weightStorage } from './shaders.js'
+import { checkWritable, readBack, writeBack } from './transfer.js'
 import type { WebGpuBackend, WebGpuLayer } from './types.js'
 
 class Backend implements WebGpuBackend {
   readonly name = 'webgpu' as const
+  readonly chunkSize = CHUNK_SIZE
   readonly device: GPUDevice
   readonly isSoftware: boolean
+  readonly threads = 1
+  readonly threadsUnavailableReason = null
+  readonly transfers: HostTransfers
   private readonly watch: LossWatch
   private readonly pool: BufferPool
   private readonly pipelines: PipelineCache
@@ -27,6 +33,22 @@ class Backend implements WebGpuBackend {
     this.maxBinding = Math.min(dc.device.limits.maxStorageBufferBindingSize, dc.device.limits.maxBufferSize)
     this.pool = new BufferPool(dc.device, this.maxBinding)
     this.pipelines = new PipelineCache(dc.device, sources, this.watch)
+    const device = dc.device
+    this.transfers = {
+      read: (src, floats, name) => readBack(device, src, floats, name),
+      write: (dst, values) => writeBack(device, dst, values),
+      checkWritable,
+    }
+  }
+
+  partsFor(): number {
+    return 1
+  }
+
+  forceParts(): void {}
+
+  settled(): Promise<void> {
+    return this.device.queue.onSubmittedWorkDone()
   }
 
   get lost(): boolean {

@@ -6,10 +6,11 @@
  * granule while the threads work; otherwise the call runs in two phases (shrink by H rows, expand by y columns).
  * Where threads are unavailable it is the single-threaded backend, with the reason.
  */
+import { type Backend, type BackendLayer, CHUNK_SIZE } from '../../backend.js'
 import type { SegmentPlan } from '../../metadata.js'
-import type { LayerSpec } from '../../types.js'
-import { createWasmBackend, WasmBackend, WasmLayer } from '../backend.js'
-import type { WasmExports, WasmModuleOptions, WasmVariant } from '../loader.js'
+import type { LayerSpec, PreparedAdapter } from '../../types.js'
+import { createWasmBackend, WasmBackend, type WasmLayer } from '../backend.js'
+import type { WasmModuleOptions, WasmVariant } from '../loader.js'
 import { loadThreadsModule, type ThreadsModuleOptions } from './loader.js'
 import { WorkerPool } from './pool.js'
 import { GRANULES_PER_THREAD, type PartExports, TASK_FIELDS } from './protocol.js'
@@ -72,7 +73,17 @@ const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2 } as const
 
 export type { ThreadsOption }
 
-export class ThreadedWasmBackend extends WasmBackend {
+/**
+ * The single-threaded backend's storage (its module, memory, layers and scratch), with calls cut
+ * over a worker pool.
+ */
+export class ThreadedWasmBackend implements Backend {
+  readonly name = 'wasm' as const
+  readonly chunkSize = CHUNK_SIZE
+  readonly isSoftware = false
+  readonly lost = false
+  readonly device = null
+  readonly transfers = null
   private queue: Promise<unknown> = Promise.resolve()
   private pending = 0
   private solo = 0 // calls left on one thread (takeSolo)
@@ -80,13 +91,17 @@ export class ThreadedWasmBackend extends WasmBackend {
   private forced: number | null = null // forceParts
 
   /**
+   * @param wasm     the single-threaded backend whose storage the calls use (a shared memory when `pool` is set)
    * @param pool     the workers (null: single-threaded)
    * @param mode     'auto' (threads per call from its size) or a fixed count for every call
    * @param threadsUnavailableReason why no pool runs here, when none does
    */
-  constructor(exports: WasmExports, variant: WasmVariant, readonly pool: WorkerPool | null,
-    readonly mode: ThreadsOption, readonly threadsUnavailableReason: string | null) {
-    super(exports, variant)
+  constructor(readonly wasm: WasmBackend, readonly pool: WorkerPool | null,
+    readonly mode: ThreadsOption, readonly threadsUnavailableReason: string | null) {}
+
+  /** Which build of the kernels runs (relaxed SIMD or plain). */
+  get variant(): WasmVariant {
+    return this.wasm.variant
   }
 
   /** Threads a call may use (1 without a pool). */
@@ -94,8 +109,12 @@ export class ThreadedWasmBackend extends WasmBackend {
     return this.pool ? this.pool.size + 1 : 1
   }
 
-  override createLayer(spec: LayerSpec): WasmLayer {
-    return new ThreadedWasmLayer(this, spec)
+  createLayer(spec: LayerSpec): BackendLayer {
+    return new ThreadedWasmLayer(this, this.wasm.createLayer(spec))
+  }
+
+  settled(): Promise<void> {
+    return this.queue.then(() => {})
   }
 
   /**
@@ -154,9 +173,9 @@ export class ThreadedWasmBackend extends WasmBackend {
     return run
   }
 
-  override dispose(): void {
+  dispose(): void {
     this.pool?.dispose()
-    super.dispose()
+    this.wasm.dispose()
   }
 }
 
@@ -169,7 +188,7 @@ export async function createThreadedWasmBackend(threads: ThreadsOption, options:
     try {
       const m = await loadThreadsModule(options)
       pool = await WorkerPool.create(count - 1, m.module, m.memory, options.workerUrl ?? DEFAULT_WORKER_URL())
-      return new ThreadedWasmBackend(m.exports, m.variant, pool, threads, null)
+      return new ThreadedWasmBackend(new WasmBackend(m.exports, m.variant), pool, threads, null)
     } catch (e) {
       pool?.dispose()
       reason = e instanceof Error ? e.message : String(e)
@@ -177,16 +196,36 @@ export async function createThreadedWasmBackend(threads: ThreadsOption, options:
   }
   const single = await createWasmBackend(options)
   // more than one thread was asked for ('auto' included): say why there is one, when it is the runtime
-  return new ThreadedWasmBackend(single.exports, single.variant, null, threads, threads !== 1 ? reason : null)
+  return new ThreadedWasmBackend(single, null, threads, threads !== 1 ? reason : null)
 }
 
-/** A layer whose calls are cut into parts over the backend's threads. */
-class ThreadedWasmLayer extends WasmLayer {
-  constructor(private readonly threaded: ThreadedWasmBackend, spec: LayerSpec) {
-    super(threaded, spec)
+/** A layer of the single-threaded backend whose calls are cut into parts over the backend's threads. */
+class ThreadedWasmLayer implements BackendLayer {
+  private readonly spec: LayerSpec
+  private readonly backend: WasmBackend
+  private readonly slotTable: number
+  private readonly widths: number
+
+  constructor(private readonly threaded: ThreadedWasmBackend, private readonly single: WasmLayer) {
+    this.spec = single.spec
+    this.backend = single.backend
+    this.slotTable = single.slotTable
+    this.widths = single.widths
   }
 
-  override apply(x: Float32Array, y: Float32Array, plan: SegmentPlan): void | Promise<void> {
+  setAdapter(slot: number, adapter: PreparedAdapter): void {
+    this.single.setAdapter(slot, adapter)
+  }
+
+  clearAdapter(slot: number): void {
+    this.single.clearAdapter(slot)
+  }
+
+  dispose(): void {
+    this.single.dispose()
+  }
+
+  apply(x: Float32Array, y: Float32Array, plan: SegmentPlan): void | Promise<void> {
     if (plan.rows.length === 0) return
     // multiply-adds of the call (no allocation: this runs before every single-threaded call too)
     const i32 = this.backend.memory.i32
@@ -196,8 +235,8 @@ class ThreadedWasmLayer extends WasmLayer {
     const work = rankEntries * (this.spec.inFeatures * this.spec.sliceWidths.length + this.spec.outFeatures)
     let parts = this.threaded.partsFor(work, plan.adaptersPerToken === 1 ? plan.rows.length : 0)
     if (parts > 1 && this.threaded.takeSolo()) parts = 1
-    if (parts === 1 && !this.threaded.busy) return super.apply(x, y, plan)
-    return this.threaded.exclusive(() => (parts === 1 ? super.apply(x, y, plan) : this.applyParts(x, y, plan, this.segmentRanks(plan), parts)))
+    if (parts === 1 && !this.threaded.busy) return this.single.apply(x, y, plan)
+    return this.threaded.exclusive(() => (parts === 1 ? this.single.apply(x, y, plan) : this.applyParts(x, y, plan, this.segmentRanks(plan), parts)))
   }
 
   /** [numSeg] rank of each segment's slot, from the slot table (assembly/sgmv.ts layout). */
