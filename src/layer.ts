@@ -154,7 +154,14 @@ export class LoraLayer implements Layer {
       throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${String(options)}`)
     }
     const choice = checkBackend('options.backend', options.backend ?? this.host.defaultBackend)
-    const ids = isGpuBuffer(idsIn) ? await this.readIds(idsIn, options, x, y) : idsIn
+    // Host x and ids are the caller's again once this returns its promise: whatever reads them
+    // after an await reads a copy made before it.
+    if (isGpuBuffer(idsIn)) {
+      const read = this.readIds(idsIn, options, x, y) // the read is submitted before this returns
+      if (x instanceof Float32Array) x = x.slice()
+      idsIn = await read
+    }
+    const ids = idsIn
     const { T, K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens)
     checkIds(ids, K, this.spec.maxAdapters, this.filled)
     let entries = 0, distinct = 0, rankSum = 0, rankEntries = 0
@@ -195,7 +202,10 @@ export class LoraLayer implements Layer {
     const call: Attempt = { x, y, ids, K, features, first, chunk: backend.chunkSize, before }
     let run = this.attempt(call, backend)
     if (!(run instanceof Promise)) return // synchronous backend: done
-    if (choice === 'auto') {
+    if (choice === 'auto' && backend.name === 'webgpu') {
+      // the retry below may run after the caller reused x and ids
+      if (x instanceof Float32Array) call.x = x.slice(0, T * spec.inFeatures)
+      call.ids = ids.slice(0, T * K)
       // A device lost during the call (y is untouched then): run it again on a backend that works.
       run = run.catch((e: unknown) => {
         if (!(e instanceof LoraError && e.code === 'DEVICE_LOST')) throw e
@@ -230,7 +240,9 @@ export class LoraLayer implements Layer {
     const layer = this.onBackend.get(b.name)!
     const plan = b.chunkSize === c.chunk ? c.first : buildSegments(c.ids, c.K, this.spec.maxAdapters, b.chunkSize)
     const waits = c.before?.get(b.name)
-    return waits ? Promise.all(waits).then(() => this.runPlan(b, layer, c, plan)) : this.runPlan(b, layer, c, plan)
+    if (!waits) return this.runPlan(b, layer, c, plan)
+    const deferred = c.x instanceof Float32Array ? { ...c, x: c.x.slice(0, plan.numTokens * this.spec.inFeatures) } : c
+    return Promise.all(waits).then(() => this.runPlan(b, layer, deferred, plan))
   }
 
   private runPlan(b: Backend, layer: BackendLayer, c: Attempt, plan: SegmentPlan): void | Promise<void> {
@@ -266,8 +278,11 @@ export class LoraLayer implements Layer {
     if (!transfers) throw new LoraError('DEVICE_LOST', 'x or y is a GPUBuffer but the runtime has no working WebGPU device')
     if (isGpuBuffer(y)) transfers.checkWritable(y)
     const T = plan.numTokens
-    const xs = isGpuBuffer(x) ? await transfers.read(x, T * this.spec.inFeatures, 'x') : x
-    const ys = isGpuBuffer(y) ? await transfers.read(y, T * this.spec.outFeatures, 'y') : y
+    // both reads are submitted before this returns: later work queued by the caller comes after them
+    const [xs, ys] = await Promise.all([
+      isGpuBuffer(x) ? transfers.read(x, T * this.spec.inFeatures, 'x') : x,
+      isGpuBuffer(y) ? transfers.read(y, T * this.spec.outFeatures, 'y') : y,
+    ])
     await layer.apply(xs, ys, plan)
     if (isGpuBuffer(y)) transfers.write(y, ys)
   }
