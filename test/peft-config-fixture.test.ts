@@ -12,8 +12,9 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRuntime, type Runtime } from '../src/index.js'
 import { parseAdapter } from '../src/peft/adapter.js'
-import { AdapterPool } from '../src/pool.js'
-import type { WeightDtype } from '../src/types.js'
+import { AdapterPool } from '../src/pool/pool.js'
+import type { LayerOptions, WeightDtype } from '../src/types.js'
+import type { TensorToWrite } from '../src/peft/safetensors.js'
 import { expectDelta, expectLoraError, TOLERANCE } from './compare.js'
 import { roundWeights, sgmv, type RefAdapter } from './reference.js'
 
@@ -151,7 +152,7 @@ describe('every adapter in pool layers of every weight dtype, on every backend, 
 
   for (const dtype of ['f32', 'bf16', 'f16'] as const) {
     it(`${dtype} layers`, async () => {
-      const pool = new AdapterPool({ createLayer: (o) => rt.createLayer({ ...o, weightDtype: dtype }) })
+      const pool = new AdapterPool({ createLayer: (o: LayerOptions) => rt.createLayer({ ...o, weightDtype: dtype }) })
       try {
         for (const [name, f] of files) await pool.loadAdapter(name, { config: f.config, weights: f.weights })
         const tokens = manifest.token_adapter.map((a) => (a === '__base__' ? null : a))
@@ -187,6 +188,14 @@ describe('every adapter in pool layers of every weight dtype, on every backend, 
   }
 })
 
+/** The tensors of a weight file (as F32) plus a zero tensor `key` of `shape`. */
+function withExtra(weights: Uint8Array, key: string, shape: number[]): Map<string, TensorToWrite> {
+  const out = new Map<string, TensorToWrite>()
+  for (const [k, t] of readTensors(weights)) out.set(k, { dtype: 'F32', shape: t.shape, data: t.data })
+  out.set(key, { dtype: 'F32', shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) })
+  return out
+}
+
 describe('configs PEFT writes with options multilora refuses', () => {
   const refusedAsConfig = ['use_dora', 'lora_bias', 'alora_invocation_tokens', 'use_qalora', 'trainable_token_indices', 'layer_replication', 'use_bdlora', 'arrow_config']
   for (const option of refusedAsConfig) {
@@ -206,9 +215,7 @@ describe('configs PEFT writes with options multilora refuses', () => {
       expect([...plain.modules.keys()].sort()).toEqual(Object.keys(manifest.adapters.rx.modules).sort())
       // with a base bias saved beside the LoRA weights
       const { writeSafetensors } = await import('../src/peft/safetensors.js')
-      const withBias = writeSafetensors(new Map([...readTensors(files.get('rx')!.weights)].map(([k, t]) => [k, { dtype: 'F32' as const, shape: t.shape, data: t.data }]).concat([
-        ['base_model.model.model.layers.0.self_attn.q_proj.base_layer.bias', { dtype: 'F32' as const, shape: [104], data: new Float32Array(104) }],
-      ])))
+      const withBias = writeSafetensors(withExtra(files.get('rx')!.weights, 'base_model.model.model.layers.0.self_attn.q_proj.base_layer.bias', [104]))
       await expectLoraError(() => parseAdapter({ ...config, target_modules: rx.target_modules, r: rx.r, lora_alpha: rx.lora_alpha }, withBias, option), 'UNSUPPORTED_FEATURE', ['base_layer.bias'])
     })
   }
@@ -217,9 +224,7 @@ describe('configs PEFT writes with options multilora refuses', () => {
     const config = await readFile(`${DIR}refused/modules_to_save/adapter_config.json`, 'utf8')
     expect(JSON.parse(config).modules_to_save).toEqual(['lm_head'])
     const { writeSafetensors } = await import('../src/peft/safetensors.js')
-    const weights = writeSafetensors(new Map([...readTensors(files.get('rx')!.weights)].map(([k, t]) => [k, { dtype: 'F32' as const, shape: t.shape, data: t.data }]).concat([
-      ['base_model.model.lm_head.weight', { dtype: 'F32' as const, shape: [96, 104], data: new Float32Array(96 * 104) }],
-    ])))
+    const weights = writeSafetensors(withExtra(files.get('rx')!.weights, 'base_model.model.lm_head.weight', [96, 104]))
     await expectLoraError(() => parseAdapter({ ...JSON.parse(config), target_modules: ['q_proj', 'v_proj', 'gate_proj'], r: 6 }, weights, 'mts'), 'UNSUPPORTED_FEATURE', ['modules_to_save'])
   })
 
