@@ -12,8 +12,8 @@
 import { globals, create } from 'webgpu'
 Object.assign(globalThis, globals)
 const keep = process.argv[2] === 'keep'
-let g: any = create([])
-const adapter = await g.requestAdapter()
+let g: GPU | undefined = create([])
+const adapter = (await g.requestAdapter())!
 const device = await adapter.requestDevice()
 if (!keep) g = undefined
 const code = `@group(0) @binding(0) var<storage, read_write> a: array<f32>;
@@ -27,7 +27,7 @@ for (let i = 0; i < 5; i++) { // submit long work, map, collect garbage while th
   pass.dispatchWorkgroups(1024); pass.end(); enc.copyBufferToBuffer(buf, 0, rd, 0, 16)
   device.queue.submit([enc.finish()])
   const m = rd.mapAsync(GPUMapMode.READ)
-  ;(globalThis as any).gc?.(); await new Promise((r) => setTimeout(r, 0))
+  ;(globalThis as { gc?: () => void }).gc?.(); await new Promise((r) => setTimeout(r, 0))
   await m; rd.unmap()
   console.log('iter', i)
 }

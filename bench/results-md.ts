@@ -156,7 +156,7 @@ ${table(['calls', 'wrong', 'errors', 'hits', 'misses', 'evictions', 'reloads fro
   const a = readme.indexOf(start)
   const b = readme.indexOf(end)
   if (a < 0 || b < a) throw new Error(`${readmePath}: no ${start} ... ${end} block`)
-  writeFileSync(readmePath, readme.slice(0, a) + `${start}\n${headline.join('\n')}\n` + readme.slice(b))
+  writeFileSync(readmePath, `${readme.slice(0, a)}${start}\n${headline.join('\n')}\n${readme.slice(b)}`)
   return headline
 }
 

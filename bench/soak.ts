@@ -33,7 +33,7 @@ console.log(`soak: ${JSON.stringify({ ...cfg, onProgress: undefined })}${(global
 const report = await runSoak(cfg)
 console.log(JSON.stringify(report, null, 2))
 await mkdir(new URL('./results/', import.meta.url), { recursive: true })
-await writeFile(new URL('./results/soak.json', import.meta.url), JSON.stringify({ date: new Date().toISOString(), node: process.version, config: { ...cfg, onProgress: undefined }, report }, null, 2) + '\n')
+await writeFile(new URL('./results/soak.json', import.meta.url), `${JSON.stringify({ date: new Date().toISOString(), node: process.version, config: { ...cfg, onProgress: undefined }, report }, null, 2)}\n`)
 writeResultsMarkdown()
 const failed = report.wrong > 0 || Object.keys(report.errors).length > 0
 if (failed) console.error(`SOAK FAILED:\n${report.failures.join('\n')}`)

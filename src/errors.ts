@@ -41,6 +41,6 @@ export function describe(value: unknown): string {
   }
   if (Array.isArray(value)) return `Array[${value.length}]`
   if (typeof value === 'number') return String(value)
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)
   return typeof value
 }

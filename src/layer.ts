@@ -129,7 +129,10 @@ export class LoraLayer implements Layer {
     const users = this.running.get(name)?.get(slot)
     const pending = this.pendingWrites.get(name)
     const before = pending?.get(slot)
-    if (!users?.size && !before) return op()
+    if (!users?.size && !before) {
+      op()
+      return
+    }
     const after = Promise.allSettled([...(users ?? []), before]).then(() => {
       if (pending!.get(slot) === after) pending!.delete(slot)
       // A deferred write can only fail on a dead backend (device lost), whose calls fail or move to

@@ -44,7 +44,9 @@ describe('f16', () => {
     }
   })
   it('roundToDtype rounds arrays', () => {
+    // biome-ignore lint/suspicious/noApproximativeNumericConstant: an arbitrary value to round, not pi
     const a = Float32Array.of(1 + 2 ** -12, 3.14159)
+    // biome-ignore lint/suspicious/noApproximativeNumericConstant: the same arbitrary value, not pi
     expect([...roundToDtype(a, 'f16')]).toEqual([1, f16BitsToF32(f32ToF16Bits(3.14159))])
     expect(roundToDtype(a, 'f32')).toEqual(a)
   })
@@ -55,6 +57,7 @@ describe('roundToDtype against the test reference (its own arithmetic rounding)'
   function edgeValues(): Float32Array {
     const bits = new Uint32Array(1)
     const f = new Float32Array(bits.buffer)
+    // biome-ignore lint/correctness/noPrecisionLoss: literals past f32 and f16 precision are the inputs under test
     const out: number[] = [0, -0, NaN, Infinity, -Infinity, 65504, 65519.99, 65520, -65520, 3.3895313892515355e38, 3.3961775292304135e38, 2 ** -24, 2 ** -25, 3 * 2 ** -25, 2 ** -133, 2 ** -134, 2 ** -14, 2 ** -15 * 3]
     const rng = new Rng(11)
     for (let i = 0; i < 4000; i++) {

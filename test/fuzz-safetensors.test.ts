@@ -80,7 +80,7 @@ const entryArb = fc.oneof(
 )
 /** A header object as JSON text, with keys that could hit a prototype if anyone copied it. */
 const headerArb = fc.array(fc.tuple(fc.oneof(fc.constantFrom(...KEYS), fc.string({ maxLength: 6 })), entryArb), { maxLength: 5 }).map((pairs) =>
-  '{' + pairs.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v) ?? 'null'}`).join(',') + '}',
+  `{${pairs.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v) ?? 'null'}`).join(',')}}`,
 )
 const declaredArb = fc.oneof(
   { weight: 6, arbitrary: fc.constant(null) }, // the true length
@@ -118,7 +118,7 @@ describe('fuzz: readSafetensors', () => {
           : `{"__metadata__":{${JSON.stringify(k)}:"x"}}`
         expect(parseChecked(fileOf(header, null, 4))).toBe('INVALID_FILE')
         expect(({} as Record<string, unknown>).polluted).toBeUndefined()
-        expect(Object.prototype.hasOwnProperty.call(Object.prototype, 'dtype')).toBe(false)
+        expect(Object.hasOwn(Object.prototype, 'dtype')).toBe(false)
       }),
       runs(200),
     )

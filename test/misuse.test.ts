@@ -101,6 +101,7 @@ describe('rt.createLayer: every option', () => {
   const valid = { inFeatures: 4, outFeatures: [4, 2], maxAdapters: 2, maxRank: 2, weightDtype: 'f32' }
   const cases: [string, unknown][] = []
   for (const key of ['inFeatures', 'maxAdapters', 'maxRank'] as const) for (const [n, v] of BAD_SIZES) cases.push([`${key} ${n}`, { ...valid, [key]: v }])
+  // biome-ignore lint/suspicious/noSparseArray: a sparse array is one of the bad inputs
   for (const [n, v] of [...BAD_SIZES, ['[]', []], ['[4, 0]', [4, 0]], ['[4, NaN]', [4, NaN]], ['sparse', [4, , 2]], ['[2**24, 2**24]', [2 ** 24, 2 ** 24]]] as [string, unknown][]) cases.push([`outFeatures ${n}`, { ...valid, outFeatures: v }])
   for (const [n, v] of OPTIONAL_JUNK()) cases.push([`weightDtype ${n}`, { ...valid, weightDtype: v }])
   cases.push(['maxAdapters 65537', { ...valid, maxAdapters: 65537 }], ['maxRank 4097', { ...valid, maxRank: 4097 }], ['inFeatures 2**24+1', { ...valid, inFeatures: 2 ** 24 + 1 }])

@@ -1,7 +1,5 @@
 /** Test helpers: write PEFT-style adapters with the library's own safetensors writer. */
-import { expect } from 'vitest'
 import { encodeHalf } from '../src/dtype.js'
-import { LoraError, type LoraErrorCode } from '../src/errors.js'
 import { writeSafetensors, type SafetensorsDtype, type TensorToWrite } from '../src/peft/safetensors.js'
 import { Rng } from './random.js'
 

@@ -123,7 +123,7 @@ describe('safetensors malformed files -> LoraError INVALID_FILE naming the file'
 
   it('nothing from the header reaches Object.prototype', () => {
     expect(({} as Record<string, unknown>).x).toBeUndefined()
-    expect(Object.prototype.hasOwnProperty.call(Object.prototype, 'dtype')).toBe(false)
+    expect(Object.hasOwn(Object.prototype, 'dtype')).toBe(false)
   })
 
   it('random corruption of a valid file never throws anything but LoraError', () => {

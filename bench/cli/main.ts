@@ -113,7 +113,7 @@ const bestCeilings = { peakGflops: Math.max(...allCeilings.map((c) => c.peakGflo
 const summary = summarise(rows)
 const failed = checks.flatMap((c) => Object.entries(c.errors as Record<string, number | string>).filter(([, e]) => !(typeof e === 'number' && e <= 1e-4)).map(([id, e]) => `T=${c.T} D=${c.distinct} r=${c.rank} ${id}: ${e}`))
 
-console.log('\n' + table(rows))
+console.log(`\n${table(rows)}`)
 const s = summary
 console.log(`\nregret time(auto)/time(best forced): max ${s.regret.max.toFixed(3)}, median ${s.regret.median.toFixed(3)}, ${s.regret.over110} of ${s.points} points > 1.10 (${s.regretSignificantOver110} with the whole 90% interval > 1.10)`)
 console.log(`wasm vs tfjs-backend-wasm (f32, both one thread): min ${s.tfjsOverWasm.min.toFixed(2)}x, median ${s.tfjsOverWasm.median.toFixed(2)}x, ${s.tfjsOverWasm.under2} points < 2x; 2x is within the one-core wasm roofline at ${s.tfjsOverWasm.reachable} points, met at ${s.tfjsOverWasm.metWhereReachable}`)
@@ -127,8 +127,8 @@ const result = {
   backends: rt.backends, wasmVariant: rt.wasmVariant, profile: rt.profile, ceilings: { start: ceilingsStart, end: ceilingsEnd, best: bestCeilings, during: ceilingsDuring },
   rounds, summary, rows, checks, peerErrors, seconds: (performance.now() - t0) / 1000,
 }
-const mdPath = jsonPath.replace(/\.json$/, '') + '.md'
-for (const [path, text] of [[jsonPath, JSON.stringify(result, null, 1)], [svgPath, await chartSvg(rows)], [mdPath, markdown(rows) + '\n']]) {
+const mdPath = `${jsonPath.replace(/\.json$/, '')}.md`
+for (const [path, text] of [[jsonPath, JSON.stringify(result, null, 1)], [svgPath, await chartSvg(rows)], [mdPath, `${markdown(rows)}\n`]]) {
   mkdirSync(dirname(path), { recursive: true })
   writeFileSync(path, text)
 }

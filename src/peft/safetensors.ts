@@ -85,7 +85,7 @@ function parse(bytes: Uint8Array, file: string): SafetensorsFile {
   }
   let header: unknown
   try {
-    header = JSON.parse(text, function (key, value) {
+    header = JSON.parse(text, (key, value) => {
       if (FORBIDDEN_KEYS.has(key)) throw new Error(`forbidden key "${key}"`)
       return value
     })

@@ -83,7 +83,7 @@ export async function readAdapterSource(source: AdapterSource): Promise<AdapterF
     const names = new Set(readSafetensors(bytes, `${origin}/${file}`).tensors.keys())
     const missing = keys.find((k) => !names.has(k))
     if (missing !== undefined || names.size !== keys.length) {
-      throw new LoraError('INVALID_FILE', `${origin}/${INDEX}: weight_map disagrees with ${file}` + (missing !== undefined ? ` (no tensor "${missing}")` : ` (it holds ${names.size} tensors, the index lists ${keys.length})`))
+      throw new LoraError('INVALID_FILE', `${origin}/${INDEX}: weight_map disagrees with ${file}${missing !== undefined ? ` (no tensor "${missing}")` : ` (it holds ${names.size} tensors, the index lists ${keys.length})`}`)
     }
     weights.push(bytes)
   }

@@ -132,7 +132,7 @@ export function resolveTokens(adapters: readonly TokenAdapters[], lookup: (name:
   return adapters.map((a, t) => {
     if (a === null || a === undefined) return []
     const names = typeof a === 'string' ? [a] : Array.isArray(a) ? a : null
-    if (!names || !names.every((n) => typeof n === 'string')) {
+    if (!names?.every((n) => typeof n === 'string')) {
       throw new LoraError('INVALID_ARGUMENT', `adapters[${t}] must be null, a name or an array of names`)
     }
     const out = names.map((n) => {
