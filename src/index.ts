@@ -12,7 +12,7 @@ export type {
 } from './types.js'
 export { buildSegmentsChecked as buildSegments, type SegmentPlan } from './metadata.js'
 export type { WasmModuleOptions, WasmSource } from './wasm/loader.js'
-export type { AdapterInfo, AdapterSource, PoolStats, TokenAdapters } from './pool.js'
+export type { AdapterInfo, AdapterSource, PoolStats, TokenAdapters, WeightedAdapter } from './pool.js'
 export { readSafetensors, writeSafetensors } from './peft/safetensors.js'
 export type { Decision, ExplainRequest } from './dispatch.js'
 export type { Profile } from './cost-profile.js'

@@ -5,7 +5,7 @@ import { buildSegments, type SegmentPlan } from './metadata.js'
 import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec, PreparedAdapter } from './types.js'
 import type { WebGpuBackend } from './webgpu/index.js'
 import type { WebGpuLayer } from './webgpu/types.js'
-import { checkApply, checkBackend, checkIds, checkInt, isGpuBuffer, prepareAdapter } from './validate.js'
+import { checkApply, checkBackend, checkIds, checkInt, checkTokenWeights, isGpuBuffer, prepareAdapter } from './validate.js'
 
 /** What a layer needs from its runtime: the backends and the per-call choice among them. */
 export interface LayerHost {
@@ -24,6 +24,8 @@ interface Attempt {
   y: Float32Array | GPUBuffer
   ids: Int32Array
   K: number
+  /** [T * K] per-entry weights, or undefined (every weight 1). */
+  weights: Float32Array | undefined
   features: CallFeatures
   /** The plan built for the first backend, with its chunk size. */
   first: SegmentPlan
@@ -159,6 +161,7 @@ export class LoraLayer implements Layer {
     const ids = isGpuBuffer(idsIn) ? await this.readIds(idsIn, options, x, y) : idsIn
     const { T, K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens)
     checkIds(ids, K, this.spec.maxAdapters, this.filled)
+    const weights = options.weights === undefined ? undefined : checkTokenWeights(options.weights, ids.length)
     let entries = 0, distinct = 0, rankSum = 0, rankEntries = 0
     const stamp = ++this.stamp
     for (let i = 0; i < ids.length; i++) {
@@ -180,7 +183,7 @@ export class LoraLayer implements Layer {
       slices: spec.sliceWidths.length, weightDtype: spec.weightDtype, resident: isGpuBuffer(x) || isGpuBuffer(y) ? 'gpu' : 'host',
     }
     const backend = this.host.pick(choice, features)
-    const first = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize ?? 64)
+    const first = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize ?? 64, weights)
     const slots = first.slots
     // Writes pending now, per backend: this call must see them (later ones it must not).
     let before: Map<BackendName, Promise<void>[]> | null = null
@@ -194,7 +197,7 @@ export class LoraLayer implements Layer {
       if (waits.length) (before ??= new Map()).set(name, waits)
     }
     // (no closures on this path unless needed: each costs a little, more under tsx's keepNames)
-    const call: Attempt = { x, y, ids, K, features, first, chunk: backend.chunkSize ?? 64, before }
+    const call: Attempt = { x, y, ids, K, weights, features, first, chunk: backend.chunkSize ?? 64, before }
     let run = this.attempt(call, backend)
     if (!(run instanceof Promise)) return // synchronous backend: done
     if (choice === 'auto') {
@@ -230,7 +233,7 @@ export class LoraLayer implements Layer {
   /** Run a validated call on backend `b`, after the slot writes it must see. */
   private attempt(c: Attempt, b: Backend): void | Promise<void> {
     const layer = this.onBackend.get(b.name)!
-    const plan = (b.chunkSize ?? 64) === c.chunk ? c.first : buildSegments(c.ids, c.K, this.spec.maxAdapters, b.chunkSize ?? 64)
+    const plan = (b.chunkSize ?? 64) === c.chunk ? c.first : buildSegments(c.ids, c.K, this.spec.maxAdapters, b.chunkSize ?? 64, c.weights)
     const waits = c.before?.get(b.name)
     return waits ? Promise.all(waits).then(() => this.runPlan(b, layer, c, plan)) : this.runPlan(b, layer, c, plan)
   }

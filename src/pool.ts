@@ -18,7 +18,7 @@ import { SlotTable } from './slots.js'
 import type { BackendChoice, Layer, LayerOptions } from './types.js'
 import { checkBackend } from './validate.js'
 
-export type { AdapterInfo, TokenAdapters } from './peft/registry.js'
+export type { AdapterInfo, TokenAdapters, WeightedAdapter } from './peft/registry.js'
 export type { AdapterSource } from './peft/source.js'
 
 /** Options of {@link AdapterPool}. */
@@ -221,7 +221,8 @@ export class AdapterPool {
    * y[t] += the sum of the deltas of token t's adapters on `module`. Adapters that do not target
    * the module add nothing (as in PEFT); a module no adapter targets is a no-op.
    * @param x [T * inFeatures] @param y [T * outFeatures], updated in place
-   * @param adapters [T] per token: null, a name, or names whose deltas are summed
+   * @param adapters [T] per token: null, a name, `{ name, weight }` (the delta times weight), or an
+   *   array of those whose deltas are summed
    * @throws 'NOT_FOUND' (unknown adapter, or an evicted adapter whose source is gone),
    *   'SHAPE_MISMATCH', 'DUPLICATE_ADAPTER', 'OUT_OF_MEMORY'
    */
@@ -233,7 +234,7 @@ export class AdapterPool {
     if (!(x instanceof Float32Array) || !(y instanceof Float32Array)) {
       throw new LoraError('INVALID_ARGUMENT', `apply(${module}): x and y must be Float32Arrays`)
     }
-    const batch = new Set(tokens.flat())
+    const batch = new Set(tokens.flat().map((e) => e.entry))
     for (const e of batch) {
       e.refs++
       e.lastUsed = ++this.clock
@@ -258,16 +259,24 @@ export class AdapterPool {
       }
       for (const e of needed) if (!e.slots.has(module)) this.table.makeResident(e, hosts.get(e)!, true, this.entries.values())
       const mod = this.table.modules.get(module)! // may be a larger layer than mod0 after the awaits
-      const perToken = tokens.map((list) => list.filter((e) => e.modules.has(module)))
+      const perToken = tokens.map((list) => list.filter((e) => e.entry.modules.has(module)))
       let K = 1
-      for (const l of perToken) K = Math.max(K, l.length)
+      let weighted = false
+      for (const l of perToken) {
+        K = Math.max(K, l.length)
+        for (const e of l) if (e.weight !== 1) weighted = true
+      }
       const ids = new Int32Array(T * K).fill(-1)
-      perToken.forEach((list, t) => list.forEach((e, k) => (ids[t * K + k] = e.slots.get(module)!)))
+      const weights = weighted ? new Float32Array(T * K) : undefined
+      perToken.forEach((list, t) => list.forEach(({ entry, weight }, k) => {
+        ids[t * K + k] = entry.slots.get(module)!
+        if (weights) weights[t * K + k] = weight
+      }))
       if (!ids.some((id) => id >= 0)) return
       const layer = mod.layer
       this.inflight.set(layer, (this.inflight.get(layer) ?? 0) + 1)
       try {
-        await layer.apply(x, y, ids, { backend: options.backend, adaptersPerToken: K })
+        await layer.apply(x, y, ids, { backend: options.backend, adaptersPerToken: K, weights })
       } finally {
         this.inflight.set(layer, this.inflight.get(layer)! - 1)
         this.disposeIdleOldLayers()

@@ -71,7 +71,8 @@ export interface Runtime {
   listAdapters(): AdapterInfo[]
   /**
    * Add the LoRA delta of PEFT module `module` (e.g. 'model.layers.0.self_attn.q_proj') to y:
-   * `adapters[t]` names token t's adapter, a combination (string[]), or none (null).
+   * `adapters[t]` names token t's adapter, `{ name, weight }` (its delta times weight), a
+   * combination (an array of those), or none (null).
    * @param x [T * inFeatures]  @param y [T * outFeatures], updated in place
    */
   apply(module: string, x: Float32Array, y: Float32Array, adapters: readonly TokenAdapters[], options?: { backend?: BackendChoice }): Promise<void>

@@ -42,6 +42,12 @@ export interface ApplyOptions {
    * bytes); when ids is an Int32Array it must equal ids.length / K if given.
    */
   tokens?: number
+  /**
+   * Per-entry adapter weights, [T * K] like ids (finite values; entries whose id is -1 ignore
+   * theirs): the entry's delta is multiplied by its weight, w * scale_a * B_a A_a x[t].
+   * Default: every weight 1.
+   */
+  weights?: Float32Array
 }
 
 /** The validated shape of a layer, shared by every backend. */
@@ -80,7 +86,8 @@ export interface Layer {
   /** Whether `slot` holds an adapter. */
   hasAdapter(slot: number): boolean
   /**
-   * y[t] += sum over the token's slots a of scale_a * B_a A_a x[t], for every token t.
+   * y[t] += sum over the token's slots a of w * scale_a * B_a A_a x[t], for every token t
+   * (w: the entry's `options.weights` value, default 1).
    * x and y may also be GPUBuffers on the runtime's device (`rt.device`, STORAGE usage): y is then
    * updated on the GPU, in queue order, with no readback. If the dispatcher runs such a call on
    * wasm, x and y are copied through the host (they need COPY_SRC, y also COPY_DST).

@@ -148,3 +148,15 @@ export function checkIds(ids: Int32Array, K: number, maxAdapters: number, filled
     }
   }
 }
+
+/** Per-entry weights of an apply: a Float32Array of ids.length finite values. */
+export function checkTokenWeights(weights: unknown, idsLength: number): Float32Array {
+  if (!(weights instanceof Float32Array)) throw new LoraError('INVALID_ARGUMENT', `options.weights must be a Float32Array, got ${describe(weights)}`)
+  if (weights.length !== idsLength) {
+    throw new LoraError('SHAPE_MISMATCH', `options.weights has ${weights.length} values, ids has ${idsLength} (one weight per id)`)
+  }
+  for (let i = 0; i < weights.length; i++) {
+    if (!Number.isFinite(weights[i])) throw new LoraError('INVALID_ARGUMENT', `options.weights[${i}] is not finite: ${weights[i]}`)
+  }
+  return weights
+}

@@ -5,7 +5,7 @@
  *   expand:  y[t, off_s : off_s + n_s] += c_a * B[a][s] h[t, s, :]
  *
  * Entries with id -1 contribute nothing. With K ids per token, y[t] receives the sum of the
- * deltas of all its adapters. Weights are taken as stored (already rounded to the layer dtype).
+ * deltas of all its adapters; with per-entry weights w[t, k], each delta is multiplied by its w. Weights are taken as stored (already rounded to the layer dtype).
  */
 
 export interface RefAdapter {
@@ -49,8 +49,9 @@ export function expand(B: Float32Array, n: number, rank: number, h: Float64Array
 /**
  * The LoRA delta of a batch: [T * outFeatures] in float64 (y_after = y_before + delta).
  * @param ids [T * K] slot ids, -1 = none.
+ * @param weights [T * K] per-entry weights (default: every weight 1).
  */
-export function sgmv(layer: RefLayer, x: Float32Array, ids: Int32Array, adaptersPerToken = 1): Float64Array {
+export function sgmv(layer: RefLayer, x: Float32Array, ids: Int32Array, adaptersPerToken = 1, weights?: Float32Array): Float64Array {
   const K = adaptersPerToken
   const T = ids.length / K
   const inF = layer.inFeatures
@@ -66,7 +67,7 @@ export function sgmv(layer: RefLayer, x: Float32Array, ids: Int32Array, adapters
       for (let s = 0; s < layer.sliceWidths.length; s++) {
         const n = layer.sliceWidths[s]
         const h = shrink(ad.A[s], ad.rank, x, t, inF)
-        const d = expand(ad.B[s], n, ad.rank, h, ad.scale)
+        const d = expand(ad.B[s], n, ad.rank, h, ad.scale * (weights ? weights[t * K + k] : 1))
         for (let j = 0; j < n; j++) delta[t * out + off + j] += d[j]
         off += n
       }

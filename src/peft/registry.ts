@@ -119,28 +119,49 @@ export function entryInfo(e: AdapterEntry): AdapterInfo {
   }
 }
 
-/** A token's adapters: null (none), one name, or several names summed. */
-export type TokenAdapters = string | readonly string[] | null | undefined
+/** An adapter with a weight for one token: its delta is multiplied by `weight` (a finite number). */
+export interface WeightedAdapter {
+  name: string
+  weight: number
+}
+
+/** A token's adapters: null (none), one name, a `{ name, weight }`, or several of these summed. */
+export type TokenAdapters = string | WeightedAdapter | readonly (string | WeightedAdapter)[] | null | undefined
+
+/** One adapter of one token after resolution: its entry and weight (1 for a plain name). */
+export interface TokenEntry {
+  entry: AdapterEntry
+  weight: number
+}
 
 /**
- * Resolve the per-token adapter names of a batch to entries.
- * @throws LoraError 'INVALID_ARGUMENT' (not an array / bad names), 'NOT_FOUND' (unknown adapter),
- *   'DUPLICATE_ADAPTER' (one token names an adapter twice)
+ * Resolve the per-token adapter names of a batch to entries and weights.
+ * @throws LoraError 'INVALID_ARGUMENT' (not an array / bad names or weights), 'NOT_FOUND' (unknown
+ *   adapter), 'DUPLICATE_ADAPTER' (one token names an adapter twice)
  */
-export function resolveTokens(adapters: readonly TokenAdapters[], lookup: (name: string) => AdapterEntry | undefined): AdapterEntry[][] {
+export function resolveTokens(adapters: readonly TokenAdapters[], lookup: (name: string) => AdapterEntry | undefined): TokenEntry[][] {
   if (!Array.isArray(adapters)) throw new LoraError('INVALID_ARGUMENT', `adapters must be an array with one entry per token, got ${typeof adapters}`)
   return adapters.map((a, t) => {
     if (a === null || a === undefined) return []
-    const names = typeof a === 'string' ? [a] : Array.isArray(a) ? a : null
-    if (!names || !names.every((n) => typeof n === 'string')) {
-      throw new LoraError('INVALID_ARGUMENT', `adapters[${t}] must be null, a name or an array of names`)
-    }
-    const out = names.map((n) => {
-      const e = lookup(n)
-      if (!e) throw new LoraError('NOT_FOUND', `adapters[${t}]: adapter "${n}" is not loaded`)
-      return e
+    const items: unknown[] = Array.isArray(a) ? a : [a]
+    const out = items.map((item, k) => {
+      const where = Array.isArray(a) ? `adapters[${t}][${k}]` : `adapters[${t}]`
+      const named = typeof item === 'object' && item !== null && !Array.isArray(item)
+      const name = named ? (item as WeightedAdapter).name : item
+      const weight = named ? (item as WeightedAdapter).weight : 1
+      if (typeof name !== 'string') {
+        throw new LoraError('INVALID_ARGUMENT', `${where} must be null, a name, { name, weight } or an array of those`)
+      }
+      if (typeof weight !== 'number' || !Number.isFinite(weight)) {
+        throw new LoraError('INVALID_ARGUMENT', `${where}.weight must be a finite number, got ${String(weight)}`)
+      }
+      const entry = lookup(name)
+      if (!entry) throw new LoraError('NOT_FOUND', `${where}: adapter "${name}" is not loaded`)
+      return { entry, weight }
     })
-    if (new Set(out).size !== out.length) throw new LoraError('DUPLICATE_ADAPTER', `adapters[${t}] names the same adapter twice: ${JSON.stringify(names)}`)
+    if (new Set(out.map((e) => e.entry)).size !== out.length) {
+      throw new LoraError('DUPLICATE_ADAPTER', `adapters[${t}] names the same adapter twice: ${JSON.stringify(a)}`)
+    }
     return out
   })
 }
