@@ -43,3 +43,4 @@ export function heapBase(): usize {
   return __heap_base
 }
 export { shrinkTasks, expandColumns } from './threads'
+export { gather } from './gather'

@@ -20,7 +20,7 @@ export interface LayerHost {
 
 /** One validated call, as `attempt` runs it (on the chosen backend, or again on another). */
 interface Attempt {
-  x: Float32Array | GPUBuffer
+  x: Float32Array | Int32Array | GPUBuffer
   y: Float32Array | GPUBuffer
   ids: Int32Array
   K: number
@@ -152,7 +152,7 @@ export class LoraLayer implements Layer {
     return this.filled[slot] === true
   }
 
-  async apply(x: Float32Array | GPUBuffer, y: Float32Array | GPUBuffer, idsIn: Int32Array | GPUBuffer, options: ApplyOptions = {}): Promise<void> {
+  async apply(x: Float32Array | Int32Array | GPUBuffer, y: Float32Array | GPUBuffer, idsIn: Int32Array | GPUBuffer, options: ApplyOptions = {}): Promise<void> {
     this.checkAlive()
     if (typeof options !== 'object' || options === null) {
       throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${String(options)}`)
@@ -179,7 +179,7 @@ export class LoraLayer implements Layer {
     if (entries === 0) return
     const { spec } = this
     const features: CallFeatures = {
-      tokens: T, entries, distinct, rankSum, rankEntries, adaptersPerToken: K, inFeatures: spec.inFeatures, outFeatures: spec.outFeatures,
+      tokens: T, entries, distinct, rankSum, rankEntries, adaptersPerToken: K, inFeatures: spec.embedding ? 1 : spec.inFeatures, outFeatures: spec.outFeatures,
       slices: spec.sliceWidths.length, weightDtype: spec.weightDtype, resident: isGpuBuffer(x) || isGpuBuffer(y) ? 'gpu' : 'host',
     }
     const backend = this.host.pick(choice, features)
@@ -241,7 +241,7 @@ export class LoraLayer implements Layer {
   private runPlan(b: Backend, layer: BackendLayer, c: Attempt, plan: SegmentPlan): void | Promise<void> {
     // GPU-resident data on a CPU backend goes through the host
     if (b.name !== 'webgpu' && c.features.resident === 'gpu') return this.applyThroughHost(layer, c.x, c.y, plan)
-    return (layer as WebGpuLayer).apply(c.x, c.y, plan)
+    return (layer as WebGpuLayer).apply(c.x as Float32Array | GPUBuffer, c.y, plan)
   }
 
   /**
@@ -267,15 +267,17 @@ export class LoraLayer implements Layer {
   }
 
   /** GPU-resident x and y on a CPU backend: read them back, run, write y back (queue order kept). */
-  private async applyThroughHost(layer: BackendLayer, x: Float32Array | GPUBuffer, y: Float32Array | GPUBuffer, plan: SegmentPlan): Promise<void> {
+  private async applyThroughHost(layer: BackendLayer, x: Float32Array | Int32Array | GPUBuffer, y: Float32Array | GPUBuffer, plan: SegmentPlan): Promise<void> {
     const gpu = this.owners.get('webgpu') as WebGpuBackend | undefined
     if (!gpu || gpu.lost) throw new LoraError('DEVICE_LOST', 'x or y is a GPUBuffer but the runtime has no working WebGPU device')
     const { readBack, writeBack, checkWritable } = await import('./webgpu/transfer.js')
     if (isGpuBuffer(y)) checkWritable(y)
     const T = plan.numTokens
-    const xs = isGpuBuffer(x) ? await readBack(gpu.device, x, T * this.spec.inFeatures, 'x') : x
+    const xs = isGpuBuffer(x) ? await readBack(gpu.device, x, T * (this.spec.embedding ? 1 : this.spec.inFeatures), 'x') : x
     const ys = isGpuBuffer(y) ? await readBack(gpu.device, y, T * this.spec.outFeatures, 'y') : y
-    await layer.apply(xs, ys, plan)
+    // an embedding layer's x holds i32 token ids: the same bytes, seen as such
+    const xIn = this.spec.embedding && xs instanceof Float32Array ? new Int32Array(xs.buffer, xs.byteOffset, xs.length) : xs
+    await layer.apply(xIn as Float32Array, ys, plan)
     if (isGpuBuffer(y)) writeBack(gpu.device, y, ys)
   }
 

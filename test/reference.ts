@@ -75,3 +75,30 @@ export function sgmv(layer: RefLayer, x: Float32Array, ids: Int32Array, adapters
   }
   return delta
 }
+
+/**
+ * The LoRA delta of an embedding layer: x is one token id per row, and A x (x one-hot) is column
+ * tok of A, so token t with entry (slot a, weight w) gets w * c_a * B_a A_a[:, tokens[t]].
+ * @param layer one slice; A [rank * vocab] (PEFT's lora_embedding_A), B [dim * rank]
+ * @param tokens [T] token ids
+ */
+export function gather(layer: RefLayer, tokens: Int32Array, ids: Int32Array, adaptersPerToken = 1, weights?: Float32Array): Float64Array {
+  const K = adaptersPerToken
+  const T = tokens.length
+  const vocab = layer.inFeatures
+  const n = layer.sliceWidths[0]
+  const delta = new Float64Array(T * n)
+  for (let t = 0; t < T; t++) {
+    for (let k = 0; k < K; k++) {
+      const slot = ids[t * K + k]
+      if (slot < 0) continue
+      const ad = layer.adapters[slot]
+      if (!ad) throw new Error(`reference: slot ${slot} is empty`)
+      const h = new Float64Array(ad.rank)
+      for (let r = 0; r < ad.rank; r++) h[r] = ad.A[0][r * vocab + tokens[t]]
+      const d = expand(ad.B[0], n, ad.rank, h, ad.scale * (weights ? weights[t * K + k] : 1))
+      for (let j = 0; j < n; j++) delta[t * n + j] += d[j]
+    }
+  }
+  return delta
+}

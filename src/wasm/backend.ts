@@ -3,6 +3,7 @@ import { DTYPE_BYTES, encodeHalf } from '../dtype.js'
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec, PreparedAdapter, WeightDtype } from '../types.js'
 import { loadWasm, type WasmExports, type WasmModuleOptions, type WasmVariant } from './loader.js'
+import { applyGather, packGatherA } from './gather.js'
 import { packPanels, packShrinkA } from './layout.js'
 import { WasmMemory } from './memory.js'
 import type { ThreadsOption } from './threads/support.js'
@@ -97,7 +98,7 @@ export class WasmLayer implements BackendLayer {
       throw e
     }
     // A: slices stacked row-wise, in the shrink's quad layout
-    this.write(a, packShrinkA(adapter.A, rank, spec.inFeatures, spec.weightDtype))
+    this.write(a, spec.embedding ? packGatherA(adapter.A[0], rank, spec.inFeatures) : packShrinkA(adapter.A, rank, spec.inFeatures, spec.weightDtype))
     // B: each slice transposed and packed in 8-column panels (see assembly/expand.ts)
     let off = bt
     for (let s = 0; s < S; s++) {
@@ -140,6 +141,8 @@ export class WasmLayer implements BackendLayer {
   apply(x: Float32Array, y: Float32Array, plan: SegmentPlan): void {
     const N = plan.rows.length
     if (N === 0) return
+    // an embedding layer: x holds token ids
+    if (this.spec.embedding) return applyGather(this.backend, this.spec, this.slotTable, x as unknown as Int32Array, y, plan)
     const { spec } = this
     const T = plan.numTokens
     const numSeg = plan.segSlot.length

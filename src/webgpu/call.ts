@@ -9,6 +9,7 @@ import type { LayerWeights, SlotGroup } from './weights.js'
 import { expandDispatch, expandKernel, expandSpec, expandTiling } from './programs/expand.js'
 import { EXPAND_MULTI_TILING, expandMultiDispatch, expandMultiSpec } from './programs/expand_multi.js'
 import { type CallShape, type Dispatch, tileEntries } from './programs/program.js'
+import { gatherDispatch, gatherSpec } from './programs/gather.js'
 import { shrinkDispatch, shrinkSpec, shrinkTiling } from './programs/shrink.js'
 import { WEIGH_PARAMS_BYTES, WEIGH_SPEC, weighDispatch, weighParams } from './programs/weigh.js'
 
@@ -65,7 +66,7 @@ export async function planCall(ctx: CallContext, plan: SegmentPlan): Promise<Cal
   const meta = buildCallMeta(plan, tileM)
   const multi = meta.maxEntriesPerToken > 1
   const specs = [
-    shrinkSpec(ctx.storage, shrinkTiling(tileM)),
+    spec.embedding ? gatherSpec(ctx.storage) : shrinkSpec(ctx.storage, shrinkTiling(tileM)),
     multi ? expandMultiSpec(ctx.storage, EXPAND_MULTI_TILING) : segmentExpandSpec(ctx, tileM),
   ]
   if (plan.weights) specs.push(WEIGH_SPEC)
@@ -97,7 +98,8 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
       const offsets = { ...meta, tilesOffset: meta.tilesOffset + 4 * tileStart }
       device.queue.writeBuffer(params, 0, packParams(spec, ctx.strides, offsets, group))
       const { A, B } = group
-      shrinks.push(shrinkDispatch(ctx.storage, shrinkTiling(tileM), shape, tileCount, { params, x, A, slots, meta: metaBuf, h }))
+      const sb = { params, x, A, slots, meta: metaBuf, h }
+      shrinks.push(spec.embedding ? gatherDispatch(ctx.storage, shape, tileCount, sb) : shrinkDispatch(ctx.storage, shrinkTiling(tileM), shape, tileCount, sb))
       const eb = { params, h, B, slots, meta: metaBuf, y }
       expands.push(
         cp.multi

@@ -23,6 +23,10 @@ export interface LayerEnv {
   onDispose(layer: GpuLayer): void
 }
 
+function isBuffer(x: unknown): x is GPUBuffer {
+  return !(x instanceof Float32Array || x instanceof Int32Array)
+}
+
 function checkGpuBuffer(b: GPUBuffer, bytes: number, name: string): void {
   if (!(b.usage & STORAGE)) throw new LoraError('INVALID_ARGUMENT', `${name}: GPUBuffer needs STORAGE usage (usage ${b.usage})`)
   if (b.size < bytes) throw new LoraError('SHAPE_MISMATCH', `${name}: GPUBuffer of ${b.size} bytes, need ${bytes}`)
@@ -70,9 +74,10 @@ export class GpuLayer implements WebGpuLayer {
     const { spec, pool } = this.ctx
     const { device, watch } = this.env
     const T = plan.numTokens
-    const xBytes = T * spec.inFeatures * 4
+    const xWidth = spec.embedding ? 1 : spec.inFeatures // an embedding layer's x: one i32 token id per row
+    const xBytes = T * xWidth * 4
     const yBytes = T * spec.outFeatures * 4
-    if (!(x instanceof Float32Array)) checkGpuBuffer(x, xBytes, 'x')
+    if (isBuffer(x)) checkGpuBuffer(x, xBytes, 'x')
     if (!(y instanceof Float32Array)) checkGpuBuffer(y, yBytes, 'y')
     if (plan.rows.length === 0) return // nothing to add (T = 0, or every id -1)
 
@@ -89,9 +94,9 @@ export class GpuLayer implements WebGpuLayer {
     try {
       let xBuf = x as GPUBuffer
       let yBuf = y as GPUBuffer
-      if (x instanceof Float32Array) {
+      if (!isBuffer(x)) {
         owned.push((xBuf = pool.acquire(xBytes, USAGE.storage, 'x')))
-        device.queue.writeBuffer(xBuf, 0, x as Float32Array<ArrayBuffer>, 0, T * spec.inFeatures)
+        device.queue.writeBuffer(xBuf, 0, x as Float32Array<ArrayBuffer>, 0, T * xWidth)
       }
       if (y instanceof Float32Array) {
         owned.push((yBuf = pool.acquire(yBytes, USAGE.storageRw, 'y')))

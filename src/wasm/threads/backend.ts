@@ -196,7 +196,7 @@ class ThreadedWasmLayer extends WasmLayer {
     const work = rankEntries * (this.spec.inFeatures * this.spec.sliceWidths.length + this.spec.outFeatures)
     let parts = this.threaded.partsFor(work, plan.adaptersPerToken === 1 ? plan.rows.length : 0)
     if (parts > 1 && this.threaded.takeSolo()) parts = 1
-    if (plan.weights) parts = 1 // per-entry weights: the single-threaded kernel (assembly/sgmv.ts)
+    if (plan.weights || this.spec.embedding) parts = 1 // weights, gathers: the single-threaded kernels
     if (parts === 1 && !this.threaded.busy) return super.apply(x, y, plan)
     return this.threaded.exclusive(() => (parts === 1 ? super.apply(x, y, plan) : this.applyParts(x, y, plan, this.segmentRanks(plan), parts)))
   }
