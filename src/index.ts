@@ -13,6 +13,7 @@ export type {
 export { buildSegmentsChecked as buildSegments, type SegmentPlan } from './metadata.js'
 export type { WasmModuleOptions, WasmSource } from './wasm/loader.js'
 export type { AdapterInfo, AdapterSource, PoolStats, TokenAdapters, WeightedAdapter } from './pool/pool.js'
+export type { BaseWeight } from './peft/adapter.js'
 export { readSafetensors, writeSafetensors } from './peft/safetensors.js'
 export type { Decision, ExplainRequest } from './dispatch/dispatch.js'
 export type { Profile } from './dispatch/profile.js'

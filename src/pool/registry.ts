@@ -16,6 +16,8 @@ export interface ModuleShape {
   outFeatures: number
   /** f32 bytes this module occupies in one slot. */
   bytes: number
+  /** An embedding module: its layer takes token ids (LayerOptions.embedding). */
+  embedding: boolean
 }
 
 /** What `listAdapters` reports for one adapter. */
@@ -36,6 +38,13 @@ export interface AdapterInfo {
   source: 'memory' | 'path' | 'url'
   /** Modules with weights in the file that the config does not target (ignored, as in PEFT). */
   ignored: string[]
+  /** Embedding modules (lora_embedding_A / _B): `rt.apply` takes their token ids as x. */
+  embeddings: string[]
+  /**
+   * Modules whose base-layer weight the file also holds (PEFT saves embed_tokens' and lm_head's
+   * when embedding layers are targeted): not applied; `rt.baseWeights(name)` returns them.
+   */
+  baseWeights: string[]
 }
 
 export interface AdapterEntry {
@@ -47,6 +56,7 @@ export interface AdapterEntry {
   readonly dtype: SafetensorsDtype
   readonly bytes: number
   readonly ignored: readonly string[]
+  readonly baseWeights: readonly string[]
   /** Decoded weights; always set for memory sources, null for path/URL sources between uses. */
   host: ParsedAdapter | null
   /** Module path -> slot index in that module's current layer. */
@@ -66,10 +76,10 @@ export interface AdapterEntry {
 export function createEntry(parsed: ParsedAdapter, source: AdapterSource, kind: AdapterEntry['kind'], origin: string): AdapterEntry {
   const modules = new Map<string, ModuleShape>()
   for (const [path, m] of parsed.modules) {
-    modules.set(path, { rank: m.rank, scale: m.scale, inFeatures: m.inFeatures, outFeatures: m.outFeatures, bytes: (m.A.length + m.B.length) * 4 })
+    modules.set(path, { rank: m.rank, scale: m.scale, inFeatures: m.inFeatures, outFeatures: m.outFeatures, bytes: (m.A.length + m.B.length) * 4, embedding: m.embedding === true })
   }
   return {
-    name: parsed.name, source, kind, origin, modules, dtype: parsed.dtype, bytes: parsed.bytes, ignored: parsed.ignored,
+    name: parsed.name, source, kind, origin, modules, dtype: parsed.dtype, bytes: parsed.bytes, ignored: parsed.ignored, baseWeights: [...parsed.baseWeights.keys()],
     host: kind === 'memory' ? parsed : null, slots: new Map(), pinned: false, refs: 0, lastUsed: 0, retired: false, reading: null,
   }
 }
@@ -116,6 +126,7 @@ export function entryInfo(e: AdapterEntry): AdapterInfo {
   return {
     name: e.name, modules: [...e.modules.keys()], ranks, dtype: e.dtype, bytes: e.bytes,
     resident: e.slots.size === e.modules.size, pinned: e.pinned, source: e.kind, ignored: [...e.ignored],
+    embeddings: [...e.modules].filter(([, m]) => m.embedding).map(([p]) => p), baseWeights: [...e.baseWeights],
   }
 }
 
