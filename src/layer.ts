@@ -1,5 +1,5 @@
 import type { Backend, BackendLayer } from './backend.js'
-import type { CallFeatures } from './cost.js'
+import type { CallFeatures } from './dispatch/cost.js'
 import { LoraError } from './errors.js'
 import { buildSegments, type SegmentPlan } from './metadata.js'
 import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec, PreparedAdapter } from './types.js'

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRuntime, LoraError, type BackendChoice, type Layer, type Runtime } from '../src/index.js'
-import type { Profile } from '../src/cost-profile.js'
+import type { Profile } from '../src/dispatch/profile.js'
 import { parseAdapter } from '../src/peft/adapter.js'
 import { expectDelta } from './compare.js'
 import { has } from './needs.js'
