@@ -8,12 +8,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRuntime, LoraError, type BackendName, type Layer, type LayerOptions, type Runtime, type TokenAdapters } from '../src/index.js'
 import { parseAdapter } from '../src/peft/adapter.js'
-import { roundToDtype } from '../src/dtype.js'
 import { expectDelta, TOLERANCE } from './compare.js'
 import { has } from './needs.js'
 import { makeWeights, peftConfig, toyModules } from './peft-helpers.js'
 import { Rng } from './random.js'
-import { sgmv, type RefAdapter } from './reference.js'
+import { roundWeights, sgmv, type RefAdapter } from './reference.js'
 
 const gpuHere = await has('webgpu', 'runs its WebGPU parts on wasm only')
 let rt: Runtime
@@ -38,7 +37,7 @@ function randomAdapter(rng: Rng, m: LayerModel, rank: number): { weights: { rank
   const B = m.widths.map((n) => rng.array(n * rank, 0.2))
   const scale = 0.5 + rng.next()
   const dtype = m.opts.weightDtype ?? 'f32'
-  return { weights: { rank, scale, A, B }, ref: { rank, scale, A: A.map((a) => roundToDtype(a, dtype)), B: B.map((b) => roundToDtype(b, dtype)) } }
+  return { weights: { rank, scale, A, B }, ref: { rank, scale, A: A.map((a) => roundWeights(a, dtype)), B: B.map((b) => roundWeights(b, dtype)) } }
 }
 
 function makeLayer(r: Runtime, rng: Rng, opts: LayerOptions): LayerModel {
