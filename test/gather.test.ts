@@ -5,11 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRuntime, type Runtime } from '../src/index.js'
-import { roundToDtype } from '../src/dtype.js'
 import type { WeightDtype } from '../src/types.js'
 import { expectDelta, expectLoraError, expectUntouchedRows, TOLERANCE } from './compare.js'
 import { Rng } from './random.js'
-import { gather, type RefAdapter } from './reference.js'
+import { gather, roundWeights, type RefAdapter } from './reference.js'
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp'
 
@@ -35,7 +34,7 @@ function makeGather(c: GatherCase) {
     const A = rng.array(rank * c.vocab)
     const B = rng.array(c.dim * rank, 0.1)
     set.push({ rank, scale, A, B })
-    adapters.push({ rank, scale, A: [roundToDtype(A, c.dtype)], B: [roundToDtype(B, c.dtype)] })
+    adapters.push({ rank, scale, A: [roundWeights(A, c.dtype)], B: [roundWeights(B, c.dtype)] })
   }
   const tokens = new Int32Array(c.T).map(() => rng.int(c.vocab))
   const ids = new Int32Array(c.T * c.K).fill(-1)

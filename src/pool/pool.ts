@@ -269,9 +269,12 @@ export class AdapterPool {
       // Fetch host copies of the adapters that must be uploaded (may await a re-read), until a
       // synchronous pass finds every one of them available.
       const hosts = new Map<AdapterEntry, ParsedAdapter>()
+      let ownX = false
       for (;;) {
         const missing = needed.filter((e) => !e.slots.has(module) && !hosts.has(e))
         if (missing.length === 0) break
+        if (!ownX) x = x.slice() // x is the caller's again once this returns its promise (adapters is read already)
+        ownX = true
         const got = await Promise.all(missing.map((e) => hostWeights(e, () => this.counters.reloads++)))
         missing.forEach((e, i) => hosts.set(e, got[i]))
       }
