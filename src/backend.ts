@@ -1,8 +1,10 @@
 import type { SegmentPlan } from './metadata.js'
 import type { BackendName, LayerSpec, PreparedAdapter } from './types.js'
 
-/** Input or output of an apply: a host array, or a GPU buffer (only on a backend with a device). */
+/** Output of an apply: a host array, or a GPU buffer (only on a backend with a device). */
 export type CallData = Float32Array | GPUBuffer
+/** Input of an apply: f32 rows, or an embedding layer's i32 token ids; a GPU buffer only on a backend with a device. */
+export type CallInput = CallData | Int32Array
 
 /** The longest segment every backend asks of a SegmentPlan. */
 export const CHUNK_SIZE = 64
@@ -54,11 +56,11 @@ export interface BackendLayer {
   clearAdapter(slot: number): void
   /**
    * y[row] += delta for every entry of the plan.
-   * @param x [T * inFeatures] f32; a GPUBuffer only on a backend with a device.
+   * @param x [T * inFeatures] f32, or [T] i32 token ids for an embedding layer; a GPUBuffer only on a backend with a device.
    * @param y [T * outFeatures] f32, updated in place; a host array is untouched if the call throws.
    *   A GPUBuffer is updated on the GPU, in queue order (the promise resolves once it is submitted).
    */
-  apply(x: CallData, y: CallData, plan: SegmentPlan): void | Promise<void>
+  apply(x: CallInput, y: CallData, plan: SegmentPlan): void | Promise<void>
   /** Free the layer's storage. */
   dispose(): void
 }
