@@ -153,7 +153,10 @@ export class WasmLayer implements BackendLayer {
     const N = plan.rows.length
     if (N === 0) return
     // an embedding layer: x holds token ids
-    if (this.spec.embedding) return applyGather(this.backend, this.spec, this.slotTable, x as unknown as Int32Array, y, plan)
+    if (this.spec.embedding) {
+      applyGather(this.backend, this.spec, this.slotTable, x as unknown as Int32Array, y, plan)
+      return
+    }
     const { spec } = this
     const T = plan.numTokens
     const numSeg = plan.segSlot.length

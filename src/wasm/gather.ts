@@ -4,7 +4,15 @@
  */
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec } from '../types.js'
-import type { WasmBackend } from './backend.js'
+import type { WasmExports } from './loader.js'
+import type { WasmMemory } from './memory.js'
+
+/** What the gather needs of the wasm backend: its kernels, their memory and the per-call work area. */
+interface WasmStorage {
+  readonly exports: WasmExports
+  readonly memory: WasmMemory
+  scratch(bytes: number): number
+}
 
 /** dtype argument of the kernels (assembly/index.ts). */
 const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2 } as const
@@ -21,7 +29,7 @@ export function packGatherA(A: Float32Array, rank: number, vocab: number): Float
  * @param tokens [T] token ids (validated: 0 <= id < spec.inFeatures)
  * @param y      [T * outFeatures], updated in place
  */
-export function applyGather(backend: WasmBackend, spec: LayerSpec, slotTable: number, tokens: Int32Array, y: Float32Array, plan: SegmentPlan): void {
+export function applyGather(backend: WasmStorage, spec: LayerSpec, slotTable: number, tokens: Int32Array, y: Float32Array, plan: SegmentPlan): void {
   const N = plan.rows.length
   if (N === 0) return
   const T = plan.numTokens
