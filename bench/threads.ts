@@ -4,7 +4,7 @@
  * thread on every call, interleaved (round-robin, order rotated every round), every call timed.
  * Reported: the median call and the 10th percentile (on a machine shared with other jobs the
  * fast tail estimates the unloaded time; the median includes the interference). Weights are
- * cold as in bench/run.ts (each call reads adapters other calls did not just read).
+ * cold as in the bench CLI (bench/cli/grid.ts Rotation: each call reads adapters other calls did not just read).
  * Two measures make the figures readable on a busy machine: the parallel ceilings (what N threads
  * of pure compute, and of memcpy, get against one, sampled every round: bench/parallel-ceiling.ts), and the CPU
  * time per call (process.cpuUsage, all threads): CPU time does not count time spent descheduled,

@@ -60,10 +60,6 @@ export class Dispatcher {
     for (const t of this.traits) this.rates.set(t.name, profile?.backends[t.name] ?? priorRates(t.name, t.isSoftware))
   }
 
-  ratesOf(name: BackendName): BackendRates | undefined {
-    return this.rates.get(name)
-  }
-
   /** Predicted ms of backend `name` for `f` (transfers included). */
   predictMs(name: BackendName, f: CallFeatures): Prediction {
     const rates = this.rates.get(name)!

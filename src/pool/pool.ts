@@ -176,11 +176,6 @@ export class AdapterPool {
     return (await hostWeights(entry, () => this.counters.reloads++)).baseWeights
   }
 
-  /** Module paths that have a layer, with their widths. */
-  listModules(): { path: string; inFeatures: number; outFeatures: number; maxRank: number }[] {
-    return [...this.table.modules.values()].map(({ path, inFeatures, outFeatures, maxRank }) => ({ path, inFeatures, outFeatures, maxRank }))
-  }
-
   /**
    * Make `name` resident and keep it so: pinned adapters are never evicted.
    * @throws 'NOT_FOUND', 'OUT_OF_MEMORY' (no room without evicting pinned or running adapters)
@@ -191,25 +186,6 @@ export class AdapterPool {
     if (this.entries.get(name) !== entry) throw new LoraError('NOT_FOUND', `adapter "${name}" was unloaded or replaced while being pinned`)
     this.table.makeResident(entry, host, true, this.entries.values())
     entry.pinned = true
-  }
-
-  /**
-   * Protect adapters from eviction across several apply calls (e.g. one model forward over all
-   * modules), as a running apply does. Returns the release function (idempotent).
-   * @throws 'NOT_FOUND' for an unknown name
-   */
-  hold(names: readonly string[]): () => void {
-    const held = [...new Set(names)].map((n) => this.get(n))
-    for (const e of held) {
-      e.refs++
-      e.lastUsed = ++this.clock
-    }
-    let released = false
-    return () => {
-      if (released) return
-      released = true
-      this.release(held)
-    }
   }
 
   /** Let `name` be evicted again. */

@@ -8,8 +8,6 @@ export interface DeviceContext {
   isSoftware: boolean
   /** The device has `shader-f16` (f16 weights as native f16 storage). */
   hasF16: boolean
-  /** The device has `timestamp-query`. */
-  hasTimestamps: boolean
   /** The device was created here (so dispose() destroys it). */
   owned: boolean
   /**
@@ -66,7 +64,6 @@ export async function acquireDevice(given?: GPUDevice): Promise<DeviceContext> {
       device: given,
       isSoftware: false, // unknown for a foreign device; GPUDevice.adapterInfo when present says more
       hasF16: given.features.has('shader-f16'),
-      hasTimestamps: given.features.has('timestamp-query'),
       owned: false,
     }
   }
@@ -91,7 +88,6 @@ export async function acquireDevice(given?: GPUDevice): Promise<DeviceContext> {
     device,
     isSoftware: isSoftwareAdapter(adapter),
     hasF16: device.features.has('shader-f16'),
-    hasTimestamps: device.features.has('timestamp-query'),
     owned: true,
     keepAlive,
   }
