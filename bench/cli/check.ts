@@ -2,29 +2,20 @@
  * Every contender's output is checked against a float64 reference before it is timed: on a sample
  * of rows (the full reference of a 4096-token batch would cost more than the benchmark).
  */
+import { expand, shrink } from '../../test/reference.js'
 import type { CaseLayer } from '../peers/types.js'
 
 /** Relative tolerance against the largest |delta| of the row (all contenders compute in f32). */
 export const CHECK_TOLERANCE = 1e-4
 
-/** Delta of token row t through slot a, float64. */
+/** Delta of token row t through slot a, float64 (the tests' reference kernels, row by row). */
 function refRow(layer: CaseLayer, x: Float32Array, t: number, a: number): Float64Array {
   const { inF, widths, out } = layer
   const ad = layer.slots[a]
   const d = new Float64Array(out)
   let col = 0
   widths.forEach((n, s) => {
-    const h = new Float64Array(ad.rank)
-    for (let k = 0; k < ad.rank; k++) {
-      let acc = 0
-      for (let i = 0; i < inF; i++) acc += ad.A[s][k * inF + i] * x[t * inF + i]
-      h[k] = acc * ad.scale
-    }
-    for (let j = 0; j < n; j++) {
-      let acc = 0
-      for (let k = 0; k < ad.rank; k++) acc += ad.B[s][j * ad.rank + k] * h[k]
-      d[col + j] = acc
-    }
+    d.set(expand(ad.B[s], n, ad.rank, shrink(ad.A[s], ad.rank, x, t, inF), ad.scale), col)
     col += n
   })
   return d
