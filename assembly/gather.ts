@@ -6,6 +6,7 @@
 import { expandSegment } from './expand'
 import { slotA, slotBt, slotOf, slotRank, slotScale } from './sgmv'
 import { load1, wsize } from './simd'
+import { DTYPE_BF16, DTYPE_F32, SEGMENT_BYTES } from './records'
 
 /**
  * @param tokPtr     i32 [T]: token id of each row (validated: 0 <= id < vocab)
@@ -14,7 +15,7 @@ import { load1, wsize } from './simd'
  * @param rowsPtr    i32 [N]: row of each entry, grouped by segment
  * @param segPtr     i32 [numSeg * 3]: (slot, start, length) per segment
  * @param numSeg     number of segments
- * @param slotsPtr   slot table (sgmv.ts SLOT_BYTES per slot; A pointer: W [vocab x rank])
+ * @param slotsPtr   slot table (records.ts SLOT_BYTES per slot; A pointer: W [vocab x rank])
  * @param scratchPtr f32 [chunkSize * maxRank]: H
  * @param weightsPtr f32 [N]: per-entry weights (0 = none)
  */
@@ -23,7 +24,7 @@ export function gatherT<W>(
   slotsPtr: usize, scratchPtr: usize, weightsPtr: usize,
 ): void {
   for (let g = 0; g < numSeg; g++) {
-    const seg = segPtr + <usize>g * 12
+    const seg = segPtr + <usize>g * SEGMENT_BYTES
     const slotEntry = slotOf(slotsPtr, seg)
     const start = load<i32>(seg, 4)
     const n = load<i32>(seg, 8)
@@ -47,7 +48,7 @@ export function gather(
   dtype: i32, tokPtr: usize, yPtr: usize, outF: i32, rowsPtr: usize, segPtr: usize, numSeg: i32,
   slotsPtr: usize, scratchPtr: usize, weightsPtr: usize,
 ): void {
-  if (dtype == 0) gatherT<f32>(tokPtr, yPtr, outF, rowsPtr, segPtr, numSeg, slotsPtr, scratchPtr, weightsPtr)
-  else if (dtype == 1) gatherT<u16>(tokPtr, yPtr, outF, rowsPtr, segPtr, numSeg, slotsPtr, scratchPtr, weightsPtr)
+  if (dtype == DTYPE_F32) gatherT<f32>(tokPtr, yPtr, outF, rowsPtr, segPtr, numSeg, slotsPtr, scratchPtr, weightsPtr)
+  else if (dtype == DTYPE_BF16) gatherT<u16>(tokPtr, yPtr, outF, rowsPtr, segPtr, numSeg, slotsPtr, scratchPtr, weightsPtr)
   else gatherT<i16>(tokPtr, yPtr, outF, rowsPtr, segPtr, numSeg, slotsPtr, scratchPtr, weightsPtr)
 }

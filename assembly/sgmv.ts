@@ -8,6 +8,7 @@
 import { expandSegment } from './expand'
 import { shrinkSegment } from './shrink'
 import { load1, load8hi, load8lo, scaleInPlace, wsize } from './simd'
+import { SEGMENT_BYTES, SLOT_BYTES } from './records'
 
 /**
  * Segments of at least this many entries decode 16-bit weights once. A/B measured: 64-entry
@@ -16,10 +17,9 @@ import { load1, load8hi, load8lo, scaleInPlace, wsize } from './simd'
  */
 export const DECODE_MIN: i32 = 16
 
-// Slot table entry (16 bytes per slot), written by the host:
+// Slot table entry (SLOT_BYTES per slot, records.ts), written by the host:
 //   +0 i32 rank, +4 f32 scale, +8 u32 A_cat pointer (W [numSlices*rank x inF]),
 //   +12 u32 Bt pointer (W: per slice s, [rank x width_s], slices one after another)
-export const SLOT_BYTES: i32 = 16
 
 /** The slot-table entry of segment `seg` (i32 [3] at seg: slot, start, length). */
 @inline export function slotOf(slotsPtr: usize, seg: usize): usize {
@@ -52,7 +52,7 @@ export function sgmvT<W>(
   slotsPtr: usize, widthsPtr: usize, numSlices: i32, scratchPtr: usize, decodePtr: usize, weightsPtr: usize,
 ): void {
   for (let g = 0; g < numSeg; g++) {
-    const seg = segPtr + <usize>g * 12
+    const seg = segPtr + <usize>g * SEGMENT_BYTES
     const slotEntry = slotOf(slotsPtr, seg)
     const start = load<i32>(seg, 4)
     const n = load<i32>(seg, 8)

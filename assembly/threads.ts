@@ -17,16 +17,15 @@ import { expandSegment } from './expand'
 import { slotA, slotBt, slotOf, slotRank, slotScale } from './sgmv'
 import { shrinkSegment } from './shrink'
 import { scaleInPlace, wsize } from './simd'
+import { DTYPE_BF16, DTYPE_F32, SEGMENT_BYTES, TASK_FIELDS } from './records'
 
-/** i32 fields per shrink task: segment, first entry, entries, first A row, end A row. */
-export const TASK_FIELDS: i32 = 5
 
 /**
  * @param xPtr     f32 [T * inF]: activations
  * @param inF      input width
  * @param rowsPtr  i32 [N]: row of each entry, grouped by segment
  * @param segPtr   i32 [numSeg * 3]: (slot, start, length) per segment
- * @param slotsPtr slot table (SLOT_BYTES per slot, see sgmv.ts)
+ * @param slotsPtr slot table (SLOT_BYTES per slot, records.ts)
  * @param numSlices output slices
  * @param hPtr     f32 [N * hRow]: H of the call (layout above)
  * @param hRow     numSlices * maxRank
@@ -41,7 +40,7 @@ export function shrinkTasksT<W>(
   for (let i = 0; i < numTasks; i++) {
     const t = taskPtr + <usize>(i * TASK_FIELDS) * 4
     const g = load<i32>(t), e0 = load<i32>(t, 4), n = load<i32>(t, 8), k0 = load<i32>(t, 12), k1 = load<i32>(t, 16)
-    const seg = segPtr + <usize>g * 12
+    const seg = segPtr + <usize>g * SEGMENT_BYTES
     const slotEntry = slotOf(slotsPtr, seg)
     const start = load<i32>(seg, 4)
     const rank = slotRank(slotEntry)
@@ -85,7 +84,7 @@ export function expandColumnsT<W>(
   slotsPtr: usize, widthsPtr: usize, numSlices: i32, c0: i32, c1: i32,
 ): void {
   for (let g = 0; g < numSeg; g++) {
-    const seg = segPtr + <usize>g * 12
+    const seg = segPtr + <usize>g * SEGMENT_BYTES
     const slotEntry = slotOf(slotsPtr, seg)
     const start = load<i32>(seg, 4)
     const n = load<i32>(seg, 8)
@@ -125,7 +124,7 @@ export function sgmvTasksT<W>(
   for (let i = 0; i < numTasks; i++) {
     const t = taskPtr + <usize>(i * TASK_FIELDS) * 4
     const g = load<i32>(t), e0 = load<i32>(t, 4), n = load<i32>(t, 8)
-    const seg = segPtr + <usize>g * 12
+    const seg = segPtr + <usize>g * SEGMENT_BYTES
     const slotEntry = slotOf(slotsPtr, seg)
     const start = load<i32>(seg, 4)
     const rank = slotRank(slotEntry)
@@ -164,13 +163,13 @@ export function shrinkTasks(
     const yPtr = <usize>load<u32>(hPtr - 12), outF = load<i32>(hPtr - 8), widthsPtr = <usize>load<u32>(hPtr - 4)
     const shrink = dtype < EXPAND_ONLY
     dtype &= 3
-    if (dtype == 0) sgmvTasksT<f32>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks, yPtr, outF, widthsPtr, shrink)
-    else if (dtype == 1) sgmvTasksT<u16>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks, yPtr, outF, widthsPtr, shrink)
+    if (dtype == DTYPE_F32) sgmvTasksT<f32>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks, yPtr, outF, widthsPtr, shrink)
+    else if (dtype == DTYPE_BF16) sgmvTasksT<u16>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks, yPtr, outF, widthsPtr, shrink)
     else sgmvTasksT<i16>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks, yPtr, outF, widthsPtr, shrink)
     return
   }
-  if (dtype == 0) shrinkTasksT<f32>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks)
-  else if (dtype == 1) shrinkTasksT<u16>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks)
+  if (dtype == DTYPE_F32) shrinkTasksT<f32>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks)
+  else if (dtype == DTYPE_BF16) shrinkTasksT<u16>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks)
   else shrinkTasksT<i16>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks)
 }
 
@@ -178,8 +177,8 @@ export function expandColumns(
   dtype: i32, hPtr: usize, hRow: i32, yPtr: usize, outF: i32, rowsPtr: usize, segPtr: usize, numSeg: i32,
   slotsPtr: usize, widthsPtr: usize, numSlices: i32, c0: i32, c1: i32,
 ): void {
-  if (dtype == 0) expandColumnsT<f32>(hPtr, hRow, yPtr, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, c0, c1)
-  else if (dtype == 1) expandColumnsT<u16>(hPtr, hRow, yPtr, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, c0, c1)
+  if (dtype == DTYPE_F32) expandColumnsT<f32>(hPtr, hRow, yPtr, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, c0, c1)
+  else if (dtype == DTYPE_BF16) expandColumnsT<u16>(hPtr, hRow, yPtr, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, c0, c1)
   else expandColumnsT<i16>(hPtr, hRow, yPtr, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, c0, c1)
 }
 

@@ -1,16 +1,13 @@
 import { type Backend, type BackendLayer, CHUNK_SIZE } from '../backend.js'
 import { DTYPE_BYTES, encodeHalf } from '../dtype.js'
 import type { SegmentPlan } from '../metadata.js'
-import type { LayerSpec, PreparedAdapter, WeightDtype } from '../types.js'
+import type { LayerSpec, PreparedAdapter } from '../types.js'
 import { loadWasm, type WasmExports, type WasmModuleOptions, type WasmVariant } from './loader.js'
 import { applyGather, packGatherA } from './gather.js'
 import { packPanels, packShrinkA } from './layout.js'
 import { WasmMemory } from './memory.js'
+import { align16, DTYPE_CODE, SEGMENT_BYTES, SLOT_BYTES, writeSegments } from './records.js'
 
-/** dtype argument of the kernels (assembly/index.ts). */
-const DTYPE_CODE: Record<WeightDtype, number> = { f32: 0, bf16: 1, f16: 2 }
-/** Bytes per slot-table entry (assembly/sgmv.ts SLOT_BYTES). */
-const SLOT_BYTES = 16
 
 /** The WebAssembly SIMD backend: all weights live in the module's linear memory. */
 export class WasmBackend implements Backend {
@@ -167,7 +164,7 @@ export class WasmLayer implements BackendLayer {
     const xBytes = T * spec.inFeatures * 4
     const yBytes = T * spec.outFeatures * 4
     const rowsBytes = align16(N * 4)
-    const segBytes = align16(numSeg * 12)
+    const segBytes = align16(numSeg * SEGMENT_BYTES)
     const wBytes = plan.weights ? align16(N * 4) : 0
     const hBytes = align16(chunk * S * spec.maxRank * 4)
     // 16-bit weights of a long segment are decoded to f32 once (assembly/sgmv.ts): room for one slot
@@ -187,11 +184,7 @@ export class WasmLayer implements BackendLayer {
     f32.set(y, yp >> 2)
     i32.set(plan.rows, rp >> 2)
     if (plan.weights) f32.set(plan.weights, wp >> 2)
-    for (let g = 0, o = sp >> 2; g < numSeg; g++, o += 3) {
-      i32[o] = plan.segSlot[g]
-      i32[o + 1] = plan.segStart[g]
-      i32[o + 2] = plan.segLength[g]
-    }
+    writeSegments(i32, sp, plan)
     this.backend.exports.sgmv(DTYPE_CODE[spec.weightDtype], xp, yp, spec.inFeatures, spec.outFeatures, rp, sp, numSeg,
       this.slotTable, this.widths, S, hp, decode ? hp + hBytes : 0, plan.weights ? wp : 0)
     y.set(mem.f32.subarray(yp >> 2, (yp >> 2) + T * spec.outFeatures))
@@ -204,8 +197,4 @@ export class WasmLayer implements BackendLayer {
     this.backend.memory.release(this.slotTable)
     this.backend.memory.release(this.widths)
   }
-}
-
-function align16(n: number): number {
-  return Math.ceil(n / 16) * 16
 }

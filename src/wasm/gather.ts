@@ -6,6 +6,7 @@ import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec } from '../types.js'
 import type { WasmExports } from './loader.js'
 import type { WasmMemory } from './memory.js'
+import { align16, DTYPE_CODE, SEGMENT_BYTES, writeSegments } from './records.js'
 
 /** What the gather needs of the wasm backend: its kernels, their memory and the per-call work area. */
 interface WasmStorage {
@@ -15,7 +16,6 @@ interface WasmStorage {
 }
 
 /** dtype argument of the kernels (assembly/index.ts). */
-const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2 } as const
 
 /** A [rank x vocab] (PEFT's lora_embedding_A) -> [vocab x rank]: a token's column is contiguous. */
 export function packGatherA(A: Float32Array, rank: number, vocab: number): Float32Array {
@@ -37,7 +37,7 @@ export function applyGather(backend: WasmStorage, spec: LayerSpec, slotTable: nu
   let chunk = 0
   for (let g = 0; g < numSeg; g++) chunk = Math.max(chunk, plan.segLength[g])
   // one work area: tokens | y | rows | segments | entry weights | H
-  const sizes = [T * 4, T * spec.outFeatures * 4, N * 4, numSeg * 12, plan.weights ? N * 4 : 0, chunk * spec.maxRank * 4].map(align16)
+  const sizes = [T * 4, T * spec.outFeatures * 4, N * 4, numSeg * SEGMENT_BYTES, plan.weights ? N * 4 : 0, chunk * spec.maxRank * 4].map(align16)
   const base = backend.scratch(sizes.reduce((a, b) => a + b, 0))
   const at: number[] = []
   sizes.reduce((p, s) => (at.push(p), p + s), base)
@@ -46,16 +46,8 @@ export function applyGather(backend: WasmStorage, spec: LayerSpec, slotTable: nu
   i32.set(tokens.subarray(0, T), tp >> 2)
   f32.set(y, yp >> 2)
   i32.set(plan.rows, rp >> 2)
-  for (let g = 0, o = sp >> 2; g < numSeg; g++, o += 3) {
-    i32[o] = plan.segSlot[g]
-    i32[o + 1] = plan.segStart[g]
-    i32[o + 2] = plan.segLength[g]
-  }
+  writeSegments(i32, sp, plan)
   if (plan.weights) f32.set(plan.weights, wp >> 2)
   backend.exports.gather(DTYPE_CODE[spec.weightDtype], tp, yp, spec.outFeatures, rp, sp, numSeg, slotTable, hp, plan.weights ? wp : 0)
   y.set(backend.memory.f32.subarray(yp >> 2, (yp >> 2) + T * spec.outFeatures))
-}
-
-function align16(n: number): number {
-  return Math.ceil(n / 16) * 16
 }

@@ -17,6 +17,7 @@ import { GRANULES_PER_THREAD, type PartExports, TASK_FIELDS } from './protocol.j
 import { granuleShares, splitColumns, splitShrink } from './split.js'
 import { machineThreads, threadsUnavailableReason, type ThreadsOption } from './support.js'
 import { DEFAULT_WORKER_URL } from './workers.js'
+import { align16, DTYPE_CODE, SEGMENT_BYTES, writeSegments } from '../records.js'
 
 /** Options of the threaded backend beyond the single-threaded ones. */
 export interface ThreadedWasmOptions extends WasmModuleOptions, ThreadsModuleOptions {
@@ -69,7 +70,6 @@ export const SOLO_CALLS = 16
  * / 1.01x; tokens in runs 1.00x.
  */
 export const TUNING = { wakeEarly: true, guided: true, gssDivisor: 4, fused: true, fusedMinEntries: 1, wholeEntries: 16, xByGranule: true, ySpan: true, xOwnFirst: true }
-const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2 } as const
 
 export type { ThreadsOption }
 
@@ -286,7 +286,7 @@ class ThreadedWasmLayer implements BackendLayer {
     const xBytes = align16(T * spec.inFeatures * 4)
     const yBytes = align16(T * outF * 4)
     const rowsBytes = align16(N * 4)
-    const segBytes = align16(numSeg * 12)
+    const segBytes = align16(numSeg * SEGMENT_BYTES)
     const taskBytes = 16 + align16(tasks.length * 4)
     const base = this.backend.scratch(xBytes + yBytes + rowsBytes + segBytes + taskBytes + N * hRow * 4)
     const xp = base, yp = xp + xBytes, rp = yp + yBytes, sp = rp + rowsBytes, tp = sp + segBytes, hp = tp + taskBytes
@@ -297,11 +297,7 @@ class ThreadedWasmLayer implements BackendLayer {
     if (!xByGranule) f32.set(x, xp >> 2)
     const i32 = mem.i32
     i32.set(plan.rows, rp >> 2)
-    for (let g = 0, o = sp >> 2; g < numSeg; g++, o += 3) {
-      i32[o] = plan.segSlot[g]
-      i32[o + 1] = plan.segStart[g]
-      i32[o + 2] = plan.segLength[g]
-    }
+    writeSegments(i32, sp, plan)
     // the fused kernel's extra arguments, just before H (assembly/threads.ts shrinkTasks)
     i32[(hp >> 2) - 3] = yp; i32[(hp >> 2) - 2] = outF; i32[(hp >> 2) - 1] = this.widths
     i32.set(tasks, tp >> 2)
@@ -372,8 +368,4 @@ class ThreadedWasmLayer implements BackendLayer {
     if (!fused) y.set(f32.subarray(y0, y0 + T * outF))
     this.threaded.settle(pool.waited, performance.now() - t0)
   }
-}
-
-function align16(n: number): number {
-  return Math.ceil(n / 16) * 16
 }

@@ -14,6 +14,7 @@
 // a wake request, sent before the main thread prepares a job), then sleep in Atomics.wait; the
 // main thread never blocks: it awaits Atomics.waitAsync (or, where that is missing, a message
 // posted by the publishing worker).
+import { TASK_FIELDS } from '../records.js'
 
 /** The kernel exports a thread runs (assembly/threads.ts). */
 export interface PartExports {
@@ -68,8 +69,7 @@ export const SLEEP = WAKE + MAX_WORKERS + 1
 export const GRANULES_PER_THREAD = 16
 /** Per granule i: PART + 4i .. + 3 = first task, task count, first column, end column. */
 export const PART = SLEEP + MAX_WORKERS + 1
-/** Fields per shrink task (assembly/threads.ts TASK_FIELDS). */
-export const TASK_FIELDS = 5
+export { TASK_FIELDS }
 /** Most granules per phase. */
 export const MAX_GRANULES = GRANULES_PER_THREAD * (MAX_WORKERS + 1)
 /** GDONE + i: 1 once fused granule i is done. */

@@ -12,6 +12,9 @@
  * boundaries): the work of a column is the same for every column.
  */
 import type { SegmentPlan } from '../../metadata.js'
+import { TASK_FIELDS } from '../records.js'
+
+export { TASK_FIELDS }
 
 /**
  * Relative sizes of the granules of one phase for `threads` threads that claim them in order
@@ -36,8 +39,6 @@ export function granuleShares(threads: number, count: number, divisor = 4): numb
   return shares
 }
 
-/** Fields per task: segment, first entry (in the segment), entries, first A row, end A row. */
-export const TASK_FIELDS = 5
 
 export interface ShrinkSplit {
   /** [numTasks * TASK_FIELDS] (g, e0, n, k0, k1), grouped by part. */
