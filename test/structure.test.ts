@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest'
 
 const MAX_LINES = 300
 /** Files still over MAX_LINES, each two files in waiting; the list may only shrink. */
-const STILL_LONG = ['src/layer.ts', 'src/pool/pool.ts', 'src/runtime.ts', 'src/wasm/threads/backend.ts']
+const STILL_LONG = ['src/layer.ts', 'src/pool/pool.ts', 'src/wasm/threads/backend.ts']
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const SRC = join(ROOT, 'src')
 
