@@ -3,6 +3,7 @@ import type { CallFeatures } from './cost.js'
 import { LoraError } from './errors.js'
 import { buildSegments, type SegmentPlan } from './metadata.js'
 import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec, PreparedAdapter } from './types.js'
+import type { WasmBackend } from './wasm/backend.js'
 import type { WebGpuBackend } from './webgpu/index.js'
 import type { WebGpuLayer } from './webgpu/types.js'
 import { checkApply, checkBackend, checkIds, checkInt, isGpuBuffer, prepareAdapter } from './validate.js'
@@ -159,6 +160,11 @@ export class LoraLayer implements Layer {
     const ids = isGpuBuffer(idsIn) ? await this.readIds(idsIn, options, x, y) : idsIn
     const { T, K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens)
     checkIds(ids, K, this.spec.maxAdapters, this.filled)
+    const wasm = this.owners.get('wasm') as WasmBackend | undefined
+    if (wasm) {
+      if (x instanceof Float32Array) checkInPlace(wasm, 'x', x)
+      if (y instanceof Float32Array) checkInPlace(wasm, 'y', y)
+    }
     let entries = 0, distinct = 0, rankSum = 0, rankEntries = 0
     const stamp = ++this.stamp
     for (let i = 0; i < ids.length; i++) {
@@ -286,5 +292,12 @@ export class LoraLayer implements Layer {
   private checkAlive(): void {
     this.host.checkAlive()
     if (this.disposed) throw new LoraError('DISPOSED', 'this layer was disposed')
+  }
+}
+
+/** A view of the wasm memory is taken as x or y only inside a HostArray (WasmBackend.addressOf). */
+function checkInPlace(wasm: WasmBackend, name: string, v: Float32Array): void {
+  if (wasm.addressOf(v) === -2) {
+    throw new LoraError('INVALID_ARGUMENT', `${name} (Float32Array[${v.length}] at byte ${v.byteOffset}) is a view of the runtime's wasm memory outside every HostArray (rt.hostArray)`)
   }
 }

@@ -7,9 +7,10 @@ import { type Decision, Dispatcher, type ExplainRequest, featuresOf } from './di
 import { describe, LoraError } from './errors.js'
 import { LoraLayer, type LayerHost } from './layer.js'
 import { AdapterPool, type AdapterInfo, type AdapterSource, type PoolStats, type TokenAdapters } from './pool.js'
-import type { BackendChoice, BackendName, Layer, LayerOptions } from './types.js'
+import type { BackendChoice, BackendName, HostArray, Layer, LayerOptions } from './types.js'
 import { checkBackend, checkInt, checkLayerOptions } from './validate.js'
 import { createWasmBackend, type WasmBackend } from './wasm/backend.js'
+import { PlainHostArray, WasmHostArray } from './wasm/host-array.js'
 import type { WasmModuleOptions, WasmVariant } from './wasm/loader.js'
 import { checkThreads, type ThreadsOption } from './wasm/threads/support.js'
 
@@ -59,6 +60,11 @@ export interface Runtime {
   readonly device: GPUDevice | null
   /** Create a LoRA-wrapped linear layer with `maxAdapters` slots on every backend. */
   createLayer(options: LayerOptions): Layer
+  /**
+   * `length` floats (zeroed) in the wasm kernels' memory, for x or y of `apply` without copies
+   * (see HostArray for how long a view stays valid). Without a wasm backend, an ordinary array.
+   */
+  hostArray(length: number): HostArray
   /**
    * Load a PEFT adapter (adapter_config.json + adapter_model.safetensors) under `name`: from a
    * directory path (Node, Deno, Bun), a URL, or `{ config, weights }`. Atomic; an existing name
@@ -258,6 +264,13 @@ class LoraRuntime implements Runtime, LayerHost {
     const layer = new LoraLayer(this, checkLayerOptions(options), this.all)
     this.layers.add(layer)
     return layer
+  }
+
+  hostArray(length: number): HostArray {
+    this.checkAlive()
+    checkInt('length', length, 0, 2 ** 30)
+    const wasm = this.all.find((b) => b.name === 'wasm') as WasmBackend | undefined
+    return wasm ? new WasmHostArray(wasm, length) : new PlainHostArray(length)
   }
 
   pick(choice: BackendChoice, call: CallFeatures): Backend {

@@ -91,11 +91,11 @@ export class GpuLayer implements WebGpuLayer {
       let yBuf = y as GPUBuffer
       if (x instanceof Float32Array) {
         owned.push((xBuf = pool.acquire(xBytes, USAGE.storage, 'x')))
-        device.queue.writeBuffer(xBuf, 0, x as Float32Array<ArrayBuffer>, 0, T * spec.inFeatures)
+        device.queue.writeBuffer(xBuf, 0, unshared(x, T * spec.inFeatures), 0, T * spec.inFeatures)
       }
       if (y instanceof Float32Array) {
         owned.push((yBuf = pool.acquire(yBytes, USAGE.storageRw, 'y')))
-        device.queue.writeBuffer(yBuf, 0, y as Float32Array<ArrayBuffer>, 0, T * spec.outFeatures)
+        device.queue.writeBuffer(yBuf, 0, unshared(y, T * spec.outFeatures), 0, T * spec.outFeatures)
       }
       const call = bindCall(this.ctx, cp, xBuf, yBuf)
       owned.push(...call.scratch)
@@ -131,4 +131,12 @@ export class GpuLayer implements WebGpuLayer {
     this.ctx.weights.destroy()
     this.env.onDispose(this)
   }
+}
+
+/**
+ * The first n values of v in an ArrayBuffer: Dawn's writeBuffer crashes the process (SIGSEGV) on
+ * a SharedArrayBuffer view, such as a host array of a threaded runtime (its wasm memory is shared).
+ */
+function unshared(v: Float32Array, n: number): Float32Array<ArrayBuffer> {
+  return v.buffer instanceof ArrayBuffer ? v as Float32Array<ArrayBuffer> : v.slice(0, n) as Float32Array<ArrayBuffer>
 }
