@@ -17,6 +17,7 @@ import { createWebGpuBackend } from '../src/webgpu/index.js'
 import { encodeCall, prepareCall } from '../src/webgpu/call.js'
 import type { GpuLayer } from '../src/webgpu/layer.js'
 import { materialise, sliceWidthsFor } from '../test/grid.js'
+import { writeResultsMarkdown } from './results-md.js'
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp'
 const quick = process.argv.includes('--quick')
@@ -228,4 +229,5 @@ writeFileSync(
   new URL('./results/webgpu.json', import.meta.url),
   JSON.stringify({ date: new Date().toISOString(), adapter: { vendor: info.vendor, architecture: info.architecture, description: info.description, isSoftware: backend.isSoftware }, ceilings: { ...ceil, samples, submitMs, dispatch }, rows }, null, 1),
 )
+writeResultsMarkdown()
 backend.dispose()
