@@ -160,8 +160,8 @@ export class LoraLayer implements Layer {
     const ids = isGpuBuffer(idsIn) ? await this.readIds(idsIn, options, x, y) : idsIn
     const { T, K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens)
     checkIds(ids, K, this.spec.maxAdapters, this.filled)
-    const wasm = this.owners.get('wasm') as WasmBackend | undefined
-    if (wasm) {
+    const wasm = this.owners.get('wasm') as Partial<WasmBackend> | undefined
+    if (wasm?.addressOf) {
       if (x instanceof Float32Array) checkInPlace(wasm, 'x', x)
       if (y instanceof Float32Array) checkInPlace(wasm, 'y', y)
     }
@@ -296,8 +296,8 @@ export class LoraLayer implements Layer {
 }
 
 /** A view of the wasm memory is taken as x or y only inside a HostArray (WasmBackend.addressOf). */
-function checkInPlace(wasm: WasmBackend, name: string, v: Float32Array): void {
-  if (wasm.addressOf(v) === -2) {
+function checkInPlace(wasm: Partial<WasmBackend>, name: string, v: Float32Array): void {
+  if (wasm.addressOf!(v) === -2) {
     throw new LoraError('INVALID_ARGUMENT', `${name} (Float32Array[${v.length}] at byte ${v.byteOffset}) is a view of the runtime's wasm memory outside every HostArray (rt.hostArray)`)
   }
 }

@@ -27,11 +27,17 @@ export interface RuntimeOptions {
   /** Adapters resident at once per module (slots of each PEFT module's layer; default 16). */
   adapterSlots?: number
   /**
-   * Threads of the wasm backend: 1 (default), a count, or 'auto' (the machine's cores, and per call
-   * fewer for small calls). Single-threaded where threads are unavailable (no SharedArrayBuffer, a
+   * Threads of the wasm backend: 1 (default), a count, or 'auto' (the machine's cores); each call
+   * uses as many of them as its size gains from (threadsMinWork), so small calls run on one. Single-threaded where threads are unavailable (no SharedArrayBuffer, a
    * page that is not cross-origin isolated, Cloudflare Workers).
    */
   threads?: ThreadsOption
+  /**
+   * Multiply-adds per thread below which a call uses fewer threads than the pool has (calls too
+   * small to gain run on one thread, whatever the pool size). Default: measured break-even figures
+   * (4e5 with one adapter per token, 1e6 otherwise); 0 cuts every call over every thread.
+   */
+  threadsMinWork?: number
   /**
    * A calibration profile saved from `rt.calibrate()` (JSON-parsed is fine): used instead of the
    * short calibration that an 'auto' runtime otherwise runs at creation (<= 300 ms, once per process).
@@ -128,7 +134,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   let wasm: WasmBackend | null = null
   let gpuReason: string | null = null
   if (choice !== 'webgpu' || options.wasm) {
-    wasm = await createWasmBackend(options.wasm, checkThreads(options.threads ?? 1))
+    const minWork = options.threadsMinWork === undefined ? null : checkInt('threadsMinWork', options.threadsMinWork, 0, 2 ** 40)
+    wasm = await createWasmBackend(options.wasm, checkThreads(options.threads ?? 1), minWork)
     backends.push(wasm)
   }
   if (choice !== 'wasm') {

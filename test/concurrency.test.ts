@@ -26,7 +26,7 @@ beforeAll(async () => {
     if (process.env.CI === 'true') throw new Error(`CI needs WebGPU: ${rt.webgpuUnavailableReason}`)
     console.warn(`concurrency: WebGPU parts run on wasm only here (${rt.webgpuUnavailableReason})`)
   }
-  threaded = await createRuntime({ backend: 'wasm', threads: 2 })
+  threaded = await createRuntime({ backend: 'wasm', threads: 2, threadsMinWork: 0 })
 })
 afterAll(() => {
   rt?.dispose()

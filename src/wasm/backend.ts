@@ -78,10 +78,10 @@ export class WasmBackend implements Backend {
  * Load the kernels and create the backend; with `threads` other than 1, the multi-threaded backend
  * (src/wasm/threads/), which runs single-threaded where threads are unavailable.
  */
-export async function createWasmBackend(options?: WasmModuleOptions, threads: ThreadsOption = 1): Promise<WasmBackend> {
+export async function createWasmBackend(options?: WasmModuleOptions, threads: ThreadsOption = 1, minWork: number | null = null): Promise<WasmBackend> {
   if (threads !== 1) {
     const { createThreadedWasmBackend } = await import('./threads/backend.js')
-    return createThreadedWasmBackend(threads, options)
+    return createThreadedWasmBackend(threads, options, minWork)
   }
   const { exports, variant } = await loadWasm(options)
   return new WasmBackend(exports, variant)

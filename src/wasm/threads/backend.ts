@@ -26,8 +26,8 @@ export interface ThreadedWasmOptions extends WasmModuleOptions, ThreadsModuleOpt
 /** Most threads 'auto' starts: the kernels are bound by memory bandwidth well before that. */
 export const AUTO_MAX_THREADS = 16
 /**
- * 'auto': multiply-adds per thread below which a call uses fewer threads (a call of W
- * multiply-adds runs on min(threads, floor(W / this)) threads). Measured with bench/threads.ts and
+ * Multiply-adds per thread below which a call uses fewer threads, whatever the pool size (a call
+ * of W multiply-adds runs on min(threads, floor(W / this)) threads; `threadsMinWork` overrides it). Measured with bench/threads.ts and
  * A/B runs on the 2-core development machine: with fused granules (one adapter per token, at least
  * two entries) 2 threads break even near 0.3 M multiply-adds (o 4096x4096 r16, T = 2: 0.98x) and
  * win from about 0.5 M (down r16 T = 2: 1.14x, qkv r16 T = 2: 1.3x); a call that needs the two
@@ -83,9 +83,11 @@ export class ThreadedWasmBackend extends WasmBackend {
    * @param pool     the workers (null: single-threaded)
    * @param mode     'auto' (threads per call from its size) or a fixed count for every call
    * @param threadsUnavailableReason why no pool runs here, when none does
+   * @param minWork multiply-adds per thread below which a call uses fewer threads (null: the
+   *   AUTO_WORK_PER_THREAD figures; 0: every call on every thread)
    */
   constructor(exports: WasmExports, variant: WasmVariant, readonly pool: WorkerPool | null,
-    readonly mode: ThreadsOption, readonly threadsUnavailableReason: string | null) {
+    readonly mode: ThreadsOption, readonly threadsUnavailableReason: string | null, readonly minWork: number | null = null) {
     super(exports, variant)
   }
 
@@ -105,10 +107,11 @@ export class ThreadedWasmBackend extends WasmBackend {
   partsFor(work: number, fusedEntries = 0): number {
     if (!this.pool || this.pool.failed !== null) return 1
     if (this.forced !== null) return Math.min(this.forced, this.threads)
-    if (this.mode !== 'auto') return this.threads
+    // from the call's size, whatever the pool's: a call too small to gain stays on one thread
+    if (this.minWork === 0) return this.threads
     const parts = fusedEntries >= 2
-      ? Math.min(Math.floor(work / AUTO_WORK_PER_THREAD), fusedEntries)
-      : Math.floor(work / AUTO_WORK_PER_THREAD_PHASES)
+      ? Math.min(Math.floor(work / (this.minWork ?? AUTO_WORK_PER_THREAD)), fusedEntries)
+      : Math.floor(work / (this.minWork ?? AUTO_WORK_PER_THREAD_PHASES))
     return Math.max(1, Math.min(this.threads, parts))
   }
 
@@ -161,7 +164,7 @@ export class ThreadedWasmBackend extends WasmBackend {
 }
 
 /** Create the backend with up to `threads` threads, or single-threaded where threads are unavailable. */
-export async function createThreadedWasmBackend(threads: ThreadsOption, options: ThreadedWasmOptions = {}): Promise<ThreadedWasmBackend> {
+export async function createThreadedWasmBackend(threads: ThreadsOption, options: ThreadedWasmOptions = {}, minWork: number | null = null): Promise<ThreadedWasmBackend> {
   const count = threads === 'auto' ? Math.min(AUTO_MAX_THREADS, await machineThreads()) : threads
   let reason = threadsUnavailableReason()
   if (reason === null && count > 1) {
@@ -169,7 +172,7 @@ export async function createThreadedWasmBackend(threads: ThreadsOption, options:
     try {
       const m = await loadThreadsModule(options)
       pool = await WorkerPool.create(count - 1, m.module, m.memory, options.workerUrl ?? DEFAULT_WORKER_URL())
-      return new ThreadedWasmBackend(m.exports, m.variant, pool, threads, null)
+      return new ThreadedWasmBackend(m.exports, m.variant, pool, threads, null, minWork)
     } catch (e) {
       pool?.dispose()
       reason = e instanceof Error ? e.message : String(e)
