@@ -161,9 +161,12 @@ export class LoraLayer implements Layer {
     const { T, K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens)
     checkIds(ids, K, this.spec.maxAdapters, this.filled)
     const wasm = this.owners.get('wasm') as Partial<WasmBackend> | undefined
+    // x and y both in host arrays (rt.hostArray): the wasm backend copies nothing
+    let inWasm = false
     if (wasm?.addressOf) {
-      if (x instanceof Float32Array) checkInPlace(wasm, 'x', x)
-      if (y instanceof Float32Array) checkInPlace(wasm, 'y', y)
+      const xAt = x instanceof Float32Array ? checkInPlace(wasm, 'x', x) : -1
+      const yAt = y instanceof Float32Array ? checkInPlace(wasm, 'y', y) : -1
+      inWasm = xAt >= 0 && yAt >= 0
     }
     let entries = 0, distinct = 0, rankSum = 0, rankEntries = 0
     const stamp = ++this.stamp
@@ -183,7 +186,7 @@ export class LoraLayer implements Layer {
     const { spec } = this
     const features: CallFeatures = {
       tokens: T, entries, distinct, rankSum, rankEntries, adaptersPerToken: K, inFeatures: spec.inFeatures, outFeatures: spec.outFeatures,
-      slices: spec.sliceWidths.length, weightDtype: spec.weightDtype, resident: isGpuBuffer(x) || isGpuBuffer(y) ? 'gpu' : 'host',
+      slices: spec.sliceWidths.length, weightDtype: spec.weightDtype, resident: isGpuBuffer(x) || isGpuBuffer(y) ? 'gpu' : inWasm ? 'wasm' : 'host',
     }
     const backend = this.host.pick(choice, features)
     const first = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize ?? 64)
@@ -295,9 +298,11 @@ export class LoraLayer implements Layer {
   }
 }
 
-/** A view of the wasm memory is taken as x or y only inside a HostArray (WasmBackend.addressOf). */
-function checkInPlace(wasm: Partial<WasmBackend>, name: string, v: Float32Array): void {
-  if (wasm.addressOf!(v) === -2) {
+/** A view of the wasm memory is taken as x or y only inside a HostArray: its address, or -1 for other arrays (WasmBackend.addressOf). */
+function checkInPlace(wasm: Partial<WasmBackend>, name: string, v: Float32Array): number {
+  const at = wasm.addressOf!(v)
+  if (at === -2) {
     throw new LoraError('INVALID_ARGUMENT', `${name} (Float32Array[${v.length}] at byte ${v.byteOffset}) is a view of the runtime's wasm memory outside every HostArray (rt.hostArray)`)
   }
+  return at
 }
