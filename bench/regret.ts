@@ -11,6 +11,7 @@ import { writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { createRuntime, type BackendChoice, type WeightDtype } from '../src/index.js'
 import { Rng } from '../test/random.js'
+import { regretMarkdown } from './scaling-md.js'
 import { quantile } from './timing-threads.js'
 
 const args = process.argv.slice(2)
@@ -87,5 +88,7 @@ const summary = {
   above110: regrets.filter((r) => r > 1.1).length, above125: regrets.filter((r) => r > 1.25).length,
 }
 console.log(`regret: median ${summary.median.toFixed(3)}, max ${summary.max.toFixed(3)}, ${summary.above110} of ${summary.points} above 1.10, ${summary.above125} above 1.25`)
-writeFileSync(jsonPath, JSON.stringify({ date: new Date().toISOString(), cores: cpus().length, cpu: cpus()[0]?.model, threads: rt.threads, profile: rt.profile, summary, points }, null, 1))
+const run = { date: new Date().toISOString(), cores: cpus().length, cpu: cpus()[0]?.model ?? '', threads: rt.threads, profile: rt.profile, summary, points }
+writeFileSync(jsonPath, JSON.stringify(run, null, 1))
+writeFileSync(jsonPath.replace(/\.json$/, '.md'), regretMarkdown(run))
 rt.dispose()

@@ -14,6 +14,7 @@ import { availableParallelism, cpus } from 'node:os'
 import { createRuntime, type HostArray, type Layer, type Runtime } from '../src/index.js'
 import type { ThreadedWasmBackend } from '../src/wasm/threads/backend.js'
 import { Rng } from '../test/random.js'
+import { scalingMarkdown } from './scaling-md.js'
 import { quantile } from './timing-threads.js'
 
 const args = process.argv.slice(2)
@@ -141,7 +142,9 @@ for (const shape of SHAPES) {
   singleLayer.dispose()
   for (const l of sizedLayers) l.dispose()
 }
-writeFileSync(jsonPath, JSON.stringify({ date: new Date().toISOString(), cores: cpus().length, cpu: cpus()[0]?.model, max, rounds, results }, null, 1))
+const run = { date: new Date().toISOString(), cores: cpus().length, cpu: cpus()[0]?.model ?? '', max, rounds, results }
+writeFileSync(jsonPath, JSON.stringify(run, null, 1))
+writeFileSync(jsonPath.replace(/\.json$/, '.md'), scalingMarkdown(run))
 big.dispose()
 single.dispose()
 for (const rt of sized) rt.dispose()
