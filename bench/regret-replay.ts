@@ -6,8 +6,8 @@
  * Usage: npx tsx bench/regret-replay.ts FILE.json [--set webgpu.hostGBs=3 ...]
  */
 import { readFileSync } from 'node:fs'
-import { Dispatcher, featuresOf } from '../src/dispatch.js'
-import type { Profile } from '../src/cost-profile.js'
+import { Dispatcher, featuresOf } from '../src/dispatch/dispatch.js'
+import type { Profile } from '../src/dispatch/profile.js'
 import { quantile } from './timing-threads.js'
 
 const args = process.argv.slice(2)

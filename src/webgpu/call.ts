@@ -45,8 +45,10 @@ export interface CallPlan {
  * Choose kernels and tiles for the plan and fetch their pipelines. Kernel choice: the shrink
  * always; then the segment-major expand when every token has one adapter, else the token-major
  * expand_multi (no write races when a token has several). The plan must have an entry.
+ * Synchronous when the pipelines exist, or with `now` (missing ones are created synchronously:
+ * call it inside error scopes then); otherwise a promise.
  */
-export async function planCall(ctx: CallContext, plan: SegmentPlan): Promise<CallPlan> {
+export function planCall(ctx: CallContext, plan: SegmentPlan, now = false): CallPlan | Promise<CallPlan> {
   const { spec } = ctx
   let maxUsedRank = 0
   for (let i = 0; i < plan.slots.length; i++) maxUsedRank = Math.max(maxUsedRank, ctx.ranks[plan.slots[i]])
@@ -63,8 +65,10 @@ export async function planCall(ctx: CallContext, plan: SegmentPlan): Promise<Cal
     shrinkSpec(ctx.storage, shrinkTiling(tileM)),
     multi ? expandMultiSpec(ctx.storage, EXPAND_MULTI_TILING) : segmentExpandSpec(ctx, tileM),
   ]
-  const pipelines = await Promise.all(specs.map((s) => ctx.pipelines.get(s)))
-  return { shape, tileM, meta, multi, pipelines }
+  if (now) return { shape, tileM, meta, multi, pipelines: specs.map((s) => ctx.pipelines.getNow(s)) }
+  const ready = specs.map((s) => ctx.pipelines.cached(s))
+  if (ready.every((p) => p !== undefined)) return { shape, tileM, meta, multi, pipelines: ready as GPUComputePipeline[] }
+  return Promise.all(specs.map((s) => ctx.pipelines.get(s))).then((pipelines) => ({ shape, tileM, meta, multi, pipelines }))
 }
 
 /**

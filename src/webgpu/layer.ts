@@ -2,7 +2,7 @@ import { LoraError } from '../errors.js'
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec, PreparedAdapter } from '../types.js'
 import { USAGE, type BufferPool } from './buffers.js'
-import { bindCall, type CallContext, encodeCall, planCall } from './call.js'
+import { bindCall, type CallContext, type CallPlan, encodeCall, planCall } from './call.js'
 import type { LossWatch } from './device.js'
 import { stridesOf } from './params.js'
 import type { PipelineCache } from './pipelines.js'
@@ -76,8 +76,19 @@ export class GpuLayer implements WebGpuLayer {
     if (!(y instanceof Float32Array)) checkGpuBuffer(y, yBytes, 'y')
     if (plan.rows.length === 0) return // nothing to add (T = 0, or every id -1)
 
-    const cp = await planCall(this.ctx, plan) // pipelines first: the rest is synchronous
-    this.alive()
+    // x is the caller's again once this returns its promise: it is read (uploaded, or read by
+    // submitted work) before then. Host x: when the pipelines must be awaited, a copy waits instead.
+    // GPU x: missing pipelines are created synchronously, inside the error scopes below.
+    let cp: CallPlan | undefined
+    let xNow = x
+    if (x instanceof Float32Array) {
+      const planned = planCall(this.ctx, plan)
+      if (planned instanceof Promise) {
+        xNow = x.slice(0, T * spec.inFeatures)
+        cp = await planned
+        this.alive()
+      } else cp = planned
+    }
 
     // uploads, dispatches and submit inside one set of error scopes, with no await in between
     device.pushErrorScope('out-of-memory')
@@ -87,11 +98,12 @@ export class GpuLayer implements WebGpuLayer {
     let staging: GPUBuffer | undefined
     let thrown: unknown
     try {
-      let xBuf = x as GPUBuffer
+      cp ??= planCall(this.ctx, plan, true) as CallPlan
+      let xBuf = xNow as GPUBuffer
       let yBuf = y as GPUBuffer
-      if (x instanceof Float32Array) {
+      if (xNow instanceof Float32Array) {
         owned.push((xBuf = pool.acquire(xBytes, USAGE.storage, 'x')))
-        device.queue.writeBuffer(xBuf, 0, unshared(x, T * spec.inFeatures), 0, T * spec.inFeatures)
+        device.queue.writeBuffer(xBuf, 0, unshared(xNow, T * spec.inFeatures), 0, T * spec.inFeatures)
       }
       if (y instanceof Float32Array) {
         owned.push((yBuf = pool.acquire(yBytes, USAGE.storageRw, 'y')))

@@ -18,6 +18,8 @@ export function pipelineKey(spec: PipelineSpec): string {
 /** Compute pipelines by key, created once, inside error scopes (failures -> LoraError 'GPU_ERROR'). */
 export class PipelineCache {
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>()
+  /** Pipelines already created, for calls that must not await (cached()). */
+  private readonly ready = new Map<string, GPUComputePipeline>()
   private readonly modules = new Map<string, GPUShaderModule>()
   constructor(
     private readonly device: GPUDevice,
@@ -36,17 +38,44 @@ export class PipelineCache {
     return p
   }
 
+  /** The pipeline of `spec` if it already exists (no await: a call can then submit before it returns). */
+  cached(spec: PipelineSpec): GPUComputePipeline | undefined {
+    return this.ready.get(pipelineKey(spec))
+  }
+
+  /**
+   * The pipeline of `spec`, created synchronously if it does not exist yet (a call whose GPU
+   * inputs must be read by work submitted before it returns). Call inside the caller's error
+   * scopes: a creation error surfaces there.
+   */
+  getNow(spec: PipelineSpec): GPUComputePipeline {
+    const key = pipelineKey(spec)
+    let pipeline = this.ready.get(key)
+    if (pipeline) return pipeline
+    this.watch.check()
+    pipeline = this.device.createComputePipeline({ label: key, layout: 'auto', compute: { module: this.module(spec), entryPoint: 'main', constants: spec.overrides } })
+    this.ready.set(key, pipeline)
+    this.pipelines.set(key, Promise.resolve(pipeline))
+    return pipeline
+  }
+
+  private module(spec: PipelineSpec): GPUShaderModule {
+    const moduleKey = `${spec.shader}|${spec.storage}`
+    let module = this.modules.get(moduleKey)
+    if (!module) {
+      module = this.device.createShaderModule({ label: moduleKey, code: specialise(this.sources[spec.shader], spec.storage, this.sources.params) })
+      this.modules.set(moduleKey, module)
+    }
+    return module
+  }
+
   private async create(spec: PipelineSpec, key: string): Promise<GPUComputePipeline> {
     this.watch.check()
     const device = this.device
     device.pushErrorScope('validation')
     device.pushErrorScope('internal')
     const moduleKey = `${spec.shader}|${spec.storage}`
-    let module = this.modules.get(moduleKey)
-    if (!module) {
-      module = device.createShaderModule({ label: moduleKey, code: specialise(this.sources[spec.shader], spec.storage, this.sources.params) })
-      this.modules.set(moduleKey, module)
-    }
+    const module = this.module(spec)
     // pop right after the synchronous calls: no await between push and pop, so concurrent
     // calls never see each other's scopes (compile errors of the async creation reject its promise)
     const creating = device.createComputePipelineAsync({
@@ -73,6 +102,7 @@ export class PipelineCache {
       const why = compile?.length ? compile.join('; ') : (error?.message ?? (failure as Error)?.message ?? String(failure))
       throw new LoraError('GPU_ERROR', `could not create pipeline ${key}: ${why}`, { cause: failure ?? error })
     }
+    this.ready.set(key, pipeline)
     return pipeline
   }
 }
