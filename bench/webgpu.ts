@@ -108,15 +108,15 @@ async function runShape(s: Shape, submitMs: number) {
   device.queue.writeBuffer(xb, 0, d.x as Float32Array<ArrayBuffer>)
   device.queue.writeBuffer(yb, 0, d.y as Float32Array<ArrayBuffer>)
   const call = await prepareCall(layer.ctx, plan, xb, yb)
-  await gpuTimes(1, (enc, tw) => encodeCall(device, enc, call, tw)) // warm-up
-  const est = median(await gpuTimes(2, (enc, tw) => encodeCall(device, enc, call, tw)))
+  await gpuTimes(1, (enc, tw) => encodeCall(enc, call, tw)) // warm-up
+  const est = median(await gpuTimes(2, (enc, tw) => encodeCall(enc, call, tw)))
   const reps = Math.max(quick ? 3 : 5, Math.min(quick ? 5 : 20, Math.ceil(300 / Math.max(est, 1e-3))))
-  const kernelMs = best(await gpuTimes(reps, (enc, tw) => encodeCall(device, enc, call, tw)))
+  const kernelMs = best(await gpuTimes(reps, (enc, tw) => encodeCall(enc, call, tw)))
   // each dispatch in a pass of its own: which kernel the time goes to
   const perKernelMs: Record<string, number> = {}
-  for (const [i, d] of call.dispatches.entries()) {
-    const one = { dispatches: [d], pipelines: [call.pipelines[i]], scratch: [] }
-    const ms = best(await gpuTimes(Math.max(2, Math.min(reps, 4)), (enc, tw) => encodeCall(device, enc, one, tw)))
+  for (const d of call.dispatches) {
+    const one = { dispatches: [d] }
+    const ms = best(await gpuTimes(Math.max(2, Math.min(reps, 4)), (enc, tw) => encodeCall(enc, one, tw)))
     perKernelMs[d.spec.shader] = (perKernelMs[d.spec.shader] ?? 0) + ms
   }
   // wall time: host arrays (upload + kernels + readback), GPU-resident apply, and the floor for
@@ -129,7 +129,7 @@ async function runShape(s: Shape, submitMs: number) {
   for (let i = 0; i < wallReps; i++) {
     let t0 = now()
     const enc = device.createCommandEncoder()
-    encodeCall(device, enc, call)
+    encodeCall(enc, call)
     device.queue.submit([enc.finish()])
     await device.queue.onSubmittedWorkDone()
     raw.push(now() - t0)

@@ -1,22 +1,29 @@
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec } from '../types.js'
-import { USAGE, type BufferPool } from './buffers.js'
 import { buildCallMeta, type CallMeta, longestSegment } from './meta.js'
-import { packParams, PARAMS_BYTES, type Strides } from './params.js'
-import type { PipelineCache } from './pipelines.js'
+import { packParams, type Strides } from './params.js'
+import type { PipelineCache, PipelineSpec } from './pipelines.js'
 import type { WeightStorage } from './shaders.js'
+import { bufferId, type SharedCallState } from './shared.js'
 import type { LayerWeights, SlotGroup } from './weights.js'
-import { expandDispatch, expandKernel, expandSpec, expandTiling } from './programs/expand.js'
-import { EXPAND_MULTI_TILING, expandMultiDispatch, expandMultiSpec } from './programs/expand_multi.js'
-import { type CallShape, type Dispatch, tileEntries } from './programs/program.js'
-import { shrinkDispatch, shrinkSpec, shrinkTiling } from './programs/shrink.js'
+import { expandGroups, expandKernel, expandSpec, expandTiling, type ExpandTiling } from './programs/expand.js'
+import { EXPAND_MULTI_TILING, expandMultiGroups, expandMultiSpec } from './programs/expand_multi.js'
+import { type CallShape, type KernelProfile, splitK, tileEntries } from './programs/program.js'
+import { shrinkGroups, shrinkSpec, shrinkTiling, shrinkWorkgroups, type ShrinkTiling } from './programs/shrink.js'
 
-/** What one apply needs on the GPU besides x and y: uploaded metadata and the kernel launches. */
+/** One kernel launch, ready to record: pipeline, bind group, dynamic offsets, workgroups. */
+export interface BoundDispatch {
+  spec: PipelineSpec
+  pipeline: GPUComputePipeline
+  bindGroup: GPUBindGroup
+  /** Dynamic offsets of binding 0 (params) and 4 (metadata) in the ring. */
+  offsets: [number, number]
+  groups: [number, number, number]
+}
+
+/** What one call records: its dispatches, in order (shrinks, then expands). */
 export interface PreparedCall {
-  dispatches: Dispatch[]
-  pipelines: GPUComputePipeline[]
-  /** Pooled per-call buffers, released after submit. */
-  scratch: GPUBuffer[]
+  dispatches: BoundDispatch[]
 }
 
 export interface CallContext {
@@ -28,7 +35,12 @@ export interface CallContext {
   /** Rank of each slot as stored (0 = empty). */
   ranks: Int32Array
   pipelines: PipelineCache
-  pool: BufferPool
+  shared: SharedCallState
+  profile: KernelProfile
+  /** Bind groups by (slot group, x, y, h and ring generations): created once per buffer pair. */
+  bindGroups: Map<string, [GPUBindGroup, GPUBindGroup]>
+  /** Tiles and pipeline specs by (entries per tile, token-major expand, split-K). */
+  kernels: Map<string, { shrink: ShrinkTiling; specs: [PipelineSpec, PipelineSpec] }>
 }
 
 /** The host half of a call: kernel choice, tiles, metadata, and the pipelines (no GPU writes). */
@@ -38,85 +50,139 @@ export interface CallPlan {
   meta: CallMeta
   /** Tokens with several adapters: the token-major expand_multi. */
   multi: boolean
-  pipelines: GPUComputePipeline[]
+  shrink: ShrinkTiling
+  /** Split-K over workgroups of the shrink: h holds this many partials. */
+  kg: number
+  specs: [PipelineSpec, PipelineSpec]
+  /** Set once both pipelines exist (see `ensurePipelines`). */
+  pipelines: [GPUComputePipeline, GPUComputePipeline] | null
 }
 
 /**
- * Choose kernels and tiles for the plan and fetch their pipelines. Kernel choice: the shrink
- * always; then the segment-major expand when every token has one adapter, else the token-major
- * expand_multi (no write races when a token has several). The plan must have an entry.
+ * Choose kernels and tiles for the plan. Kernel choice: the shrink always; then the segment-major
+ * expand when every token has one adapter, else the token-major expand_multi (no write races
+ * when a token has several). Tiles follow the context's profile. The plan must have an entry.
  */
-export async function planCall(ctx: CallContext, plan: SegmentPlan): Promise<CallPlan> {
+export function planCall(ctx: CallContext, plan: SegmentPlan): CallPlan {
   const { spec } = ctx
   let maxUsedRank = 0
   for (let i = 0; i < plan.slots.length; i++) maxUsedRank = Math.max(maxUsedRank, ctx.ranks[plan.slots[i]])
+  let maxSliceWidth = 0
+  for (const n of spec.sliceWidths) maxSliceWidth = Math.max(maxSliceWidth, n)
   const shape: CallShape = {
     longestSegment: longestSegment(plan),
     maxUsedRank,
-    maxSliceWidth: Math.max(...spec.sliceWidths),
+    maxSliceWidth,
     numSlices: spec.sliceWidths.length,
   }
   const tileM = tileEntries(shape.longestSegment)
   const meta = buildCallMeta(plan, tileM)
   const multi = meta.maxEntriesPerToken > 1
-  const specs = [
-    shrinkSpec(ctx.storage, shrinkTiling(tileM)),
-    multi ? expandMultiSpec(ctx.storage, EXPAND_MULTI_TILING) : segmentExpandSpec(ctx, tileM),
-  ]
-  const pipelines = await Promise.all(specs.map((s) => ctx.pipelines.get(s)))
-  return { shape, tileM, meta, multi, pipelines }
+  const base = shrinkTiling(tileM, ctx.profile)
+  const kg = splitK(ctx.profile, shrinkWorkgroups(base, shape, meta.numTiles), spec.inFeatures, base.KS)
+  const key = `${tileM}|${multi}|${kg}`
+  let kernels = ctx.kernels.get(key)
+  if (!kernels) {
+    const shrink = { ...base, KG: kg }
+    const kernel = expandKernel(spec.sliceWidths)
+    const specs: [PipelineSpec, PipelineSpec] = [
+      shrinkSpec(ctx.storage, shrink),
+      multi ? expandMultiSpec(ctx.storage, { ...EXPAND_MULTI_TILING, KG: kg }) : expandSpec(ctx.storage, kernel, expandTilingOf(ctx, tileM, kg)),
+    ]
+    ctx.kernels.set(key, (kernels = { shrink, specs }))
+  }
+  const { shrink, specs } = kernels
+  const p0 = ctx.pipelines.ready(specs[0])
+  const p1 = ctx.pipelines.ready(specs[1])
+  return { shape, tileM, meta, multi, shrink, kg, specs, pipelines: p0 && p1 ? [p0, p1] : null }
 }
+
+function expandTilingOf(ctx: CallContext, tileM: number, kg: number): ExpandTiling {
+  return { ...expandTiling(expandKernel(ctx.spec.sliceWidths), tileM, ctx.profile), KG: kg }
+}
+
+/** Create the plan's pipelines (async, with compile errors as GPU_ERROR) if they are not ready. */
+export async function ensurePipelines(ctx: CallContext, cp: CallPlan): Promise<void> {
+  if (!cp.pipelines) cp.pipelines = (await Promise.all(cp.specs.map((s) => ctx.pipelines.get(s)))) as [GPUComputePipeline, GPUComputePipeline]
+}
+
+const MAX_BIND_GROUPS = 64
 
 /**
- * The GPU half, synchronous (so it can sit inside one set of error scopes with the submit):
- * upload metadata and params to pooled buffers and bind the dispatches to x and y.
+ * The GPU half, synchronous: one writeBuffer of the call's params and metadata into the ring,
+ * and the dispatches bound to x and y through cached bind groups. Nothing is created per call
+ * once a (x, y) pair has been seen. Pipelines missing from the plan are created synchronously.
  */
 export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuffer): PreparedCall {
-  const { spec, pool, device } = ctx
-  const { meta, shape, tileM } = cp
-  const metaBuf = pool.acquire(meta.data.byteLength, USAGE.storage, 'meta')
-  device.queue.writeBuffer(metaBuf, 0, meta.data as Int32Array<ArrayBuffer>)
-  const hBytes = meta.numEntries * shape.numSlices * ctx.strides.rankStride * 4
-  const h = pool.acquire(hBytes, USAGE.storage, 'h')
-  const scratch = [metaBuf, h]
-  try {
-    const { slots } = ctx.weights
-    const kernel = expandKernel(spec.sliceWidths)
-    const shrinks: Dispatch[] = []
-    const expands: Dispatch[] = []
-    // one shrink and one expand per slot group the batch uses (usually one group)
-    for (const { group, tileStart, tileCount } of tileRunsByGroup(ctx, meta)) {
-      const params = pool.acquire(PARAMS_BYTES, USAGE.uniform, 'params')
-      scratch.push(params)
-      const offsets = { ...meta, tilesOffset: meta.tilesOffset + 4 * tileStart }
-      device.queue.writeBuffer(params, 0, packParams(spec, ctx.strides, offsets, group))
-      const { A, B } = group
-      shrinks.push(shrinkDispatch(ctx.storage, shrinkTiling(tileM), shape, tileCount, { params, x, A, slots, meta: metaBuf, h }))
-      const eb = { params, h, B, slots, meta: metaBuf, y }
-      expands.push(
-        cp.multi
-          ? expandMultiDispatch(ctx.storage, EXPAND_MULTI_TILING, shape, meta.numTokens, eb)
-          : expandDispatch(ctx.storage, kernel, expandTiling(kernel, tileM), shape, tileCount, eb),
-      )
-    }
-    const dispatches = [...shrinks, ...expands]
-    const pipelines = [...shrinks.map(() => cp.pipelines[0]), ...expands.map(() => cp.pipelines[1])]
-    return { dispatches, pipelines, scratch }
-  } catch (e) {
-    for (const b of scratch) pool.release(b)
-    throw e
+  const { spec, shared } = ctx
+  const { meta, shape, tileM, kg } = cp
+  const pipelines = cp.pipelines ?? (cp.pipelines = [ctx.pipelines.now(cp.specs[0]), ctx.pipelines.now(cp.specs[1])])
+  const runs = tileRunsByGroup(ctx, meta)
+  const hPart = meta.numEntries * shape.numSlices * ctx.strides.rankStride
+  const h = shared.h.get(kg * hPart * 4)
+  const ring = shared.ring
+  const metaBytes = meta.data.byteLength
+  const at = ring.take(runs.length, metaBytes)
+  const words = ring.staging
+  for (let g = 0; g < runs.length; g++) {
+    const { group, tileStart } = runs[g]
+    const offsets = { ...meta, tilesOffset: meta.tilesOffset + 4 * tileStart }
+    packParams(words, g * 64, spec, ctx.strides, offsets, group, hPart)
   }
+  const metaWord = (at.meta - at.params) / 4
+  new Int32Array(words.buffer, metaWord * 4, meta.data.length).set(meta.data)
+  ring.upload(at.params, at.meta - at.params + metaBytes)
+
+  const kernel = expandKernel(spec.sliceWidths)
+  const shrinks: BoundDispatch[] = []
+  const expands: BoundDispatch[] = []
+  // one shrink and one expand per slot group the batch uses (usually one group)
+  for (let g = 0; g < runs.length; g++) {
+    const { group, tileCount } = runs[g]
+    const [bgShrink, bgExpand] = bindGroupsFor(ctx, group, x, y, h)
+    const offsets: [number, number] = [at.params + 256 * g, at.meta]
+    shrinks.push({ spec: cp.specs[0], pipeline: pipelines[0], bindGroup: bgShrink, offsets, groups: shrinkGroups(cp.shrink, shape, tileCount) })
+    const groups = cp.multi
+      ? expandMultiGroups({ ...EXPAND_MULTI_TILING, KG: kg }, shape, meta.numTokens)
+      : expandGroups(kernel, expandTilingOf(ctx, tileM, kg), shape, tileCount)
+    expands.push({ spec: cp.specs[1], pipeline: pipelines[1], bindGroup: bgExpand, offsets, groups })
+  }
+  return { dispatches: [...shrinks, ...expands] }
 }
 
-/** The segment-major expand for this layer: column quads when every slice width allows them. */
-function segmentExpandSpec(ctx: CallContext, tileM: number) {
-  const kernel = expandKernel(ctx.spec.sliceWidths)
-  return expandSpec(ctx.storage, kernel, expandTiling(kernel, tileM))
+/** The shrink's and the expand's bind group for one slot group and buffer pair (cached). */
+function bindGroupsFor(ctx: CallContext, group: SlotGroup, x: GPUBuffer, y: GPUBuffer, h: GPUBuffer): [GPUBindGroup, GPUBindGroup] {
+  const { shared } = ctx
+  const key = `${group.slotBase}|${bufferId(x)}|${bufferId(y)}|${shared.h.generation}|${shared.ring.generation}`
+  let bgs = ctx.bindGroups.get(key)
+  if (bgs) return bgs
+  if (ctx.bindGroups.size >= MAX_BIND_GROUPS) ctx.bindGroups.clear()
+  const ring = shared.ring
+  const params = { buffer: ring.buffer, offset: 0, size: 112 }
+  const meta = { buffer: ring.buffer, offset: 0, size: ring.window }
+  const slots = { buffer: ctx.weights.slots }
+  const make = (input: GPUBuffer, weights: GPUBuffer, output: GPUBuffer): GPUBindGroup =>
+    ctx.device.createBindGroup({
+      layout: shared.layout,
+      entries: [
+        { binding: 0, resource: params },
+        { binding: 1, resource: { buffer: input } },
+        { binding: 2, resource: { buffer: weights } },
+        { binding: 3, resource: slots },
+        { binding: 4, resource: meta },
+        { binding: 5, resource: { buffer: output } },
+      ],
+    })
+  bgs = [make(x, group.A, h), make(h, group.B, y)]
+  ctx.bindGroups.set(key, bgs)
+  return bgs
 }
+
+interface TileRun { group: SlotGroup; tileStart: number; tileCount: number }
 
 /** Runs of consecutive tiles whose slots share a weight group (tiles are sorted by slot). */
-function tileRunsByGroup(ctx: CallContext, meta: CallMeta): { group: SlotGroup; tileStart: number; tileCount: number }[] {
-  const runs: { group: SlotGroup; tileStart: number; tileCount: number }[] = []
+function tileRunsByGroup(ctx: CallContext, meta: CallMeta): TileRun[] {
+  const runs: TileRun[] = []
   for (let i = 0; i < meta.numTiles; i++) {
     const group = ctx.weights.group(meta.data[meta.tilesOffset + 4 * i])
     const last = runs[runs.length - 1]
@@ -126,30 +192,20 @@ function tileRunsByGroup(ctx: CallContext, meta: CallMeta): { group: SlotGroup; 
   return runs
 }
 
-/** planCall then bindCall (the bench uses it to time kernels on its own buffers). */
+/** planCall, its pipelines, then bindCall (the bench uses it to time kernels on its own buffers). */
 export async function prepareCall(ctx: CallContext, plan: SegmentPlan, x: GPUBuffer, y: GPUBuffer): Promise<PreparedCall> {
-  return bindCall(ctx, await planCall(ctx, plan), x, y)
+  const cp = planCall(ctx, plan)
+  await ensurePipelines(ctx, cp)
+  return bindCall(ctx, cp, x, y)
 }
 
 /** Record the call's dispatches in one compute pass (kernels in order; y updated in place). */
-export function encodeCall(
-  device: GPUDevice,
-  encoder: GPUCommandEncoder,
-  call: PreparedCall,
-  timestampWrites?: GPUComputePassTimestampWrites,
-): void {
-  const pass = encoder.beginComputePass(timestampWrites ? { timestampWrites } : {})
-  call.dispatches.forEach((d, i) => {
-    const pipeline = call.pipelines[i]
-    pass.setPipeline(pipeline)
-    pass.setBindGroup(
-      0,
-      device.createBindGroup({
-        layout: pipeline.getBindGroupLayout(0),
-        entries: d.buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
-      }),
-    )
-    pass.dispatchWorkgroups(...d.groups)
-  })
+export function encodeCall(encoder: GPUCommandEncoder, call: PreparedCall, timestampWrites?: GPUComputePassTimestampWrites): void {
+  const pass = encoder.beginComputePass(timestampWrites ? { timestampWrites } : undefined)
+  for (const d of call.dispatches) {
+    pass.setPipeline(d.pipeline)
+    pass.setBindGroup(0, d.bindGroup, d.offsets)
+    pass.dispatchWorkgroups(d.groups[0], d.groups[1], d.groups[2])
+  }
   pass.end()
 }

@@ -2,11 +2,13 @@ import { LoraError } from '../errors.js'
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec, PreparedAdapter } from '../types.js'
 import { USAGE, type BufferPool } from './buffers.js'
-import { bindCall, type CallContext, encodeCall, planCall } from './call.js'
+import { bindCall, type CallContext, encodeCall, ensurePipelines, planCall } from './call.js'
 import type { LossWatch } from './device.js'
 import { stridesOf } from './params.js'
 import type { PipelineCache } from './pipelines.js'
+import type { KernelProfile } from './programs/program.js'
 import type { WeightStorage } from './shaders.js'
+import type { SharedCallState } from './shared.js'
 import type { GpuData, WebGpuLayer } from './types.js'
 import { LayerWeights } from './weights.js'
 
@@ -18,6 +20,8 @@ export interface LayerEnv {
   watch: LossWatch
   pipelines: PipelineCache
   pool: BufferPool
+  shared: SharedCallState
+  profile: KernelProfile
   storageOf(spec: LayerSpec): WeightStorage
   maxBinding: number
   onDispose(layer: GpuLayer): void
@@ -44,7 +48,10 @@ export class GpuLayer implements WebGpuLayer {
       weights: new LayerWeights(env.device, spec, strides, env.maxBinding),
       ranks: new Int32Array(spec.maxAdapters),
       pipelines: env.pipelines,
-      pool: env.pool,
+      shared: env.shared,
+      profile: env.profile,
+      bindGroups: new Map(),
+      kernels: new Map(),
     }
   }
 
@@ -67,8 +74,8 @@ export class GpuLayer implements WebGpuLayer {
 
   async apply(x: GpuData, y: GpuData, plan: SegmentPlan): Promise<void> {
     this.alive()
-    const { spec, pool } = this.ctx
-    const { device, watch } = this.env
+    const { spec } = this.ctx
+    const { device, watch, pool } = this.env
     const T = plan.numTokens
     const xBytes = T * spec.inFeatures * 4
     const yBytes = T * spec.outFeatures * 4
@@ -76,8 +83,11 @@ export class GpuLayer implements WebGpuLayer {
     if (!(y instanceof Float32Array)) checkGpuBuffer(y, yBytes, 'y')
     if (plan.rows.length === 0) return // nothing to add (T = 0, or every id -1)
 
-    const cp = await planCall(this.ctx, plan) // pipelines first: the rest is synchronous
-    this.alive()
+    const cp = planCall(this.ctx, plan)
+    if (!cp.pipelines) {
+      await ensurePipelines(this.ctx, cp) // pipelines first: the rest is synchronous
+      this.alive()
+    }
 
     // uploads, dispatches and submit inside one set of error scopes, with no await in between
     device.pushErrorScope('out-of-memory')
@@ -98,9 +108,8 @@ export class GpuLayer implements WebGpuLayer {
         device.queue.writeBuffer(yBuf, 0, y as Float32Array<ArrayBuffer>, 0, T * spec.outFeatures)
       }
       const call = bindCall(this.ctx, cp, xBuf, yBuf)
-      owned.push(...call.scratch)
       const encoder = device.createCommandEncoder({ label: 'lora apply' })
-      encodeCall(device, encoder, call)
+      encodeCall(encoder, call)
       if (y instanceof Float32Array) {
         staging = pool.acquire(yBytes, USAGE.readback, 'y readback')
         encoder.copyBufferToBuffer(yBuf, 0, staging, 0, yBytes)
@@ -123,6 +132,20 @@ export class GpuLayer implements WebGpuLayer {
       if (staging?.mapState === 'mapped') staging.unmap()
       if (staging) pool.release(staging)
     }
+  }
+
+  /**
+   * Record the call into `encoder` (no submit, no wait): y is updated when the caller submits it,
+   * with the weights and metadata as they are at that submit. x and y are GPUBuffers.
+   */
+  encode(encoder: GPUCommandEncoder, x: GPUBuffer, y: GPUBuffer, plan: SegmentPlan): void {
+    this.alive()
+    const { spec } = this.ctx
+    const T = plan.numTokens
+    checkGpuBuffer(x, T * spec.inFeatures * 4, 'x')
+    checkGpuBuffer(y, T * spec.outFeatures * 4, 'y')
+    if (plan.rows.length === 0) return
+    encodeCall(encoder, bindCall(this.ctx, planCall(this.ctx, plan), x, y))
   }
 
   dispose(): void {

@@ -18,11 +18,15 @@ export function pipelineKey(spec: PipelineSpec): string {
 /** Compute pipelines by key, created once, inside error scopes (failures -> LoraError 'GPU_ERROR'). */
 export class PipelineCache {
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>()
+  /** The pipelines created so far, by spec object and by key (specs are cached by their users). */
+  private readonly done = new Map<string, GPUComputePipeline>()
+  private readonly bySpec = new WeakMap<PipelineSpec, GPUComputePipeline>()
   private readonly modules = new Map<string, GPUShaderModule>()
   constructor(
     private readonly device: GPUDevice,
     private readonly sources: Record<ShaderName | 'params', string>,
     private readonly watch: LossWatch,
+    private readonly layout: GPUPipelineLayout,
   ) {}
 
   get(spec: PipelineSpec): Promise<GPUComputePipeline> {
@@ -30,10 +34,44 @@ export class PipelineCache {
     let p = this.pipelines.get(key)
     if (!p) {
       p = this.create(spec, key)
-      p.catch(() => this.pipelines.delete(key)) // a failed creation is retried next time
+      p.then((made) => this.done.set(key, made), () => this.pipelines.delete(key)) // a failed creation is retried next time
       this.pipelines.set(key, p)
     }
     return p
+  }
+
+  /** The pipeline if it was created already (no wait), else undefined. */
+  ready(spec: PipelineSpec): GPUComputePipeline | undefined {
+    const hit = this.bySpec.get(spec)
+    if (hit) return hit
+    const made = this.done.get(pipelineKey(spec))
+    if (made) this.bySpec.set(spec, made)
+    return made
+  }
+
+  /**
+   * The pipeline now: created synchronously when missing (for `encode`, which cannot wait; a
+   * compile error then surfaces as an uncaptured GPU error, as for any synchronous creation).
+   */
+  now(spec: PipelineSpec): GPUComputePipeline {
+    const ready = this.ready(spec)
+    if (ready) return ready
+    this.watch.check()
+    const key = pipelineKey(spec)
+    const made = this.device.createComputePipeline({ label: key, layout: this.layout, compute: { module: this.module(spec), entryPoint: 'main', constants: spec.overrides } })
+    this.done.set(key, made)
+    this.pipelines.set(key, Promise.resolve(made))
+    return made
+  }
+
+  private module(spec: PipelineSpec): GPUShaderModule {
+    const moduleKey = `${spec.shader}|${spec.storage}`
+    let module = this.modules.get(moduleKey)
+    if (!module) {
+      module = this.device.createShaderModule({ label: moduleKey, code: specialise(this.sources[spec.shader], spec.storage, this.sources.params) })
+      this.modules.set(moduleKey, module)
+    }
+    return module
   }
 
   private async create(spec: PipelineSpec, key: string): Promise<GPUComputePipeline> {
@@ -42,16 +80,12 @@ export class PipelineCache {
     device.pushErrorScope('validation')
     device.pushErrorScope('internal')
     const moduleKey = `${spec.shader}|${spec.storage}`
-    let module = this.modules.get(moduleKey)
-    if (!module) {
-      module = device.createShaderModule({ label: moduleKey, code: specialise(this.sources[spec.shader], spec.storage, this.sources.params) })
-      this.modules.set(moduleKey, module)
-    }
+    const module = this.module(spec)
     // pop right after the synchronous calls: no await between push and pop, so concurrent
     // calls never see each other's scopes (compile errors of the async creation reject its promise)
     const creating = device.createComputePipelineAsync({
       label: key,
-      layout: 'auto',
+      layout: this.layout,
       compute: { module, entryPoint: 'main', constants: spec.overrides },
     })
     const scopes = Promise.all([device.popErrorScope(), device.popErrorScope()])
