@@ -89,6 +89,15 @@ export class GpuLayer implements WebGpuLayer {
       this.alive()
     }
 
+    if (!(x instanceof Float32Array) && !(y instanceof Float32Array)) {
+      // GPU-resident: record and submit, no error scopes (awaiting them waits on the queue: tens
+      // to hundreds of microseconds a call); every argument was checked above, and a buffer
+      // destroyed by the caller shows as the device's uncaptured validation error, as with encode
+      const encoder = device.createCommandEncoder({ label: 'lora apply' })
+      encodeCall(encoder, bindCall(this.ctx, cp, x, y))
+      device.queue.submit([encoder.finish()])
+      return
+    }
     // uploads, dispatches and submit inside one set of error scopes, with no await in between
     device.pushErrorScope('out-of-memory')
     device.pushErrorScope('validation')
