@@ -6,6 +6,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { runSoak, type SoakConfig } from '../test/soak-run.js'
+import { writeResultsMarkdown } from './results-md.js'
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp'
 
@@ -33,6 +34,7 @@ const report = await runSoak(cfg)
 console.log(JSON.stringify(report, null, 2))
 await mkdir(new URL('./results/', import.meta.url), { recursive: true })
 await writeFile(new URL('./results/soak.json', import.meta.url), JSON.stringify({ date: new Date().toISOString(), node: process.version, config: { ...cfg, onProgress: undefined }, report }, null, 2) + '\n')
+writeResultsMarkdown()
 const failed = report.wrong > 0 || Object.keys(report.errors).length > 0
 if (failed) console.error(`SOAK FAILED:\n${report.failures.join('\n')}`)
 process.exit(failed ? 1 : 0)

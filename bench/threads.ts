@@ -18,6 +18,7 @@ import { createRuntime, type Layer, type Runtime } from '../src/index.js'
 import type { ThreadedWasmBackend } from '../src/wasm/threads/backend.js'
 import { Rng } from '../test/random.js'
 import { ParallelCeiling } from './parallel-ceiling.js'
+import { writeResultsMarkdown } from './results-md.js'
 import { quantile, timeCalls } from './timing-threads.js'
 
 const args = process.argv.slice(2)
@@ -135,6 +136,7 @@ writeFileSync(jsonPath, JSON.stringify({
   rounds, loadAverageEnd: loadavg(), rows,
 }, null, 1))
 console.log(`wrote ${jsonPath}; load average at end ${loadavg()[0].toFixed(1)}`)
+if (jsonPath === 'bench/results/threads.json') writeResultsMarkdown()
 
 function wasmOf(rt: Runtime): ThreadedWasmBackend {
   return (rt as unknown as { all: ThreadedWasmBackend[] }).all.find((b) => b.name === 'wasm')!

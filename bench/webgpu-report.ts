@@ -1,9 +1,8 @@
 /**
- * bench/results/webgpu.md from every bench/results/webgpu-<adapter>.json that bench/webgpu.ts
- * wrote (one per adapter and implementation): `npx tsx bench/webgpu-report.ts`; the bench runs it
- * after each run too.
+ * The markdown of bench/results/webgpu.md from every bench/results/webgpu-<adapter>.json that
+ * bench/webgpu.ts wrote (one per adapter and implementation); bench/results-md.ts writes it.
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 
 interface Row {
   kernels: string; dtype: string; layer: string; rank: number; adapters: number; T: number
@@ -14,15 +13,17 @@ interface Row {
 interface ModelRow { T: number; kernels: string; modules: number; sumKernelMs: number; wallMs: number; cpuMs: number; wallOverKernelSum: number }
 interface Result {
   date: string; implementation: string
-  adapter: { vendor: string; architecture: string; description: string; isSoftware: boolean; kernels: string }
+  adapter: { vendor: string; architecture: string; device?: string; description: string; isSoftware: boolean; kernels: string }
   ceilings: { copyGBs: number; matmulGflops: number; submitMs: number; uploadGBs: number; readbackGBs: number; dispatch: { oneMs: number } }
   rows: Row[]; encode: ModelRow[]
 }
 
+/** The adapter's name: its device string, else the name in the file (webgpu-<adapter>.json). */
+export function adapterLabel(a: { device?: string; description: string }, file: string): string {
+  return a.device || file.replace(/^webgpu-|\.json$/g, '')
+}
 const us = (ms: number): string => (ms * 1e3).toFixed(ms < 0.01 ? 1 : 0)
-const dir = new URL('./results/', import.meta.url)
-
-export function webgpuReport(): string {
+export function webgpuReport(dir: string): string {
   const files = readdirSync(dir).filter((f) => /^webgpu-.+\.json$/.test(f)).sort()
   const out = [
     '# WebGPU kernels per adapter',
@@ -36,9 +37,9 @@ export function webgpuReport(): string {
     '',
   ]
   for (const f of files) {
-    const r = JSON.parse(readFileSync(new URL(f, dir), 'utf8')) as Result
+    const r = JSON.parse(readFileSync(`${dir}/${f}`, 'utf8')) as Result
     const c = r.ceilings
-    out.push(`## ${r.adapter.description} (${r.implementation}), ${r.date.slice(0, 10)}`, '')
+    out.push(`## ${adapterLabel(r.adapter, f)} (${r.implementation}), ${r.date.slice(0, 10)}`, '')
     out.push(`Copy ${c.copyGBs.toFixed(1)} GB/s, matmul ${(c.matmulGflops / 1e3).toFixed(2)} TFLOP/s, host -> GPU ${c.uploadGBs?.toFixed(1)} GB/s, ` +
       `GPU -> host ${c.readbackGBs?.toFixed(1)} GB/s, submit + wait ${us(c.submitMs)} us, a pass of one tiny dispatch ${us(c.dispatch.oneMs)} us. ` +
       `Default tiles: ${r.adapter.kernels}.`, '')
@@ -59,9 +60,3 @@ export function webgpuReport(): string {
   }
   return out.join('\n')
 }
-
-export function writeWebGpuReport(): void {
-  writeFileSync(new URL('webgpu.md', dir), webgpuReport())
-}
-
-if (import.meta.url === new URL(`file://${process.argv[1]}`).href) writeWebGpuReport()

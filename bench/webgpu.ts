@@ -23,7 +23,7 @@ import { encodeCall, prepareCall } from '../src/webgpu/call.js'
 import type { GpuLayer } from '../src/webgpu/layer.js'
 import type { KernelProfile } from '../src/webgpu/programs/program.js'
 import { materialise, sliceWidthsFor } from '../test/grid.js'
-import { writeWebGpuReport } from './webgpu-report.js'
+import { writeResultsMarkdown } from './results-md.js'
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp'
 const quick = process.argv.includes('--quick')
@@ -340,13 +340,13 @@ writeFileSync(
   JSON.stringify({
     date: new Date().toISOString(),
     implementation: isDeno ? 'deno (wgpu)' : 'node (dawn)',
-    adapter: { vendor: info.vendor, architecture: info.architecture, description: info.description, isSoftware: backend.isSoftware, kernels: backend.kernels },
+    adapter: { vendor: info.vendor, architecture: info.architecture, device: (info as GPUAdapterInfo & { device?: string }).device, description: info.description, isSoftware: backend.isSoftware, kernels: backend.kernels },
     ceilings: { ...ceil, samples, submitMs, dispatch, ...rates },
     rows,
     encode: models,
   }, null, 1),
 )
-writeWebGpuReport()
+writeResultsMarkdown()
 console.log(`wrote bench/results/${file} and bench/results/webgpu.md`)
 for (const b of backends.values()) if (b !== backend) b.dispose()
 backend.dispose()

@@ -1,11 +1,12 @@
 import type { Backend, BackendLayer } from './backend.js'
-import type { CallFeatures } from './cost.js'
+import type { CallFeatures } from './dispatch/cost.js'
 import { LoraError } from './errors.js'
 import { buildSegments, type SegmentPlan } from './metadata.js'
 import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec, PreparedAdapter } from './types.js'
 import type { WebGpuBackend } from './webgpu/index.js'
 import type { WebGpuLayer } from './webgpu/types.js'
 import { checkApply, checkBackend, checkIds, checkInt, isGpuBuffer, prepareAdapter } from './validate.js'
+import { checkWritable, readBack, writeBack } from './webgpu/transfer.js'
 
 /** What a layer needs from its runtime: the backends and the per-call choice among them. */
 export interface LayerHost {
@@ -156,7 +157,14 @@ export class LoraLayer implements Layer {
       throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${String(options)}`)
     }
     const choice = checkBackend('options.backend', options.backend ?? this.host.defaultBackend)
-    const ids = isGpuBuffer(idsIn) ? await this.readIds(idsIn, options, x, y) : idsIn
+    // Host x and ids are the caller's again once this returns its promise: whatever reads them
+    // after an await reads a copy made before it.
+    if (isGpuBuffer(idsIn)) {
+      const read = this.readIds(idsIn, options, x, y) // the read is submitted before this returns
+      if (x instanceof Float32Array) x = x.slice()
+      idsIn = await read
+    }
+    const ids = idsIn
     const { T, K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens)
     checkIds(ids, K, this.spec.maxAdapters, this.filled)
     let entries = 0, distinct = 0, rankSum = 0, rankEntries = 0
@@ -197,7 +205,10 @@ export class LoraLayer implements Layer {
     const call: Attempt = { x, y, ids, K, features, first, chunk: backend.chunkSize ?? 64, before }
     let run = this.attempt(call, backend)
     if (!(run instanceof Promise)) return // synchronous backend: done
-    if (choice === 'auto') {
+    if (choice === 'auto' && backend.name === 'webgpu') {
+      // the retry below may run after the caller reused x and ids
+      if (x instanceof Float32Array) call.x = x.slice(0, T * spec.inFeatures)
+      call.ids = ids.slice(0, T * K)
       // A device lost during the call (y is untouched then): run it again on a backend that works.
       run = run.catch((e: unknown) => {
         if (!(e instanceof LoraError && e.code === 'DEVICE_LOST')) throw e
@@ -252,7 +263,9 @@ export class LoraLayer implements Layer {
     const layer = this.onBackend.get(b.name)!
     const plan = (b.chunkSize ?? 64) === c.chunk ? c.first : buildSegments(c.ids, c.K, this.spec.maxAdapters, b.chunkSize ?? 64)
     const waits = c.before?.get(b.name)
-    return waits ? Promise.all(waits).then(() => this.runPlan(b, layer, c, plan)) : this.runPlan(b, layer, c, plan)
+    if (!waits) return this.runPlan(b, layer, c, plan)
+    const deferred = c.x instanceof Float32Array ? { ...c, x: c.x.slice(0, plan.numTokens * this.spec.inFeatures) } : c
+    return Promise.all(waits).then(() => this.runPlan(b, layer, deferred, plan))
   }
 
   private runPlan(b: Backend, layer: BackendLayer, c: Attempt, plan: SegmentPlan): void | Promise<void> {
@@ -278,7 +291,6 @@ export class LoraLayer implements Layer {
     }
     // x and y are checked against T before the read (checkApply checks them again after it)
     checkApply(this.spec, x, y, new Int32Array(T * K), K, T)
-    const { readBack } = await import('./webgpu/transfer.js')
     const floats = await readBack(gpu.device, ids, T * K, 'ids')
     return new Int32Array(floats.buffer, floats.byteOffset, T * K)
   }
@@ -287,11 +299,13 @@ export class LoraLayer implements Layer {
   private async applyThroughHost(layer: BackendLayer, x: Float32Array | GPUBuffer, y: Float32Array | GPUBuffer, plan: SegmentPlan): Promise<void> {
     const gpu = this.owners.get('webgpu') as WebGpuBackend | undefined
     if (!gpu || gpu.lost) throw new LoraError('DEVICE_LOST', 'x or y is a GPUBuffer but the runtime has no working WebGPU device')
-    const { readBack, writeBack, checkWritable } = await import('./webgpu/transfer.js')
     if (isGpuBuffer(y)) checkWritable(y)
     const T = plan.numTokens
-    const xs = isGpuBuffer(x) ? await readBack(gpu.device, x, T * this.spec.inFeatures, 'x') : x
-    const ys = isGpuBuffer(y) ? await readBack(gpu.device, y, T * this.spec.outFeatures, 'y') : y
+    // both reads are submitted before this returns: later work queued by the caller comes after them
+    const [xs, ys] = await Promise.all([
+      isGpuBuffer(x) ? readBack(gpu.device, x, T * this.spec.inFeatures, 'x') : x,
+      isGpuBuffer(y) ? readBack(gpu.device, y, T * this.spec.outFeatures, 'y') : y,
+    ])
     await layer.apply(xs, ys, plan)
     if (isGpuBuffer(y)) writeBack(gpu.device, y, ys)
   }

@@ -3,29 +3,25 @@
  * the results of running them one by one; slot writes (setAdapter / clearAdapter) and adapter
  * loads, replacements and unloads during in-flight applies never mix weights within one call:
  * every call equals the float64 reference on the weights as they were when the call was made.
- * Runs on wasm (single-threaded and threaded) and WebGPU (required when CI=true).
+ * Runs on wasm (single-threaded and threaded) and WebGPU (where test/needs.ts finds an adapter).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRuntime, LoraError, type BackendName, type Layer, type LayerOptions, type Runtime, type TokenAdapters } from '../src/index.js'
 import { parseAdapter } from '../src/peft/adapter.js'
-import { roundToDtype } from '../src/dtype.js'
 import { expectDelta, TOLERANCE } from './compare.js'
+import { has } from './needs.js'
 import { makeWeights, peftConfig, toyModules } from './peft-helpers.js'
 import { Rng } from './random.js'
-import { sgmv, type RefAdapter } from './reference.js'
+import { roundWeights, sgmv, type RefAdapter } from './reference.js'
 
-process.env.XDG_RUNTIME_DIR ??= '/tmp'
-
+const gpuHere = await has('webgpu', 'runs its WebGPU parts on wasm only')
 let rt: Runtime
 let threaded: Runtime
 let backends: BackendName[] = []
 beforeAll(async () => {
   rt = await createRuntime({ backend: 'auto' })
   backends = rt.backends
-  if (!backends.includes('webgpu')) {
-    if (process.env.CI === 'true') throw new Error(`CI needs WebGPU: ${rt.webgpuUnavailableReason}`)
-    console.warn(`concurrency: WebGPU parts run on wasm only here (${rt.webgpuUnavailableReason})`)
-  }
+  if (gpuHere) expect(backends, `${rt.webgpuUnavailableReason}`).toContain('webgpu')
   threaded = await createRuntime({ backend: 'wasm', threads: 2 })
 })
 afterAll(() => {
@@ -41,7 +37,7 @@ function randomAdapter(rng: Rng, m: LayerModel, rank: number): { weights: { rank
   const B = m.widths.map((n) => rng.array(n * rank, 0.2))
   const scale = 0.5 + rng.next()
   const dtype = m.opts.weightDtype ?? 'f32'
-  return { weights: { rank, scale, A, B }, ref: { rank, scale, A: A.map((a) => roundToDtype(a, dtype)), B: B.map((b) => roundToDtype(b, dtype)) } }
+  return { weights: { rank, scale, A, B }, ref: { rank, scale, A: A.map((a) => roundWeights(a, dtype)), B: B.map((b) => roundWeights(b, dtype)) } }
 }
 
 function makeLayer(r: Runtime, rng: Rng, opts: LayerOptions): LayerModel {

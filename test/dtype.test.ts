@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, roundToDtype } from '../src/dtype.js'
 import { Rng } from './random.js'
+import { roundWeights } from './reference.js'
 
 describe('bf16', () => {
   it('rounds to nearest even', () => {
@@ -46,5 +47,47 @@ describe('f16', () => {
     const a = Float32Array.of(1 + 2 ** -12, 3.14159)
     expect([...roundToDtype(a, 'f16')]).toEqual([1, f16BitsToF32(f32ToF16Bits(3.14159))])
     expect(roundToDtype(a, 'f32')).toEqual(a)
+  })
+})
+
+describe('roundToDtype against the test reference (its own arithmetic rounding)', () => {
+  /** Every tie between two neighbours of `dtype` near the values given, the neighbours, and one f32 ulp either side of each tie. */
+  function edgeValues(): Float32Array {
+    const bits = new Uint32Array(1)
+    const f = new Float32Array(bits.buffer)
+    const out: number[] = [0, -0, NaN, Infinity, -Infinity, 65504, 65519.99, 65520, -65520, 3.3895313892515355e38, 3.3961775292304135e38, 2 ** -24, 2 ** -25, 3 * 2 ** -25, 2 ** -133, 2 ** -134, 2 ** -14, 2 ** -15 * 3]
+    const rng = new Rng(11)
+    for (let i = 0; i < 4000; i++) {
+      // a random f32 (any exponent), then its bf16 tie (low 16 bits 0x8000) and f16 tie (low 13 bits 0x1000)
+      bits[0] = (rng.int(2 ** 16) << 16) | rng.int(2 ** 16)
+      const v = f[0]
+      const base = bits[0]
+      for (const tie of [(base & 0xffff0000) | 0x8000, (base & 0xffffe000) | 0x1000]) {
+        for (const d of [-1, 0, 1]) {
+          bits[0] = tie + d
+          out.push(f[0])
+        }
+      }
+      out.push(v)
+    }
+    // f16 subnormal ties: k + 1/2 times the spacing 2^-24
+    for (let k = 0; k < 1024; k++) out.push((k + 0.5) * 2 ** -24, -(k + 0.5) * 2 ** -24)
+    return Float32Array.from(out)
+  }
+
+  for (const dtype of ['bf16', 'f16'] as const) {
+    it(`${dtype}: the same values on ties, neighbours, subnormals, overflow and random f32`, () => {
+      const values = edgeValues()
+      const got = roundToDtype(values, dtype)
+      const want = roundWeights(values, dtype)
+      for (let i = 0; i < values.length; i++) {
+        if (!Object.is(got[i], want[i])) throw new Error(`${dtype}(${values[i]}): library ${got[i]}, reference ${want[i]}`)
+      }
+    })
+  }
+
+  it('the reference rounds known ties to even', () => {
+    expect([...roundWeights(Float32Array.of(1 + 2 ** -8, 1 + 3 * 2 ** -8, -(1 + 2 ** -8)), 'bf16')]).toEqual([1, 1 + 2 ** -6, -1])
+    expect([...roundWeights(Float32Array.of(1 + 2 ** -11, 1 + 3 * 2 ** -11, 2 ** -25, 3 * 2 ** -25, 65520), 'f16')]).toEqual([1, 1 + 2 ** -9, 0, 2 ** -23, Infinity])
   })
 })

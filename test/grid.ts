@@ -3,11 +3,10 @@
  * every value of every axis appears in at least one case (the other axes drawn at random from a
  * seeded generator, shrunk where needed to keep the float64 reference fast), plus named edge cases.
  */
-import { roundToDtype } from '../src/dtype.js'
 import type { AdapterWeights, LayerOptions, LayerSpec, PreparedAdapter, WeightDtype } from '../src/types.js'
 import { checkLayerOptions, prepareAdapter } from '../src/validate.js'
 import { Rng } from './random.js'
-import type { RefAdapter, RefLayer } from './reference.js'
+import { roundWeights, type RefAdapter, type RefLayer } from './reference.js'
 
 export type IdPattern = 'distinct' | 'uniform' | 'zipf' | 'identical' | 'skewed' | 'some-none'
 
@@ -202,7 +201,7 @@ export function makeCase(c: Case): CaseData {
     const A = c.sliceWidths.map(() => rng.array(rank * c.inFeatures, 1 / Math.sqrt(c.inFeatures)))
     const B = c.sliceWidths.map((n) => rng.array(n * rank, 0.1))
     adapters.set(slot, { rank, scale, A: c.sliceWidths.length === 1 ? A[0] : A, B: c.sliceWidths.length === 1 ? B[0] : B })
-    refAdapters[slot] = { rank, scale, A: A.map((a) => roundToDtype(a, c.dtype)), B: B.map((b) => roundToDtype(b, c.dtype)) }
+    refAdapters[slot] = { rank, scale, A: A.map((a) => roundWeights(a, c.dtype)), B: B.map((b) => roundWeights(b, c.dtype)) }
   }
   const out = c.sliceWidths.reduce((a, b) => a + b, 0)
   return {

@@ -74,3 +74,30 @@ export function sgmv(layer: RefLayer, x: Float32Array, ids: Int32Array, adapters
   }
   return delta
 }
+
+/**
+ * x rounded to the nearest value with `bits` significant bits (the implicit one included), the
+ * smallest normal 2^minExp, the largest finite `max`: round to nearest, ties to even; past max
+ * +-Infinity. Plain float64 arithmetic, independent of the library's bit manipulations.
+ */
+function roundNearestEven(x: number, bits: number, minExp: number, max: number): number {
+  if (Number.isNaN(x) || x === 0 || !Number.isFinite(x)) return x
+  const a = Math.abs(x)
+  let e = Math.floor(Math.log2(a))
+  if (2 ** e > a) e--
+  if (2 ** (e + 1) <= a) e++
+  const ulp = 2 ** (Math.max(e, minExp) - (bits - 1)) // below 2^minExp: the subnormal spacing
+  const q = a / ulp // exact: ulp is a power of two
+  const f = Math.floor(q)
+  const r = q - f > 0.5 || (q - f === 0.5 && f % 2 === 1) ? f + 1 : f
+  const v = r * ulp
+  // a value past max by half an ulp of max or more has no finite neighbour: it rounds to infinity
+  return Math.sign(x) * (v > max ? Infinity : v)
+}
+
+/** Weights as a layer of `dtype` stores them: bf16 (8 significant bits) or f16 (11), round to nearest even. */
+export function roundWeights(values: Float32Array, dtype: 'f32' | 'bf16' | 'f16'): Float32Array {
+  if (dtype === 'f32') return new Float32Array(values)
+  const [bits, minExp, max] = dtype === 'bf16' ? [8, -126, (2 - 2 ** -7) * 2 ** 127] : [11, -14, 65504]
+  return Float32Array.from(values, (v) => roundNearestEven(v, bits, minExp, max))
+}

@@ -8,11 +8,11 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { encodeHalf, roundToDtype } from '../src/dtype.js'
+import { encodeHalf } from '../src/dtype.js'
 import { createRuntime, LoraError, writeSafetensors, type BackendChoice, type TokenAdapters } from '../src/index.js'
 import type { TensorToWrite } from '../src/peft/safetensors.js'
 import { Rng } from './random.js'
-import { sgmv, type RefAdapter } from './reference.js'
+import { roundWeights, sgmv, type RefAdapter } from './reference.js'
 
 export interface SoakConfig {
   adapters: number
@@ -90,7 +90,7 @@ async function writeAdapter(dir: string, i: number, rng: Rng): Promise<AdapterMo
     for (const [k, v, shape] of [['A', A, [r, inF]], ['B', B, [outF, r]]] as const) {
       tensors.set(`base_model.model.${path}.lora_${k}.weight`, dtype === 'F32' ? { dtype, shape: [...shape], data: v } : { dtype, shape: [...shape], data: encodeHalf(v, dtype === 'F16' ? 'f16' : 'bf16') })
     }
-    const round = (v: Float32Array): Float32Array => (dtype === 'F32' ? v : roundToDtype(v, dtype === 'F16' ? 'f16' : 'bf16'))
+    const round = (v: Float32Array): Float32Array => (dtype === 'F32' ? v : roundWeights(v, dtype === 'F16' ? 'f16' : 'bf16'))
     modules.set(path, { rank: r, scale: rslora ? alpha / Math.sqrt(r) : alpha / r, A: [round(A)], B: [round(B)] })
     bytes += (A.length + B.length) * 4
   }

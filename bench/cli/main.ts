@@ -17,6 +17,7 @@ import { tfjsPeer } from '../peers/tfjs.js'
 import type { Peer } from '../peers/types.js'
 import { chartSvg } from './chart.js'
 import { copiesOf, DTYPES, gridOf, groupData, Rotation, rounded } from './grid.js'
+import { writeResultsMarkdown } from '../results-md.js'
 import { addHeadroom, markdown, type Row, rowsOf, summarise, table } from './report.js'
 import { type PointLayers, runPoint } from './run-point.js'
 
@@ -131,4 +132,5 @@ for (const [path, text] of [[jsonPath, JSON.stringify(result, null, 1)], [svgPat
   writeFileSync(path, text)
 }
 console.log(`wrote ${jsonPath}, ${svgPath}, ${mdPath} in ${result.seconds.toFixed(0)} s`)
+if (jsonPath === 'bench/results/bench.json') writeResultsMarkdown()
 rt.dispose()

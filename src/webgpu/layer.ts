@@ -83,9 +83,14 @@ export class GpuLayer implements WebGpuLayer {
     if (!(y instanceof Float32Array)) checkGpuBuffer(y, yBytes, 'y')
     if (plan.rows.length === 0) return // nothing to add (T = 0, or every id -1)
 
+    // x is the caller's again once this returns its promise: it is read (uploaded, or read by
+    // submitted work) before then. Host x: when the pipelines must be awaited, a copy waits instead.
+    // GPU x: missing pipelines are created synchronously (bindCall).
     const cp = planCall(this.ctx, plan)
-    if (!cp.pipelines) {
-      await ensurePipelines(this.ctx, cp) // pipelines first: the rest is synchronous
+    let xNow = x
+    if (!cp.pipelines && x instanceof Float32Array) {
+      xNow = x.slice(0, T * spec.inFeatures)
+      await ensurePipelines(this.ctx, cp)
       this.alive()
     }
 
@@ -106,11 +111,11 @@ export class GpuLayer implements WebGpuLayer {
     let staging: GPUBuffer | undefined
     let thrown: unknown
     try {
-      let xBuf = x as GPUBuffer
+      let xBuf = xNow as GPUBuffer
       let yBuf = y as GPUBuffer
-      if (x instanceof Float32Array) {
+      if (xNow instanceof Float32Array) {
         owned.push((xBuf = pool.acquire(xBytes, USAGE.storage, 'x')))
-        device.queue.writeBuffer(xBuf, 0, x as Float32Array<ArrayBuffer>, 0, T * spec.inFeatures)
+        device.queue.writeBuffer(xBuf, 0, xNow as Float32Array<ArrayBuffer>, 0, T * spec.inFeatures)
       }
       if (y instanceof Float32Array) {
         owned.push((yBuf = pool.acquire(yBytes, USAGE.storageRw, 'y')))

@@ -146,10 +146,18 @@ export class ThreadedWasmBackend extends WasmBackend {
     return this.pending > 0
   }
 
-  /** Run calls one at a time, in order. */
+  /** Run calls one at a time, in order; with none running, `fn` starts now (before this returns). */
   exclusive<T>(fn: () => T | Promise<T>): Promise<T> {
+    const idle = this.pending === 0
     this.pending++
-    const run = this.queue.then(fn).finally(() => this.pending--)
+    const start = (): Promise<T> => {
+      try {
+        return Promise.resolve(fn())
+      } catch (e) {
+        return Promise.reject(e)
+      }
+    }
+    const run = (idle ? start() : this.queue.then(fn)).finally(() => this.pending--)
     this.queue = run.catch(() => {})
     return run
   }
@@ -197,7 +205,10 @@ class ThreadedWasmLayer extends WasmLayer {
     let parts = this.threaded.partsFor(work, plan.adaptersPerToken === 1 ? plan.rows.length : 0)
     if (parts > 1 && this.threaded.takeSolo()) parts = 1
     if (parts === 1 && !this.threaded.busy) return super.apply(x, y, plan)
-    return this.threaded.exclusive(() => (parts === 1 ? super.apply(x, y, plan) : this.applyParts(x, y, plan, this.segmentRanks(plan), parts)))
+    // x is the caller's again once this returns: a call that waits for the queue runs on a copy;
+    // one that starts now copies all of x into the work area before its first await (pool.ts)
+    const xNow = this.threaded.busy ? x.slice(0, plan.numTokens * this.spec.inFeatures) : x
+    return this.threaded.exclusive(() => (parts === 1 ? super.apply(xNow, y, plan) : this.applyParts(xNow, y, plan, this.segmentRanks(plan), parts)))
   }
 
   /** [numSeg] rank of each segment's slot, from the slot table (assembly/sgmv.ts layout). */

@@ -4,9 +4,9 @@
  * slots. Pure bookkeeping: the pool decides residency and eviction.
  */
 import { LoraError } from '../errors.js'
-import { parseAdapter, type ParsedAdapter } from './adapter.js'
-import type { SafetensorsDtype } from './safetensors.js'
-import { readAdapterSource, type AdapterSource } from './source.js'
+import { parseAdapter, type ParsedAdapter } from '../peft/adapter.js'
+import type { SafetensorsDtype } from '../peft/safetensors.js'
+import { readAdapterSource, type AdapterSource } from '../peft/source.js'
 
 /** Shape of one targeted module; weights live in the host copy or the layer slots. */
 export interface ModuleShape {

@@ -3,10 +3,10 @@
  * bytes held against the memory budget. Residency is per adapter and all or nothing: an adapter
  * is put in a slot of every module it targets at once; eviction empties all of them.
  */
-import { LoraError } from './errors.js'
-import type { ParsedAdapter } from './peft/adapter.js'
-import type { AdapterEntry } from './peft/registry.js'
-import type { Layer } from './types.js'
+import { LoraError } from '../errors.js'
+import type { ParsedAdapter } from '../peft/adapter.js'
+import type { AdapterEntry } from './registry.js'
+import type { Layer } from '../types.js'
 
 export interface ModuleState {
   path: string

@@ -7,19 +7,19 @@
  * (refs > 0) or pinned are never evicted. Evicted in-memory adapters keep their decoded host copy;
  * path/URL adapters drop it and are re-read from their source on next use.
  */
-import { describe, LoraError } from './errors.js'
+import { describe, LoraError } from '../errors.js'
 import {
   createEntry, entryInfo, hostWeights, readAndParse, resolveTokens,
   type AdapterEntry, type AdapterInfo, type TokenAdapters,
-} from './peft/registry.js'
-import type { ParsedAdapter } from './peft/adapter.js'
-import type { AdapterSource } from './peft/source.js'
+} from './registry.js'
+import type { ParsedAdapter } from '../peft/adapter.js'
+import type { AdapterSource } from '../peft/source.js'
 import { SlotTable } from './slots.js'
-import type { BackendChoice, Layer, LayerOptions } from './types.js'
-import { checkBackend } from './validate.js'
+import type { BackendChoice, Layer, LayerOptions } from '../types.js'
+import { checkBackend } from '../validate.js'
 
-export type { AdapterInfo, TokenAdapters } from './peft/registry.js'
-export type { AdapterSource } from './peft/source.js'
+export type { AdapterInfo, TokenAdapters } from './registry.js'
+export type { AdapterSource } from '../peft/source.js'
 
 /** Options of {@link AdapterPool}. */
 export interface AdapterPoolOptions {
@@ -250,9 +250,12 @@ export class AdapterPool {
       // Fetch host copies of the adapters that must be uploaded (may await a re-read), until a
       // synchronous pass finds every one of them available.
       const hosts = new Map<AdapterEntry, ParsedAdapter>()
+      let ownX = false
       for (;;) {
         const missing = needed.filter((e) => !e.slots.has(module) && !hosts.has(e))
         if (missing.length === 0) break
+        if (!ownX) x = x.slice() // x is the caller's again once this returns its promise (adapters is read already)
+        ownX = true
         const got = await Promise.all(missing.map((e) => hostWeights(e, () => this.counters.reloads++)))
         missing.forEach((e, i) => hosts.set(e, got[i]))
       }

@@ -3,9 +3,9 @@
  * per-process cache of the short calibration (a second createRuntime on the same backends reuses
  * the first one's profile instead of measuring again).
  */
-import type { Backend } from './backend.js'
+import type { Backend } from '../backend.js'
 import { calibrate, type CalibrationTarget } from './calibrate.js'
-import type { Profile, ProfileMachine } from './cost-profile.js'
+import type { Profile, ProfileMachine } from './profile.js'
 
 type GpuLike = Backend & { isSoftware?: boolean; device?: GPUDevice }
 /** The multi-threaded wasm backend, as far as calibration is concerned. */

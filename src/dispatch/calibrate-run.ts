@@ -2,10 +2,10 @@
  * Timing one calibration point on one backend: a layer of the point's shape filled with random
  * adapters (several copies when the weights must be cold), then the median of a few calls.
  */
-import type { Backend, BackendLayer } from './backend.js'
+import type { Backend, BackendLayer } from '../backend.js'
 import type { Residency } from './cost.js'
-import { buildSegments, type SegmentPlan } from './metadata.js'
-import type { LayerSpec, PreparedAdapter, WeightDtype } from './types.js'
+import { buildSegments, type SegmentPlan } from '../metadata.js'
+import type { LayerSpec, PreparedAdapter, WeightDtype } from '../types.js'
 
 /** One calibration measurement: a layer shape and a batch. */
 export interface Point {

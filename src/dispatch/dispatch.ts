@@ -1,14 +1,14 @@
 /**
  * The dispatcher: for an 'auto' call, predict the time of every usable backend with the cost model
- * (src/cost.ts) and the runtime's calibration profile, and pick the fastest. 'auto' calls
+ * (src/dispatch/cost.ts) and the runtime's calibration profile, and pick the fastest. 'auto' calls
  * ({@link Dispatcher.choose}, allocation-free) and `rt.explain()` ({@link Dispatcher.decide}, with
  * predictions and reason) share one decision function, so they cannot disagree.
  */
 import { type BackendRates, type CallFeatures, predict, type Prediction, priorRates, type Residency } from './cost.js'
-import type { Profile } from './cost-profile.js'
-import { describe, LoraError } from './errors.js'
-import type { BackendName, WeightDtype } from './types.js'
-import { checkInt } from './validate.js'
+import type { Profile } from './profile.js'
+import { describe, LoraError } from '../errors.js'
+import type { BackendName, WeightDtype } from '../types.js'
+import { checkInt } from '../validate.js'
 
 export type { CallFeatures } from './cost.js'
 

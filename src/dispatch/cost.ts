@@ -10,10 +10,10 @@
  * A multi-threaded backend divides the roofline term by its measured speed-up for the number of
  * threads the call gets (`parallel`).
  * The max is a roofline: one token per adapter is bound by the weight bytes, long segments by the
- * arithmetic. Rates are measured per machine (src/calibrate.ts), never assumed.
+ * arithmetic. Rates are measured per machine (src/dispatch/calibrate.ts), never assumed.
  */
-import { DTYPE_BYTES } from './dtype.js'
-import type { BackendName, WeightDtype } from './types.js'
+import { DTYPE_BYTES } from '../dtype.js'
+import type { BackendName, WeightDtype } from '../types.js'
 
 /** Where x and y live: host arrays, or buffers on the GPU device. */
 export type Residency = 'host' | 'gpu'

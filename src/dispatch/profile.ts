@@ -3,8 +3,8 @@
  * be saved and passed back (`createRuntime({ profile })`).
  */
 import type { BackendRates, ParallelRates } from './cost.js'
-import { describe, LoraError } from './errors.js'
-import type { BackendName, WeightDtype } from './types.js'
+import { describe, LoraError } from '../errors.js'
+import type { BackendName, WeightDtype } from '../types.js'
 
 /** Where a profile was measured: what decides whether it applies to another runtime. */
 export interface ProfileMachine {

@@ -1,5 +1,5 @@
 /**
- * Calibration: measure each backend's rates on this machine (src/cost.ts) by timing a few small
+ * Calibration: measure each backend's rates on this machine (src/dispatch/cost.ts) by timing a few small
  * calls, each chosen so that one term of the cost model dominates it:
  *
  *   tiny   T=1, in=out=64, rank 1            -> callMs
@@ -18,9 +18,9 @@
  * in `measured`. A GPU point still running at the deadline is abandoned, not awaited.
  */
 import { type BackendRates, predict, priorRates } from './cost.js'
-import type { Profile, ProfileEntry, ProfileMachine } from './cost-profile.js'
+import type { Profile, ProfileEntry, ProfileMachine } from './profile.js'
 import { bytesPerAdapter, type Point, type Target, timePoint } from './calibrate-run.js'
-import type { WeightDtype } from './types.js'
+import type { WeightDtype } from '../types.js'
 
 export type { Target } from './calibrate-run.js'
 
