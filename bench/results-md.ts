@@ -87,8 +87,8 @@ Over the whole grid (${s.points} points):
   if (gpuFiles.length) {
     writeFileSync(`${dir}/webgpu.md`, `${GENERATED}\n${webgpuReport(dir)}`)
     for (const name of gpuFiles) {
-      const gpu = read<{ adapter: { description: string; vendor: string; device?: string }; implementation: string; rows: { T: number; kernels: string; kernelMs: number; rooflineOverTime: number }[] }>(name)!
-      const own = gpu.rows.filter((r) => r.kernels === (gpu.rows.find((q) => q.kernels === 'discrete') && !/llvmpipe|swiftshader/i.test(gpu.adapter.description) ? 'discrete' : r.kernels))
+      const gpu = read<{ adapter: { description: string; vendor: string; device?: string; kernels: string }; implementation: string; rows: { T: number; kernels: string; kernelMs: number; rooflineOverTime: number }[] }>(name)!
+      const own = gpu.rows.filter((r) => r.kernels === gpu.adapter.kernels) // the tiles the adapter gets by default
       const big = own.filter((r) => r.T >= 256).map((r) => r.rooflineOverTime)
       const one = own.filter((r) => r.T === 1).map((r) => r.kernelMs * 1e3)
       headline.push(`- WebGPU (${adapterLabel(gpu.adapter, name)}, ${gpu.implementation}): T >= 256 at a median **${f(median(big))}** of the roofline time ` +
