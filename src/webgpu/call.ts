@@ -4,7 +4,9 @@ import { buildCallMeta, type CallMeta, longestSegment } from './meta.js'
 import { packParams, type Strides } from './params.js'
 import type { PipelineCache, PipelineSpec } from './pipelines.js'
 import type { WeightStorage } from './shaders.js'
-import { bufferId, type SharedCallState } from './shared.js'
+import { align, bufferId, type SharedCallState } from './shared.js'
+import { gatherGroups, gatherSpec } from './programs/gather.js'
+import { WEIGH_PARAMS_BYTES, WEIGH_SPEC, weighParams } from './programs/weigh.js'
 import type { LayerWeights, SlotGroup } from './weights.js'
 import { expandGroups, expandKernel, expandSpec, expandTiling, type ExpandTiling } from './programs/expand.js'
 import { EXPAND_MULTI_TILING, expandMultiGroups, expandMultiSpec } from './programs/expand_multi.js'
@@ -16,8 +18,8 @@ export interface BoundDispatch {
   spec: PipelineSpec
   pipeline: GPUComputePipeline
   bindGroup: GPUBindGroup
-  /** Dynamic offsets of binding 0 (params) and 4 (metadata) in the ring. */
-  offsets: [number, number]
+  /** Dynamic offsets of binding 0 (params) and 4 (metadata) in the ring (none for weigh.wgsl). */
+  offsets: [number, number] | null
   groups: [number, number, number]
 }
 
@@ -40,7 +42,7 @@ export interface CallContext {
   /** Bind groups by (slot group, x, y, h and ring generations): created once per buffer pair. */
   bindGroups: Map<string, [GPUBindGroup, GPUBindGroup]>
   /** Tiles and pipeline specs by (entries per tile, token-major expand, split-K). */
-  kernels: Map<string, { shrink: ShrinkTiling; specs: [PipelineSpec, PipelineSpec] }>
+  kernels: Map<string, { shrink: ShrinkTiling; specs: PipelineSpec[] }>
 }
 
 /** The host half of a call: kernel choice, tiles, metadata, and the pipelines (no GPU writes). */
@@ -53,9 +55,12 @@ export interface CallPlan {
   shrink: ShrinkTiling
   /** Split-K over workgroups of the shrink: h holds this many partials. */
   kg: number
-  specs: [PipelineSpec, PipelineSpec]
-  /** Set once both pipelines exist (see `ensurePipelines`). */
-  pipelines: [GPUComputePipeline, GPUComputePipeline] | null
+  /** [N] per-entry weights (the plan's), applied to h by weigh.wgsl; null: none. */
+  weights: Float32Array | null
+  /** shrink (or gather), expand, and weigh when the call has weights. */
+  specs: PipelineSpec[]
+  /** Set once every pipeline exists (see `ensurePipelines`). */
+  pipelines: GPUComputePipeline[] | null
 }
 
 /**
@@ -79,22 +84,25 @@ export function planCall(ctx: CallContext, plan: SegmentPlan): CallPlan {
   const meta = buildCallMeta(plan, tileM)
   const multi = meta.maxEntriesPerToken > 1
   const base = shrinkTiling(tileM, ctx.profile)
-  const kg = splitK(ctx.profile, shrinkWorkgroups(base, shape, meta.numTiles), spec.inFeatures, base.KS)
-  const key = `${tileM}|${multi}|${kg}`
+  // an embedding layer's gather writes h once: no split
+  const kg = spec.embedding ? 1 : splitK(ctx.profile, shrinkWorkgroups(base, shape, meta.numTiles), spec.inFeatures, base.KS)
+  const weights = plan.weights ?? null
+  const key = `${tileM}|${multi}|${kg}|${weights !== null}`
   let kernels = ctx.kernels.get(key)
   if (!kernels) {
     const shrink = { ...base, KG: kg }
     const kernel = expandKernel(spec.sliceWidths)
-    const specs: [PipelineSpec, PipelineSpec] = [
-      shrinkSpec(ctx.storage, shrink),
+    const specs: PipelineSpec[] = [
+      spec.embedding ? gatherSpec(ctx.storage) : shrinkSpec(ctx.storage, shrink),
       multi ? expandMultiSpec(ctx.storage, { ...EXPAND_MULTI_TILING, KG: kg }) : expandSpec(ctx.storage, kernel, expandTilingOf(ctx, tileM, kg)),
     ]
+    if (weights) specs.push(WEIGH_SPEC)
     ctx.kernels.set(key, (kernels = { shrink, specs }))
   }
   const { shrink, specs } = kernels
-  const p0 = ctx.pipelines.ready(specs[0])
-  const p1 = ctx.pipelines.ready(specs[1])
-  return { shape, tileM, meta, multi, shrink, kg, specs, pipelines: p0 && p1 ? [p0, p1] : null }
+  const ready = specs.map((s) => ctx.pipelines.ready(s))
+  const pipelines = ready.every((p) => p !== undefined) ? (ready as GPUComputePipeline[]) : null
+  return { shape, tileM, meta, multi, shrink, kg, weights, specs, pipelines }
 }
 
 function expandTilingOf(ctx: CallContext, tileM: number, kg: number): ExpandTiling {
@@ -103,7 +111,7 @@ function expandTilingOf(ctx: CallContext, tileM: number, kg: number): ExpandTili
 
 /** Create the plan's pipelines (async, with compile errors as GPU_ERROR) if they are not ready. */
 export async function ensurePipelines(ctx: CallContext, cp: CallPlan): Promise<void> {
-  if (!cp.pipelines) cp.pipelines = (await Promise.all(cp.specs.map((s) => ctx.pipelines.get(s)))) as [GPUComputePipeline, GPUComputePipeline]
+  if (!cp.pipelines) cp.pipelines = await Promise.all(cp.specs.map((s) => ctx.pipelines.get(s)))
 }
 
 const MAX_BIND_GROUPS = 64
@@ -116,18 +124,40 @@ const MAX_BIND_GROUPS = 64
 export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuffer): PreparedCall {
   const { spec, shared } = ctx
   const { meta, shape, tileM, kg } = cp
-  const pipelines = cp.pipelines ?? (cp.pipelines = [ctx.pipelines.now(cp.specs[0]), ctx.pipelines.now(cp.specs[1])])
+  const pipelines = cp.pipelines ?? (cp.pipelines = cp.specs.map((s) => ctx.pipelines.now(s)))
   const runs = tileRunsByGroup(ctx, meta)
   const hPart = meta.numEntries * shape.numSlices * ctx.strides.rankStride
   const h = shared.h.get(kg * hPart * 4)
   const ring = shared.ring
   const metaBytes = meta.data.byteLength
-  const at = ring.take(runs.length, metaBytes)
+  // region: a params block per slot group, [weighs: its params block, the weights per partial], metadata
+  const weighBytes = cp.weights ? 256 + align(kg * cp.weights.byteLength) : 0
+  const at = ring.take(runs.length * 256 + weighBytes, metaBytes)
   const words = ring.staging
   for (let g = 0; g < runs.length; g++) {
     const { group, tileStart } = runs[g]
-    const offsets = { ...meta, tilesOffset: meta.tilesOffset + 4 * tileStart }
-    packParams(words, g * 64, spec, ctx.strides, offsets, group, hPart)
+    packParams(words, g * 64, spec, ctx.strides, meta, group, hPart)
+    words[g * 64 + 6] = meta.tilesOffset + 4 * tileStart // this group's first tile
+  }
+  let weigh: BoundDispatch | null = null
+  if (cp.weights) {
+    // h[e] *= w[e] over the kg partials: they are kg * N entries of one h row each
+    const hRow = shape.numSlices * ctx.strides.rankStride
+    const wp = weighParams(kg * meta.numEntries, hRow)
+    const w0 = runs.length * 64
+    words.set(wp.params, w0)
+    const wf = new Float32Array(words.buffer, (w0 + 64) * 4, kg * cp.weights.length)
+    for (let g = 0; g < kg; g++) wf.set(cp.weights, g * cp.weights.length)
+    const base = at.params + runs.length * 256
+    const bindGroup = ctx.device.createBindGroup({
+      layout: pipelines[2].getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: ring.buffer, offset: base, size: WEIGH_PARAMS_BYTES } },
+        { binding: 1, resource: { buffer: ring.buffer, offset: base + 256, size: kg * cp.weights.byteLength } },
+        { binding: 2, resource: { buffer: h, offset: 0, size: kg * hPart * 4 } },
+      ],
+    })
+    weigh = { spec: cp.specs[2], pipeline: pipelines[2], bindGroup, offsets: null, groups: wp.groups }
   }
   const metaWord = (at.meta - at.params) / 4
   new Int32Array(words.buffer, metaWord * 4, meta.data.length).set(meta.data)
@@ -141,13 +171,14 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
     const { group, tileCount } = runs[g]
     const [bgShrink, bgExpand] = bindGroupsFor(ctx, group, x, y, h)
     const offsets: [number, number] = [at.params + 256 * g, at.meta]
-    shrinks.push({ spec: cp.specs[0], pipeline: pipelines[0], bindGroup: bgShrink, offsets, groups: shrinkGroups(cp.shrink, shape, tileCount) })
+    const first = spec.embedding ? gatherGroups(shape, tileCount) : shrinkGroups(cp.shrink, shape, tileCount)
+    shrinks.push({ spec: cp.specs[0], pipeline: pipelines[0], bindGroup: bgShrink, offsets, groups: first })
     const groups = cp.multi
       ? expandMultiGroups({ ...EXPAND_MULTI_TILING, KG: kg }, shape, meta.numTokens)
       : expandGroups(kernel, expandTilingOf(ctx, tileM, kg), shape, tileCount)
     expands.push({ spec: cp.specs[1], pipeline: pipelines[1], bindGroup: bgExpand, offsets, groups })
   }
-  return { dispatches: [...shrinks, ...expands] }
+  return { dispatches: weigh ? [...shrinks, weigh, ...expands] : [...shrinks, ...expands] }
 }
 
 /** The shrink's and the expand's bind group for one slot group and buffer pair (cached). */
@@ -204,7 +235,8 @@ export function encodeCall(encoder: GPUCommandEncoder, call: PreparedCall, times
   const pass = encoder.beginComputePass(timestampWrites ? { timestampWrites } : undefined)
   for (const d of call.dispatches) {
     pass.setPipeline(d.pipeline)
-    pass.setBindGroup(0, d.bindGroup, d.offsets)
+    if (d.offsets) pass.setBindGroup(0, d.bindGroup, d.offsets)
+    else pass.setBindGroup(0, d.bindGroup)
     pass.dispatchWorkgroups(d.groups[0], d.groups[1], d.groups[2])
   }
   pass.end()

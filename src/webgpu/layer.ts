@@ -27,6 +27,10 @@ export interface LayerEnv {
   onDispose(layer: GpuLayer): void
 }
 
+function isBuffer(x: unknown): x is GPUBuffer {
+  return !(x instanceof Float32Array || x instanceof Int32Array)
+}
+
 function checkGpuBuffer(b: GPUBuffer, bytes: number, name: string): void {
   if (!(b.usage & STORAGE)) throw new LoraError('INVALID_ARGUMENT', `${name}: GPUBuffer needs STORAGE usage (usage ${b.usage})`)
   if (b.size < bytes) throw new LoraError('SHAPE_MISMATCH', `${name}: GPUBuffer of ${b.size} bytes, need ${bytes}`)
@@ -77,9 +81,10 @@ export class GpuLayer implements WebGpuLayer {
     const { spec } = this.ctx
     const { device, watch, pool } = this.env
     const T = plan.numTokens
-    const xBytes = T * spec.inFeatures * 4
+    const xWidth = spec.embedding ? 1 : spec.inFeatures // an embedding layer's x: one i32 token id per row
+    const xBytes = T * xWidth * 4
     const yBytes = T * spec.outFeatures * 4
-    if (!(x instanceof Float32Array)) checkGpuBuffer(x, xBytes, 'x')
+    if (isBuffer(x)) checkGpuBuffer(x, xBytes, 'x')
     if (!(y instanceof Float32Array)) checkGpuBuffer(y, yBytes, 'y')
     if (plan.rows.length === 0) return // nothing to add (T = 0, or every id -1)
 
@@ -88,13 +93,13 @@ export class GpuLayer implements WebGpuLayer {
     // GPU x: missing pipelines are created synchronously (bindCall).
     const cp = planCall(this.ctx, plan)
     let xNow = x
-    if (!cp.pipelines && x instanceof Float32Array) {
-      xNow = x.slice(0, T * spec.inFeatures)
+    if (!cp.pipelines && !isBuffer(x)) {
+      xNow = x.slice(0, T * xWidth)
       await ensurePipelines(this.ctx, cp)
       this.alive()
     }
 
-    if (!(x instanceof Float32Array) && !(y instanceof Float32Array)) {
+    if (isBuffer(x) && !(y instanceof Float32Array)) {
       // GPU-resident: record and submit, no error scopes (awaiting them waits on the queue: tens
       // to hundreds of microseconds a call); every argument was checked above, and a buffer
       // destroyed by the caller shows as the device's uncaptured validation error, as with encode
@@ -113,9 +118,9 @@ export class GpuLayer implements WebGpuLayer {
     try {
       let xBuf = xNow as GPUBuffer
       let yBuf = y as GPUBuffer
-      if (xNow instanceof Float32Array) {
+      if (!isBuffer(xNow)) {
         owned.push((xBuf = pool.acquire(xBytes, USAGE.storage, 'x')))
-        device.queue.writeBuffer(xBuf, 0, xNow as Float32Array<ArrayBuffer>, 0, T * spec.inFeatures)
+        device.queue.writeBuffer(xBuf, 0, xNow as Float32Array<ArrayBuffer>, 0, T * xWidth)
       }
       if (y instanceof Float32Array) {
         owned.push((yBuf = pool.acquire(yBytes, USAGE.storageRw, 'y')))
@@ -156,7 +161,7 @@ export class GpuLayer implements WebGpuLayer {
     this.alive()
     const { spec } = this.ctx
     const T = plan.numTokens
-    checkGpuBuffer(x, T * spec.inFeatures * 4, 'x')
+    checkGpuBuffer(x, T * (spec.embedding ? 1 : spec.inFeatures) * 4, 'x')
     checkGpuBuffer(y, T * spec.outFeatures * 4, 'y')
     if (plan.rows.length === 0) return
     encodeCall(encoder, bindCall(this.ctx, planCall(this.ctx, plan), x, y))

@@ -58,10 +58,15 @@ export class PipelineCache {
     if (ready) return ready
     this.watch.check()
     const key = pipelineKey(spec)
-    const made = this.device.createComputePipeline({ label: key, layout: this.layout, compute: { module: this.module(spec), entryPoint: 'main', constants: spec.overrides } })
+    const made = this.device.createComputePipeline({ label: key, layout: this.layoutOf(spec), compute: { module: this.module(spec), entryPoint: 'main', constants: spec.overrides } })
     this.done.set(key, made)
     this.pipelines.set(key, Promise.resolve(made))
     return made
+  }
+
+  /** The shared layout of the LoRA kernels; weigh.wgsl has bindings of its own. */
+  private layoutOf(spec: PipelineSpec): GPUPipelineLayout | 'auto' {
+    return spec.shader === 'weigh' ? 'auto' : this.layout
   }
 
   private module(spec: PipelineSpec): GPUShaderModule {
@@ -85,7 +90,7 @@ export class PipelineCache {
     // calls never see each other's scopes (compile errors of the async creation reject its promise)
     const creating = device.createComputePipelineAsync({
       label: key,
-      layout: this.layout,
+      layout: this.layoutOf(spec),
       compute: { module, entryPoint: 'main', constants: spec.overrides },
     })
     const scopes = Promise.all([device.popErrorScope(), device.popErrorScope()])

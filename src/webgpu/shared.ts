@@ -6,7 +6,7 @@ const STORAGE = 0x80
 const COPY_DST = 0x8
 const ALIGN = 256 // minUniformBufferOffsetAlignment / minStorageBufferOffsetAlignment (the most either may be)
 
-const align = (n: number): number => Math.ceil(n / ALIGN) * ALIGN
+export const align = (n: number): number => Math.ceil(n / ALIGN) * ALIGN
 
 /** A stable small number per GPUBuffer (bind-group cache keys). */
 const ids = new WeakMap<GPUBuffer, number>()
@@ -71,23 +71,24 @@ export class MetaRing {
   }
 
   /**
-   * A region for `groups` param blocks and `metaBytes` of metadata: returns the byte offset of
-   * its params (block g at + 256 g) and of its metadata, staged in `staging` from word 0.
+   * A region of `headBytes` (a multiple of 256: param blocks, block g at + 256 g, and other
+   * per-call data) followed by `metaBytes` of metadata: returns the byte offset of the region and
+   * of its metadata, staged in `staging` from word 0.
    */
-  take(groups: number, metaBytes: number): { params: number; meta: number } {
+  take(headBytes: number, metaBytes: number): { params: number; meta: number } {
     if (metaBytes > this.window) {
       let w = this.window
       while (w < metaBytes) w *= 2
       this.window = w
       this.replace(Math.max(this.size, 16 * w))
     }
-    const head = groups * ALIGN
-    if (this.offset + head + this.window > this.size) this.offset = 0
+    if (headBytes + this.window > this.size) this.replace(2 * (headBytes + this.window))
+    if (this.offset + headBytes + this.window > this.size) this.offset = 0
     const at = this.offset
-    this.offset = align(at + head + metaBytes)
-    const words = align(head + metaBytes) / 4
+    this.offset = align(at + headBytes + metaBytes)
+    const words = align(headBytes + metaBytes) / 4
     if (this.staging.length < words) this.staging = new Uint32Array(Math.max(words, 2 * this.staging.length))
-    return { params: at, meta: at + head }
+    return { params: at, meta: at + headBytes }
   }
 
   /** Upload the staged region taken at `at` (one writeBuffer). */
