@@ -331,7 +331,8 @@ for (const m of models) {
   console.log(`encode ${m.modules} modules (${m.kernels}) T${m.T}: wall ${m.wallMs.toFixed(3)} ms (cpu ${m.cpuMs.toFixed(3)}), kernel sum ${m.sumKernelMs.toFixed(3)} ms: x${m.wallOverKernelSum.toFixed(2)} (x${m.wallOverKernelSumPlusSubmit.toFixed(2)} of sum + bare submit)`)
 }
 /** File name of this adapter and implementation: webgpu-<device or description>[-deno].json */
-const adapterName = ((info as GPUAdapterInfo & { device?: string }).device || info.description || info.vendor || 'unknown')
+const deviceName = (info as GPUAdapterInfo & { device?: string }).device
+const adapterName = ((/[a-z]/i.test(deviceName ?? '') ? deviceName : '') || info.description || info.vendor || 'unknown')
   .replace(/\(.*?\)/g, '').split(':')[0].trim().toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '')
 const file = `webgpu-${adapterName}${isDeno ? '-deno' : ''}.json`
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true })

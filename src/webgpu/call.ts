@@ -19,7 +19,7 @@ export interface BoundDispatch {
   pipeline: GPUComputePipeline
   bindGroup: GPUBindGroup
   /** Dynamic offsets of binding 0 (params) and 4 (metadata) in the ring (none for weigh.wgsl). */
-  offsets: [number, number] | null
+  offsets: Uint32Array | null
   groups: [number, number, number]
 }
 
@@ -41,6 +41,8 @@ export interface CallContext {
   profile: KernelProfile
   /** Bind groups by (slot group, x, y, h and ring generations): created once per buffer pair. */
   bindGroups: Map<string, [GPUBindGroup, GPUBindGroup]>
+  /** The bind groups of the last call (a stream of calls on the same buffers skips the key). */
+  lastBinding?: { group: SlotGroup; x: GPUBuffer; y: GPUBuffer; h: GPUBuffer; ring: GPUBuffer; bindGroups: [GPUBindGroup, GPUBindGroup] }
   /** Tiles and pipeline specs by (entries per tile, token-major expand, split-K). */
   kernels: Map<string, { shrink: ShrinkTiling; specs: PipelineSpec[] }>
 }
@@ -80,7 +82,7 @@ export function planCall(ctx: CallContext, plan: SegmentPlan): CallPlan {
     maxSliceWidth,
     numSlices: spec.sliceWidths.length,
   }
-  const tileM = tileEntries(shape.longestSegment)
+  const tileM = tileEntries(shape.longestSegment, ctx.profile)
   const meta = buildCallMeta(plan, tileM)
   const multi = meta.maxEntriesPerToken > 1
   const base = shrinkTiling(tileM, ctx.profile)
@@ -170,7 +172,9 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
   for (let g = 0; g < runs.length; g++) {
     const { group, tileCount } = runs[g]
     const [bgShrink, bgExpand] = bindGroupsFor(ctx, group, x, y, h)
-    const offsets: [number, number] = [at.params + 256 * g, at.meta]
+    const offsets = new Uint32Array(2)
+    offsets[0] = at.params + 256 * g
+    offsets[1] = at.meta
     const first = spec.embedding ? gatherGroups(shape, tileCount) : shrinkGroups(cp.shrink, shape, tileCount)
     shrinks.push({ spec: cp.specs[0], pipeline: pipelines[0], bindGroup: bgShrink, offsets, groups: first })
     const groups = cp.multi
@@ -184,9 +188,14 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
 /** The shrink's and the expand's bind group for one slot group and buffer pair (cached). */
 function bindGroupsFor(ctx: CallContext, group: SlotGroup, x: GPUBuffer, y: GPUBuffer, h: GPUBuffer): [GPUBindGroup, GPUBindGroup] {
   const { shared } = ctx
+  const last = ctx.lastBinding
+  if (last && last.group === group && last.x === x && last.y === y && last.h === h && last.ring === shared.ring.buffer) return last.bindGroups
   const key = `${group.slotBase}|${bufferId(x)}|${bufferId(y)}|${shared.h.generation}|${shared.ring.generation}`
   let bgs = ctx.bindGroups.get(key)
-  if (bgs) return bgs
+  if (bgs) {
+    ctx.lastBinding = { group, x, y, h, ring: shared.ring.buffer, bindGroups: bgs }
+    return bgs
+  }
   if (ctx.bindGroups.size >= MAX_BIND_GROUPS) ctx.bindGroups.clear()
   const ring = shared.ring
   const params = { buffer: ring.buffer, offset: 0, size: 112 }
@@ -206,6 +215,7 @@ function bindGroupsFor(ctx: CallContext, group: SlotGroup, x: GPUBuffer, y: GPUB
     })
   bgs = [make(x, group.A, h), make(h, group.B, y)]
   ctx.bindGroups.set(key, bgs)
+  ctx.lastBinding = { group, x, y, h, ring: shared.ring.buffer, bindGroups: bgs }
   return bgs
 }
 
@@ -235,7 +245,7 @@ export function encodeCall(encoder: GPUCommandEncoder, call: PreparedCall, times
   const pass = encoder.beginComputePass(timestampWrites ? { timestampWrites } : undefined)
   for (const d of call.dispatches) {
     pass.setPipeline(d.pipeline)
-    if (d.offsets) pass.setBindGroup(0, d.bindGroup, d.offsets)
+    if (d.offsets) pass.setBindGroup(0, d.bindGroup, d.offsets, 0, 2)
     else pass.setBindGroup(0, d.bindGroup)
     pass.dispatchWorkgroups(d.groups[0], d.groups[1], d.groups[2])
   }

@@ -36,10 +36,13 @@ export function splitK(profile: KernelProfile, workgroups: number, inFeatures: n
 }
 
 /** Entries per tile shared by the shrink and the segment-major expand: small for decode batches. */
-export function tileEntries(longestSegment: number): number {
+export function tileEntries(longestSegment: number, profile: KernelProfile = 'software'): number {
   if (longestSegment <= 1) return 1
   if (longestSegment <= 2) return 2
   if (longestSegment <= 4) return 4
+  // a GPU: segments of up to 16 entries in tiles of 4 (4x the workgroups; the weights are read
+  // 4 times, from its cache)
+  if (profile === 'discrete' && longestSegment <= 16) return 4
   return 16
 }
 
