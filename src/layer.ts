@@ -251,6 +251,27 @@ export class LoraLayer implements Layer {
     }
   }
 
+  encode(encoder: GPUCommandEncoder, x: GPUBuffer, y: GPUBuffer, ids: Int32Array, options: ApplyOptions = {}): void {
+    this.checkAlive()
+    if (typeof options !== 'object' || options === null) {
+      throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${String(options)}`)
+    }
+    if (options.backend !== undefined) checkBackend('options.backend', options.backend)
+    const { K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens)
+    if (!isGpuBuffer(x) || !isGpuBuffer(y)) {
+      throw new LoraError('INVALID_ARGUMENT', `encode needs x and y as GPUBuffers on rt.device, got ${isGpuBuffer(x) ? 'y' : 'x'} as a host array`)
+    }
+    if (typeof (encoder as GPUCommandEncoder | null)?.beginComputePass !== 'function') {
+      throw new LoraError('INVALID_ARGUMENT', `encoder must be a GPUCommandEncoder, got ${String(encoder)}`)
+    }
+    checkIds(ids, K, this.spec.maxAdapters, this.filled)
+    const weights = options.weights === undefined ? undefined : checkTokenWeights(options.weights, ids.length)
+    const gpu = this.owners.get('webgpu')
+    const layer = this.onBackend.get('webgpu') as WebGpuLayer | undefined
+    if (!gpu || gpu.lost || !layer) throw new LoraError('BACKEND_UNAVAILABLE', 'encode needs a working WebGPU backend in this runtime')
+    layer.encode(encoder, x, y, buildSegments(ids, K, this.spec.maxAdapters, gpu.chunkSize ?? 64, weights))
+  }
+
   /** Run a validated call on backend `b`, after the slot writes it must see. */
   private attempt(c: Attempt, b: Backend): void | Promise<void> {
     const layer = this.onBackend.get(b.name)!

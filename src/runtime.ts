@@ -21,6 +21,11 @@ export interface RuntimeOptions {
   backend?: BackendChoice
   /** A WebGPU device to use instead of acquiring one. */
   gpu?: GPUDevice
+  /**
+   * The WebGPU kernels' tile family: 'software' (tuned for CPU adapters such as lavapipe) or
+   * 'discrete' (GPUs: wider workgroups, split-K over workgroups). Default: chosen from the adapter.
+   */
+  gpuKernels?: 'software' | 'discrete'
   /** Where the WebAssembly kernels come from (default: the package's build/ directory). */
   wasm?: WasmModuleOptions
   /** Bytes the loaded adapters' weights may occupy in the kernels' slots (default: unlimited). */
@@ -136,6 +141,9 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     throw new LoraError('INVALID_ARGUMENT', `memoryBudget must be a number of bytes >= 0 (Infinity: unlimited), got ${describe(memoryBudget)}`)
   }
   if (adapterSlots !== undefined) checkInt('adapterSlots', adapterSlots, 1, 65536)
+  if (options.gpuKernels !== undefined && options.gpuKernels !== 'software' && options.gpuKernels !== 'discrete') {
+    throw new LoraError('INVALID_ARGUMENT', `gpuKernels must be 'software' or 'discrete', got ${describe(options.gpuKernels)}`)
+  }
   if (wasmOptions !== undefined && (typeof wasmOptions !== 'object' || wasmOptions === null)) {
     throw new LoraError('INVALID_ARGUMENT', `wasm options must be an object, got ${describe(wasmOptions)}`)
   }
@@ -150,7 +158,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   if (choice !== 'wasm') {
     try {
       const { createWebGpuBackend } = await import('./webgpu/index.js')
-      backends.push(await createWebGpuBackend({ device: options.gpu }))
+      backends.push(await createWebGpuBackend({ device: options.gpu, kernels: options.gpuKernels }))
     } catch (e) {
       gpuReason = e instanceof Error ? e.message : String(e)
       if (choice === 'webgpu') {
@@ -320,7 +328,7 @@ class LoraRuntime implements Runtime, LayerHost {
     if (i < 0) throw new LoraError('BACKEND_UNAVAILABLE', 'this runtime has no WebGPU backend to recover (create it with backend \'auto\' or \'webgpu\')')
     if (!this.all[i].lost) return false
     const { createWebGpuBackend } = await import('./webgpu/index.js')
-    const fresh = await createWebGpuBackend({ device })
+    const fresh = await createWebGpuBackend({ device, kernels: (this.all[i] as { kernels?: 'software' | 'discrete' }).kernels })
     try {
       this.checkAlive()
       for (const l of this.layers) l.replaceBackend(fresh)

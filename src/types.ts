@@ -128,6 +128,15 @@ export interface Layer {
    *   GPU work, so pass ids as an Int32Array where the host has them (a scheduler usually does).
    */
   apply(x: Float32Array | Int32Array | GPUBuffer, y: Float32Array | GPUBuffer, ids: Int32Array | GPUBuffer, options?: ApplyOptions): Promise<void>
+  /**
+   * Record the same update into `encoder`, a GPUCommandEncoder of `rt.device` that the caller
+   * owns and submits: no submit and no wait here, so a whole forward pass (every layer's LoRA
+   * between the caller's own passes) goes to the GPU in one submit; passes recorded after it see
+   * y updated. x and y are GPUBuffers (STORAGE usage), ids an Int32Array; the WebGPU kernels run
+   * it whatever `options.backend` says. Validation and errors as `apply`. The slots' weights are
+   * those in place at the submit; submit before recording more than about 8,000 calls.
+   */
+  encode(encoder: GPUCommandEncoder, x: GPUBuffer, y: GPUBuffer, ids: Int32Array, options?: ApplyOptions): void
   /** Free the layer's storage on every backend. */
   dispose(): void
 }
