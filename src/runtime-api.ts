@@ -3,7 +3,7 @@ import type { Profile } from './dispatch/profile.js'
 import type { Decision, ExplainRequest } from './dispatch/dispatch.js'
 import type { AdapterInfo, AdapterSource, PoolStats, TokenAdapters } from './pool/pool.js'
 import type { BaseWeight } from './peft/adapter.js'
-import type { BackendChoice, BackendName, Layer, LayerOptions } from './types.js'
+import type { BackendChoice, BackendName, HostArray, Layer, LayerOptions } from './types.js'
 import type { WasmModuleOptions, WasmVariant } from './wasm/loader.js'
 import type { ThreadsOption } from './wasm/threads/support.js'
 
@@ -13,6 +13,11 @@ export interface RuntimeOptions {
   backend?: BackendChoice
   /** A WebGPU device to use instead of acquiring one. */
   gpu?: GPUDevice
+  /**
+   * The WebGPU kernels' tile family: 'software' (tuned for CPU adapters such as lavapipe) or
+   * 'discrete' (GPUs: wider workgroups, split-K over workgroups). Default: chosen from the adapter.
+   */
+  gpuKernels?: 'software' | 'discrete'
   /** Where the WebAssembly kernels come from (default: the package's build/ directory). */
   wasm?: WasmModuleOptions
   /** Bytes the loaded adapters' weights may occupy in the kernels' slots (default: unlimited). */
@@ -20,11 +25,17 @@ export interface RuntimeOptions {
   /** Adapters resident at once per module (slots of each PEFT module's layer; default 16). */
   adapterSlots?: number
   /**
-   * Threads of the wasm backend: 1 (default), a count, or 'auto' (the machine's cores, and per call
-   * fewer for small calls). Single-threaded where threads are unavailable (no SharedArrayBuffer, a
+   * Threads of the wasm backend: 1 (default), a count, or 'auto' (the machine's cores); each call
+   * uses as many of them as its size gains from (threadsMinWork), so small calls run on one. Single-threaded where threads are unavailable (no SharedArrayBuffer, a
    * page that is not cross-origin isolated, Cloudflare Workers).
    */
   threads?: ThreadsOption
+  /**
+   * Multiply-adds per thread below which a call uses fewer threads than the pool has (calls too
+   * small to gain run on one thread, whatever the pool size). Default: measured break-even figures
+   * (4e5 with one adapter per token, 1e6 otherwise); 0 cuts every call over every thread.
+   */
+  threadsMinWork?: number
   /**
    * A calibration profile saved from `rt.calibrate()` (JSON-parsed is fine): used instead of the
    * short calibration that an 'auto' runtime otherwise runs at creation (<= 300 ms, once per process).
@@ -53,6 +64,11 @@ export interface Runtime {
   readonly device: GPUDevice | null
   /** Create a LoRA-wrapped linear layer with `maxAdapters` slots on every backend. */
   createLayer(options: LayerOptions): Layer
+  /**
+   * `length` floats (zeroed) in the wasm kernels' memory, for x or y of `apply` without copies
+   * (see HostArray for how long a view stays valid). Without a wasm backend, an ordinary array.
+   */
+  hostArray(length: number): HostArray
   /**
    * Load a PEFT adapter (adapter_config.json + adapter_model.safetensors) under `name`: from a
    * directory path (Node, Deno, Bun), a URL, or `{ config, weights }`. Atomic; an existing name

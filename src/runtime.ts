@@ -9,9 +9,10 @@ import { LoraLayer, type LayerHost } from './layer.js'
 import { AdapterPool, type AdapterInfo, type AdapterSource, type PoolStats, type TokenAdapters } from './pool/pool.js'
 import type { BaseWeight } from './peft/adapter.js'
 import type { Runtime, RuntimeOptions } from './runtime-api.js'
-import type { BackendChoice, BackendName, Layer, LayerOptions } from './types.js'
+import type { BackendChoice, BackendName, HostArray, Layer, LayerOptions } from './types.js'
 import { checkBackend, checkInt, checkLayerOptions } from './validate.js'
-import { createWasmBackend } from './wasm/backend.js'
+import { createWasmBackend, type WasmBackend } from './wasm/backend.js'
+import { PlainHostArray, WasmHostArray } from './wasm/host-array.js'
 import type { WasmVariant } from './wasm/loader.js'
 import { checkThreads } from './wasm/threads/support.js'
 
@@ -32,6 +33,9 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     throw new LoraError('INVALID_ARGUMENT', `memoryBudget must be a number of bytes >= 0 (Infinity: unlimited), got ${describe(memoryBudget)}`)
   }
   if (adapterSlots !== undefined) checkInt('adapterSlots', adapterSlots, 1, 65536)
+  if (options.gpuKernels !== undefined && options.gpuKernels !== 'software' && options.gpuKernels !== 'discrete') {
+    throw new LoraError('INVALID_ARGUMENT', `gpuKernels must be 'software' or 'discrete', got ${describe(options.gpuKernels)}`)
+  }
   if (wasmOptions !== undefined && (typeof wasmOptions !== 'object' || wasmOptions === null)) {
     throw new LoraError('INVALID_ARGUMENT', `wasm options must be an object, got ${describe(wasmOptions)}`)
   }
@@ -40,16 +44,17 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   let gpuReason: string | null = null
   if (choice !== 'webgpu' || options.wasm) {
     const threads = checkThreads(options.threads ?? 1)
+    const minWork = options.threadsMinWork === undefined ? null : checkInt('threadsMinWork', options.threadsMinWork, 0, 2 ** 40)
     const wasm = threads === 1
       ? await createWasmBackend(options.wasm)
-      : await (await import('./wasm/threads/backend.js')).createThreadedWasmBackend(threads, options.wasm)
+      : await (await import('./wasm/threads/backend.js')).createThreadedWasmBackend(threads, options.wasm, minWork)
     wasmVariant = wasm.variant
     backends.push(wasm)
   }
   if (choice !== 'wasm') {
     try {
       const { createWebGpuBackend } = await import('./webgpu/index.js')
-      backends.push(await createWebGpuBackend({ device: options.gpu }))
+      backends.push(await createWebGpuBackend({ device: options.gpu, kernels: options.gpuKernels }))
     } catch (e) {
       gpuReason = e instanceof Error ? e.message : String(e)
       if (choice === 'webgpu') {
@@ -195,6 +200,13 @@ class LoraRuntime implements Runtime, LayerHost {
     return layer
   }
 
+  hostArray(length: number): HostArray {
+    this.checkAlive()
+    checkInt('length', length, 0, 2 ** 30)
+    const wasm = this.all.find((b) => b.name === 'wasm') as WasmBackend | undefined
+    return wasm ? new WasmHostArray(wasm, length) : new PlainHostArray(length)
+  }
+
   pick(choice: BackendChoice, call: CallFeatures): Backend {
     if (choice === 'auto') {
       const name = this.dispatcher.choose(call, this.usable())
@@ -221,7 +233,7 @@ class LoraRuntime implements Runtime, LayerHost {
     if (i < 0) throw new LoraError('BACKEND_UNAVAILABLE', 'this runtime has no WebGPU backend to recover (create it with backend \'auto\' or \'webgpu\')')
     if (!this.all[i].lost) return false
     const { createWebGpuBackend } = await import('./webgpu/index.js')
-    const fresh = await createWebGpuBackend({ device })
+    const fresh = await createWebGpuBackend({ device, kernels: (this.all[i] as { kernels?: 'software' | 'discrete' }).kernels })
     try {
       this.checkAlive()
       for (const l of this.layers) l.replaceBackend(fresh)
