@@ -27,7 +27,7 @@ export function scalingMarkdown(run: ScalingRun): string {
     const cells = pools.map((p) => rows.find((x) => x.kind === 'small' && x.shape === r.shape && x.T === r.T && x.host === r.host && (x.pool as string).replace(' host', '') === p)!)
     lines.push(`| ${r.shape} | ${r.T} | ${r.host ? 'host' : 'ordinary'} | ${cells.map((c) => `${f(c.ms, 3)} / ${f(c.overSingle)}`).join(' | ')} |`)
   }
-  return lines.join('\n') + '\n'
+  return `${lines.join('\n')}\n`
 }
 
 /** Every point of a regret run, and the summary. */
@@ -37,7 +37,7 @@ export function regretMarkdown(run: RegretRun): string {
     `median ${f(s.median, 3)}, max ${f(s.max, 3)}, ${s.above110} of ${s.points} points above 1.10, ${s.above125} above 1.25.`, '',
     '| shape | adapters | dtype | T | auto ms | chose | wasm ms | webgpu ms | regret |', '|---|---|---|---|---|---|---|---|---|']
   for (const p of run.points) lines.push(`| ${p.shape} | ${p.D} | ${p.dtype} | ${p.T} | ${f(p.autoMs, 3)} | ${p.chose} | ${f(p.wasmMs, 3)} | ${f(p.webgpuMs, 3)} | ${f(p.regret, 3)} |`)
-  return lines.join('\n') + '\n'
+  return `${lines.join('\n')}\n`
 }
 
 if (process.argv[1]?.endsWith('scaling-md.ts')) {
