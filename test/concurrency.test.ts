@@ -3,27 +3,24 @@
  * the results of running them one by one; slot writes (setAdapter / clearAdapter) and adapter
  * loads, replacements and unloads during in-flight applies never mix weights within one call:
  * every call equals the float64 reference on the weights as they were when the call was made.
- * Runs on wasm (single-threaded and threaded) and WebGPU (required when CI=true).
+ * Runs on wasm (single-threaded and threaded) and WebGPU (where test/needs.ts finds an adapter).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRuntime, LoraError, type BackendName, type Layer, type LayerOptions, type Runtime, type TokenAdapters } from '../src/index.js'
 import { expectDelta, TOLERANCE } from './compare.js'
+import { has } from './needs.js'
 import { makeWeights, peftConfig, toyModules, weightValues } from './peft-helpers.js'
 import { Rng } from './random.js'
 import { roundWeights, sgmv, type RefAdapter } from './reference.js'
 
-process.env.XDG_RUNTIME_DIR ??= '/tmp'
-
+const gpuHere = await has('webgpu', 'runs its WebGPU parts on wasm only')
 let rt: Runtime
 let threaded: Runtime
 let backends: BackendName[] = []
 beforeAll(async () => {
   rt = await createRuntime({ backend: 'auto' })
   backends = rt.backends
-  if (!backends.includes('webgpu')) {
-    if (process.env.CI === 'true') throw new Error(`CI needs WebGPU: ${rt.webgpuUnavailableReason}`)
-    console.warn(`concurrency: WebGPU parts run on wasm only here (${rt.webgpuUnavailableReason})`)
-  }
+  if (gpuHere) expect(backends, `${rt.webgpuUnavailableReason}`).toContain('webgpu')
   threaded = await createRuntime({ backend: 'wasm', threads: 2 })
 })
 afterAll(() => {

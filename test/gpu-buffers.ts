@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, expect } from 'vitest'
 import { createRuntime, type Runtime } from '../src/index.js'
 import { makeCase, type Case } from './grid.js'
+import { has } from './needs.js'
 
 /** STORAGE | COPY_SRC | COPY_DST: usable by the kernels and on the host path. */
 export const FULL = (): number => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST
@@ -16,18 +17,23 @@ export function setupCase(rt: Runtime, c: Case, ctx: { skip: (note?: string) => 
 }
 
 /**
- * For a test file: a runtime with backend 'auto' made before its tests and disposed after them
- * (under CI=true it must have a WebGPU device), and the setupCase of `c` on it.
+ * For a test file, at its top level: `const setup = await caseOnAutoRuntime(c)`. A runtime with
+ * backend 'auto' made before its tests and disposed after them, and the setupCase of `c` on it;
+ * without a WebGPU adapter (test/needs.ts decides) every test that calls setup is skipped.
  */
-export function caseOnAutoRuntime(c: Case): (ctx: { skip: (note?: string) => void }) => ReturnType<typeof setupCase> {
-  process.env.XDG_RUNTIME_DIR ??= '/tmp'
+export async function caseOnAutoRuntime(c: Case): Promise<(ctx: { skip: (note?: string) => void }) => ReturnType<typeof setupCase>> {
+  const gpuHere = await has('webgpu')
   let rt: Runtime
   beforeAll(async () => {
+    if (!gpuHere) return
     rt = await createRuntime({ backend: 'auto' })
-    if (process.env.CI === 'true') expect(rt.device, `CI needs a WebGPU adapter: ${rt.webgpuUnavailableReason}`).not.toBeNull()
+    expect(rt.device, `${rt.webgpuUnavailableReason}`).not.toBeNull()
   })
   afterAll(() => rt?.dispose())
-  return (ctx) => setupCase(rt, c, ctx)
+  return (ctx) => {
+    if (!gpuHere) ctx.skip('no WebGPU adapter')
+    return setupCase(rt, c, ctx)
+  }
 }
 
 /** A buffer holding `values`, `padBytes` larger (filled at creation, so it needs no COPY_DST usage). */

@@ -8,7 +8,7 @@ import { sgmv } from './reference.js'
 const CASE: Case = { name: 'gpu ids', seed: 33, inFeatures: 37, sliceWidths: [20, 7], slots: 5, rank: 3, tokens: 9, pattern: 'some-none', dtype: 'f32', adaptersPerToken: 2 }
 const K = CASE.adaptersPerToken
 
-const setup = caseOnAutoRuntime(CASE)
+const setup = await caseOnAutoRuntime(CASE)
 
 describe.each(['webgpu', 'wasm', 'auto'] as const)('ids as a GPUBuffer, backend %s', (backend) => {
   it('x, y and ids on the GPU: y matches the reference', async (ctx) => {

@@ -7,7 +7,7 @@ import { sgmv } from './reference.js'
 
 const CASE: Case = { name: 'resident', seed: 21, inFeatures: 70, sliceWidths: [24, 9], slots: 4, rank: 6, tokens: 11, pattern: 'some-none', dtype: 'bf16', adaptersPerToken: 2 }
 
-const setup = caseOnAutoRuntime(CASE)
+const setup = await caseOnAutoRuntime(CASE)
 
 describe.each(['webgpu', 'wasm', 'auto'] as const)('GPU buffers through layer.apply, backend %s', (backend) => {
   it('y is updated on the device and matches the reference', async (ctx) => {

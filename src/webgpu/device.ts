@@ -1,4 +1,5 @@
 import { LoraError } from '../errors.js'
+import { vulkanMissing } from './vulkan.js'
 
 /** A device with what this backend learned about it while acquiring it. */
 export interface DeviceContext {
@@ -39,6 +40,8 @@ async function findGpu(): Promise<{ gpu: GPU; keepAlive?: unknown }> {
   if (nav?.gpu) return { gpu: nav.gpu }
   const isNode = typeof process !== 'undefined' && !!process.versions?.node && !('Bun' in globalThis)
   if (!isNode) throw new LoraError('BACKEND_UNAVAILABLE', 'no navigator.gpu in this runtime')
+  const noVulkan = await vulkanMissing()
+  if (noVulkan) throw new LoraError('BACKEND_UNAVAILABLE', noVulkan)
   let mod: { create: (flags: string[]) => GPU; globals: Record<string, unknown> }
   try {
     const name = 'webgpu' // a variable, so bundlers for other runtimes do not follow the import

@@ -1,10 +1,9 @@
 /**
  * Browsers: examples/browser/index.html served on 127.0.0.1 with the packed package (dist/ ESM
- * through an import map) and the PEFT adapters, opened in headless Chromium (Debian's
- * /usr/bin/chromium driven by playwright-core); examples/mixed-batch.js runs there on wasm and
+ * through an import map) and the PEFT adapters, opened in headless Chromium (CHROMIUM_PATH, else
+ * Debian's /usr/bin/chromium; test/needs.ts; driven by playwright-core); examples/mixed-batch.js runs there on wasm and
  * WebGPU (Chromium's SwiftShader adapter) and is checked against the float64 reference.
  */
-import { existsSync } from 'node:fs'
 import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -12,9 +11,10 @@ import { tmpdir } from 'node:os'
 import { extname, join, normalize, sep } from 'node:path'
 import { chromium, type BrowserContext } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CHROMIUM, has } from '../needs.js'
 import { checkReport, packedProject, ROOT, summary, type BatchReport, type PackedProject } from './harness.js'
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const chromiumHere = await has('chromium')
 // ../shared/DESIGN.md: WebGPU on SwiftShader headless, no network side traffic
 const FLAGS = ['--enable-unsafe-webgpu', '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic']
 const TYPES: Record<string, string> = {
@@ -45,7 +45,7 @@ function serve(root: string): Promise<Server> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install -y chromium (as .ci/run does), or set CHROMIUM_PATH`)
+  if (!chromiumHere) return
   project = await packedProject()
   await copyFile(join(ROOT, 'examples/browser/index.html'), join(project.dir, 'index.html'))
   await copyFile(join(ROOT, 'examples/mixed-batch.js'), join(project.dir, 'mixed-batch.js'))
@@ -61,7 +61,7 @@ afterAll(async () => {
   if (profile) await rm(profile, { recursive: true, force: true })
 })
 
-describe('Browser (headless Chromium)', () => {
+describe.runIf(chromiumHere)('Browser (headless Chromium)', () => {
   it('loads the package from dist/ and runs the mixed batch on wasm and WebGPU against the reference', async () => {
     const page = await context!.newPage()
     const log: string[] = []

@@ -3,16 +3,17 @@
  * empty project, subprocesses with clear failures, and the check of a runtime's output against
  * the float64 reference.
  *
- * The package is built and packed once per set of inputs (src, shaders, the .wasm builds,
- * package.json): the first test file to need it builds dist/ (tsc), runs `npm pack`, installs the
- * tarball into an empty project under the OS temp directory and copies the example adapters there;
- * the other test files (other processes) wait on a lock directory and reuse it.
+ * The package is built and packed once per set of inputs (src, shaders, bin, the .wasm builds,
+ * package.json): the first test file to need it copies those inputs into a folder under the OS
+ * temp directory, builds dist/ there (the checkout's dist/ is left alone), runs `npm pack`, and
+ * installs the tarball into an empty project beside it with the example adapters; the other test
+ * files (other processes) wait on a lock directory and reuse it.
  */
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { cp, mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises'
+import { cp, mkdir, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join, relative } from 'node:path'
+import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { decodeHalf } from '../../src/dtype.js'
 import { readSafetensors } from '../../src/peft/safetensors.js'
@@ -96,19 +97,58 @@ async function listFiles(dir: string): Promise<string[]> {
   return out.sort()
 }
 
+/** What the package is built and packed from (besides build/*.wasm). */
+const INPUTS = ['package.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json', 'src', 'shaders', 'bin', 'scripts/copy-dist-assets.mjs']
+
+async function inputFiles(): Promise<string[]> {
+  const files: string[] = []
+  for (const p of INPUTS) {
+    const full = join(ROOT, p)
+    files.push(...((await stat(full).catch(() => null))?.isDirectory() ? await listFiles(full) : [full]))
+  }
+  return [...files, ...(await listFiles(join(ROOT, 'build'))).filter((f) => f.endsWith('.wasm'))]
+}
+
 async function inputsHash(): Promise<string> {
-  const files = [
-    ...(await listFiles(join(ROOT, 'src'))),
-    ...(await listFiles(join(ROOT, 'shaders'))),
-    ...['package.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json', 'scripts/copy-dist-assets.mjs'].map((f) => join(ROOT, f)),
-    ...(await listFiles(join(ROOT, 'build'))).filter((f) => f.endsWith('.wasm')),
-  ]
   const h = createHash('sha256')
-  for (const f of files) {
+  for (const f of await inputFiles()) {
     h.update(relative(ROOT, f))
     h.update(await readFile(f).catch(() => Buffer.from('missing')))
   }
   return h.digest('hex').slice(0, 16)
+}
+
+/** The folder of package `name` as Node resolves it from `from` (nested node_modules first). */
+async function packageDir(name: string, from: string): Promise<string | null> {
+  for (let dir = from; ; dir = dirname(dir)) {
+    const candidate = join(dir, 'node_modules', name)
+    if (await stat(join(candidate, 'package.json')).catch(() => null)) return candidate
+    if (dir === dirname(dir) || !dir.startsWith(ROOT)) return null
+  }
+}
+
+/**
+ * The package's dependencies and theirs, as installed in this checkout's node_modules, packed
+ * into `into`: installing these tarballs beside the package's needs neither the registry nor the
+ * npm cache. Optional dependencies are left out (the WebGPU package for Node: tests in Node use
+ * it from src/; Deno and browsers have their own WebGPU).
+ */
+async function packDependencies(deps: Record<string, string> | undefined, into: string): Promise<string[]> {
+  const dirs = new Map<string, string>()
+  const visit = async (list: Record<string, string> | undefined, from: string): Promise<void> => {
+    for (const name of Object.keys(list ?? {})) {
+      const dir = await packageDir(name, from)
+      if (!dir) throw new Error(`${name} (a dependency of the package) is not installed in ${ROOT}node_modules: run npm install`)
+      if (dirs.has(dir)) continue
+      dirs.set(dir, name)
+      await visit((JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }).dependencies, dir)
+    }
+  }
+  await visit(deps, ROOT)
+  if (dirs.size === 0) return []
+  await mkdir(into, { recursive: true })
+  const packed = await runOk('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', into, ...dirs.keys()], { timeoutMs: 120_000 })
+  return (JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as { filename: string }[]).map((p) => join(into, p.filename))
 }
 
 async function withLock<T>(lockDir: string, fn: () => Promise<T>): Promise<T> {
@@ -165,21 +205,30 @@ export async function packedProject(): Promise<PackedProject> {
     await rm(cache, { recursive: true, force: true })
     await mkdir(cache, { recursive: true })
 
-    // build: the .wasm only if missing (CI builds it before the tests), dist/ always, from scratch
+    // build: the .wasm only if missing (CI builds it before the tests); dist/ from scratch in a
+    // copy of the inputs, with this checkout's node_modules
     const wasmMissing = await Promise.all(['simd', 'relaxed'].map((v) => stat(join(ROOT, `build/multilora-${v}.wasm`)).then(() => false, () => true)))
     if (wasmMissing.some(Boolean)) await runOk('npm', ['run', 'build:wasm'], { timeoutMs: 240_000 })
-    await rm(join(ROOT, 'dist'), { recursive: true, force: true })
-    await runOk('npm', ['run', 'build:ts'], { timeoutMs: 240_000 })
+    const stage = join(cache, 'package')
+    for (const f of await inputFiles()) {
+      await mkdir(dirname(join(stage, relative(ROOT, f))), { recursive: true })
+      await cp(f, join(stage, relative(ROOT, f)))
+    }
+    await symlink(join(ROOT, 'node_modules'), join(stage, 'node_modules'), 'dir')
+    await runOk('npm', ['run', 'build:ts'], { cwd: stage, timeoutMs: 240_000 })
 
-    const packed = await runOk('npm', ['pack', '--json', '--pack-destination', cache], { timeoutMs: 120_000 })
+    const packed = await runOk('npm', ['pack', '--json', '--pack-destination', cache], { cwd: stage, timeoutMs: 120_000 })
     const info = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as { filename: string; files: { path: string }[] }[]
     const tarball = join(cache, info[0].filename)
+    const pkg = JSON.parse(await readFile(join(stage, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }
+    const deps = await packDependencies(pkg.dependencies, join(cache, 'deps'))
 
-    // an empty project that installs the tarball (offline: everything it needs is in the npm cache)
+    // an empty project that installs the tarball and its dependencies' tarballs (--offline: npm
+    // must not need the registry, whatever its cache holds)
     const dir = join(cache, 'project')
     await mkdir(dir)
     await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }, null, 2))
-    await runOk('npm', ['install', '--offline', '--no-audit', '--no-fund', tarball], { cwd: dir, timeoutMs: 180_000 })
+    await runOk('npm', ['install', '--offline', '--omit=optional', '--no-audit', '--no-fund', tarball, ...deps], { cwd: dir, timeoutMs: 180_000 })
     await cp(ADAPTERS, join(dir, 'adapters'), { recursive: true })
 
     const project: PackedProject = { dir, tarball, files: info[0].files.map((f) => f.path).sort() }

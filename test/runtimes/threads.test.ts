@@ -6,7 +6,6 @@
  * once the runtime is disposed (the workers end). Cloudflare Workers (no threads) are covered by
  * workerd.test.ts.
  */
-import { existsSync } from 'node:fs'
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -14,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { extname, join, normalize, sep } from 'node:path'
 import { chromium, type BrowserContext } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CHROMIUM, has } from '../needs.js'
 import { BIN, checkReport, lastJson, packedProject, ROOT, runOk, summary, type BatchReport, type PackedProject } from './harness.js'
 
 interface ThreadsReport extends BatchReport {
@@ -21,7 +21,7 @@ interface ThreadsReport extends BatchReport {
   threadsUnavailableReason: string | null
 }
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const chromiumHere = await has('chromium', 'skipped its Chromium part')
 const FLAGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic']
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.json': 'application/json', '.wasm': 'application/wasm',
@@ -64,7 +64,7 @@ describe('threads in each runtime (createRuntime({ threads: 2 }))', () => {
   })
 })
 
-describe('threads in headless Chromium', () => {
+describe.runIf(chromiumHere)('threads in headless Chromium', () => {
   let context: BrowserContext | undefined
   let profile: string | undefined
   const servers: Server[] = []
@@ -105,7 +105,6 @@ describe('threads in headless Chromium', () => {
   }
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install -y chromium (as .ci/run does), or set CHROMIUM_PATH`)
     profile = await mkdtemp(join(tmpdir(), 'multilora-chromium-threads-'))
     context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS })
   }, 120_000)
