@@ -14,11 +14,11 @@ const BF16: i32 = 1
 /** Fused SGMV over all segments; see assembly/sgmv.ts for the argument shapes. */
 export function sgmv(
   dtype: i32, xPtr: usize, yPtr: usize, inF: i32, outF: i32, rowsPtr: usize, segPtr: usize, numSeg: i32,
-  slotsPtr: usize, widthsPtr: usize, numSlices: i32, scratchPtr: usize, decodePtr: usize,
+  slotsPtr: usize, widthsPtr: usize, numSlices: i32, scratchPtr: usize, decodePtr: usize, weightsPtr: usize,
 ): void {
-  if (dtype == F32) sgmvT<f32>(xPtr, yPtr, inF, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, scratchPtr, 0)
-  else if (dtype == BF16) sgmvT<u16>(xPtr, yPtr, inF, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, scratchPtr, decodePtr)
-  else sgmvT<i16>(xPtr, yPtr, inF, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, scratchPtr, decodePtr)
+  if (dtype == F32) sgmvT<f32>(xPtr, yPtr, inF, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, scratchPtr, 0, weightsPtr)
+  else if (dtype == BF16) sgmvT<u16>(xPtr, yPtr, inF, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, scratchPtr, decodePtr, weightsPtr)
+  else sgmvT<i16>(xPtr, yPtr, inF, outF, rowsPtr, segPtr, numSeg, slotsPtr, widthsPtr, numSlices, scratchPtr, decodePtr, weightsPtr)
 }
 
 /** shrink of one segment; see assembly/shrink.ts. */
@@ -43,3 +43,4 @@ export function heapBase(): usize {
   return __heap_base
 }
 export { shrinkTasks, expandColumns } from './threads'
+export { gather } from './gather'

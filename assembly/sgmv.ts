@@ -44,10 +44,12 @@ export const SLOT_BYTES: i32 = 16
  * @param scratchPtr f32 [chunkSize * numSlices * maxRank]: H
  * @param decodePtr  f32 [numSlices * maxRank * inF + maxRank * outF]: decoded weights of one slot
  *                   (16-bit weights only; 0 = never decode)
+ * @param weightsPtr f32 [N]: weight of each entry, multiplying its slot's scale (0 = none: every
+ *                   weight 1, the scale alone)
  */
 export function sgmvT<W>(
   xPtr: usize, yPtr: usize, inF: i32, outF: i32, rowsPtr: usize, segPtr: usize, numSeg: i32,
-  slotsPtr: usize, widthsPtr: usize, numSlices: i32, scratchPtr: usize, decodePtr: usize,
+  slotsPtr: usize, widthsPtr: usize, numSlices: i32, scratchPtr: usize, decodePtr: usize, weightsPtr: usize,
 ): void {
   for (let g = 0; g < numSeg; g++) {
     const seg = segPtr + <usize>g * 12
@@ -69,7 +71,8 @@ export function sgmvT<W>(
     } else {
       shrinkSegment<W>(xPtr, inF, rows, n, aPtr, R, scratchPtr)
     }
-    scaleInPlace(scratchPtr, n * R, scale)
+    if (weightsPtr == 0) scaleInPlace(scratchPtr, n * R, scale)
+    else scaleEntries(scratchPtr, n, R, scale, weightsPtr + (<usize>start << 2))
     const btF = decodePtr + (<usize>R * <usize>inF << 2) // decoded B of one slice
     let col0 = 0
     for (let s = 0; s < numSlices; s++) {
@@ -87,6 +90,11 @@ export function sgmvT<W>(
       col0 += width
     }
   }
+}
+
+/** H [n x R]: row e times scale * w[e] (w: f32 [n], per-entry weights). */
+function scaleEntries(h: usize, n: i32, R: i32, scale: f32, w: usize): void {
+  for (let e = 0; e < n; e++) scaleInPlace(h + (<usize>(e * R) << 2), R, scale * load<f32>(w + (<usize>e << 2)))
 }
 
 /**

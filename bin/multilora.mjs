@@ -1,17 +1,56 @@
 #!/usr/bin/env node
-// multilora command line: `multilora bench [--quick] [--json FILE] [--svg FILE]`.
-// The benchmark is TypeScript run through tsx, with the peers as devDependencies: it runs from a
-// checkout of the repository (npm install), not from the published package alone.
+// multilora command line: `multilora bench [--quick] [--json FILE] [--svg FILE]`, `multilora --help`.
+// Arguments are checked here, before anything runs: --help prints the usage, an unknown command or
+// option is an error that lists the ones there are. The benchmark is TypeScript run through tsx,
+// with the peers as devDependencies: it runs from a checkout of the repository (npm install), not
+// from the published package alone.
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
-const [command, ...rest] = process.argv.slice(2)
-const usage = 'usage: multilora bench [--quick] [--json FILE] [--svg FILE]'
-if (command !== 'bench') {
-  console.error(command === undefined || command === '--help' || command === '-h' ? usage : `unknown command '${command}'\n${usage}`)
-  process.exit(command === '--help' || command === '-h' ? 0 : 1)
+/** Options of `bench`: name -> [takes a value, description]. */
+const BENCH_OPTIONS = {
+  '--quick': [false, 'the short grid (about a minute; the full run takes about ten)'],
+  '--json': [true, 'write the results here (default bench/results/bench.json, bench-quick.json with --quick)'],
+  '--svg': [true, 'write the chart here (default bench/results/bench.svg, bench-quick.svg with --quick)'],
+  '--help': [false, 'print this and exit'],
 }
+const USAGE = `usage: multilora <command> [options]
+
+commands:
+  bench    every backend, 'auto' and the peer libraries timed side by side over the benchmark
+           grid, each checked against the float64 reference first (from a repository checkout)
+  help     print this and exit
+
+options of bench:
+${Object.entries(BENCH_OPTIONS).map(([name, [value, text]]) => `  ${`${name}${value ? ' FILE' : ''}`.padEnd(12)} ${text}`).join('\n')}`
+const OPTION_LIST = Object.entries(BENCH_OPTIONS).map(([name, [value]]) => `${name}${value ? ' FILE' : ''}`).join(', ')
+
+function fail(message) {
+  console.error(`multilora: ${message}; \`multilora --help\` prints the usage`)
+  process.exit(2)
+}
+
+const [command, ...rest] = process.argv.slice(2)
+if (command === undefined) fail('no command given')
+if (command === '--help' || command === '-h' || command === 'help') {
+  console.log(USAGE)
+  process.exit(0)
+}
+if (command !== 'bench') fail(`unknown command '${command}' (the commands: bench, help)`)
+
+for (let i = 0; i < rest.length; i++) {
+  const arg = rest[i]
+  if (arg === '--help' || arg === '-h') {
+    console.log(USAGE)
+    process.exit(0)
+  }
+  const option = Object.hasOwn(BENCH_OPTIONS, arg) ? BENCH_OPTIONS[arg] : undefined
+  if (!option) fail(`unknown ${arg.startsWith('-') ? 'option' : 'argument'} '${arg}' for bench (its options: ${OPTION_LIST})`)
+  if (option[0] && (i + 1 >= rest.length || rest[i + 1].startsWith('--'))) fail(`${arg} needs a FILE`)
+  if (option[0]) i++
+}
+
 const main = fileURLToPath(new URL('../bench/cli/main.ts', import.meta.url))
 let tsx
 try {

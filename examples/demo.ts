@@ -4,7 +4,10 @@
  *     mixed batch through every LoRA-wrapped module on every backend, check y against PEFT's own
  *     outputs;
  *  2. a serving-sized mixed batch (QKV 4096/1024/1024, 8 adapters of rank 16, 64 tokens, some
- *     with no adapter) through the kernels, checked against the float64 reference, with timings.
+ *     with no adapter) through the kernels, checked against the float64 reference, with timings;
+ *  3. a whole model (examples/llama on test/fixtures/peft/tiny-llama-e2e: a random Llama, three
+ *     PEFT adapters, one with embedding and lm_head LoRA): the mixed batch's logits and greedy
+ *     generations per adapter, beside PEFT's own.
  */
 import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
@@ -12,6 +15,7 @@ import { createRuntime, readSafetensors } from '../src/index.js'
 import { roundToDtype } from '../src/dtype.js'
 import { Rng } from '../test/random.js'
 import { sgmv, type RefAdapter } from '../test/reference.js'
+import { runBatch } from './llama/main.js'
 
 const DIR = fileURLToPath(new URL('../test/fixtures/peft/tiny-llama-public/', import.meta.url))
 
@@ -98,6 +102,31 @@ for (const { backend, layer } of layers) {
   if (!ok) failures++
   const ms = await median(() => layer.apply(x, new Float32Array(y0), ids, { backend }))
   console.log(`  ${backend}: ${ms.toFixed(3)} ms (${(flops / ms / 1e6).toFixed(1)} GFLOP/s), relative error vs reference ${err.toExponential(2)} ${ok ? 'OK' : 'FAIL'}`)
+}
+// 3. a whole model against PEFT (another model: its module paths name other shapes)
+for (const name of ['math', 'code']) rt.unloadAdapter(name)
+const E2E = fileURLToPath(new URL('../test/fixtures/peft/tiny-llama-e2e/', import.meta.url))
+const peft = JSON.parse(await readFile(`${E2E}batch.json`, 'utf8')) as { input_ids: number[][]; adapter_names: string[]; generated_ids: number[][]; max_new_tokens: number }
+const raw = await readFile(`${E2E}logits.f32`)
+const peftLogits = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength))
+const largest = peftLogits.reduce((m, v) => Math.max(m, Math.abs(v)), 0)
+console.log(`whole model (examples/llama): ${peft.input_ids.length} sequences x ${peft.input_ids[0].length} prompt tokens, ${peft.max_new_tokens} greedy tokens each`)
+for (const backend of rt.backends) {
+  const t0 = performance.now()
+  const got = await runBatch(rt, E2E, backend)
+  const ms = performance.now() - t0
+  let err = 0
+  for (let i = 0; i < peftLogits.length; i++) err = Math.max(err, Math.abs(got.logits[i] - peftLogits[i]))
+  const same = got.generated_ids.map((ids, s) => ids.join() === peft.generated_ids[s].join())
+  const ok = err <= 1e-4 * largest && same.every((v) => v)
+  if (!ok) failures++
+  console.log(`  ${backend}: ${ms.toFixed(0)} ms, max logit error vs PEFT ${err.toExponential(2)} (of max |logit| ${largest.toFixed(2)}) ${ok ? 'OK' : 'FAIL'}`)
+  peft.adapter_names.forEach((name, s) => {
+    const prompt = peft.input_ids[s].length
+    const ours = got.generated_ids[s].slice(prompt).join(' ')
+    const theirs = peft.generated_ids[s].slice(prompt).join(' ')
+    console.log(`    ${name.padEnd(8)} multilora ${ours.padEnd(32)} PEFT ${theirs.padEnd(32)} ${same[s] ? 'same' : 'DIFFERENT'}`)
+  })
 }
 rt.dispose()
 if (failures > 0) {

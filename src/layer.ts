@@ -5,7 +5,7 @@ import { buildSegments, type SegmentPlan } from './metadata.js'
 import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec, PreparedAdapter } from './types.js'
 import type { WebGpuBackend } from './webgpu/index.js'
 import type { WebGpuLayer } from './webgpu/types.js'
-import { checkApply, checkBackend, checkIds, checkInt, isGpuBuffer, prepareAdapter } from './validate.js'
+import { checkApply, checkBackend, checkIds, checkInt, checkTokenWeights, isGpuBuffer, prepareAdapter } from './validate.js'
 import { checkWritable, readBack, writeBack } from './webgpu/transfer.js'
 
 /** What a layer needs from its runtime: the backends and the per-call choice among them. */
@@ -21,10 +21,12 @@ export interface LayerHost {
 
 /** One validated call, as `attempt` runs it (on the chosen backend, or again on another). */
 interface Attempt {
-  x: Float32Array | GPUBuffer
+  x: Float32Array | Int32Array | GPUBuffer
   y: Float32Array | GPUBuffer
   ids: Int32Array
   K: number
+  /** [T * K] per-entry weights, or undefined (every weight 1). */
+  weights: Float32Array | undefined
   features: CallFeatures
   /** The plan built for the first backend, with its chunk size. */
   first: SegmentPlan
@@ -151,7 +153,7 @@ export class LoraLayer implements Layer {
     return this.filled[slot] === true
   }
 
-  async apply(x: Float32Array | GPUBuffer, y: Float32Array | GPUBuffer, idsIn: Int32Array | GPUBuffer, options: ApplyOptions = {}): Promise<void> {
+  async apply(x: Float32Array | Int32Array | GPUBuffer, y: Float32Array | GPUBuffer, idsIn: Int32Array | GPUBuffer, options: ApplyOptions = {}): Promise<void> {
     this.checkAlive()
     if (typeof options !== 'object' || options === null) {
       throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${String(options)}`)
@@ -161,12 +163,13 @@ export class LoraLayer implements Layer {
     // after an await reads a copy made before it.
     if (isGpuBuffer(idsIn)) {
       const read = this.readIds(idsIn, options, x, y) // the read is submitted before this returns
-      if (x instanceof Float32Array) x = x.slice()
+      if (!isGpuBuffer(x)) x = x.slice()
       idsIn = await read
     }
     const ids = idsIn
     const { T, K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens)
     checkIds(ids, K, this.spec.maxAdapters, this.filled)
+    const weights = options.weights === undefined ? undefined : checkTokenWeights(options.weights, ids.length)
     let entries = 0, distinct = 0, rankSum = 0, rankEntries = 0
     const stamp = ++this.stamp
     for (let i = 0; i < ids.length; i++) {
@@ -184,11 +187,11 @@ export class LoraLayer implements Layer {
     if (entries === 0) return
     const { spec } = this
     const features: CallFeatures = {
-      tokens: T, entries, distinct, rankSum, rankEntries, adaptersPerToken: K, inFeatures: spec.inFeatures, outFeatures: spec.outFeatures,
+      tokens: T, entries, distinct, rankSum, rankEntries, adaptersPerToken: K, inFeatures: spec.embedding ? 1 : spec.inFeatures, outFeatures: spec.outFeatures,
       slices: spec.sliceWidths.length, weightDtype: spec.weightDtype, resident: isGpuBuffer(x) || isGpuBuffer(y) ? 'gpu' : 'host',
     }
     const backend = this.host.pick(choice, features)
-    const first = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize ?? 64)
+    const first = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize ?? 64, weights)
     const slots = first.slots
     // Writes pending now, per backend: this call must see them (later ones it must not).
     let before: Map<BackendName, Promise<void>[]> | null = null
@@ -202,13 +205,14 @@ export class LoraLayer implements Layer {
       if (waits.length) (before ??= new Map()).set(name, waits)
     }
     // (no closures on this path unless needed: each costs a little, more under tsx's keepNames)
-    const call: Attempt = { x, y, ids, K, features, first, chunk: backend.chunkSize ?? 64, before }
+    const call: Attempt = { x, y, ids, K, weights, features, first, chunk: backend.chunkSize ?? 64, before }
     let run = this.attempt(call, backend)
     if (!(run instanceof Promise)) return // synchronous backend: done
     if (choice === 'auto' && backend.name === 'webgpu') {
       // the retry below may run after the caller reused x and ids
-      if (x instanceof Float32Array) call.x = x.slice(0, T * spec.inFeatures)
+      if (!isGpuBuffer(x)) call.x = x.slice(0, T * (spec.embedding ? 1 : spec.inFeatures))
       call.ids = ids.slice(0, T * K)
+      if (weights) call.weights = weights.slice(0, T * K)
       // A device lost during the call (y is untouched then): run it again on a backend that works.
       run = run.catch((e: unknown) => {
         if (!(e instanceof LoraError && e.code === 'DEVICE_LOST')) throw e
@@ -241,17 +245,17 @@ export class LoraLayer implements Layer {
   /** Run a validated call on backend `b`, after the slot writes it must see. */
   private attempt(c: Attempt, b: Backend): void | Promise<void> {
     const layer = this.onBackend.get(b.name)!
-    const plan = (b.chunkSize ?? 64) === c.chunk ? c.first : buildSegments(c.ids, c.K, this.spec.maxAdapters, b.chunkSize ?? 64)
+    const plan = (b.chunkSize ?? 64) === c.chunk ? c.first : buildSegments(c.ids, c.K, this.spec.maxAdapters, b.chunkSize ?? 64, c.weights)
     const waits = c.before?.get(b.name)
     if (!waits) return this.runPlan(b, layer, c, plan)
-    const deferred = c.x instanceof Float32Array ? { ...c, x: c.x.slice(0, plan.numTokens * this.spec.inFeatures) } : c
+    const deferred = isGpuBuffer(c.x) ? c : { ...c, x: c.x.slice(0, plan.numTokens * (this.spec.embedding ? 1 : this.spec.inFeatures)) }
     return Promise.all(waits).then(() => this.runPlan(b, layer, deferred, plan))
   }
 
   private runPlan(b: Backend, layer: BackendLayer, c: Attempt, plan: SegmentPlan): void | Promise<void> {
     // GPU-resident data on a CPU backend goes through the host
     if (b.name !== 'webgpu' && c.features.resident === 'gpu') return this.applyThroughHost(layer, c.x, c.y, plan)
-    return (layer as WebGpuLayer).apply(c.x, c.y, plan)
+    return (layer as WebGpuLayer).apply(c.x as Float32Array | GPUBuffer, c.y, plan)
   }
 
   /**
@@ -276,17 +280,19 @@ export class LoraLayer implements Layer {
   }
 
   /** GPU-resident x and y on a CPU backend: read them back, run, write y back (queue order kept). */
-  private async applyThroughHost(layer: BackendLayer, x: Float32Array | GPUBuffer, y: Float32Array | GPUBuffer, plan: SegmentPlan): Promise<void> {
+  private async applyThroughHost(layer: BackendLayer, x: Float32Array | Int32Array | GPUBuffer, y: Float32Array | GPUBuffer, plan: SegmentPlan): Promise<void> {
     const gpu = this.owners.get('webgpu') as WebGpuBackend | undefined
     if (!gpu || gpu.lost) throw new LoraError('DEVICE_LOST', 'x or y is a GPUBuffer but the runtime has no working WebGPU device')
     if (isGpuBuffer(y)) checkWritable(y)
     const T = plan.numTokens
     // both reads are submitted before this returns: later work queued by the caller comes after them
     const [xs, ys] = await Promise.all([
-      isGpuBuffer(x) ? readBack(gpu.device, x, T * this.spec.inFeatures, 'x') : x,
+      isGpuBuffer(x) ? readBack(gpu.device, x, T * (this.spec.embedding ? 1 : this.spec.inFeatures), 'x') : x,
       isGpuBuffer(y) ? readBack(gpu.device, y, T * this.spec.outFeatures, 'y') : y,
     ])
-    await layer.apply(xs, ys, plan)
+    // an embedding layer's x holds i32 token ids: the same bytes, seen as such
+    const xIn = this.spec.embedding && xs instanceof Float32Array ? new Int32Array(xs.buffer, xs.byteOffset, xs.length) : xs
+    await layer.apply(xIn as Float32Array, ys, plan)
     if (isGpuBuffer(y)) writeBack(gpu.device, y, ys)
   }
 

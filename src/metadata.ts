@@ -25,6 +25,8 @@ export interface SegmentPlan {
   segLength: Int32Array
   /** [D] distinct slots used by the batch, ascending. */
   slots: Int32Array
+  /** [N] weight of each entry (same order as rows), or absent: every weight 1. */
+  weights?: Float32Array
 }
 
 /**
@@ -50,18 +52,44 @@ export function buildSegmentsChecked(ids: Int32Array, adaptersPerToken: number, 
  * @param adaptersPerToken K.
  * @param numSlots number of slots of the layer (ids are < numSlots).
  * @param chunkSize longest segment; longer runs of one slot are cut into several segments.
+ * @param weights [T * K] weight of each (token, k) entry (validated), carried into plan.weights.
  */
 export function buildSegments(
   ids: Int32Array,
   adaptersPerToken: number,
   numSlots: number,
   chunkSize = 64,
+  weights?: Float32Array,
 ): SegmentPlan {
   const K = adaptersPerToken
   const T = K > 0 ? Math.floor(ids.length / K) : 0
   // few entries in many slots (a decode batch on a layer with hundreds of adapter slots): sort the
   // entries instead of counting over every slot
-  if (ids.length * SORT_BELOW < numSlots) return bySorting(ids, K, T, chunkSize)
+  const plan = ids.length * SORT_BELOW < numSlots ? bySorting(ids, K, T, chunkSize) : byCounting(ids, K, T, numSlots, chunkSize)
+  if (weights) plan.weights = entryWeights(ids, plan, weights)
+  return plan
+}
+
+/**
+ * The weights in plan order. Both builders order the entries by slot, then by their index in ids,
+ * so entry e of slot s is the (e - first entry of s)-th id equal to s.
+ */
+function entryWeights(ids: Int32Array, plan: SegmentPlan, weights: Float32Array): Float32Array {
+  const out = new Float32Array(plan.rows.length)
+  const next = new Map<number, number>() // slot -> its next position in plan order
+  for (let g = 0; g < plan.segSlot.length; g++) if (!next.has(plan.segSlot[g])) next.set(plan.segSlot[g], plan.segStart[g])
+  for (let i = 0; i < ids.length; i++) {
+    const s = ids[i]
+    if (s < 0) continue
+    const e = next.get(s)!
+    out[e] = weights[i]
+    next.set(s, e + 1)
+  }
+  return out
+}
+
+/** The plan by a counting sort over the slots. */
+function byCounting(ids: Int32Array, K: number, T: number, numSlots: number, chunkSize: number): SegmentPlan {
   // counts[s] entries per slot
   const counts = new Int32Array(numSlots + 1)
   let n = 0

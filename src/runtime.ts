@@ -7,6 +7,7 @@ import { type Decision, Dispatcher, type ExplainRequest, featuresOf } from './di
 import { describe, LoraError } from './errors.js'
 import { LoraLayer, type LayerHost } from './layer.js'
 import { AdapterPool, type AdapterInfo, type AdapterSource, type PoolStats, type TokenAdapters } from './pool/pool.js'
+import type { BaseWeight } from './peft/adapter.js'
 import type { BackendChoice, BackendName, Layer, LayerOptions } from './types.js'
 import { checkBackend, checkInt, checkLayerOptions } from './validate.js'
 import { createWasmBackend, type WasmBackend } from './wasm/backend.js'
@@ -71,10 +72,18 @@ export interface Runtime {
   listAdapters(): AdapterInfo[]
   /**
    * Add the LoRA delta of PEFT module `module` (e.g. 'model.layers.0.self_attn.q_proj') to y:
-   * `adapters[t]` names token t's adapter, a combination (string[]), or none (null).
-   * @param x [T * inFeatures]  @param y [T * outFeatures], updated in place
+   * `adapters[t]` names token t's adapter, `{ name, weight }` (its delta times weight), a
+   * combination (an array of those), or none (null).
+   * @param x [T * inFeatures]; for an embedding module (listAdapters' `embeddings`), Int32Array [T] token ids
+   * @param y [T * outFeatures], updated in place
    */
-  apply(module: string, x: Float32Array, y: Float32Array, adapters: readonly TokenAdapters[], options?: { backend?: BackendChoice }): Promise<void>
+  apply(module: string, x: Float32Array | Int32Array, y: Float32Array, adapters: readonly TokenAdapters[], options?: { backend?: BackendChoice }): Promise<void>
+  /**
+   * The base-layer weights adapter `name`'s file holds (PEFT saves embed_tokens' and lm_head's
+   * when embedding layers are targeted), by module path: not applied, here to be checked against
+   * the caller's base model. `listAdapters()` names the modules that carry them.
+   */
+  baseWeights(name: string): Promise<Map<string, BaseWeight>>
   /** Keep an adapter resident (never evicted) until unpinned. */
   pin(name: string): Promise<void>
   unpin(name: string): void
@@ -185,9 +194,14 @@ class LoraRuntime implements Runtime, LayerHost {
     return this.pool.listAdapters()
   }
 
-  async apply(module: string, x: Float32Array, y: Float32Array, adapters: readonly TokenAdapters[], options?: { backend?: BackendChoice }): Promise<void> {
+  async apply(module: string, x: Float32Array | Int32Array, y: Float32Array, adapters: readonly TokenAdapters[], options?: { backend?: BackendChoice }): Promise<void> {
     this.checkAlive()
     return this.pool.apply(module, x, y, adapters, options)
+  }
+
+  async baseWeights(name: string): Promise<Map<string, BaseWeight>> {
+    this.checkAlive()
+    return this.pool.baseWeights(name)
   }
 
   async pin(name: string): Promise<void> {

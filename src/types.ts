@@ -17,6 +17,12 @@ export interface LayerOptions {
   maxRank: number
   /** Storage type of the weights. Default 'f32'. */
   weightDtype?: WeightDtype
+  /**
+   * An embedding layer (PEFT's lora_embedding_A / _B): inFeatures is the vocabulary size, one
+   * output slice, and `apply` takes token ids (Int32Array [T], or an i32 GPUBuffer) in place of
+   * x: token t gets scale * B A[:, id_t] (a gather in place of the shrink). Default false.
+   */
+  embedding?: boolean
 }
 
 /** One adapter for one layer, as given to `layer.setAdapter`. */
@@ -42,6 +48,12 @@ export interface ApplyOptions {
    * bytes); when ids is an Int32Array it must equal ids.length / K if given.
    */
   tokens?: number
+  /**
+   * Per-entry adapter weights, [T * K] like ids (finite values; entries whose id is -1 ignore
+   * theirs): the entry's delta is multiplied by its weight, w * scale_a * B_a A_a x[t].
+   * Default: every weight 1.
+   */
+  weights?: Float32Array
 }
 
 /** The validated shape of a layer, shared by every backend. */
@@ -55,6 +67,8 @@ export interface LayerSpec {
   maxAdapters: number
   maxRank: number
   weightDtype: WeightDtype
+  /** An embedding layer: x holds token ids (see LayerOptions.embedding). */
+  embedding?: boolean
 }
 
 /**
@@ -80,11 +94,12 @@ export interface Layer {
   /** Whether `slot` holds an adapter. */
   hasAdapter(slot: number): boolean
   /**
-   * y[t] += sum over the token's slots a of scale_a * B_a A_a x[t], for every token t.
+   * y[t] += sum over the token's slots a of w * scale_a * B_a A_a x[t], for every token t
+   * (w: the entry's `options.weights` value, default 1).
    * x and y may also be GPUBuffers on the runtime's device (`rt.device`, STORAGE usage): y is then
    * updated on the GPU, in queue order, with no readback. If the dispatcher runs such a call on
    * wasm, x and y are copied through the host (they need COPY_SRC, y also COPY_DST).
-   * @param x [T * inFeatures]
+   * @param x [T * inFeatures]; an embedding layer's: Int32Array [T] token ids in 0..inFeatures-1
    * @param y [T * outFeatures], updated in place (untouched if the call throws)
    * @param ids [T * K] slot ids, -1 = none (K = options.adaptersPerToken, default 1). Also a
    *   GPUBuffer on `rt.device` (COPY_SRC usage, i32 values, `options.tokens` = T): its first
@@ -92,7 +107,7 @@ export interface Layer {
    *   call), because the segment plan is built on the host. That small read waits for the queued
    *   GPU work, so pass ids as an Int32Array where the host has them (a scheduler usually does).
    */
-  apply(x: Float32Array | GPUBuffer, y: Float32Array | GPUBuffer, ids: Int32Array | GPUBuffer, options?: ApplyOptions): Promise<void>
+  apply(x: Float32Array | Int32Array | GPUBuffer, y: Float32Array | GPUBuffer, ids: Int32Array | GPUBuffer, options?: ApplyOptions): Promise<void>
   /** Free the layer's storage on every backend. */
   dispose(): void
 }

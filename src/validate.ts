@@ -47,7 +47,14 @@ export function checkLayerOptions(options: LayerOptions): LayerSpec {
     outFeatures += w
   }
   checkInt('outFeatures (sum of slices)', outFeatures, 1)
-  return { inFeatures, sliceWidths: widths, sliceOffsets: offsets, outFeatures, maxAdapters, maxRank, weightDtype }
+  const embedding = options.embedding ?? false
+  if (typeof embedding !== 'boolean') throw new LoraError('INVALID_ARGUMENT', `embedding must be a boolean, got ${describe(embedding)}`)
+  if (embedding && widths.length !== 1) {
+    throw new LoraError('SHAPE_MISMATCH', `an embedding layer has one output slice, got outFeatures [${widths.join(', ')}]`)
+  }
+  const spec: LayerSpec = { inFeatures, sliceWidths: widths, sliceOffsets: offsets, outFeatures, maxAdapters, maxRank, weightDtype }
+  if (embedding) spec.embedding = true
+  return spec
 }
 
 /** Validate setAdapter arguments; returns the adapter with weights rounded to the layer dtype. */
@@ -110,9 +117,24 @@ export function checkApply(spec: LayerSpec, x: unknown, y: unknown, ids: unknown
   if (tokens !== undefined && checkInt('options.tokens', tokens, 0, 2 ** 24) !== T) {
     throw new LoraError('SHAPE_MISMATCH', `options.tokens = ${String(tokens)} but ids has ${ids.length} entries = ${T} tokens * adaptersPerToken ${K}`)
   }
-  checkData('x', x, T, spec.inFeatures, 'inFeatures')
+  if (spec.embedding) checkTokenIds(x, T, spec.inFeatures)
+  else checkData('x', x, T, spec.inFeatures, 'inFeatures')
   checkData('y', y, T, spec.outFeatures, 'outFeatures')
   return { T, K }
+}
+
+/** An embedding layer's x: T token ids in 0..vocab-1 (Int32Array), or an i32 GPUBuffer of at least T * 4 bytes. */
+function checkTokenIds(x: unknown, T: number, vocab: number): void {
+  if (x instanceof Int32Array) {
+    if (x.length !== T) throw new LoraError('SHAPE_MISMATCH', `x (token ids of an embedding layer) must have T = ${T} values, got ${x.length}`)
+    for (let i = 0; i < T; i++) {
+      if (x[i] < 0 || x[i] >= vocab) throw new LoraError('OUT_OF_RANGE', `x[${i}] = ${x[i]} is not a token id in 0..${vocab - 1} (x: Int32Array[${T}])`)
+    }
+  } else if (isGpuBuffer(x)) {
+    if (x.size < T * 4) throw new LoraError('SHAPE_MISMATCH', `x: GPUBuffer of ${x.size} bytes, need T * 4 = ${T * 4} (i32 token ids)`)
+  } else {
+    throw new LoraError('INVALID_ARGUMENT', `x of an embedding layer must be an Int32Array of token ids or a GPUBuffer, got ${describe(x)}`)
+  }
 }
 
 /** A GPUBuffer (checked by shape, so a buffer from any WebGPU implementation is recognised). */
@@ -147,4 +169,16 @@ export function checkIds(ids: Int32Array, K: number, maxAdapters: number, filled
       if (ids[j] === id) throw new LoraError('DUPLICATE_ADAPTER', `token ${t0 / K} names slot ${id} twice (ids[${j}] and ids[${i}])`)
     }
   }
+}
+
+/** Per-entry weights of an apply: a Float32Array of ids.length finite values. */
+export function checkTokenWeights(weights: unknown, idsLength: number): Float32Array {
+  if (!(weights instanceof Float32Array)) throw new LoraError('INVALID_ARGUMENT', `options.weights must be a Float32Array, got ${describe(weights)}`)
+  if (weights.length !== idsLength) {
+    throw new LoraError('SHAPE_MISMATCH', `options.weights has ${weights.length} values, ids has ${idsLength} (one weight per id)`)
+  }
+  for (let i = 0; i < weights.length; i++) {
+    if (!Number.isFinite(weights[i])) throw new LoraError('INVALID_ARGUMENT', `options.weights[${i}] is not finite: ${weights[i]}`)
+  }
+  return weights
 }

@@ -65,7 +65,7 @@ export class FakeLayer implements Layer {
     this.log.push(`apply ${[...ids].join(',')} K=${K}`)
     if (this.gate) await this.gate
     if (this.disposed) throw new LoraError('DISPOSED', 'layer disposed during apply')
-    const delta = sgmv(layer, x, ids, K)
+    const delta = sgmv(layer, x, ids, K, options.weights)
     for (let i = 0; i < y.length; i++) y[i] += delta[i]
   }
 

@@ -23,6 +23,8 @@ export interface Case {
   pattern: IdPattern
   dtype: WeightDtype
   adaptersPerToken: number
+  /** Per-entry adapter weights (`options.weights`): drawn from the seed, 0 and negatives included. */
+  weighted?: boolean
   seed: number
 }
 
@@ -35,6 +37,7 @@ export const AXES = {
   pattern: ['distinct', 'uniform', 'zipf', 'identical', 'skewed', 'some-none'] as IdPattern[],
   dtype: ['f32', 'bf16', 'f16'] as WeightDtype[],
   adaptersPerToken: [1, 2, 3],
+  weighted: [false, true],
 }
 
 /** Output widths for a slice count: a plain layer, an unequal pair, a GQA-like unequal triple. */
@@ -54,7 +57,7 @@ export function caseGrid(seeds = 1): Case[] {
   let seed = 1
   for (let rep = 0; rep < seeds; rep++) {
     for (const axis of Object.keys(AXES) as Axis[]) {
-      for (const value of AXES[axis] as (number | string)[]) {
+      for (const value of AXES[axis] as (number | string | boolean)[]) {
         cases.push(drawCase(axis, value, seed++))
       }
     }
@@ -62,7 +65,7 @@ export function caseGrid(seeds = 1): Case[] {
   return [...cases, ...edgeCases()]
 }
 
-function drawCase(fixed: Axis, value: number | string, seed: number): Case {
+function drawCase(fixed: Axis, value: number | string | boolean, seed: number): Case {
   const rng = new Rng(seed * 7919)
   const v = <A extends Axis>(axis: A): (typeof AXES)[A][number] =>
     (axis === fixed ? value : rng.pick((axis === 'tokens' ? AXES.tokens.slice(1) : AXES[axis]) as unknown[])) as (typeof AXES)[A][number]
@@ -75,6 +78,7 @@ function drawCase(fixed: Axis, value: number | string, seed: number): Case {
     pattern: v('pattern') as IdPattern,
     dtype: v('dtype') as WeightDtype,
     adaptersPerToken: v('adaptersPerToken') as number,
+    weighted: v('weighted') as boolean,
   }
   const outBase = () => (c.inFeatures === 1 ? 5 : c.inFeatures === 4096 ? 1024 : c.inFeatures)
   const cost = () => {
@@ -99,7 +103,7 @@ function drawCase(fixed: Axis, value: number | string, seed: number): Case {
     ;(c as Record<string, unknown>)[a] = list[list.indexOf(c[a as keyof typeof c] as number) - 1]
   }
   return {
-    name: `${fixed}=${value} in=${c.inFeatures} out=${sliceWidthsFor(outBase(), c.slices).join('/')} r=${c.rank} T=${c.tokens} slots=${c.slots} ${c.pattern} ${c.dtype} K=${c.adaptersPerToken}`,
+    name: `${fixed}=${value} in=${c.inFeatures} out=${sliceWidthsFor(outBase(), c.slices).join('/')} r=${c.rank} T=${c.tokens} slots=${c.slots} ${c.pattern} ${c.dtype} K=${c.adaptersPerToken}${c.weighted ? ' weighted' : ''}`,
     inFeatures: c.inFeatures,
     sliceWidths: sliceWidthsFor(outBase(), c.slices),
     slots: c.slots,
@@ -108,6 +112,7 @@ function drawCase(fixed: Axis, value: number | string, seed: number): Case {
     pattern: c.pattern,
     dtype: c.dtype,
     adaptersPerToken: c.adaptersPerToken,
+    weighted: c.weighted,
     seed,
   }
 }
@@ -129,6 +134,8 @@ export function edgeCases(): Case[] {
     e('one segment longer than a chunk', { tokens: 200, pattern: 'identical', slots: 1 }),
     e('QKV 4096/1024/1024 r16', { inFeatures: 4096, sliceWidths: [4096, 1024, 1024], rank: 16, tokens: 4, slots: 2 }),
     e('three adapters per token with padding', { adaptersPerToken: 3, slots: 4, tokens: 9, pattern: 'some-none' }),
+    e('weights, two adapters per token', { adaptersPerToken: 2, slots: 4, tokens: 33, weighted: true }),
+    e('weights, one long segment, bf16', { tokens: 70, pattern: 'identical', slots: 1, dtype: 'bf16', weighted: true }),
   ]
 }
 
@@ -140,6 +147,8 @@ export interface CaseData {
   /** y before the call (random: the delta must be accumulated into it). */
   y: Float32Array
   ids: Int32Array
+  /** [T * K] per-entry weights (weighted cases only). */
+  weights?: Float32Array
   /** The reference layer (weights rounded to the case dtype). */
   ref: RefLayer
 }
@@ -210,8 +219,19 @@ export function makeCase(c: Case): CaseData {
     x: rng.array(c.tokens * c.inFeatures),
     y: rng.array(c.tokens * out),
     ids,
+    weights: c.weighted ? drawWeights(new Rng(Math.abs(c.seed) * 7 + 3), ids.length) : undefined,
     ref: { inFeatures: c.inFeatures, sliceWidths: c.sliceWidths, adapters: refAdapters },
   }
+}
+
+/** Per-entry weights: mostly in [-1.5, 2.5), with exact 0, 1 and -1 among them. */
+function drawWeights(rng: Rng, n: number): Float32Array {
+  const w = new Float32Array(n)
+  for (let i = 0; i < n; i++) {
+    const u = rng.next()
+    w[i] = u < 0.1 ? 0 : u < 0.2 ? 1 : u < 0.25 ? -1 : 0.5 + rng.float(2)
+  }
+  return w
 }
 
 /** A case's data at the backend level: the validated spec and the prepared (rounded) adapters, indexed by slot. */
@@ -220,5 +240,5 @@ export function materialise(c: Case): Omit<CaseData, 'options' | 'adapters'> & {
   const spec = checkLayerOptions(d.options)
   const adapters: PreparedAdapter[] = [] // sparse: only the slots the case sets
   for (const [slot, a] of d.adapters) adapters[slot] = prepareAdapter(spec, slot, a)
-  return { spec, adapters, ref: d.ref, x: d.x, y: d.y, ids: d.ids }
+  return { spec, adapters, ref: d.ref, x: d.x, y: d.y, ids: d.ids, weights: d.weights }
 }

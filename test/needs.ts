@@ -22,14 +22,14 @@ export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 /** The command that installs both (scripts/setup-system.sh; .ci/run runs the same script). */
 export const SETUP = 'npm run setup:system'
 
-const LABEL: Record<Need, string> = { webgpu: 'a WebGPU adapter (a Vulkan driver)', chromium: 'Chromium' }
+const LABEL: Record<Need, string> = { webgpu: 'WebGPU adapter (Vulkan driver)', chromium: 'Chromium' }
 
 /** Dawn's GPU object of the probe, kept for the life of the process (see DeviceContext.keepAlive). */
 const kept: unknown[] = []
 
 /** Why `need` is missing here, or null when it is present. */
 async function whyMissing(need: Need): Promise<string | null> {
-  if (need === 'chromium') return existsSync(CHROMIUM) ? null : `${CHROMIUM} not found (set CHROMIUM_PATH to use another)`
+  if (need === 'chromium') return existsSync(CHROMIUM) ? null : `${CHROMIUM} not found; CHROMIUM_PATH picks another`
   process.env.XDG_RUNTIME_DIR ??= '/tmp'
   try {
     const dc = await acquireDevice()
@@ -53,8 +53,8 @@ export async function has(need: Need, skips = 'skipped'): Promise<boolean> {
   const why = await cache.get(need)!
   if (why === null) return true
   const file = relative(process.cwd(), expect.getState().testPath ?? 'this file')
-  const missing = `needs ${LABEL[need]}; here: ${why}. \`${SETUP}\` installs it.`
-  if (process.env.CI === 'true') throw new Error(`CI=true: ${file} ${missing}`)
-  console.warn(`${file} ${skips}: it ${missing}`)
+  const missing = `no ${LABEL[need]} here (${why}). \`${SETUP}\` installs it.`
+  if (process.env.CI === 'true') throw new Error(`CI=true and ${file} needs it: ${missing}`)
+  console.warn(`${file} ${skips}: ${missing}`)
   return false
 }

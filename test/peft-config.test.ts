@@ -174,7 +174,6 @@ describe('unsupported features -> UNSUPPORTED_FEATURE naming the feature', () =>
     ['peft_type IA3', { peft_type: 'IA3' }, w, /peft_type "IA3"/],
     ['target_parameters', { target_parameters: ['experts.gate_up_proj'] }, w, /target_parameters/],
     ['layer_replication', { layer_replication: [[0, 2]] }, w, /layer_replication/],
-    ['lora_embedding_A/B keys', {}, makeWeights(toyModules(8), 1, { 'base_model.model.model.embed_tokens.lora_embedding_A': { dtype: 'F32', shape: [8, 4], data: zeros(32) } }), /lora_embedding/],
     ['DoRA magnitude key', {}, makeWeights(toyModules(8), 1, { [`base_model.model.${Q0}.lora_magnitude_vector`]: { dtype: 'F32', shape: [12], data: zeros(12) } }), /use_dora/],
     ['lora_B bias key', {}, makeWeights(toyModules(8), 1, { [`base_model.model.${Q0}.lora_B.bias`]: { dtype: 'F32', shape: [12], data: zeros(12) } }), /lora_bias/],
     ['saved modules_to_save', { modules_to_save: ['lm_head'] }, makeWeights(toyModules(8), 1, { 'base_model.model.lm_head.weight': { dtype: 'F32', shape: [2, 2], data: zeros(4) } }), /modules_to_save/],
@@ -238,4 +237,26 @@ describe('bad configs and weights -> INVALID_FILE naming the file and the field'
 
   it('a malformed weight file names the adapter and file', () =>
     expectLoraError(() => parseAdapter(peftConfig(), w.subarray(0, 30), 'bad'), 'INVALID_FILE', /adapter "bad" adapter_model\.safetensors: /))
+})
+
+describe('embedding LoRA and base-layer weights', () => {
+  const E = 'base_model.model.model.embed_tokens'
+  const f32 = (shape: number[], v = 0.25) => ({ dtype: 'F32' as const, shape, data: new Float32Array(shape[0] * shape[1]).fill(v) })
+  const cfg = peftConfig({ target_modules: ['q_proj', 'v_proj', 'embed_tokens'] })
+
+  it('lora_embedding_A [r, vocab] / _B [dim, r] make an embedding module; base_layer.weight is kept, not applied', () => {
+    const w = makeWeights(toyModules(8), 1, { [`${E}.lora_embedding_A`]: f32([8, 50]), [`${E}.lora_embedding_B`]: f32([12, 8]), [`${E}.base_layer.weight`]: f32([50, 12], 3) })
+    const a = parseAdapter(cfg, w, 'x')
+    expect(a.modules.get('model.embed_tokens')).toMatchObject({ rank: 8, inFeatures: 50, outFeatures: 12, embedding: true })
+    expect(a.modules.get('model.layers.0.self_attn.q_proj')!.embedding).toBeUndefined()
+    expect(a.baseWeights.get('model.embed_tokens')).toEqual({ shape: [50, 12], data: new Float32Array(600).fill(3) })
+    expect(a.bytes).toBe(parseAdapter(peftConfig(), makeWeights(toyModules(8)), 'y').bytes + (8 * 50 + 12 * 8) * 4)
+  })
+
+  it('a half pair, a mixed pair, or a base weight of no LoRA module is INVALID_FILE', async () => {
+    await expectLoraError(() => parseAdapter(cfg, makeWeights(toyModules(8), 1, { [`${E}.lora_embedding_A`]: f32([8, 50]) }), 'x'), 'INVALID_FILE', ['lora_embedding_A but no lora_embedding_B'])
+    await expectLoraError(() => parseAdapter(cfg, makeWeights(toyModules(8), 1, { [`${E}.lora_embedding_A`]: f32([8, 50]), [`${E}.lora_B.weight`]: f32([12, 8]) }), 'x'), 'INVALID_FILE', ['both'])
+    await expectLoraError(() => parseAdapter(cfg, makeWeights(toyModules(8), 1, { 'base_model.model.lm_head.base_layer.weight': f32([50, 12]) }), 'x'), 'INVALID_FILE', ['lm_head.base_layer.weight', 'no module'])
+    await expectLoraError(() => parseAdapter(cfg, makeWeights(toyModules(8), 1, { [`${E}.lora_embedding_A`]: f32([4, 50]), [`${E}.lora_embedding_B`]: f32([12, 4]) }), 'x'), 'INVALID_FILE', ['model.embed_tokens', 'rank 8'])
+  })
 })

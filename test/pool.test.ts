@@ -29,14 +29,18 @@ function expected(module: string, x: Float32Array, tokens: TokenAdapters[], srcs
   const names = Object.keys(srcs)
   const parsed = names.map((n) => generated.get(srcs[n])!.get(module))
   const some = parsed.find((m) => m)!
-  const K = Math.max(1, ...tokens.map((t) => (t == null ? 0 : typeof t === 'string' ? 1 : t.length)))
+  const lists = tokens.map((t) => (t == null ? [] : Array.isArray(t) ? t : [t]).map((a) => (typeof a === 'string' ? { name: a, weight: 1 } : a as { name: string; weight: number })))
+  const K = Math.max(1, ...lists.map((l) => l.length))
   const ids = new Int32Array(tokens.length * K).fill(-1)
-  tokens.forEach((t, i) => {
-    const list = t == null ? [] : typeof t === 'string' ? [t] : t
-    list.filter((n) => parsed[names.indexOf(n)]).forEach((n, k) => (ids[i * K + k] = names.indexOf(n)))
+  const weights = new Float32Array(tokens.length * K)
+  lists.forEach((list, i) => {
+    list.filter((a) => parsed[names.indexOf(a.name)]).forEach((a, k) => {
+      ids[i * K + k] = names.indexOf(a.name)
+      weights[i * K + k] = a.weight
+    })
   })
   const adapters = parsed.map((m) => m && { rank: m.rank, scale: 2, A: [m.A], B: [m.B] })
-  return sgmv({ inFeatures: some.inFeatures, sliceWidths: [some.outFeatures], adapters }, x, ids, K)
+  return sgmv({ inFeatures: some.inFeatures, sliceWidths: [some.outFeatures], adapters }, x, ids, K, weights)
 }
 
 /** Apply on the pool and check y against the reference. */
@@ -76,6 +80,23 @@ describe('AdapterPool: loading and applying', () => {
     await check(pool, UP0, tokens, srcs)
     await check(pool, Q0, [], srcs) // empty batch
     await check(pool, Q0, [null, 'up'], srcs) // no delta at all
+  })
+
+  it('weighted tokens: { name, weight } alone and in combinations, beside plain names', async () => {
+    const srcs = { a: source(1), b: source(2), up: source(3, 4, ['up_proj']) }
+    const f = fakeFactory()
+    const pool = new AdapterPool({ createLayer: f.createLayer })
+    for (const [n, s] of Object.entries(srcs)) await pool.loadAdapter(n, s)
+    const tokens: TokenAdapters[] = [{ name: 'a', weight: 0.5 }, 'b', null, [{ name: 'a', weight: -1 }, { name: 'b', weight: 2 }], ['up', { name: 'a', weight: 0 }], [{ name: 'b', weight: 1 }]]
+    await check(pool, Q0, tokens, srcs)
+    await check(pool, UP0, tokens, srcs)
+    const x = new Float32Array(12)
+    const y = new Float32Array(12)
+    await expectLoraError(() => pool.apply(Q0, x, y, [{ name: 'a', weight: NaN }]), 'INVALID_ARGUMENT', ['adapters[0].weight', 'finite'])
+    await expectLoraError(() => pool.apply(Q0, x, y, [[{ name: 'a', weight: Infinity }]]), 'INVALID_ARGUMENT', ['adapters[0][0].weight'])
+    await expectLoraError(() => pool.apply(Q0, x, y, [{ name: 'zz', weight: 1 }]), 'NOT_FOUND', ['"zz"'])
+    await expectLoraError(() => pool.apply(Q0, x, y, [[{ name: 'a', weight: 1 }, 'a']]), 'DUPLICATE_ADAPTER')
+    expect([...y]).toEqual(new Array(12).fill(0))
   })
 
   it('bad calls: unknown adapter, duplicate in a token, wrong x/y length, bad token entry', async () => {

@@ -5,7 +5,7 @@
  *   expand:  y[t, off_s : off_s + n_s] += c_a * B[a][s] h[t, s, :]
  *
  * Entries with id -1 contribute nothing. With K ids per token, y[t] receives the sum of the
- * deltas of all its adapters. Weights are taken as stored (already rounded to the layer dtype).
+ * deltas of all its adapters; with per-entry weights w[t, k], each delta is multiplied by its w. Weights are taken as stored (already rounded to the layer dtype).
  */
 
 export interface RefAdapter {
@@ -49,8 +49,9 @@ export function expand(B: Float32Array, n: number, rank: number, h: Float64Array
 /**
  * The LoRA delta of a batch: [T * outFeatures] in float64 (y_after = y_before + delta).
  * @param ids [T * K] slot ids, -1 = none.
+ * @param weights [T * K] per-entry weights (default: every weight 1).
  */
-export function sgmv(layer: RefLayer, x: Float32Array, ids: Int32Array, adaptersPerToken = 1): Float64Array {
+export function sgmv(layer: RefLayer, x: Float32Array, ids: Int32Array, adaptersPerToken = 1, weights?: Float32Array): Float64Array {
   const K = adaptersPerToken
   const T = ids.length / K
   const inF = layer.inFeatures
@@ -66,10 +67,37 @@ export function sgmv(layer: RefLayer, x: Float32Array, ids: Int32Array, adapters
       for (let s = 0; s < layer.sliceWidths.length; s++) {
         const n = layer.sliceWidths[s]
         const h = shrink(ad.A[s], ad.rank, x, t, inF)
-        const d = expand(ad.B[s], n, ad.rank, h, ad.scale)
+        const d = expand(ad.B[s], n, ad.rank, h, ad.scale * (weights ? weights[t * K + k] : 1))
         for (let j = 0; j < n; j++) delta[t * out + off + j] += d[j]
         off += n
       }
+    }
+  }
+  return delta
+}
+
+/**
+ * The LoRA delta of an embedding layer: x is one token id per row, and A x (x one-hot) is column
+ * tok of A, so token t with entry (slot a, weight w) gets w * c_a * B_a A_a[:, tokens[t]].
+ * @param layer one slice; A [rank * vocab] (PEFT's lora_embedding_A), B [dim * rank]
+ * @param tokens [T] token ids
+ */
+export function gather(layer: RefLayer, tokens: Int32Array, ids: Int32Array, adaptersPerToken = 1, weights?: Float32Array): Float64Array {
+  const K = adaptersPerToken
+  const T = tokens.length
+  const vocab = layer.inFeatures
+  const n = layer.sliceWidths[0]
+  const delta = new Float64Array(T * n)
+  for (let t = 0; t < T; t++) {
+    for (let k = 0; k < K; k++) {
+      const slot = ids[t * K + k]
+      if (slot < 0) continue
+      const ad = layer.adapters[slot]
+      if (!ad) throw new Error(`reference: slot ${slot} is empty`)
+      const h = new Float64Array(ad.rank)
+      for (let r = 0; r < ad.rank; r++) h[r] = ad.A[0][r * vocab + tokens[t]]
+      const d = expand(ad.B[0], n, ad.rank, h, ad.scale * (weights ? weights[t * K + k] : 1))
+      for (let j = 0; j < n; j++) delta[t * n + j] += d[j]
     }
   }
   return delta

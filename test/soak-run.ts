@@ -186,7 +186,7 @@ export async function runSoak(cfg: SoakConfig): Promise<SoakReport> {
       const K = 2
       const ids = new Int32Array(T * K).fill(-1)
       tokens.forEach((tok, t) => {
-        const names = tok == null ? [] : typeof tok === 'string' ? [tok] : tok
+        const names = tok == null ? [] : typeof tok === 'string' ? [tok] : (tok as string[])
         let k = 0
         for (const n of names) {
           const m = byName.get(n)!

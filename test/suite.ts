@@ -15,8 +15,8 @@ export function gridSuite(backend: BackendName, getRuntime: () => Runtime): void
       try {
         for (const [slot, ad] of data.adapters) layer.setAdapter(slot, ad)
         const y = new Float32Array(data.y)
-        await layer.apply(data.x, y, data.ids, { backend, adaptersPerToken: c.adaptersPerToken })
-        const delta = sgmv(data.ref, data.x, data.ids, c.adaptersPerToken)
+        await layer.apply(data.x, y, data.ids, { backend, adaptersPerToken: c.adaptersPerToken, weights: data.weights })
+        const delta = sgmv(data.ref, data.x, data.ids, c.adaptersPerToken, data.weights)
         const out = data.ref.sliceWidths.reduce((a, b) => a + b, 0)
         expectDelta(y, data.y, delta, TOLERANCE[c.dtype], c.name)
         expectUntouchedRows(y, data.y, data.ids, c.adaptersPerToken, out)

@@ -18,6 +18,19 @@ export interface ParsedModule {
   A: Float32Array
   /** [outFeatures * rank] row-major (lora_B.weight). */
   B: Float32Array
+  /**
+   * An embedding module (lora_embedding_A [rank, vocab] / lora_embedding_B [dim, rank]):
+   * inFeatures is the vocabulary size, outFeatures the embedding dimension, A and B as above.
+   */
+  embedding?: boolean
+}
+
+/** A base layer's weight saved in the adapter file (PEFT's save_embedding_layers): not applied. */
+export interface BaseWeight {
+  /** Shape as stored, e.g. [vocab, dim] for embed_tokens and lm_head. */
+  shape: number[]
+  /** Row-major f32 values. */
+  data: Float32Array
 }
 
 /** An adapter after validation: every targeted module with its f32 weights. */
@@ -31,11 +44,19 @@ export interface ParsedAdapter {
   bytes: number
   /** Modules with weights in the file that the config does not target (PEFT ignores those too). */
   ignored: string[]
+  /**
+   * Base-layer weights the file holds (`<module>.base_layer.weight`, which PEFT saves when
+   * embedding layers are targeted): module path -> weight. multilora applies no base weights;
+   * they are kept so the caller can check them against its base model.
+   */
+  baseWeights: Map<string, BaseWeight>
   config: LoraConfig
 }
 
 const PREFIX = 'base_model.model.'
 const LORA_KEY = /^(.+)\.lora_([AB])\.weight$/
+const EMBEDDING_KEY = /^(.+)\.lora_embedding_([AB])$/
+const BASE_KEY = /^(.+)\.base_layer\.weight$/
 
 function unsupported(file: string, what: string): LoraError {
   return new LoraError('UNSUPPORTED_FEATURE', `${file}: ${what}`)
@@ -76,17 +97,26 @@ export function parseAdapter(
     }
   })
 
-  const pairs = new Map<string, { A?: SafetensorsTensor; B?: SafetensorsTensor; file: string }>()
+  const pairs = new Map<string, { A?: SafetensorsTensor; B?: SafetensorsTensor; file: string; embedding: boolean }>()
+  const base = new Map<string, { t: SafetensorsTensor; file: string }>()
   for (const [key, { t, file }] of tensors) {
     const path = key.startsWith(PREFIX) ? key.slice(PREFIX.length) : key
-    const m = LORA_KEY.exec(path)
+    const m = LORA_KEY.exec(path) ?? EMBEDDING_KEY.exec(path)
     if (m) {
-      const p = pairs.get(m[1]) ?? { file }
+      const embedding = m[0].includes('.lora_embedding_')
+      const p = pairs.get(m[1]) ?? { file, embedding }
+      if (p.embedding !== embedding) {
+        throw new LoraError('INVALID_FILE', `${file}: module "${m[1]}" has both lora_${m[2]}.weight and lora_embedding_${m[2]} tensors`)
+      }
       p[m[2] as 'A' | 'B'] = t
       pairs.set(m[1], p)
       continue
     }
-    if (/\.lora_embedding_[AB](\.|$)/.test(path)) throw unsupported(file, `"${key}": lora_embedding_A/B (LoRA on an embedding layer) is not supported`)
+    const b = BASE_KEY.exec(path)
+    if (b) {
+      base.set(b[1], { t, file })
+      continue
+    }
     if (/\.lora_magnitude_vector(\.|$)/.test(path)) throw unsupported(file, `"${key}": use_dora (DoRA magnitude vector) is not supported`)
     if (/\.lora_B\.bias$/.test(path)) throw unsupported(file, `"${key}": lora_bias is not supported`)
     if (cfg.modulesToSave?.some((s) => path === s || path.startsWith(`${s}.`) || path.includes(`.${s}.`))) {
@@ -100,13 +130,15 @@ export function parseAdapter(
   const rank = { F32: 3, F16: 2, BF16: 1 }
   let dtype: SafetensorsDtype | undefined
   let bytes = 0
-  for (const [path, { A, B, file }] of pairs) {
-    if (!A || !B) throw new LoraError('INVALID_FILE', `${file}: module "${path}" has lora_${A ? 'A' : 'B'}.weight but no lora_${A ? 'B' : 'A'}.weight`)
+  for (const [path, { A, B, file, embedding }] of pairs) {
+    const [a, b] = embedding ? ['lora_embedding_A', 'lora_embedding_B'] : ['lora_A.weight', 'lora_B.weight']
+    if (!A || !B) throw new LoraError('INVALID_FILE', `${file}: module "${path}" has ${A ? a : b} but no ${A ? b : a}`)
     if (!isTargeted(cfg, path)) {
       ignored.push(path)
       continue
     }
     const mod = checkShapes(cfg, path, A, B, file)
+    if (embedding) mod.embedding = true
     modules.set(path, mod)
     bytes += (mod.A.length + mod.B.length) * 4
     for (const t of [A, B]) if (!dtype || rank[t.dtype] > rank[dtype]) dtype = t.dtype
@@ -115,7 +147,14 @@ export function parseAdapter(
     throw new LoraError('INVALID_FILE', `adapter "${name}": no LoRA weights for any module its target_modules selects` +
       (ignored.length ? ` (found only untargeted ${ignored.slice(0, 3).join(', ')})` : ''))
   }
-  return { name, modules, dtype: dtype!, bytes, ignored, config: cfg }
+  const baseWeights = new Map<string, BaseWeight>()
+  for (const [path, { t, file }] of base) {
+    if (!pairs.has(path)) {
+      throw new LoraError('INVALID_FILE', `${file}: "${path}.base_layer.weight" belongs to no module with LoRA weights in the file`)
+    }
+    baseWeights.set(path, { shape: [...t.shape], data: toF32(t, `${path}.base_layer.weight`, file) })
+  }
+  return { name, modules, dtype: dtype!, bytes, ignored, baseWeights, config: cfg }
 }
 
 function checkShapes(cfg: LoraConfig, path: string, A: SafetensorsTensor, B: SafetensorsTensor, file: string): ParsedModule {

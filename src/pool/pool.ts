@@ -12,13 +12,13 @@ import {
   createEntry, entryInfo, hostWeights, readAndParse, resolveTokens,
   type AdapterEntry, type AdapterInfo, type TokenAdapters,
 } from './registry.js'
-import type { ParsedAdapter } from '../peft/adapter.js'
+import type { BaseWeight, ParsedAdapter } from '../peft/adapter.js'
 import type { AdapterSource } from '../peft/source.js'
 import { SlotTable } from './slots.js'
 import type { BackendChoice, Layer, LayerOptions } from '../types.js'
 import { checkBackend } from '../validate.js'
 
-export type { AdapterInfo, TokenAdapters } from './registry.js'
+export type { AdapterInfo, TokenAdapters, WeightedAdapter } from './registry.js'
 export type { AdapterSource } from '../peft/source.js'
 
 /** Options of {@link AdapterPool}. */
@@ -104,12 +104,15 @@ export class AdapterPool {
     try {
       for (const [path, m] of parsed.modules) {
         const mod = this.table.modules.get(path)
+        if (mod && (mod.layer.spec.embedding ?? false) !== (m.embedding ?? false)) {
+          throw new LoraError('SHAPE_MISMATCH', `adapter "${name}" module "${path}" is ${m.embedding ? 'an embedding' : 'a linear'} module but loaded adapters have it as ${m.embedding ? 'a linear' : 'an embedding'} one`)
+        }
         if (mod && (mod.inFeatures !== m.inFeatures || mod.outFeatures !== m.outFeatures)) {
           throw new LoraError('SHAPE_MISMATCH', `adapter "${name}" module "${path}" is [in ${m.inFeatures}, out ${m.outFeatures}] but loaded adapters have [in ${mod.inFeatures}, out ${mod.outFeatures}]`)
         }
         if (!mod || m.rank > mod.maxRank) {
           const maxRank = Math.max(this.minRank, nextPow2(m.rank), mod ? mod.maxRank * 2 : 0)
-          const layer = this.options.createLayer({ inFeatures: m.inFeatures, outFeatures: m.outFeatures, maxAdapters: this.table.slotsPerLayer, maxRank, weightDtype: 'f32' })
+          const layer = this.options.createLayer({ inFeatures: m.inFeatures, outFeatures: m.outFeatures, maxAdapters: this.table.slotsPerLayer, maxRank, weightDtype: 'f32', ...(m.embedding ? { embedding: true } : {}) })
           created.set(path, { layer, maxRank })
         }
       }
@@ -161,6 +164,16 @@ export class AdapterPool {
   /** One row per loaded adapter. */
   listAdapters(): AdapterInfo[] {
     return [...this.entries.values()].map(entryInfo)
+  }
+
+  /**
+   * The base-layer weights adapter `name`'s file holds (module path -> shape and values), read
+   * from its host copy or again from its source; `listAdapters()[i].baseWeights` names them.
+   * @throws 'NOT_FOUND'
+   */
+  async baseWeights(name: string): Promise<Map<string, BaseWeight>> {
+    const entry = this.get(name)
+    return (await hostWeights(entry, () => this.counters.reloads++)).baseWeights
   }
 
   /** Module paths that have a layer, with their widths. */
@@ -221,19 +234,20 @@ export class AdapterPool {
    * y[t] += the sum of the deltas of token t's adapters on `module`. Adapters that do not target
    * the module add nothing (as in PEFT); a module no adapter targets is a no-op.
    * @param x [T * inFeatures] @param y [T * outFeatures], updated in place
-   * @param adapters [T] per token: null, a name, or names whose deltas are summed
+   * @param adapters [T] per token: null, a name, `{ name, weight }` (the delta times weight), or an
+   *   array of those whose deltas are summed
    * @throws 'NOT_FOUND' (unknown adapter, or an evicted adapter whose source is gone),
    *   'SHAPE_MISMATCH', 'DUPLICATE_ADAPTER', 'OUT_OF_MEMORY'
    */
-  async apply(module: string, x: Float32Array, y: Float32Array, adapters: readonly TokenAdapters[], options: { backend?: BackendChoice } = {}): Promise<void> {
+  async apply(module: string, x: Float32Array | Int32Array, y: Float32Array, adapters: readonly TokenAdapters[], options: { backend?: BackendChoice } = {}): Promise<void> {
     if (typeof module !== 'string') throw new LoraError('INVALID_ARGUMENT', `module must be a PEFT module path (string), got ${describe(module)}`)
     if (typeof options !== 'object' || options === null) throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${describe(options)}`)
     if (options.backend !== undefined) checkBackend('options.backend', options.backend)
     const tokens = resolveTokens(adapters, (n) => this.entries.get(n))
-    if (!(x instanceof Float32Array) || !(y instanceof Float32Array)) {
-      throw new LoraError('INVALID_ARGUMENT', `apply(${module}): x and y must be Float32Arrays`)
+    if (!(x instanceof Float32Array || x instanceof Int32Array) || !(y instanceof Float32Array)) {
+      throw new LoraError('INVALID_ARGUMENT', `apply(${module}): x must be a Float32Array (an Int32Array of token ids for an embedding module) and y a Float32Array`)
     }
-    const batch = new Set(tokens.flat())
+    const batch = new Set(tokens.flat().map((e) => e.entry))
     for (const e of batch) {
       e.refs++
       e.lastUsed = ++this.clock
@@ -242,8 +256,13 @@ export class AdapterPool {
       const mod0 = this.table.modules.get(module)
       if (!mod0) return
       const T = tokens.length
-      if (x.length !== T * mod0.inFeatures || y.length !== T * mod0.outFeatures) {
-        throw new LoraError('SHAPE_MISMATCH', `apply(${module}): ${T} tokens need x [${T} * ${mod0.inFeatures}] and y [${T} * ${mod0.outFeatures}], got x[${x.length}] and y[${y.length}]`)
+      const embedding = mod0.layer.spec.embedding === true
+      if (embedding !== x instanceof Int32Array) {
+        throw new LoraError('INVALID_ARGUMENT', `apply(${module}): ${embedding ? 'an embedding module takes token ids, x must be an Int32Array' : 'x must be a Float32Array'}`)
+      }
+      const xWidth = embedding ? 1 : mod0.inFeatures
+      if (x.length !== T * xWidth || y.length !== T * mod0.outFeatures) {
+        throw new LoraError('SHAPE_MISMATCH', `apply(${module}): ${T} tokens need x [${T} * ${xWidth}] and y [${T} * ${mod0.outFeatures}], got x[${x.length}] and y[${y.length}]`)
       }
       const needed = [...batch].filter((e) => e.modules.has(module))
       for (const e of needed) this.counters[e.slots.has(module) ? 'hits' : 'misses']++
@@ -261,16 +280,24 @@ export class AdapterPool {
       }
       for (const e of needed) if (!e.slots.has(module)) this.table.makeResident(e, hosts.get(e)!, true, this.entries.values())
       const mod = this.table.modules.get(module)! // may be a larger layer than mod0 after the awaits
-      const perToken = tokens.map((list) => list.filter((e) => e.modules.has(module)))
+      const perToken = tokens.map((list) => list.filter((e) => e.entry.modules.has(module)))
       let K = 1
-      for (const l of perToken) K = Math.max(K, l.length)
+      let weighted = false
+      for (const l of perToken) {
+        K = Math.max(K, l.length)
+        for (const e of l) if (e.weight !== 1) weighted = true
+      }
       const ids = new Int32Array(T * K).fill(-1)
-      perToken.forEach((list, t) => list.forEach((e, k) => (ids[t * K + k] = e.slots.get(module)!)))
+      const weights = weighted ? new Float32Array(T * K) : undefined
+      perToken.forEach((list, t) => list.forEach(({ entry, weight }, k) => {
+        ids[t * K + k] = entry.slots.get(module)!
+        if (weights) weights[t * K + k] = weight
+      }))
       if (!ids.some((id) => id >= 0)) return
       const layer = mod.layer
       this.inflight.set(layer, (this.inflight.get(layer) ?? 0) + 1)
       try {
-        await layer.apply(x, y, ids, { backend: options.backend, adaptersPerToken: K })
+        await layer.apply(x, y, ids, { backend: options.backend, adaptersPerToken: K, weights })
       } finally {
         this.inflight.set(layer, this.inflight.get(layer)! - 1)
         this.disposeIdleOldLayers()

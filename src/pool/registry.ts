@@ -16,6 +16,8 @@ export interface ModuleShape {
   outFeatures: number
   /** f32 bytes this module occupies in one slot. */
   bytes: number
+  /** An embedding module: its layer takes token ids (LayerOptions.embedding). */
+  embedding: boolean
 }
 
 /** What `listAdapters` reports for one adapter. */
@@ -36,6 +38,13 @@ export interface AdapterInfo {
   source: 'memory' | 'path' | 'url'
   /** Modules with weights in the file that the config does not target (ignored, as in PEFT). */
   ignored: string[]
+  /** Embedding modules (lora_embedding_A / _B): `rt.apply` takes their token ids as x. */
+  embeddings: string[]
+  /**
+   * Modules whose base-layer weight the file also holds (PEFT saves embed_tokens' and lm_head's
+   * when embedding layers are targeted): not applied; `rt.baseWeights(name)` returns them.
+   */
+  baseWeights: string[]
 }
 
 export interface AdapterEntry {
@@ -47,6 +56,7 @@ export interface AdapterEntry {
   readonly dtype: SafetensorsDtype
   readonly bytes: number
   readonly ignored: readonly string[]
+  readonly baseWeights: readonly string[]
   /** Decoded weights; always set for memory sources, null for path/URL sources between uses. */
   host: ParsedAdapter | null
   /** Module path -> slot index in that module's current layer. */
@@ -66,10 +76,10 @@ export interface AdapterEntry {
 export function createEntry(parsed: ParsedAdapter, source: AdapterSource, kind: AdapterEntry['kind'], origin: string): AdapterEntry {
   const modules = new Map<string, ModuleShape>()
   for (const [path, m] of parsed.modules) {
-    modules.set(path, { rank: m.rank, scale: m.scale, inFeatures: m.inFeatures, outFeatures: m.outFeatures, bytes: (m.A.length + m.B.length) * 4 })
+    modules.set(path, { rank: m.rank, scale: m.scale, inFeatures: m.inFeatures, outFeatures: m.outFeatures, bytes: (m.A.length + m.B.length) * 4, embedding: m.embedding === true })
   }
   return {
-    name: parsed.name, source, kind, origin, modules, dtype: parsed.dtype, bytes: parsed.bytes, ignored: parsed.ignored,
+    name: parsed.name, source, kind, origin, modules, dtype: parsed.dtype, bytes: parsed.bytes, ignored: parsed.ignored, baseWeights: [...parsed.baseWeights.keys()],
     host: kind === 'memory' ? parsed : null, slots: new Map(), pinned: false, refs: 0, lastUsed: 0, retired: false, reading: null,
   }
 }
@@ -116,31 +126,53 @@ export function entryInfo(e: AdapterEntry): AdapterInfo {
   return {
     name: e.name, modules: [...e.modules.keys()], ranks, dtype: e.dtype, bytes: e.bytes,
     resident: e.slots.size === e.modules.size, pinned: e.pinned, source: e.kind, ignored: [...e.ignored],
+    embeddings: [...e.modules].filter(([, m]) => m.embedding).map(([p]) => p), baseWeights: [...e.baseWeights],
   }
 }
 
-/** A token's adapters: null (none), one name, or several names summed. */
-export type TokenAdapters = string | readonly string[] | null | undefined
+/** An adapter with a weight for one token: its delta is multiplied by `weight` (a finite number). */
+export interface WeightedAdapter {
+  name: string
+  weight: number
+}
+
+/** A token's adapters: null (none), one name, a `{ name, weight }`, or several of these summed. */
+export type TokenAdapters = string | WeightedAdapter | readonly (string | WeightedAdapter)[] | null | undefined
+
+/** One adapter of one token after resolution: its entry and weight (1 for a plain name). */
+export interface TokenEntry {
+  entry: AdapterEntry
+  weight: number
+}
 
 /**
- * Resolve the per-token adapter names of a batch to entries.
- * @throws LoraError 'INVALID_ARGUMENT' (not an array / bad names), 'NOT_FOUND' (unknown adapter),
- *   'DUPLICATE_ADAPTER' (one token names an adapter twice)
+ * Resolve the per-token adapter names of a batch to entries and weights.
+ * @throws LoraError 'INVALID_ARGUMENT' (not an array / bad names or weights), 'NOT_FOUND' (unknown
+ *   adapter), 'DUPLICATE_ADAPTER' (one token names an adapter twice)
  */
-export function resolveTokens(adapters: readonly TokenAdapters[], lookup: (name: string) => AdapterEntry | undefined): AdapterEntry[][] {
+export function resolveTokens(adapters: readonly TokenAdapters[], lookup: (name: string) => AdapterEntry | undefined): TokenEntry[][] {
   if (!Array.isArray(adapters)) throw new LoraError('INVALID_ARGUMENT', `adapters must be an array with one entry per token, got ${typeof adapters}`)
   return adapters.map((a, t) => {
     if (a === null || a === undefined) return []
-    const names = typeof a === 'string' ? [a] : Array.isArray(a) ? a : null
-    if (!names || !names.every((n) => typeof n === 'string')) {
-      throw new LoraError('INVALID_ARGUMENT', `adapters[${t}] must be null, a name or an array of names`)
-    }
-    const out = names.map((n) => {
-      const e = lookup(n)
-      if (!e) throw new LoraError('NOT_FOUND', `adapters[${t}]: adapter "${n}" is not loaded`)
-      return e
+    const items: unknown[] = Array.isArray(a) ? a : [a]
+    const out = items.map((item, k) => {
+      const where = Array.isArray(a) ? `adapters[${t}][${k}]` : `adapters[${t}]`
+      const named = typeof item === 'object' && item !== null && !Array.isArray(item)
+      const name = named ? (item as WeightedAdapter).name : item
+      const weight = named ? (item as WeightedAdapter).weight : 1
+      if (typeof name !== 'string') {
+        throw new LoraError('INVALID_ARGUMENT', `${where} must be null, a name, { name, weight } or an array of those`)
+      }
+      if (typeof weight !== 'number' || !Number.isFinite(weight)) {
+        throw new LoraError('INVALID_ARGUMENT', `${where}.weight must be a finite number, got ${String(weight)}`)
+      }
+      const entry = lookup(name)
+      if (!entry) throw new LoraError('NOT_FOUND', `${where}: adapter "${name}" is not loaded`)
+      return { entry, weight }
     })
-    if (new Set(out).size !== out.length) throw new LoraError('DUPLICATE_ADAPTER', `adapters[${t}] names the same adapter twice: ${JSON.stringify(names)}`)
+    if (new Set(out.map((e) => e.entry)).size !== out.length) {
+      throw new LoraError('DUPLICATE_ADAPTER', `adapters[${t}] names the same adapter twice: ${JSON.stringify(a)}`)
+    }
     return out
   })
 }

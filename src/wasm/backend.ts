@@ -3,6 +3,7 @@ import { DTYPE_BYTES, encodeHalf } from '../dtype.js'
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec, PreparedAdapter, WeightDtype } from '../types.js'
 import { loadWasm, type WasmExports, type WasmModuleOptions, type WasmVariant } from './loader.js'
+import { applyGather, packGatherA } from './gather.js'
 import { packPanels, packShrinkA } from './layout.js'
 import { WasmMemory } from './memory.js'
 import type { ThreadsOption } from './threads/support.js'
@@ -97,7 +98,7 @@ export class WasmLayer implements BackendLayer {
       throw e
     }
     // A: slices stacked row-wise, in the shrink's quad layout
-    this.write(a, packShrinkA(adapter.A, rank, spec.inFeatures, spec.weightDtype))
+    this.write(a, spec.embedding ? packGatherA(adapter.A[0], rank, spec.inFeatures) : packShrinkA(adapter.A, rank, spec.inFeatures, spec.weightDtype))
     // B: each slice transposed and packed in 8-column panels (see assembly/expand.ts)
     let off = bt
     for (let s = 0; s < S; s++) {
@@ -140,40 +141,45 @@ export class WasmLayer implements BackendLayer {
   apply(x: Float32Array, y: Float32Array, plan: SegmentPlan): void {
     const N = plan.rows.length
     if (N === 0) return
+    // an embedding layer: x holds token ids
+    if (this.spec.embedding) return applyGather(this.backend, this.spec, this.slotTable, x as unknown as Int32Array, y, plan)
     const { spec } = this
     const T = plan.numTokens
     const numSeg = plan.segSlot.length
     let chunk = 0
     for (let g = 0; g < numSeg; g++) chunk = Math.max(chunk, plan.segLength[g])
     const S = spec.sliceWidths.length
-    // one work area: x | y | rows | segments | H | decoded weights
+    // one work area: x | y | rows | segments | entry weights | H | decoded weights
     const xBytes = T * spec.inFeatures * 4
     const yBytes = T * spec.outFeatures * 4
     const rowsBytes = align16(N * 4)
     const segBytes = align16(numSeg * 12)
+    const wBytes = plan.weights ? align16(N * 4) : 0
     const hBytes = align16(chunk * S * spec.maxRank * 4)
     // 16-bit weights of a long segment are decoded to f32 once (assembly/sgmv.ts): room for one slot
     const decode = spec.weightDtype !== 'f32' && chunk >= (this.backend.exports.DECODE_MIN.value as number)
     const decodeBytes = decode ? (S * spec.maxRank * spec.inFeatures + spec.maxRank * spec.outFeatures) * 4 : 0
-    const base = this.backend.scratch(align16(xBytes) + align16(yBytes) + rowsBytes + segBytes + hBytes + decodeBytes)
+    const base = this.backend.scratch(align16(xBytes) + align16(yBytes) + rowsBytes + segBytes + wBytes + hBytes + decodeBytes)
     const xp = base
     const yp = xp + align16(xBytes)
     const rp = yp + align16(yBytes)
     const sp = rp + rowsBytes
-    const hp = sp + segBytes
+    const wp = sp + segBytes
+    const hp = wp + wBytes
     const mem = this.backend.memory
     const f32 = mem.f32
     const i32 = mem.i32
     f32.set(x, xp >> 2)
     f32.set(y, yp >> 2)
     i32.set(plan.rows, rp >> 2)
+    if (plan.weights) f32.set(plan.weights, wp >> 2)
     for (let g = 0, o = sp >> 2; g < numSeg; g++, o += 3) {
       i32[o] = plan.segSlot[g]
       i32[o + 1] = plan.segStart[g]
       i32[o + 2] = plan.segLength[g]
     }
     this.backend.exports.sgmv(DTYPE_CODE[spec.weightDtype], xp, yp, spec.inFeatures, spec.outFeatures, rp, sp, numSeg,
-      this.slotTable, this.widths, S, hp, decode ? hp + hBytes : 0)
+      this.slotTable, this.widths, S, hp, decode ? hp + hBytes : 0, plan.weights ? wp : 0)
     y.set(mem.f32.subarray(yp >> 2, (yp >> 2) + T * spec.outFeatures))
   }
 

@@ -16,7 +16,10 @@ export interface WasmExports {
   memory: WebAssembly.Memory
   heapBase(): number
   sgmv(dtype: number, x: number, y: number, inF: number, outF: number, rows: number, segs: number, numSeg: number,
-    slots: number, widths: number, numSlices: number, scratch: number, decode: number): void
+    slots: number, widths: number, numSlices: number, scratch: number, decode: number, weights: number): void
+  /** The shrink of an embedding layer (assembly/gather.ts). */
+  gather(dtype: number, tokens: number, y: number, outF: number, rows: number, segs: number, numSeg: number,
+    slots: number, scratch: number, weights: number): void
   /** Segments at least this long decode 16-bit weights to f32 once (assembly/sgmv.ts). */
   DECODE_MIN: WebAssembly.Global
   shrink(dtype: number, x: number, inF: number, rows: number, n: number, a: number, R: number, h: number): void

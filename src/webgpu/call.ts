@@ -9,7 +9,9 @@ import type { LayerWeights, SlotGroup } from './weights.js'
 import { expandDispatch, expandKernel, expandSpec, expandTiling } from './programs/expand.js'
 import { EXPAND_MULTI_TILING, expandMultiDispatch, expandMultiSpec } from './programs/expand_multi.js'
 import { type CallShape, type Dispatch, tileEntries } from './programs/program.js'
+import { gatherDispatch, gatherSpec } from './programs/gather.js'
 import { shrinkDispatch, shrinkSpec, shrinkTiling } from './programs/shrink.js'
+import { WEIGH_PARAMS_BYTES, WEIGH_SPEC, weighDispatch, weighParams } from './programs/weigh.js'
 
 /** What one apply needs on the GPU besides x and y: uploaded metadata and the kernel launches. */
 export interface PreparedCall {
@@ -38,13 +40,17 @@ export interface CallPlan {
   meta: CallMeta
   /** Tokens with several adapters: the token-major expand_multi. */
   multi: boolean
+  /** [N] per-entry weights (the plan's), applied to h by weigh.wgsl; null: none. */
+  weights: Float32Array | null
+  /** shrink, expand, and weigh when the call has weights. */
   pipelines: GPUComputePipeline[]
 }
 
 /**
  * Choose kernels and tiles for the plan and fetch their pipelines. Kernel choice: the shrink
  * always; then the segment-major expand when every token has one adapter, else the token-major
- * expand_multi (no write races when a token has several). The plan must have an entry.
+ * expand_multi (no write races when a token has several); with per-entry weights, weigh.wgsl
+ * scales h between them. The plan must have an entry.
  * Synchronous when the pipelines exist, or with `now` (missing ones are created synchronously:
  * call it inside error scopes then); otherwise a promise.
  */
@@ -62,13 +68,15 @@ export function planCall(ctx: CallContext, plan: SegmentPlan, now = false): Call
   const meta = buildCallMeta(plan, tileM)
   const multi = meta.maxEntriesPerToken > 1
   const specs = [
-    shrinkSpec(ctx.storage, shrinkTiling(tileM)),
+    spec.embedding ? gatherSpec(ctx.storage) : shrinkSpec(ctx.storage, shrinkTiling(tileM)),
     multi ? expandMultiSpec(ctx.storage, EXPAND_MULTI_TILING) : segmentExpandSpec(ctx, tileM),
   ]
-  if (now) return { shape, tileM, meta, multi, pipelines: specs.map((s) => ctx.pipelines.getNow(s)) }
+  if (plan.weights) specs.push(WEIGH_SPEC)
+  const weights = plan.weights ?? null
+  if (now) return { shape, tileM, meta, multi, weights, pipelines: specs.map((s) => ctx.pipelines.getNow(s)) }
   const ready = specs.map((s) => ctx.pipelines.cached(s))
-  if (ready.every((p) => p !== undefined)) return { shape, tileM, meta, multi, pipelines: ready as GPUComputePipeline[] }
-  return Promise.all(specs.map((s) => ctx.pipelines.get(s))).then((pipelines) => ({ shape, tileM, meta, multi, pipelines }))
+  if (ready.every((p) => p !== undefined)) return { shape, tileM, meta, multi, weights, pipelines: ready as GPUComputePipeline[] }
+  return Promise.all(specs.map((s) => ctx.pipelines.get(s))).then((pipelines) => ({ shape, tileM, meta, multi, weights, pipelines }))
 }
 
 /**
@@ -95,7 +103,8 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
       const offsets = { ...meta, tilesOffset: meta.tilesOffset + 4 * tileStart }
       device.queue.writeBuffer(params, 0, packParams(spec, ctx.strides, offsets, group))
       const { A, B } = group
-      shrinks.push(shrinkDispatch(ctx.storage, shrinkTiling(tileM), shape, tileCount, { params, x, A, slots, meta: metaBuf, h }))
+      const sb = { params, x, A, slots, meta: metaBuf, h }
+      shrinks.push(spec.embedding ? gatherDispatch(ctx.storage, shape, tileCount, sb) : shrinkDispatch(ctx.storage, shrinkTiling(tileM), shape, tileCount, sb))
       const eb = { params, h, B, slots, meta: metaBuf, y }
       expands.push(
         cp.multi
@@ -103,8 +112,19 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
           : expandDispatch(ctx.storage, kernel, expandTiling(kernel, tileM), shape, tileCount, eb),
       )
     }
-    const dispatches = [...shrinks, ...expands]
-    const pipelines = [...shrinks.map(() => cp.pipelines[0]), ...expands.map(() => cp.pipelines[1])]
+    const weighs: Dispatch[] = []
+    if (cp.weights) {
+      const hRow = shape.numSlices * ctx.strides.rankStride
+      const { params: words, groups } = weighParams(meta.numEntries, hRow)
+      const params = pool.acquire(WEIGH_PARAMS_BYTES, USAGE.uniform, 'weigh params')
+      const weights = pool.acquire(cp.weights.byteLength, USAGE.storage, 'entry weights')
+      scratch.push(params, weights)
+      device.queue.writeBuffer(params, 0, words as Uint32Array<ArrayBuffer>)
+      device.queue.writeBuffer(weights, 0, cp.weights as Float32Array<ArrayBuffer>)
+      weighs.push(weighDispatch(groups, { params, weights, h }))
+    }
+    const dispatches = [...shrinks, ...weighs, ...expands]
+    const pipelines = [...shrinks.map(() => cp.pipelines[0]), ...weighs.map(() => cp.pipelines[2]), ...expands.map(() => cp.pipelines[1])]
     return { dispatches, pipelines, scratch }
   } catch (e) {
     for (const b of scratch) pool.release(b)

@@ -23,6 +23,10 @@ export interface LayerEnv {
   onDispose(layer: GpuLayer): void
 }
 
+function isBuffer(x: unknown): x is GPUBuffer {
+  return !(x instanceof Float32Array || x instanceof Int32Array)
+}
+
 function checkGpuBuffer(b: GPUBuffer, bytes: number, name: string): void {
   if (!(b.usage & STORAGE)) throw new LoraError('INVALID_ARGUMENT', `${name}: GPUBuffer needs STORAGE usage (usage ${b.usage})`)
   if (b.size < bytes) throw new LoraError('SHAPE_MISMATCH', `${name}: GPUBuffer of ${b.size} bytes, need ${bytes}`)
@@ -70,9 +74,10 @@ export class GpuLayer implements WebGpuLayer {
     const { spec, pool } = this.ctx
     const { device, watch } = this.env
     const T = plan.numTokens
-    const xBytes = T * spec.inFeatures * 4
+    const xWidth = spec.embedding ? 1 : spec.inFeatures // an embedding layer's x: one i32 token id per row
+    const xBytes = T * xWidth * 4
     const yBytes = T * spec.outFeatures * 4
-    if (!(x instanceof Float32Array)) checkGpuBuffer(x, xBytes, 'x')
+    if (isBuffer(x)) checkGpuBuffer(x, xBytes, 'x')
     if (!(y instanceof Float32Array)) checkGpuBuffer(y, yBytes, 'y')
     if (plan.rows.length === 0) return // nothing to add (T = 0, or every id -1)
 
@@ -81,10 +86,10 @@ export class GpuLayer implements WebGpuLayer {
     // GPU x: missing pipelines are created synchronously, inside the error scopes below.
     let cp: CallPlan | undefined
     let xNow = x
-    if (x instanceof Float32Array) {
+    if (!isBuffer(x)) {
       const planned = planCall(this.ctx, plan)
       if (planned instanceof Promise) {
-        xNow = x.slice(0, T * spec.inFeatures)
+        xNow = x.slice(0, T * xWidth)
         cp = await planned
         this.alive()
       } else cp = planned
@@ -101,9 +106,9 @@ export class GpuLayer implements WebGpuLayer {
       cp ??= planCall(this.ctx, plan, true) as CallPlan
       let xBuf = xNow as GPUBuffer
       let yBuf = y as GPUBuffer
-      if (xNow instanceof Float32Array) {
+      if (!isBuffer(xNow)) {
         owned.push((xBuf = pool.acquire(xBytes, USAGE.storage, 'x')))
-        device.queue.writeBuffer(xBuf, 0, xNow as Float32Array<ArrayBuffer>, 0, T * spec.inFeatures)
+        device.queue.writeBuffer(xBuf, 0, xNow as Float32Array<ArrayBuffer>, 0, T * xWidth)
       }
       if (y instanceof Float32Array) {
         owned.push((yBuf = pool.acquire(yBytes, USAGE.storageRw, 'y')))

@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { has } from '../needs.js'
 import { BIN, checkReport, lastJson, packedProject, ROOT, runOk, summary, type BatchReport, type PackedProject } from './harness.js'
 
-const gpuHere = await has('webgpu', 'does not require WebGPU in Deno')
+const gpuHere = await has('webgpu', 'does not require WebGPU from Deno')
 let project: PackedProject
 
 beforeAll(async () => {

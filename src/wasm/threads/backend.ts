@@ -204,6 +204,7 @@ class ThreadedWasmLayer extends WasmLayer {
     const work = rankEntries * (this.spec.inFeatures * this.spec.sliceWidths.length + this.spec.outFeatures)
     let parts = this.threaded.partsFor(work, plan.adaptersPerToken === 1 ? plan.rows.length : 0)
     if (parts > 1 && this.threaded.takeSolo()) parts = 1
+    if (plan.weights || this.spec.embedding) parts = 1 // weights, gathers: the single-threaded kernels
     if (parts === 1 && !this.threaded.busy) return super.apply(x, y, plan)
     // x is the caller's again once this returns: a call that waits for the queue runs on a copy;
     // one that starts now copies all of x into the work area before its first await (pool.ts)
