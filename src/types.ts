@@ -56,6 +56,26 @@ export interface ApplyOptions {
   weights?: Float32Array
 }
 
+/**
+ * An array of floats in the runtime's wasm memory (`rt.hostArray`). Passed to `apply` as x or y
+ * (or any subarray of it), it is used in place: the call copies nothing in or out. A serving loop
+ * writes x into one and reads y from another. The kernels then read x and write y during the
+ * call: write x again, or read y, once the call has resolved.
+ */
+export interface HostArray {
+  readonly length: number
+  /**
+   * The values, as a view of the wasm memory. The memory grows when the runtime allocates (a
+   * setAdapter, loadAdapter, createLayer or hostArray, or an apply larger than any before), and a
+   * single-threaded runtime's memory detaches its old views when it grows: read `array` again
+   * after such calls rather than keeping it (a detached view has length 0 and apply refuses it).
+   * A threaded runtime's memory is shared and never detaches its views.
+   */
+  readonly array: Float32Array
+  /** Free the array (after the calls that use it have resolved). Reading `array` then throws. */
+  release(): void
+}
+
 /** The validated shape of a layer, shared by every backend. */
 export interface LayerSpec {
   inFeatures: number

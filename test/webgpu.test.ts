@@ -105,6 +105,22 @@ describe.runIf(gpuHere)('webgpu backend', () => {
     layer.dispose()
   })
 
+  it('x and y in a SharedArrayBuffer (a threaded runtime\'s host arrays) are uploaded from a copy', async () => {
+    const c: Case = { name: 'shared', seed: 32, inFeatures: 64, sliceWidths: [40, 24], rank: 4, tokens: 5, slots: 2, pattern: 'uniform', dtype: 'f32', adaptersPerToken: 1 }
+    const d = materialise(c)
+    const layer = gpu().createLayer(d.spec)
+    d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
+    const shared = (v: Float32Array) => {
+      const s = new Float32Array(new SharedArrayBuffer(v.byteLength + 64), 32, v.length)
+      s.set(v)
+      return s
+    }
+    const x = shared(d.x), y = shared(d.y)
+    await layer.apply(x, y, buildSegments(d.ids, 1, c.slots))
+    expectDelta(y, d.y, sgmv(d.ref, d.x, d.ids), TOLERANCE.f32, 'shared')
+    layer.dispose()
+  })
+
   it('all ids -1 and cleared slots leave y untouched', async () => {
     const c: Case = { name: 'all -1', seed: 3, inFeatures: 64, sliceWidths: [32], rank: 8, tokens: 5, slots: 2, pattern: 'uniform', dtype: 'f32', adaptersPerToken: 1 }
     const d = materialise(c)

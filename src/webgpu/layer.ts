@@ -120,11 +120,11 @@ export class GpuLayer implements WebGpuLayer {
       let yBuf = y as GPUBuffer
       if (!isBuffer(xNow)) {
         owned.push((xBuf = pool.acquire(xBytes, USAGE.storage, 'x')))
-        device.queue.writeBuffer(xBuf, 0, xNow as Float32Array<ArrayBuffer>, 0, T * xWidth)
+        device.queue.writeBuffer(xBuf, 0, unshared(xNow as Float32Array | Int32Array, T * xWidth) as Float32Array<ArrayBuffer>, 0, T * xWidth)
       }
       if (y instanceof Float32Array) {
         owned.push((yBuf = pool.acquire(yBytes, USAGE.storageRw, 'y')))
-        device.queue.writeBuffer(yBuf, 0, y as Float32Array<ArrayBuffer>, 0, T * spec.outFeatures)
+        device.queue.writeBuffer(yBuf, 0, unshared(y, T * spec.outFeatures) as Float32Array<ArrayBuffer>, 0, T * spec.outFeatures)
       }
       const call = bindCall(this.ctx, cp, xBuf, yBuf)
       const encoder = device.createCommandEncoder({ label: 'lora apply' })
@@ -173,4 +173,12 @@ export class GpuLayer implements WebGpuLayer {
     this.ctx.weights.destroy()
     this.env.onDispose(this)
   }
+}
+
+/**
+ * The first n values of v in an ArrayBuffer: Dawn's writeBuffer crashes the process (SIGSEGV) on
+ * a SharedArrayBuffer view, such as a host array of a threaded runtime (its wasm memory is shared).
+ */
+function unshared<A extends Float32Array | Int32Array>(v: A, n: number): A {
+  return (v.buffer instanceof ArrayBuffer ? v : v.slice(0, n)) as A
 }
