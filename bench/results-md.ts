@@ -5,9 +5,10 @@
  * is computed here from the last run's JSON; nothing is pasted. Each bench calls it after writing
  * its JSON; by hand: npx tsx scripts/results-md.mts [results dir] [README.md]
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { Row, Summary } from './cli/report.js'
+import { adapterLabel, webgpuReport } from './webgpu-report.js'
 
 const f = (v: number | undefined, d = 2): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(d))
 const points = (n: number): string => `${n} point${n === 1 ? '' : 's'}`
@@ -81,31 +82,18 @@ Over the whole grid (${s.points} points):
     )
   }
 
-  // ---- webgpu.json: the WGSL kernels against the adapter's ceilings
-  interface GpuRow { T: number; layer: string; rank: number; adapters: number; dtype: string; kernelMs: number; gflops: number; weightGBs: number
-    fracMatmul: number; fracCopy: number; hostMs: number; residentMs: number; residentOverRawSubmit: number; residentOverKernelPlusSubmit: number }
-  const gpu = read<{ date: string; adapter: { description: string }; ceilings: { copyGBs: number; matmulGflops: number; submitMs: number }; rows: GpuRow[] }>('webgpu.json')
-  if (gpu) {
-    const big = gpu.rows.filter((r) => r.T >= 256).map((r) => r.fracMatmul)
-    const small = gpu.rows.filter((r) => r.T <= 16).map((r) => r.fracCopy)
-    const resident = gpu.rows.map((r) => r.residentOverRawSubmit)
-    writeFileSync(`${dir}/webgpu.md`, `${GENERATED}
-# WebGPU kernels against the adapter's ceilings (\`npx tsx bench/webgpu.ts\`)
-
-Run of ${gpu.date.slice(0, 10)} on ${gpu.adapter.description}. Ceilings of the same run (best sample): vec4 copy
-${f(gpu.ceilings.copyGBs)} GB/s, 8x8-per-thread tiled dense matmul ${f(gpu.ceilings.matmulGflops)} GFLOP/s; submit +
-onSubmittedWorkDone ${f(gpu.ceilings.submitMs, 3)} ms. GPU time from timestamp queries, best of at least 5 passes.
-
-- T >= 256: median ${pct(median(big))} of the dense-matmul rate (${pct(Math.min(...big))}-${pct(Math.max(...big))}; ${big.filter((v) => v >= 0.5).length} of ${big.length} >= 50%)
-- T <= 16: median ${pct(median(small))} of the copy bandwidth on their weight bytes (${pct(Math.min(...small))}-${pct(Math.max(...small))}; ${small.filter((v) => v >= 0.4).length} of ${small.length} >= 40%)
-- a GPU-resident apply over a bare submit of the same prepared kernels: median ${f(median(resident))}x (${resident.filter((v) => v <= 1.1).length} of ${resident.length} within 10%)
-
-${table(['dtype', 'layer', 'rank', 'adapters', 'T', 'kernel ms', 'GFLOP/s', '% matmul', 'weight GB/s', '% copy', 'host ms', 'resident ms', 'x bare submit'],
-  gpu.rows.map((r) => [r.dtype, r.layer, String(r.rank), String(r.adapters), String(r.T), f(r.kernelMs, 3), f(r.gflops), pct(r.fracMatmul), f(r.weightGBs),
-    pct(r.fracCopy), f(r.hostMs), f(r.residentMs), f(r.residentOverRawSubmit)]))}
-`)
-    headline.push(`- WebGPU (${gpu.adapter.description.split(':')[0]}), T >= 256: median **${pct(median(big))}** of a dense matmul's rate measured in the same run ` +
-      `([webgpu.md](bench/results/webgpu.md))`)
+  // ---- webgpu-<adapter>.json: the WGSL kernels per adapter against its ceilings (bench/webgpu-report.ts)
+  const gpuFiles = readdirSync(dir).filter((n) => /^webgpu-.+\.json$/.test(n)).sort()
+  if (gpuFiles.length) {
+    writeFileSync(`${dir}/webgpu.md`, `${GENERATED}\n${webgpuReport(dir)}`)
+    for (const name of gpuFiles) {
+      const gpu = read<{ adapter: { description: string; vendor: string; device?: string; kernels: string }; implementation: string; rows: { T: number; kernels: string; kernelMs: number; rooflineOverTime: number }[] }>(name)!
+      const own = gpu.rows.filter((r) => r.kernels === gpu.adapter.kernels) // the tiles the adapter gets by default
+      const big = own.filter((r) => r.T >= 256).map((r) => r.rooflineOverTime)
+      const one = own.filter((r) => r.T === 1).map((r) => r.kernelMs * 1e3)
+      headline.push(`- WebGPU (${adapterLabel(gpu.adapter, name)}, ${gpu.implementation}): T >= 256 at a median **${f(median(big))}** of the roofline time ` +
+        `(${f(Math.min(...big))}-${f(Math.max(...big))}); T = 1 a median **${f(median(one), 0)} us** of GPU time ([webgpu.md](bench/results/webgpu.md))`)
+    }
   }
 
   // ---- threads.json: the threaded wasm backend against one thread

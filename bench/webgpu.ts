@@ -1,5 +1,6 @@
 /**
- * WebGPU SGMV benchmark: `npx tsx bench/webgpu.ts` (XDG_RUNTIME_DIR=/tmp on lavapipe).
+ * WebGPU SGMV benchmark: `npx tsx bench/webgpu.ts` (XDG_RUNTIME_DIR=/tmp on lavapipe), or under
+ * Deno (wgpu): `deno run -A --unstable-sloppy-imports --node-modules-dir=manual bench/webgpu.ts`.
  *
  * GPU time comes from timestamp queries around each compute pass (Dawn's timestamp quantization
  * is disabled by the device code), best of several passes. In the same run it measures the adapter's ceilings: a vec4 copy
@@ -7,15 +8,20 @@
  * shape is reported as GFLOP/s and as a fraction of those ceilings (weight bytes read / time vs
  * copy GB/s), the GPU time of each kernel in a pass of its own, plus the wall time of apply on
  * host arrays vs GPU-resident buffers vs the same kernels in one bare submit.
- * Writes bench/results/webgpu.json and prints a table. `--quick`: fewer shapes and passes;
- * `--only=<regex>`: the shapes whose label matches.
+ * Each shape also gets its roofline time R = max(bytes / copy rate, FLOPs / matmul rate), bytes =
+ * x rows read + y rows read and written + the weights of the adapters used, and R / time.
+ * Writes bench/results/webgpu-<adapter>.json (one file per adapter and implementation) and prints
+ * a table. `--quick`: fewer shapes and passes; `--only=<regex>`: the shapes whose label matches;
+ * `--kernels=software|discrete|both`: the tile families timed (default: the adapter's own).
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import process from 'node:process'
 import { buildSegments } from '../src/metadata.js'
 import type { LayerSpec, WeightDtype } from '../src/types.js'
 import { createWebGpuBackend } from '../src/webgpu/index.js'
 import { encodeCall, prepareCall } from '../src/webgpu/call.js'
 import type { GpuLayer } from '../src/webgpu/layer.js'
+import type { KernelProfile } from '../src/webgpu/programs/program.js'
 import { materialise, sliceWidthsFor } from '../test/grid.js'
 import { writeResultsMarkdown } from './results-md.js'
 
@@ -23,8 +29,14 @@ process.env.XDG_RUNTIME_DIR ??= '/tmp'
 const quick = process.argv.includes('--quick')
 /** `--only=<regex>`: run only the shapes whose label (e.g. "f32 qkv r64 L8 T256") matches. */
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7)
+const isDeno = 'Deno' in globalThis
+const kernelsArg = process.argv.find((a) => a.startsWith('--kernels='))?.slice(10)
 const backend = await createWebGpuBackend()
 const device = backend.device
+const profiles: KernelProfile[] = kernelsArg === 'both' ? ['software', 'discrete'] : [(kernelsArg as KernelProfile | undefined) ?? backend.kernels]
+/** One backend per tile family, on the same device. */
+const backends = new Map<KernelProfile, Awaited<ReturnType<typeof createWebGpuBackend>>>()
+for (const k of profiles) backends.set(k, k === backend.kernels ? backend : await createWebGpuBackend({ device, kernels: k }))
 if (!device.features.has('timestamp-query')) throw new Error('this bench needs timestamp-query')
 const median = (a: number[]): number => [...a].sort((p, q) => p - q)[a.length >> 1]
 /** GPU times are taken as the best of several passes (the machine is shared; ceilings likewise). */
@@ -93,11 +105,11 @@ async function matmulCeiling(M: number, N: number, K: number): Promise<number> {
 
 interface Shape { T: number; layer: 'square' | 'qkv'; rank: number; adapters: number; dtype: WeightDtype }
 
-async function runShape(s: Shape, submitMs: number) {
+async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
   const widths = s.layer === 'square' ? sliceWidthsFor(4096, 1) : [4096, 1024, 1024]
   const d = materialise({ name: '', seed: 42, inFeatures: 4096, sliceWidths: widths, rank: s.rank, tokens: s.T, slots: 8, pattern: 'distinct', dtype: s.dtype, adaptersPerToken: 1 })
   d.ids.forEach((_, t) => (d.ids[t] = t % s.adapters))
-  const layer = backend.createLayer(d.spec) as GpuLayer
+  const layer = backends.get(kernels)!.createLayer(d.spec) as GpuLayer
   for (let a = 0; a < s.adapters; a++) layer.setAdapter(a, { ...d.adapters[a], rank: s.rank, A: d.adapters[0].A, B: d.adapters[0].B })
   const plan = buildSegments(d.ids, 1, 8)
   const spec: LayerSpec = d.spec
@@ -105,19 +117,21 @@ async function runShape(s: Shape, submitMs: number) {
   const used = Math.min(s.adapters, s.T)
   const flops = 2 * s.T * s.rank * (S * spec.inFeatures + spec.outFeatures)
   const weightBytes = used * s.rank * (S * spec.inFeatures + spec.outFeatures) * (s.dtype === 'f32' ? 4 : 2)
+  // roofline bytes: x rows read, y rows read and written, the weights of the adapters used
+  const bytes = s.T * spec.inFeatures * 4 + 2 * s.T * spec.outFeatures * 4 + weightBytes
   const xb = storage(d.x.byteLength), yb = storage(d.y.byteLength, GPUBufferUsage.COPY_SRC)
   device.queue.writeBuffer(xb, 0, d.x as Float32Array<ArrayBuffer>)
   device.queue.writeBuffer(yb, 0, d.y as Float32Array<ArrayBuffer>)
   const call = await prepareCall(layer.ctx, plan, xb, yb)
-  await gpuTimes(1, (enc, tw) => encodeCall(device, enc, call, tw)) // warm-up
-  const est = median(await gpuTimes(2, (enc, tw) => encodeCall(device, enc, call, tw)))
+  await gpuTimes(1, (enc, tw) => encodeCall(enc, call, tw)) // warm-up
+  const est = median(await gpuTimes(2, (enc, tw) => encodeCall(enc, call, tw)))
   const reps = Math.max(quick ? 3 : 5, Math.min(quick ? 5 : 20, Math.ceil(300 / Math.max(est, 1e-3))))
-  const kernelMs = best(await gpuTimes(reps, (enc, tw) => encodeCall(device, enc, call, tw)))
+  const kernelMs = best(await gpuTimes(reps, (enc, tw) => encodeCall(enc, call, tw)))
   // each dispatch in a pass of its own: which kernel the time goes to
   const perKernelMs: Record<string, number> = {}
-  for (const [i, d] of call.dispatches.entries()) {
-    const one = { dispatches: [d], pipelines: [call.pipelines[i]], scratch: [] }
-    const ms = best(await gpuTimes(Math.max(2, Math.min(reps, 4)), (enc, tw) => encodeCall(device, enc, one, tw)))
+  for (const d of call.dispatches) {
+    const one = { dispatches: [d] }
+    const ms = best(await gpuTimes(Math.max(2, Math.min(reps, 4)), (enc, tw) => encodeCall(enc, one, tw)))
     perKernelMs[d.spec.shader] = (perKernelMs[d.spec.shader] ?? 0) + ms
   }
   // wall time: host arrays (upload + kernels + readback), GPU-resident apply, and the floor for
@@ -125,12 +139,12 @@ async function runShape(s: Shape, submitMs: number) {
   // metadata, uploads or error scopes), so both see the same machine load (the ratio to the
   // best-of timestamp time also counts the wall-vs-GPU-timer gap and load changes)
   const wallReps = Math.max(3, Math.min(10, Math.ceil(300 / est)))
-  const host: number[] = [], resident: number[] = [], residentCpu: number[] = [], raw: number[] = []
+  const host: number[] = [], resident: number[] = [], residentCpu: number[] = [], residentSync: number[] = [], raw: number[] = []
   const y = new Float32Array(d.y)
   for (let i = 0; i < wallReps; i++) {
     let t0 = now()
     const enc = device.createCommandEncoder()
-    encodeCall(device, enc, call)
+    encodeCall(enc, call)
     device.queue.submit([enc.finish()])
     await device.queue.onSubmittedWorkDone()
     raw.push(now() - t0)
@@ -138,18 +152,33 @@ async function runShape(s: Shape, submitMs: number) {
     await layer.apply(d.x, y, plan)
     host.push(now() - t0)
     t0 = now()
-    await layer.apply(xb, yb, plan)
+    const done = layer.apply(xb, yb, plan)
+    residentSync.push(now() - t0)
+    await done
     residentCpu.push(now() - t0)
     await device.queue.onSubmittedWorkDone()
     resident.push(now() - t0)
   }
+  // CPU per call of a back-to-back stream of resident applies (no wait for the GPU in between),
+  // and of encode into one encoder: what a model with many LoRA modules per step pays
+  const stream = est < 0.5 ? 50 : 3
+  let t0 = now()
+  for (let i = 0; i < stream; i++) await layer.apply(xb, yb, plan)
+  const streamApplyCpuMs = (now() - t0) / stream
+  await device.queue.onSubmittedWorkDone()
+  const enc = device.createCommandEncoder()
+  t0 = now()
+  for (let i = 0; i < stream; i++) layer.encode(enc, xb, yb, plan)
+  const encodeCpuMs = (now() - t0) / stream
+  device.queue.submit([enc.finish()])
+  await device.queue.onSubmittedWorkDone()
   layer.dispose(); xb.destroy(); yb.destroy()
   const gflops = flops / (kernelMs / 1e3) / 1e9
   const weightGBs = weightBytes / (kernelMs / 1e3) / 1e9
   const hostMs = median(host), residentMs = median(resident)
   return {
-    ...s, kernelMs, perKernelMs, gflops, weightGBs,
-    hostMs, residentMs, residentCpuMs: median(residentCpu),
+    ...s, kernels, kernelMs, perKernelMs, gflops, weightGBs, flops, bytes,
+    hostMs, residentMs, residentCpuMs: median(residentCpu), residentSyncMs: median(residentSync), streamApplyCpuMs, encodeCpuMs,
     residentOverKernelPlusSubmit: residentMs / (kernelMs + submitMs),
     rawSubmitMs: median(raw), residentOverRawSubmit: residentMs / median(raw),
   }
@@ -208,26 +237,117 @@ for (const dtype of ['f32', 'bf16'] as const)
         for (const T of quick ? [1, 256] : [1, 16, 256, 1024]) shapes.push({ T, layer, rank, adapters, dtype })
 const label = (s: Shape): string => `${s.dtype} ${s.layer} r${s.rank} L${s.adapters} T${s.T}`
 if (only) shapes.splice(0, shapes.length, ...shapes.filter((s) => new RegExp(only).test(label(s))))
+/** Host <-> GPU rates (GB/s): writeBuffer of 64 MiB, and a copy into a mapped buffer read back. */
+async function hostRates(): Promise<{ uploadGBs: number; readbackGBs: number }> {
+  const n = 64 * 1024 * 1024
+  const data = new Float32Array(n / 4)
+  const dst = storage(n, GPUBufferUsage.COPY_SRC)
+  const read = device.createBuffer({ size: n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
+  const up: number[] = [], down: number[] = []
+  for (let i = 0; i < 5; i++) {
+    let t0 = now()
+    device.queue.writeBuffer(dst, 0, data)
+    await device.queue.onSubmittedWorkDone()
+    up.push(now() - t0)
+    t0 = now()
+    const enc = device.createCommandEncoder()
+    enc.copyBufferToBuffer(dst, 0, read, 0, n)
+    device.queue.submit([enc.finish()])
+    await read.mapAsync(GPUMapMode.READ)
+    data.set(new Float32Array(read.getMappedRange()))
+    read.unmap()
+    down.push(now() - t0)
+  }
+  dst.destroy(); read.destroy()
+  return { uploadGBs: n / (best(up) / 1e3) / 1e9, readbackGBs: n / (best(down) / 1e3) / 1e9 }
+}
+
+/**
+ * A small model's LoRA step: 32 modules (layers alternating a 4096-wide square and a qkv stack,
+ * rank 16, f32, one adapter) recorded with encode into one encoder, one submit, waited for;
+ * against the sum of the same calls' kernel times (timestamps, each call in a pass of its own).
+ */
+async function encodeModel(T: number, kernels: KernelProfile) {
+  const layers: { layer: GpuLayer; x: GPUBuffer; y: GPUBuffer; plan: ReturnType<typeof buildSegments> }[] = []
+  for (let m = 0; m < 32; m++) {
+    const widths = m % 2 === 0 ? [4096] : [4096, 1024, 1024]
+    const d = materialise({ name: '', seed: 7 + m, inFeatures: 4096, sliceWidths: widths, rank: 16, tokens: T, slots: 1, pattern: 'identical', dtype: 'f32', adaptersPerToken: 1 })
+    const layer = backends.get(kernels)!.createLayer(d.spec) as GpuLayer
+    layer.setAdapter(0, d.adapters[0])
+    d.ids.fill(0)
+    const x = storage(d.x.byteLength), y = storage(d.y.byteLength)
+    device.queue.writeBuffer(x, 0, d.x as Float32Array<ArrayBuffer>)
+    layers.push({ layer, x, y, plan: buildSegments(d.ids, 1, 1) })
+  }
+  let sumKernelMs = 0
+  for (const l of layers) {
+    const call = await prepareCall(l.layer.ctx, l.plan, l.x, l.y)
+    await gpuTimes(1, (enc, tw) => encodeCall(enc, call, tw))
+    sumKernelMs += best(await gpuTimes(5, (enc, tw) => encodeCall(enc, call, tw)))
+  }
+  const walls: number[] = [], cpus: number[] = []
+  for (let i = 0; i < 10; i++) {
+    const t0 = now()
+    const enc = device.createCommandEncoder()
+    for (const l of layers) l.layer.encode(enc, l.x, l.y, l.plan)
+    device.queue.submit([enc.finish()])
+    cpus.push(now() - t0)
+    await device.queue.onSubmittedWorkDone()
+    walls.push(now() - t0)
+  }
+  for (const l of layers) { l.layer.dispose(); l.x.destroy(); l.y.destroy() }
+  const wallMs = median(walls)
+  return { T, kernels, modules: layers.length, sumKernelMs, wallMs, cpuMs: median(cpus), wallOverKernelSum: wallMs / sumKernelMs, wallOverKernelSumPlusSubmit: wallMs / (sumKernelMs + submitMs) }
+}
+
+const rates = await hostRates()
+console.log(`host -> GPU ${rates.uploadGBs.toFixed(2)} GB/s, GPU -> host ${rates.readbackGBs.toFixed(2)} GB/s`)
 const measured = []
 for (const [i, shape] of shapes.entries()) {
   if (i > 0 && i % 8 === 0) await sampleCeilings()
-  measured.push(await runShape(shape, submitMs))
+  for (const k of profiles) measured.push(await runShape(shape, submitMs, k))
 }
+const models = []
+if (!only) for (const k of profiles) for (const T of quick ? [1] : [1, 16, 256]) models.push(await encodeModel(T, k))
 await sampleCeilings()
 console.log(`ceilings (best of ${samples.length} samples): copy ${ceil.copyGBs.toFixed(2)} GB/s, dense matmul ${ceil.matmulGflops.toFixed(2)} GFLOP/s`)
-const rows = measured.map((r) => ({ ...r, fracMatmul: r.gflops / ceil.matmulGflops, fracCopy: r.weightGBs / ceil.copyGBs }))
+const rows = measured.map((r) => {
+  const rooflineMs = Math.max(r.bytes / (ceil.copyGBs * 1e6), r.flops / (ceil.matmulGflops * 1e6))
+  // host path: x up, y up and back, against the measured host <-> GPU rates
+  const hostBytesMs = (r.T * 4096 * 4 + r.T * (r.layer === 'square' ? 4096 : 6144) * 4) / (rates.uploadGBs * 1e6) + (r.T * (r.layer === 'square' ? 4096 : 6144) * 4) / (rates.readbackGBs * 1e6)
+  return { ...r, fracMatmul: r.gflops / ceil.matmulGflops, fracCopy: r.weightGBs / ceil.copyGBs, rooflineMs, rooflineOverTime: rooflineMs / r.kernelMs, hostTransferMs: hostBytesMs, hostOverTransfer: r.hostMs / hostBytesMs }
+})
 for (const r of rows) {
   console.log(
-    [`${r.dtype.padEnd(4)} ${r.layer.padEnd(6)} r${String(r.rank).padEnd(3)} L${r.adapters} T${String(r.T).padEnd(5)}`,
-     `${r.kernelMs.toFixed(3).padStart(9)} ms (${Object.entries(r.perKernelMs).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')})`, `${r.gflops.toFixed(2).padStart(6)} GFLOP/s (${(100 * r.fracMatmul).toFixed(0).padStart(3)}% mm)`,
-     `weights ${r.weightGBs.toFixed(2).padStart(6)} GB/s (${(100 * r.fracCopy).toFixed(0).padStart(3)}% copy)`,
-     `host ${r.hostMs.toFixed(2).padStart(7)} ms, resident ${r.residentMs.toFixed(2).padStart(7)} ms (x${r.residentOverKernelPlusSubmit.toFixed(2)} of kernel+submit, x${r.residentOverRawSubmit.toFixed(2)} of bare submit; cpu ${r.residentCpuMs.toFixed(2)} ms)`].join(' | '),
+    [`${r.kernels.slice(0, 4)} ${r.dtype.padEnd(4)} ${r.layer.padEnd(6)} r${String(r.rank).padEnd(3)} L${r.adapters} T${String(r.T).padEnd(5)}`,
+     `${r.kernelMs.toFixed(4).padStart(9)} ms (${Object.entries(r.perKernelMs).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')})`,
+     `R ${r.rooflineMs.toFixed(4)} ms, R/time ${r.rooflineOverTime.toFixed(2)}`,
+     `${r.gflops.toFixed(0).padStart(6)} GFLOP/s (${(100 * r.fracMatmul).toFixed(0).padStart(3)}% mm)`,
+     `weights ${r.weightGBs.toFixed(0).padStart(6)} GB/s (${(100 * r.fracCopy).toFixed(0).padStart(3)}% copy)`,
+     `host ${r.hostMs.toFixed(3).padStart(7)} ms (x${r.hostOverTransfer.toFixed(2)} of transfers), resident ${r.residentMs.toFixed(3).padStart(7)} ms (x${r.residentOverRawSubmit.toFixed(2)} of bare submit; cpu ${(1e3 * r.residentSyncMs).toFixed(1)} us sync, ${(1e3 * r.residentCpuMs).toFixed(1)} us resolved, ${(1e3 * r.streamApplyCpuMs).toFixed(1)} us/call streamed, encode ${(1e3 * r.encodeCpuMs).toFixed(1)} us)`].join(' | '),
   )
 }
+for (const m of models) {
+  console.log(`encode ${m.modules} modules (${m.kernels}) T${m.T}: wall ${m.wallMs.toFixed(3)} ms (cpu ${m.cpuMs.toFixed(3)}), kernel sum ${m.sumKernelMs.toFixed(3)} ms: x${m.wallOverKernelSum.toFixed(2)} (x${m.wallOverKernelSumPlusSubmit.toFixed(2)} of sum + bare submit)`)
+}
+/** File name of this adapter and implementation: webgpu-<device or description>[-deno].json */
+const deviceName = (info as GPUAdapterInfo & { device?: string }).device
+const adapterName = ((/[a-z]/i.test(deviceName ?? '') ? deviceName : '') || info.description || info.vendor || 'unknown')
+  .replace(/\(.*?\)/g, '').split(':')[0].trim().toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '')
+const file = `webgpu-${adapterName}${isDeno ? '-deno' : ''}.json`
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
 writeFileSync(
-  new URL('./results/webgpu.json', import.meta.url),
-  JSON.stringify({ date: new Date().toISOString(), adapter: { vendor: info.vendor, architecture: info.architecture, description: info.description, isSoftware: backend.isSoftware }, ceilings: { ...ceil, samples, submitMs, dispatch }, rows }, null, 1),
+  new URL(`./results/${file}`, import.meta.url),
+  JSON.stringify({
+    date: new Date().toISOString(),
+    implementation: isDeno ? 'deno (wgpu)' : 'node (dawn)',
+    adapter: { vendor: info.vendor, architecture: info.architecture, device: (info as GPUAdapterInfo & { device?: string }).device, description: info.description, isSoftware: backend.isSoftware, kernels: backend.kernels },
+    ceilings: { ...ceil, samples, submitMs, dispatch, ...rates },
+    rows,
+    encode: models,
+  }, null, 1),
 )
 writeResultsMarkdown()
+console.log(`wrote bench/results/${file} and bench/results/webgpu.md`)
+for (const b of backends.values()) if (b !== backend) b.dispose()
 backend.dispose()

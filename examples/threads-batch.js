@@ -4,7 +4,7 @@
 // the PEFT adapter directories math/ and code/ in ./adapters/ next to it.
 import { createRuntime } from 'multilora'
 
-const rt = await createRuntime({ backend: 'wasm', threads: 2 }) // every call cut over both threads
+const rt = await createRuntime({ backend: 'wasm', threads: 2, threadsMinWork: 0 }) // every call cut over both threads, even these small ones
 for (const name of ['math', 'code']) {
   await rt.loadAdapter(name, new URL(`./adapters/${name}/`, import.meta.url))
 }

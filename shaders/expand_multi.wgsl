@@ -17,6 +17,7 @@
 override EM: u32 = 1u;  // tokens per workgroup
 override NW: u32 = 64u; // column-pair threads per workgroup
 override NT: u32 = 2u;  // column pairs per thread (<= 8)
+override KG: u32 = 1u;  // partials of h to add (split-K shrink over KG workgroups)
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> h: array<f32>;           // [N * S * rankStride]
@@ -25,6 +26,13 @@ override NT: u32 = 2u;  // column pairs per thread (<= 8)
 @group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>;  // [maxAdapters] (rank, bitcast<u32>(scale))
 @group(0) @binding(4) var<storage, read> calls: array<i32>;        // tokens [numTokens * (1 + 2K)] (row, then K x (entry, slot), -1 pads)
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;      // [T * outFeatures]
+
+// h summed over the KG partials of a split-K shrink, in a fixed order
+fn hsum(i: u32) -> f32 {
+  var v = h[i];
+  for (var g = 1u; g < KG; g++) { v += h[i + g * p.hPart]; }
+  return v;
+}
 
 @compute @workgroup_size(EM * NW)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -59,7 +67,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     // skipped (Dawn/Tint + lavapipe 25.0), carrying the previous adapter's sums into this one
     for (var q = 0u; q < 8u; q++) { part[q] = vec2<f32>(0.0); }
     for (var k = 0u; k < rank; k++) {
-      let hk = h[hb + k];
+      let hk = hsum(hb + k);
       let row = k * p.bStride;
       for (var q = 0u; q < NT; q++) { part[q] += hk * load2(bc[q] + row); }
     }

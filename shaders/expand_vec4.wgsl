@@ -20,6 +20,7 @@ override EM: u32 = 1u;  // entry threads per workgroup
 override NW: u32 = 8u;  // column-quad threads per workgroup
 override MT: u32 = 16u; // entries per thread (<= 16)
 override NQ: u32 = 4u;  // column quads per thread (MT * NQ <= 64)
+override KG: u32 = 1u;  // partials of h to add (split-K shrink over KG workgroups)
 const MAX_TILE: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -29,6 +30,13 @@ const MAX_TILE: u32 = 64u;
 @group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>;  // [maxAdapters] (rank, bitcast<u32>(scale))
 @group(0) @binding(4) var<storage, read> calls: array<i32>;        // tiles [numTiles * 4] (slot, first entry, count, 0); rows [N]
 @group(0) @binding(5) var<storage, read_write> y: array<vec4<f32>>; // [T * outFeatures / 4]
+
+// h summed over the KG partials of a split-K shrink, in a fixed order
+fn hsum(i: u32) -> f32 {
+  var v = h[i];
+  for (var g = 1u; g < KG; g++) { v += h[i + g * p.hPart]; }
+  return v;
+}
 
 @compute @workgroup_size(EM * NW)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -55,7 +63,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let b0 = (slot - p.slotBase) * p.maxRank * p.bStride + p.bOffset[s] + 4u * (c0 + nw);
   for (var k = 0u; k < rank; k++) {
     var hv: array<f32, 16>;
-    for (var i = 0u; i < MT; i++) { hv[i] = h[h0 + i * hStep + k]; }
+    for (var i = 0u; i < MT; i++) { hv[i] = hsum(h0 + i * hStep + k); }
     let row = b0 + k * p.bStride;
     for (var q = 0u; q < NQ; q++) {
       let a = row + 4u * q * NW;

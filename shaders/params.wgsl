@@ -19,6 +19,6 @@ struct Params {
   bOffset: vec4<u32>,     // first column of slice s in a row of B (even)
   slotBase: u32,     // first slot of the weight buffers bound to this dispatch (slot group)
   slotCount: u32,    // slots in those buffers
-  _pad0: u32,
+  hPart: u32,       // elements of one partial h (split-K over KG workgroups: h holds KG partials)
   _pad1: u32,
 }

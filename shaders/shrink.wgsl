@@ -11,6 +11,10 @@
 // threads share each dot product and add their partial sums in workgroup memory at the end.
 // Rank tiles at or past the slot's rank do no work (per-slot rank read here: no work on padding).
 // Weights are read in pairs of k (row strides are even), decoded by load2() to f32; math is f32.
+// KG > 1 is split-K over workgroups (wg.z = slice + S * kg): workgroup kg covers the kg-th of KG
+// contiguous k chunks and writes its partial sums to partial kg of h (p.hPart elements apart);
+// the expand adds the KG partials in a fixed order (so results stay deterministic). A big GPU
+// needs this at small T, where rank x tiles alone give too few workgroups to fill it.
 
 //@params (shaders/params.wgsl)
 
@@ -19,6 +23,7 @@ override RW: u32 = 4u;  // rank threads per workgroup
 override KS: u32 = 16u; // k-split threads per workgroup
 override MT: u32 = 1u;  // entries per thread (<= 16)
 override RV: u32 = 1u;  // rank rows per thread (MT * RV <= 64)
+override KG: u32 = 1u;  // k chunks over workgroups (split-K across wg.z)
 const MAX_TILE: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -36,7 +41,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   // rank tiles vary fastest: workgroups run one after another on the same entries reuse their
   // x rows from cache (lavapipe, interleaved A/B: 1.05-1.25x on prefill with several rank tiles)
   let rt = wg.x;
-  let s = wg.z;
+  let s = wg.z % p.numSlices;
+  let kg = wg.z / p.numSlices;
   let tb = p.tilesOffset + wg.y * 4u;
   let slot = u32(calls[tb]);
   let first = u32(calls[tb + 1u]);
@@ -48,6 +54,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let r0 = rt * RW * RV + rw * RV;
   let e0 = em * MT;
   let K = p.inFeatures;
+  // this workgroup's k chunk [kb, ke): even length, so pairs never straddle two chunks
+  let kc = ((K + 2u * KG - 1u) / (2u * KG)) * 2u;
+  let kb = min(K, kg * kc);
+  let ke = min(K, kb + kc);
   let aSlice = ((slot - p.slotBase) * p.numSlices + s) * p.maxRank;
 
   var acc: array<f32, MAX_TILE>;
@@ -59,8 +69,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     // A rows at a fixed stride (plain arithmetic, no index array): rows past the slot's rank
     // read values that are never stored (WebGPU clamps out-of-range reads to the buffer)
     let a0 = (aSlice + r0) * p.inStride;
-    var k = ks * 2u;
-    for (; k + 1u < K; k += 2u * KS) {
+    var k = kb + ks * 2u;
+    for (; k + 1u < ke; k += 2u * KS) {
       var xv: array<vec2<f32>, 16>;
       for (var i = 0u; i < MT; i++) { xv[i] = vec2<f32>(x[xb[i] + k], x[xb[i] + k + 1u]); }
       for (var j = 0u; j < RV; j++) {
@@ -68,7 +78,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         for (var i = 0u; i < MT; i++) { acc[i * RV + j] += dot(a, xv[i]); }
       }
     }
-    if (k + 1u == K) { // odd inFeatures: this thread owns the last element
+    if (k + 1u == ke && ke == K) { // odd inFeatures: this thread owns the last element
       for (var j = 0u; j < RV; j++) {
         let a = load2(a0 + j * p.inStride + k).x;
         for (var i = 0u; i < MT; i++) { acc[i * RV + j] += a * x[xb[i] + k]; }
@@ -88,7 +98,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   for (var i = 0u; i < MT; i++) {
     let e = e0 + i;
     if (e >= count) { break; }
-    let hb = ((first + e) * p.numSlices + s) * p.rankStride;
+    let hb = kg * p.hPart + ((first + e) * p.numSlices + s) * p.rankStride;
     for (var j = 0u; j < RV; j++) {
       let r = r0 + j;
       if (r < rank) { h[hb + r] = acc[i * RV + j]; }

@@ -3,6 +3,7 @@ import type { CallFeatures } from './dispatch/cost.js'
 import { LoraError } from './errors.js'
 import { buildSegments, type SegmentPlan } from './metadata.js'
 import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec, PreparedAdapter } from './types.js'
+import type { WasmBackend } from './wasm/backend.js'
 import type { WebGpuBackend } from './webgpu/index.js'
 import type { WebGpuLayer } from './webgpu/types.js'
 import { checkApply, checkBackend, checkIds, checkInt, checkTokenWeights, isGpuBuffer, prepareAdapter } from './validate.js'
@@ -170,6 +171,14 @@ export class LoraLayer implements Layer {
     const { T, K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens)
     checkIds(ids, K, this.spec.maxAdapters, this.filled)
     const weights = options.weights === undefined ? undefined : checkTokenWeights(options.weights, ids.length)
+    const wasm = this.owners.get('wasm') as Partial<WasmBackend> | undefined
+    // x and y both in host arrays (rt.hostArray): the wasm backend copies nothing
+    let inWasm = false
+    if (wasm?.addressOf) {
+      const xAt = x instanceof Float32Array ? checkInPlace(wasm, 'x', x) : -1
+      const yAt = y instanceof Float32Array ? checkInPlace(wasm, 'y', y) : -1
+      inWasm = xAt >= 0 && yAt >= 0
+    }
     let entries = 0, distinct = 0, rankSum = 0, rankEntries = 0
     const stamp = ++this.stamp
     for (let i = 0; i < ids.length; i++) {
@@ -188,7 +197,7 @@ export class LoraLayer implements Layer {
     const { spec } = this
     const features: CallFeatures = {
       tokens: T, entries, distinct, rankSum, rankEntries, adaptersPerToken: K, inFeatures: spec.embedding ? 1 : spec.inFeatures, outFeatures: spec.outFeatures,
-      slices: spec.sliceWidths.length, weightDtype: spec.weightDtype, resident: isGpuBuffer(x) || isGpuBuffer(y) ? 'gpu' : 'host',
+      slices: spec.sliceWidths.length, weightDtype: spec.weightDtype, resident: isGpuBuffer(x) || isGpuBuffer(y) ? 'gpu' : inWasm ? 'wasm' : 'host',
     }
     const backend = this.host.pick(choice, features)
     const first = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize ?? 64, weights)
@@ -240,6 +249,27 @@ export class LoraLayer implements Layer {
         }
       }
     }
+  }
+
+  encode(encoder: GPUCommandEncoder, x: GPUBuffer, y: GPUBuffer, ids: Int32Array, options: ApplyOptions = {}): void {
+    this.checkAlive()
+    if (typeof options !== 'object' || options === null) {
+      throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${String(options)}`)
+    }
+    if (options.backend !== undefined) checkBackend('options.backend', options.backend)
+    const { K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens)
+    if (!isGpuBuffer(x) || !isGpuBuffer(y)) {
+      throw new LoraError('INVALID_ARGUMENT', `encode needs x and y as GPUBuffers on rt.device, got ${isGpuBuffer(x) ? 'y' : 'x'} as a host array`)
+    }
+    if (typeof (encoder as GPUCommandEncoder | null)?.beginComputePass !== 'function') {
+      throw new LoraError('INVALID_ARGUMENT', `encoder must be a GPUCommandEncoder, got ${String(encoder)}`)
+    }
+    checkIds(ids, K, this.spec.maxAdapters, this.filled)
+    const weights = options.weights === undefined ? undefined : checkTokenWeights(options.weights, ids.length)
+    const gpu = this.owners.get('webgpu')
+    const layer = this.onBackend.get('webgpu') as WebGpuLayer | undefined
+    if (!gpu || gpu.lost || !layer) throw new LoraError('BACKEND_UNAVAILABLE', 'encode needs a working WebGPU backend in this runtime')
+    layer.encode(encoder, x, y, buildSegments(ids, K, this.spec.maxAdapters, gpu.chunkSize ?? 64, weights))
   }
 
   /** Run a validated call on backend `b`, after the slot writes it must see. */
@@ -307,4 +337,13 @@ export class LoraLayer implements Layer {
     this.host.checkAlive()
     if (this.disposed) throw new LoraError('DISPOSED', 'this layer was disposed')
   }
+}
+
+/** A view of the wasm memory is taken as x or y only inside a HostArray: its address, or -1 for other arrays (WasmBackend.addressOf). */
+function checkInPlace(wasm: Partial<WasmBackend>, name: string, v: Float32Array): number {
+  const at = wasm.addressOf!(v)
+  if (at === -2) {
+    throw new LoraError('INVALID_ARGUMENT', `${name} (Float32Array[${v.length}] at byte ${v.byteOffset}) is a view of the runtime's wasm memory outside every HostArray (rt.hostArray)`)
+  }
+  return at
 }

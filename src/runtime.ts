@@ -8,9 +8,10 @@ import { describe, LoraError } from './errors.js'
 import { LoraLayer, type LayerHost } from './layer.js'
 import { AdapterPool, type AdapterInfo, type AdapterSource, type PoolStats, type TokenAdapters } from './pool/pool.js'
 import type { BaseWeight } from './peft/adapter.js'
-import type { BackendChoice, BackendName, Layer, LayerOptions } from './types.js'
+import type { BackendChoice, BackendName, HostArray, Layer, LayerOptions } from './types.js'
 import { checkBackend, checkInt, checkLayerOptions } from './validate.js'
 import { createWasmBackend, type WasmBackend } from './wasm/backend.js'
+import { PlainHostArray, WasmHostArray } from './wasm/host-array.js'
 import type { WasmModuleOptions, WasmVariant } from './wasm/loader.js'
 import { checkThreads, type ThreadsOption } from './wasm/threads/support.js'
 
@@ -20,6 +21,11 @@ export interface RuntimeOptions {
   backend?: BackendChoice
   /** A WebGPU device to use instead of acquiring one. */
   gpu?: GPUDevice
+  /**
+   * The WebGPU kernels' tile family: 'software' (tuned for CPU adapters such as lavapipe) or
+   * 'discrete' (GPUs: wider workgroups, split-K over workgroups). Default: chosen from the adapter.
+   */
+  gpuKernels?: 'software' | 'discrete'
   /** Where the WebAssembly kernels come from (default: the package's build/ directory). */
   wasm?: WasmModuleOptions
   /** Bytes the loaded adapters' weights may occupy in the kernels' slots (default: unlimited). */
@@ -27,11 +33,17 @@ export interface RuntimeOptions {
   /** Adapters resident at once per module (slots of each PEFT module's layer; default 16). */
   adapterSlots?: number
   /**
-   * Threads of the wasm backend: 1 (default), a count, or 'auto' (the machine's cores, and per call
-   * fewer for small calls). Single-threaded where threads are unavailable (no SharedArrayBuffer, a
+   * Threads of the wasm backend: 1 (default), a count, or 'auto' (the machine's cores); each call
+   * uses as many of them as its size gains from (threadsMinWork), so small calls run on one. Single-threaded where threads are unavailable (no SharedArrayBuffer, a
    * page that is not cross-origin isolated, Cloudflare Workers).
    */
   threads?: ThreadsOption
+  /**
+   * Multiply-adds per thread below which a call uses fewer threads than the pool has (calls too
+   * small to gain run on one thread, whatever the pool size). Default: measured break-even figures
+   * (4e5 with one adapter per token, 1e6 otherwise); 0 cuts every call over every thread.
+   */
+  threadsMinWork?: number
   /**
    * A calibration profile saved from `rt.calibrate()` (JSON-parsed is fine): used instead of the
    * short calibration that an 'auto' runtime otherwise runs at creation (<= 300 ms, once per process).
@@ -60,6 +72,11 @@ export interface Runtime {
   readonly device: GPUDevice | null
   /** Create a LoRA-wrapped linear layer with `maxAdapters` slots on every backend. */
   createLayer(options: LayerOptions): Layer
+  /**
+   * `length` floats (zeroed) in the wasm kernels' memory, for x or y of `apply` without copies
+   * (see HostArray for how long a view stays valid). Without a wasm backend, an ordinary array.
+   */
+  hostArray(length: number): HostArray
   /**
    * Load a PEFT adapter (adapter_config.json + adapter_model.safetensors) under `name`: from a
    * directory path (Node, Deno, Bun), a URL, or `{ config, weights }`. Atomic; an existing name
@@ -124,6 +141,9 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     throw new LoraError('INVALID_ARGUMENT', `memoryBudget must be a number of bytes >= 0 (Infinity: unlimited), got ${describe(memoryBudget)}`)
   }
   if (adapterSlots !== undefined) checkInt('adapterSlots', adapterSlots, 1, 65536)
+  if (options.gpuKernels !== undefined && options.gpuKernels !== 'software' && options.gpuKernels !== 'discrete') {
+    throw new LoraError('INVALID_ARGUMENT', `gpuKernels must be 'software' or 'discrete', got ${describe(options.gpuKernels)}`)
+  }
   if (wasmOptions !== undefined && (typeof wasmOptions !== 'object' || wasmOptions === null)) {
     throw new LoraError('INVALID_ARGUMENT', `wasm options must be an object, got ${describe(wasmOptions)}`)
   }
@@ -131,13 +151,14 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   let wasm: WasmBackend | null = null
   let gpuReason: string | null = null
   if (choice !== 'webgpu' || options.wasm) {
-    wasm = await createWasmBackend(options.wasm, checkThreads(options.threads ?? 1))
+    const minWork = options.threadsMinWork === undefined ? null : checkInt('threadsMinWork', options.threadsMinWork, 0, 2 ** 40)
+    wasm = await createWasmBackend(options.wasm, checkThreads(options.threads ?? 1), minWork)
     backends.push(wasm)
   }
   if (choice !== 'wasm') {
     try {
       const { createWebGpuBackend } = await import('./webgpu/index.js')
-      backends.push(await createWebGpuBackend({ device: options.gpu }))
+      backends.push(await createWebGpuBackend({ device: options.gpu, kernels: options.gpuKernels }))
     } catch (e) {
       gpuReason = e instanceof Error ? e.message : String(e)
       if (choice === 'webgpu') {
@@ -274,6 +295,13 @@ class LoraRuntime implements Runtime, LayerHost {
     return layer
   }
 
+  hostArray(length: number): HostArray {
+    this.checkAlive()
+    checkInt('length', length, 0, 2 ** 30)
+    const wasm = this.all.find((b) => b.name === 'wasm') as WasmBackend | undefined
+    return wasm ? new WasmHostArray(wasm, length) : new PlainHostArray(length)
+  }
+
   pick(choice: BackendChoice, call: CallFeatures): Backend {
     if (choice === 'auto') {
       const name = this.dispatcher.choose(call, this.usable())
@@ -300,7 +328,7 @@ class LoraRuntime implements Runtime, LayerHost {
     if (i < 0) throw new LoraError('BACKEND_UNAVAILABLE', 'this runtime has no WebGPU backend to recover (create it with backend \'auto\' or \'webgpu\')')
     if (!this.all[i].lost) return false
     const { createWebGpuBackend } = await import('./webgpu/index.js')
-    const fresh = await createWebGpuBackend({ device })
+    const fresh = await createWebGpuBackend({ device, kernels: (this.all[i] as { kernels?: 'software' | 'discrete' }).kernels })
     try {
       this.checkAlive()
       for (const l of this.layers) l.replaceBackend(fresh)

@@ -56,6 +56,26 @@ export interface ApplyOptions {
   weights?: Float32Array
 }
 
+/**
+ * An array of floats in the runtime's wasm memory (`rt.hostArray`). Passed to `apply` as x or y
+ * (or any subarray of it), it is used in place: the call copies nothing in or out. A serving loop
+ * writes x into one and reads y from another. The kernels then read x and write y during the
+ * call: write x again, or read y, once the call has resolved.
+ */
+export interface HostArray {
+  readonly length: number
+  /**
+   * The values, as a view of the wasm memory. The memory grows when the runtime allocates (a
+   * setAdapter, loadAdapter, createLayer or hostArray, or an apply larger than any before), and a
+   * single-threaded runtime's memory detaches its old views when it grows: read `array` again
+   * after such calls rather than keeping it (a detached view has length 0 and apply refuses it).
+   * A threaded runtime's memory is shared and never detaches its views.
+   */
+  readonly array: Float32Array
+  /** Free the array (after the calls that use it have resolved). Reading `array` then throws. */
+  release(): void
+}
+
 /** The validated shape of a layer, shared by every backend. */
 export interface LayerSpec {
   inFeatures: number
@@ -108,6 +128,15 @@ export interface Layer {
    *   GPU work, so pass ids as an Int32Array where the host has them (a scheduler usually does).
    */
   apply(x: Float32Array | Int32Array | GPUBuffer, y: Float32Array | GPUBuffer, ids: Int32Array | GPUBuffer, options?: ApplyOptions): Promise<void>
+  /**
+   * Record the same update into `encoder`, a GPUCommandEncoder of `rt.device` that the caller
+   * owns and submits: no submit and no wait here, so a whole forward pass (every layer's LoRA
+   * between the caller's own passes) goes to the GPU in one submit; passes recorded after it see
+   * y updated. x and y are GPUBuffers (STORAGE usage), ids an Int32Array; the WebGPU kernels run
+   * it whatever `options.backend` says. Validation and errors as `apply`. The slots' weights are
+   * those in place at the submit; submit before recording more than about 8,000 calls.
+   */
+  encode(encoder: GPUCommandEncoder, x: GPUBuffer, y: GPUBuffer, ids: Int32Array, options?: ApplyOptions): void
   /** Free the layer's storage on every backend. */
   dispose(): void
 }

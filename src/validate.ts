@@ -120,6 +120,12 @@ export function checkApply(spec: LayerSpec, x: unknown, y: unknown, ids: unknown
   if (spec.embedding) checkTokenIds(x, T, spec.inFeatures)
   else checkData('x', x, T, spec.inFeatures, 'inFeatures')
   checkData('y', y, T, spec.outFeatures, 'outFeatures')
+  if (x instanceof Float32Array && y instanceof Float32Array && x.buffer === y.buffer && x.length > 0 && y.length > 0) {
+    const x1 = x.byteOffset + x.byteLength, y1 = y.byteOffset + y.byteLength
+    if (x.byteOffset < y1 && y.byteOffset < x1) {
+      throw new LoraError('INVALID_ARGUMENT', `x (bytes ${x.byteOffset}..${x1}) and y (bytes ${y.byteOffset}..${y1}) overlap in one buffer`)
+    }
+  }
   return { T, K }
 }
 
@@ -147,7 +153,11 @@ export function isGpuBuffer(v: unknown): v is GPUBuffer {
 function checkData(name: string, v: unknown, T: number, width: number, widthName: string): void {
   const n = T * width
   if (v instanceof Float32Array) {
-    if (v.length !== n) throw new LoraError('SHAPE_MISMATCH', `${name} must have T * ${widthName} = ${T} * ${width} = ${n} values, got ${v.length}`)
+    if (v.length !== n) {
+      // a HostArray's view read before the wasm memory grew is detached: length 0
+      const hint = v.length === 0 && v.buffer.byteLength === 0 ? ' (an empty or detached buffer: read a HostArray\'s `array` again after the runtime allocated)' : ''
+      throw new LoraError('SHAPE_MISMATCH', `${name} must have T * ${widthName} = ${T} * ${width} = ${n} values, got ${v.length}${hint}`)
+    }
   } else if (isGpuBuffer(v)) {
     if (v.size < n * 4) throw new LoraError('SHAPE_MISMATCH', `${name}: GPUBuffer of ${v.size} bytes, need T * ${widthName} * 4 = ${n * 4}`)
   } else {

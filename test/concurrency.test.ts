@@ -21,7 +21,7 @@ beforeAll(async () => {
   rt = await createRuntime({ backend: 'auto' })
   backends = rt.backends
   if (gpuHere) expect(backends, `${rt.webgpuUnavailableReason}`).toContain('webgpu')
-  threaded = await createRuntime({ backend: 'wasm', threads: 2 })
+  threaded = await createRuntime({ backend: 'wasm', threads: 2, threadsMinWork: 0 })
 })
 afterAll(() => {
   rt?.dispose()

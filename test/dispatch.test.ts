@@ -103,6 +103,16 @@ describe('cost model on synthetic profiles', () => {
     expect(d.predictMs('wasm', small).ms).toBeCloseTo(predict(threaded, small).ms, 12)
   })
 
+  it('x and y in host arrays (resident wasm): no copies on wasm, the same uploads and readback on the GPU', () => {
+    const d = new Dispatcher(traits, profileOf(FAST_GPU))
+    const host = featuresOf({ ...QKV, tokens: 256, adapters: 8 })
+    const inWasm = featuresOf({ ...QKV, tokens: 256, adapters: 8, resident: 'wasm' })
+    expect(d.predictMs('wasm', host).transferMs).toBeGreaterThan(0)
+    expect(d.predictMs('wasm', inWasm).transferMs).toBe(0)
+    expect(d.predictMs('wasm', inWasm).ms).toBeLessThan(d.predictMs('wasm', host).ms)
+    expect(d.predictMs('webgpu', inWasm).ms).toBe(d.predictMs('webgpu', host).ms)
+  })
+
   it('explain requests are validated', () => {
     const d = new Dispatcher(traits, null)
     expect(() => pick(d, { ...QKV, tokens: -1 })).toThrow(/OUT_OF_RANGE.*tokens/)

@@ -69,6 +69,10 @@ export class FakeLayer implements Layer {
     for (let i = 0; i < y.length; i++) y[i] += delta[i]
   }
 
+  encode(): void {
+    throw new LoraError('BACKEND_UNAVAILABLE', 'the fake layer has no GPU')
+  }
+
   dispose(): void {
     this.disposed = true
     this.log.push('dispose')

@@ -57,7 +57,7 @@ const KINDS = gpuHere ? (['wasm', 'threads', 'webgpu'] as const) : (['wasm', 'th
 describe.each(KINDS)('gather (embedding layers) on %s', (kind) => {
   let rt: Runtime
   beforeAll(async () => {
-    rt = await createRuntime({ backend: kind === 'webgpu' ? 'webgpu' : 'wasm', threads: kind === 'threads' ? 2 : 1 })
+    rt = await createRuntime({ backend: kind === 'webgpu' ? 'webgpu' : 'wasm', threads: kind === 'threads' ? 2 : 1, threadsMinWork: 0 })
   })
   afterAll(() => rt?.dispose())
   const backend = kind === 'webgpu' ? 'webgpu' : 'wasm'

@@ -65,7 +65,7 @@ describe('host arrays may be reused once apply() has returned', () => {
   })
 
   it('threaded wasm, idle and with calls queued behind a running one', async () => {
-    const rt = await createRuntime({ backend: 'wasm', threads: 2 })
+    const rt = await createRuntime({ backend: 'wasm', threads: 2, threadsMinWork: 0 })
     try {
       if (process.env.CI === 'true') expect(rt.threads, `CI needs wasm threads: ${rt.threadsUnavailableReason}`).toBe(2)
       const { layer, batch } = makeLayer(rt, 2)

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRuntime, readSafetensors, type Runtime } from '../src/index.js'
 import { runBatch, type Result } from '../examples/llama/main.js'
+import { expectLoraError } from './compare.js'
 import { has } from './needs.js'
 
 const DIR = fileURLToPath(new URL('./fixtures/peft/tiny-llama-e2e/', import.meta.url))
@@ -57,6 +58,27 @@ describe.each(gpuHere ? (['wasm', 'webgpu'] as const) : (['wasm'] as const))('ex
     expect(saved.get('lm_head')!.shape).toEqual([128, 64])
     expect(saved.get('lm_head')!.data).toEqual(base.get('lm_head.weight')!.data)
     expect(saved.get('model.embed_tokens')!.data).toEqual(base.get('model.embed_tokens.weight')!.data)
+  })
+
+  it('rt.apply on the embedding module: token ids, { name, weight }, and bad x', async () => {
+    await rt.loadAdapter('beta', join(DIR, 'adapters/beta'))
+    const ids = Int32Array.of(5, 0, 127)
+    const full = new Float32Array(3 * 64)
+    await rt.apply('model.embed_tokens', ids, full, ['beta', null, 'beta'], { backend })
+    const half = new Float32Array(3 * 64)
+    await rt.apply('model.embed_tokens', ids, half, [{ name: 'beta', weight: 0.5 }, null, [{ name: 'beta', weight: -2 }]], { backend })
+    expect(full.slice(64, 128)).toEqual(new Float32Array(64)) // no adapter: untouched
+    for (let i = 0; i < 64; i++) {
+      expect(Math.abs(full[i])).toBeGreaterThan(0)
+      expect(half[i]).toBeCloseTo(0.5 * full[i], 6)
+      expect(half[128 + i]).toBeCloseTo(-2 * full[128 + i], 5)
+    }
+    const y = new Float32Array(3 * 64)
+    await expectLoraError(() => rt.apply('model.embed_tokens', new Float32Array(3 * 128), y, ['beta', null, null], { backend }), 'INVALID_ARGUMENT', ['token ids'])
+    await expectLoraError(() => rt.apply('model.embed_tokens', Int32Array.of(1, 2), y, ['beta', null, null], { backend }), 'SHAPE_MISMATCH', ['x [3 * 1]'])
+    await expectLoraError(() => rt.apply('model.embed_tokens', Int32Array.of(1, 2, 128), y, ['beta', null, null], { backend }), 'OUT_OF_RANGE', ['x[2] = 128'])
+    await expectLoraError(() => rt.apply('lm_head', Int32Array.of(1, 2, 3), y, ['beta', null, null], { backend }), 'INVALID_ARGUMENT', ['Float32Array'])
+    expect(y).toEqual(new Float32Array(3 * 64))
   })
 })
 

@@ -14,8 +14,8 @@ let two: Runtime
 let three: Runtime
 let single: Runtime
 beforeAll(async () => {
-  two = await createRuntime({ backend: 'wasm', threads: 2 })
-  three = await createRuntime({ backend: 'wasm', threads: 3 })
+  two = await createRuntime({ backend: 'wasm', threads: 2, threadsMinWork: 0 })
+  three = await createRuntime({ backend: 'wasm', threads: 3, threadsMinWork: 0 })
   single = await createRuntime({ backend: 'wasm' })
 })
 afterAll(() => {

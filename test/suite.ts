@@ -6,8 +6,8 @@ import { caseGrid, makeCase } from './grid.js'
 import { expectDelta, expectUntouchedRows, TOLERANCE } from './compare.js'
 import { sgmv } from './reference.js'
 
-export function gridSuite(backend: BackendName, getRuntime: () => Runtime): void {
-  describe.each(caseGrid(2).map((c) => [c.name, c] as const))(`${backend}: %s`, (_name, c) => {
+export function gridSuite(backend: BackendName, getRuntime: () => Runtime, label: string = backend): void {
+  describe.each(caseGrid(2).map((c) => [c.name, c] as const))(`${label}: %s`, (_name, c) => {
     it('matches the float64 reference', async () => {
       const rt = getRuntime()
       const data = makeCase(c)

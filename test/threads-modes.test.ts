@@ -13,7 +13,7 @@ import { caseGrid, makeCase } from './grid.js'
 let two: Runtime
 let single: Runtime
 beforeAll(async () => {
-  two = await createRuntime({ backend: 'wasm', threads: 2 })
+  two = await createRuntime({ backend: 'wasm', threads: 2, threadsMinWork: 0 })
   single = await createRuntime({ backend: 'wasm' })
 })
 afterAll(() => {

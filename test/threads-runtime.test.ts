@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { createRuntime } from '../src/index.js'
-import { createThreadedWasmBackend, SOLO_CALLS } from '../src/wasm/threads/backend.js'
+import { AUTO_WORK_PER_THREAD, createThreadedWasmBackend, SOLO_CALLS, type ThreadedWasmBackend } from '../src/wasm/threads/backend.js'
 import { threadsUnavailableReason } from '../src/wasm/threads/support.js'
 import { expectLoraError } from './compare.js'
 import { Rng } from './random.js'
@@ -49,7 +49,7 @@ const APPLY = (prelude: string, dispose: boolean) => `
 ${prelude}
 import { createRuntime } from ${JSON.stringify(SRC)}
 const single = await createRuntime({ backend: 'wasm' })
-const rt = await createRuntime({ backend: 'wasm', threads: 2 })
+const rt = await createRuntime({ backend: 'wasm', threads: 2, threadsMinWork: 0 })
 const be = (rt as any).all[0]
 const ys = []
 for (const r of [single, rt]) {
@@ -73,6 +73,29 @@ function parseLast(out: string): { threads: number; reason: string | null; same:
 describe('threads option', () => {
   it.each([[0], [-1], [1.5], ['many'], ['2'], [65]])('rejects threads = %s with INVALID_ARGUMENT', async (value) => {
     await expectLoraError(() => createRuntime({ backend: 'wasm', threads: value as never }), 'INVALID_ARGUMENT', ['threads'])
+  })
+
+  it('a pool of any size gives a call threads by its work: small calls stay on one thread', async () => {
+    for (const n of [2, 4, 8]) {
+      const rt = await createRuntime({ backend: 'wasm', threads: n })
+      const b = (rt as unknown as { all: ThreadedWasmBackend[] }).all[0]
+      try {
+        expect(b.threads).toBe(n)
+        // T = 1 and T = 4 of a 4096 -> 4096 r16 layer (131 K and 524 K multiply-adds): one thread
+        expect(b.partsFor(16 * 8192, 1)).toBe(1)
+        expect(b.partsFor(4 * 16 * 8192, 4)).toBe(1)
+        // a large call: every thread; one in between: as many as its work gains from
+        expect(b.partsFor(1e10, 1024)).toBe(n)
+        expect(b.partsFor(2 * AUTO_WORK_PER_THREAD, 64)).toBe(2)
+        expect(b.partsFor(1e10, 3)).toBe(Math.min(n, 3)) // no more threads than entries
+      } finally {
+        rt.dispose()
+      }
+    }
+    const always = await createRuntime({ backend: 'wasm', threads: 4, threadsMinWork: 0 })
+    expect((always as unknown as { all: ThreadedWasmBackend[] }).all[0].partsFor(1, 1)).toBe(4)
+    always.dispose()
+    await expectLoraError(() => createRuntime({ backend: 'wasm', threads: 2, threadsMinWork: -1 }), 'OUT_OF_RANGE', ['threadsMinWork'])
   })
 
   it('threads: 1 is the plain single-threaded backend', async () => {
@@ -115,7 +138,7 @@ describe('where threads are unavailable', () => {
 
 describe('threaded runtime', () => {
   it('serves concurrent calls on several layers like one thread', async () => {
-    const rt = await createRuntime({ backend: 'wasm', threads: 2 })
+    const rt = await createRuntime({ backend: 'wasm', threads: 2, threadsMinWork: 0 })
     const single = await createRuntime({ backend: 'wasm' })
     try {
       const rng = new Rng(3)
@@ -144,7 +167,7 @@ describe('threaded runtime', () => {
   })
 
   it('stays exact over many small calls on more threads than cores (late workers find nothing to claim)', async () => {
-    const rt = await createRuntime({ backend: 'wasm', threads: 4 })
+    const rt = await createRuntime({ backend: 'wasm', threads: 4, threadsMinWork: 0 })
     const single = await createRuntime({ backend: 'wasm' })
     try {
       const rng = new Rng(11)
@@ -174,7 +197,7 @@ describe('threaded runtime', () => {
   })
 
   it('rejects calls after dispose', async () => {
-    const rt = await createRuntime({ backend: 'wasm', threads: 2 })
+    const rt = await createRuntime({ backend: 'wasm', threads: 2, threadsMinWork: 0 })
     const layer = rt.createLayer({ inFeatures: 8, outFeatures: 8, maxAdapters: 1, maxRank: 1 })
     rt.dispose()
     await expectLoraError(() => layer.apply(new Float32Array(8), new Float32Array(8), Int32Array.of(0)), 'DISPOSED')

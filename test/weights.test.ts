@@ -33,7 +33,7 @@ describe('buildSegments: entry weights', () => {
 describe.each(['wasm', 'threads'] as const)('per-entry weights on %s', (kind) => {
   let rt: Runtime
   beforeAll(async () => {
-    rt = await createRuntime({ backend: 'wasm', threads: kind === 'threads' ? 3 : 1 })
+    rt = await createRuntime({ backend: 'wasm', threads: kind === 'threads' ? 3 : 1, threadsMinWork: 0 })
   })
   afterAll(() => rt?.dispose())
 

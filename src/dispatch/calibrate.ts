@@ -103,9 +103,14 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
     const segs = await run({ distinct: 32, tokens: 32 })
     if (segs !== null && tiny !== null) (rates.segmentMs = Math.max(0, (segs - tiny) / 31)), measured.push('segmentMs')
   }
-  const copyPoint: Point = { ...base, inF: size, out: size, tokens: 64 }
-  const copyBytes = 64 * 3 * size * 4
-  const copyFlops = 2 * 64 * 2 * size
+  // A hardware GPU's transfers decide most calls from T = 16 to 1024 (host arrays to an H200 and
+  // back paid 2-3 GB/s, against 8 of the old prior): measured first, on a few MB (uploads and
+  // readbacks of small arrays are all latency, which callMs holds). A software adapter's copies are
+  // the CPU's own: measured last, as before.
+  const discrete = gpu && !t.isSoftware
+  const copyPoint: Point = { ...base, inF: discrete ? 1024 : size, out: discrete ? 1024 : size, tokens: discrete ? 256 : 64 }
+  const copyBytes = copyPoint.tokens * 3 * copyPoint.inF * 4
+  const copyFlops = 2 * copyPoint.tokens * 2 * copyPoint.inF
   const copies = async (): Promise<void> => {
     if (gpu) {
       const host = await run(copyPoint)
@@ -119,6 +124,7 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
   }
   // the GPU's dtype points run on resident data, so they do not need hostGBs first
   if (!gpu) await segments(), await copies()
+  else if (discrete) await copies()
 
   const dtypes: WeightDtype[] = full ? ['f32', 'bf16', 'f16'] : gpu ? ['f32'] : ['f32', 'bf16']
   // on the GPU, time resident calls: the transfers are already measured by hostGBs
@@ -144,7 +150,8 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
     const wv = tv === null ? 0 : tv - overhead(gemv, 8)
     if (wv > 0) (rates.weightGBs[dtype] = (8 * bytesPerAdapter(gemv)) / wv / 1e6), measured.push(`weightGBs.${dtype}`)
   }
-  if (gpu) await copies(), await segments()
+  if (gpu && !discrete) await copies()
+  if (gpu) await segments()
   // a short calibration reads warm weights (cached): that overstates reading them cold, as in
   // serving (2-4x here); no more than the prior (a typical one-core read rate) then
   if (!full && !gpu) for (const d of dtypes) rates.weightGBs[d] = Math.min(rates.weightGBs[d], priorRates('wasm', false).weightGBs[d])

@@ -15,8 +15,11 @@
 import { DTYPE_BYTES } from '../dtype.js'
 import type { BackendName, WeightDtype } from '../types.js'
 
-/** Where x and y live: host arrays, or buffers on the GPU device. */
-export type Residency = 'host' | 'gpu'
+/**
+ * Where x and y live: host arrays, host arrays in the wasm memory (rt.hostArray: the wasm backend
+ * copies nothing, the GPU still uploads and reads back), or buffers on the GPU device.
+ */
+export type Residency = 'host' | 'wasm' | 'gpu'
 
 /** Everything about one call that the choice of backend depends on. */
 export interface CallFeatures {
@@ -123,7 +126,11 @@ export function parallelSpeedup(p: ParallelRates | undefined, parts: number): nu
   return 1 + ((p.speedup - 1) * (Math.min(parts, p.threads) - 1)) / (p.threads - 1)
 }
 
-/** Rates used for a backend before (or instead of) measuring it: rough, deliberately modest. */
+/**
+ * Rates used for a backend before (or instead of) measuring it: rough, deliberately modest. A
+ * hardware GPU's hostGBs is what host arrays paid to an H200 and back through Dawn (uploads,
+ * readback; 2.2-3.3 GB/s effective, bench/regret.ts), not the bus's rate.
+ */
 export function priorRates(name: BackendName, isSoftware: boolean): BackendRates {
   const all = (v: number): Record<WeightDtype, number> => ({ f32: v, bf16: v, f16: v })
   if (name === 'wasm') {
@@ -131,5 +138,5 @@ export function priorRates(name: BackendName, isSoftware: boolean): BackendRates
   }
   return isSoftware
     ? { callMs: 1, segmentMs: 0.02, weightGBs: all(3), gflops: all(1), hostGBs: 2 }
-    : { callMs: 0.3, segmentMs: 0.002, weightGBs: all(200), gflops: all(2000), hostGBs: 8 }
+    : { callMs: 0.3, segmentMs: 0.002, weightGBs: all(200), gflops: all(2000), hostGBs: 3 }
 }

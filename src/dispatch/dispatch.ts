@@ -70,12 +70,12 @@ export class Dispatcher {
     const trait = this.traitOf.get(name)
     const chunkSize = trait?.chunkSize
     const g = chunkSize === f.chunkSize ? f : { ...f, chunkSize }
-    if (name === 'webgpu') return predict(rates, g, f.resident === 'host')
+    if (name === 'webgpu') return predict(rates, g, f.resident !== 'gpu')
     // GPU-resident data run on the CPU: read x and y back and upload y, one more round trip
     const gpu = this.rates.get('webgpu')
     const fetch = f.resident === 'gpu' && gpu ? gpu.callMs + (f.tokens * (f.inFeatures + 2 * f.outFeatures) * 4) / gpu.hostGBs / 1e6 : 0
     const parts = trait?.parts ? trait.parts(f.rankEntries * (f.inFeatures * f.slices + f.outFeatures), (f.adaptersPerToken ?? 1) === 1 ? f.entries : 0) : 1
-    return predict(rates, g, true, fetch, parts)
+    return predict(rates, g, f.resident !== 'wasm', fetch, parts)
   }
 
   /**
@@ -163,7 +163,7 @@ export function featuresOf(r: ExplainRequest): CallFeatures {
   const dtype = r.weightDtype ?? 'f32'
   if (!['f32', 'bf16', 'f16'].includes(dtype)) throw new LoraError('UNSUPPORTED_DTYPE', `weightDtype must be f32, bf16 or f16, got ${describe(dtype)}`)
   const resident = r.resident ?? 'host'
-  if (resident !== 'host' && resident !== 'gpu') throw new LoraError('INVALID_ARGUMENT', `resident must be 'host' or 'gpu', got ${describe(resident)}`)
+  if (resident !== 'host' && resident !== 'wasm' && resident !== 'gpu') throw new LoraError('INVALID_ARGUMENT', `resident must be 'host', 'wasm' or 'gpu', got ${describe(resident)}`)
   const entries = tokens * K
   const used = Math.min(distinct, entries)
   const rankSum = ranks.slice(0, used).reduce((a, b) => a + b, 0)

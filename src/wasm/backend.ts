@@ -19,6 +19,8 @@ export class WasmBackend implements Backend {
   readonly memory: WasmMemory
   private scratchPtr = 0
   private scratchBytes = 0
+  /** Host arrays (runtime.hostArray) in the linear memory: byte address -> bytes. */
+  private readonly hosts = new Map<number, number>()
 
   constructor(readonly exports: WasmExports, readonly variant: WasmVariant) {
     this.memory = new WasmMemory(exports.memory, exports.heapBase())
@@ -40,6 +42,32 @@ export class WasmBackend implements Backend {
     return this.scratchPtr
   }
 
+  /** A host array of `floats` values, zeroed, in the linear memory; returns its byte address. */
+  allocHost(floats: number): number {
+    const ptr = this.memory.alloc(floats * 4)
+    this.memory.f32.fill(0, ptr >> 2, (ptr >> 2) + floats)
+    this.hosts.set(ptr, floats * 4)
+    return ptr
+  }
+
+  releaseHost(ptr: number): void {
+    if (this.hosts.delete(ptr)) this.memory.release(ptr)
+  }
+
+  /**
+   * Where a call's x or y lies: the byte address of v[0] when v is inside one host array of this
+   * memory (the kernels use it in place, no copy), -1 when v is elsewhere (copied in and out), -2
+   * when v is a view of this memory outside every host array (refused: such a view may be weights
+   * or scratch, and may be detached by the call's own allocation).
+   */
+  addressOf(v: Float32Array): number {
+    if (!this.memory.owns(v.buffer)) return -1
+    const p = v.byteOffset
+    const end = p + v.byteLength
+    for (const [ptr, bytes] of this.hosts) if (p >= ptr && end <= ptr + bytes) return p
+    return -2
+  }
+
   dispose(): void {
     this.memory.release(this.scratchPtr)
     this.scratchPtr = 0
@@ -51,10 +79,10 @@ export class WasmBackend implements Backend {
  * Load the kernels and create the backend; with `threads` other than 1, the multi-threaded backend
  * (src/wasm/threads/), which runs single-threaded where threads are unavailable.
  */
-export async function createWasmBackend(options?: WasmModuleOptions, threads: ThreadsOption = 1): Promise<WasmBackend> {
+export async function createWasmBackend(options?: WasmModuleOptions, threads: ThreadsOption = 1, minWork: number | null = null): Promise<WasmBackend> {
   if (threads !== 1) {
     const { createThreadedWasmBackend } = await import('./threads/backend.js')
-    return createThreadedWasmBackend(threads, options)
+    return createThreadedWasmBackend(threads, options, minWork)
   }
   const { exports, variant } = await loadWasm(options)
   return new WasmBackend(exports, variant)
@@ -145,13 +173,16 @@ export class WasmLayer implements BackendLayer {
     if (this.spec.embedding) return applyGather(this.backend, this.spec, this.slotTable, x as unknown as Int32Array, y, plan)
     const { spec } = this
     const T = plan.numTokens
+    // host arrays (runtime.hostArray) are used in place; their addresses stay valid if scratch grows
+    const xAt = this.backend.addressOf(x)
+    const yAt = this.backend.addressOf(y)
     const numSeg = plan.segSlot.length
     let chunk = 0
     for (let g = 0; g < numSeg; g++) chunk = Math.max(chunk, plan.segLength[g])
     const S = spec.sliceWidths.length
     // one work area: x | y | rows | segments | entry weights | H | decoded weights
-    const xBytes = T * spec.inFeatures * 4
-    const yBytes = T * spec.outFeatures * 4
+    const xBytes = xAt >= 0 ? 0 : T * spec.inFeatures * 4
+    const yBytes = yAt >= 0 ? 0 : T * spec.outFeatures * 4
     const rowsBytes = align16(N * 4)
     const segBytes = align16(numSeg * 12)
     const wBytes = plan.weights ? align16(N * 4) : 0
@@ -160,17 +191,19 @@ export class WasmLayer implements BackendLayer {
     const decode = spec.weightDtype !== 'f32' && chunk >= (this.backend.exports.DECODE_MIN.value as number)
     const decodeBytes = decode ? (S * spec.maxRank * spec.inFeatures + spec.maxRank * spec.outFeatures) * 4 : 0
     const base = this.backend.scratch(align16(xBytes) + align16(yBytes) + rowsBytes + segBytes + wBytes + hBytes + decodeBytes)
-    const xp = base
-    const yp = xp + align16(xBytes)
-    const rp = yp + align16(yBytes)
+    const xs = base
+    const ys = xs + align16(xBytes)
+    const rp = ys + align16(yBytes)
+    const xp = xAt >= 0 ? xAt : xs
+    const yp = yAt >= 0 ? yAt : ys
     const sp = rp + rowsBytes
     const wp = sp + segBytes
     const hp = wp + wBytes
     const mem = this.backend.memory
     const f32 = mem.f32
     const i32 = mem.i32
-    f32.set(x, xp >> 2)
-    f32.set(y, yp >> 2)
+    if (xAt < 0) f32.set(x, xp >> 2)
+    if (yAt < 0) f32.set(y, yp >> 2)
     i32.set(plan.rows, rp >> 2)
     if (plan.weights) f32.set(plan.weights, wp >> 2)
     for (let g = 0, o = sp >> 2; g < numSeg; g++, o += 3) {
@@ -180,7 +213,7 @@ export class WasmLayer implements BackendLayer {
     }
     this.backend.exports.sgmv(DTYPE_CODE[spec.weightDtype], xp, yp, spec.inFeatures, spec.outFeatures, rp, sp, numSeg,
       this.slotTable, this.widths, S, hp, decode ? hp + hBytes : 0, plan.weights ? wp : 0)
-    y.set(mem.f32.subarray(yp >> 2, (yp >> 2) + T * spec.outFeatures))
+    if (yAt < 0) y.set(mem.f32.subarray(yp >> 2, (yp >> 2) + T * spec.outFeatures))
   }
 
   dispose(): void {

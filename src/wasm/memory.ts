@@ -20,6 +20,11 @@ export class WasmMemory {
   private i32View = new Int32Array(0)
   private u16View = new Uint16Array(0)
   private u8View = new Uint8Array(0)
+  /**
+   * Every buffer this memory has had (as seen by refresh): a shared memory's old buffers still
+   * alias its first bytes after a grow, so views taken from them are views of this memory.
+   */
+  private readonly buffers = new WeakSet<ArrayBufferLike>()
 
   constructor(memory: WebAssembly.Memory, heapBase: number) {
     this.memory = memory
@@ -94,10 +99,16 @@ export class WasmMemory {
     const buf = this.memory.buffer
     if (buf === this.buffer) return
     this.buffer = buf as ArrayBuffer
+    this.buffers.add(buf)
     this.f32View = new Float32Array(buf)
     this.i32View = new Int32Array(buf)
     this.u16View = new Uint16Array(buf)
     this.u8View = new Uint8Array(buf)
+  }
+
+  /** Whether `buffer` is (or was, for a shared memory) this memory's buffer, and not detached. */
+  owns(buffer: ArrayBufferLike): boolean {
+    return buffer.byteLength > 0 && this.buffers.has(buffer)
   }
 
   get f32(): Float32Array {

@@ -4,13 +4,17 @@ import { BufferPool } from './buffers.js'
 import { acquireDevice, type DeviceContext, LossWatch } from './device.js'
 import { GpuLayer } from './layer.js'
 import { PipelineCache } from './pipelines.js'
+import type { KernelProfile } from './programs/program.js'
 import { loadShaderSources, weightStorage } from './shaders.js'
+import { kernelLayout, MetaRing, Scratch, type SharedCallState } from './shared.js'
 import type { WebGpuBackend, WebGpuLayer } from './types.js'
 
 class Backend implements WebGpuBackend {
   readonly name = 'webgpu' as const
   readonly device: GPUDevice
   readonly isSoftware: boolean
+  readonly kernels: KernelProfile
+  private readonly shared: SharedCallState
   private readonly watch: LossWatch
   private readonly pool: BufferPool
   private readonly pipelines: PipelineCache
@@ -19,14 +23,17 @@ class Backend implements WebGpuBackend {
   private disposed = false
   private keepAlive: unknown
 
-  constructor(private readonly dc: DeviceContext, sources: Awaited<ReturnType<typeof loadShaderSources>>) {
+  constructor(private readonly dc: DeviceContext, sources: Awaited<ReturnType<typeof loadShaderSources>>, kernels: KernelProfile | undefined) {
     this.device = dc.device
     this.isSoftware = dc.isSoftware
+    this.kernels = kernels ?? (dc.isSoftware ? 'software' : 'discrete')
     this.keepAlive = dc.keepAlive
     this.watch = new LossWatch(dc.device)
     this.maxBinding = Math.min(dc.device.limits.maxStorageBufferBindingSize, dc.device.limits.maxBufferSize)
     this.pool = new BufferPool(dc.device, this.maxBinding)
-    this.pipelines = new PipelineCache(dc.device, sources, this.watch)
+    const layout = kernelLayout(dc.device)
+    this.shared = { layout: layout.group, ring: new MetaRing(dc.device, this.maxBinding), h: new Scratch(dc.device, this.maxBinding) }
+    this.pipelines = new PipelineCache(dc.device, sources, this.watch, layout.pipeline)
   }
 
   get lost(): boolean {
@@ -41,6 +48,8 @@ class Backend implements WebGpuBackend {
         watch: this.watch,
         pipelines: this.pipelines,
         pool: this.pool,
+        shared: this.shared,
+        profile: this.kernels,
         storageOf: (s) => weightStorage(s.weightDtype, this.dc.hasF16),
         maxBinding: this.maxBinding,
         onDispose: (l) => this.layers.delete(l),
@@ -56,6 +65,8 @@ class Backend implements WebGpuBackend {
     this.disposed = true
     for (const layer of [...this.layers]) layer.dispose()
     this.pool.destroy()
+    this.shared.ring.destroy()
+    this.shared.h.destroy()
     if (this.dc.owned) this.device.destroy()
     this.keepAlive = undefined // lets Node exit (Dawn's instance keeps the event loop alive)
   }
@@ -63,13 +74,14 @@ class Backend implements WebGpuBackend {
 
 /**
  * Create the WebGPU backend on `options.device`, or on a device of its own: navigator.gpu in
- * browsers and Deno, the `webgpu` npm package (Dawn) in Node.
+ * browsers and Deno, the `webgpu` npm package (Dawn) in Node. `options.kernels` forces a tile
+ * family (default: 'software' on a CPU adapter such as lavapipe, else 'discrete').
  * Throws LoraError('BACKEND_UNAVAILABLE') when no adapter or device can be had.
  */
-export async function createWebGpuBackend(options: { device?: GPUDevice } = {}): Promise<WebGpuBackend> {
+export async function createWebGpuBackend(options: { device?: GPUDevice; kernels?: KernelProfile } = {}): Promise<WebGpuBackend> {
   const dc = await acquireDevice(options.device)
   try {
-    return new Backend(dc, await loadShaderSources())
+    return new Backend(dc, await loadShaderSources(), options.kernels)
   } catch (e) {
     if (dc.owned) dc.device.destroy()
     throw e

@@ -1,24 +1,31 @@
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec } from '../types.js'
-import { USAGE, type BufferPool } from './buffers.js'
 import { buildCallMeta, type CallMeta, longestSegment } from './meta.js'
-import { packParams, PARAMS_BYTES, type Strides } from './params.js'
-import type { PipelineCache } from './pipelines.js'
+import { packParams, type Strides } from './params.js'
+import type { PipelineCache, PipelineSpec } from './pipelines.js'
 import type { WeightStorage } from './shaders.js'
+import { align, bufferId, type SharedCallState } from './shared.js'
+import { gatherGroups, gatherSpec } from './programs/gather.js'
+import { WEIGH_PARAMS_BYTES, WEIGH_SPEC, weighParams } from './programs/weigh.js'
 import type { LayerWeights, SlotGroup } from './weights.js'
-import { expandDispatch, expandKernel, expandSpec, expandTiling } from './programs/expand.js'
-import { EXPAND_MULTI_TILING, expandMultiDispatch, expandMultiSpec } from './programs/expand_multi.js'
-import { type CallShape, type Dispatch, tileEntries } from './programs/program.js'
-import { gatherDispatch, gatherSpec } from './programs/gather.js'
-import { shrinkDispatch, shrinkSpec, shrinkTiling } from './programs/shrink.js'
-import { WEIGH_PARAMS_BYTES, WEIGH_SPEC, weighDispatch, weighParams } from './programs/weigh.js'
+import { expandGroups, expandKernel, expandSpec, expandTiling, type ExpandTiling } from './programs/expand.js'
+import { EXPAND_MULTI_TILING, expandMultiGroups, expandMultiSpec } from './programs/expand_multi.js'
+import { type CallShape, type KernelProfile, splitK, tileEntries } from './programs/program.js'
+import { shrinkGroups, shrinkSpec, shrinkTiling, shrinkWorkgroups, type ShrinkTiling } from './programs/shrink.js'
 
-/** What one apply needs on the GPU besides x and y: uploaded metadata and the kernel launches. */
+/** One kernel launch, ready to record: pipeline, bind group, dynamic offsets, workgroups. */
+export interface BoundDispatch {
+  spec: PipelineSpec
+  pipeline: GPUComputePipeline
+  bindGroup: GPUBindGroup
+  /** Dynamic offsets of binding 0 (params) and 4 (metadata) in the ring (none for weigh.wgsl). */
+  offsets: Uint32Array | null
+  groups: [number, number, number]
+}
+
+/** What one call records: its dispatches, in order (shrinks, then expands). */
 export interface PreparedCall {
-  dispatches: Dispatch[]
-  pipelines: GPUComputePipeline[]
-  /** Pooled per-call buffers, released after submit. */
-  scratch: GPUBuffer[]
+  dispatches: BoundDispatch[]
 }
 
 export interface CallContext {
@@ -30,7 +37,14 @@ export interface CallContext {
   /** Rank of each slot as stored (0 = empty). */
   ranks: Int32Array
   pipelines: PipelineCache
-  pool: BufferPool
+  shared: SharedCallState
+  profile: KernelProfile
+  /** Bind groups by (slot group, x, y, h and ring generations): created once per buffer pair. */
+  bindGroups: Map<string, [GPUBindGroup, GPUBindGroup]>
+  /** The bind groups of the last call (a stream of calls on the same buffers skips the key). */
+  lastBinding?: { group: SlotGroup; x: GPUBuffer; y: GPUBuffer; h: GPUBuffer; ring: GPUBuffer; bindGroups: [GPUBindGroup, GPUBindGroup] }
+  /** Tiles and pipeline specs by (entries per tile, token-major expand, split-K). */
+  kernels: Map<string, { shrink: ShrinkTiling; specs: PipelineSpec[] }>
 }
 
 /** The host half of a call: kernel choice, tiles, metadata, and the pipelines (no GPU writes). */
@@ -40,107 +54,176 @@ export interface CallPlan {
   meta: CallMeta
   /** Tokens with several adapters: the token-major expand_multi. */
   multi: boolean
+  shrink: ShrinkTiling
+  /** Split-K over workgroups of the shrink: h holds this many partials. */
+  kg: number
   /** [N] per-entry weights (the plan's), applied to h by weigh.wgsl; null: none. */
   weights: Float32Array | null
-  /** shrink, expand, and weigh when the call has weights. */
-  pipelines: GPUComputePipeline[]
+  /** shrink (or gather), expand, and weigh when the call has weights. */
+  specs: PipelineSpec[]
+  /** Set once every pipeline exists (see `ensurePipelines`). */
+  pipelines: GPUComputePipeline[] | null
 }
 
 /**
- * Choose kernels and tiles for the plan and fetch their pipelines. Kernel choice: the shrink
- * always; then the segment-major expand when every token has one adapter, else the token-major
- * expand_multi (no write races when a token has several); with per-entry weights, weigh.wgsl
- * scales h between them. The plan must have an entry.
- * Synchronous when the pipelines exist, or with `now` (missing ones are created synchronously:
- * call it inside error scopes then); otherwise a promise.
+ * Choose kernels and tiles for the plan. Kernel choice: the shrink always; then the segment-major
+ * expand when every token has one adapter, else the token-major expand_multi (no write races
+ * when a token has several). Tiles follow the context's profile. The plan must have an entry.
  */
-export function planCall(ctx: CallContext, plan: SegmentPlan, now = false): CallPlan | Promise<CallPlan> {
+export function planCall(ctx: CallContext, plan: SegmentPlan): CallPlan {
   const { spec } = ctx
   let maxUsedRank = 0
   for (let i = 0; i < plan.slots.length; i++) maxUsedRank = Math.max(maxUsedRank, ctx.ranks[plan.slots[i]])
+  let maxSliceWidth = 0
+  for (const n of spec.sliceWidths) maxSliceWidth = Math.max(maxSliceWidth, n)
   const shape: CallShape = {
     longestSegment: longestSegment(plan),
     maxUsedRank,
-    maxSliceWidth: Math.max(...spec.sliceWidths),
+    maxSliceWidth,
     numSlices: spec.sliceWidths.length,
   }
-  const tileM = tileEntries(shape.longestSegment)
+  const tileM = tileEntries(shape.longestSegment, ctx.profile)
   const meta = buildCallMeta(plan, tileM)
   const multi = meta.maxEntriesPerToken > 1
-  const specs = [
-    spec.embedding ? gatherSpec(ctx.storage) : shrinkSpec(ctx.storage, shrinkTiling(tileM)),
-    multi ? expandMultiSpec(ctx.storage, EXPAND_MULTI_TILING) : segmentExpandSpec(ctx, tileM),
-  ]
-  if (plan.weights) specs.push(WEIGH_SPEC)
+  const base = shrinkTiling(tileM, ctx.profile)
+  // an embedding layer's gather writes h once: no split
+  const kg = spec.embedding ? 1 : splitK(ctx.profile, shrinkWorkgroups(base, shape, meta.numTiles), spec.inFeatures, base.KS)
   const weights = plan.weights ?? null
-  if (now) return { shape, tileM, meta, multi, weights, pipelines: specs.map((s) => ctx.pipelines.getNow(s)) }
-  const ready = specs.map((s) => ctx.pipelines.cached(s))
-  if (ready.every((p) => p !== undefined)) return { shape, tileM, meta, multi, weights, pipelines: ready as GPUComputePipeline[] }
-  return Promise.all(specs.map((s) => ctx.pipelines.get(s))).then((pipelines) => ({ shape, tileM, meta, multi, weights, pipelines }))
+  const key = `${tileM}|${multi}|${kg}|${weights !== null}`
+  let kernels = ctx.kernels.get(key)
+  if (!kernels) {
+    const shrink = { ...base, KG: kg }
+    const kernel = expandKernel(spec.sliceWidths)
+    const specs: PipelineSpec[] = [
+      spec.embedding ? gatherSpec(ctx.storage) : shrinkSpec(ctx.storage, shrink),
+      multi ? expandMultiSpec(ctx.storage, { ...EXPAND_MULTI_TILING, KG: kg }) : expandSpec(ctx.storage, kernel, expandTilingOf(ctx, tileM, kg)),
+    ]
+    if (weights) specs.push(WEIGH_SPEC)
+    ctx.kernels.set(key, (kernels = { shrink, specs }))
+  }
+  const { shrink, specs } = kernels
+  const ready = specs.map((s) => ctx.pipelines.ready(s))
+  const pipelines = ready.every((p) => p !== undefined) ? (ready as GPUComputePipeline[]) : null
+  return { shape, tileM, meta, multi, shrink, kg, weights, specs, pipelines }
 }
+
+function expandTilingOf(ctx: CallContext, tileM: number, kg: number): ExpandTiling {
+  return { ...expandTiling(expandKernel(ctx.spec.sliceWidths), tileM, ctx.profile), KG: kg }
+}
+
+/** Create the plan's pipelines (async, with compile errors as GPU_ERROR) if they are not ready. */
+export async function ensurePipelines(ctx: CallContext, cp: CallPlan): Promise<void> {
+  if (!cp.pipelines) cp.pipelines = await Promise.all(cp.specs.map((s) => ctx.pipelines.get(s)))
+}
+
+const MAX_BIND_GROUPS = 64
 
 /**
- * The GPU half, synchronous (so it can sit inside one set of error scopes with the submit):
- * upload metadata and params to pooled buffers and bind the dispatches to x and y.
+ * The GPU half, synchronous: one writeBuffer of the call's params and metadata into the ring,
+ * and the dispatches bound to x and y through cached bind groups. Nothing is created per call
+ * once a (x, y) pair has been seen. Pipelines missing from the plan are created synchronously.
  */
 export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuffer): PreparedCall {
-  const { spec, pool, device } = ctx
-  const { meta, shape, tileM } = cp
-  const metaBuf = pool.acquire(meta.data.byteLength, USAGE.storage, 'meta')
-  device.queue.writeBuffer(metaBuf, 0, meta.data as Int32Array<ArrayBuffer>)
-  const hBytes = meta.numEntries * shape.numSlices * ctx.strides.rankStride * 4
-  const h = pool.acquire(hBytes, USAGE.storage, 'h')
-  const scratch = [metaBuf, h]
-  try {
-    const { slots } = ctx.weights
-    const kernel = expandKernel(spec.sliceWidths)
-    const shrinks: Dispatch[] = []
-    const expands: Dispatch[] = []
-    // one shrink and one expand per slot group the batch uses (usually one group)
-    for (const { group, tileStart, tileCount } of tileRunsByGroup(ctx, meta)) {
-      const params = pool.acquire(PARAMS_BYTES, USAGE.uniform, 'params')
-      scratch.push(params)
-      const offsets = { ...meta, tilesOffset: meta.tilesOffset + 4 * tileStart }
-      device.queue.writeBuffer(params, 0, packParams(spec, ctx.strides, offsets, group))
-      const { A, B } = group
-      const sb = { params, x, A, slots, meta: metaBuf, h }
-      shrinks.push(spec.embedding ? gatherDispatch(ctx.storage, shape, tileCount, sb) : shrinkDispatch(ctx.storage, shrinkTiling(tileM), shape, tileCount, sb))
-      const eb = { params, h, B, slots, meta: metaBuf, y }
-      expands.push(
-        cp.multi
-          ? expandMultiDispatch(ctx.storage, EXPAND_MULTI_TILING, shape, meta.numTokens, eb)
-          : expandDispatch(ctx.storage, kernel, expandTiling(kernel, tileM), shape, tileCount, eb),
-      )
-    }
-    const weighs: Dispatch[] = []
-    if (cp.weights) {
-      const hRow = shape.numSlices * ctx.strides.rankStride
-      const { params: words, groups } = weighParams(meta.numEntries, hRow)
-      const params = pool.acquire(WEIGH_PARAMS_BYTES, USAGE.uniform, 'weigh params')
-      const weights = pool.acquire(cp.weights.byteLength, USAGE.storage, 'entry weights')
-      scratch.push(params, weights)
-      device.queue.writeBuffer(params, 0, words as Uint32Array<ArrayBuffer>)
-      device.queue.writeBuffer(weights, 0, cp.weights as Float32Array<ArrayBuffer>)
-      weighs.push(weighDispatch(groups, { params, weights, h }))
-    }
-    const dispatches = [...shrinks, ...weighs, ...expands]
-    const pipelines = [...shrinks.map(() => cp.pipelines[0]), ...weighs.map(() => cp.pipelines[2]), ...expands.map(() => cp.pipelines[1])]
-    return { dispatches, pipelines, scratch }
-  } catch (e) {
-    for (const b of scratch) pool.release(b)
-    throw e
+  const { spec, shared } = ctx
+  const { meta, shape, tileM, kg } = cp
+  const pipelines = cp.pipelines ?? (cp.pipelines = cp.specs.map((s) => ctx.pipelines.now(s)))
+  const runs = tileRunsByGroup(ctx, meta)
+  const hPart = meta.numEntries * shape.numSlices * ctx.strides.rankStride
+  const h = shared.h.get(kg * hPart * 4)
+  const ring = shared.ring
+  const metaBytes = meta.data.byteLength
+  // region: a params block per slot group, [weighs: its params block, the weights per partial], metadata
+  const weighBytes = cp.weights ? 256 + align(kg * cp.weights.byteLength) : 0
+  const at = ring.take(runs.length * 256 + weighBytes, metaBytes)
+  const words = ring.staging
+  for (let g = 0; g < runs.length; g++) {
+    const { group, tileStart } = runs[g]
+    packParams(words, g * 64, spec, ctx.strides, meta, group, hPart)
+    words[g * 64 + 6] = meta.tilesOffset + 4 * tileStart // this group's first tile
   }
+  let weigh: BoundDispatch | null = null
+  if (cp.weights) {
+    // h[e] *= w[e] over the kg partials: they are kg * N entries of one h row each
+    const hRow = shape.numSlices * ctx.strides.rankStride
+    const wp = weighParams(kg * meta.numEntries, hRow)
+    const w0 = runs.length * 64
+    words.set(wp.params, w0)
+    const wf = new Float32Array(words.buffer, (w0 + 64) * 4, kg * cp.weights.length)
+    for (let g = 0; g < kg; g++) wf.set(cp.weights, g * cp.weights.length)
+    const base = at.params + runs.length * 256
+    const bindGroup = ctx.device.createBindGroup({
+      layout: pipelines[2].getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: ring.buffer, offset: base, size: WEIGH_PARAMS_BYTES } },
+        { binding: 1, resource: { buffer: ring.buffer, offset: base + 256, size: kg * cp.weights.byteLength } },
+        { binding: 2, resource: { buffer: h, offset: 0, size: kg * hPart * 4 } },
+      ],
+    })
+    weigh = { spec: cp.specs[2], pipeline: pipelines[2], bindGroup, offsets: null, groups: wp.groups }
+  }
+  const metaWord = (at.meta - at.params) / 4
+  new Int32Array(words.buffer, metaWord * 4, meta.data.length).set(meta.data)
+  ring.upload(at.params, at.meta - at.params + metaBytes)
+
+  const kernel = expandKernel(spec.sliceWidths)
+  const shrinks: BoundDispatch[] = []
+  const expands: BoundDispatch[] = []
+  // one shrink and one expand per slot group the batch uses (usually one group)
+  for (let g = 0; g < runs.length; g++) {
+    const { group, tileCount } = runs[g]
+    const [bgShrink, bgExpand] = bindGroupsFor(ctx, group, x, y, h)
+    const offsets = new Uint32Array(2)
+    offsets[0] = at.params + 256 * g
+    offsets[1] = at.meta
+    const first = spec.embedding ? gatherGroups(shape, tileCount) : shrinkGroups(cp.shrink, shape, tileCount)
+    shrinks.push({ spec: cp.specs[0], pipeline: pipelines[0], bindGroup: bgShrink, offsets, groups: first })
+    const groups = cp.multi
+      ? expandMultiGroups({ ...EXPAND_MULTI_TILING, KG: kg }, shape, meta.numTokens)
+      : expandGroups(kernel, expandTilingOf(ctx, tileM, kg), shape, tileCount)
+    expands.push({ spec: cp.specs[1], pipeline: pipelines[1], bindGroup: bgExpand, offsets, groups })
+  }
+  return { dispatches: weigh ? [...shrinks, weigh, ...expands] : [...shrinks, ...expands] }
 }
 
-/** The segment-major expand for this layer: column quads when every slice width allows them. */
-function segmentExpandSpec(ctx: CallContext, tileM: number) {
-  const kernel = expandKernel(ctx.spec.sliceWidths)
-  return expandSpec(ctx.storage, kernel, expandTiling(kernel, tileM))
+/** The shrink's and the expand's bind group for one slot group and buffer pair (cached). */
+function bindGroupsFor(ctx: CallContext, group: SlotGroup, x: GPUBuffer, y: GPUBuffer, h: GPUBuffer): [GPUBindGroup, GPUBindGroup] {
+  const { shared } = ctx
+  const last = ctx.lastBinding
+  if (last && last.group === group && last.x === x && last.y === y && last.h === h && last.ring === shared.ring.buffer) return last.bindGroups
+  const key = `${group.slotBase}|${bufferId(x)}|${bufferId(y)}|${shared.h.generation}|${shared.ring.generation}`
+  let bgs = ctx.bindGroups.get(key)
+  if (bgs) {
+    ctx.lastBinding = { group, x, y, h, ring: shared.ring.buffer, bindGroups: bgs }
+    return bgs
+  }
+  if (ctx.bindGroups.size >= MAX_BIND_GROUPS) ctx.bindGroups.clear()
+  const ring = shared.ring
+  const params = { buffer: ring.buffer, offset: 0, size: 112 }
+  const meta = { buffer: ring.buffer, offset: 0, size: ring.window }
+  const slots = { buffer: ctx.weights.slots }
+  const make = (input: GPUBuffer, weights: GPUBuffer, output: GPUBuffer): GPUBindGroup =>
+    ctx.device.createBindGroup({
+      layout: shared.layout,
+      entries: [
+        { binding: 0, resource: params },
+        { binding: 1, resource: { buffer: input } },
+        { binding: 2, resource: { buffer: weights } },
+        { binding: 3, resource: slots },
+        { binding: 4, resource: meta },
+        { binding: 5, resource: { buffer: output } },
+      ],
+    })
+  bgs = [make(x, group.A, h), make(h, group.B, y)]
+  ctx.bindGroups.set(key, bgs)
+  ctx.lastBinding = { group, x, y, h, ring: shared.ring.buffer, bindGroups: bgs }
+  return bgs
 }
+
+interface TileRun { group: SlotGroup; tileStart: number; tileCount: number }
 
 /** Runs of consecutive tiles whose slots share a weight group (tiles are sorted by slot). */
-function tileRunsByGroup(ctx: CallContext, meta: CallMeta): { group: SlotGroup; tileStart: number; tileCount: number }[] {
-  const runs: { group: SlotGroup; tileStart: number; tileCount: number }[] = []
+function tileRunsByGroup(ctx: CallContext, meta: CallMeta): TileRun[] {
+  const runs: TileRun[] = []
   for (let i = 0; i < meta.numTiles; i++) {
     const group = ctx.weights.group(meta.data[meta.tilesOffset + 4 * i])
     const last = runs[runs.length - 1]
@@ -150,30 +233,21 @@ function tileRunsByGroup(ctx: CallContext, meta: CallMeta): { group: SlotGroup; 
   return runs
 }
 
-/** planCall then bindCall (the bench uses it to time kernels on its own buffers). */
+/** planCall, its pipelines, then bindCall (the bench uses it to time kernels on its own buffers). */
 export async function prepareCall(ctx: CallContext, plan: SegmentPlan, x: GPUBuffer, y: GPUBuffer): Promise<PreparedCall> {
-  return bindCall(ctx, await planCall(ctx, plan), x, y)
+  const cp = planCall(ctx, plan)
+  await ensurePipelines(ctx, cp)
+  return bindCall(ctx, cp, x, y)
 }
 
 /** Record the call's dispatches in one compute pass (kernels in order; y updated in place). */
-export function encodeCall(
-  device: GPUDevice,
-  encoder: GPUCommandEncoder,
-  call: PreparedCall,
-  timestampWrites?: GPUComputePassTimestampWrites,
-): void {
-  const pass = encoder.beginComputePass(timestampWrites ? { timestampWrites } : {})
-  call.dispatches.forEach((d, i) => {
-    const pipeline = call.pipelines[i]
-    pass.setPipeline(pipeline)
-    pass.setBindGroup(
-      0,
-      device.createBindGroup({
-        layout: pipeline.getBindGroupLayout(0),
-        entries: d.buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
-      }),
-    )
-    pass.dispatchWorkgroups(...d.groups)
-  })
+export function encodeCall(encoder: GPUCommandEncoder, call: PreparedCall, timestampWrites?: GPUComputePassTimestampWrites): void {
+  const pass = encoder.beginComputePass(timestampWrites ? { timestampWrites } : undefined)
+  for (const d of call.dispatches) {
+    pass.setPipeline(d.pipeline)
+    if (d.offsets) pass.setBindGroup(0, d.bindGroup, d.offsets, 0, 2)
+    else pass.setBindGroup(0, d.bindGroup)
+    pass.dispatchWorkgroups(d.groups[0], d.groups[1], d.groups[2])
+  }
   pass.end()
 }

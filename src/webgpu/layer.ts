@@ -2,11 +2,13 @@ import { LoraError } from '../errors.js'
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec, PreparedAdapter } from '../types.js'
 import { USAGE, type BufferPool } from './buffers.js'
-import { bindCall, type CallContext, type CallPlan, encodeCall, planCall } from './call.js'
+import { bindCall, type CallContext, encodeCall, ensurePipelines, planCall } from './call.js'
 import type { LossWatch } from './device.js'
 import { stridesOf } from './params.js'
 import type { PipelineCache } from './pipelines.js'
+import type { KernelProfile } from './programs/program.js'
 import type { WeightStorage } from './shaders.js'
+import type { SharedCallState } from './shared.js'
 import type { GpuData, WebGpuLayer } from './types.js'
 import { LayerWeights } from './weights.js'
 
@@ -18,6 +20,8 @@ export interface LayerEnv {
   watch: LossWatch
   pipelines: PipelineCache
   pool: BufferPool
+  shared: SharedCallState
+  profile: KernelProfile
   storageOf(spec: LayerSpec): WeightStorage
   maxBinding: number
   onDispose(layer: GpuLayer): void
@@ -48,7 +52,10 @@ export class GpuLayer implements WebGpuLayer {
       weights: new LayerWeights(env.device, spec, strides, env.maxBinding),
       ranks: new Int32Array(spec.maxAdapters),
       pipelines: env.pipelines,
-      pool: env.pool,
+      shared: env.shared,
+      profile: env.profile,
+      bindGroups: new Map(),
+      kernels: new Map(),
     }
   }
 
@@ -71,8 +78,8 @@ export class GpuLayer implements WebGpuLayer {
 
   async apply(x: GpuData, y: GpuData, plan: SegmentPlan): Promise<void> {
     this.alive()
-    const { spec, pool } = this.ctx
-    const { device, watch } = this.env
+    const { spec } = this.ctx
+    const { device, watch, pool } = this.env
     const T = plan.numTokens
     const xWidth = spec.embedding ? 1 : spec.inFeatures // an embedding layer's x: one i32 token id per row
     const xBytes = T * xWidth * 4
@@ -83,18 +90,24 @@ export class GpuLayer implements WebGpuLayer {
 
     // x is the caller's again once this returns its promise: it is read (uploaded, or read by
     // submitted work) before then. Host x: when the pipelines must be awaited, a copy waits instead.
-    // GPU x: missing pipelines are created synchronously, inside the error scopes below.
-    let cp: CallPlan | undefined
+    // GPU x: missing pipelines are created synchronously (bindCall).
+    const cp = planCall(this.ctx, plan)
     let xNow = x
-    if (!isBuffer(x)) {
-      const planned = planCall(this.ctx, plan)
-      if (planned instanceof Promise) {
-        xNow = x.slice(0, T * xWidth)
-        cp = await planned
-        this.alive()
-      } else cp = planned
+    if (!cp.pipelines && !isBuffer(x)) {
+      xNow = x.slice(0, T * xWidth)
+      await ensurePipelines(this.ctx, cp)
+      this.alive()
     }
 
+    if (isBuffer(x) && !(y instanceof Float32Array)) {
+      // GPU-resident: record and submit, no error scopes (awaiting them waits on the queue: tens
+      // to hundreds of microseconds a call); every argument was checked above, and a buffer
+      // destroyed by the caller shows as the device's uncaptured validation error, as with encode
+      const encoder = device.createCommandEncoder({ label: 'lora apply' })
+      encodeCall(encoder, bindCall(this.ctx, cp, x, y))
+      device.queue.submit([encoder.finish()])
+      return
+    }
     // uploads, dispatches and submit inside one set of error scopes, with no await in between
     device.pushErrorScope('out-of-memory')
     device.pushErrorScope('validation')
@@ -103,21 +116,19 @@ export class GpuLayer implements WebGpuLayer {
     let staging: GPUBuffer | undefined
     let thrown: unknown
     try {
-      cp ??= planCall(this.ctx, plan, true) as CallPlan
       let xBuf = xNow as GPUBuffer
       let yBuf = y as GPUBuffer
       if (!isBuffer(xNow)) {
         owned.push((xBuf = pool.acquire(xBytes, USAGE.storage, 'x')))
-        device.queue.writeBuffer(xBuf, 0, xNow as Float32Array<ArrayBuffer>, 0, T * xWidth)
+        device.queue.writeBuffer(xBuf, 0, unshared(xNow as Float32Array | Int32Array, T * xWidth) as Float32Array<ArrayBuffer>, 0, T * xWidth)
       }
       if (y instanceof Float32Array) {
         owned.push((yBuf = pool.acquire(yBytes, USAGE.storageRw, 'y')))
-        device.queue.writeBuffer(yBuf, 0, y as Float32Array<ArrayBuffer>, 0, T * spec.outFeatures)
+        device.queue.writeBuffer(yBuf, 0, unshared(y, T * spec.outFeatures) as Float32Array<ArrayBuffer>, 0, T * spec.outFeatures)
       }
       const call = bindCall(this.ctx, cp, xBuf, yBuf)
-      owned.push(...call.scratch)
       const encoder = device.createCommandEncoder({ label: 'lora apply' })
-      encodeCall(device, encoder, call)
+      encodeCall(encoder, call)
       if (y instanceof Float32Array) {
         staging = pool.acquire(yBytes, USAGE.readback, 'y readback')
         encoder.copyBufferToBuffer(yBuf, 0, staging, 0, yBytes)
@@ -142,10 +153,32 @@ export class GpuLayer implements WebGpuLayer {
     }
   }
 
+  /**
+   * Record the call into `encoder` (no submit, no wait): y is updated when the caller submits it,
+   * with the weights and metadata as they are at that submit. x and y are GPUBuffers.
+   */
+  encode(encoder: GPUCommandEncoder, x: GPUBuffer, y: GPUBuffer, plan: SegmentPlan): void {
+    this.alive()
+    const { spec } = this.ctx
+    const T = plan.numTokens
+    checkGpuBuffer(x, T * (spec.embedding ? 1 : spec.inFeatures) * 4, 'x')
+    checkGpuBuffer(y, T * spec.outFeatures * 4, 'y')
+    if (plan.rows.length === 0) return
+    encodeCall(encoder, bindCall(this.ctx, planCall(this.ctx, plan), x, y))
+  }
+
   dispose(): void {
     if (this.disposed) return
     this.disposed = true
     this.ctx.weights.destroy()
     this.env.onDispose(this)
   }
+}
+
+/**
+ * The first n values of v in an ArrayBuffer: Dawn's writeBuffer crashes the process (SIGSEGV) on
+ * a SharedArrayBuffer view, such as a host array of a threaded runtime (its wasm memory is shared).
+ */
+function unshared<A extends Float32Array | Int32Array>(v: A, n: number): A {
+  return (v.buffer instanceof ArrayBuffer ? v : v.slice(0, n)) as A
 }

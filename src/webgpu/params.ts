@@ -40,30 +40,31 @@ export interface SlotRange {
   slotCount: number
 }
 
-/** Pack the uniform params shared by the kernels of one call and slot group (field order of WGSL `Params`). */
-export function packParams(spec: LayerSpec, strides: Strides, meta: MetaOffsets, group: SlotRange): ArrayBuffer {
-  const buf = new ArrayBuffer(PARAMS_BYTES)
-  const u = new Uint32Array(buf)
-  u.set([
-    spec.inFeatures,
-    strides.inStride,
-    spec.outFeatures,
-    strides.rankStride,
-    spec.maxRank,
-    spec.sliceWidths.length,
-    meta.tilesOffset,
-    meta.rowsOffset,
-    meta.tokensOffset,
-    meta.adaptersPerToken,
-    meta.numTokens,
-    strides.bStride,
-  ])
-  for (let s = 0; s < spec.sliceWidths.length; s++) {
-    u[12 + s] = spec.sliceWidths[s]
-    u[16 + s] = spec.sliceOffsets[s]
-    u[20 + s] = strides.bOffsets[s]
+/**
+ * Pack the uniform params shared by the kernels of one call and slot group (field order of WGSL
+ * `Params`) into `out` at word `at`. `hPart`: elements of one partial h (split-K over workgroups).
+ */
+export function packParams(out: Uint32Array, at: number, spec: LayerSpec, strides: Strides, meta: MetaOffsets, group: SlotRange, hPart: number): void {
+  out[at] = spec.inFeatures
+  out[at + 1] = strides.inStride
+  out[at + 2] = spec.outFeatures
+  out[at + 3] = strides.rankStride
+  out[at + 4] = spec.maxRank
+  out[at + 5] = spec.sliceWidths.length
+  out[at + 6] = meta.tilesOffset
+  out[at + 7] = meta.rowsOffset
+  out[at + 8] = meta.tokensOffset
+  out[at + 9] = meta.adaptersPerToken
+  out[at + 10] = meta.numTokens
+  out[at + 11] = strides.bStride
+  for (let s = 0; s < 4; s++) {
+    const used = s < spec.sliceWidths.length
+    out[at + 12 + s] = used ? spec.sliceWidths[s] : 0
+    out[at + 16 + s] = used ? spec.sliceOffsets[s] : 0
+    out[at + 20 + s] = used ? strides.bOffsets[s] : 0
   }
-  u[24] = group.slotBase
-  u[25] = group.slotCount
-  return buf
+  out[at + 24] = group.slotBase
+  out[at + 25] = group.slotCount
+  out[at + 26] = hPart
+  out[at + 27] = 0
 }

@@ -18,13 +18,15 @@ export function pipelineKey(spec: PipelineSpec): string {
 /** Compute pipelines by key, created once, inside error scopes (failures -> LoraError 'GPU_ERROR'). */
 export class PipelineCache {
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>()
-  /** Pipelines already created, for calls that must not await (cached()). */
-  private readonly ready = new Map<string, GPUComputePipeline>()
+  /** The pipelines created so far, by spec object and by key (specs are cached by their users). */
+  private readonly done = new Map<string, GPUComputePipeline>()
+  private readonly bySpec = new WeakMap<PipelineSpec, GPUComputePipeline>()
   private readonly modules = new Map<string, GPUShaderModule>()
   constructor(
     private readonly device: GPUDevice,
     private readonly sources: Record<ShaderName | 'params', string>,
     private readonly watch: LossWatch,
+    private readonly layout: GPUPipelineLayout,
   ) {}
 
   get(spec: PipelineSpec): Promise<GPUComputePipeline> {
@@ -32,31 +34,39 @@ export class PipelineCache {
     let p = this.pipelines.get(key)
     if (!p) {
       p = this.create(spec, key)
-      p.catch(() => this.pipelines.delete(key)) // a failed creation is retried next time
+      p.then((made) => this.done.set(key, made), () => this.pipelines.delete(key)) // a failed creation is retried next time
       this.pipelines.set(key, p)
     }
     return p
   }
 
-  /** The pipeline of `spec` if it already exists (no await: a call can then submit before it returns). */
-  cached(spec: PipelineSpec): GPUComputePipeline | undefined {
-    return this.ready.get(pipelineKey(spec))
+  /** The pipeline if it was created already (no wait), else undefined. */
+  ready(spec: PipelineSpec): GPUComputePipeline | undefined {
+    const hit = this.bySpec.get(spec)
+    if (hit) return hit
+    const made = this.done.get(pipelineKey(spec))
+    if (made) this.bySpec.set(spec, made)
+    return made
   }
 
   /**
-   * The pipeline of `spec`, created synchronously if it does not exist yet (a call whose GPU
-   * inputs must be read by work submitted before it returns). Call inside the caller's error
-   * scopes: a creation error surfaces there.
+   * The pipeline now: created synchronously when missing (for `encode`, which cannot wait; a
+   * compile error then surfaces as an uncaptured GPU error, as for any synchronous creation).
    */
-  getNow(spec: PipelineSpec): GPUComputePipeline {
-    const key = pipelineKey(spec)
-    let pipeline = this.ready.get(key)
-    if (pipeline) return pipeline
+  now(spec: PipelineSpec): GPUComputePipeline {
+    const ready = this.ready(spec)
+    if (ready) return ready
     this.watch.check()
-    pipeline = this.device.createComputePipeline({ label: key, layout: 'auto', compute: { module: this.module(spec), entryPoint: 'main', constants: spec.overrides } })
-    this.ready.set(key, pipeline)
-    this.pipelines.set(key, Promise.resolve(pipeline))
-    return pipeline
+    const key = pipelineKey(spec)
+    const made = this.device.createComputePipeline({ label: key, layout: this.layoutOf(spec), compute: { module: this.module(spec), entryPoint: 'main', constants: spec.overrides } })
+    this.done.set(key, made)
+    this.pipelines.set(key, Promise.resolve(made))
+    return made
+  }
+
+  /** The shared layout of the LoRA kernels; weigh.wgsl has bindings of its own. */
+  private layoutOf(spec: PipelineSpec): GPUPipelineLayout | 'auto' {
+    return spec.shader === 'weigh' ? 'auto' : this.layout
   }
 
   private module(spec: PipelineSpec): GPUShaderModule {
@@ -80,7 +90,7 @@ export class PipelineCache {
     // calls never see each other's scopes (compile errors of the async creation reject its promise)
     const creating = device.createComputePipelineAsync({
       label: key,
-      layout: 'auto',
+      layout: this.layoutOf(spec),
       compute: { module, entryPoint: 'main', constants: spec.overrides },
     })
     const scopes = Promise.all([device.popErrorScope(), device.popErrorScope()])
@@ -102,7 +112,6 @@ export class PipelineCache {
       const why = compile?.length ? compile.join('; ') : (error?.message ?? (failure as Error)?.message ?? String(failure))
       throw new LoraError('GPU_ERROR', `could not create pipeline ${key}: ${why}`, { cause: failure ?? error })
     }
-    this.ready.set(key, pipeline)
     return pipeline
   }
 }

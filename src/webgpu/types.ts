@@ -14,6 +14,8 @@ export interface WebGpuLayer extends BackendLayer {
    *   no readback (the returned promise resolves once the work is submitted).
    */
   apply(x: GpuData, y: GpuData, plan: SegmentPlan): Promise<void>
+  /** Record the call into the caller's encoder (GPU-resident x and y; no submit, no wait). */
+  encode(encoder: GPUCommandEncoder, x: GPUBuffer, y: GPUBuffer, plan: SegmentPlan): void
 }
 
 /** The WebGPU backend: a {@link Backend} with its device. */
@@ -22,6 +24,8 @@ export interface WebGpuBackend extends Backend {
   readonly device: GPUDevice
   /** The adapter is a CPU implementation (e.g. lavapipe, SwiftShader). */
   readonly isSoftware: boolean
+  /** The tile family its kernels use: 'software' (CPU adapters) or 'discrete' (GPUs). */
+  readonly kernels: import('./programs/program.js').KernelProfile
   /** The device was lost (or destroyed): every later call throws LoraError 'DEVICE_LOST'. */
   readonly lost: boolean
   createLayer(spec: import('../types.js').LayerSpec): WebGpuLayer

@@ -26,8 +26,8 @@ export interface ThreadedWasmOptions extends WasmModuleOptions, ThreadsModuleOpt
 /** Most threads 'auto' starts: the kernels are bound by memory bandwidth well before that. */
 export const AUTO_MAX_THREADS = 16
 /**
- * 'auto': multiply-adds per thread below which a call uses fewer threads (a call of W
- * multiply-adds runs on min(threads, floor(W / this)) threads). Measured with bench/threads.ts and
+ * Multiply-adds per thread below which a call uses fewer threads, whatever the pool size (a call
+ * of W multiply-adds runs on min(threads, floor(W / this)) threads; `threadsMinWork` overrides it). Measured with bench/threads.ts and
  * A/B runs on the 2-core development machine: with fused granules (one adapter per token, at least
  * two entries) 2 threads break even near 0.3 M multiply-adds (o 4096x4096 r16, T = 2: 0.98x) and
  * win from about 0.5 M (down r16 T = 2: 1.14x, qkv r16 T = 2: 1.3x); a call that needs the two
@@ -83,9 +83,11 @@ export class ThreadedWasmBackend extends WasmBackend {
    * @param pool     the workers (null: single-threaded)
    * @param mode     'auto' (threads per call from its size) or a fixed count for every call
    * @param threadsUnavailableReason why no pool runs here, when none does
+   * @param minWork multiply-adds per thread below which a call uses fewer threads (null: the
+   *   AUTO_WORK_PER_THREAD figures; 0: every call on every thread)
    */
   constructor(exports: WasmExports, variant: WasmVariant, readonly pool: WorkerPool | null,
-    readonly mode: ThreadsOption, readonly threadsUnavailableReason: string | null) {
+    readonly mode: ThreadsOption, readonly threadsUnavailableReason: string | null, readonly minWork: number | null = null) {
     super(exports, variant)
   }
 
@@ -105,10 +107,11 @@ export class ThreadedWasmBackend extends WasmBackend {
   partsFor(work: number, fusedEntries = 0): number {
     if (!this.pool || this.pool.failed !== null) return 1
     if (this.forced !== null) return Math.min(this.forced, this.threads)
-    if (this.mode !== 'auto') return this.threads
+    // from the call's size, whatever the pool's: a call too small to gain stays on one thread
+    if (this.minWork === 0) return this.threads
     const parts = fusedEntries >= 2
-      ? Math.min(Math.floor(work / AUTO_WORK_PER_THREAD), fusedEntries)
-      : Math.floor(work / AUTO_WORK_PER_THREAD_PHASES)
+      ? Math.min(Math.floor(work / (this.minWork ?? AUTO_WORK_PER_THREAD)), fusedEntries)
+      : Math.floor(work / (this.minWork ?? AUTO_WORK_PER_THREAD_PHASES))
     return Math.max(1, Math.min(this.threads, parts))
   }
 
@@ -169,7 +172,7 @@ export class ThreadedWasmBackend extends WasmBackend {
 }
 
 /** Create the backend with up to `threads` threads, or single-threaded where threads are unavailable. */
-export async function createThreadedWasmBackend(threads: ThreadsOption, options: ThreadedWasmOptions = {}): Promise<ThreadedWasmBackend> {
+export async function createThreadedWasmBackend(threads: ThreadsOption, options: ThreadedWasmOptions = {}, minWork: number | null = null): Promise<ThreadedWasmBackend> {
   const count = threads === 'auto' ? Math.min(AUTO_MAX_THREADS, await machineThreads()) : threads
   let reason = threadsUnavailableReason()
   if (reason === null && count > 1) {
@@ -177,7 +180,7 @@ export async function createThreadedWasmBackend(threads: ThreadsOption, options:
     try {
       const m = await loadThreadsModule(options)
       pool = await WorkerPool.create(count - 1, m.module, m.memory, options.workerUrl ?? DEFAULT_WORKER_URL())
-      return new ThreadedWasmBackend(m.exports, m.variant, pool, threads, null)
+      return new ThreadedWasmBackend(m.exports, m.variant, pool, threads, null, minWork)
     } catch (e) {
       pool?.dispose()
       reason = e instanceof Error ? e.message : String(e)
@@ -243,19 +246,24 @@ class ThreadedWasmLayer extends WasmLayer {
     const wholeUpTo = longest <= TUNING.wholeEntries ? 1 / (2 * parts) : 1 / (4 * count)
     const { tasks, partStart } = splitShrink(plan, ranks, S, shares, wholeUpTo, !fused)
     const cuts = splitColumns(spec.sliceWidths, shares)
+    // host arrays (runtime.hostArray) are used in place: nothing to copy in or out for them
+    const xAt = this.backend.addressOf(x)
+    const yAt = this.backend.addressOf(y)
     // one work area: x | y | rows | segments | tasks + fused header | H (the whole call's, see assembly/threads.ts)
-    const xBytes = align16(T * spec.inFeatures * 4)
-    const yBytes = align16(T * outF * 4)
+    const xBytes = xAt >= 0 ? 0 : align16(T * spec.inFeatures * 4)
+    const yBytes = yAt >= 0 ? 0 : align16(T * outF * 4)
     const rowsBytes = align16(N * 4)
     const segBytes = align16(numSeg * 12)
     const taskBytes = 16 + align16(tasks.length * 4)
     const base = this.backend.scratch(xBytes + yBytes + rowsBytes + segBytes + taskBytes + N * hRow * 4)
-    const xp = base, yp = xp + xBytes, rp = yp + yBytes, sp = rp + rowsBytes, tp = sp + segBytes, hp = tp + taskBytes
+    const xs = base, ys = xs + xBytes, rp = ys + yBytes, sp = rp + rowsBytes, tp = sp + segBytes, hp = tp + taskBytes
+    const xp = xAt >= 0 ? xAt : xs
+    const yp = yAt >= 0 ? yAt : ys
     const mem = this.backend.memory
     const f32 = mem.f32
     // fused: x is copied in granule by granule while the threads work (pool.ts runFused)
-    const xByGranule = fused && TUNING.xByGranule
-    if (!xByGranule) f32.set(x, xp >> 2)
+    const xByGranule = fused && TUNING.xByGranule && xAt < 0
+    if (!xByGranule && xAt < 0) f32.set(x, xp >> 2)
     const i32 = mem.i32
     i32.set(plan.rows, rp >> 2)
     for (let g = 0, o = sp >> 2; g < numSeg; g++, o += 3) {
@@ -274,7 +282,7 @@ class ThreadedWasmLayer extends WasmLayer {
     const x0 = xp >> 2
     const inF = spec.inFeatures
     const xDone = xByGranule ? new Uint8Array(T) : null! // fused: x rows copied in so far
-    const yDone = fused && TUNING.ySpan ? new Uint8Array(T) : null! // fused: y rows copied in so far
+    const yDone = fused && TUNING.ySpan && yAt < 0 ? new Uint8Array(T) : null! // fused: y rows copied in so far
     // fused: the y rows of each granule (entries are rows: one adapter per token), in runs of consecutive rows
     const eachRun = (gi: number, copy: (r: number, n: number) => void) => {
       let r0 = -1, n = 0
@@ -317,20 +325,22 @@ class ThreadedWasmLayer extends WasmLayer {
         r = e
       }
     }
+    const none = () => {}
+    const yIn = yAt >= 0
     await pool.run(job, parts, this.backend.exports as unknown as PartExports, {
       // phases: y is first read in the expand phase: copied in while the workers run their shrink tasks
-      beforeShrink: () => f32.set(y, y0),
+      beforeShrink: yIn ? none : () => f32.set(y, y0),
       copyXIn: (gi) => {
         // the first granule's own rows first: a worker starts on it while the rest of x is copied
         if (gi === 0 && TUNING.xOwnFirst) eachRun(0, (r, n) => copyRows(r, n, xDone, x, inF, x0))
         else copySpan(gi, xDone, x, inF, x0)
       },
-      copyIn: TUNING.ySpan
+      copyIn: yIn ? none : TUNING.ySpan
         ? (gi) => copySpan(gi, yDone, y, outF, y0)
         : (gi) => eachRun(gi, (r, n) => f32.set(y.subarray(r * outF, (r + n) * outF), y0 + r * outF)),
-      copyOut: (gi) => eachRun(gi, (r, n) => y.set(f32.subarray(y0 + r * outF, y0 + (r + n) * outF), r * outF)),
+      copyOut: yIn ? none : (gi) => eachRun(gi, (r, n) => y.set(f32.subarray(y0 + r * outF, y0 + (r + n) * outF), r * outF)),
     })
-    if (!fused) y.set(f32.subarray(y0, y0 + T * outF))
+    if (!fused && yAt < 0) y.set(f32.subarray(y0, y0 + T * outF))
     this.threaded.settle(pool.waited, performance.now() - t0)
   }
 }

@@ -1,6 +1,6 @@
 import type { PipelineSpec } from '../pipelines.js'
 import type { WeightStorage } from '../shaders.js'
-import { checkGroups, type CallShape, type Dispatch } from './program.js'
+import { checkGroups, type CallShape, type KernelProfile } from './program.js'
 
 /**
  * The segment-major expand kernels: shaders/expand_vec4.wgsl (y and B as column quads) when every
@@ -16,15 +16,15 @@ export function expandKernel(sliceWidths: readonly number[]): ExpandKernel {
  * Overrides: EM*MT entries x NW*NT column groups per workgroup, where a group is a column pair
  * (expand.wgsl, override NT) or a column quad (expand_vec4.wgsl, override NQ).
  */
-export interface ExpandTiling { EM: number; MT: number; NW: number; NT: number }
+export interface ExpandTiling { EM: number; MT: number; NW: number; NT: number; KG: number }
 
 /** Columns of one column group of the kernel. */
 const groupWidth = (kernel: ExpandKernel): number => (kernel === 'expand_vec4' ? 4 : 2)
 
 /** The pipeline of the kernel with these tiles. */
 export function expandSpec(storage: WeightStorage, kernel: ExpandKernel, tiling: ExpandTiling): PipelineSpec {
-  const { EM, MT, NW, NT } = tiling
-  return { shader: kernel, storage, overrides: kernel === 'expand_vec4' ? { EM, MT, NW, NQ: NT } : { EM, MT, NW, NT } }
+  const { EM, MT, NW, NT, KG } = tiling
+  return { shader: kernel, storage, overrides: kernel === 'expand_vec4' ? { EM, MT, NW, NQ: NT, KG } : { EM, MT, NW, NT, KG } }
 }
 
 /**
@@ -41,35 +41,23 @@ export function expandSpec(storage: WeightStorage, kernel: ExpandKernel, tiling:
  * per workgroup (lavapipe, interleaved A/B, rank 16 and 64, T = 16 to 1024: 1.2-1.45x faster than
  * the pairs; 2 quads 1.1-1.3x slower than 4; 6 or 8 quads spill, 5-8x slower).
  */
-export function expandTiling(kernel: ExpandKernel, tileM: number): ExpandTiling {
+export function expandTiling(kernel: ExpandKernel, tileM: number, profile: KernelProfile = 'software'): Omit<ExpandTiling, 'KG'> {
+  if (profile === 'discrete') {
+    // decode: 32 threads of one column group each (more workgroups); GEMM: 4 x 4 entry threads
+    // with 4 entries x 2 groups each (small register tiles), 128 threads
+    if (tileM <= 4) return { EM: 1, MT: tileM, NW: 32, NT: 1 }
+    return { EM: 4, MT: tileM / 4, NW: 32, NT: 2 }
+  }
   if (kernel === 'expand_vec4') return tileM <= 4 ? { EM: 1, MT: tileM, NW: 32, NT: 4 } : { EM: 1, MT: tileM, NW: 8, NT: 4 }
   if (tileM <= 4) return { EM: 1, MT: tileM, NW: 32, NT: 8 }
   return { EM: 1, MT: tileM, NW: 8, NT: 4 }
 }
 
 /**
- * Segment-major expand; only valid when every token has at most one entry (no two entries
- * write the same row).
- * @param params uniform Params
- * @param h      [N * S * rankStride] f32
- * @param B      resident B weights
- * @param slots  [maxAdapters] (rank, scale)
- * @param meta   call metadata (tiles, rows)
- * @param y      [T * outFeatures] f32, updated in place
+ * Workgroups of the segment-major expand (tiles, column tiles, slices); only valid when every
+ * token has at most one entry (no two entries write the same row).
  */
-export function expandDispatch(
-  storage: WeightStorage,
-  kernel: ExpandKernel,
-  tiling: ExpandTiling,
-  shape: CallShape,
-  numTiles: number,
-  buffers: { params: GPUBuffer; h: GPUBuffer; B: GPUBuffer; slots: GPUBuffer; meta: GPUBuffer; y: GPUBuffer },
-): Dispatch {
+export function expandGroups(kernel: ExpandKernel, tiling: ExpandTiling, shape: CallShape, numTiles: number): [number, number, number] {
   const colTile = groupWidth(kernel) * tiling.NW * tiling.NT // columns: NT pairs or quads per thread
-  const groups = checkGroups([numTiles, Math.ceil(shape.maxSliceWidth / colTile), shape.numSlices], 'expand')
-  return {
-    spec: expandSpec(storage, kernel, tiling),
-    groups,
-    buffers: [buffers.params, buffers.h, buffers.B, buffers.slots, buffers.meta, buffers.y],
-  }
+  return checkGroups([numTiles, Math.ceil(shape.maxSliceWidth / colTile), shape.numSlices], 'expand')
 }

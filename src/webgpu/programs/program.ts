@@ -1,13 +1,4 @@
 import { LoraError } from '../../errors.js'
-import type { PipelineSpec } from '../pipelines.js'
-
-/** One kernel launch: which pipeline, how many workgroups, and the buffers of bindings 0..5. */
-export interface Dispatch {
-  spec: PipelineSpec
-  groups: [number, number, number]
-  /** Binding i of group 0 (params, input, weights, slots, meta, output). */
-  buffers: GPUBuffer[]
-}
 
 /** The shape facts kernel selection depends on. */
 export interface CallShape {
@@ -20,11 +11,38 @@ export interface CallShape {
   numSlices: number
 }
 
+/**
+ * Which family of tiles a device gets. 'software': the tiles tuned on lavapipe (a CPU runs a
+ * workgroup as SIMD lanes on one core: few threads, big register tiles, no split over
+ * workgroups). 'discrete': a GPU of many multiprocessors (64-128 threads per workgroup, small
+ * register tiles, split-K over workgroups when rank x tiles give too few of them).
+ */
+export type KernelProfile = 'software' | 'discrete'
+
+/** Workgroups a split-K shrink aims for on a 'discrete' device (a few per multiprocessor of a big GPU). */
+export const TARGET_WORKGROUPS = 512
+/** Largest split over workgroups (the expand adds this many partials per h value). */
+export const MAX_KG = 16
+
+/**
+ * k chunks of the shrink over workgroups: 1 on 'software'; on 'discrete' the power of two that
+ * brings the shrink near TARGET_WORKGROUPS, keeping at least 2 k pairs per thread per chunk.
+ */
+export function splitK(profile: KernelProfile, workgroups: number, inFeatures: number, threadsPerDot: number): number {
+  if (profile === 'software') return 1
+  let kg = 1
+  while (kg < MAX_KG && workgroups * kg * 2 <= TARGET_WORKGROUPS && inFeatures / (kg * 2) >= 4 * threadsPerDot) kg *= 2
+  return kg
+}
+
 /** Entries per tile shared by the shrink and the segment-major expand: small for decode batches. */
-export function tileEntries(longestSegment: number): number {
+export function tileEntries(longestSegment: number, profile: KernelProfile = 'software'): number {
   if (longestSegment <= 1) return 1
   if (longestSegment <= 2) return 2
   if (longestSegment <= 4) return 4
+  // a GPU: segments of up to 16 entries in tiles of 4 (4x the workgroups; the weights are read
+  // 4 times, from its cache)
+  if (profile === 'discrete' && longestSegment <= 16) return 4
   return 16
 }
 

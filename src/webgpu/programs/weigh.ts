@@ -1,5 +1,5 @@
 import type { PipelineSpec } from '../pipelines.js'
-import { checkGroups, type Dispatch, MAX_GROUPS } from './program.js'
+import { checkGroups, MAX_GROUPS } from './program.js'
 
 /** The pipeline of shaders/weigh.wgsl (no weights read, no overrides). */
 export const WEIGH_SPEC: PipelineSpec = { shader: 'weigh', storage: 'f32', overrides: {} }
@@ -12,14 +12,4 @@ export function weighParams(entries: number, hRow: number): { params: Uint32Arra
   const yGroups = Math.min(entries, MAX_GROUPS)
   const groups = checkGroups([Math.ceil(hRow / 64), yGroups, Math.ceil(entries / yGroups)], 'weigh')
   return { params: Uint32Array.of(entries, hRow, yGroups, 0), groups }
-}
-
-/**
- * h[e, :] *= w[e] for every entry (per-entry adapter weights).
- * @param params  uniform WeighParams (from weighParams)
- * @param weights [N] f32, the plan's entry weights
- * @param h       [N * hRow] f32, the shrink's output, scaled in place
- */
-export function weighDispatch(groups: [number, number, number], buffers: { params: GPUBuffer; weights: GPUBuffer; h: GPUBuffer }): Dispatch {
-  return { spec: WEIGH_SPEC, groups, buffers: [buffers.params, buffers.weights, buffers.h] }
 }

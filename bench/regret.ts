@@ -1,0 +1,94 @@
+/**
+ * The dispatcher's regret: time('auto') / time(best forced backend), host arrays, over a grid of
+ * 5 projections x {1, 32} adapters x T in {1, 16, 64, 256, 1024, 4096} x {f32, bf16} (a batch of
+ * T tokens has min(T, D) adapters, round-robin). Per point 'auto', forced wasm and forced webgpu
+ * run interleaved call by call (order rotated every round) on one runtime, weights cold (calls
+ * rotate over adapter copies spanning >= 128 MiB). Reported per point: the median of each, the
+ * backend 'auto' chose, the regret; then the median, max and counts above 1.10 and 1.25.
+ * Usage: npx tsx bench/regret.ts [--rounds N] [--max-t T] [--threads N|auto] [--full] [--json FILE]
+ */
+import { writeFileSync } from 'node:fs'
+import { cpus } from 'node:os'
+import { createRuntime, type BackendChoice, type WeightDtype } from '../src/index.js'
+import { Rng } from '../test/random.js'
+import { regretMarkdown } from './scaling-md.js'
+import { quantile } from './timing-threads.js'
+
+const args = process.argv.slice(2)
+const flag = (name: string): string | undefined => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined)
+const rounds = Number(flag('--rounds') ?? 5)
+const maxT = Number(flag('--max-t') ?? 4096)
+const threadsArg = flag('--threads')
+const threads = threadsArg === undefined ? 1 : threadsArg === 'auto' ? 'auto' : Number(threadsArg)
+const jsonPath = flag('--json') ?? 'bench/results/regret.json'
+const COLD_BYTES = 128 << 20
+
+const SHAPES = [
+  { name: 'qkv r16', inF: 4096, widths: [4096, 1024, 1024], rank: 16 },
+  { name: 'o r16', inF: 4096, widths: [4096], rank: 16 },
+  { name: 'gate_up r16', inF: 4096, widths: [11008, 11008], rank: 16 },
+  { name: 'down r16', inF: 11008, widths: [4096], rank: 16 },
+  { name: 'o r64', inF: 4096, widths: [4096], rank: 64 },
+]
+const TOKENS = [1, 16, 64, 256, 1024, 4096].filter((t) => t <= maxT)
+const DTYPES: WeightDtype[] = ['f32', 'bf16']
+
+const rt = await createRuntime({ backend: 'auto', threads })
+if (args.includes('--full')) await rt.calibrate()
+console.log(`${cpus().length} cores (${cpus()[0]?.model}); backends ${rt.backends.join(', ')}${rt.webgpuUnavailableReason ? ` (${rt.webgpuUnavailableReason})` : ''}; threads ${rt.threads}; profile ${rt.profile?.kind} (${rt.profile?.calibrationMs.toFixed(0)} ms); ${rounds} rounds`)
+if (!rt.backends.includes('webgpu')) throw new Error('no WebGPU backend: nothing to choose between')
+const points: Record<string, unknown>[] = []
+for (const shape of SHAPES) {
+  const out = shape.widths.reduce((a, b) => a + b, 0)
+  for (const D of [1, 32]) {
+    const rng = new Rng(shape.rank * 31 + D)
+    const distinct = Array.from({ length: D }, () => ({
+      rank: shape.rank, scale: 2,
+      A: shape.widths.map(() => rng.array(shape.rank * shape.inF, 0.02)),
+      B: shape.widths.map((n) => rng.array(n * shape.rank, 0.02)),
+    }))
+    for (const dtype of DTYPES) {
+      const bytes = shape.rank * (shape.inF * shape.widths.length + out) * (dtype === 'f32' ? 4 : 2)
+      const copies = Math.max(1, Math.ceil(COLD_BYTES / (D * bytes)))
+      const layer = rt.createLayer({ inFeatures: shape.inF, outFeatures: shape.widths, maxAdapters: D * copies, maxRank: shape.rank, weightDtype: dtype })
+      for (let s = 0; s < D * copies; s++) layer.setAdapter(s, distinct[s % D])
+      let copy = 0
+      for (const T of TOKENS) {
+        const x = rng.array(T * shape.inF)
+        const y = new Float32Array(T * out)
+        const contenders: BackendChoice[] = ['auto', 'wasm', 'webgpu']
+        const times = contenders.map(() => [] as number[])
+        const call = async (b: BackendChoice) => {
+          const c = copy++ % copies
+          const ids = Int32Array.from({ length: T }, (_, t) => c * D + (t % D))
+          const t0 = performance.now()
+          await layer.apply(x, y, ids, { backend: b })
+          return performance.now() - t0
+        }
+        for (const b of contenders) await call(b)
+        for (let r = 0; r < rounds; r++) {
+          for (let i = 0; i < contenders.length; i++) {
+            const k = (i + r) % contenders.length
+            times[k].push(await call(contenders[k]))
+          }
+        }
+        const [auto, wasm, webgpu] = times.map((t) => quantile(t, 0.5))
+        const chose = rt.explain({ tokens: T, adapters: Math.min(T, D), rank: shape.rank, inFeatures: shape.inF, outFeatures: shape.widths, weightDtype: dtype, resident: 'host' })
+        const regret = auto / Math.min(wasm, webgpu)
+        points.push({ shape: shape.name, D, dtype, T, autoMs: auto, wasmMs: wasm, webgpuMs: webgpu, chose: chose.backend, predictedMs: chose.predictedMs, regret })
+        console.log(`${shape.name} D=${D} ${dtype} T=${T}: auto ${auto.toFixed(3)} (${chose.backend}) wasm ${wasm.toFixed(3)} webgpu ${webgpu.toFixed(3)} regret ${regret.toFixed(3)}`)
+      }
+      layer.dispose()
+    }
+  }
+}
+const regrets = points.map((p) => p.regret as number)
+const summary = {
+  points: regrets.length, median: quantile(regrets, 0.5), max: Math.max(...regrets),
+  above110: regrets.filter((r) => r > 1.1).length, above125: regrets.filter((r) => r > 1.25).length,
+}
+console.log(`regret: median ${summary.median.toFixed(3)}, max ${summary.max.toFixed(3)}, ${summary.above110} of ${summary.points} above 1.10, ${summary.above125} above 1.25`)
+const run = { date: new Date().toISOString(), cores: cpus().length, cpu: cpus()[0]?.model ?? '', threads: rt.threads, profile: rt.profile, summary, points }
+writeFileSync(jsonPath, JSON.stringify(run, null, 1))
+writeFileSync(jsonPath.replace(/\.json$/, '.md'), regretMarkdown(run))
+rt.dispose()

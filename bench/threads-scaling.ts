@@ -1,0 +1,150 @@
+/**
+ * How the threaded wasm backend scales with the thread count, on a many-core host: one runtime
+ * with `--max` threads (default: the cores, at most 16), every call forced onto n threads
+ * (n = 1, 2, 4, ..., max), x and y as ordinary arrays (copied in and out by the main thread) and
+ * as host arrays (rt.hostArray: used in place); then small calls (T <= 16) on runtimes created
+ * with `threads: n` and left to their own choice, against the single-threaded runtime. Cells are
+ * interleaved call by call (order rotated every round); weights are cold (each call reads adapter
+ * copies the previous calls did not, over COLD_BYTES per layer). Reported: median ms, the speed-up
+ * over one thread, and the weight GB/s and GFLOP/s of the call.
+ * Usage: npx tsx bench/threads-scaling.ts [--max N] [--rounds N] [--json FILE]
+ */
+import { writeFileSync } from 'node:fs'
+import { availableParallelism, cpus } from 'node:os'
+import { createRuntime, type HostArray, type Layer, type Runtime } from '../src/index.js'
+import type { ThreadedWasmBackend } from '../src/wasm/threads/backend.js'
+import { Rng } from '../test/random.js'
+import { scalingMarkdown } from './scaling-md.js'
+import { quantile } from './timing-threads.js'
+
+const args = process.argv.slice(2)
+const flag = (name: string): string | undefined => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined)
+const max = Number(flag('--max') ?? Math.min(16, availableParallelism()))
+const rounds = Number(flag('--rounds') ?? 7)
+const jsonPath = flag('--json') ?? 'bench/results/threads-scaling.json'
+const COLD_BYTES = 256 << 20
+const D = 8 // adapters in a batch (round-robin over the tokens)
+
+interface Shape { name: string; inF: number; widths: number[]; rank: number }
+const SHAPES: Shape[] = [
+  { name: 'gate_up 4096x2*11008 r16', inF: 4096, widths: [11008, 11008], rank: 16 },
+  { name: 'o 4096x4096 r16', inF: 4096, widths: [4096], rank: 16 },
+  { name: 'qkv 4096/1024/1024 r16', inF: 4096, widths: [4096, 1024, 1024], rank: 16 },
+]
+const SCALE_T = [64, 256, 1024]
+const SMALL_T = [1, 2, 4, 16]
+const counts: number[] = []
+for (let n = 1; n < max; n *= 2) counts.push(n)
+counts.push(max)
+const pools = counts.filter((n) => n > 1)
+
+const wasmOf = (rt: Runtime) => (rt as unknown as { all: ThreadedWasmBackend[] }).all[0]
+const big = await createRuntime({ backend: 'wasm', threads: max })
+const single = await createRuntime({ backend: 'wasm' })
+const sized = await Promise.all(pools.map((n) => createRuntime({ backend: 'wasm', threads: n })))
+console.log(`${cpus().length} cores (${cpus()[0]?.model}); threads ${wasmOf(big).threads}${wasmOf(big).threadsUnavailableReason ? ` (${wasmOf(big).threadsUnavailableReason})` : ''}; wasm ${big.wasmVariant}; ${rounds} rounds`)
+
+interface Cell { label: string; rt: Runtime; layer: Layer; parts: number | null; host: boolean }
+const results: Record<string, unknown>[] = []
+
+for (const shape of SHAPES) {
+  const out = shape.widths.reduce((a, b) => a + b, 0)
+  const rng = new Rng(shape.rank * 13 + out)
+  const adapterBytes = shape.rank * (shape.inF * shape.widths.length + out) * 4
+  const copies = Math.max(1, Math.ceil(COLD_BYTES / (D * adapterBytes)))
+  const adapters = Array.from({ length: D }, () => ({
+    rank: shape.rank, scale: 2,
+    A: shape.widths.map(() => rng.array(shape.rank * shape.inF, 0.02)),
+    B: shape.widths.map((n) => rng.array(n * shape.rank, 0.02)),
+  }))
+  const layerOn = (rt: Runtime) => {
+    const layer = rt.createLayer({ inFeatures: shape.inF, outFeatures: shape.widths, maxAdapters: D * copies, maxRank: shape.rank })
+    for (let c = 0; c < copies; c++) adapters.forEach((ad, a) => layer.setAdapter(c * D + a, ad))
+    return layer
+  }
+  const bigLayer = layerOn(big)
+  const singleLayer = layerOn(single)
+  const sizedLayers = sized.map(layerOn)
+  let copy = 0
+  const idsFor = (T: number) => {
+    const c = copy++ % copies
+    return Int32Array.from({ length: T }, (_, t) => c * D + (t % D))
+  }
+
+  const measure = async (T: number, cells: Cell[]) => {
+    const x = rng.array(T * shape.inF)
+    const hosts = new Map<Runtime, { hx: HostArray; hy: HostArray }>()
+    for (const c of cells) {
+      if (c.host && !hosts.has(c.rt)) {
+        const hx = c.rt.hostArray(T * shape.inF), hy = c.rt.hostArray(T * out)
+        hx.array.set(x)
+        hosts.set(c.rt, { hx, hy })
+      }
+    }
+    const y = new Float32Array(T * out)
+    const times = cells.map(() => [] as number[])
+    const call = async (c: Cell) => {
+      wasmOf(c.rt).forceParts?.(c.parts)
+      const h = hosts.get(c.rt)
+      const ids = idsFor(T)
+      const t0 = performance.now()
+      if (c.host) await c.layer.apply(h!.hx.array, h!.hy.array, ids)
+      else await c.layer.apply(x, y, ids)
+      return performance.now() - t0
+    }
+    for (const c of cells) await call(c) // warm-up
+    for (let r = 0; r < rounds; r++) {
+      for (let i = 0; i < cells.length; i++) {
+        const k = (i + r) % cells.length
+        times[k].push(await call(cells[k]))
+      }
+    }
+    for (const c of cells) wasmOf(c.rt).forceParts?.(null)
+    for (const { hx, hy } of hosts.values()) {
+      hx.release()
+      hy.release()
+    }
+    return times.map((t) => quantile(t, 0.5))
+  }
+
+  const weightBytes = (T: number) => Math.min(T, D) * adapterBytes
+  const flops = (T: number) => 2 * T * shape.rank * (shape.inF * shape.widths.length + out)
+  // scaling: forced thread counts, ordinary and host arrays
+  for (const T of SCALE_T) {
+    const cells: Cell[] = []
+    for (const host of [false, true]) for (const n of counts) cells.push({ label: `${n}${host ? ' host' : ''}`, rt: big, layer: bigLayer, parts: n, host })
+    const ms = await measure(T, cells)
+    const line: string[] = []
+    for (let i = 0; i < cells.length; i++) {
+      const base = ms[cells[i].host ? counts.length : 0]
+      results.push({ kind: 'scaling', shape: shape.name, T, threads: cells[i].parts, host: cells[i].host, ms: ms[i], speedup: base / ms[i], gflops: flops(T) / ms[i] / 1e6, weightGBs: weightBytes(T) / ms[i] / 1e6 })
+      line.push(`${cells[i].label}: ${ms[i].toFixed(3)} (${(base / ms[i]).toFixed(2)}x)`)
+    }
+    console.log(`${shape.name} T=${T} | ${line.join(' | ')}`)
+  }
+  // small calls: each pool size's own choice against one thread
+  for (const T of SMALL_T) {
+    const cells: Cell[] = [{ label: 'single', rt: single, layer: singleLayer, parts: null, host: false }]
+    sized.forEach((rt, i) => cells.push({ label: `threads: ${pools[i]}`, rt, layer: sizedLayers[i], parts: null, host: false }))
+    cells.push({ label: 'single host', rt: single, layer: singleLayer, parts: null, host: true })
+    sized.forEach((rt, i) => cells.push({ label: `threads: ${pools[i]} host`, rt, layer: sizedLayers[i], parts: null, host: true }))
+    const ms = await measure(T, cells)
+    const line: string[] = []
+    for (let i = 0; i < cells.length; i++) {
+      const host = cells[i].host
+      const base = ms[host ? pools.length + 1 : 0]
+      results.push({ kind: 'small', shape: shape.name, T, pool: cells[i].label, host, ms: ms[i], overSingle: ms[i] / base, weightGBs: weightBytes(T) / ms[i] / 1e6 })
+      line.push(`${cells[i].label}: ${ms[i].toFixed(3)} (${(ms[i] / base).toFixed(2)})`)
+    }
+    console.log(`${shape.name} T=${T} small | ${line.join(' | ')}`)
+  }
+  bigLayer.dispose()
+  singleLayer.dispose()
+  for (const l of sizedLayers) l.dispose()
+}
+const run = { date: new Date().toISOString(), cores: cpus().length, cpu: cpus()[0]?.model ?? '', max, rounds, results }
+writeFileSync(jsonPath, JSON.stringify(run, null, 1))
+writeFileSync(jsonPath.replace(/\.json$/, '.md'), scalingMarkdown(run))
+big.dispose()
+single.dispose()
+for (const rt of sized) rt.dispose()

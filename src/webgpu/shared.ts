@@ -1,0 +1,137 @@
+import { createBuffer } from './buffers.js'
+import { PARAMS_BYTES } from './params.js'
+
+const UNIFORM = 0x40
+const STORAGE = 0x80
+const COPY_DST = 0x8
+const ALIGN = 256 // minUniformBufferOffsetAlignment / minStorageBufferOffsetAlignment (the most either may be)
+
+export const align = (n: number): number => Math.ceil(n / ALIGN) * ALIGN
+
+/** A stable small number per GPUBuffer (bind-group cache keys). */
+const ids = new WeakMap<GPUBuffer, number>()
+let nextId = 1
+export function bufferId(b: GPUBuffer): number {
+  let id = ids.get(b)
+  if (id === undefined) ids.set(b, (id = nextId++))
+  return id
+}
+
+/**
+ * The one bind group layout of every LoRA kernel: 0 params (uniform, dynamic offset), 1 input,
+ * 2 weights, 3 slots, 4 call metadata (dynamic offset), 5 output. Dynamic offsets let one cached
+ * bind group serve every call: only the offsets into the metadata ring change.
+ */
+export function kernelLayout(device: GPUDevice): { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout } {
+  const COMPUTE = 0x4 // GPUShaderStage.COMPUTE
+  const ro = { type: 'read-only-storage' as const }
+  const group = device.createBindGroupLayout({
+    label: 'lora kernels',
+    entries: [
+      { binding: 0, visibility: COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: PARAMS_BYTES } },
+      { binding: 1, visibility: COMPUTE, buffer: ro },
+      { binding: 2, visibility: COMPUTE, buffer: ro },
+      { binding: 3, visibility: COMPUTE, buffer: ro },
+      { binding: 4, visibility: COMPUTE, buffer: { ...ro, hasDynamicOffset: true } },
+      { binding: 5, visibility: COMPUTE, buffer: { type: 'storage' } },
+    ],
+  })
+  return { group, pipeline: device.createPipelineLayout({ label: 'lora kernels', bindGroupLayouts: [group] }) }
+}
+
+/**
+ * Per-call uniforms and metadata, in a ring: each call takes the next region (its params, one
+ * 256-byte block per slot group, then its metadata) and fills it with one writeBuffer. Regions are
+ * reused after the ring wraps: writeBuffer is ordered on the queue after every earlier submit, so
+ * a region is overwritten only after the calls submitted before read it. Work recorded by
+ * `encode` reads its region at the caller's submit: the ring holds 4 MiB of regions (over 8,000
+ * decode calls) that may be recorded before that submit.
+ */
+export class MetaRing {
+  buffer!: GPUBuffer
+  /** Bumped when the buffer is replaced (cached bind groups refer to the old one). */
+  generation = 0
+  /** Bytes bound for the metadata at each offset (the largest one call may use). */
+  window = 64 * 1024
+  private size = 0
+  private offset = 0
+  /** Host staging for one region (written, then copied by writeBuffer). */
+  staging = new Uint32Array(0)
+
+  constructor(private readonly device: GPUDevice, private readonly maxBinding: number) {
+    this.replace(4 * 1024 * 1024)
+  }
+
+  private replace(size: number): void {
+    // the old buffer is not destroyed: work recorded into a caller's encoder may still use it
+    this.buffer = createBuffer(this.device, size, UNIFORM | STORAGE | COPY_DST, 'lora call metadata', Math.max(this.maxBinding, size))
+    this.size = size
+    this.offset = 0
+    this.generation++
+  }
+
+  /**
+   * A region of `headBytes` (a multiple of 256: param blocks, block g at + 256 g, and other
+   * per-call data) followed by `metaBytes` of metadata: returns the byte offset of the region and
+   * of its metadata, staged in `staging` from word 0.
+   */
+  take(headBytes: number, metaBytes: number): { params: number; meta: number } {
+    if (metaBytes > this.window) {
+      let w = this.window
+      while (w < metaBytes) w *= 2
+      this.window = w
+      this.replace(Math.max(this.size, 16 * w))
+    }
+    if (headBytes + this.window > this.size) this.replace(2 * (headBytes + this.window))
+    if (this.offset + headBytes + this.window > this.size) this.offset = 0
+    const at = this.offset
+    this.offset = align(at + headBytes + metaBytes)
+    const words = align(headBytes + metaBytes) / 4
+    if (this.staging.length < words) this.staging = new Uint32Array(Math.max(words, 2 * this.staging.length))
+    return { params: at, meta: at + headBytes }
+  }
+
+  /** Upload the staged region taken at `at` (one writeBuffer). */
+  upload(at: number, bytes: number): void {
+    this.device.queue.writeBuffer(this.buffer, at, this.staging.buffer as ArrayBuffer, 0, align(bytes))
+  }
+
+  destroy(): void {
+    this.buffer.destroy()
+  }
+}
+
+/**
+ * The intermediate h of every call of a backend: one buffer, grown to the largest call. Calls on
+ * one queue run in order and each writes its h before reading it, so they can share it.
+ */
+export class Scratch {
+  buffer: GPUBuffer | undefined
+  generation = 0
+  private readonly old: GPUBuffer[] = []
+  constructor(private readonly device: GPUDevice, private readonly maxBinding: number) {}
+
+  get(bytes: number): GPUBuffer {
+    if (!this.buffer || this.buffer.size < bytes) {
+      let size = 4096
+      while (size < bytes) size *= 2
+      // kept until dispose: work recorded into a caller's encoder may still use it
+      if (this.buffer) this.old.push(this.buffer)
+      this.buffer = createBuffer(this.device, size, STORAGE, 'lora h', this.maxBinding)
+      this.generation++
+    }
+    return this.buffer
+  }
+
+  destroy(): void {
+    this.buffer?.destroy()
+    for (const b of this.old) b.destroy()
+  }
+}
+
+/** What every layer of one backend shares for its calls. */
+export interface SharedCallState {
+  layout: GPUBindGroupLayout
+  ring: MetaRing
+  h: Scratch
+}
