@@ -20,7 +20,7 @@ interface Result {
 
 /** The adapter's name: its device string, else the name in the file (webgpu-<adapter>.json). */
 export function adapterLabel(a: { device?: string; description: string }, file: string): string {
-  return a.device || file.replace(/^webgpu-|\.json$/g, '')
+  return (/[a-z]/i.test(a.device ?? '') ? a.device! : '') || file.replace(/^webgpu-|\.json$/g, '')
 }
 const us = (ms: number): string => (ms * 1e3).toFixed(ms < 0.01 ? 1 : 0)
 export function webgpuReport(dir: string): string {
