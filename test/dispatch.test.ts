@@ -174,11 +174,12 @@ describe('profiles and calibration', () => {
     await expectLoraError(() => createRuntime({ profile: badSpeed as never }), 'INVALID_ARGUMENT', ['profile.backends.wasm.parallel.speedup'])
   })
 
-  it('a multi-threaded wasm backend: calibration measures its speed-up on every thread, then gives the calls back their own thread counts', async () => {
+  it('a multi-threaded wasm backend: calibration measures its speed-up on every thread, then gives the calls back their own thread counts', async (ctx) => {
     const wasm = (await createWasmBackend(undefined, 'auto')) as Awaited<ReturnType<typeof createWasmBackend>> & { threads: number; partsFor(w: number, e?: number): number }
     try {
-      if (wasm.threads < 2) return void expect(wasm.threads).toBe(1) // a one-core machine: nothing to measure
-      const p = await calibrate(targetsOf([wasm]), machineOf([wasm], wasm.variant), { kind: 'short', budgetMs: 300 })
+      if (wasm.threads < 2) ctx.skip('one thread here: no speed-up to measure')
+      // a budget no loaded machine exhausts: every point runs, whatever the load
+      const p = await calibrate(targetsOf([wasm]), machineOf([wasm], wasm.variant), { kind: 'short', budgetMs: 60_000 })
       expect(p.machine.threads).toBe(wasm.threads)
       const par = p.backends.wasm!.parallel!
       expect(p.backends.wasm!.measured).toContain('parallel')
@@ -193,16 +194,18 @@ describe('profiles and calibration', () => {
     }
   })
 
-  it('the short calibration stays within its budget and is cached per process', async () => {
+  it('the short calibration starts no point past its budget, and is cached per process', async () => {
     const wasm = await createWasmBackend()
-    for (const budgetMs of [300, 40]) {
-      const t0 = performance.now()
-      const p = await calibrate([{ backend: wasm, isSoftware: false }], { wasmVariant: wasm.variant, gpu: null }, { kind: 'short', budgetMs })
-      expect(performance.now() - t0).toBeLessThanOrEqual(budgetMs)
-      expect(p.calibrationMs).toBeLessThanOrEqual(budgetMs)
-      if (budgetMs === 300) expect(p.backends.wasm!.measured).toEqual(expect.arrayContaining(['callMs', 'gflops.f32']))
-      for (const v of Object.values(p.backends.wasm!.gflops)) expect(v).toBeGreaterThan(0)
-    }
+    const target = [{ backend: wasm, isSoftware: false }]
+    const machine = { wasmVariant: wasm.variant, gpu: null }
+    // a spent budget: no point runs, the priors stay (the deadline check, without timing the machine)
+    const none = await calibrate(target, machine, { kind: 'short', budgetMs: 0 })
+    expect(none.backends.wasm!.measured).toEqual([])
+    expect({ ...none.backends.wasm, measured: undefined }).toEqual({ ...priorRates('wasm', false), measured: undefined })
+    // a budget no loaded machine exhausts: the call overhead and f32 rate are measured
+    const p = await calibrate(target, machine, { kind: 'short', budgetMs: 60_000 })
+    expect(p.backends.wasm!.measured).toEqual(expect.arrayContaining(['callMs', 'gflops.f32']))
+    for (const v of Object.values(p.backends.wasm!.gflops)) expect(v).toBeGreaterThan(0)
     wasm.dispose()
     // the same profile object: the second runtime did not calibrate again
     const a = await createRuntime({ backend: 'auto' })

@@ -11,12 +11,8 @@ import { readSafetensors, writeSafetensors, type TensorToWrite } from '../src/pe
 
 const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined
 const runs = (n: number): fc.Parameters<unknown> => ({ numRuns: n, seed: SEED, endOnFailure: true })
-/** One parse must end within this (generous: the machine is shared; a real parse takes microseconds). */
-const MAX_MS = 500
-
-/** Parse, and check the outcome: a sane file or a LoraError of an allowed code, in bounded time. */
+/** Parse, and check the outcome: a sane file or a LoraError of an allowed code. */
 function parseChecked(bytes: Uint8Array): 'ok' | string {
-  const t0 = performance.now()
   let outcome: 'ok' | string
   try {
     const file = readSafetensors(bytes, 'fuzz.safetensors')
@@ -37,8 +33,6 @@ function parseChecked(bytes: Uint8Array): 'ok' | string {
     expect(e.message).toContain('fuzz.safetensors')
     outcome = e.code
   }
-  const ms = performance.now() - t0
-  expect(ms, `parse took ${ms.toFixed(1)} ms`).toBeLessThan(MAX_MS)
   return outcome
 }
 

@@ -4,6 +4,7 @@ import { encodeHalf } from '../src/dtype.js'
 import { LoraError, type LoraErrorCode } from '../src/errors.js'
 import { writeSafetensors, type SafetensorsDtype, type TensorToWrite } from '../src/peft/safetensors.js'
 import { Rng } from './random.js'
+import { roundWeights } from './reference.js'
 
 export interface TestModule {
   rank: number
@@ -36,6 +37,23 @@ export function makeWeights(modules: Record<string, TestModule>, seed = 1, extra
   }
   for (const [k, v] of Object.entries(extra)) tensors.set(k, v)
   return writeSafetensors(tensors, { format: 'pt' })
+}
+
+/**
+ * The values makeWeights(modules, seed) writes, per module path (the same random sequence), as
+ * a layer of the stored dtype holds them (rounded by the test reference, not the library): the
+ * expected weights of a test adapter, independent of the loader.
+ */
+export function weightValues(modules: Record<string, TestModule>, seed = 1): Map<string, { A: Float32Array; B: Float32Array; rank: number; inFeatures: number; outFeatures: number }> {
+  const rng = new Rng(seed)
+  const out = new Map<string, { A: Float32Array; B: Float32Array; rank: number; inFeatures: number; outFeatures: number }>()
+  for (const [path, m] of Object.entries(modules)) {
+    const dtype = m.dtype === 'F16' ? 'f16' : m.dtype === 'BF16' ? 'bf16' : 'f32'
+    const A = roundWeights(rng.array(m.rank * m.inFeatures, 0.5), dtype)
+    const B = roundWeights(rng.array(m.outFeatures * m.rank, 0.5), dtype)
+    out.set(path, { A, B, rank: m.rank, inFeatures: m.inFeatures, outFeatures: m.outFeatures })
+  }
+  return out
 }
 
 /** Two-layer toy model paths: model.layers.{0,1}.self_attn.{q,v}_proj and .mlp.up_proj. */

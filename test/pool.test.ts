@@ -2,27 +2,32 @@ import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { parseAdapter } from '../src/peft/adapter.js'
 import type { InMemoryAdapter } from '../src/peft/source.js'
 import { AdapterPool, type TokenAdapters } from '../src/pool/pool.js'
 import { expectDelta } from './compare.js'
 import { fakeFactory } from './fake-layer.js'
-import { expectLoraError, makeWeights, peftConfig, toyModules } from './peft-helpers.js'
+import { expectLoraError, makeWeights, peftConfig, toyModules, weightValues } from './peft-helpers.js'
 import { Rng } from './random.js'
 import { sgmv } from './reference.js'
 
 const Q0 = 'model.layers.0.self_attn.q_proj'
 const UP0 = 'model.layers.0.mlp.up_proj'
 
+/** The weights each test adapter was generated with (scale 2: lora_alpha = 2 r), by module path. */
+const generated = new WeakMap<InMemoryAdapter, ReturnType<typeof weightValues>>()
+
 /** An in-memory adapter over the toy model (q_proj, v_proj; optionally up_proj). */
 function source(seed: number, rank = 8, names = ['q_proj', 'v_proj']): InMemoryAdapter {
-  return { config: peftConfig({ r: rank, lora_alpha: 2 * rank, target_modules: names }), weights: makeWeights(toyModules(rank, 'F32', [0, 1], names), seed) }
+  const modules = toyModules(rank, 'F32', [0, 1], names)
+  const src = { config: peftConfig({ r: rank, lora_alpha: 2 * rank, target_modules: names }), weights: makeWeights(modules, seed) }
+  generated.set(src, weightValues(modules, seed))
+  return src
 }
 
 /** The float64 delta the named adapters should give on `module` (adapters not targeting it: none). */
 function expected(module: string, x: Float32Array, tokens: TokenAdapters[], srcs: Record<string, InMemoryAdapter>): Float64Array {
   const names = Object.keys(srcs)
-  const parsed = names.map((n) => parseAdapter(srcs[n].config, srcs[n].weights, n).modules.get(module))
+  const parsed = names.map((n) => generated.get(srcs[n])!.get(module))
   const some = parsed.find((m) => m)!
   const lists = tokens.map((t) => (t == null ? [] : Array.isArray(t) ? t : [t]).map((a) => (typeof a === 'string' ? { name: a, weight: 1 } : a as { name: string; weight: number })))
   const K = Math.max(1, ...lists.map((l) => l.length))
@@ -34,7 +39,7 @@ function expected(module: string, x: Float32Array, tokens: TokenAdapters[], srcs
       weights[i * K + k] = a.weight
     })
   })
-  const adapters = parsed.map((m) => m && { rank: m.rank, scale: m.scale, A: [m.A], B: [m.B] })
+  const adapters = parsed.map((m) => m && { rank: m.rank, scale: 2, A: [m.A], B: [m.B] })
   return sgmv({ inFeatures: some.inFeatures, sliceWidths: [some.outFeatures], adapters }, x, ids, K, weights)
 }
 

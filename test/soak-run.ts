@@ -55,6 +55,8 @@ export interface SoakReport {
   rssEndMB: number
   /** RSS at the end minus after the warm-up (first 10% of batches). */
   rssGrowthMB: number
+  /** Whether a full garbage collection ran before each memory reading (globalThis.gc, node --expose-gc). */
+  gc: boolean
   heapGrowthMB: number
   writeSeconds: number
   loadSeconds: number
@@ -123,9 +125,10 @@ export async function runSoak(cfg: SoakConfig): Promise<SoakReport> {
   const report: SoakReport = {
     adapters: cfg.adapters, adapterBytes, memoryBudget, backends: rt.backends, calls: 0, byBackend: {}, wrong: 0, errors: {}, failures: [],
     hits: 0, misses: 0, evictions: 0, reloads: 0, maxResidentAdapters: 0, maxDistinctPerBatch: 0, rssStartMB: mb(rssStart), rssAfterWarmupMB: 0, rssPeakMB: 0, rssEndMB: 0,
-    rssGrowthMB: 0, heapGrowthMB: 0, writeSeconds: (t1 - t0) / 1000, loadSeconds: 0, runSeconds: 0,
+    rssGrowthMB: 0, gc: false, heapGrowthMB: 0, writeSeconds: (t1 - t0) / 1000, loadSeconds: 0, runSeconds: 0,
   }
   const gc = (globalThis as { gc?: () => void }).gc
+  report.gc = typeof gc === 'function'
   try {
     for (const m of models) await rt.loadAdapter(m.name, join(dir, m.name))
     const t2 = performance.now()

@@ -18,8 +18,12 @@ import { Rng } from './random.js'
 const SRC = fileURLToPath(new URL('../src/index.ts', import.meta.url))
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
-/** Run a TypeScript module in a fresh Node process (through tsx); resolves with its exit code, output and time. */
-function runChild(code: string, timeoutMs = 15_000): Promise<{ code: number | null; out: string; ms: number; killed: boolean }> {
+/**
+ * Run a TypeScript module in a fresh Node process (through tsx); resolves with its exit code and
+ * output. A child still running after `timeoutMs` is killed (killed: true): it did not exit on its
+ * own. The limit only ends a hang; it is far above a start on a loaded machine (not a speed check).
+ */
+function runChild(code: string, timeoutMs = 90_000): Promise<{ code: number | null; out: string; ms: number; killed: boolean }> {
   const file = join(mkdtempSync(join(tmpdir(), 'multilora-threads-')), 'child.mts')
   writeFileSync(file, code)
   const t0 = performance.now()
@@ -206,7 +210,6 @@ describe('threaded runtime', () => {
     const res = parseLast(r.out)
     expect(res.threads).toBe(2)
     expect(res.same).toBe(true)
-    expect(r.ms).toBeLessThan(15_000)
   })
 
   it('works where Atomics.waitAsync is missing (workers post a message instead)', async () => {
