@@ -18,9 +18,9 @@ interface Result {
   rows: Row[]; encode: ModelRow[]
 }
 
-/** The adapter's name: its device string, else the name in the file (webgpu-<adapter>.json). */
-export function adapterLabel(a: { device?: string; description: string }, file: string): string {
-  return (/[a-z]/i.test(a.device ?? '') ? a.device! : '') || file.replace(/^webgpu-|\.json$/g, '')
+/** The adapter's name, as in its file's name (webgpu-<adapter>.json). */
+export function adapterLabel(_a: { device?: string; description: string }, file: string): string {
+  return file.replace(/^webgpu-|\.json$/g, '')
 }
 const us = (ms: number): string => (ms * 1e3).toFixed(ms < 0.01 ? 1 : 0)
 export function webgpuReport(dir: string): string {
