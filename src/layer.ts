@@ -5,7 +5,7 @@ import { buildSegments, type SegmentPlan } from './metadata.js'
 import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec, PreparedAdapter } from './types.js'
 import type { WasmBackend } from './wasm/backend.js'
 import type { WebGpuLayer } from './webgpu/types.js'
-import { checkApply, checkBackend, checkIds, checkInt, checkTokenWeights, isGpuBuffer, prepareAdapter } from './validate.js'
+import { checkAdaptersPerToken, checkApply, checkBackend, checkIds, checkInt, checkTokenWeights, isGpuBuffer, prepareAdapter } from './validate.js'
 
 /** What a layer needs from its runtime: the backends and the per-call choice among them. */
 export interface LayerHost {
@@ -163,13 +163,15 @@ export class LoraLayer implements Layer {
     const choice = checkBackend('options.backend', options.backend ?? this.host.defaultBackend)
     // Host x and ids are the caller's again once this returns its promise: whatever reads them
     // after an await reads a copy made before it.
+    let ids: Int32Array, T: number, K: number
     if (isGpuBuffer(idsIn)) {
-      const read = this.readIds(idsIn, options, x, y) // the read is submitted before this returns
+      const read = this.readIds(idsIn, options, x, y) // checks everything but slots; the read is submitted before this returns
       if (!isGpuBuffer(x)) x = x.slice()
-      idsIn = await read
+      ;({ ids, T, K } = await read)
+    } else {
+      ids = idsIn
+      ;({ T, K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens))
     }
-    const ids = idsIn
-    const { T, K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens)
     checkIds(ids, K, this.spec.maxAdapters, this.filled)
     const weights = options.weights === undefined ? undefined : checkTokenWeights(options.weights, ids.length)
     const wasm = this.owners.get('wasm') as Partial<WasmBackend> | undefined
@@ -293,21 +295,21 @@ export class LoraLayer implements Layer {
    * ids given as a GPUBuffer: check it and options.tokens against x and y first (nothing is read
    * when they disagree), then read its first T * K values back, in queue order.
    */
-  private async readIds(ids: GPUBuffer, options: ApplyOptions, x: unknown, y: unknown): Promise<Int32Array> {
+  private async readIds(ids: GPUBuffer, options: ApplyOptions, x: unknown, y: unknown): Promise<{ ids: Int32Array; T: number; K: number }> {
     const transfers = this.transfers()
     if (!transfers) throw new LoraError('DEVICE_LOST', 'ids is a GPUBuffer but the runtime has no working WebGPU device')
     if (options.tokens === undefined) {
       throw new LoraError('INVALID_ARGUMENT', `ids is a GPUBuffer (${ids.size} bytes): options.tokens (T) is required`)
     }
-    const K = checkInt('options.adaptersPerToken', options.adaptersPerToken ?? 1, 1, 64)
+    const K = checkAdaptersPerToken('options.adaptersPerToken', options.adaptersPerToken ?? 1)
     const T = checkInt('options.tokens', options.tokens, 0, 2 ** 24)
     if (ids.size < T * K * 4) {
       throw new LoraError('SHAPE_MISMATCH', `ids: GPUBuffer of ${ids.size} bytes, need tokens * adaptersPerToken * 4 = ${T} * ${K} * 4 = ${T * K * 4}`)
     }
-    // x and y are checked against T before the read (checkApply checks them again after it)
+    // x and y are checked against T before the read
     checkApply(this.spec, x, y, new Int32Array(T * K), K, T)
     const floats = await transfers.read(ids, T * K, 'ids')
-    return new Int32Array(floats.buffer, floats.byteOffset, T * K)
+    return { ids: new Int32Array(floats.buffer, floats.byteOffset, T * K), T, K }
   }
 
   /** GPU-resident x and y on a CPU backend: read them back, run, write y back (queue order kept). */

@@ -8,7 +8,7 @@
  * seg_indptr / weight_indices / permutation.)
  */
 import { describe, LoraError } from './errors.js'
-import { checkInt } from './validate.js'
+import { checkAdaptersPerToken, checkInt, tokensOf } from './validate.js'
 
 export interface SegmentPlan {
   /** T: number of tokens (rows of x and y). */
@@ -35,10 +35,10 @@ export interface SegmentPlan {
  */
 export function buildSegmentsChecked(ids: Int32Array, adaptersPerToken: number, numSlots: number, chunkSize = 64): SegmentPlan {
   if (!(ids instanceof Int32Array)) throw new LoraError('INVALID_ARGUMENT', `ids must be an Int32Array, got ${describe(ids)}`)
-  const K = checkInt('adaptersPerToken', adaptersPerToken, 1, 64)
+  const K = checkAdaptersPerToken('adaptersPerToken', adaptersPerToken)
   const L = checkInt('numSlots', numSlots, 1)
   checkInt('chunkSize', chunkSize, 1)
-  if (ids.length % K !== 0) throw new LoraError('SHAPE_MISMATCH', `ids has ${ids.length} entries, not a multiple of adaptersPerToken = ${K}`)
+  tokensOf(ids.length, K)
   for (let i = 0; i < ids.length; i++) {
     if (ids[i] < -1 || ids[i] >= L) throw new LoraError('OUT_OF_RANGE', `ids[${i}] = ${ids[i]} is outside -1..${L - 1}`)
   }

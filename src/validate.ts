@@ -4,7 +4,10 @@ import type { AdapterWeights, BackendChoice, LayerOptions, LayerSpec, PreparedAd
 
 /** Largest accepted width, rank or slot count: keeps index arithmetic inside 32 bits. */
 const MAX_SIZE = 1 << 24
-const DTYPES: readonly WeightDtype[] = ['f32', 'bf16', 'f16']
+/** The weight dtypes a layer may store. */
+export const WEIGHT_DTYPES: readonly WeightDtype[] = ['f32', 'bf16', 'f16']
+/** Most adapters one token may name (K). */
+export const MAX_ADAPTERS_PER_TOKEN = 64
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'wasm', 'webgpu']
 
 export function checkInt(name: string, value: unknown, min: number, max = MAX_SIZE): number {
@@ -22,6 +25,17 @@ export function checkBackend(name: string, value: unknown): BackendChoice {
   return value as BackendChoice
 }
 
+/** adaptersPerToken (K) in 1..MAX_ADAPTERS_PER_TOKEN. */
+export function checkAdaptersPerToken(name: string, value: unknown): number {
+  return checkInt(name, value, 1, MAX_ADAPTERS_PER_TOKEN)
+}
+
+/** Tokens in `entries` ids at K per token (entries must be a multiple of K). */
+export function tokensOf(entries: number, K: number): number {
+  if (entries % K !== 0) throw new LoraError('SHAPE_MISMATCH', `ids has ${entries} entries, not a multiple of adaptersPerToken = ${K}`)
+  return entries / K
+}
+
 /** Validate createLayer options into a LayerSpec. */
 export function checkLayerOptions(options: LayerOptions): LayerSpec {
   if (typeof options !== 'object' || options === null) {
@@ -37,8 +51,8 @@ export function checkLayerOptions(options: LayerOptions): LayerSpec {
   const maxAdapters = checkInt('maxAdapters', options.maxAdapters, 1, 65536)
   const maxRank = checkInt('maxRank', options.maxRank, 1, 4096)
   const weightDtype = options.weightDtype ?? 'f32'
-  if (!DTYPES.includes(weightDtype)) {
-    throw new LoraError('UNSUPPORTED_DTYPE', `weightDtype must be one of ${DTYPES.join(', ')}, got ${describe(weightDtype)}`)
+  if (!WEIGHT_DTYPES.includes(weightDtype)) {
+    throw new LoraError('UNSUPPORTED_DTYPE', `weightDtype must be one of ${WEIGHT_DTYPES.join(', ')}, got ${describe(weightDtype)}`)
   }
   const offsets: number[] = []
   let outFeatures = 0
@@ -108,12 +122,9 @@ function checkWeights(name: string, w: unknown, length: number, shape: string, d
 
 /** Validate apply arguments (everything but slot occupancy). Returns T and K. */
 export function checkApply(spec: LayerSpec, x: unknown, y: unknown, ids: unknown, adaptersPerToken: unknown, tokens?: unknown): { T: number; K: number } {
-  const K = checkInt('options.adaptersPerToken', adaptersPerToken ?? 1, 1, 64)
+  const K = checkAdaptersPerToken('options.adaptersPerToken', adaptersPerToken ?? 1)
   if (!(ids instanceof Int32Array)) throw new LoraError('INVALID_ARGUMENT', `ids must be an Int32Array or a GPUBuffer, got ${describe(ids)}`)
-  if (ids.length % K !== 0) {
-    throw new LoraError('SHAPE_MISMATCH', `ids has ${ids.length} entries, not a multiple of adaptersPerToken = ${K}`)
-  }
-  const T = ids.length / K
+  const T = tokensOf(ids.length, K)
   if (tokens !== undefined && checkInt('options.tokens', tokens, 0, 2 ** 24) !== T) {
     throw new LoraError('SHAPE_MISMATCH', `options.tokens = ${String(tokens)} but ids has ${ids.length} entries = ${T} tokens * adaptersPerToken ${K}`)
   }

@@ -8,7 +8,7 @@ import { type BackendRates, type CallFeatures, predict, type Prediction, priorRa
 import type { Profile } from './profile.js'
 import { describe, LoraError } from '../errors.js'
 import type { BackendName, WeightDtype } from '../types.js'
-import { checkInt } from '../validate.js'
+import { checkAdaptersPerToken, checkInt, WEIGHT_DTYPES } from '../validate.js'
 
 export type { CallFeatures } from './cost.js'
 
@@ -146,7 +146,7 @@ export interface ExplainRequest {
 export function featuresOf(r: ExplainRequest): CallFeatures {
   if (typeof r !== 'object' || r === null) throw new LoraError('INVALID_ARGUMENT', `explain() takes an object, got ${describe(r)}`)
   const tokens = checkInt('tokens', r.tokens, 0)
-  const K = checkInt('adaptersPerToken', r.adaptersPerToken ?? 1, 1, 64)
+  const K = checkAdaptersPerToken('adaptersPerToken', r.adaptersPerToken ?? 1)
   const distinct = checkInt('adapters', r.adapters ?? (Array.isArray(r.rank) ? r.rank.length : 1), 1)
   const ranks = typeof r.rank === 'number' ? new Array<number>(distinct).fill(r.rank) : Array.isArray(r.rank) ? [...r.rank] : null
   if (!ranks || ranks.length !== distinct) {
@@ -157,7 +157,7 @@ export function featuresOf(r: ExplainRequest): CallFeatures {
   if (!widths || widths.length === 0) throw new LoraError('INVALID_ARGUMENT', `outFeatures must be a number or an array of numbers, got ${describe(r.outFeatures)}`)
   widths.forEach((w, i) => checkInt(`outFeatures[${i}]`, w, 1))
   const dtype = r.weightDtype ?? 'f32'
-  if (!['f32', 'bf16', 'f16'].includes(dtype)) throw new LoraError('UNSUPPORTED_DTYPE', `weightDtype must be f32, bf16 or f16, got ${describe(dtype)}`)
+  if (!WEIGHT_DTYPES.includes(dtype)) throw new LoraError('UNSUPPORTED_DTYPE', `weightDtype must be f32, bf16 or f16, got ${describe(dtype)}`)
   const resident = r.resident ?? 'host'
   if (resident !== 'host' && resident !== 'wasm' && resident !== 'gpu') throw new LoraError('INVALID_ARGUMENT', `resident must be 'host', 'wasm' or 'gpu', got ${describe(resident)}`)
   const entries = tokens * K

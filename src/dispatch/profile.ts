@@ -5,6 +5,7 @@
 import type { BackendRates, ParallelRates } from './cost.js'
 import { describe, LoraError } from '../errors.js'
 import type { BackendName, WeightDtype } from '../types.js'
+import { WEIGHT_DTYPES } from '../validate.js'
 
 /** Where a profile was measured: what decides whether it applies to another runtime. */
 export interface ProfileMachine {
@@ -32,7 +33,6 @@ export interface Profile {
   backends: Partial<Record<BackendName, ProfileEntry>>
 }
 
-const DTYPES: WeightDtype[] = ['f32', 'bf16', 'f16']
 const NAMES: BackendName[] = ['wasm', 'webgpu']
 
 function bad(path: string, value: unknown, want: string): never {
@@ -48,7 +48,7 @@ function perDtype(path: string, value: unknown): Record<WeightDtype, number> {
   if (typeof value !== 'object' || value === null) bad(path, value, 'an object { f32, bf16, f16 }')
   const v = value as Record<string, unknown>
   const out = {} as Record<WeightDtype, number>
-  for (const d of DTYPES) {
+  for (const d of WEIGHT_DTYPES) {
     out[d] = rate(`${path}.${d}`, v[d])
     if (out[d] === 0) bad(`${path}.${d}`, 0, 'a number > 0')
   }
