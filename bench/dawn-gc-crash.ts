@@ -21,14 +21,21 @@ const code = `@group(0) @binding(0) var<storage, read_write> a: array<f32>;
 const p = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'main' } })
 const buf = device.createBuffer({ size: 4 * 65536, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC })
 const rd = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
-for (let i = 0; i < 5; i++) { // submit long work, map, collect garbage while the map is pending
-  const enc = device.createCommandEncoder(); const pass = enc.beginComputePass()
-  pass.setPipeline(p); pass.setBindGroup(0, device.createBindGroup({ layout: p.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: buf } }] }))
-  pass.dispatchWorkgroups(1024); pass.end(); enc.copyBufferToBuffer(buf, 0, rd, 0, 16)
+for (let i = 0; i < 5; i++) {
+  // submit long work, map, collect garbage while the map is pending
+  const enc = device.createCommandEncoder()
+  const pass = enc.beginComputePass()
+  pass.setPipeline(p)
+  pass.setBindGroup(0, device.createBindGroup({ layout: p.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: buf } }] }))
+  pass.dispatchWorkgroups(1024)
+  pass.end()
+  enc.copyBufferToBuffer(buf, 0, rd, 0, 16)
   device.queue.submit([enc.finish()])
   const m = rd.mapAsync(GPUMapMode.READ)
-  ;(globalThis as { gc?: () => void }).gc?.(); await new Promise((r) => setTimeout(r, 0))
-  await m; rd.unmap()
+  ;(globalThis as { gc?: () => void }).gc?.()
+  await new Promise((r) => setTimeout(r, 0))
+  await m
+  rd.unmap()
   console.log('iter', i)
 }
 device.destroy()

@@ -11,9 +11,7 @@ export interface JsAdapter {
   B: Float32Array[] // per slice [n_s * rank]
 }
 
-export function jsSgmv(
-  x: Float32Array, y: Float32Array, inF: number, widths: number[], adapters: JsAdapter[], plan: SegmentPlan,
-): void {
+export function jsSgmv(x: Float32Array, y: Float32Array, inF: number, widths: number[], adapters: JsAdapter[], plan: SegmentPlan): void {
   const out = widths.reduce((a, b) => a + b, 0)
   const h = new Float32Array(4096)
   for (let g = 0; g < plan.segSlot.length; g++) {

@@ -30,7 +30,10 @@ export class ParallelCeiling {
   private readonly src = new Float32Array(COPY_FLOATS).fill(1)
   private readonly dst = new Float32Array(COPY_FLOATS)
 
-  constructor(readonly threads: number, wasmPath = 'build/multilora-simd.wasm') {
+  constructor(
+    readonly threads: number,
+    wasmPath = 'build/multilora-simd.wasm',
+  ) {
     const module = new WebAssembly.Module(readFileSync(wasmPath))
     this.main = new WebAssembly.Instance(module, {}).exports as unknown as { peakFlops(iterations: number): number }
     for (let w = 1; w < threads; w++) {
@@ -47,9 +50,12 @@ export class ParallelCeiling {
 
   /** One sample of the memory ceiling: the same with copies of 32 MB per thread. */
   async sampleMemory(copies = 4): Promise<number> {
-    return this.ratio(() => {
-      for (let i = 0; i < copies; i++) this.dst.set(this.src)
-    }, { copies })
+    return this.ratio(
+      () => {
+        for (let i = 0; i < copies; i++) this.dst.set(this.src)
+      },
+      { copies },
+    )
   }
 
   private async ratio(work: () => void, message: object): Promise<number> {
@@ -57,10 +63,13 @@ export class ParallelCeiling {
     work()
     const alone = performance.now() - t0
     t0 = performance.now()
-    const others = this.workers.map((w) => new Promise((resolve) => {
-      w.once('message', resolve)
-      w.postMessage(message)
-    }))
+    const others = this.workers.map(
+      (w) =>
+        new Promise((resolve) => {
+          w.once('message', resolve)
+          w.postMessage(message)
+        }),
+    )
     work()
     await Promise.all(others)
     const together = performance.now() - t0

@@ -11,7 +11,10 @@ import type { Profile } from '../src/dispatch/profile.js'
 import { quantile } from './timing-threads.js'
 
 const args = process.argv.slice(2)
-const run = JSON.parse(readFileSync(args[0], 'utf8')) as { profile: Profile; points: { shape: string; D: number; dtype: 'f32' | 'bf16'; T: number; wasmMs: number; webgpuMs: number }[] }
+const run = JSON.parse(readFileSync(args[0], 'utf8')) as {
+  profile: Profile
+  points: { shape: string; D: number; dtype: 'f32' | 'bf16'; T: number; wasmMs: number; webgpuMs: number }[]
+}
 const profile = structuredClone(run.profile)
 for (let i = 1; i < args.length; i++) {
   if (args[i] !== '--set') continue
@@ -26,13 +29,32 @@ const SHAPES: Record<string, { inF: number; widths: number[]; rank: number }> = 
   'down r16': { inF: 11008, widths: [4096], rank: 16 },
   'o r64': { inF: 4096, widths: [4096], rank: 64 },
 }
-const d = new Dispatcher([{ name: 'wasm', isSoftware: false }, { name: 'webgpu', isSoftware: false }], profile)
+const d = new Dispatcher(
+  [
+    { name: 'wasm', isSoftware: false },
+    { name: 'webgpu', isSoftware: false },
+  ],
+  profile,
+)
 const regrets = run.points.map((p) => {
   const s = SHAPES[p.shape]
-  const f = featuresOf({ tokens: p.T, adapters: Math.min(p.T, p.D), rank: s.rank, inFeatures: s.inF, outFeatures: s.widths, weightDtype: p.dtype, resident: 'host' })
+  const f = featuresOf({
+    tokens: p.T,
+    adapters: Math.min(p.T, p.D),
+    rank: s.rank,
+    inFeatures: s.inF,
+    outFeatures: s.widths,
+    weightDtype: p.dtype,
+    resident: 'host',
+  })
   const chose = d.choose(f, ['wasm', 'webgpu'])
   const r = (chose === 'wasm' ? p.wasmMs : p.webgpuMs) / Math.min(p.wasmMs, p.webgpuMs)
-  if (r > 1.1) console.log(`${p.shape} D=${p.D} ${p.dtype} T=${p.T}: ${chose} wasm ${p.wasmMs.toFixed(3)} webgpu ${p.webgpuMs.toFixed(3)} regret ${r.toFixed(3)}`)
+  if (r > 1.1)
+    console.log(
+      `${p.shape} D=${p.D} ${p.dtype} T=${p.T}: ${chose} wasm ${p.wasmMs.toFixed(3)} webgpu ${p.webgpuMs.toFixed(3)} regret ${r.toFixed(3)}`,
+    )
   return r
 })
-console.log(`replayed regret: median ${quantile(regrets, 0.5).toFixed(3)}, max ${Math.max(...regrets).toFixed(3)}, ${regrets.filter((r) => r > 1.1).length} of ${regrets.length} above 1.10, ${regrets.filter((r) => r > 1.25).length} above 1.25`)
+console.log(
+  `replayed regret: median ${quantile(regrets, 0.5).toFixed(3)}, max ${Math.max(...regrets).toFixed(3)}, ${regrets.filter((r) => r > 1.1).length} of ${regrets.length} above 1.10, ${regrets.filter((r) => r > 1.25).length} above 1.25`,
+)

@@ -35,7 +35,9 @@ const DTYPES: WeightDtype[] = ['f32', 'bf16']
 
 const rt = await createRuntime({ backend: 'auto', threads })
 if (args.includes('--full')) await rt.calibrate()
-console.log(`${cpus().length} cores (${cpus()[0]?.model}); backends ${rt.backends.join(', ')}${rt.webgpuUnavailableReason ? ` (${rt.webgpuUnavailableReason})` : ''}; threads ${rt.threads}; profile ${rt.profile?.kind} (${rt.profile?.calibrationMs.toFixed(0)} ms); ${rounds} rounds`)
+console.log(
+  `${cpus().length} cores (${cpus()[0]?.model}); backends ${rt.backends.join(', ')}${rt.webgpuUnavailableReason ? ` (${rt.webgpuUnavailableReason})` : ''}; threads ${rt.threads}; profile ${rt.profile?.kind} (${rt.profile?.calibrationMs.toFixed(0)} ms); ${rounds} rounds`,
+)
 if (!rt.backends.includes('webgpu')) throw new Error('no WebGPU backend: nothing to choose between')
 const points: Record<string, unknown>[] = []
 for (const shape of SHAPES) {
@@ -43,14 +45,21 @@ for (const shape of SHAPES) {
   for (const D of [1, 32]) {
     const rng = new Rng(shape.rank * 31 + D)
     const distinct = Array.from({ length: D }, () => ({
-      rank: shape.rank, scale: 2,
+      rank: shape.rank,
+      scale: 2,
       A: shape.widths.map(() => rng.array(shape.rank * shape.inF, 0.02)),
       B: shape.widths.map((n) => rng.array(n * shape.rank, 0.02)),
     }))
     for (const dtype of DTYPES) {
       const bytes = shape.rank * (shape.inF * shape.widths.length + out) * (dtype === 'f32' ? 4 : 2)
       const copies = Math.max(1, Math.ceil(COLD_BYTES / (D * bytes)))
-      const layer = rt.createLayer({ inFeatures: shape.inF, outFeatures: shape.widths, maxAdapters: D * copies, maxRank: shape.rank, weightDtype: dtype })
+      const layer = rt.createLayer({
+        inFeatures: shape.inF,
+        outFeatures: shape.widths,
+        maxAdapters: D * copies,
+        maxRank: shape.rank,
+        weightDtype: dtype,
+      })
       for (let s = 0; s < D * copies; s++) layer.setAdapter(s, distinct[s % D])
       let copy = 0
       for (const T of TOKENS) {
@@ -73,10 +82,31 @@ for (const shape of SHAPES) {
           }
         }
         const [auto, wasm, webgpu] = times.map((t) => quantile(t, 0.5))
-        const chose = rt.explain({ tokens: T, adapters: Math.min(T, D), rank: shape.rank, inFeatures: shape.inF, outFeatures: shape.widths, weightDtype: dtype, resident: 'host' })
+        const chose = rt.explain({
+          tokens: T,
+          adapters: Math.min(T, D),
+          rank: shape.rank,
+          inFeatures: shape.inF,
+          outFeatures: shape.widths,
+          weightDtype: dtype,
+          resident: 'host',
+        })
         const regret = auto / Math.min(wasm, webgpu)
-        points.push({ shape: shape.name, D, dtype, T, autoMs: auto, wasmMs: wasm, webgpuMs: webgpu, chose: chose.backend, predictedMs: chose.predictedMs, regret })
-        console.log(`${shape.name} D=${D} ${dtype} T=${T}: auto ${auto.toFixed(3)} (${chose.backend}) wasm ${wasm.toFixed(3)} webgpu ${webgpu.toFixed(3)} regret ${regret.toFixed(3)}`)
+        points.push({
+          shape: shape.name,
+          D,
+          dtype,
+          T,
+          autoMs: auto,
+          wasmMs: wasm,
+          webgpuMs: webgpu,
+          chose: chose.backend,
+          predictedMs: chose.predictedMs,
+          regret,
+        })
+        console.log(
+          `${shape.name} D=${D} ${dtype} T=${T}: auto ${auto.toFixed(3)} (${chose.backend}) wasm ${wasm.toFixed(3)} webgpu ${webgpu.toFixed(3)} regret ${regret.toFixed(3)}`,
+        )
       }
       layer.dispose()
     }
@@ -84,11 +114,24 @@ for (const shape of SHAPES) {
 }
 const regrets = points.map((p) => p.regret as number)
 const summary = {
-  points: regrets.length, median: quantile(regrets, 0.5), max: Math.max(...regrets),
-  above110: regrets.filter((r) => r > 1.1).length, above125: regrets.filter((r) => r > 1.25).length,
+  points: regrets.length,
+  median: quantile(regrets, 0.5),
+  max: Math.max(...regrets),
+  above110: regrets.filter((r) => r > 1.1).length,
+  above125: regrets.filter((r) => r > 1.25).length,
 }
-console.log(`regret: median ${summary.median.toFixed(3)}, max ${summary.max.toFixed(3)}, ${summary.above110} of ${summary.points} above 1.10, ${summary.above125} above 1.25`)
-const run = { date: new Date().toISOString(), cores: cpus().length, cpu: cpus()[0]?.model ?? '', threads: rt.threads, profile: rt.profile, summary, points }
+console.log(
+  `regret: median ${summary.median.toFixed(3)}, max ${summary.max.toFixed(3)}, ${summary.above110} of ${summary.points} above 1.10, ${summary.above125} above 1.25`,
+)
+const run = {
+  date: new Date().toISOString(),
+  cores: cpus().length,
+  cpu: cpus()[0]?.model ?? '',
+  threads: rt.threads,
+  profile: rt.profile,
+  summary,
+  points,
+}
 writeFileSync(jsonPath, JSON.stringify(run, null, 1))
 writeFileSync(jsonPath.replace(/\.json$/, '.md'), regretMarkdown(run))
 rt.dispose()

@@ -4,8 +4,19 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 
-interface ScalingRun { cores: number; cpu: string; rounds: number; results: Record<string, unknown>[] }
-interface RegretRun { cores: number; cpu: string; threads: number; summary: { points: number; median: number; max: number; above110: number; above125: number }; points: Record<string, unknown>[] }
+interface ScalingRun {
+  cores: number
+  cpu: string
+  rounds: number
+  results: Record<string, unknown>[]
+}
+interface RegretRun {
+  cores: number
+  cpu: string
+  threads: number
+  summary: { points: number; median: number; max: number; above110: number; above125: number }
+  points: Record<string, unknown>[]
+}
 
 const f = (v: unknown, d = 2) => (v as number).toFixed(d)
 
@@ -13,19 +24,41 @@ const f = (v: unknown, d = 2) => (v as number).toFixed(d)
 export function scalingMarkdown(run: ScalingRun): string {
   const rows = run.results
   const counts = [...new Set(rows.filter((r) => r.kind === 'scaling').map((r) => r.threads as number))]
-  const lines = [`Thread scaling, ${run.cores} cores (${run.cpu}), median of ${run.rounds} interleaved calls, cold weights, 8 adapters round-robin (bench/threads-scaling.ts).`, '',
-    `Every call forced onto n threads: ms (speed-up over 1 thread); "host" = x and y in host arrays (rt.hostArray, no copies).`, '',
-    `| shape | T | arrays | ${counts.map((n) => `${n}`).join(' | ')} |`, `|---|---|---|${counts.map(() => '---').join('|')}|`]
+  const lines = [
+    `Thread scaling, ${run.cores} cores (${run.cpu}), median of ${run.rounds} interleaved calls, cold weights, 8 adapters round-robin (bench/threads-scaling.ts).`,
+    '',
+    `Every call forced onto n threads: ms (speed-up over 1 thread); "host" = x and y in host arrays (rt.hostArray, no copies).`,
+    '',
+    `| shape | T | arrays | ${counts.map((n) => `${n}`).join(' | ')} |`,
+    `|---|---|---|${counts.map(() => '---').join('|')}|`,
+  ]
   for (const r of rows.filter((x) => x.kind === 'scaling' && x.threads === 1)) {
-    const cells = counts.map((n) => rows.find((x) => x.kind === 'scaling' && x.shape === r.shape && x.T === r.T && x.host === r.host && x.threads === n)!)
-    lines.push(`| ${r.shape} | ${r.T} | ${r.host ? 'host' : 'ordinary'} | ${cells.map((c) => `${f(c.ms, 3)} (${f(c.speedup)}x)`).join(' | ')} |`)
+    const cells = counts.map(
+      (n) => rows.find((x) => x.kind === 'scaling' && x.shape === r.shape && x.T === r.T && x.host === r.host && x.threads === n)!,
+    )
+    lines.push(
+      `| ${r.shape} | ${r.T} | ${r.host ? 'host' : 'ordinary'} | ${cells.map((c) => `${f(c.ms, 3)} (${f(c.speedup)}x)`).join(' | ')} |`,
+    )
   }
   const pools = [...new Set(rows.filter((r) => r.kind === 'small').map((r) => (r.pool as string).replace(' host', '')))]
-  lines.push('', `Small calls on runtimes created with \`threads: n\` (each call's own choice): ms / the single-threaded runtime's ms.`, '',
-    `| shape | T | arrays | ${pools.join(' | ')} |`, `|---|---|---|${pools.map(() => '---').join('|')}|`)
+  lines.push(
+    '',
+    `Small calls on runtimes created with \`threads: n\` (each call's own choice): ms / the single-threaded runtime's ms.`,
+    '',
+    `| shape | T | arrays | ${pools.join(' | ')} |`,
+    `|---|---|---|${pools.map(() => '---').join('|')}|`,
+  )
   for (const r of rows.filter((x) => x.kind === 'small' && (x.pool === 'single' || x.pool === 'single host'))) {
-    const cells = pools.map((p) => rows.find((x) => x.kind === 'small' && x.shape === r.shape && x.T === r.T && x.host === r.host && (x.pool as string).replace(' host', '') === p)!)
-    lines.push(`| ${r.shape} | ${r.T} | ${r.host ? 'host' : 'ordinary'} | ${cells.map((c) => `${f(c.ms, 3)} / ${f(c.overSingle)}`).join(' | ')} |`)
+    const cells = pools.map(
+      (p) =>
+        rows.find(
+          (x) =>
+            x.kind === 'small' && x.shape === r.shape && x.T === r.T && x.host === r.host && (x.pool as string).replace(' host', '') === p,
+        )!,
+    )
+    lines.push(
+      `| ${r.shape} | ${r.T} | ${r.host ? 'host' : 'ordinary'} | ${cells.map((c) => `${f(c.ms, 3)} / ${f(c.overSingle)}`).join(' | ')} |`,
+    )
   }
   return `${lines.join('\n')}\n`
 }
@@ -33,10 +66,17 @@ export function scalingMarkdown(run: ScalingRun): string {
 /** Every point of a regret run, and the summary. */
 export function regretMarkdown(run: RegretRun): string {
   const s = run.summary
-  const lines = [`Dispatcher regret, time('auto') / time(best forced backend), host arrays, ${run.cores} cores (${run.cpu}), wasm on ${run.threads} thread(s) (bench/regret.ts):`,
-    `median ${f(s.median, 3)}, max ${f(s.max, 3)}, ${s.above110} of ${s.points} points above 1.10, ${s.above125} above 1.25.`, '',
-    '| shape | adapters | dtype | T | auto ms | chose | wasm ms | webgpu ms | regret |', '|---|---|---|---|---|---|---|---|---|']
-  for (const p of run.points) lines.push(`| ${p.shape} | ${p.D} | ${p.dtype} | ${p.T} | ${f(p.autoMs, 3)} | ${p.chose} | ${f(p.wasmMs, 3)} | ${f(p.webgpuMs, 3)} | ${f(p.regret, 3)} |`)
+  const lines = [
+    `Dispatcher regret, time('auto') / time(best forced backend), host arrays, ${run.cores} cores (${run.cpu}), wasm on ${run.threads} thread(s) (bench/regret.ts):`,
+    `median ${f(s.median, 3)}, max ${f(s.max, 3)}, ${s.above110} of ${s.points} points above 1.10, ${s.above125} above 1.25.`,
+    '',
+    '| shape | adapters | dtype | T | auto ms | chose | wasm ms | webgpu ms | regret |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ]
+  for (const p of run.points)
+    lines.push(
+      `| ${p.shape} | ${p.D} | ${p.dtype} | ${p.T} | ${f(p.autoMs, 3)} | ${p.chose} | ${f(p.wasmMs, 3)} | ${f(p.webgpuMs, 3)} | ${f(p.regret, 3)} |`,
+    )
   return `${lines.join('\n')}\n`
 }
 

@@ -26,14 +26,21 @@ const cfg: SoakConfig = {
   onProgress: (done, r) => {
     ;(globalThis as { gc?: () => void }).gc?.() // with --expose-gc: the heap figure is what is live
     const m = process.memoryUsage()
-    console.log(`${done} batches: wrong ${r.wrong}, errors ${JSON.stringify(r.errors)}, rss ${Math.round(m.rss / 2 ** 20)} MB, heap ${Math.round(m.heapUsed / 2 ** 20)} MB`)
+    console.log(
+      `${done} batches: wrong ${r.wrong}, errors ${JSON.stringify(r.errors)}, rss ${Math.round(m.rss / 2 ** 20)} MB, heap ${Math.round(m.heapUsed / 2 ** 20)} MB`,
+    )
   },
 }
-console.log(`soak: ${JSON.stringify({ ...cfg, onProgress: undefined })}${(globalThis as { gc?: unknown }).gc ? '' : ' (run with --expose-gc for exact RSS growth)'}`)
+console.log(
+  `soak: ${JSON.stringify({ ...cfg, onProgress: undefined })}${(globalThis as { gc?: unknown }).gc ? '' : ' (run with --expose-gc for exact RSS growth)'}`,
+)
 const report = await runSoak(cfg)
 console.log(JSON.stringify(report, null, 2))
 await mkdir(new URL('./results/', import.meta.url), { recursive: true })
-await writeFile(new URL('./results/soak.json', import.meta.url), `${JSON.stringify({ date: new Date().toISOString(), node: process.version, config: { ...cfg, onProgress: undefined }, report }, null, 2)}\n`)
+await writeFile(
+  new URL('./results/soak.json', import.meta.url),
+  `${JSON.stringify({ date: new Date().toISOString(), node: process.version, config: { ...cfg, onProgress: undefined }, report }, null, 2)}\n`,
+)
 writeResultsMarkdown()
 const failed = report.wrong > 0 || Object.keys(report.errors).length > 0
 if (failed) console.error(`SOAK FAILED:\n${report.failures.join('\n')}`)

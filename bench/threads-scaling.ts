@@ -25,7 +25,12 @@ const jsonPath = flag('--json') ?? 'bench/results/threads-scaling.json'
 const COLD_BYTES = 256 << 20
 const D = 8 // adapters in a batch (round-robin over the tokens)
 
-interface Shape { name: string; inF: number; widths: number[]; rank: number }
+interface Shape {
+  name: string
+  inF: number
+  widths: number[]
+  rank: number
+}
 const SHAPES: Shape[] = [
   { name: 'gate_up 4096x2*11008 r16', inF: 4096, widths: [11008, 11008], rank: 16 },
   { name: 'o 4096x4096 r16', inF: 4096, widths: [4096], rank: 16 },
@@ -42,9 +47,17 @@ const wasmOf = (rt: Runtime) => (rt as unknown as { all: ThreadedWasmBackend[] }
 const big = await createRuntime({ backend: 'wasm', threads: max })
 const single = await createRuntime({ backend: 'wasm' })
 const sized = await Promise.all(pools.map((n) => createRuntime({ backend: 'wasm', threads: n })))
-console.log(`${cpus().length} cores (${cpus()[0]?.model}); threads ${wasmOf(big).threads}${wasmOf(big).threadsUnavailableReason ? ` (${wasmOf(big).threadsUnavailableReason})` : ''}; wasm ${big.wasmVariant}; ${rounds} rounds`)
+console.log(
+  `${cpus().length} cores (${cpus()[0]?.model}); threads ${wasmOf(big).threads}${wasmOf(big).threadsUnavailableReason ? ` (${wasmOf(big).threadsUnavailableReason})` : ''}; wasm ${big.wasmVariant}; ${rounds} rounds`,
+)
 
-interface Cell { label: string; rt: Runtime; layer: Layer; parts: number | null; host: boolean }
+interface Cell {
+  label: string
+  rt: Runtime
+  layer: Layer
+  parts: number | null
+  host: boolean
+}
 const results: Record<string, unknown>[] = []
 
 for (const shape of SHAPES) {
@@ -53,7 +66,8 @@ for (const shape of SHAPES) {
   const adapterBytes = shape.rank * (shape.inF * shape.widths.length + out) * 4
   const copies = Math.max(1, Math.ceil(COLD_BYTES / (D * adapterBytes)))
   const adapters = Array.from({ length: D }, () => ({
-    rank: shape.rank, scale: 2,
+    rank: shape.rank,
+    scale: 2,
     A: shape.widths.map(() => rng.array(shape.rank * shape.inF, 0.02)),
     B: shape.widths.map((n) => rng.array(n * shape.rank, 0.02)),
   }))
@@ -76,7 +90,8 @@ for (const shape of SHAPES) {
     const hosts = new Map<Runtime, { hx: HostArray; hy: HostArray }>()
     for (const c of cells) {
       if (c.host && !hosts.has(c.rt)) {
-        const hx = c.rt.hostArray(T * shape.inF), hy = c.rt.hostArray(T * out)
+        const hx = c.rt.hostArray(T * shape.inF),
+          hy = c.rt.hostArray(T * out)
         hx.array.set(x)
         hosts.set(c.rt, { hx, hy })
       }
@@ -112,12 +127,23 @@ for (const shape of SHAPES) {
   // scaling: forced thread counts, ordinary and host arrays
   for (const T of SCALE_T) {
     const cells: Cell[] = []
-    for (const host of [false, true]) for (const n of counts) cells.push({ label: `${n}${host ? ' host' : ''}`, rt: big, layer: bigLayer, parts: n, host })
+    for (const host of [false, true])
+      for (const n of counts) cells.push({ label: `${n}${host ? ' host' : ''}`, rt: big, layer: bigLayer, parts: n, host })
     const ms = await measure(T, cells)
     const line: string[] = []
     for (let i = 0; i < cells.length; i++) {
       const base = ms[cells[i].host ? counts.length : 0]
-      results.push({ kind: 'scaling', shape: shape.name, T, threads: cells[i].parts, host: cells[i].host, ms: ms[i], speedup: base / ms[i], gflops: flops(T) / ms[i] / 1e6, weightGBs: weightBytes(T) / ms[i] / 1e6 })
+      results.push({
+        kind: 'scaling',
+        shape: shape.name,
+        T,
+        threads: cells[i].parts,
+        host: cells[i].host,
+        ms: ms[i],
+        speedup: base / ms[i],
+        gflops: flops(T) / ms[i] / 1e6,
+        weightGBs: weightBytes(T) / ms[i] / 1e6,
+      })
       line.push(`${cells[i].label}: ${ms[i].toFixed(3)} (${(base / ms[i]).toFixed(2)}x)`)
     }
     console.log(`${shape.name} T=${T} | ${line.join(' | ')}`)
@@ -133,7 +159,16 @@ for (const shape of SHAPES) {
     for (let i = 0; i < cells.length; i++) {
       const host = cells[i].host
       const base = ms[host ? pools.length + 1 : 0]
-      results.push({ kind: 'small', shape: shape.name, T, pool: cells[i].label, host, ms: ms[i], overSingle: ms[i] / base, weightGBs: weightBytes(T) / ms[i] / 1e6 })
+      results.push({
+        kind: 'small',
+        shape: shape.name,
+        T,
+        pool: cells[i].label,
+        host,
+        ms: ms[i],
+        overSingle: ms[i] / base,
+        weightGBs: weightBytes(T) / ms[i] / 1e6,
+      })
       line.push(`${cells[i].label}: ${ms[i].toFixed(3)} (${(ms[i] / base).toFixed(2)})`)
     }
     console.log(`${shape.name} T=${T} small | ${line.join(' | ')}`)

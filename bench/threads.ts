@@ -30,7 +30,14 @@ const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : '' // 
 const tokensArg = args.includes('--tokens') ? args[args.indexOf('--tokens') + 1].split(',').map(Number) : null
 
 /** blocks: tokens in D runs of one adapter each (as requests are), not round-robin over the adapters */
-interface Shape { name: string; inF: number; widths: number[]; rank: number; K: number; blocks?: boolean }
+interface Shape {
+  name: string
+  inF: number
+  widths: number[]
+  rank: number
+  K: number
+  blocks?: boolean
+}
 const SHAPES: Shape[] = [
   { name: 'qkv 4096/1024/1024 r16', inF: 4096, widths: [4096, 1024, 1024], rank: 16, K: 1 },
   { name: 'o 4096x4096 r16', inF: 4096, widths: [4096], rank: 16, K: 1 },
@@ -54,13 +61,30 @@ const threads = threaded.threads
 const ceiling = new ParallelCeiling(threads)
 await ceiling.sample() // warm-up: the first one times the loop before V8's optimizing tier has compiled it
 await ceiling.sampleMemory()
-console.log(`wasm build ${threaded.variant}; ${availableParallelism()} cores; threads: ${threads}` +
-  (threaded.threadsUnavailableReason ? ` (${threaded.threadsUnavailableReason})` : '') + `; load average at start ${loadavg()[0].toFixed(1)}`)
+console.log(
+  `wasm build ${threaded.variant}; ${availableParallelism()} cores; threads: ${threads}` +
+    (threaded.threadsUnavailableReason ? ` (${threaded.threadsUnavailableReason})` : '') +
+    `; load average at start ${loadavg()[0].toFixed(1)}`,
+)
 console.log('ms per call: median (10th percentile), interleaved; speed-up = single / threaded at the median (at the 10th percentile);')
 console.log(`CPU = CPU time per call of ${threads} threads / of one; ceiling = ${threads} threads of pure compute against one, now;`)
 console.log(`mem ceiling = ${threads} threads each copying 32 MB (memcpy) against one, now (bench/parallel-ceiling.ts);`)
 console.log('spread = IQR / median of the single-thread calls')
-const header = ['shape', 'T', 'single ms', 'auto ms', 'auto threads', 'x auto', `${threads}-thread ms`, `x ${threads}`, 'CPU', 'ceiling', 'mem ceiling', 'GFLOP/s best', 'spread']
+const header = [
+  'shape',
+  'T',
+  'single ms',
+  'auto ms',
+  'auto threads',
+  'x auto',
+  `${threads}-thread ms`,
+  `x ${threads}`,
+  'CPU',
+  'ceiling',
+  'mem ceiling',
+  'GFLOP/s best',
+  'spread',
+]
 console.log(header.join(' | '))
 
 const rows: Record<string, unknown>[] = []
@@ -70,7 +94,8 @@ for (const shape of SHAPES.filter((s) => s.name.includes(only))) {
   const adapterBytes = shape.rank * (shape.inF * shape.widths.length + out) * 4
   const copies = Math.max(1, Math.ceil(COLD_BYTES / (D * adapterBytes)))
   const adapters = Array.from({ length: D }, () => ({
-    rank: shape.rank, scale: 2,
+    rank: shape.rank,
+    scale: 2,
     A: shape.widths.map(() => rng.array(shape.rank * shape.inF, 0.02)),
     B: shape.widths.map((n) => rng.array(n * shape.rank, 0.02)),
   }))
@@ -85,8 +110,9 @@ for (const shape of SHAPES.filter((s) => s.name.includes(only))) {
     const y = new Float32Array(T * out)
     // successive calls rotate over the layer copies (cold weights); tokens round-robin over D (or in D runs)
     const adapterOf = (t: number) => (shape.blocks ? Math.floor((t * D) / T) : t)
-    const idSets = Array.from({ length: copies }, (_, c) => Int32Array.from({ length: T * K }, (_, i) =>
-      c * D + ((adapterOf(Math.floor(i / K)) + (i % K) * 3) % D)))
+    const idSets = Array.from({ length: copies }, (_, c) =>
+      Int32Array.from({ length: T * K }, (_, i) => c * D + ((adapterOf(Math.floor(i / K)) + (i % K) * 3) % D)),
+    )
     const samples: number[][] = variants.map(() => [])
     const cpu = variants.map(() => [0, 0]) // [CPU ms, calls]
     const ceilings: number[] = []
@@ -115,27 +141,71 @@ for (const shape of SHAPES.filter((s) => s.name.includes(only))) {
     const autoThreads = threaded.partsFor(work, K === 1 ? entries : 0)
     const spread = (quantile(samples[0], 0.75) - quantile(samples[0], 0.25)) / single
     const row = {
-      shape: shape.name, T, K, autoThreads, allThreads: threads, calls: samples.map((s) => s.length),
-      singleMs: single, autoMs: auto, allMs: all, speedupAuto: single / auto, speedupAll: single / all,
-      singleP10: single10, autoP10: auto10, allP10: all10, speedupAutoP10: single10 / auto10, speedupAllP10: single10 / all10,
-      cpuRatio, parallelCeiling, memoryCeiling, gflopsBest: (2 * work) / Math.min(single10, auto10, all10) / 1e6, spread,
+      shape: shape.name,
+      T,
+      K,
+      autoThreads,
+      allThreads: threads,
+      calls: samples.map((s) => s.length),
+      singleMs: single,
+      autoMs: auto,
+      allMs: all,
+      speedupAuto: single / auto,
+      speedupAll: single / all,
+      singleP10: single10,
+      autoP10: auto10,
+      allP10: all10,
+      speedupAutoP10: single10 / auto10,
+      speedupAllP10: single10 / all10,
+      cpuRatio,
+      parallelCeiling,
+      memoryCeiling,
+      gflopsBest: (2 * work) / Math.min(single10, auto10, all10) / 1e6,
+      spread,
     }
     rows.push(row)
     const ms = (m: number, p: number) => `${m.toFixed(3)} (${p.toFixed(3)})`
     const sx = (a: number, b: number) => `${a.toFixed(2)} (${b.toFixed(2)})`
-    console.log([shape.name, T, ms(single, single10), ms(auto, auto10), autoThreads, sx(row.speedupAuto, row.speedupAutoP10),
-      ms(all, all10), sx(row.speedupAll, row.speedupAllP10), cpuRatio.toFixed(2), parallelCeiling.toFixed(2), memoryCeiling.toFixed(2),
-      row.gflopsBest.toFixed(1), `${(spread * 100).toFixed(0)}%`].join(' | '))
+    console.log(
+      [
+        shape.name,
+        T,
+        ms(single, single10),
+        ms(auto, auto10),
+        autoThreads,
+        sx(row.speedupAuto, row.speedupAutoP10),
+        ms(all, all10),
+        sx(row.speedupAll, row.speedupAllP10),
+        cpuRatio.toFixed(2),
+        parallelCeiling.toFixed(2),
+        memoryCeiling.toFixed(2),
+        row.gflopsBest.toFixed(1),
+        `${(spread * 100).toFixed(0)}%`,
+      ].join(' | '),
+    )
   }
   for (const l of layers) l.dispose()
 }
 for (const { rt } of variants) rt.dispose()
 ceiling.dispose()
 mkdirSync(dirname(jsonPath), { recursive: true })
-writeFileSync(jsonPath, JSON.stringify({
-  date: new Date().toISOString(), node: process.version, cores: availableParallelism(), threads, wasmVariant: threaded.variant,
-  rounds, loadAverageEnd: loadavg(), rows,
-}, null, 1))
+writeFileSync(
+  jsonPath,
+  JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      node: process.version,
+      cores: availableParallelism(),
+      threads,
+      wasmVariant: threaded.variant,
+      rounds,
+      loadAverageEnd: loadavg(),
+      rows,
+    },
+    null,
+    1,
+  ),
+)
 console.log(`wrote ${jsonPath}; load average at end ${loadavg()[0].toFixed(1)}`)
 if (jsonPath === 'bench/results/threads.json') writeResultsMarkdown()
 

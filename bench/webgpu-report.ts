@@ -5,17 +5,40 @@
 import { readdirSync, readFileSync } from 'node:fs'
 
 interface Row {
-  kernels: string; dtype: string; layer: string; rank: number; adapters: number; T: number
-  kernelMs: number; perKernelMs: Record<string, number>; rooflineMs: number; rooflineOverTime: number
-  fracMatmul: number; fracCopy: number; hostMs: number; hostOverTransfer: number
-  residentSyncMs: number; streamApplyCpuMs: number; encodeCpuMs: number
+  kernels: string
+  dtype: string
+  layer: string
+  rank: number
+  adapters: number
+  T: number
+  kernelMs: number
+  perKernelMs: Record<string, number>
+  rooflineMs: number
+  rooflineOverTime: number
+  fracMatmul: number
+  fracCopy: number
+  hostMs: number
+  hostOverTransfer: number
+  residentSyncMs: number
+  streamApplyCpuMs: number
+  encodeCpuMs: number
 }
-interface ModelRow { T: number; kernels: string; modules: number; sumKernelMs: number; wallMs: number; cpuMs: number; wallOverKernelSum: number }
+interface ModelRow {
+  T: number
+  kernels: string
+  modules: number
+  sumKernelMs: number
+  wallMs: number
+  cpuMs: number
+  wallOverKernelSum: number
+}
 interface Result {
-  date: string; implementation: string
+  date: string
+  implementation: string
   adapter: { vendor: string; architecture: string; device?: string; description: string; isSoftware: boolean; kernels: string }
   ceilings: { copyGBs: number; matmulGflops: number; submitMs: number; uploadGBs: number; readbackGBs: number; dispatch: { oneMs: number } }
-  rows: Row[]; encode: ModelRow[]
+  rows: Row[]
+  encode: ModelRow[]
 }
 
 /** The adapter's name, as in its file's name (webgpu-<adapter>.json). */
@@ -24,7 +47,9 @@ export function adapterLabel(_a: { device?: string; description: string }, file:
 }
 const us = (ms: number): string => (ms * 1e3).toFixed(ms < 0.01 ? 1 : 0)
 export function webgpuReport(dir: string): string {
-  const files = readdirSync(dir).filter((f) => /^webgpu-.+\.json$/.test(f)).sort()
+  const files = readdirSync(dir)
+    .filter((f) => /^webgpu-.+\.json$/.test(f))
+    .sort()
   const out = [
     '# WebGPU kernels per adapter',
     '',
@@ -40,21 +65,31 @@ export function webgpuReport(dir: string): string {
     const r = JSON.parse(readFileSync(`${dir}/${f}`, 'utf8')) as Result
     const c = r.ceilings
     out.push(`## ${adapterLabel(r.adapter, f)} (${r.implementation}), ${r.date.slice(0, 10)}`, '')
-    out.push(`Copy ${c.copyGBs.toFixed(1)} GB/s, matmul ${(c.matmulGflops / 1e3).toFixed(2)} TFLOP/s, host -> GPU ${c.uploadGBs?.toFixed(1)} GB/s, ` +
-      `GPU -> host ${c.readbackGBs?.toFixed(1)} GB/s, submit + wait ${us(c.submitMs)} us, a pass of one tiny dispatch ${us(c.dispatch.oneMs)} us. ` +
-      `Default tiles: ${r.adapter.kernels}.`, '')
-    out.push('| tiles | shape | T | GPU us | (shrink / expand) | R us | R / time | % matmul | % copy (weights) | host ms (x transfers) | cpu us: apply / streamed / encode |')
+    out.push(
+      `Copy ${c.copyGBs.toFixed(1)} GB/s, matmul ${(c.matmulGflops / 1e3).toFixed(2)} TFLOP/s, host -> GPU ${c.uploadGBs?.toFixed(1)} GB/s, ` +
+        `GPU -> host ${c.readbackGBs?.toFixed(1)} GB/s, submit + wait ${us(c.submitMs)} us, a pass of one tiny dispatch ${us(c.dispatch.oneMs)} us. ` +
+        `Default tiles: ${r.adapter.kernels}.`,
+      '',
+    )
+    out.push(
+      '| tiles | shape | T | GPU us | (shrink / expand) | R us | R / time | % matmul | % copy (weights) | host ms (x transfers) | cpu us: apply / streamed / encode |',
+    )
     out.push('|---|---|---|---|---|---|---|---|---|---|---|')
     for (const w of r.rows) {
       const parts = Object.values(w.perKernelMs).map(us).join(' / ')
-      out.push(`| ${w.kernels} | ${w.dtype} ${w.layer} r${w.rank} L${w.adapters} | ${w.T} | ${us(w.kernelMs)} | ${parts} | ${us(w.rooflineMs)} | ${w.rooflineOverTime.toFixed(2)} | ` +
-        `${(100 * w.fracMatmul).toFixed(1)} | ${(100 * w.fracCopy).toFixed(1)} | ${w.hostMs.toFixed(2)} (x${w.hostOverTransfer.toFixed(1)}) | ` +
-        `${us(w.residentSyncMs)} / ${us(w.streamApplyCpuMs)} / ${us(w.encodeCpuMs)} |`)
+      out.push(
+        `| ${w.kernels} | ${w.dtype} ${w.layer} r${w.rank} L${w.adapters} | ${w.T} | ${us(w.kernelMs)} | ${parts} | ${us(w.rooflineMs)} | ${w.rooflineOverTime.toFixed(2)} | ` +
+          `${(100 * w.fracMatmul).toFixed(1)} | ${(100 * w.fracCopy).toFixed(1)} | ${w.hostMs.toFixed(2)} (x${w.hostOverTransfer.toFixed(1)}) | ` +
+          `${us(w.residentSyncMs)} / ${us(w.streamApplyCpuMs)} / ${us(w.encodeCpuMs)} |`,
+      )
     }
     if (r.encode?.length) {
       out.push('', '32 modules recorded with `encode` into one encoder, one submit, waited for:', '')
       out.push('| tiles | T | wall ms | cpu ms | sum of kernel times ms | wall / sum |', '|---|---|---|---|---|---|')
-      for (const m of r.encode) out.push(`| ${m.kernels} | ${m.T} | ${m.wallMs.toFixed(3)} | ${m.cpuMs.toFixed(3)} | ${m.sumKernelMs.toFixed(3)} | ${m.wallOverKernelSum.toFixed(2)} |`)
+      for (const m of r.encode)
+        out.push(
+          `| ${m.kernels} | ${m.T} | ${m.wallMs.toFixed(3)} | ${m.cpuMs.toFixed(3)} | ${m.sumKernelMs.toFixed(3)} | ${m.wallOverKernelSum.toFixed(2)} |`,
+        )
     }
     out.push('')
   }

@@ -33,7 +33,8 @@ const isDeno = 'Deno' in globalThis
 const kernelsArg = process.argv.find((a) => a.startsWith('--kernels='))?.slice(10)
 const backend = await createWebGpuBackend()
 const device = backend.device
-const profiles: KernelProfile[] = kernelsArg === 'both' ? ['software', 'discrete'] : [(kernelsArg as KernelProfile | undefined) ?? backend.kernels]
+const profiles: KernelProfile[] =
+  kernelsArg === 'both' ? ['software', 'discrete'] : [(kernelsArg as KernelProfile | undefined) ?? backend.kernels]
 /** One backend per tile family, on the same device. */
 const backends = new Map<KernelProfile, Awaited<ReturnType<typeof createWebGpuBackend>>>()
 for (const k of profiles) backends.set(k, k === backend.kernels ? backend : await createWebGpuBackend({ device, kernels: k }))
@@ -64,27 +65,38 @@ async function gpuTimes(reps: number, record: (enc: GPUCommandEncoder, tw: GPUCo
 
 function pipeline(file: string, constants: Record<string, number> = {}): GPUComputePipeline {
   const code = readFileSync(new URL(`../shaders/${file}.wgsl`, import.meta.url), 'utf8')
-  return device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'main', constants } })
+  return device.createComputePipeline({
+    layout: 'auto',
+    compute: { module: device.createShaderModule({ code }), entryPoint: 'main', constants },
+  })
 }
 function storage(bytes: number, extra = 0): GPUBuffer {
   return device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | extra })
 }
 function bind(p: GPUComputePipeline, buffers: GPUBuffer[]): GPUBindGroup {
-  return device.createBindGroup({ layout: p.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) })
+  return device.createBindGroup({
+    layout: p.getBindGroupLayout(0),
+    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+  })
 }
 
 /** Copy ceiling: GB/s of (read + write) bytes. */
 async function copyCeiling(): Promise<number> {
   const n4 = 4 * 1024 * 1024 // 64 MiB of vec4
   const p = pipeline('bench_copy')
-  const src = storage(n4 * 16), dst = storage(n4 * 16)
+  const src = storage(n4 * 16),
+    dst = storage(n4 * 16)
   const bg = bind(p, [src, dst])
   const groups = n4 / 256
   const t = await gpuTimes(10, (enc, tw) => {
     const pass = enc.beginComputePass({ timestampWrites: tw })
-    pass.setPipeline(p); pass.setBindGroup(0, bg); pass.dispatchWorkgroups(Math.min(groups, 32768), Math.ceil(groups / 32768)); pass.end()
+    pass.setPipeline(p)
+    pass.setBindGroup(0, bg)
+    pass.dispatchWorkgroups(Math.min(groups, 32768), Math.ceil(groups / 32768))
+    pass.end()
   })
-  src.destroy(); dst.destroy()
+  src.destroy()
+  dst.destroy()
   return (2 * n4 * 16) / (best(t) / 1e3) / 1e9
 }
 
@@ -93,21 +105,43 @@ async function matmulCeiling(M: number, N: number, K: number): Promise<number> {
   const p = pipeline('bench_matmul')
   const dims = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST })
   device.queue.writeBuffer(dims, 0, new Uint32Array([M, N, K, 0]))
-  const a = storage(M * K * 4), b = storage(K * N * 4), c = storage(M * N * 4)
+  const a = storage(M * K * 4),
+    b = storage(K * N * 4),
+    c = storage(M * N * 4)
   const bg = bind(p, [dims, a, b, c])
   const t = await gpuTimes(4, (enc, tw) => {
     const pass = enc.beginComputePass({ timestampWrites: tw })
-    pass.setPipeline(p); pass.setBindGroup(0, bg); pass.dispatchWorkgroups(N / 64, M / 64); pass.end()
+    pass.setPipeline(p)
+    pass.setBindGroup(0, bg)
+    pass.dispatchWorkgroups(N / 64, M / 64)
+    pass.end()
   })
   for (const x of [dims, a, b, c]) x.destroy()
   return (2 * M * N * K) / (best(t) / 1e3) / 1e9
 }
 
-interface Shape { T: number; layer: 'square' | 'qkv'; rank: number; adapters: number; dtype: WeightDtype }
+interface Shape {
+  T: number
+  layer: 'square' | 'qkv'
+  rank: number
+  adapters: number
+  dtype: WeightDtype
+}
 
 async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
   const widths = s.layer === 'square' ? sliceWidthsFor(4096, 1) : [4096, 1024, 1024]
-  const d = materialise({ name: '', seed: 42, inFeatures: 4096, sliceWidths: widths, rank: s.rank, tokens: s.T, slots: 8, pattern: 'distinct', dtype: s.dtype, adaptersPerToken: 1 })
+  const d = materialise({
+    name: '',
+    seed: 42,
+    inFeatures: 4096,
+    sliceWidths: widths,
+    rank: s.rank,
+    tokens: s.T,
+    slots: 8,
+    pattern: 'distinct',
+    dtype: s.dtype,
+    adaptersPerToken: 1,
+  })
   d.ids.forEach((_, t) => (d.ids[t] = t % s.adapters))
   const layer = backends.get(kernels)!.createLayer(d.spec) as GpuLayer
   for (let a = 0; a < s.adapters; a++) layer.setAdapter(a, { ...d.adapters[a], rank: s.rank, A: d.adapters[0].A, B: d.adapters[0].B })
@@ -119,7 +153,8 @@ async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
   const weightBytes = used * s.rank * (S * spec.inFeatures + spec.outFeatures) * (s.dtype === 'f32' ? 4 : 2)
   // roofline bytes: x rows read, y rows read and written, the weights of the adapters used
   const bytes = s.T * spec.inFeatures * 4 + 2 * s.T * spec.outFeatures * 4 + weightBytes
-  const xb = storage(d.x.byteLength), yb = storage(d.y.byteLength, GPUBufferUsage.COPY_SRC)
+  const xb = storage(d.x.byteLength),
+    yb = storage(d.y.byteLength, GPUBufferUsage.COPY_SRC)
   device.queue.writeBuffer(xb, 0, d.x as Float32Array<ArrayBuffer>)
   device.queue.writeBuffer(yb, 0, d.y as Float32Array<ArrayBuffer>)
   const call = await prepareCall(layer.ctx, plan, xb, yb)
@@ -139,7 +174,11 @@ async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
   // metadata, uploads or error scopes), so both see the same machine load (the ratio to the
   // best-of timestamp time also counts the wall-vs-GPU-timer gap and load changes)
   const wallReps = Math.max(3, Math.min(10, Math.ceil(300 / est)))
-  const host: number[] = [], resident: number[] = [], residentCpu: number[] = [], residentSync: number[] = [], raw: number[] = []
+  const host: number[] = [],
+    resident: number[] = [],
+    residentCpu: number[] = [],
+    residentSync: number[] = [],
+    raw: number[] = []
   const y = new Float32Array(d.y)
   for (let i = 0; i < wallReps; i++) {
     let t0 = now()
@@ -172,31 +211,52 @@ async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
   const encodeCpuMs = (now() - t0) / stream
   device.queue.submit([enc.finish()])
   await device.queue.onSubmittedWorkDone()
-  layer.dispose(); xb.destroy(); yb.destroy()
+  layer.dispose()
+  xb.destroy()
+  yb.destroy()
   const gflops = flops / (kernelMs / 1e3) / 1e9
   const weightGBs = weightBytes / (kernelMs / 1e3) / 1e9
-  const hostMs = median(host), residentMs = median(resident)
+  const hostMs = median(host),
+    residentMs = median(resident)
   return {
-    ...s, kernels, kernelMs, perKernelMs, gflops, weightGBs, flops, bytes,
-    hostMs, residentMs, residentCpuMs: median(residentCpu), residentSyncMs: median(residentSync), streamApplyCpuMs, encodeCpuMs,
+    ...s,
+    kernels,
+    kernelMs,
+    perKernelMs,
+    gflops,
+    weightGBs,
+    flops,
+    bytes,
+    hostMs,
+    residentMs,
+    residentCpuMs: median(residentCpu),
+    residentSyncMs: median(residentSync),
+    streamApplyCpuMs,
+    encodeCpuMs,
     residentOverKernelPlusSubmit: residentMs / (kernelMs + submitMs),
-    rawSubmitMs: median(raw), residentOverRawSubmit: residentMs / median(raw),
+    rawSubmitMs: median(raw),
+    residentOverRawSubmit: residentMs / median(raw),
   }
 }
 
 /** GPU ms of a pass with one and with two 1-workgroup dispatches: what a fused kernel could save. */
 async function dispatchCost(): Promise<{ oneMs: number; twoMs: number }> {
   const p = pipeline('bench_copy')
-  const src = storage(4096), dst = storage(4096)
+  const src = storage(4096),
+    dst = storage(4096)
   const bg = bind(p, [src, dst])
-  const run = (n: number) => gpuTimes(20, (enc, tw) => {
-    const pass = enc.beginComputePass({ timestampWrites: tw })
-    pass.setPipeline(p); pass.setBindGroup(0, bg)
-    for (let i = 0; i < n; i++) pass.dispatchWorkgroups(1)
-    pass.end()
-  })
-  const oneMs = best(await run(1)), twoMs = best(await run(2))
-  src.destroy(); dst.destroy()
+  const run = (n: number) =>
+    gpuTimes(20, (enc, tw) => {
+      const pass = enc.beginComputePass({ timestampWrites: tw })
+      pass.setPipeline(p)
+      pass.setBindGroup(0, bg)
+      for (let i = 0; i < n; i++) pass.dispatchWorkgroups(1)
+      pass.end()
+    })
+  const oneMs = best(await run(1)),
+    twoMs = best(await run(2))
+  src.destroy()
+  dst.destroy()
   return { oneMs, twoMs }
 }
 
@@ -228,13 +288,14 @@ ceil.matmulGflops = Math.max(ceil.matmulGflops, await matmulCeiling(1024, 1024, 
 const submitMs = await submitCost()
 const dispatch = await dispatchCost()
 console.log(`adapter: ${info.vendor} ${info.architecture} ${info.description}; software: ${backend.isSoftware}`)
-console.log(`pass with 1 tiny dispatch ${dispatch.oneMs.toFixed(3)} ms, with 2: ${dispatch.twoMs.toFixed(3)} ms; submit + onSubmittedWorkDone ${submitMs.toFixed(3)} ms`)
+console.log(
+  `pass with 1 tiny dispatch ${dispatch.oneMs.toFixed(3)} ms, with 2: ${dispatch.twoMs.toFixed(3)} ms; submit + onSubmittedWorkDone ${submitMs.toFixed(3)} ms`,
+)
 const shapes: Shape[] = []
 for (const dtype of ['f32', 'bf16'] as const)
   for (const layer of ['square', 'qkv'] as const)
     for (const rank of [16, 64])
-      for (const adapters of [1, 8])
-        for (const T of quick ? [1, 256] : [1, 16, 256, 1024]) shapes.push({ T, layer, rank, adapters, dtype })
+      for (const adapters of [1, 8]) for (const T of quick ? [1, 256] : [1, 16, 256, 1024]) shapes.push({ T, layer, rank, adapters, dtype })
 const label = (s: Shape): string => `${s.dtype} ${s.layer} r${s.rank} L${s.adapters} T${s.T}`
 if (only) shapes.splice(0, shapes.length, ...shapes.filter((s) => new RegExp(only).test(label(s))))
 /** Host <-> GPU rates (GB/s): writeBuffer of 64 MiB, and a copy into a mapped buffer read back. */
@@ -243,7 +304,8 @@ async function hostRates(): Promise<{ uploadGBs: number; readbackGBs: number }> 
   const data = new Float32Array(n / 4)
   const dst = storage(n, GPUBufferUsage.COPY_SRC)
   const read = device.createBuffer({ size: n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
-  const up: number[] = [], down: number[] = []
+  const up: number[] = [],
+    down: number[] = []
   for (let i = 0; i < 5; i++) {
     let t0 = now()
     device.queue.writeBuffer(dst, 0, data)
@@ -258,7 +320,8 @@ async function hostRates(): Promise<{ uploadGBs: number; readbackGBs: number }> 
     read.unmap()
     down.push(now() - t0)
   }
-  dst.destroy(); read.destroy()
+  dst.destroy()
+  read.destroy()
   return { uploadGBs: n / (best(up) / 1e3) / 1e9, readbackGBs: n / (best(down) / 1e3) / 1e9 }
 }
 
@@ -271,11 +334,23 @@ async function encodeModel(T: number, kernels: KernelProfile) {
   const layers: { layer: GpuLayer; x: GPUBuffer; y: GPUBuffer; plan: ReturnType<typeof buildSegments> }[] = []
   for (let m = 0; m < 32; m++) {
     const widths = m % 2 === 0 ? [4096] : [4096, 1024, 1024]
-    const d = materialise({ name: '', seed: 7 + m, inFeatures: 4096, sliceWidths: widths, rank: 16, tokens: T, slots: 1, pattern: 'identical', dtype: 'f32', adaptersPerToken: 1 })
+    const d = materialise({
+      name: '',
+      seed: 7 + m,
+      inFeatures: 4096,
+      sliceWidths: widths,
+      rank: 16,
+      tokens: T,
+      slots: 1,
+      pattern: 'identical',
+      dtype: 'f32',
+      adaptersPerToken: 1,
+    })
     const layer = backends.get(kernels)!.createLayer(d.spec) as GpuLayer
     layer.setAdapter(0, d.adapters[0])
     d.ids.fill(0)
-    const x = storage(d.x.byteLength), y = storage(d.y.byteLength)
+    const x = storage(d.x.byteLength),
+      y = storage(d.y.byteLength)
     device.queue.writeBuffer(x, 0, d.x as Float32Array<ArrayBuffer>)
     layers.push({ layer, x, y, plan: buildSegments(d.ids, 1, 1) })
   }
@@ -285,7 +360,8 @@ async function encodeModel(T: number, kernels: KernelProfile) {
     await gpuTimes(1, (enc, tw) => encodeCall(enc, call, tw))
     sumKernelMs += best(await gpuTimes(5, (enc, tw) => encodeCall(enc, call, tw)))
   }
-  const walls: number[] = [], cpus: number[] = []
+  const walls: number[] = [],
+    cpus: number[] = []
   for (let i = 0; i < 10; i++) {
     const t0 = now()
     const enc = device.createCommandEncoder()
@@ -295,9 +371,22 @@ async function encodeModel(T: number, kernels: KernelProfile) {
     await device.queue.onSubmittedWorkDone()
     walls.push(now() - t0)
   }
-  for (const l of layers) { l.layer.dispose(); l.x.destroy(); l.y.destroy() }
+  for (const l of layers) {
+    l.layer.dispose()
+    l.x.destroy()
+    l.y.destroy()
+  }
   const wallMs = median(walls)
-  return { T, kernels, modules: layers.length, sumKernelMs, wallMs, cpuMs: median(cpus), wallOverKernelSum: wallMs / sumKernelMs, wallOverKernelSumPlusSubmit: wallMs / (sumKernelMs + submitMs) }
+  return {
+    T,
+    kernels,
+    modules: layers.length,
+    sumKernelMs,
+    wallMs,
+    cpuMs: median(cpus),
+    wallOverKernelSum: wallMs / sumKernelMs,
+    wallOverKernelSumPlusSubmit: wallMs / (sumKernelMs + submitMs),
+  }
 }
 
 const rates = await hostRates()
@@ -310,42 +399,76 @@ for (const [i, shape] of shapes.entries()) {
 const models = []
 if (!only) for (const k of profiles) for (const T of quick ? [1] : [1, 16, 256]) models.push(await encodeModel(T, k))
 await sampleCeilings()
-console.log(`ceilings (best of ${samples.length} samples): copy ${ceil.copyGBs.toFixed(2)} GB/s, dense matmul ${ceil.matmulGflops.toFixed(2)} GFLOP/s`)
+console.log(
+  `ceilings (best of ${samples.length} samples): copy ${ceil.copyGBs.toFixed(2)} GB/s, dense matmul ${ceil.matmulGflops.toFixed(2)} GFLOP/s`,
+)
 const rows = measured.map((r) => {
   const rooflineMs = Math.max(r.bytes / (ceil.copyGBs * 1e6), r.flops / (ceil.matmulGflops * 1e6))
   // host path: x up, y up and back, against the measured host <-> GPU rates
-  const hostBytesMs = (r.T * 4096 * 4 + r.T * (r.layer === 'square' ? 4096 : 6144) * 4) / (rates.uploadGBs * 1e6) + (r.T * (r.layer === 'square' ? 4096 : 6144) * 4) / (rates.readbackGBs * 1e6)
-  return { ...r, fracMatmul: r.gflops / ceil.matmulGflops, fracCopy: r.weightGBs / ceil.copyGBs, rooflineMs, rooflineOverTime: rooflineMs / r.kernelMs, hostTransferMs: hostBytesMs, hostOverTransfer: r.hostMs / hostBytesMs }
+  const hostBytesMs =
+    (r.T * 4096 * 4 + r.T * (r.layer === 'square' ? 4096 : 6144) * 4) / (rates.uploadGBs * 1e6) +
+    (r.T * (r.layer === 'square' ? 4096 : 6144) * 4) / (rates.readbackGBs * 1e6)
+  return {
+    ...r,
+    fracMatmul: r.gflops / ceil.matmulGflops,
+    fracCopy: r.weightGBs / ceil.copyGBs,
+    rooflineMs,
+    rooflineOverTime: rooflineMs / r.kernelMs,
+    hostTransferMs: hostBytesMs,
+    hostOverTransfer: r.hostMs / hostBytesMs,
+  }
 })
 for (const r of rows) {
   console.log(
-    [`${r.kernels.slice(0, 4)} ${r.dtype.padEnd(4)} ${r.layer.padEnd(6)} r${String(r.rank).padEnd(3)} L${r.adapters} T${String(r.T).padEnd(5)}`,
-     `${r.kernelMs.toFixed(4).padStart(9)} ms (${Object.entries(r.perKernelMs).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')})`,
-     `R ${r.rooflineMs.toFixed(4)} ms, R/time ${r.rooflineOverTime.toFixed(2)}`,
-     `${r.gflops.toFixed(0).padStart(6)} GFLOP/s (${(100 * r.fracMatmul).toFixed(0).padStart(3)}% mm)`,
-     `weights ${r.weightGBs.toFixed(0).padStart(6)} GB/s (${(100 * r.fracCopy).toFixed(0).padStart(3)}% copy)`,
-     `host ${r.hostMs.toFixed(3).padStart(7)} ms (x${r.hostOverTransfer.toFixed(2)} of transfers), resident ${r.residentMs.toFixed(3).padStart(7)} ms (x${r.residentOverRawSubmit.toFixed(2)} of bare submit; cpu ${(1e3 * r.residentSyncMs).toFixed(1)} us sync, ${(1e3 * r.residentCpuMs).toFixed(1)} us resolved, ${(1e3 * r.streamApplyCpuMs).toFixed(1)} us/call streamed, encode ${(1e3 * r.encodeCpuMs).toFixed(1)} us)`].join(' | '),
+    [
+      `${r.kernels.slice(0, 4)} ${r.dtype.padEnd(4)} ${r.layer.padEnd(6)} r${String(r.rank).padEnd(3)} L${r.adapters} T${String(r.T).padEnd(5)}`,
+      `${r.kernelMs.toFixed(4).padStart(9)} ms (${Object.entries(r.perKernelMs)
+        .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+        .join(', ')})`,
+      `R ${r.rooflineMs.toFixed(4)} ms, R/time ${r.rooflineOverTime.toFixed(2)}`,
+      `${r.gflops.toFixed(0).padStart(6)} GFLOP/s (${(100 * r.fracMatmul).toFixed(0).padStart(3)}% mm)`,
+      `weights ${r.weightGBs.toFixed(0).padStart(6)} GB/s (${(100 * r.fracCopy).toFixed(0).padStart(3)}% copy)`,
+      `host ${r.hostMs.toFixed(3).padStart(7)} ms (x${r.hostOverTransfer.toFixed(2)} of transfers), resident ${r.residentMs.toFixed(3).padStart(7)} ms (x${r.residentOverRawSubmit.toFixed(2)} of bare submit; cpu ${(1e3 * r.residentSyncMs).toFixed(1)} us sync, ${(1e3 * r.residentCpuMs).toFixed(1)} us resolved, ${(1e3 * r.streamApplyCpuMs).toFixed(1)} us/call streamed, encode ${(1e3 * r.encodeCpuMs).toFixed(1)} us)`,
+    ].join(' | '),
   )
 }
 for (const m of models) {
-  console.log(`encode ${m.modules} modules (${m.kernels}) T${m.T}: wall ${m.wallMs.toFixed(3)} ms (cpu ${m.cpuMs.toFixed(3)}), kernel sum ${m.sumKernelMs.toFixed(3)} ms: x${m.wallOverKernelSum.toFixed(2)} (x${m.wallOverKernelSumPlusSubmit.toFixed(2)} of sum + bare submit)`)
+  console.log(
+    `encode ${m.modules} modules (${m.kernels}) T${m.T}: wall ${m.wallMs.toFixed(3)} ms (cpu ${m.cpuMs.toFixed(3)}), kernel sum ${m.sumKernelMs.toFixed(3)} ms: x${m.wallOverKernelSum.toFixed(2)} (x${m.wallOverKernelSumPlusSubmit.toFixed(2)} of sum + bare submit)`,
+  )
 }
 /** File name of this adapter and implementation: webgpu-<device or description>[-deno].json */
 const deviceName = (info as GPUAdapterInfo & { device?: string }).device
 const adapterName = ((/[a-z]/i.test(deviceName ?? '') ? deviceName : '') || info.description || info.vendor || 'unknown')
-  .replace(/\(.*?\)/g, '').split(':')[0].trim().toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '')
+  .replace(/\(.*?\)/g, '')
+  .split(':')[0]
+  .trim()
+  .toLowerCase()
+  .replace(/[^a-z0-9]+/g, '-')
+  .replace(/^-|-$/g, '')
 const file = `webgpu-${adapterName}${isDeno ? '-deno' : ''}.json`
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
 writeFileSync(
   new URL(`./results/${file}`, import.meta.url),
-  JSON.stringify({
-    date: new Date().toISOString(),
-    implementation: isDeno ? 'deno (wgpu)' : 'node (dawn)',
-    adapter: { vendor: info.vendor, architecture: info.architecture, device: (info as GPUAdapterInfo & { device?: string }).device, description: info.description, isSoftware: backend.isSoftware, kernels: backend.kernels },
-    ceilings: { ...ceil, samples, submitMs, dispatch, ...rates },
-    rows,
-    encode: models,
-  }, null, 1),
+  JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      implementation: isDeno ? 'deno (wgpu)' : 'node (dawn)',
+      adapter: {
+        vendor: info.vendor,
+        architecture: info.architecture,
+        device: (info as GPUAdapterInfo & { device?: string }).device,
+        description: info.description,
+        isSoftware: backend.isSoftware,
+        kernels: backend.kernels,
+      },
+      ceilings: { ...ceil, samples, submitMs, dispatch, ...rates },
+      rows,
+      encode: models,
+    },
+    null,
+    1,
+  ),
 )
 writeResultsMarkdown()
 console.log(`wrote bench/results/${file} and bench/results/webgpu.md`)

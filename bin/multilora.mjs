@@ -23,8 +23,12 @@ commands:
   help     print this and exit
 
 options of bench:
-${Object.entries(BENCH_OPTIONS).map(([name, [value, text]]) => `  ${`${name}${value ? ' FILE' : ''}`.padEnd(12)} ${text}`).join('\n')}`
-const OPTION_LIST = Object.entries(BENCH_OPTIONS).map(([name, [value]]) => `${name}${value ? ' FILE' : ''}`).join(', ')
+${Object.entries(BENCH_OPTIONS)
+  .map(([name, [value, text]]) => `  ${`${name}${value ? ' FILE' : ''}`.padEnd(12)} ${text}`)
+  .join('\n')}`
+const OPTION_LIST = Object.entries(BENCH_OPTIONS)
+  .map(([name, [value]]) => `${name}${value ? ' FILE' : ''}`)
+  .join(', ')
 
 function fail(message) {
   console.error(`multilora: ${message}; \`multilora --help\` prints the usage`)
@@ -59,7 +63,9 @@ try {
   tsx = null
 }
 if (!existsSync(main) || !tsx) {
-  console.error('multilora bench needs the repository checkout with its devDependencies (tsx, the peer libraries): run it there after npm install')
+  console.error(
+    'multilora bench needs the repository checkout with its devDependencies (tsx, the peer libraries): run it there after npm install',
+  )
   process.exit(1)
 }
 const child = spawn(process.execPath, ['--import', tsx, main, ...rest], {

@@ -43,7 +43,9 @@ async function median(fn: () => Promise<void>, reps = 15): Promise<number> {
 }
 
 const rt = await createRuntime({ backend: 'auto' })
-console.log(`multilora: backends ${rt.backends.join(', ')} (wasm ${rt.wasmVariant}${rt.webgpuUnavailableReason ? `; webgpu: ${rt.webgpuUnavailableReason}` : ''})`)
+console.log(
+  `multilora: backends ${rt.backends.join(', ')} (wasm ${rt.wasmVariant}${rt.webgpuUnavailableReason ? `; webgpu: ${rt.webgpuUnavailableReason}` : ''})`,
+)
 let failures = 0
 
 // 1. PEFT adapters against PEFT's outputs
@@ -51,7 +53,9 @@ const manifest = JSON.parse(await readFile(`${DIR}manifest.json`, 'utf8')) as { 
 const oracle = readSafetensors(new Uint8Array(await readFile(`${DIR}oracle.safetensors`)), 'oracle.safetensors').tensors
 for (const name of ['math', 'code']) {
   const info = await rt.loadAdapter(name, `${DIR}adapters/${name}`)
-  console.log(`loaded ${name}: ${info.modules.length} modules, rank ${[...new Set(info.ranks)].join('/')}, ${info.dtype}, ${(info.bytes / 1024).toFixed(0)} KiB`)
+  console.log(
+    `loaded ${name}: ${info.modules.length} modules, rank ${[...new Set(info.ranks)].join('/')}, ${info.dtype}, ${(info.bytes / 1024).toFixed(0)} KiB`,
+  )
 }
 const tokens = manifest.token_adapter.map((a) => (a === '__base__' ? null : a))
 console.log(`PEFT batch: ${tokens.length} tokens (${tokens.map((a) => a ?? '-').join(' ')})`)
@@ -69,7 +73,9 @@ for (const backend of rt.backends) {
   const ms = performance.now() - t0
   const ok = worst <= 1e-5
   if (!ok) failures++
-  console.log(`  ${backend}: ${manifest.modules.length} modules in ${ms.toFixed(1)} ms, worst relative error vs PEFT ${worst.toExponential(2)} ${ok ? 'OK' : 'FAIL'}`)
+  console.log(
+    `  ${backend}: ${manifest.modules.length} modules in ${ms.toFixed(1)} ms, worst relative error vs PEFT ${worst.toExponential(2)} ${ok ? 'OK' : 'FAIL'}`,
+  )
 }
 
 // 2. a serving-sized mixed batch against the float64 reference
@@ -80,7 +86,10 @@ const D = 8
 const rank = 16
 const T = 64
 const refAdapters: RefAdapter[] = []
-const layers = rt.backends.map((backend) => ({ backend, layer: rt.createLayer({ inFeatures: inF, outFeatures: widths, maxAdapters: D, maxRank: rank, weightDtype: 'bf16' }) }))
+const layers = rt.backends.map((backend) => ({
+  backend,
+  layer: rt.createLayer({ inFeatures: inF, outFeatures: widths, maxAdapters: D, maxRank: rank, weightDtype: 'bf16' }),
+}))
 for (let a = 0; a < D; a++) {
   const A = widths.map(() => rng.array(rank * inF, 1 / 64))
   const B = widths.map((n) => rng.array(n * rank, 0.05))
@@ -101,16 +110,25 @@ for (const { backend, layer } of layers) {
   const ok = err <= 1e-5
   if (!ok) failures++
   const ms = await median(() => layer.apply(x, new Float32Array(y0), ids, { backend }))
-  console.log(`  ${backend}: ${ms.toFixed(3)} ms (${(flops / ms / 1e6).toFixed(1)} GFLOP/s), relative error vs reference ${err.toExponential(2)} ${ok ? 'OK' : 'FAIL'}`)
+  console.log(
+    `  ${backend}: ${ms.toFixed(3)} ms (${(flops / ms / 1e6).toFixed(1)} GFLOP/s), relative error vs reference ${err.toExponential(2)} ${ok ? 'OK' : 'FAIL'}`,
+  )
 }
 // 3. a whole model against PEFT (another model: its module paths name other shapes)
 for (const name of ['math', 'code']) rt.unloadAdapter(name)
 const E2E = fileURLToPath(new URL('../test/fixtures/peft/tiny-llama-e2e/', import.meta.url))
-const peft = JSON.parse(await readFile(`${E2E}batch.json`, 'utf8')) as { input_ids: number[][]; adapter_names: string[]; generated_ids: number[][]; max_new_tokens: number }
+const peft = JSON.parse(await readFile(`${E2E}batch.json`, 'utf8')) as {
+  input_ids: number[][]
+  adapter_names: string[]
+  generated_ids: number[][]
+  max_new_tokens: number
+}
 const raw = await readFile(`${E2E}logits.f32`)
 const peftLogits = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength))
 const largest = peftLogits.reduce((m, v) => Math.max(m, Math.abs(v)), 0)
-console.log(`whole model (examples/llama): ${peft.input_ids.length} sequences x ${peft.input_ids[0].length} prompt tokens, ${peft.max_new_tokens} greedy tokens each`)
+console.log(
+  `whole model (examples/llama): ${peft.input_ids.length} sequences x ${peft.input_ids[0].length} prompt tokens, ${peft.max_new_tokens} greedy tokens each`,
+)
 for (const backend of rt.backends) {
   const t0 = performance.now()
   const got = await runBatch(rt, E2E, backend)
@@ -120,7 +138,9 @@ for (const backend of rt.backends) {
   const same = got.generated_ids.map((ids, s) => ids.join() === peft.generated_ids[s].join())
   const ok = err <= 1e-4 * largest && same.every((v) => v)
   if (!ok) failures++
-  console.log(`  ${backend}: ${ms.toFixed(0)} ms, max logit error vs PEFT ${err.toExponential(2)} (of max |logit| ${largest.toFixed(2)}) ${ok ? 'OK' : 'FAIL'}`)
+  console.log(
+    `  ${backend}: ${ms.toFixed(0)} ms, max logit error vs PEFT ${err.toExponential(2)} (of max |logit| ${largest.toFixed(2)}) ${ok ? 'OK' : 'FAIL'}`,
+  )
   peft.adapter_names.forEach((name, s) => {
     const prompt = peft.input_ids[s].length
     const ours = got.generated_ids[s].slice(prompt).join(' ')

@@ -22,7 +22,14 @@ const runtime = 'Deno' in globalThis ? 'deno' : 'Bun' in globalThis ? 'bun' : 'd
 const { backends, wasmVariant, webgpuUnavailableReason, threads, threadsUnavailableReason } = rt
 rt.dispose() // ends the worker threads: the process can exit
 export const report = {
-  runtime, backends, wasmVariant, webgpuUnavailableReason, threads, threadsUnavailableReason, module, tokens,
+  runtime,
+  backends,
+  wasmVariant,
+  webgpuUnavailableReason,
+  threads,
+  threadsUnavailableReason,
+  module,
+  tokens,
   results: [{ backend: 'wasm', ms, y: Array.from(y) }],
 }
 console.log(JSON.stringify(report))

@@ -9,10 +9,22 @@ import { createHash } from 'node:crypto'
 import { createRuntime, type Runtime } from '../src/index.js'
 import { caseGrid, type Case, edgeCases, makeCase } from '../test/grid.js'
 
-const serving: Case[] = [1, 16, 64, 257].flatMap((tokens) => (['f32', 'bf16', 'f16'] as const).flatMap((dtype) => [1, 2].map((adaptersPerToken) => ({
-  name: `QKV 4096/1024/1024 r16 T${tokens} ${dtype} K${adaptersPerToken}`, inFeatures: 4096, sliceWidths: [4096, 1024, 1024], slots: 8, rank: 16,
-  tokens, pattern: 'uniform' as const, dtype, adaptersPerToken, seed: 1000 + tokens,
-}))))
+const serving: Case[] = [1, 16, 64, 257].flatMap((tokens) =>
+  (['f32', 'bf16', 'f16'] as const).flatMap((dtype) =>
+    [1, 2].map((adaptersPerToken) => ({
+      name: `QKV 4096/1024/1024 r16 T${tokens} ${dtype} K${adaptersPerToken}`,
+      inFeatures: 4096,
+      sliceWidths: [4096, 1024, 1024],
+      slots: 8,
+      rank: 16,
+      tokens,
+      pattern: 'uniform' as const,
+      dtype,
+      adaptersPerToken,
+      seed: 1000 + tokens,
+    })),
+  ),
+)
 const cases = [...caseGrid(2), ...edgeCases(), ...serving]
 
 async function run(label: string, rt: Runtime, backend: 'wasm' | 'webgpu'): Promise<void> {

@@ -38,12 +38,12 @@ export function f32ToF16Bits(value: number): number {
     const half = 1 << (shift - 1)
     const rest = mant & ((1 << shift) - 1)
     let h = mant >>> shift
-    if (rest > half || (rest === half && (h & 1))) h++
+    if (rest > half || (rest === half && h & 1)) h++
     return sign | h
   }
   let h = (e << 10) | (mant >>> 13)
   const rest = mant & 0x1fff
-  if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++ // may carry into the exponent: correct
+  if (rest > 0x1000 || (rest === 0x1000 && h & 1)) h++ // may carry into the exponent: correct
   return sign | h
 }
 

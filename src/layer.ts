@@ -5,7 +5,16 @@ import { buildSegments, type SegmentPlan } from './metadata.js'
 import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec, PreparedAdapter } from './types.js'
 import type { WasmBackend } from './wasm/backend.js'
 import type { WebGpuLayer } from './webgpu/types.js'
-import { checkAdaptersPerToken, checkApply, checkBackend, checkIds, checkInt, checkTokenWeights, isGpuBuffer, prepareAdapter } from './validate.js'
+import {
+  checkAdaptersPerToken,
+  checkApply,
+  checkBackend,
+  checkIds,
+  checkInt,
+  checkTokenWeights,
+  isGpuBuffer,
+  prepareAdapter,
+} from './validate.js'
 
 /** What a layer needs from its runtime: the backends and the per-call choice among them. */
 export interface LayerHost {
@@ -56,7 +65,11 @@ export class LoraLayer implements Layer {
   private readonly copies: (PreparedAdapter | undefined)[] | null
   private disposed = false
 
-  constructor(private readonly host: LayerHost, readonly spec: LayerSpec, backends: readonly Backend[]) {
+  constructor(
+    private readonly host: LayerHost,
+    readonly spec: LayerSpec,
+    backends: readonly Backend[],
+  ) {
     this.filled = new Array(spec.maxAdapters).fill(false)
     this.copies = host.keepHostCopies ? new Array(spec.maxAdapters).fill(undefined) : null
     this.ranks = new Int32Array(spec.maxAdapters)
@@ -155,7 +168,12 @@ export class LoraLayer implements Layer {
     return this.filled[slot] === true
   }
 
-  async apply(x: Float32Array | Int32Array | GPUBuffer, y: Float32Array | GPUBuffer, idsIn: Int32Array | GPUBuffer, options: ApplyOptions = {}): Promise<void> {
+  async apply(
+    x: Float32Array | Int32Array | GPUBuffer,
+    y: Float32Array | GPUBuffer,
+    idsIn: Int32Array | GPUBuffer,
+    options: ApplyOptions = {},
+  ): Promise<void> {
     this.checkAlive()
     if (typeof options !== 'object' || options === null) {
       throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${String(options)}`)
@@ -182,7 +200,10 @@ export class LoraLayer implements Layer {
       const yAt = y instanceof Float32Array ? checkInPlace(wasm, 'y', y) : -1
       inWasm = xAt >= 0 && yAt >= 0
     }
-    let entries = 0, distinct = 0, rankSum = 0, rankEntries = 0
+    let entries = 0,
+      distinct = 0,
+      rankSum = 0,
+      rankEntries = 0
     const stamp = ++this.stamp
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]
@@ -199,8 +220,17 @@ export class LoraLayer implements Layer {
     if (entries === 0) return
     const { spec } = this
     const features: CallFeatures = {
-      tokens: T, entries, distinct, rankSum, rankEntries, adaptersPerToken: K, inFeatures: spec.embedding ? 1 : spec.inFeatures, outFeatures: spec.outFeatures,
-      slices: spec.sliceWidths.length, weightDtype: spec.weightDtype, resident: isGpuBuffer(x) || isGpuBuffer(y) ? 'gpu' : inWasm ? 'wasm' : 'host',
+      tokens: T,
+      entries,
+      distinct,
+      rankSum,
+      rankEntries,
+      adaptersPerToken: K,
+      inFeatures: spec.embedding ? 1 : spec.inFeatures,
+      outFeatures: spec.outFeatures,
+      slices: spec.sliceWidths.length,
+      weightDtype: spec.weightDtype,
+      resident: isGpuBuffer(x) || isGpuBuffer(y) ? 'gpu' : inWasm ? 'wasm' : 'host',
     }
     const backend = this.host.pick(choice, features)
     const first = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize, weights)
@@ -262,7 +292,10 @@ export class LoraLayer implements Layer {
     if (options.backend !== undefined) checkBackend('options.backend', options.backend)
     const { K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens)
     if (!isGpuBuffer(x) || !isGpuBuffer(y)) {
-      throw new LoraError('INVALID_ARGUMENT', `encode needs x and y as GPUBuffers on rt.device, got ${isGpuBuffer(x) ? 'y' : 'x'} as a host array`)
+      throw new LoraError(
+        'INVALID_ARGUMENT',
+        `encode needs x and y as GPUBuffers on rt.device, got ${isGpuBuffer(x) ? 'y' : 'x'} as a host array`,
+      )
     }
     if (typeof (encoder as GPUCommandEncoder | null)?.beginComputePass !== 'function') {
       throw new LoraError('INVALID_ARGUMENT', `encoder must be a GPUCommandEncoder, got ${String(encoder)}`)
@@ -304,7 +337,10 @@ export class LoraLayer implements Layer {
     const K = checkAdaptersPerToken('options.adaptersPerToken', options.adaptersPerToken ?? 1)
     const T = checkInt('options.tokens', options.tokens, 0, 2 ** 24)
     if (ids.size < T * K * 4) {
-      throw new LoraError('SHAPE_MISMATCH', `ids: GPUBuffer of ${ids.size} bytes, need tokens * adaptersPerToken * 4 = ${T} * ${K} * 4 = ${T * K * 4}`)
+      throw new LoraError(
+        'SHAPE_MISMATCH',
+        `ids: GPUBuffer of ${ids.size} bytes, need tokens * adaptersPerToken * 4 = ${T} * ${K} * 4 = ${T * K * 4}`,
+      )
     }
     // x and y are checked against T before the read
     checkApply(this.spec, x, y, new Int32Array(T * K), K, T)
@@ -313,7 +349,12 @@ export class LoraLayer implements Layer {
   }
 
   /** GPU-resident x and y on a CPU backend: read them back, run, write y back (queue order kept). */
-  private async applyThroughHost(layer: BackendLayer, x: Float32Array | Int32Array | GPUBuffer, y: Float32Array | GPUBuffer, plan: SegmentPlan): Promise<void> {
+  private async applyThroughHost(
+    layer: BackendLayer,
+    x: Float32Array | Int32Array | GPUBuffer,
+    y: Float32Array | GPUBuffer,
+    plan: SegmentPlan,
+  ): Promise<void> {
     const transfers = this.transfers()
     if (!transfers) throw new LoraError('DEVICE_LOST', 'x or y is a GPUBuffer but the runtime has no working WebGPU device')
     if (isGpuBuffer(y)) transfers.checkWritable(y)
@@ -352,7 +393,10 @@ export class LoraLayer implements Layer {
 function checkInPlace(wasm: Partial<WasmBackend>, name: string, v: Float32Array): number {
   const at = wasm.addressOf!(v)
   if (at === -2) {
-    throw new LoraError('INVALID_ARGUMENT', `${name} (Float32Array[${v.length}] at byte ${v.byteOffset}) is a view of the runtime's wasm memory outside every HostArray (rt.hostArray)`)
+    throw new LoraError(
+      'INVALID_ARGUMENT',
+      `${name} (Float32Array[${v.length}] at byte ${v.byteOffset}) is a view of the runtime's wasm memory outside every HostArray (rt.hostArray)`,
+    )
   }
   return at
 }

@@ -159,8 +159,8 @@ export function bySorting(ids: Int32Array, K: number, T: number, chunkSize: numb
   for (let e = 0, run = 0, prev = -1; e < n; e++) {
     const s = Math.floor(keys[e] / L)
     rows[e] = ((keys[e] - s * L) / K) | 0
-    if (s !== prev) (distinct++, numSegments++, (run = 1), (prev = s))
-    else if (++run > chunkSize) (numSegments++, (run = 1))
+    if (s !== prev) distinct++, numSegments++, (run = 1), (prev = s)
+    else if (++run > chunkSize) numSegments++, (run = 1)
   }
   const segSlot = new Int32Array(numSegments)
   const segStart = new Int32Array(numSegments)

@@ -86,7 +86,13 @@ export interface Runtime {
    * @param x [T * inFeatures]; for an embedding module (listAdapters' `embeddings`), Int32Array [T] token ids
    * @param y [T * outFeatures], updated in place
    */
-  apply(module: string, x: Float32Array | Int32Array, y: Float32Array, adapters: readonly TokenAdapters[], options?: { backend?: BackendChoice }): Promise<void>
+  apply(
+    module: string,
+    x: Float32Array | Int32Array,
+    y: Float32Array,
+    adapters: readonly TokenAdapters[],
+    options?: { backend?: BackendChoice },
+  ): Promise<void>
   /**
    * The base-layer weights adapter `name`'s file holds (PEFT saves embed_tokens' and lm_head's
    * when embedding layers are targeted), by module path: not applied, here to be checked against

@@ -30,7 +30,10 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   // Every option is checked before any backend (or GPU device) is acquired.
   const { memoryBudget, adapterSlots, wasm: wasmOptions } = options
   if (memoryBudget !== undefined && (typeof memoryBudget !== 'number' || !(memoryBudget >= 0))) {
-    throw new LoraError('INVALID_ARGUMENT', `memoryBudget must be a number of bytes >= 0 (Infinity: unlimited), got ${describe(memoryBudget)}`)
+    throw new LoraError(
+      'INVALID_ARGUMENT',
+      `memoryBudget must be a number of bytes >= 0 (Infinity: unlimited), got ${describe(memoryBudget)}`,
+    )
   }
   if (adapterSlots !== undefined) checkInt('adapterSlots', adapterSlots, 1, 65536)
   if (options.gpuKernels !== undefined && options.gpuKernels !== 'software' && options.gpuKernels !== 'discrete') {
@@ -45,9 +48,10 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   if (choice !== 'webgpu' || options.wasm) {
     const threads = checkThreads(options.threads ?? 1)
     const minWork = options.threadsMinWork === undefined ? null : checkInt('threadsMinWork', options.threadsMinWork, 0, 2 ** 40)
-    const wasm = threads === 1
-      ? await createWasmBackend(options.wasm)
-      : await (await import('./wasm/threads/backend.js')).createThreadedWasmBackend(threads, options.wasm, minWork)
+    const wasm =
+      threads === 1
+        ? await createWasmBackend(options.wasm)
+        : await (await import('./wasm/threads/backend.js')).createThreadedWasmBackend(threads, options.wasm, minWork)
     wasmVariant = wasm.variant
     backends.push(wasm)
   }
@@ -63,7 +67,10 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     }
   }
   const traits = backends.map((b) => ({
-    name: b.name, isSoftware: b.isSoftware, chunkSize: b.chunkSize, parts: (work: number, fusedEntries: number) => b.partsFor(work, fusedEntries),
+    name: b.name,
+    isSoftware: b.isSoftware,
+    chunkSize: b.chunkSize,
+    parts: (work: number, fusedEntries: number) => b.partsFor(work, fusedEntries),
   }))
   let profile: Profile | null = null
   if (options.profile !== undefined) profile = checkProfile(options.profile)
@@ -93,7 +100,11 @@ class LoraRuntime implements Runtime, LayerHost {
     options: RuntimeOptions,
     private readonly dispatcher: Dispatcher,
   ) {
-    this.pool = new AdapterPool({ createLayer: (o) => this.createLayer(o), memoryBudget: options.memoryBudget, maxAdapters: options.adapterSlots })
+    this.pool = new AdapterPool({
+      createLayer: (o) => this.createLayer(o),
+      memoryBudget: options.memoryBudget,
+      maxAdapters: options.adapterSlots,
+    })
     backendsByRuntime.set(this, all)
   }
 
@@ -120,7 +131,13 @@ class LoraRuntime implements Runtime, LayerHost {
     return this.pool.listAdapters()
   }
 
-  async apply(module: string, x: Float32Array | Int32Array, y: Float32Array, adapters: readonly TokenAdapters[], options?: { backend?: BackendChoice }): Promise<void> {
+  async apply(
+    module: string,
+    x: Float32Array | Int32Array,
+    y: Float32Array,
+    adapters: readonly TokenAdapters[],
+    options?: { backend?: BackendChoice },
+  ): Promise<void> {
     this.checkAlive()
     return this.pool.apply(module, x, y, adapters, options)
   }
@@ -151,11 +168,18 @@ class LoraRuntime implements Runtime, LayerHost {
 
   async calibrate(options: { budgetMs?: number } = {}): Promise<Profile> {
     this.checkAlive()
-    if (typeof options !== 'object' || options === null) throw new LoraError('INVALID_ARGUMENT', `calibrate options must be an object, got ${describe(options)}`)
+    if (typeof options !== 'object' || options === null)
+      throw new LoraError('INVALID_ARGUMENT', `calibrate options must be an object, got ${describe(options)}`)
     if (options.budgetMs !== undefined && (typeof options.budgetMs !== 'number' || !(options.budgetMs > 0))) {
-      throw new LoraError('INVALID_ARGUMENT', `options.budgetMs must be a positive number of milliseconds, got ${describe(options.budgetMs)}`)
+      throw new LoraError(
+        'INVALID_ARGUMENT',
+        `options.budgetMs must be a positive number of milliseconds, got ${describe(options.budgetMs)}`,
+      )
     }
-    const profile = await runCalibration(targetsOf(this.all), machineOf(this.all, this.wasmVariant), { kind: 'full', budgetMs: options.budgetMs })
+    const profile = await runCalibration(targetsOf(this.all), machineOf(this.all, this.wasmVariant), {
+      kind: 'full',
+      budgetMs: options.budgetMs,
+    })
     this.dispatcher.setProfile(profile)
     rememberProfile(this.all, this.wasmVariant, profile)
     return profile
@@ -213,7 +237,11 @@ class LoraRuntime implements Runtime, LayerHost {
       return this.all.find((b) => b.name === name)!
     }
     const b = this.all.find((x) => x.name === choice)
-    if (!b) throw new LoraError('BACKEND_UNAVAILABLE', `backend '${choice}' is not available in this runtime (available: ${this.backends.join(', ') || 'none'})`)
+    if (!b)
+      throw new LoraError(
+        'BACKEND_UNAVAILABLE',
+        `backend '${choice}' is not available in this runtime (available: ${this.backends.join(', ') || 'none'})`,
+      )
     if (b.lost) throw new LoraError('DEVICE_LOST', `backend '${choice}' lost its device`)
     return b
   }
@@ -230,7 +258,11 @@ class LoraRuntime implements Runtime, LayerHost {
   async recoverGpu(device?: GPUDevice): Promise<boolean> {
     this.checkAlive()
     const i = this.all.findIndex((b) => b.name === 'webgpu')
-    if (i < 0) throw new LoraError('BACKEND_UNAVAILABLE', 'this runtime has no WebGPU backend to recover (create it with backend \'auto\' or \'webgpu\')')
+    if (i < 0)
+      throw new LoraError(
+        'BACKEND_UNAVAILABLE',
+        "this runtime has no WebGPU backend to recover (create it with backend 'auto' or 'webgpu')",
+      )
     if (!this.all[i].lost) return false
     const { createWebGpuBackend } = await import('./webgpu/index.js')
     const fresh = await createWebGpuBackend({ device, kernels: (this.all[i] as { kernels?: 'software' | 'discrete' }).kernels })

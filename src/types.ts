@@ -127,7 +127,12 @@ export interface Layer {
    *   call), because the segment plan is built on the host. That small read waits for the queued
    *   GPU work, so pass ids as an Int32Array where the host has them (a scheduler usually does).
    */
-  apply(x: Float32Array | Int32Array | GPUBuffer, y: Float32Array | GPUBuffer, ids: Int32Array | GPUBuffer, options?: ApplyOptions): Promise<void>
+  apply(
+    x: Float32Array | Int32Array | GPUBuffer,
+    y: Float32Array | GPUBuffer,
+    ids: Int32Array | GPUBuffer,
+    options?: ApplyOptions,
+  ): Promise<void>
   /**
    * Record the same update into `encoder`, a GPUCommandEncoder of `rt.device` that the caller
    * owns and submits: no submit and no wait here, so a whole forward pass (every layer's LoRA

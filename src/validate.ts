@@ -87,7 +87,9 @@ export function prepareAdapter(spec: LayerSpec, slot: unknown, adapter: AdapterW
   const out: PreparedAdapter = { rank, scale: adapter.scale, A: [], B: [] }
   for (let s = 0; s < S; s++) {
     const n = spec.sliceWidths[s]
-    out.A.push(checkWeights(`adapter.A[${s}]`, A[s], rank * spec.inFeatures, `rank * inFeatures = ${rank} * ${spec.inFeatures}`, spec.weightDtype))
+    out.A.push(
+      checkWeights(`adapter.A[${s}]`, A[s], rank * spec.inFeatures, `rank * inFeatures = ${rank} * ${spec.inFeatures}`, spec.weightDtype),
+    )
     out.B.push(checkWeights(`adapter.B[${s}]`, B[s], n * rank, `outFeatures[${s}] * rank = ${n} * ${rank}`, spec.weightDtype))
   }
   return out
@@ -95,11 +97,15 @@ export function prepareAdapter(spec: LayerSpec, slot: unknown, adapter: AdapterW
 
 function slices(name: string, value: unknown, S: number): Float32Array[] {
   if (value instanceof Float32Array) {
-    if (S !== 1) throw new LoraError('SHAPE_MISMATCH', `${name} must be an array of ${S} Float32Arrays (one per slice), got one Float32Array`)
+    if (S !== 1)
+      throw new LoraError('SHAPE_MISMATCH', `${name} must be an array of ${S} Float32Arrays (one per slice), got one Float32Array`)
     return [value]
   }
   if (!Array.isArray(value) || value.length !== S) {
-    throw new LoraError('SHAPE_MISMATCH', `${name} must be ${S === 1 ? 'a Float32Array or ' : ''}an array of ${S} Float32Arrays, got ${describe(value)}`)
+    throw new LoraError(
+      'SHAPE_MISMATCH',
+      `${name} must be ${S === 1 ? 'a Float32Array or ' : ''}an array of ${S} Float32Arrays, got ${describe(value)}`,
+    )
   }
   return value as Float32Array[]
 }
@@ -121,18 +127,30 @@ function checkWeights(name: string, w: unknown, length: number, shape: string, d
 }
 
 /** Validate apply arguments (everything but slot occupancy). Returns T and K. */
-export function checkApply(spec: LayerSpec, x: unknown, y: unknown, ids: unknown, adaptersPerToken: unknown, tokens?: unknown): { T: number; K: number } {
+export function checkApply(
+  spec: LayerSpec,
+  x: unknown,
+  y: unknown,
+  ids: unknown,
+  adaptersPerToken: unknown,
+  tokens?: unknown,
+): { T: number; K: number } {
   const K = checkAdaptersPerToken('options.adaptersPerToken', adaptersPerToken ?? 1)
-  if (!(ids instanceof Int32Array)) throw new LoraError('INVALID_ARGUMENT', `ids must be an Int32Array or a GPUBuffer, got ${describe(ids)}`)
+  if (!(ids instanceof Int32Array))
+    throw new LoraError('INVALID_ARGUMENT', `ids must be an Int32Array or a GPUBuffer, got ${describe(ids)}`)
   const T = tokensOf(ids.length, K)
   if (tokens !== undefined && checkInt('options.tokens', tokens, 0, 2 ** 24) !== T) {
-    throw new LoraError('SHAPE_MISMATCH', `options.tokens = ${String(tokens)} but ids has ${ids.length} entries = ${T} tokens * adaptersPerToken ${K}`)
+    throw new LoraError(
+      'SHAPE_MISMATCH',
+      `options.tokens = ${String(tokens)} but ids has ${ids.length} entries = ${T} tokens * adaptersPerToken ${K}`,
+    )
   }
   if (spec.embedding) checkTokenIds(x, T, spec.inFeatures)
   else checkData('x', x, T, spec.inFeatures, 'inFeatures')
   checkData('y', y, T, spec.outFeatures, 'outFeatures')
   if (x instanceof Float32Array && y instanceof Float32Array && x.buffer === y.buffer && x.length > 0 && y.length > 0) {
-    const x1 = x.byteOffset + x.byteLength, y1 = y.byteOffset + y.byteLength
+    const x1 = x.byteOffset + x.byteLength,
+      y1 = y.byteOffset + y.byteLength
     if (x.byteOffset < y1 && y.byteOffset < x1) {
       throw new LoraError('INVALID_ARGUMENT', `x (bytes ${x.byteOffset}..${x1}) and y (bytes ${y.byteOffset}..${y1}) overlap in one buffer`)
     }
@@ -143,9 +161,11 @@ export function checkApply(spec: LayerSpec, x: unknown, y: unknown, ids: unknown
 /** An embedding layer's x: T token ids in 0..vocab-1 (Int32Array), or an i32 GPUBuffer of at least T * 4 bytes. */
 function checkTokenIds(x: unknown, T: number, vocab: number): void {
   if (x instanceof Int32Array) {
-    if (x.length !== T) throw new LoraError('SHAPE_MISMATCH', `x (token ids of an embedding layer) must have T = ${T} values, got ${x.length}`)
+    if (x.length !== T)
+      throw new LoraError('SHAPE_MISMATCH', `x (token ids of an embedding layer) must have T = ${T} values, got ${x.length}`)
     for (let i = 0; i < T; i++) {
-      if (x[i] < 0 || x[i] >= vocab) throw new LoraError('OUT_OF_RANGE', `x[${i}] = ${x[i]} is not a token id in 0..${vocab - 1} (x: Int32Array[${T}])`)
+      if (x[i] < 0 || x[i] >= vocab)
+        throw new LoraError('OUT_OF_RANGE', `x[${i}] = ${x[i]} is not a token id in 0..${vocab - 1} (x: Int32Array[${T}])`)
     }
   } else if (isGpuBuffer(x)) {
     if (x.size < T * 4) throw new LoraError('SHAPE_MISMATCH', `x: GPUBuffer of ${x.size} bytes, need T * 4 = ${T * 4} (i32 token ids)`)
@@ -157,7 +177,9 @@ function checkTokenIds(x: unknown, T: number, vocab: number): void {
 /** A GPUBuffer (checked by shape, so a buffer from any WebGPU implementation is recognised). */
 export function isGpuBuffer(v: unknown): v is GPUBuffer {
   const b = v as GPUBuffer | null
-  return typeof b === 'object' && b !== null && typeof b.size === 'number' && typeof b.usage === 'number' && typeof b.mapAsync === 'function'
+  return (
+    typeof b === 'object' && b !== null && typeof b.size === 'number' && typeof b.usage === 'number' && typeof b.mapAsync === 'function'
+  )
 }
 
 /** x or y: a Float32Array of exactly T * width values, or a GPUBuffer of at least that many bytes. */
@@ -166,7 +188,10 @@ function checkData(name: string, v: unknown, T: number, width: number, widthName
   if (v instanceof Float32Array) {
     if (v.length !== n) {
       // a HostArray's view read before the wasm memory grew is detached: length 0
-      const hint = v.length === 0 && v.buffer.byteLength === 0 ? ' (an empty or detached buffer: read a HostArray\'s `array` again after the runtime allocated)' : ''
+      const hint =
+        v.length === 0 && v.buffer.byteLength === 0
+          ? " (an empty or detached buffer: read a HostArray's `array` again after the runtime allocated)"
+          : ''
       throw new LoraError('SHAPE_MISMATCH', `${name} must have T * ${widthName} = ${T} * ${width} = ${n} values, got ${v.length}${hint}`)
     }
   } else if (isGpuBuffer(v)) {
@@ -194,7 +219,8 @@ export function checkIds(ids: Int32Array, K: number, maxAdapters: number, filled
 
 /** Per-entry weights of an apply: a Float32Array of ids.length finite values. */
 export function checkTokenWeights(weights: unknown, idsLength: number): Float32Array {
-  if (!(weights instanceof Float32Array)) throw new LoraError('INVALID_ARGUMENT', `options.weights must be a Float32Array, got ${describe(weights)}`)
+  if (!(weights instanceof Float32Array))
+    throw new LoraError('INVALID_ARGUMENT', `options.weights must be a Float32Array, got ${describe(weights)}`)
   if (weights.length !== idsLength) {
     throw new LoraError('SHAPE_MISMATCH', `options.weights has ${weights.length} values, ids has ${idsLength} (one weight per id)`)
   }

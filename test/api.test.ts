@@ -14,7 +14,12 @@ afterAll(() => rt?.dispose())
 const IN = 6
 const OUT = [5, 3]
 const rng = new Rng(11)
-const adapter = (rank: number) => ({ rank, scale: 1.5, A: [rng.array(rank * IN), rng.array(rank * IN)], B: [rng.array(5 * rank), rng.array(3 * rank)] })
+const adapter = (rank: number) => ({
+  rank,
+  scale: 1.5,
+  A: [rng.array(rank * IN), rng.array(rank * IN)],
+  B: [rng.array(5 * rank), rng.array(3 * rank)],
+})
 
 function newLayer(): Layer {
   const layer = rt.createLayer({ inFeatures: IN, outFeatures: OUT, maxAdapters: 4, maxRank: 8 })
@@ -22,7 +27,6 @@ function newLayer(): Layer {
   layer.setAdapter(1, adapter(8))
   return layer
 }
-
 
 describe('apply: bad input throws LoraError and leaves y untouched', () => {
   const T = 3
@@ -36,9 +40,19 @@ describe('apply: bad input throws LoraError and leaves y untouched', () => {
     ['id out of range', (l, y) => l.apply(x, y, Int32Array.of(0, 4, 1)), 'OUT_OF_RANGE', ['ids[1]', '4']],
     ['id below -1', (l, y) => l.apply(x, y, Int32Array.of(0, -2, 1)), 'OUT_OF_RANGE', ['ids[1]']],
     ['slot never set', (l, y) => l.apply(x, y, Int32Array.of(0, 3, 1)), 'SLOT_EMPTY', ['slot 3']],
-    ['adaptersPerToken does not divide ids', (l, y) => l.apply(x, y, Int32Array.of(0, 1, 1, 0), { adaptersPerToken: 3 }), 'SHAPE_MISMATCH', ['adaptersPerToken']],
+    [
+      'adaptersPerToken does not divide ids',
+      (l, y) => l.apply(x, y, Int32Array.of(0, 1, 1, 0), { adaptersPerToken: 3 }),
+      'SHAPE_MISMATCH',
+      ['adaptersPerToken'],
+    ],
     ['adaptersPerToken fractional', (l, y) => l.apply(x, y, ids, { adaptersPerToken: 1.5 }), 'INVALID_ARGUMENT', ['adaptersPerToken']],
-    ['same slot twice in a token', (l, y) => l.apply(x, y, Int32Array.of(0, 0, 1, -1, -1, -1), { adaptersPerToken: 2 }), 'DUPLICATE_ADAPTER', ['slot 0']],
+    [
+      'same slot twice in a token',
+      (l, y) => l.apply(x, y, Int32Array.of(0, 0, 1, -1, -1, -1), { adaptersPerToken: 2 }),
+      'DUPLICATE_ADAPTER',
+      ['slot 0'],
+    ],
     ['unknown backend', (l, y) => l.apply(x, y, ids, { backend: 'cuda' as never }), 'UNKNOWN_BACKEND', ['cuda']],
     ['unavailable backend', (l, y) => l.apply(x, y, ids, { backend: 'webgpu' }), 'BACKEND_UNAVAILABLE', ['webgpu']],
   ]
@@ -61,8 +75,23 @@ describe('setAdapter: bad input throws LoraError and leaves the slot as it was',
     ['scale NaN', () => ({ ...adapter(4), scale: NaN }), 'INVALID_ARGUMENT'],
     ['scale Infinity', () => ({ ...adapter(4), scale: Infinity }), 'INVALID_ARGUMENT'],
     ['A has one slice instead of two', () => ({ ...adapter(4), A: rng.array(4 * IN) }), 'SHAPE_MISMATCH'],
-    ['B slice too short', () => { const a = adapter(4); return { ...a, B: [a.B[0], rng.array(3 * 4 - 1)] } }, 'SHAPE_MISMATCH'],
-    ['A contains NaN', () => { const a = adapter(4); a.A[1][3] = NaN; return a }, 'INVALID_ARGUMENT'],
+    [
+      'B slice too short',
+      () => {
+        const a = adapter(4)
+        return { ...a, B: [a.B[0], rng.array(3 * 4 - 1)] }
+      },
+      'SHAPE_MISMATCH',
+    ],
+    [
+      'A contains NaN',
+      () => {
+        const a = adapter(4)
+        a.A[1][3] = NaN
+        return a
+      },
+      'INVALID_ARGUMENT',
+    ],
     ['not an object', () => null, 'INVALID_ARGUMENT'],
   ]
   it.each(cases)('%s', async (name, make, code) => {

@@ -30,17 +30,40 @@ describe('medianInterval', () => {
 
 function row(o: Partial<Row>): Row {
   return {
-    shape: 'o', rank: 16, distinct: 1, T: 1, dtype: 'f32', ms: {}, choice: 'wasm', predictedMs: {}, reason: '',
-    regret: 1, regretPairs: 7, bestForced: 'wasm', wasmGflops: 0, peakFraction: 0, weightGBs: 0, bandwidthFraction: 0,
-    flops: 0, weightBytes: 0, spread: {}, ...o,
+    shape: 'o',
+    rank: 16,
+    distinct: 1,
+    T: 1,
+    dtype: 'f32',
+    ms: {},
+    choice: 'wasm',
+    predictedMs: {},
+    reason: '',
+    regret: 1,
+    regretPairs: 7,
+    bestForced: 'wasm',
+    wasmGflops: 0,
+    peakFraction: 0,
+    weightGBs: 0,
+    bandwidthFraction: 0,
+    flops: 0,
+    weightBytes: 0,
+    spread: {},
+    ...o,
   }
 }
 
 describe('headroom under the roofline', () => {
   it('takes the larger of the byte and FLOP bounds, from the best ceilings of the run', () => {
     // 20 MB at the best read rate of 20 GB/s = 1 ms; 10 GFLOP at 40 GFLOP/s = 250 ms
-    const rows = [row({ weightBytes: 20e6, flops: 1e6, ms: { 'tfjs-wasm': 1.5 } }), row({ weightBytes: 1e3, flops: 10e9, ms: { 'tfjs-wasm': 600 } })]
-    addHeadroom(rows, [{ peakGflops: 30, readGBs: 20 }, { peakGflops: 40, readGBs: 10 }])
+    const rows = [
+      row({ weightBytes: 20e6, flops: 1e6, ms: { 'tfjs-wasm': 1.5 } }),
+      row({ weightBytes: 1e3, flops: 10e9, ms: { 'tfjs-wasm': 600 } }),
+    ]
+    addHeadroom(rows, [
+      { peakGflops: 30, readGBs: 20 },
+      { peakGflops: 40, readGBs: 10 },
+    ])
     expect(rows[0].rooflineMs).toBeCloseTo(1, 9)
     expect(rows[0].tfjsHeadroom).toBeCloseTo(1.5, 9)
     expect(rows[1].rooflineMs).toBeCloseTo(250, 9)
@@ -69,7 +92,11 @@ describe('headroom under the roofline', () => {
   })
 
   it('counts a regret as more than noise only when its whole interval is above 1.10', () => {
-    const rows = [row({ regret: 1.2, regretLow: 0.98, regretHigh: 1.4 }), row({ regret: 1.15, regretLow: 1.12, regretHigh: 1.2 }), row({ regret: 1 })]
+    const rows = [
+      row({ regret: 1.2, regretLow: 0.98, regretHigh: 1.4 }),
+      row({ regret: 1.15, regretLow: 1.12, regretHigh: 1.2 }),
+      row({ regret: 1 }),
+    ]
     const s = summarise(rows)
     expect(s.regret.over110).toBe(2)
     expect(s.regretSignificantOver110).toBe(1)

@@ -12,13 +12,16 @@ const BIN = fileURLToPath(new URL('../bin/multilora.mjs', import.meta.url))
 const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 30_000 })
 
 describe('multilora command line', () => {
-  it.each([[['--help']], [['-h']], [['help']], [['bench', '--help']], [['bench', '-h']], [['bench', '--quick', '--help']]])('%j prints the usage and exits 0', (args) => {
-    const r = cli(...args)
-    expect(r.status, r.stderr).toBe(0)
-    expect(r.stdout).toMatch(/^usage: multilora <command>/)
-    for (const option of ['--quick', '--json FILE', '--svg FILE', '--help']) expect(r.stdout).toContain(option)
-    expect(r.stderr).toBe('')
-  })
+  it.each([[['--help']], [['-h']], [['help']], [['bench', '--help']], [['bench', '-h']], [['bench', '--quick', '--help']]])(
+    '%j prints the usage and exits 0',
+    (args) => {
+      const r = cli(...args)
+      expect(r.status, r.stderr).toBe(0)
+      expect(r.stdout).toMatch(/^usage: multilora <command>/)
+      for (const option of ['--quick', '--json FILE', '--svg FILE', '--help']) expect(r.stdout).toContain(option)
+      expect(r.stderr).toBe('')
+    },
+  )
 
   it.each([
     [[], /no command given/],

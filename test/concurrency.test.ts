@@ -6,7 +6,15 @@
  * Runs on wasm (single-threaded and threaded) and WebGPU (where test/needs.ts finds an adapter).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createRuntime, LoraError, type BackendName, type Layer, type LayerOptions, type Runtime, type TokenAdapters } from '../src/index.js'
+import {
+  createRuntime,
+  LoraError,
+  type BackendName,
+  type Layer,
+  type LayerOptions,
+  type Runtime,
+  type TokenAdapters,
+} from '../src/index.js'
 import { expectDelta, TOLERANCE } from './compare.js'
 import { has } from './needs.js'
 import { makeWeights, peftConfig, toyModules, weightValues } from './peft-helpers.js'
@@ -28,15 +36,27 @@ afterAll(() => {
   threaded?.dispose()
 })
 
-interface LayerModel { layer: Layer; opts: LayerOptions; widths: number[]; slots: (RefAdapter | undefined)[] }
+interface LayerModel {
+  layer: Layer
+  opts: LayerOptions
+  widths: number[]
+  slots: (RefAdapter | undefined)[]
+}
 
-function randomAdapter(rng: Rng, m: LayerModel, rank: number): { weights: { rank: number; scale: number; A: Float32Array[]; B: Float32Array[] }; ref: RefAdapter } {
+function randomAdapter(
+  rng: Rng,
+  m: LayerModel,
+  rank: number,
+): { weights: { rank: number; scale: number; A: Float32Array[]; B: Float32Array[] }; ref: RefAdapter } {
   const inF = m.opts.inFeatures
   const A = m.widths.map(() => rng.array(rank * inF, 1 / Math.sqrt(inF)))
   const B = m.widths.map((n) => rng.array(n * rank, 0.2))
   const scale = 0.5 + rng.next()
   const dtype = m.opts.weightDtype ?? 'f32'
-  return { weights: { rank, scale, A, B }, ref: { rank, scale, A: A.map((a) => roundWeights(a, dtype)), B: B.map((b) => roundWeights(b, dtype)) } }
+  return {
+    weights: { rank, scale, A, B },
+    ref: { rank, scale, A: A.map((a) => roundWeights(a, dtype)), B: B.map((b) => roundWeights(b, dtype)) },
+  }
 }
 
 function makeLayer(r: Runtime, rng: Rng, opts: LayerOptions): LayerModel {
@@ -50,7 +70,15 @@ function makeLayer(r: Runtime, rng: Rng, opts: LayerOptions): LayerModel {
   return m
 }
 
-interface Call { m: LayerModel; x: Float32Array; y0: Float32Array; ids: Int32Array; K: number; backend: BackendName | 'auto'; label: string }
+interface Call {
+  m: LayerModel
+  x: Float32Array
+  y0: Float32Array
+  ids: Int32Array
+  K: number
+  backend: BackendName | 'auto'
+  label: string
+}
 
 function randomCall(rng: Rng, models: LayerModel[], choices: (BackendName | 'auto')[], i: number): Call {
   const m = rng.pick(models)
@@ -65,7 +93,15 @@ function randomCall(rng: Rng, models: LayerModel[], choices: (BackendName | 'aut
   }
   const out = m.widths.reduce((a, b) => a + b, 0)
   const backend = rng.pick(choices)
-  return { m, x: rng.array(T * m.opts.inFeatures), y0: rng.array(T * out), ids, K, backend, label: `call ${i}: in ${m.opts.inFeatures} out ${m.widths.join('/')} ${m.opts.weightDtype} T=${T} K=${K} ${backend}` }
+  return {
+    m,
+    x: rng.array(T * m.opts.inFeatures),
+    y0: rng.array(T * out),
+    ids,
+    K,
+    backend,
+    label: `call ${i}: in ${m.opts.inFeatures} out ${m.widths.join('/')} ${m.opts.weightDtype} T=${T} K=${K} ${backend}`,
+  }
 }
 
 describe('100 concurrent applies on one runtime equal the same calls one by one', () => {
@@ -105,7 +141,13 @@ describe('slot writes during in-flight applies: each call sees the slots as they
       it(`${which}, schedule ${seed}`, async () => {
         const r = which === 'threaded wasm runtime' ? threaded : rt
         const rng = new Rng(1000 + seed)
-        const m = makeLayer(r, rng, { inFeatures: 48, outFeatures: [32, 16], maxAdapters: 4, maxRank: 8, weightDtype: seed % 2 ? 'f32' : 'bf16' })
+        const m = makeLayer(r, rng, {
+          inFeatures: 48,
+          outFeatures: [32, 16],
+          maxAdapters: 4,
+          maxRank: 8,
+          weightDtype: seed % 2 ? 'f32' : 'bf16',
+        })
         const choices: (BackendName | 'auto')[] = [...r.backends, 'auto']
         const log: string[] = []
         const checks: Promise<void>[] = []
@@ -123,7 +165,13 @@ describe('slot writes during in-flight applies: each call sees the slots as they
               p.then(
                 () => {
                   expect(empty, `${c.label} should have failed (empty slot)\n${log.join('\n')}`).toBe(false)
-                  expectDelta(y, c.y0, sgmv({ inFeatures: 48, sliceWidths: m.widths, adapters: snapshot }, c.x, c.ids, c.K), TOLERANCE[m.opts.weightDtype!], `${c.label}\nschedule:\n${log.join('\n')}\n`)
+                  expectDelta(
+                    y,
+                    c.y0,
+                    sgmv({ inFeatures: 48, sliceWidths: m.widths, adapters: snapshot }, c.x, c.ids, c.K),
+                    TOLERANCE[m.opts.weightDtype!],
+                    `${c.label}\nschedule:\n${log.join('\n')}\n`,
+                  )
                 },
                 (e) => {
                   expect(e, c.label).toBeInstanceOf(LoraError)
@@ -161,9 +209,14 @@ describe('slot writes during in-flight applies: each call sees the slots as they
 
 describe('loadAdapter / unloadAdapter during in-flight rt.apply: each call uses one version of each adapter', () => {
   const MODS = ['model.layers.0.self_attn.q_proj', 'model.layers.1.self_attn.v_proj']
-  const versions = [1, 2, 3, 4].map((seed) => ({ config: peftConfig({ r: 4 + seed, lora_alpha: 8 }), weights: makeWeights(toyModules(4 + seed), seed) }))
+  const versions = [1, 2, 3, 4].map((seed) => ({
+    config: peftConfig({ r: 4 + seed, lora_alpha: 8 }),
+    weights: makeWeights(toyModules(4 + seed), seed),
+  }))
   // each version's weights and scale (lora_alpha / r) from the generator, by module path
-  const expected = [1, 2, 3, 4].map((seed) => new Map([...weightValues(toyModules(4 + seed), seed)].map(([p, w]) => [p, { ...w, scale: 8 / (4 + seed) }])))
+  const expected = [1, 2, 3, 4].map(
+    (seed) => new Map([...weightValues(toyModules(4 + seed), seed)].map(([p, w]) => [p, { ...w, scale: 8 / (4 + seed) }])),
+  )
 
   it.each([1, 2, 3, 4, 5])('schedule %i (replace, unload, reload, eviction under a 3-slot pool)', async (seed) => {
     const r = await createRuntime({ backend: backends.includes('webgpu') ? 'auto' : 'wasm', adapterSlots: 3 })
@@ -207,10 +260,22 @@ describe('loadAdapter / unloadAdapter during in-flight rt.apply: each call uses 
                 expect(mustMiss, `${label} should have failed`).toBe(false)
                 // some combination of acceptable versions must explain the result exactly
                 const used = [...new Set(tokens.filter((t): t is string => typeof t === 'string'))]
-                const combos = used.reduce<Map<string, number>[]>((acc, n) => acc.flatMap((c) => acceptable.get(n)!.filter((v) => v >= 0).map((v) => new Map([...c, [n, v]]))), [new Map()])
+                const combos = used.reduce<Map<string, number>[]>(
+                  (acc, n) =>
+                    acc.flatMap((c) =>
+                      acceptable
+                        .get(n)!
+                        .filter((v) => v >= 0)
+                        .map((v) => new Map([...c, [n, v]])),
+                    ),
+                  [new Map()],
+                )
                 const errors = combos.map((combo) => {
                   const ids = Int32Array.from(tokens, (t) => (typeof t === 'string' ? used.indexOf(t) : -1))
-                  const adapters = used.map((n) => { const p = expected[combo.get(n)!].get(module)!; return { rank: p.rank, scale: p.scale, A: [p.A], B: [p.B] } })
+                  const adapters = used.map((n) => {
+                    const p = expected[combo.get(n)!].get(module)!
+                    return { rank: p.rank, scale: p.scale, A: [p.A], B: [p.B] }
+                  })
                   try {
                     expectDelta(y, y0, sgmv({ inFeatures: m0.inFeatures, sliceWidths: [m0.outFeatures], adapters }, x, ids), 1e-5, label)
                     return null
@@ -218,7 +283,10 @@ describe('loadAdapter / unloadAdapter during in-flight rt.apply: each call uses 
                     return (e as Error).message
                   }
                 })
-                expect(errors.some((e) => e === null), `${label}: matches no single version of its adapters:\n${errors.join('\n')}\nschedule:\n${log.join('\n')}`).toBe(true)
+                expect(
+                  errors.some((e) => e === null),
+                  `${label}: matches no single version of its adapters:\n${errors.join('\n')}\nschedule:\n${log.join('\n')}`,
+                ).toBe(true)
               },
               (e) => {
                 expect(e, label).toBeInstanceOf(LoraError)

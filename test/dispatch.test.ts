@@ -19,12 +19,19 @@ const FAST_GPU: BackendRates = { callMs: 0.3, segmentMs: 0.002, weightGBs: all(5
 
 function profileOf(gpu: BackendRates): Profile {
   return {
-    version: 1, kind: 'full', createdAt: '', calibrationMs: 0, machine: { wasmVariant: 'simd', gpu: { description: 'test', isSoftware: false } },
+    version: 1,
+    kind: 'full',
+    createdAt: '',
+    calibrationMs: 0,
+    machine: { wasmVariant: 'simd', gpu: { description: 'test', isSoftware: false } },
     backends: { wasm: { ...CPU, measured: [] }, webgpu: { ...gpu, measured: [] } },
   }
 }
 const BOTH: BackendName[] = ['wasm', 'webgpu']
-const traits = [{ name: 'wasm' as const, isSoftware: false }, { name: 'webgpu' as const, isSoftware: false }]
+const traits = [
+  { name: 'wasm' as const, isSoftware: false },
+  { name: 'webgpu' as const, isSoftware: false },
+]
 const QKV = { rank: 16, inFeatures: 4096, outFeatures: [4096, 1024, 1024] }
 const pick = (d: Dispatcher, r: ExplainRequest) => d.decide(featuresOf(r), BOTH)
 
@@ -96,8 +103,13 @@ describe('cost model on synthetic profiles', () => {
     expect(four.ms - fixed).toBeCloseTo((one.ms - fixed) / 3.1, 9)
     // the dispatcher asks the backend how many threads the call gets
     const seen: number[] = []
-    const d = new Dispatcher([{ name: 'wasm', isSoftware: false, parts: (w) => (seen.push(w), w > 1e6 ? 4 : 1) }, { name: 'webgpu', isSoftware: false }],
-      { ...profileOf(FAST_GPU), backends: { wasm: { ...threaded, measured: [] }, webgpu: { ...FAST_GPU, measured: [] } } })
+    const d = new Dispatcher(
+      [
+        { name: 'wasm', isSoftware: false, parts: (w) => (seen.push(w), w > 1e6 ? 4 : 1) },
+        { name: 'webgpu', isSoftware: false },
+      ],
+      { ...profileOf(FAST_GPU), backends: { wasm: { ...threaded, measured: [] }, webgpu: { ...FAST_GPU, measured: [] } } },
+    )
     expect(d.predictMs('wasm', f).ms).toBeCloseTo(four.ms, 9)
     expect(seen[0]).toBe(f.rankEntries * (4096 * 3 + 6144))
     const small = featuresOf({ tokens: 1, ...QKV, rank: 1, inFeatures: 64, outFeatures: 64 })
@@ -126,8 +138,19 @@ describe('cost model on synthetic profiles', () => {
 function recorder(name: BackendName, ran: BackendName[]): Backend {
   const layer: BackendLayer = { setAdapter() {}, clearAdapter() {}, dispose() {}, apply: () => void ran.push(name) }
   return {
-    name, chunkSize: 64, isSoftware: false, lost: false, device: null, transfers: null, threads: 1, threadsUnavailableReason: null,
-    partsFor: () => 1, forceParts() {}, settled: () => Promise.resolve(), createLayer: () => layer, dispose() {},
+    name,
+    chunkSize: 64,
+    isSoftware: false,
+    lost: false,
+    device: null,
+    transfers: null,
+    threads: 1,
+    threadsUnavailableReason: null,
+    partsFor: () => 1,
+    forceParts() {},
+    settled: () => Promise.resolve(),
+    createLayer: () => layer,
+    dispose() {},
   }
 }
 
@@ -136,16 +159,41 @@ describe('explain() is the auto decision', () => {
     const ran: BackendName[] = []
     const backends = [recorder('wasm', ran), recorder('webgpu', ran)]
     const d = new Dispatcher(traits, profileOf(FAST_GPU))
-    const host = { defaultBackend: 'auto' as const, checkAlive() {}, pick: (_: unknown, f: Parameters<Dispatcher['decide']>[0]) => backends.find((b) => b.name === d.decide(f, BOTH).backend)! }
-    const spec: LayerSpec = { inFeatures: 64, sliceWidths: [32, 32], sliceOffsets: [0, 32], outFeatures: 64, maxAdapters: 8, maxRank: 8, weightDtype: 'bf16' }
+    const host = {
+      defaultBackend: 'auto' as const,
+      checkAlive() {},
+      pick: (_: unknown, f: Parameters<Dispatcher['decide']>[0]) => backends.find((b) => b.name === d.decide(f, BOTH).backend)!,
+    }
+    const spec: LayerSpec = {
+      inFeatures: 64,
+      sliceWidths: [32, 32],
+      sliceOffsets: [0, 32],
+      outFeatures: 64,
+      maxAdapters: 8,
+      maxRank: 8,
+      weightDtype: 'bf16',
+    }
     const layer = new LoraLayer(host, spec, backends)
-    for (let a = 0; a < 8; a++) layer.setAdapter(a, { rank: 8, scale: 1, A: [new Float32Array(8 * 64), new Float32Array(8 * 64)], B: [new Float32Array(32 * 8), new Float32Array(32 * 8)] })
+    for (let a = 0; a < 8; a++)
+      layer.setAdapter(a, {
+        rank: 8,
+        scale: 1,
+        A: [new Float32Array(8 * 64), new Float32Array(8 * 64)],
+        B: [new Float32Array(32 * 8), new Float32Array(32 * 8)],
+      })
     const seen = new Set<BackendName>()
     for (const tokens of [1, 8, 64, 512, 4096, 65536]) {
       for (const adapters of [1, 8]) {
         const ids = Int32Array.from({ length: tokens }, (_, t) => t % adapters)
         await layer.apply(new Float32Array(tokens * 64), new Float32Array(tokens * 64), ids)
-        const want = pick(d, { tokens, adapters: Math.min(adapters, tokens), rank: 8, inFeatures: 64, outFeatures: [32, 32], weightDtype: 'bf16' }).backend
+        const want = pick(d, {
+          tokens,
+          adapters: Math.min(adapters, tokens),
+          rank: 8,
+          inFeatures: 64,
+          outFeatures: [32, 32],
+          weightDtype: 'bf16',
+        }).backend
         expect(ran.pop(), `T=${tokens} D=${adapters}`).toBe(want)
         seen.add(want)
       }
@@ -175,7 +223,9 @@ describe('profiles and calibration', () => {
     const badPar = { ...p, backends: { wasm: { ...p.backends.wasm, parallel: { threads: 2.5, speedup: 1.5 } } } }
     await expectLoraError(() => createRuntime({ profile: badPar as never }), 'INVALID_ARGUMENT', ['profile.backends.wasm.parallel.threads'])
     const badSpeed = { ...p, backends: { wasm: { ...p.backends.wasm, parallel: { threads: 2, speedup: 0 } } } }
-    await expectLoraError(() => createRuntime({ profile: badSpeed as never }), 'INVALID_ARGUMENT', ['profile.backends.wasm.parallel.speedup'])
+    await expectLoraError(() => createRuntime({ profile: badSpeed as never }), 'INVALID_ARGUMENT', [
+      'profile.backends.wasm.parallel.speedup',
+    ])
   })
 
   it('a multi-threaded wasm backend: calibration measures its speed-up on every thread, then gives the calls back their own thread counts', async (ctx) => {

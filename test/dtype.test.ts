@@ -57,8 +57,27 @@ describe('roundToDtype against the test reference (its own arithmetic rounding)'
   function edgeValues(): Float32Array {
     const bits = new Uint32Array(1)
     const f = new Float32Array(bits.buffer)
-    // biome-ignore lint/correctness/noPrecisionLoss: literals past f32 and f16 precision are the inputs under test
-    const out: number[] = [0, -0, NaN, Infinity, -Infinity, 65504, 65519.99, 65520, -65520, 3.3895313892515355e38, 3.3961775292304135e38, 2 ** -24, 2 ** -25, 3 * 2 ** -25, 2 ** -133, 2 ** -134, 2 ** -14, 2 ** -15 * 3]
+    const out: number[] = [
+      0,
+      -0,
+      NaN,
+      Infinity,
+      -Infinity,
+      65504,
+      65519.99,
+      65520,
+      -65520,
+      3.3895313892515355e38,
+      // biome-ignore lint/correctness/noPrecisionLoss: a literal past f32 precision is the input under test
+      3.3961775292304135e38,
+      2 ** -24,
+      2 ** -25,
+      3 * 2 ** -25,
+      2 ** -133,
+      2 ** -134,
+      2 ** -14,
+      2 ** -15 * 3,
+    ]
     const rng = new Rng(11)
     for (let i = 0; i < 4000; i++) {
       // a random f32 (any exponent), then its bf16 tie (low 16 bits 0x8000) and f16 tie (low 13 bits 0x1000)
@@ -91,6 +110,12 @@ describe('roundToDtype against the test reference (its own arithmetic rounding)'
 
   it('the reference rounds known ties to even', () => {
     expect([...roundWeights(Float32Array.of(1 + 2 ** -8, 1 + 3 * 2 ** -8, -(1 + 2 ** -8)), 'bf16')]).toEqual([1, 1 + 2 ** -6, -1])
-    expect([...roundWeights(Float32Array.of(1 + 2 ** -11, 1 + 3 * 2 ** -11, 2 ** -25, 3 * 2 ** -25, 65520), 'f16')]).toEqual([1, 1 + 2 ** -9, 0, 2 ** -23, Infinity])
+    expect([...roundWeights(Float32Array.of(1 + 2 ** -11, 1 + 3 * 2 ** -11, 2 ** -25, 3 * 2 ** -25, 65520), 'f16')]).toEqual([
+      1,
+      1 + 2 ** -9,
+      0,
+      2 ** -23,
+      Infinity,
+    ])
   })
 })

@@ -12,7 +12,15 @@ beforeAll(async () => {
 afterAll(() => b?.dispose())
 
 // (width, rank, n entries, column offset in y): widths not a multiple of 8 or 4, rank 1, one entry.
-const SHAPES: [number, number, number, number][] = [[1, 1, 1, 0], [7, 3, 2, 1], [8, 1, 4, 0], [13, 5, 5, 2], [300, 16, 9, 3], [4096, 8, 4, 0], [12, 2, 1, 5]]
+const SHAPES: [number, number, number, number][] = [
+  [1, 1, 1, 0],
+  [7, 3, 2, 1],
+  [8, 1, 4, 0],
+  [13, 5, 5, 2],
+  [300, 16, 9, 3],
+  [4096, 8, 4, 0],
+  [12, 2, 1, 5],
+]
 
 describe.each(['f32', 'bf16', 'f16'] as const)('wasm expand (%s)', (dtype) => {
   it.each(SHAPES)('width %i, rank %i, %i entries, column %i', (width, rank, n, col0) => {

@@ -18,15 +18,21 @@ export class FakeLayer implements Layer {
   constructor(o: LayerOptions) {
     const widths = typeof o.outFeatures === 'number' ? [o.outFeatures] : [...o.outFeatures]
     this.spec = {
-      inFeatures: o.inFeatures, sliceWidths: widths, sliceOffsets: widths.map((_, i) => widths.slice(0, i).reduce((a, b) => a + b, 0)),
-      outFeatures: widths.reduce((a, b) => a + b, 0), maxAdapters: o.maxAdapters, maxRank: o.maxRank, weightDtype: o.weightDtype ?? 'f32',
+      inFeatures: o.inFeatures,
+      sliceWidths: widths,
+      sliceOffsets: widths.map((_, i) => widths.slice(0, i).reduce((a, b) => a + b, 0)),
+      outFeatures: widths.reduce((a, b) => a + b, 0),
+      maxAdapters: o.maxAdapters,
+      maxRank: o.maxRank,
+      weightDtype: o.weightDtype ?? 'f32',
     }
     this.slots = new Array(o.maxAdapters).fill(undefined)
   }
 
   private live(slot?: number): void {
     if (this.disposed) throw new LoraError('DISPOSED', 'layer is disposed')
-    if (slot !== undefined && !(Number.isInteger(slot) && slot >= 0 && slot < this.spec.maxAdapters)) throw new LoraError('OUT_OF_RANGE', `slot ${slot}`)
+    if (slot !== undefined && !(Number.isInteger(slot) && slot >= 0 && slot < this.spec.maxAdapters))
+      throw new LoraError('OUT_OF_RANGE', `slot ${slot}`)
   }
 
   setAdapter(slot: number, a: AdapterWeights): void {

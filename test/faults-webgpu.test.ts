@@ -43,12 +43,17 @@ function adapter(rng: Rng, rank: number): RefAdapter {
   return { rank, scale: 0.5 + rng.next(), A: OUT.map(() => rng.array(rank * IN, 0.2)), B: OUT.map((n) => rng.array(n * rank, 0.2)) }
 }
 
-interface Model { layer: Layer; slots: (RefAdapter | undefined)[] }
+interface Model {
+  layer: Layer
+  slots: (RefAdapter | undefined)[]
+}
 
 /** Settles within `ms` or fails: a hang is a failure, not a stuck test run. */
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined
-  const t = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms (hang)`)), ms)))
+  const t = new Promise<never>(
+    (_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms (hang)`)), ms)),
+  )
   return Promise.race([p, t]).finally(() => clearTimeout(timer))
 }
 
@@ -136,7 +141,9 @@ describe.runIf(gpuHere)('WebGPU device lost mid-stream', () => {
     const out2 = await stream([lateModel, ms[0]], 24, rng, () => {})
     expect(out2['auto ok'] ?? 0, JSON.stringify(out2)).toBeGreaterThan(0)
     const y = new Float32Array(32)
-    await expect(ms[1].layer.apply(new Float32Array(IN), y, Int32Array.of(0), { backend: 'webgpu' })).rejects.toMatchObject({ code: 'DEVICE_LOST' })
+    await expect(ms[1].layer.apply(new Float32Array(IN), y, Int32Array.of(0), { backend: 'webgpu' })).rejects.toMatchObject({
+      code: 'DEVICE_LOST',
+    })
 
     // 2. recovery: a new device, every layer rebuilt from the weights as they are now
     expect(await within(r.recoverGpu(), 30_000, 'recoverGpu')).toBe(true)
@@ -177,7 +184,11 @@ describe.runIf(gpuHere)('WebGPU device lost mid-stream', () => {
         const y = new Float32Array(y0)
         await within(r.apply(Q, x, y, names, { backend }), 30_000, 'rt.apply')
         const mods = names.map((n) => parsed[Number(n.slice(1))].modules.get(Q)!)
-        const ref = sgmv({ inFeatures: 12, sliceWidths: [12], adapters: mods.map((m) => ({ rank: m.rank, scale: m.scale, A: [m.A], B: [m.B] })) }, x, Int32Array.from(names, (_, i) => i))
+        const ref = sgmv(
+          { inFeatures: 12, sliceWidths: [12], adapters: mods.map((m) => ({ rank: m.rank, scale: m.scale, A: [m.A], B: [m.B] })) },
+          x,
+          Int32Array.from(names, (_, i) => i),
+        )
         expectDelta(y, y0, ref, 1e-5, `${backend} ${names}`)
       }
       await check(['p0', 'p1'], 'webgpu')
@@ -186,7 +197,9 @@ describe.runIf(gpuHere)('WebGPU device lost mid-stream', () => {
       await inflight
       await r.loadAdapter('p2', srcs[2]) // evicts (2 slots), uploads while the GPU is gone
       await check(['p2', 'p0'], 'auto')
-      await expect(r.apply(Q, new Float32Array(12), new Float32Array(12), ['p2'], { backend: 'webgpu' })).rejects.toMatchObject({ code: 'DEVICE_LOST' })
+      await expect(r.apply(Q, new Float32Array(12), new Float32Array(12), ['p2'], { backend: 'webgpu' })).rejects.toMatchObject({
+        code: 'DEVICE_LOST',
+      })
       expect(await r.recoverGpu()).toBe(true)
       await check(['p2', 'p0'], 'webgpu')
       await check(['p1'], 'webgpu')

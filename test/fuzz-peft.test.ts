@@ -22,7 +22,16 @@ const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined
 const runs = (n: number): fc.Parameters<unknown> => ({ numRuns: n, seed: SEED, endOnFailure: true })
 
 /** Codes a bad adapter file may give. */
-const FILE_CODES = ['INVALID_FILE', 'UNSUPPORTED_FEATURE', 'UNSUPPORTED_DTYPE', 'NOT_FOUND', 'SHAPE_MISMATCH', 'OUT_OF_RANGE', 'OUT_OF_MEMORY', 'INVALID_ARGUMENT']
+const FILE_CODES = [
+  'INVALID_FILE',
+  'UNSUPPORTED_FEATURE',
+  'UNSUPPORTED_DTYPE',
+  'NOT_FOUND',
+  'SHAPE_MISMATCH',
+  'OUT_OF_RANGE',
+  'OUT_OF_MEMORY',
+  'INVALID_ARGUMENT',
+]
 
 function asLoraError(e: unknown, allowed = FILE_CODES): LoraError {
   if (!(e instanceof LoraError)) throw new Error(`not a LoraError: ${(e as Error)?.name}: ${(e as Error)?.message}`, { cause: e })
@@ -31,14 +40,66 @@ function asLoraError(e: unknown, allowed = FILE_CODES): LoraError {
 }
 
 const FIELDS = [
-  'r', 'lora_alpha', 'use_rslora', 'rank_pattern', 'alpha_pattern', 'target_modules', 'exclude_modules', 'fan_in_fan_out',
-  'layers_to_transform', 'layers_pattern', 'modules_to_save', 'peft_type', 'use_dora', 'lora_bias', 'target_parameters',
-  'layer_replication', '__proto__', 'constructor', 'toString',
+  'r',
+  'lora_alpha',
+  'use_rslora',
+  'rank_pattern',
+  'alpha_pattern',
+  'target_modules',
+  'exclude_modules',
+  'fan_in_fan_out',
+  'layers_to_transform',
+  'layers_pattern',
+  'modules_to_save',
+  'peft_type',
+  'use_dora',
+  'lora_bias',
+  'target_parameters',
+  'layer_replication',
+  '__proto__',
+  'constructor',
+  'toString',
 ]
 /** Values of every JSON type, plus the absurd numbers a config can hold. */
 const valueArb: fc.Arbitrary<unknown> = fc.oneof(
-  fc.constantFrom(0, 1, 8, -1, 1.5, 1e9, 65536, 65537, 2 ** 53, -0, 'LORA', 'IA3', '8', '', 'all-linear', '(q', '.*', 'q_proj', true, false, null),
-  fc.constantFrom(['q_proj'], ['q_proj', 'v_proj'], [1], [0, 1], ['1'], [], [null], { q_proj: 4 }, { q_proj: 0 }, { '(': 2 }, { '.*': 1e9 }, { v_proj: 'x' }, {}),
+  fc.constantFrom(
+    0,
+    1,
+    8,
+    -1,
+    1.5,
+    1e9,
+    65536,
+    65537,
+    2 ** 53,
+    -0,
+    'LORA',
+    'IA3',
+    '8',
+    '',
+    'all-linear',
+    '(q',
+    '.*',
+    'q_proj',
+    true,
+    false,
+    null,
+  ),
+  fc.constantFrom(
+    ['q_proj'],
+    ['q_proj', 'v_proj'],
+    [1],
+    [0, 1],
+    ['1'],
+    [],
+    [null],
+    { q_proj: 4 },
+    { q_proj: 0 },
+    { '(': 2 },
+    { '.*': 1e9 },
+    { v_proj: 'x' },
+    {},
+  ),
   fc.jsonValue({ maxDepth: 2 }),
 )
 const configArb = fc.dictionary(fc.constantFrom(...FIELDS), valueArb, { maxKeys: 6 }).map((over) => {
@@ -52,26 +113,34 @@ describe('fuzz: adapter_config.json', () => {
     const paths = ['model.layers.0.self_attn.q_proj', 'model.layers.1.mlp.up_proj', 'q_proj', 'a.b.c.d.0.e']
     let ok = 0
     fc.assert(
-      fc.property(fc.oneof({ weight: 6, arbitrary: configArb }, { weight: 1, arbitrary: fc.string({ maxLength: 30 }) }, { weight: 1, arbitrary: fc.jsonValue() }, { weight: 1, arbitrary: configArb.map((c) => JSON.stringify(c)) }), (input) => {
-        try {
-          const c = parseLoraConfig(input)
-          expect(Number.isSafeInteger(c.r) && c.r >= 1 && c.r <= 65536).toBe(true)
-          expect(Number.isFinite(c.loraAlpha)).toBe(true)
-          for (const p of paths) {
-            try {
-              const { rank, scale } = moduleScale(c, p)
-              expect(rank).toBeGreaterThanOrEqual(1)
-              expect(Number.isFinite(scale)).toBe(true)
-              expect(typeof isTargeted(c, p)).toBe('boolean')
-            } catch (e) {
-              expect(asLoraError(e, ['INVALID_FILE']).message).toMatch(/regular expression/)
+      fc.property(
+        fc.oneof(
+          { weight: 6, arbitrary: configArb },
+          { weight: 1, arbitrary: fc.string({ maxLength: 30 }) },
+          { weight: 1, arbitrary: fc.jsonValue() },
+          { weight: 1, arbitrary: configArb.map((c) => JSON.stringify(c)) },
+        ),
+        (input) => {
+          try {
+            const c = parseLoraConfig(input)
+            expect(Number.isSafeInteger(c.r) && c.r >= 1 && c.r <= 65536).toBe(true)
+            expect(Number.isFinite(c.loraAlpha)).toBe(true)
+            for (const p of paths) {
+              try {
+                const { rank, scale } = moduleScale(c, p)
+                expect(rank).toBeGreaterThanOrEqual(1)
+                expect(Number.isFinite(scale)).toBe(true)
+                expect(typeof isTargeted(c, p)).toBe('boolean')
+              } catch (e) {
+                expect(asLoraError(e, ['INVALID_FILE']).message).toMatch(/regular expression/)
+              }
             }
+            ok++
+          } catch (e) {
+            asLoraError(e, ['INVALID_FILE', 'UNSUPPORTED_FEATURE'])
           }
-          ok++
-        } catch (e) {
-          asLoraError(e, ['INVALID_FILE', 'UNSUPPORTED_FEATURE'])
-        }
-      }),
+        },
+      ),
       runs(3000),
     )
     expect(ok).toBeGreaterThan(100)
@@ -85,7 +154,12 @@ const MODS = ['model.layers.0.self_attn.q_proj', 'model.layers.0.self_attn.v_pro
 const IN = 8
 const OUT: Record<string, number> = { [MODS[0]]: 8, [MODS[1]]: 4 }
 
-interface TensorSpec { key: string; dtype: string; shape: number[]; fill: 'rand' | 'nan' | 'inf' | 'big' }
+interface TensorSpec {
+  key: string
+  dtype: string
+  shape: number[]
+  fill: 'rand' | 'nan' | 'inf' | 'big'
+}
 /** A valid rank-r adapter over MODS, as tensor specs the mutations can edit. */
 function baseTensors(r: number): TensorSpec[] {
   return MODS.flatMap((m) => [
@@ -111,7 +185,11 @@ function encodeTensors(specs: TensorSpec[], seed: number): Uint8Array {
   const odd = specs.filter((s) => !['F32', 'F16', 'BF16'].includes(s.dtype))
   if (odd.length) {
     let text = new TextDecoder().decode(bytes)
-    for (const s of odd) text = text.replace(`${JSON.stringify(s.key)}:{"dtype":"F32"`, `${JSON.stringify(s.key)}:{"dtype":${JSON.stringify(s.dtype.slice(0, 3).padEnd(3))}`)
+    for (const s of odd)
+      text = text.replace(
+        `${JSON.stringify(s.key)}:{"dtype":"F32"`,
+        `${JSON.stringify(s.key)}:{"dtype":${JSON.stringify(s.dtype.slice(0, 3).padEnd(3))}`,
+      )
     return new TextEncoder().encode(text)
   }
   return bytes
@@ -136,10 +214,34 @@ const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant('shape' as const), tensor: fc.nat(3), dim: fc.nat(1), value: fc.constantFrom(0, 1, 2, 3, 5, 16, 17, 300) }),
   fc.record({ kind: fc.constant('dims' as const), tensor: fc.nat(3), shape: fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 4 }) }),
   fc.record({ kind: fc.constant('drop' as const), tensor: fc.nat(3) }),
-  fc.record({ kind: fc.constant('rename' as const), tensor: fc.nat(3), key: fc.constantFrom('x.lora_A.weight', 'base_model.model.model.embed_tokens.lora_embedding_A', 'base_model.model.lm_head.weight', 'lora_A.weight', '.lora_B.weight', 'base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector', 'base_model.model.model.layers.0.self_attn.q_proj.lora_B.bias', 'model.layers.0.self_attn.q_proj.lora_A.weight') }),
-  fc.record({ kind: fc.constant('extra' as const), key: fc.constantFrom('base_model.model.model.norm.weight', 'base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight', 'base_model.model.model.layers.0.self_attn.k_proj.lora_B.weight') }),
+  fc.record({
+    kind: fc.constant('rename' as const),
+    tensor: fc.nat(3),
+    key: fc.constantFrom(
+      'x.lora_A.weight',
+      'base_model.model.model.embed_tokens.lora_embedding_A',
+      'base_model.model.lm_head.weight',
+      'lora_A.weight',
+      '.lora_B.weight',
+      'base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector',
+      'base_model.model.model.layers.0.self_attn.q_proj.lora_B.bias',
+      'model.layers.0.self_attn.q_proj.lora_A.weight',
+    ),
+  }),
+  fc.record({
+    kind: fc.constant('extra' as const),
+    key: fc.constantFrom(
+      'base_model.model.model.norm.weight',
+      'base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight',
+      'base_model.model.model.layers.0.self_attn.k_proj.lora_B.weight',
+    ),
+  }),
   fc.record({ kind: fc.constant('dtype' as const), tensor: fc.nat(3), dtype: fc.constantFrom('F16', 'BF16', 'I32', 'U32', 'F64') }),
-  fc.record({ kind: fc.constant('fill' as const), tensor: fc.nat(3), fill: fc.constantFrom('nan', 'inf', 'big') as fc.Arbitrary<TensorSpec['fill']> }),
+  fc.record({
+    kind: fc.constant('fill' as const),
+    tensor: fc.nat(3),
+    fill: fc.constantFrom('nan', 'inf', 'big') as fc.Arbitrary<TensorSpec['fill']>,
+  }),
   fc.record({ kind: fc.constant('corrupt' as const), at: fc.nat(), value: fc.nat(255) }),
   fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
 )
@@ -149,7 +251,8 @@ function buildAdapter(r: number, seed: number, ms: Mutation[]): { config: Record
   let specs = baseTensors(r)
   for (const m of ms) {
     const t = 'tensor' in m ? specs[m.tensor % Math.max(1, specs.length)] : undefined
-    if (m.kind === 'config') Object.defineProperty(config, m.field, { value: m.value, enumerable: true, writable: true, configurable: true })
+    if (m.kind === 'config')
+      Object.defineProperty(config, m.field, { value: m.value, enumerable: true, writable: true, configurable: true })
     if (m.kind === 'dropConfig') delete config[m.field]
     if (m.kind === 'shape' && t && t.shape.length > m.dim) t.shape[m.dim] = m.value
     if (m.kind === 'dims' && t) t.shape = m.shape
@@ -186,7 +289,11 @@ async function snapshot(): Promise<{ list: unknown; stats: unknown; y: Float32Ar
     await rt.apply(m, x, out, ['base', null, 'base'])
     y.push(out)
   }
-  return { list: rt.listAdapters(), stats: { adapters: s.adapters, bytesResident: s.bytesResident, layers: s.layers, residentAdapters: s.residentAdapters }, y }
+  return {
+    list: rt.listAdapters(),
+    stats: { adapters: s.adapters, bytesResident: s.bytesResident, layers: s.layers, residentAdapters: s.residentAdapters },
+    y,
+  }
 }
 
 describe('fuzz: rt.loadAdapter on mutated PEFT adapters', () => {
@@ -195,7 +302,10 @@ describe('fuzz: rt.loadAdapter on mutated PEFT adapters', () => {
     const outcomes = new Map<string, number>()
     await fc.assert(
       fc.asyncProperty(
-        fc.integer({ min: 1, max: 8 }), fc.nat(1000), fc.array(mutationArb, { maxLength: 3 }), fc.constantFrom('base', 'new'),
+        fc.integer({ min: 1, max: 8 }),
+        fc.nat(1000),
+        fc.array(mutationArb, { maxLength: 3 }),
+        fc.constantFrom('base', 'new'),
         async (r, seed, ms, name) => {
           const src = buildAdapter(r, seed, ms)
           const before = await snapshot()
@@ -212,14 +322,23 @@ describe('fuzz: rt.loadAdapter on mutated PEFT adapters', () => {
           }
           // loaded: it is listed, and applies as the reference says (on every module it targets)
           const parsed = parseAdapter(src.config, src.weights, name)
-          expect(rt.listAdapters().find((a) => a.name === name)?.modules.sort()).toEqual([...parsed.modules.keys()].sort())
+          expect(
+            rt
+              .listAdapters()
+              .find((a) => a.name === name)
+              ?.modules.sort(),
+          ).toEqual([...parsed.modules.keys()].sort())
           const rng = new Rng(seed)
           for (const [path, m] of parsed.modules) {
             const x = rng.array(2 * m.inFeatures)
             const y0 = rng.array(2 * m.outFeatures)
             const y = new Float32Array(y0)
             await rt.apply(path, x, y, [name, null])
-            const ref = sgmv({ inFeatures: m.inFeatures, sliceWidths: [m.outFeatures], adapters: [{ rank: m.rank, scale: m.scale, A: [m.A], B: [m.B] }] }, x, Int32Array.of(0, -1))
+            const ref = sgmv(
+              { inFeatures: m.inFeatures, sliceWidths: [m.outFeatures], adapters: [{ rank: m.rank, scale: m.scale, A: [m.A], B: [m.B] }] },
+              x,
+              Int32Array.of(0, -1),
+            )
             expectDelta(y, y0, ref, 1e-5, `${name} ${path}`)
           }
           // back to the baseline state for the next case
@@ -251,11 +370,35 @@ type IndexMutation =
   | { kind: 'throw'; shard: number }
 
 const indexMutationArb: fc.Arbitrary<IndexMutation> = fc.oneof(
-  fc.record({ kind: fc.constant('json' as const), text: fc.constantFrom('', '{', 'null', '[]', '{"weight_map": 5}', '{"metadata": {}}', '"x"') }),
+  fc.record({
+    kind: fc.constant('json' as const),
+    text: fc.constantFrom('', '{', 'null', '[]', '{"weight_map": 5}', '{"metadata": {}}', '"x"'),
+  }),
   fc.record({ kind: fc.constant('map' as const), value: fc.constantFrom({}, [], null, 'x', { a: 1 }, { __proto__: 'x' }) }),
-  fc.record({ kind: fc.constant('file' as const), key: fc.nat(3), file: fc.constantFrom('../secret', '/etc/passwd', '..', '.', 'sub/shard.safetensors', 'C:\\x', 'shard-2.safetensors', 'missing.safetensors', 'adapter_config.json', '%2e%2e%2fx', 'http://evil.test/x', '') }),
+  fc.record({
+    kind: fc.constant('file' as const),
+    key: fc.nat(3),
+    file: fc.constantFrom(
+      '../secret',
+      '/etc/passwd',
+      '..',
+      '.',
+      'sub/shard.safetensors',
+      'C:\\x',
+      'shard-2.safetensors',
+      'missing.safetensors',
+      'adapter_config.json',
+      '%2e%2e%2fx',
+      'http://evil.test/x',
+      '',
+    ),
+  }),
   fc.record({ kind: fc.constant('dropKey' as const), key: fc.nat(3) }),
-  fc.record({ kind: fc.constant('addKey' as const), key: fc.constantFrom('base_model.model.extra.lora_A.weight', '__proto__', 'constructor'), file: fc.constantFrom('shard-1.safetensors', 'shard-2.safetensors') }),
+  fc.record({
+    kind: fc.constant('addKey' as const),
+    key: fc.constantFrom('base_model.model.extra.lora_A.weight', '__proto__', 'constructor'),
+    file: fc.constantFrom('shard-1.safetensors', 'shard-2.safetensors'),
+  }),
   fc.record({ kind: fc.constant('dropShard' as const), shard: fc.nat(1) }),
   fc.record({ kind: fc.constant('corruptShard' as const), shard: fc.nat(1), at: fc.nat(), value: fc.nat(255) }),
   fc.record({ kind: fc.constant('status' as const), shard: fc.nat(1), status: fc.constantFrom(403, 404, 500, 302) }),
@@ -293,7 +436,8 @@ describe('fuzz: sharded checkpoints from a URL', () => {
             if (m.kind === 'map') map = m.value
             if (m.kind === 'file') weightMap[specs[m.key].key] = m.file
             if (m.kind === 'dropKey') delete weightMap[specs[m.key].key]
-            if (m.kind === 'addKey') Object.defineProperty(weightMap, m.key, { value: m.file, enumerable: true, configurable: true, writable: true })
+            if (m.kind === 'addKey')
+              Object.defineProperty(weightMap, m.key, { value: m.file, enumerable: true, configurable: true, writable: true })
             if (m.kind === 'dropShard') files[m.shard] = null
             if (m.kind === 'corruptShard' && files[m.shard] instanceof Uint8Array) {
               const f = (files[m.shard] as Uint8Array).slice()
@@ -305,7 +449,10 @@ describe('fuzz: sharded checkpoints from a URL', () => {
           }
           site = new Map()
           site.set(`${BASE}adapter_config.json`, new TextEncoder().encode(JSON.stringify(peftConfig({ r: 4, lora_alpha: 8 }))))
-          site.set(`${BASE}adapter_model.safetensors.index.json`, new TextEncoder().encode(indexText ?? JSON.stringify({ metadata: {}, weight_map: map })))
+          site.set(
+            `${BASE}adapter_model.safetensors.index.json`,
+            new TextEncoder().encode(indexText ?? JSON.stringify({ metadata: {}, weight_map: map })),
+          )
           files.forEach((f, i) => f !== null && site.set(`${BASE}shard-${i + 1}.safetensors`, f))
           requested.length = 0
           const before = rt.listAdapters()
@@ -319,8 +466,15 @@ describe('fuzz: sharded checkpoints from a URL', () => {
           for (const href of requested) expect(href.startsWith(BASE), `request outside the adapter: ${href}`).toBe(true)
           if (code === 'ok') {
             // exactly the modules whose A and B the index lists (a module left out of the index is not part of the checkpoint)
-            const listed = MODS.filter((m) => [`base_model.model.${m}.lora_A.weight`, `base_model.model.${m}.lora_B.weight`].every((k) => Object.hasOwn(weightMap, k)))
-            expect(rt.listAdapters().find((a) => a.name === 'sharded')?.modules.sort()).toEqual(listed.sort())
+            const listed = MODS.filter((m) =>
+              [`base_model.model.${m}.lora_A.weight`, `base_model.model.${m}.lora_B.weight`].every((k) => Object.hasOwn(weightMap, k)),
+            )
+            expect(
+              rt
+                .listAdapters()
+                .find((a) => a.name === 'sharded')
+                ?.modules.sort(),
+            ).toEqual(listed.sort())
             rt.unloadAdapter('sharded')
           } else {
             expect(rt.listAdapters()).toEqual(before)

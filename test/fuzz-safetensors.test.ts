@@ -45,7 +45,20 @@ function fileOf(header: string, declared: bigint | null, dataLen: number, fill =
   return out
 }
 
-const KEYS = ['a', 'b', 'model.w', '__proto__', 'constructor', 'prototype', '__metadata__', 'toString', 'hasOwnProperty', '', 'é', 'x'.repeat(300)]
+const KEYS = [
+  'a',
+  'b',
+  'model.w',
+  '__proto__',
+  'constructor',
+  'prototype',
+  '__metadata__',
+  'toString',
+  'hasOwnProperty',
+  '',
+  'é',
+  'x'.repeat(300),
+]
 const dtypeArb = fc.oneof(
   fc.constantFrom('F32', 'F16', 'BF16'),
   fc.constantFrom('I64', 'U8', 'F64', 'BOOL', 'F8_E4M3', 'f32', 'F 32', ''),
@@ -73,27 +86,39 @@ const entryArb = fc.oneof(
   { weight: 1, arbitrary: fc.dictionary(fc.constantFrom('a', 'b', 'c', 'constructor'), fc.string({ maxLength: 4 }), { maxKeys: 3 }) },
 )
 /** A header object as JSON text, with keys that could hit a prototype if anyone copied it. */
-const headerArb = fc.array(fc.tuple(fc.oneof(fc.constantFrom(...KEYS), fc.string({ maxLength: 6 })), entryArb), { maxLength: 5 }).map((pairs) =>
-  `{${pairs.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v) ?? 'null'}`).join(',')}}`,
-)
+const headerArb = fc
+  .array(fc.tuple(fc.oneof(fc.constantFrom(...KEYS), fc.string({ maxLength: 6 })), entryArb), { maxLength: 5 })
+  .map((pairs) => `{${pairs.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v) ?? 'null'}`).join(',')}}`)
 const declaredArb = fc.oneof(
   { weight: 6, arbitrary: fc.constant(null) }, // the true length
   { weight: 1, arbitrary: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }) },
-  { weight: 1, arbitrary: fc.constantFrom(0n, 1n, 2n, 7n, 100_000_000n, 100_000_001n, 2n ** 63n, 2n ** 64n - 1n, 2n ** 32n, 2n ** 32n + 2n) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(0n, 1n, 2n, 7n, 100_000_000n, 100_000_001n, 2n ** 63n, 2n ** 64n - 1n, 2n ** 32n, 2n ** 32n + 2n),
+  },
 )
 
 describe('fuzz: readSafetensors', () => {
   it('random bytes (any length 0..256): LoraError or a sane file', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 256 }), (b) => void parseChecked(b)), runs(3000))
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 256 }), (b) => void parseChecked(b)),
+      runs(3000),
+    )
   })
 
   it('random header objects (wrong dtype/shape/offsets, __proto__/constructor keys, lying lengths)', () => {
     const outcomes = new Map<string, number>()
     fc.assert(
-      fc.property(headerArb, declaredArb, fc.integer({ min: 0, max: 80 }), fc.integer({ min: 0, max: 255 }), (h, declared, dataLen, fill) => {
-        const o = parseChecked(fileOf(h, declared, dataLen, fill))
-        outcomes.set(o, (outcomes.get(o) ?? 0) + 1)
-      }),
+      fc.property(
+        headerArb,
+        declaredArb,
+        fc.integer({ min: 0, max: 80 }),
+        fc.integer({ min: 0, max: 255 }),
+        (h, declared, dataLen, fill) => {
+          const o = parseChecked(fileOf(h, declared, dataLen, fill))
+          outcomes.set(o, (outcomes.get(o) ?? 0) + 1)
+        },
+      ),
       runs(3000),
     )
     // the generator reaches both sides of the parser, not only its first check
@@ -107,9 +132,11 @@ describe('fuzz: readSafetensors', () => {
       fc.property(key, fc.constantFrom('top', 'entry', 'metadata'), (k, where) => {
         const entry = { dtype: 'F32', shape: [1], data_offsets: [0, 4] }
         const header =
-          where === 'top' ? `{${JSON.stringify(k)}:${JSON.stringify(entry)}}`
-          : where === 'entry' ? `{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4],${JSON.stringify(k)}:{"polluted":1}}}`
-          : `{"__metadata__":{${JSON.stringify(k)}:"x"}}`
+          where === 'top'
+            ? `{${JSON.stringify(k)}:${JSON.stringify(entry)}}`
+            : where === 'entry'
+              ? `{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4],${JSON.stringify(k)}:{"polluted":1}}}`
+              : `{"__metadata__":{${JSON.stringify(k)}:"x"}}`
         expect(parseChecked(fileOf(header, null, 4))).toBe('INVALID_FILE')
         expect(({} as Record<string, unknown>).polluted).toBeUndefined()
         expect(Object.hasOwn(Object.prototype, 'dtype')).toBe(false)
@@ -123,7 +150,12 @@ describe('fuzz: readSafetensors', () => {
       dtype: fc.constantFrom('F32', 'F16', 'BF16') as fc.Arbitrary<'F32' | 'F16' | 'BF16'>,
       shape: fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 3 }),
     })
-    const fileArb = fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }).filter((k) => !['__proto__', 'constructor', 'prototype', '__metadata__'].includes(k)), tensorArb, { maxKeys: 4 })
+    const fileArb = fc
+      .dictionary(
+        fc.string({ minLength: 1, maxLength: 8 }).filter((k) => !['__proto__', 'constructor', 'prototype', '__metadata__'].includes(k)),
+        tensorArb,
+        { maxKeys: 4 },
+      )
       .map((spec) => {
         const tensors = new Map<string, TensorToWrite>()
         for (const [k, { dtype, shape }] of Object.entries(spec)) {
@@ -162,21 +194,32 @@ describe('fuzz: readSafetensors', () => {
   it('writer -> reader round trip is exact for any tensors', () => {
     const tensorArb = fc.record({ shape: fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 3 }), half: fc.boolean(), seed: fc.nat() })
     fc.assert(
-      fc.property(fc.uniqueArray(fc.tuple(fc.string({ minLength: 1, maxLength: 6 }).filter((k) => !['__proto__', 'constructor', 'prototype', '__metadata__'].includes(k)), tensorArb), { selector: ([k]) => k, maxLength: 4 }), (list) => {
-        const tensors = new Map<string, TensorToWrite>()
-        for (const [k, { shape, half, seed }] of list) {
-          const n = shape.reduce((a, b) => a * b, 1)
-          const data = half ? Uint16Array.from({ length: n }, (_, i) => (seed + i * 7919) & 0xffff) : Float32Array.from({ length: n }, (_, i) => Math.fround(Math.sin(seed + i)))
-          tensors.set(k, { dtype: half ? 'BF16' : 'F32', shape, data })
-        }
-        const back = readSafetensors(writeSafetensors(tensors)).tensors
-        // order may differ: JSON objects list integer-like keys first
-        expect([...back.keys()].sort()).toEqual([...tensors.keys()].sort())
-        for (const [k, t] of tensors) {
-          expect(back.get(k)!.shape).toEqual(t.shape)
-          expect(back.get(k)!.data).toEqual(t.data)
-        }
-      }),
+      fc.property(
+        fc.uniqueArray(
+          fc.tuple(
+            fc.string({ minLength: 1, maxLength: 6 }).filter((k) => !['__proto__', 'constructor', 'prototype', '__metadata__'].includes(k)),
+            tensorArb,
+          ),
+          { selector: ([k]) => k, maxLength: 4 },
+        ),
+        (list) => {
+          const tensors = new Map<string, TensorToWrite>()
+          for (const [k, { shape, half, seed }] of list) {
+            const n = shape.reduce((a, b) => a * b, 1)
+            const data = half
+              ? Uint16Array.from({ length: n }, (_, i) => (seed + i * 7919) & 0xffff)
+              : Float32Array.from({ length: n }, (_, i) => Math.fround(Math.sin(seed + i)))
+            tensors.set(k, { dtype: half ? 'BF16' : 'F32', shape, data })
+          }
+          const back = readSafetensors(writeSafetensors(tensors)).tensors
+          // order may differ: JSON objects list integer-like keys first
+          expect([...back.keys()].sort()).toEqual([...tensors.keys()].sort())
+          for (const [k, t] of tensors) {
+            expect(back.get(k)!.shape).toEqual(t.shape)
+            expect(back.get(k)!.data).toEqual(t.data)
+          }
+        },
+      ),
       runs(500),
     )
   })
@@ -187,7 +230,9 @@ describe('fuzz: readSafetensors', () => {
       expect(parseChecked(fileOf('{}', declared, 0))).toBe('INVALID_FILE')
     }
     // a shape whose product is astronomically large, over a 4-byte data section
-    expect(parseChecked(fileOf(JSON.stringify({ t: { dtype: 'F32', shape: [2 ** 26, 2 ** 26, 2 ** 26], data_offsets: [0, 4] } }), null, 4))).toBe('INVALID_FILE')
+    expect(
+      parseChecked(fileOf(JSON.stringify({ t: { dtype: 'F32', shape: [2 ** 26, 2 ** 26, 2 ** 26], data_offsets: [0, 4] } }), null, 4)),
+    ).toBe('INVALID_FILE')
     expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(16 << 20)
   })
 })

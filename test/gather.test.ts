@@ -11,8 +11,17 @@ import { Rng } from './random.js'
 import { gather, roundWeights, type RefAdapter } from './reference.js'
 import { has } from './needs.js'
 
-
-interface GatherCase { vocab: number; dim: number; rank: number; T: number; K: number; slots: number; dtype: WeightDtype; weighted: boolean; seed: number }
+interface GatherCase {
+  vocab: number
+  dim: number
+  rank: number
+  T: number
+  K: number
+  slots: number
+  dtype: WeightDtype
+  weighted: boolean
+  seed: number
+}
 
 const CASES: GatherCase[] = [
   { vocab: 1, dim: 1, rank: 1, T: 1, K: 1, slots: 1, dtype: 'f32', weighted: false, seed: 1 },
@@ -62,17 +71,27 @@ describe.each(KINDS)('gather (embedding layers) on %s', (kind) => {
   afterAll(() => rt?.dispose())
   const backend = kind === 'webgpu' ? 'webgpu' : 'wasm'
 
-  it.each(CASES.map((c) => [`vocab ${c.vocab} dim ${c.dim} r ${c.rank} T ${c.T} K ${c.K} ${c.dtype}${c.weighted ? ' weighted' : ''}`, c] as const))(
-    'matches the float64 reference: %s', async (_name, c) => {
-      const d = makeGather(c)
-      const layer = rt.createLayer({ inFeatures: c.vocab, outFeatures: c.dim, maxAdapters: c.slots, maxRank: c.rank, weightDtype: c.dtype, embedding: true })
-      d.set.forEach((a, s) => layer.setAdapter(s, a))
-      const y = new Float32Array(d.y)
-      await layer.apply(d.tokens, y, d.ids, { backend, adaptersPerToken: c.K, weights: d.weights })
-      expectDelta(y, d.y, gather(d.ref, d.tokens, d.ids, c.K, d.weights), TOLERANCE[c.dtype], kind)
-      expectUntouchedRows(y, d.y, d.ids, c.K, c.dim)
-      layer.dispose()
+  it.each(
+    CASES.map(
+      (c) => [`vocab ${c.vocab} dim ${c.dim} r ${c.rank} T ${c.T} K ${c.K} ${c.dtype}${c.weighted ? ' weighted' : ''}`, c] as const,
+    ),
+  )('matches the float64 reference: %s', async (_name, c) => {
+    const d = makeGather(c)
+    const layer = rt.createLayer({
+      inFeatures: c.vocab,
+      outFeatures: c.dim,
+      maxAdapters: c.slots,
+      maxRank: c.rank,
+      weightDtype: c.dtype,
+      embedding: true,
     })
+    d.set.forEach((a, s) => layer.setAdapter(s, a))
+    const y = new Float32Array(d.y)
+    await layer.apply(d.tokens, y, d.ids, { backend, adaptersPerToken: c.K, weights: d.weights })
+    expectDelta(y, d.y, gather(d.ref, d.tokens, d.ids, c.K, d.weights), TOLERANCE[c.dtype], kind)
+    expectUntouchedRows(y, d.y, d.ids, c.K, c.dim)
+    layer.dispose()
+  })
 
   it('bad token ids and shapes throw naming the argument; y is untouched', async () => {
     const layer = rt.createLayer({ inFeatures: 10, outFeatures: 4, maxAdapters: 2, maxRank: 2, embedding: true })
@@ -85,6 +104,8 @@ describe.each(KINDS)('gather (embedding layers) on %s', (kind) => {
     await expectLoraError(() => layer.apply(new Float32Array(20), y, ids, { backend }), 'INVALID_ARGUMENT', ['Int32Array of token ids'])
     expect([...y]).toEqual(new Array(8).fill(0))
     layer.dispose()
-    expect(() => rt!.createLayer({ inFeatures: 10, outFeatures: [4, 4], maxAdapters: 1, maxRank: 2, embedding: true })).toThrow(/one output slice/)
+    expect(() => rt!.createLayer({ inFeatures: 10, outFeatures: [4, 4], maxAdapters: 1, maxRank: 2, embedding: true })).toThrow(
+      /one output slice/,
+    )
   })
 })

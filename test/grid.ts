@@ -120,7 +120,15 @@ function drawCase(fixed: Axis, value: number | string | boolean, seed: number): 
 /** Named edge cases. */
 export function edgeCases(): Case[] {
   const base: Omit<Case, 'name'> = {
-    inFeatures: 64, sliceWidths: [48], slots: 8, rank: 8, tokens: 16, pattern: 'uniform', dtype: 'f32', adaptersPerToken: 1, seed: 99,
+    inFeatures: 64,
+    sliceWidths: [48],
+    slots: 8,
+    rank: 8,
+    tokens: 16,
+    pattern: 'uniform',
+    dtype: 'f32',
+    adaptersPerToken: 1,
+    seed: 99,
   }
   const e = (name: string, over: Partial<Case>): Case => ({ ...base, name, ...over })
   return [
@@ -161,8 +169,10 @@ export function drawIds(rng: Rng, c: Case): Int32Array {
   const fixed = rng.int(L)
   const first = (t: number): number => {
     switch (c.pattern) {
-      case 'distinct': return t % L
-      case 'uniform': return rng.int(L)
+      case 'distinct':
+        return t % L
+      case 'uniform':
+        return rng.int(L)
       case 'zipf': {
         // P(k) proportional to 1 / (k + 1)
         let total = 0
@@ -171,9 +181,12 @@ export function drawIds(rng: Rng, c: Case): Int32Array {
         for (let k = 0; k < L; k++) if ((u -= 1 / (k + 1)) <= 0) return k
         return L - 1
       }
-      case 'identical': return fixed
-      case 'skewed': return rng.next() < 0.9 ? fixed : rng.int(L)
-      case 'some-none': return rng.next() < 0.3 ? -1 : rng.int(L)
+      case 'identical':
+        return fixed
+      case 'skewed':
+        return rng.next() < 0.9 ? fixed : rng.int(L)
+      case 'some-none':
+        return rng.next() < 0.3 ? -1 : rng.int(L)
     }
   }
   for (let t = 0; t < T; t++) {
@@ -214,7 +227,13 @@ export function makeCase(c: Case): CaseData {
   }
   const out = c.sliceWidths.reduce((a, b) => a + b, 0)
   return {
-    options: { inFeatures: c.inFeatures, outFeatures: c.sliceWidths.length === 1 ? c.sliceWidths[0] : c.sliceWidths, maxAdapters: c.slots, maxRank: c.rank, weightDtype: c.dtype },
+    options: {
+      inFeatures: c.inFeatures,
+      outFeatures: c.sliceWidths.length === 1 ? c.sliceWidths[0] : c.sliceWidths,
+      maxAdapters: c.slots,
+      maxRank: c.rank,
+      weightDtype: c.dtype,
+    },
     adapters,
     x: rng.array(c.tokens * c.inFeatures),
     y: rng.array(c.tokens * out),

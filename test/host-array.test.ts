@@ -28,43 +28,56 @@ const wasmOf = (rt: Runtime) => (rt as unknown as { all: WasmBackend[] }).all[0]
 /** Which of x and y live in host arrays. */
 const PLACES = [['x', 'y'], ['x'], ['y']] as const
 
-describe.each([['1 thread', () => single], ['2 threads', () => two]] as const)('%s', (_label, rt) => {
-  describe.each(caseGrid(1).filter((c) => c.tokens > 0).map((c) => [c.name, c] as const))('%s', (_name, c) => {
-    it.each(PLACES.map((p) => [p.join(' and '), p] as const))('%s in host arrays: the reference, and ordinary arrays bit for bit', async (_p, place) => {
-      const data = makeCase(c)
-      const layer = rt().createLayer(data.options)
-      const hosts: HostArray[] = []
-      try {
-        for (const [slot, ad] of data.adapters) layer.setAdapter(slot, ad)
-        const plain = new Float32Array(data.y)
-        await layer.apply(data.x, plain, data.ids, { adaptersPerToken: c.adaptersPerToken })
-        const hx = place.includes('x' as never) ? rt().hostArray(data.x.length) : null
-        const hy = place.includes('y' as never) ? rt().hostArray(data.y.length) : null
-        for (const h of [hx, hy]) if (h) hosts.push(h)
-        hx?.array.set(data.x)
-        hy?.array.set(data.y)
-        const y = hy ? hy.array : new Float32Array(data.y)
-        await layer.apply(hx ? hx.array : data.x, y, data.ids, { adaptersPerToken: c.adaptersPerToken })
-        const got = hy ? hy.array : y
-        const mismatch = plain.findIndex((v, i) => !Object.is(v, got[i]))
-        expect(mismatch, mismatch < 0 ? '' : `y[${mismatch}]: ordinary ${plain[mismatch]}, host array ${got[mismatch]}`).toBe(-1)
-        expectDelta(got, data.y, sgmv(data.ref, data.x, data.ids, c.adaptersPerToken), TOLERANCE[c.dtype], c.name)
-        expectUntouchedRows(got, data.y, data.ids, c.adaptersPerToken, data.y.length / c.tokens)
-        if (hx) expect(Array.from(hx.array.subarray(0, 64))).toEqual(Array.from(data.x.subarray(0, 64))) // x is only read
-      } finally {
-        for (const h of hosts) h.release()
-        layer.dispose()
-      }
-    })
+describe.each([
+  ['1 thread', () => single],
+  ['2 threads', () => two],
+] as const)('%s', (_label, rt) => {
+  describe.each(
+    caseGrid(1)
+      .filter((c) => c.tokens > 0)
+      .map((c) => [c.name, c] as const),
+  )('%s', (_name, c) => {
+    it.each(PLACES.map((p) => [p.join(' and '), p] as const))(
+      '%s in host arrays: the reference, and ordinary arrays bit for bit',
+      async (_p, place) => {
+        const data = makeCase(c)
+        const layer = rt().createLayer(data.options)
+        const hosts: HostArray[] = []
+        try {
+          for (const [slot, ad] of data.adapters) layer.setAdapter(slot, ad)
+          const plain = new Float32Array(data.y)
+          await layer.apply(data.x, plain, data.ids, { adaptersPerToken: c.adaptersPerToken })
+          const hx = place.includes('x' as never) ? rt().hostArray(data.x.length) : null
+          const hy = place.includes('y' as never) ? rt().hostArray(data.y.length) : null
+          for (const h of [hx, hy]) if (h) hosts.push(h)
+          hx?.array.set(data.x)
+          hy?.array.set(data.y)
+          const y = hy ? hy.array : new Float32Array(data.y)
+          await layer.apply(hx ? hx.array : data.x, y, data.ids, { adaptersPerToken: c.adaptersPerToken })
+          const got = hy ? hy.array : y
+          const mismatch = plain.findIndex((v, i) => !Object.is(v, got[i]))
+          expect(mismatch, mismatch < 0 ? '' : `y[${mismatch}]: ordinary ${plain[mismatch]}, host array ${got[mismatch]}`).toBe(-1)
+          expectDelta(got, data.y, sgmv(data.ref, data.x, data.ids, c.adaptersPerToken), TOLERANCE[c.dtype], c.name)
+          expectUntouchedRows(got, data.y, data.ids, c.adaptersPerToken, data.y.length / c.tokens)
+          if (hx) expect(Array.from(hx.array.subarray(0, 64))).toEqual(Array.from(data.x.subarray(0, 64))) // x is only read
+        } finally {
+          for (const h of hosts) h.release()
+          layer.dispose()
+        }
+      },
+    )
   })
 
   it('copies nothing: the work area holds no x or y', async () => {
     const r = await createRuntime({ backend: 'wasm' })
     try {
-      const T = 64, inF = 1024, out = 512
+      const T = 64,
+        inF = 1024,
+        out = 512
       const layer = r.createLayer({ inFeatures: inF, outFeatures: out, maxAdapters: 1, maxRank: 4 })
       layer.setAdapter(0, { rank: 4, scale: 1, A: new Float32Array(4 * inF).fill(0.5), B: new Float32Array(out * 4).fill(0.25) })
-      const hx = r.hostArray(T * inF), hy = r.hostArray(T * out)
+      const hx = r.hostArray(T * inF),
+        hy = r.hostArray(T * out)
       hx.array.fill(1)
       await layer.apply(hx.array, hy.array, new Int32Array(T))
       expect(hy.array[0]).toBe(inF * 0.5 * 0.25 * 4)
@@ -77,7 +90,8 @@ describe.each([['1 thread', () => single], ['2 threads', () => two]] as const)('
   it('a subarray of a host array (fewer tokens) is used in place', async () => {
     const layer = rt().createLayer({ inFeatures: 8, outFeatures: 4, maxAdapters: 1, maxRank: 1 })
     layer.setAdapter(0, { rank: 1, scale: 2, A: new Float32Array(8).fill(1), B: new Float32Array(4).fill(1) })
-    const hx = rt().hostArray(8 * 8), hy = rt().hostArray(8 * 4)
+    const hx = rt().hostArray(8 * 8),
+      hy = rt().hostArray(8 * 4)
     try {
       hx.array.fill(1)
       await layer.apply(hx.array.subarray(8, 24), hy.array.subarray(4, 12), Int32Array.of(0, -1))
@@ -96,7 +110,8 @@ describe('host array views and memory growth', () => {
     try {
       const layer = r.createLayer({ inFeatures: 4, outFeatures: 4, maxAdapters: 1, maxRank: 1 })
       layer.setAdapter(0, { rank: 1, scale: 1, A: new Float32Array(4).fill(1), B: new Float32Array(4).fill(1) })
-      const hx = r.hostArray(4), hy = r.hostArray(4)
+      const hx = r.hostArray(4),
+        hy = r.hostArray(4)
       const staleX = hx.array
       staleX.set([1, 2, 3, 4])
       const big = r.hostArray(staleX.buffer.byteLength / 4) // more than the whole memory: it grows
@@ -116,11 +131,13 @@ describe('host array views and memory growth', () => {
 
   it('threads: the memory is shared, so a view kept across a grow still works in place', async () => {
     const layer = two.createLayer({ inFeatures: 4, outFeatures: 4, maxAdapters: 1, maxRank: 1 })
-    const hx = two.hostArray(4), hy = two.hostArray(4)
+    const hx = two.hostArray(4),
+      hy = two.hostArray(4)
     let big: HostArray | null = null
     try {
       layer.setAdapter(0, { rank: 1, scale: 1, A: new Float32Array(4).fill(1), B: new Float32Array(4).fill(1) })
-      const x = hx.array, y = hy.array
+      const x = hx.array,
+        y = hy.array
       x.set([1, 2, 3, 4])
       big = two.hostArray(x.buffer.byteLength / 4) // more than the whole memory: it grows
       await layer.apply(x, y, Int32Array.of(0))
@@ -134,7 +151,10 @@ describe('host array views and memory growth', () => {
     }
   })
 
-  it.each([['1 thread', () => single], ['2 threads', () => two]] as const)('%s: a view of the wasm memory outside host arrays, or x overlapping y, is refused and y is untouched', async (_l, rt) => {
+  it.each([
+    ['1 thread', () => single],
+    ['2 threads', () => two],
+  ] as const)('%s: a view of the wasm memory outside host arrays, or x overlapping y, is refused and y is untouched', async (_l, rt) => {
     const layer = rt().createLayer({ inFeatures: 4, outFeatures: 4, maxAdapters: 1, maxRank: 1 })
     const h = rt().hostArray(8)
     try {
@@ -143,7 +163,9 @@ describe('host array views and memory growth', () => {
       const y = new Float32Array(4).fill(7)
       await expectLoraError(() => layer.apply(foreign, y, Int32Array.of(0)), 'INVALID_ARGUMENT', ['x', 'outside every HostArray'])
       h.array.fill(3)
-      await expectLoraError(() => layer.apply(h.array.subarray(0, 4), h.array.subarray(2, 6), Int32Array.of(0)), 'INVALID_ARGUMENT', ['overlap'])
+      await expectLoraError(() => layer.apply(h.array.subarray(0, 4), h.array.subarray(2, 6), Int32Array.of(0)), 'INVALID_ARGUMENT', [
+        'overlap',
+      ])
       expect(Array.from(y)).toEqual([7, 7, 7, 7])
       expect(Array.from(h.array)).toEqual([3, 3, 3, 3, 3, 3, 3, 3])
     } finally {

@@ -19,9 +19,17 @@ import { sgmv, type RefAdapter } from './reference.js'
 
 const gpuHere = await has('webgpu', 'skipped its WebGPU part')
 
-const IN = 96, OUT = [64, 40], SLOTS = 3, T = 21
+const IN = 96,
+  OUT = [64, 40],
+  SLOTS = 3,
+  T = 21
 
-interface Batch { x: Float32Array; y0: Float32Array; ids: Int32Array; delta: Float64Array }
+interface Batch {
+  x: Float32Array
+  y0: Float32Array
+  ids: Int32Array
+  delta: Float64Array
+}
 
 function makeLayer(rt: Runtime, seed: number): { layer: Layer; batch: () => Batch } {
   const rng = new Rng(seed)
@@ -89,12 +97,19 @@ describe('host arrays may be reused once apply() has returned', () => {
     try {
       const rng = new Rng(3)
       const module = 'model.layers.0.self_attn.q_proj'
-      const inF = 40, outF = 24, r = 4, n = 5
-      const A = rng.array(r * inF, 0.3), B = rng.array(outF * r, 0.3)
-      const weights = writeSafetensors(new Map([
-        [`base_model.model.${module}.lora_A.weight`, { dtype: 'F32' as const, shape: [r, inF], data: A }],
-        [`base_model.model.${module}.lora_B.weight`, { dtype: 'F32' as const, shape: [outF, r], data: B }],
-      ]), { format: 'pt' })
+      const inF = 40,
+        outF = 24,
+        r = 4,
+        n = 5
+      const A = rng.array(r * inF, 0.3),
+        B = rng.array(outF * r, 0.3)
+      const weights = writeSafetensors(
+        new Map([
+          [`base_model.model.${module}.lora_A.weight`, { dtype: 'F32' as const, shape: [r, inF], data: A }],
+          [`base_model.model.${module}.lora_B.weight`, { dtype: 'F32' as const, shape: [outF, r], data: B }],
+        ]),
+        { format: 'pt' },
+      )
       const config = peftConfig({ r, lora_alpha: 8, target_modules: ['q_proj'] })
       await rt.loadAdapter('a', { config, weights })
       await rt.loadAdapter('b', { config, weights }) // takes the one slot: 'a' is uploaded again by the call
@@ -102,7 +117,11 @@ describe('host arrays may be reused once apply() has returned', () => {
       const y0 = rng.array(n * outF)
       const y = y0.slice()
       const names = ['a', null, 'a', 'a', null]
-      const delta = sgmv({ inFeatures: inF, sliceWidths: [outF], adapters: [{ rank: r, scale: 2, A: [A], B: [B] }] }, x, Int32Array.from(names, (s) => (s ? 0 : -1)))
+      const delta = sgmv(
+        { inFeatures: inF, sliceWidths: [outF], adapters: [{ rank: r, scale: 2, A: [A], B: [B] }] },
+        x,
+        Int32Array.from(names, (s) => (s ? 0 : -1)),
+      )
       expect(rt.stats().evictions).toBe(1)
       const done = rt.apply(module, x, y, names)
       x.fill(0)

@@ -16,7 +16,11 @@ import { expectLoraError } from './compare.js'
 import { has } from './needs.js'
 
 const DIR = fileURLToPath(new URL('./fixtures/peft/tiny-llama-e2e/', import.meta.url))
-const batch = JSON.parse(readFileSync(join(DIR, 'batch.json'), 'utf8')) as { generated_ids: number[][]; logits_shape: number[]; lora_effect_max_abs: number }
+const batch = JSON.parse(readFileSync(join(DIR, 'batch.json'), 'utf8')) as {
+  generated_ids: number[][]
+  logits_shape: number[]
+  lora_effect_max_abs: number
+}
 const raw = readFileSync(join(DIR, 'logits.f32'))
 const peftLogits = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength))
 
@@ -74,10 +78,24 @@ describe.each(gpuHere ? (['wasm', 'webgpu'] as const) : (['wasm'] as const))('ex
       expect(half[128 + i]).toBeCloseTo(-2 * full[128 + i], 5)
     }
     const y = new Float32Array(3 * 64)
-    await expectLoraError(() => rt.apply('model.embed_tokens', new Float32Array(3 * 128), y, ['beta', null, null], { backend }), 'INVALID_ARGUMENT', ['token ids'])
-    await expectLoraError(() => rt.apply('model.embed_tokens', Int32Array.of(1, 2), y, ['beta', null, null], { backend }), 'SHAPE_MISMATCH', ['x [3 * 1]'])
-    await expectLoraError(() => rt.apply('model.embed_tokens', Int32Array.of(1, 2, 128), y, ['beta', null, null], { backend }), 'OUT_OF_RANGE', ['x[2] = 128'])
-    await expectLoraError(() => rt.apply('lm_head', Int32Array.of(1, 2, 3), y, ['beta', null, null], { backend }), 'INVALID_ARGUMENT', ['Float32Array'])
+    await expectLoraError(
+      () => rt.apply('model.embed_tokens', new Float32Array(3 * 128), y, ['beta', null, null], { backend }),
+      'INVALID_ARGUMENT',
+      ['token ids'],
+    )
+    await expectLoraError(
+      () => rt.apply('model.embed_tokens', Int32Array.of(1, 2), y, ['beta', null, null], { backend }),
+      'SHAPE_MISMATCH',
+      ['x [3 * 1]'],
+    )
+    await expectLoraError(
+      () => rt.apply('model.embed_tokens', Int32Array.of(1, 2, 128), y, ['beta', null, null], { backend }),
+      'OUT_OF_RANGE',
+      ['x[2] = 128'],
+    )
+    await expectLoraError(() => rt.apply('lm_head', Int32Array.of(1, 2, 3), y, ['beta', null, null], { backend }), 'INVALID_ARGUMENT', [
+      'Float32Array',
+    ])
     expect(y).toEqual(new Float32Array(3 * 64))
   })
 })
@@ -85,7 +103,10 @@ describe.each(gpuHere ? (['wasm', 'webgpu'] as const) : (['wasm'] as const))('ex
 it('the command line writes the result file', () => {
   const out = join(mkdtempSync(join(tmpdir(), 'llama-')), 'result.json')
   const main = fileURLToPath(new URL('../examples/llama/main.ts', import.meta.url))
-  const run = spawnSync(process.execPath, ['--import', 'tsx', main, DIR, '--backend', 'wasm', '--out', out], { encoding: 'utf8', timeout: 120_000 })
+  const run = spawnSync(process.execPath, ['--import', 'tsx', main, DIR, '--backend', 'wasm', '--out', out], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  })
   expect(run.status, run.stderr).toBe(0)
   expectPeft(JSON.parse(readFileSync(out, 'utf8')) as Result, 'cli')
   expect(run.stdout.trim().split('\n')).toEqual(batch.generated_ids.map((ids) => ids.join(' ')))

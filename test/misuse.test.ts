@@ -7,7 +7,17 @@
  */
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildSegments, createRuntime, LoraError, readSafetensors, writeSafetensors, type Layer, type LoraErrorCode, type Runtime, type TokenAdapters } from '../src/index.js'
+import {
+  buildSegments,
+  createRuntime,
+  LoraError,
+  readSafetensors,
+  writeSafetensors,
+  type Layer,
+  type LoraErrorCode,
+  type Runtime,
+  type TokenAdapters,
+} from '../src/index.js'
 import { expectDelta } from './compare.js'
 import { makeWeights, peftConfig, toyModules, weightValues } from './peft-helpers.js'
 import { sgmv } from './reference.js'
@@ -17,9 +27,23 @@ const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined
 
 /** Values wrong for almost any argument. */
 const JUNK: [string, unknown][] = [
-  ['undefined', undefined], ['null', null], ['NaN', NaN], ['Infinity', Infinity], ['-Infinity', -Infinity], ['-1', -1],
-  ['0.5', 0.5], ['"1"', '1'], ['true', true], ['{}', {}], ['[]', []], ['1n', 1n], ['Symbol', Symbol('s')], ['() => 1', () => 1],
-  ['Float64Array', new Float64Array(4)], ['Int32Array', new Int32Array(4)], ['2**53', 2 ** 53],
+  ['undefined', undefined],
+  ['null', null],
+  ['NaN', NaN],
+  ['Infinity', Infinity],
+  ['-Infinity', -Infinity],
+  ['-1', -1],
+  ['0.5', 0.5],
+  ['"1"', '1'],
+  ['true', true],
+  ['{}', {}],
+  ['[]', []],
+  ['1n', 1n],
+  ['Symbol', Symbol('s')],
+  ['() => 1', () => 1],
+  ['Float64Array', new Float64Array(4)],
+  ['Int32Array', new Int32Array(4)],
+  ['2**53', 2 ** 53],
 ]
 /**
  * Optional arguments and fields treat null like undefined (`?? default`): null is left out of
@@ -29,7 +53,16 @@ const OPTIONAL_JUNK = (): [string, unknown][] => JUNK.filter(([, v]) => v !== un
 const notObject = ([, v]: [string, unknown]): boolean => typeof v !== 'object' || v === null
 /** Sizes that are not positive safe integers in range. */
 const BAD_SIZES: [string, unknown][] = [
-  ['0', 0], ['-1', -1], ['1.5', 1.5], ['NaN', NaN], ['Infinity', Infinity], ['"4"', '4'], ['null', null], ['1n', 1n], ['2**31', 2 ** 31], ['{}', {}],
+  ['0', 0],
+  ['-1', -1],
+  ['1.5', 1.5],
+  ['NaN', NaN],
+  ['Infinity', Infinity],
+  ['"4"', '4'],
+  ['null', null],
+  ['1n', 1n],
+  ['2**31', 2 ** 31],
+  ['{}', {}],
 ]
 
 /**
@@ -53,7 +86,8 @@ async function expectRefused(label: string, call: () => unknown, codes?: LoraErr
   throw new Error(`${label}: resolved instead of rejecting`)
 }
 function check(label: string, e: unknown, codes?: LoraErrorCode[]): LoraError {
-  if (!(e instanceof LoraError)) throw new Error(`${label}: threw ${(e as Error)?.name} instead of LoraError: ${(e as Error)?.message}`, { cause: e })
+  if (!(e instanceof LoraError))
+    throw new Error(`${label}: threw ${(e as Error)?.name} instead of LoraError: ${(e as Error)?.message}`, { cause: e })
   if (codes) expect(codes, `${label}: ${e.message}`).toContain(e.code)
   return e
 }
@@ -62,7 +96,12 @@ let rt: Runtime
 const IN = 6
 const OUT = [5, 3]
 const rng = new Rng(5)
-const adapter = (rank = 2) => ({ rank, scale: 0.5, A: [rng.array(rank * IN), rng.array(rank * IN)], B: [rng.array(5 * rank), rng.array(3 * rank)] })
+const adapter = (rank = 2) => ({
+  rank,
+  scale: 0.5,
+  A: [rng.array(rank * IN), rng.array(rank * IN)],
+  B: [rng.array(5 * rank), rng.array(3 * rank)],
+})
 const Q = 'model.layers.0.self_attn.q_proj'
 const peft = { config: peftConfig(), weights: makeWeights(toyModules(8)) }
 /** Adapter 'a' on Q, from the generator (r 8, lora_alpha 16: scale 2). */
@@ -73,7 +112,11 @@ function expectedDelta(module: unknown, x: Float32Array, tokens: TokenAdapters[]
   const out = qWeights.outFeatures
   if (module !== Q) return new Float64Array(tokens.length * out)
   const ids = Int32Array.from(tokens, (t) => (t === 'a' || (Array.isArray(t) && t.includes('a')) ? 0 : -1))
-  return sgmv({ inFeatures: qWeights.inFeatures, sliceWidths: [out], adapters: [{ rank: 8, scale: 2, A: [qWeights.A], B: [qWeights.B] }] }, x, ids)
+  return sgmv(
+    { inFeatures: qWeights.inFeatures, sliceWidths: [out], adapters: [{ rank: 8, scale: 2, A: [qWeights.A], B: [qWeights.B] }] },
+    x,
+    ids,
+  )
 }
 
 beforeAll(async () => {
@@ -93,9 +136,15 @@ describe('createRuntime: every option', () => {
   const bad: [string, Record<string, unknown>][] = [
     ...OPTIONAL_JUNK().map(([n, v]) => [`backend ${n}`, { backend: v }] as [string, Record<string, unknown>]),
     // any number >= 0 is a budget (Infinity: unlimited; a fraction of a byte is harmless)
-    ...JUNK.filter(([, v]) => v !== undefined && !(typeof v === 'number' && v >= 0)).map(([n, v]) => [`memoryBudget ${n}`, { memoryBudget: v }] as [string, Record<string, unknown>]),
-    ...[...BAD_SIZES, ['65537', 65537] as [string, unknown]].map(([n, v]) => [`adapterSlots ${n}`, { adapterSlots: v }] as [string, Record<string, unknown>]),
-    ...JUNK.filter(([, v]) => v !== undefined && !(typeof v === 'object' && v !== null) && typeof v !== 'function').map(([n, v]) => [`wasm ${n}`, { wasm: v }] as [string, Record<string, unknown>]),
+    ...JUNK.filter(([, v]) => v !== undefined && !(typeof v === 'number' && v >= 0)).map(
+      ([n, v]) => [`memoryBudget ${n}`, { memoryBudget: v }] as [string, Record<string, unknown>],
+    ),
+    ...[...BAD_SIZES, ['65537', 65537] as [string, unknown]].map(
+      ([n, v]) => [`adapterSlots ${n}`, { adapterSlots: v }] as [string, Record<string, unknown>],
+    ),
+    ...JUNK.filter(([, v]) => v !== undefined && !(typeof v === 'object' && v !== null) && typeof v !== 'function').map(
+      ([n, v]) => [`wasm ${n}`, { wasm: v }] as [string, Record<string, unknown>],
+    ),
     ...JUNK.filter(([, v]) => v !== undefined).map(([n, v]) => [`profile ${n}`, { profile: v }] as [string, Record<string, unknown>]),
     ...OPTIONAL_JUNK().map(([n, v]) => [`threads ${n}`, { threads: v }] as [string, Record<string, unknown>]),
   ]
@@ -111,11 +160,24 @@ describe('createRuntime: every option', () => {
 describe('rt.createLayer: every option', () => {
   const valid = { inFeatures: 4, outFeatures: [4, 2], maxAdapters: 2, maxRank: 2, weightDtype: 'f32' }
   const cases: [string, unknown][] = []
-  for (const key of ['inFeatures', 'maxAdapters', 'maxRank'] as const) for (const [n, v] of BAD_SIZES) cases.push([`${key} ${n}`, { ...valid, [key]: v }])
-  // biome-ignore lint/suspicious/noSparseArray: a sparse array is one of the bad inputs
-  for (const [n, v] of [...BAD_SIZES, ['[]', []], ['[4, 0]', [4, 0]], ['[4, NaN]', [4, NaN]], ['sparse', [4, , 2]], ['[2**24, 2**24]', [2 ** 24, 2 ** 24]]] as [string, unknown][]) cases.push([`outFeatures ${n}`, { ...valid, outFeatures: v }])
+  for (const key of ['inFeatures', 'maxAdapters', 'maxRank'] as const)
+    for (const [n, v] of BAD_SIZES) cases.push([`${key} ${n}`, { ...valid, [key]: v }])
+  for (const [n, v] of [
+    ...BAD_SIZES,
+    ['[]', []],
+    ['[4, 0]', [4, 0]],
+    ['[4, NaN]', [4, NaN]],
+    // biome-ignore lint/suspicious/noSparseArray: a sparse array is one of the bad inputs
+    ['sparse', [4, , 2]],
+    ['[2**24, 2**24]', [2 ** 24, 2 ** 24]],
+  ] as [string, unknown][])
+    cases.push([`outFeatures ${n}`, { ...valid, outFeatures: v }])
   for (const [n, v] of OPTIONAL_JUNK()) cases.push([`weightDtype ${n}`, { ...valid, weightDtype: v }])
-  cases.push(['maxAdapters 65537', { ...valid, maxAdapters: 65537 }], ['maxRank 4097', { ...valid, maxRank: 4097 }], ['inFeatures 2**24+1', { ...valid, inFeatures: 2 ** 24 + 1 }])
+  cases.push(
+    ['maxAdapters 65537', { ...valid, maxAdapters: 65537 }],
+    ['maxRank 4097', { ...valid, maxRank: 4097 }],
+    ['inFeatures 2**24+1', { ...valid, inFeatures: 2 ** 24 + 1 }],
+  )
   for (const [n, v] of JUNK.filter(([, v]) => typeof v !== 'object' || v === null)) cases.push([`options ${n}`, v])
   it.each(cases)('%s', async (label, options) => {
     await expectRefused(label, () => rt.createLayer(options as never))
@@ -124,18 +186,64 @@ describe('rt.createLayer: every option', () => {
 
 describe('layer.setAdapter / clearAdapter: every argument; the slot keeps its adapter', () => {
   const cases: [string, unknown, () => unknown][] = []
-  for (const [n, v] of [...BAD_SIZES.filter(([n]) => n !== '0'), ['3 (= maxAdapters)', 3]] as [string, unknown][]) cases.push([`slot ${n}`, v, () => adapter(2)])
-  for (const [n, v] of [...BAD_SIZES, ['5 (> maxRank)', 5]] as [string, unknown][]) cases.push([`rank ${n}`, 1, () => ({ ...adapter(2), rank: v })])
-  for (const [n, v] of JUNK.filter(([, v]) => typeof v !== 'number' || !Number.isFinite(v))) cases.push([`scale ${n}`, 1, () => ({ ...adapter(2), scale: v })])
+  for (const [n, v] of [...BAD_SIZES.filter(([n]) => n !== '0'), ['3 (= maxAdapters)', 3]] as [string, unknown][])
+    cases.push([`slot ${n}`, v, () => adapter(2)])
+  for (const [n, v] of [...BAD_SIZES, ['5 (> maxRank)', 5]] as [string, unknown][])
+    cases.push([`rank ${n}`, 1, () => ({ ...adapter(2), rank: v })])
+  for (const [n, v] of JUNK.filter(([, v]) => typeof v !== 'number' || !Number.isFinite(v)))
+    cases.push([`scale ${n}`, 1, () => ({ ...adapter(2), scale: v })])
   for (const part of ['A', 'B'] as const) {
     for (const [n, v] of JUNK) cases.push([`${part} ${n}`, 1, () => ({ ...adapter(2), [part]: v })])
-    for (const [n, v] of JUNK) cases.push([`${part}[1] ${n}`, 1, () => { const a = adapter(2); (a[part] as unknown[])[1] = v; return a }])
-    cases.push([`${part} with 3 slices`, 1, () => { const a = adapter(2); (a[part] as unknown[]).push(a[part][0]); return a }])
-    cases.push([`${part}[0] one value short`, 1, () => { const a = adapter(2); a[part][0] = a[part][0].subarray(1); return a }])
-    cases.push([`${part}[0] one value long`, 1, () => { const a = adapter(2); a[part][0] = new Float32Array(a[part][0].length + 1); return a }])
-    for (const bad of [NaN, Infinity, -Infinity]) cases.push([`${part}[1] holds ${bad}`, 1, () => { const a = adapter(2); a[part][1][1] = bad; return a }])
+    for (const [n, v] of JUNK)
+      cases.push([
+        `${part}[1] ${n}`,
+        1,
+        () => {
+          const a = adapter(2)
+          ;(a[part] as unknown[])[1] = v
+          return a
+        },
+      ])
+    cases.push([
+      `${part} with 3 slices`,
+      1,
+      () => {
+        const a = adapter(2)
+        ;(a[part] as unknown[]).push(a[part][0])
+        return a
+      },
+    ])
+    cases.push([
+      `${part}[0] one value short`,
+      1,
+      () => {
+        const a = adapter(2)
+        a[part][0] = a[part][0].subarray(1)
+        return a
+      },
+    ])
+    cases.push([
+      `${part}[0] one value long`,
+      1,
+      () => {
+        const a = adapter(2)
+        a[part][0] = new Float32Array(a[part][0].length + 1)
+        return a
+      },
+    ])
+    for (const bad of [NaN, Infinity, -Infinity])
+      cases.push([
+        `${part}[1] holds ${bad}`,
+        1,
+        () => {
+          const a = adapter(2)
+          a[part][1][1] = bad
+          return a
+        },
+      ])
   }
-  for (const [n, v] of JUNK.filter(([, v]) => typeof v !== 'object' || v === null || Array.isArray(v))) cases.push([`adapter ${n}`, 1, () => v])
+  for (const [n, v] of JUNK.filter(([, v]) => typeof v !== 'object' || v === null || Array.isArray(v)))
+    cases.push([`adapter ${n}`, 1, () => v])
   it.each(cases)('%s', async (label, slot, make) => {
     const layer = newLayer()
     const x = rng.array(2 * IN)
@@ -150,12 +258,15 @@ describe('layer.setAdapter / clearAdapter: every argument; the slot keeps its ad
     layer.dispose()
   })
 
-  it.each([...BAD_SIZES.filter(([n]) => n !== '0'), ['3', 3], ['"0"', '0']] as [string, unknown][])('clearAdapter slot %s', async (label, slot) => {
-    const layer = newLayer()
-    await expectRefused(label, () => layer.clearAdapter(slot as number), ['INVALID_ARGUMENT', 'OUT_OF_RANGE'])
-    expect([layer.hasAdapter(0), layer.hasAdapter(1)]).toEqual([true, true])
-    layer.dispose()
-  })
+  it.each([...BAD_SIZES.filter(([n]) => n !== '0'), ['3', 3], ['"0"', '0']] as [string, unknown][])(
+    'clearAdapter slot %s',
+    async (label, slot) => {
+      const layer = newLayer()
+      await expectRefused(label, () => layer.clearAdapter(slot as number), ['INVALID_ARGUMENT', 'OUT_OF_RANGE'])
+      expect([layer.hasAdapter(0), layer.hasAdapter(1)]).toEqual([true, true])
+      layer.dispose()
+    },
+  )
 })
 
 describe('layer.apply: every argument; y untouched', () => {
@@ -163,12 +274,25 @@ describe('layer.apply: every argument; y untouched', () => {
   const x = rng.array(T * IN)
   const ids = Int32Array.of(0, -1, 1)
   const cases: [string, (y: Float32Array) => unknown[]][] = []
-  for (const [n, v] of [...JUNK, ['x short', x.subarray(1)], ['x long', new Float32Array(T * IN + 1)]] as [string, unknown][]) cases.push([`x ${n}`, (y) => [v, y, ids]])
-  for (const [n, v] of [...JUNK, ['y short', new Float32Array(T * 8 - 1)], ['y long', new Float32Array(T * 8 + 1)]] as [string, unknown][]) cases.push([`y ${n}`, () => [x, v, ids]])
-  for (const [n, v] of [...JUNK, ['Uint32Array', Uint32Array.of(0, 1, 1)], ['plain array', [0, -1, 1]], ['2 ids', Int32Array.of(0, 1)], ['id 3 (empty slot 2? no: out of range)', Int32Array.of(0, 3, 1)], ['id 2 (empty slot)', Int32Array.of(0, 2, 1)], ['id -2', Int32Array.of(0, -2, 1)], ['id 2**31-1', Int32Array.of(0, 2 ** 31 - 1, 1)]] as [string, unknown][]) cases.push([`ids ${n}`, (y) => [x, y, v]])
+  for (const [n, v] of [...JUNK, ['x short', x.subarray(1)], ['x long', new Float32Array(T * IN + 1)]] as [string, unknown][])
+    cases.push([`x ${n}`, (y) => [v, y, ids]])
+  for (const [n, v] of [...JUNK, ['y short', new Float32Array(T * 8 - 1)], ['y long', new Float32Array(T * 8 + 1)]] as [string, unknown][])
+    cases.push([`y ${n}`, () => [x, v, ids]])
+  for (const [n, v] of [
+    ...JUNK,
+    ['Uint32Array', Uint32Array.of(0, 1, 1)],
+    ['plain array', [0, -1, 1]],
+    ['2 ids', Int32Array.of(0, 1)],
+    ['id 3 (empty slot 2? no: out of range)', Int32Array.of(0, 3, 1)],
+    ['id 2 (empty slot)', Int32Array.of(0, 2, 1)],
+    ['id -2', Int32Array.of(0, -2, 1)],
+    ['id 2**31-1', Int32Array.of(0, 2 ** 31 - 1, 1)],
+  ] as [string, unknown][])
+    cases.push([`ids ${n}`, (y) => [x, y, v]])
   for (const [n, v] of OPTIONAL_JUNK().filter(notObject)) cases.push([`options ${n}`, (y) => [x, y, ids, v]])
   for (const [n, v] of OPTIONAL_JUNK()) cases.push([`options.backend ${n}`, (y) => [x, y, ids, { backend: v }]])
-  for (const [n, v] of [...BAD_SIZES.filter(([, v]) => v !== null), ['65', 65], ['2 (does not divide 3 ids)', 2]] as [string, unknown][]) cases.push([`options.adaptersPerToken ${n}`, (y) => [x, y, ids, { adaptersPerToken: v }]])
+  for (const [n, v] of [...BAD_SIZES.filter(([, v]) => v !== null), ['65', 65], ['2 (does not divide 3 ids)', 2]] as [string, unknown][])
+    cases.push([`options.adaptersPerToken ${n}`, (y) => [x, y, ids, { adaptersPerToken: v }]])
   cases.push(['webgpu on a wasm runtime', (y) => [x, y, ids, { backend: 'webgpu' }]])
   it.each(cases)('%s', async (label, args) => {
     const layer = newLayer()
@@ -184,11 +308,20 @@ describe('rt.loadAdapter / unloadAdapter / pin / unpin: every argument; the adap
   const names = JUNK.filter(([, v]) => typeof v !== 'string').concat([['""', '']])
   const sources: [string, unknown][] = [
     ...JUNK.filter(([, v]) => typeof v !== 'object' || v === null),
-    ['{}', {}], ['{ config }', { config: peft.config }], ['{ weights }', { weights: peft.weights }],
-    ['weights []', { config: peft.config, weights: [] }], ['weights [5]', { config: peft.config, weights: [5] }], ['weights string', { config: peft.config, weights: 'x' }],
-    ['weights Float32Array', { config: peft.config, weights: new Float32Array(8) }], ['config 5', { config: 5, weights: peft.weights }],
-    ['config "{"', { config: '{', weights: peft.weights }], ['missing directory', '/nonexistent/adapter'], ['a file, not a directory', '/etc/hostname'],
-    ['data: URL', 'data:text/plain,x'], ['bad URL', 'http://['], ['URL object to nowhere', new URL('file:///nonexistent/x')],
+    ['{}', {}],
+    ['{ config }', { config: peft.config }],
+    ['{ weights }', { weights: peft.weights }],
+    ['weights []', { config: peft.config, weights: [] }],
+    ['weights [5]', { config: peft.config, weights: [5] }],
+    ['weights string', { config: peft.config, weights: 'x' }],
+    ['weights Float32Array', { config: peft.config, weights: new Float32Array(8) }],
+    ['config 5', { config: 5, weights: peft.weights }],
+    ['config "{"', { config: '{', weights: peft.weights }],
+    ['missing directory', '/nonexistent/adapter'],
+    ['a file, not a directory', '/etc/hostname'],
+    ['data: URL', 'data:text/plain,x'],
+    ['bad URL', 'http://['],
+    ['URL object to nowhere', new URL('file:///nonexistent/x')],
   ]
   it.each(names)('loadAdapter name %s', async (label, name) => {
     const before = rt.listAdapters()
@@ -215,9 +348,20 @@ describe('rt.apply: every argument; y untouched', () => {
   const cases: [string, (y: Float32Array) => unknown[]][] = []
   for (const [n, v] of JUNK.filter(([, v]) => typeof v !== 'string')) cases.push([`module ${n}`, (y) => [v, x, y, ['a', null]]])
   for (const [n, v] of [...JUNK, ['x short', x.subarray(1)]] as [string, unknown][]) cases.push([`x ${n}`, (y) => [Q, v, y, ['a', null]]])
-  for (const [n, v] of [...JUNK, ['y short', new Float32Array(T * 12 - 1)]] as [string, unknown][]) cases.push([`y ${n}`, () => [Q, x, v, ['a', null]]])
-  for (const [n, v] of [...JUNK.filter(([, v]) => !Array.isArray(v)), ['one token short', ['a']], ['unknown adapter', ['a', 'zzz']], ['[5, null]', [5, null]], ['[[null], null]', [[null], null]], ['same adapter twice', [['a', 'a'], null]], ['[{}, null]', [{}, null]]] as [string, unknown][]) cases.push([`adapters ${n}`, (y) => [Q, x, y, v]])
-  for (const [n, v] of JUNK.filter(([, v]) => v !== undefined).filter(notObject)) cases.push([`options ${n}`, (y) => [Q, x, y, ['a', null], v]])
+  for (const [n, v] of [...JUNK, ['y short', new Float32Array(T * 12 - 1)]] as [string, unknown][])
+    cases.push([`y ${n}`, () => [Q, x, v, ['a', null]]])
+  for (const [n, v] of [
+    ...JUNK.filter(([, v]) => !Array.isArray(v)),
+    ['one token short', ['a']],
+    ['unknown adapter', ['a', 'zzz']],
+    ['[5, null]', [5, null]],
+    ['[[null], null]', [[null], null]],
+    ['same adapter twice', [['a', 'a'], null]],
+    ['[{}, null]', [{}, null]],
+  ] as [string, unknown][])
+    cases.push([`adapters ${n}`, (y) => [Q, x, y, v]])
+  for (const [n, v] of JUNK.filter(([, v]) => v !== undefined).filter(notObject))
+    cases.push([`options ${n}`, (y) => [Q, x, y, ['a', null], v]])
   for (const [n, v] of OPTIONAL_JUNK()) cases.push([`options.backend ${n}`, (y) => [Q, x, y, ['a', null], { backend: v }]])
   it.each(cases)('%s', async (label, args) => {
     const y = rng.array(T * 12)
@@ -247,7 +391,13 @@ describe('rt.apply: every argument; y untouched', () => {
           return
         }
         accepted++
-        expectDelta(y, before, expectedDelta(args[0], args[1] as Float32Array, args[3] as TokenAdapters[]), 1e-5, `accepted rt.apply arg ${pos} = ${fc.stringify(v)}`)
+        expectDelta(
+          y,
+          before,
+          expectedDelta(args[0], args[1] as Float32Array, args[3] as TokenAdapters[]),
+          1e-5,
+          `accepted rt.apply arg ${pos} = ${fc.stringify(v)}`,
+        )
       }),
       { numRuns: 500, seed: SEED },
     )
@@ -257,7 +407,9 @@ describe('rt.apply: every argument; y untouched', () => {
 
 describe('rt.explain, rt.calibrate, buildSegments, readSafetensors, writeSafetensors', () => {
   const call = { tokens: 4, inFeatures: 64, outFeatures: 64, rank: 8, adapters: 2 }
-  const explain: [string, unknown][] = [...JUNK.filter(([, v]) => typeof v !== 'object' || v === null).map(([n, v]) => [`call ${n}`, v] as [string, unknown])]
+  const explain: [string, unknown][] = [
+    ...JUNK.filter(([, v]) => typeof v !== 'object' || v === null).map(([n, v]) => [`call ${n}`, v] as [string, unknown]),
+  ]
   for (const key of ['tokens', 'inFeatures', 'outFeatures', 'rank']) {
     for (const [n, v] of JUNK.filter(([, v]) => v !== undefined)) explain.push([`${key} ${n}`, { ...call, [key]: v }])
   }
@@ -269,16 +421,24 @@ describe('rt.explain, rt.calibrate, buildSegments, readSafetensors, writeSafeten
   })
 
   // calibrate() (options undefined) is valid: left out
-  it.each([...JUNK.filter(([, v]) => v === null || (v !== undefined && typeof v !== 'object')).map(([n, v]) => [`options ${n}`, v]), ...JUNK.filter(([, v]) => v !== undefined && !(typeof v === 'number' && v > 0)).map(([n, v]) => [`budgetMs ${n}`, { budgetMs: v }])] as [string, unknown][])(
-    'calibrate %s', async (label, options) => {
-      await expectRefused(label, () => rt.calibrate(options as never), ['INVALID_ARGUMENT'], true)
-    })
+  it.each([
+    ...JUNK.filter(([, v]) => v === null || (v !== undefined && typeof v !== 'object')).map(([n, v]) => [`options ${n}`, v]),
+    ...JUNK.filter(([, v]) => v !== undefined && !(typeof v === 'number' && v > 0)).map(([n, v]) => [`budgetMs ${n}`, { budgetMs: v }]),
+  ] as [string, unknown][])('calibrate %s', async (label, options) => {
+    await expectRefused(label, () => rt.calibrate(options as never), ['INVALID_ARGUMENT'], true)
+  })
 
   const seg: [string, unknown[]][] = []
   for (const [n, v] of JUNK.filter(([, v]) => !(v instanceof Int32Array))) seg.push([`ids ${n}`, [v, 1, 4]])
-  for (const [n, v] of BAD_SIZES) seg.push([`adaptersPerToken ${n}`, [Int32Array.of(0, 1), v, 4]], [`numSlots ${n}`, [Int32Array.of(0, 1), 1, v]])
-  for (const [n, v] of BAD_SIZES.filter(([, v]) => v !== undefined && v !== null)) seg.push([`chunkSize ${n}`, [Int32Array.of(0, 1), 1, 4, v]])
-  seg.push(['id >= numSlots', [Int32Array.of(0, 4), 1, 4]], ['id -2', [Int32Array.of(-2), 1, 4]], ['K does not divide ids', [Int32Array.of(0, 1, 2), 2, 4]])
+  for (const [n, v] of BAD_SIZES)
+    seg.push([`adaptersPerToken ${n}`, [Int32Array.of(0, 1), v, 4]], [`numSlots ${n}`, [Int32Array.of(0, 1), 1, v]])
+  for (const [n, v] of BAD_SIZES.filter(([, v]) => v !== undefined && v !== null))
+    seg.push([`chunkSize ${n}`, [Int32Array.of(0, 1), 1, 4, v]])
+  seg.push(
+    ['id >= numSlots', [Int32Array.of(0, 4), 1, 4]],
+    ['id -2', [Int32Array.of(-2), 1, 4]],
+    ['K does not divide ids', [Int32Array.of(0, 1, 2), 2, 4]],
+  )
   it.each(seg)('buildSegments %s', async (label, args) => {
     await expectRefused(label, () => (buildSegments as (...a: unknown[]) => unknown)(...args))
   })
@@ -290,11 +450,17 @@ describe('rt.explain, rt.calibrate, buildSegments, readSafetensors, writeSafeten
   const write: [string, unknown[]][] = []
   for (const [n, v] of JUNK.filter(([, v]) => typeof v !== 'object' || v === null)) write.push([`tensors ${n}`, [v]])
   for (const [n, v] of JUNK) write.push([`tensor entry ${n}`, [{ t: v }]])
-  for (const [n, v] of JUNK.filter(([, v]) => !Array.isArray(v))) write.push([`shape ${n}`, [{ t: { dtype: 'F32', shape: v, data: new Float32Array(1) } }]])
-  for (const [n, v] of JUNK.filter(([, v]) => !(v instanceof Float32Array))) write.push([`data ${n}`, [{ t: { dtype: 'F32', shape: [1], data: v } }]])
+  for (const [n, v] of JUNK.filter(([, v]) => !Array.isArray(v)))
+    write.push([`shape ${n}`, [{ t: { dtype: 'F32', shape: v, data: new Float32Array(1) } }]])
+  for (const [n, v] of JUNK.filter(([, v]) => !(v instanceof Float32Array)))
+    write.push([`data ${n}`, [{ t: { dtype: 'F32', shape: [1], data: v } }]])
   for (const [n, v] of JUNK) write.push([`dtype ${n}`, [{ t: { dtype: v, shape: [1], data: new Float32Array(1) } }]])
-  for (const [n, v] of JUNK.filter(([, v]) => v !== undefined && (typeof v !== 'object' || v === null))) write.push([`metadata ${n}`, [{}, v]])
-  write.push(['metadata value 1', [{}, { a: 1 }]], ['shape [-1, -1] over 1 value', [{ t: { dtype: 'F32', shape: [-1, -1], data: new Float32Array(1) } }]])
+  for (const [n, v] of JUNK.filter(([, v]) => v !== undefined && (typeof v !== 'object' || v === null)))
+    write.push([`metadata ${n}`, [{}, v]])
+  write.push(
+    ['metadata value 1', [{}, { a: 1 }]],
+    ['shape [-1, -1] over 1 value', [{ t: { dtype: 'F32', shape: [-1, -1], data: new Float32Array(1) } }]],
+  )
   it.each(write)('writeSafetensors %s', async (label, args) => {
     await expectRefused(label, () => (writeSafetensors as (...a: unknown[]) => unknown)(...args), ['INVALID_ARGUMENT'])
   })
@@ -317,7 +483,11 @@ describe('a disposed runtime: every call is DISPOSED (promise calls reject), not
     await expectRefused('unpin', () => r.unpin('a'), D)
     await expectRefused('explain', () => r.explain({ tokens: 1, inFeatures: 4, outFeatures: 4, rank: 1 }), D)
     await expectRefused('calibrate', () => r.calibrate(), D, true)
-    await expectRefused('layer.setAdapter', () => layer.setAdapter(0, { rank: 1, scale: 1, A: new Float32Array(4), B: new Float32Array(4) }), D)
+    await expectRefused(
+      'layer.setAdapter',
+      () => layer.setAdapter(0, { rank: 1, scale: 1, A: new Float32Array(4), B: new Float32Array(4) }),
+      D,
+    )
     await expectRefused('layer.clearAdapter', () => layer.clearAdapter(0), D)
     const y = new Float32Array(4).fill(7)
     await expectRefused('layer.apply', () => layer.apply(new Float32Array(4), y, Int32Array.of(-1)), D, true)

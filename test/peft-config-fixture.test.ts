@@ -21,7 +21,11 @@ import { has } from './needs.js'
 
 const DIR = fileURLToPath(new URL('./fixtures/peft/tiny-llama-config/', import.meta.url))
 
-interface PeftModule { r: number; scaling: number; lora_alpha: number }
+interface PeftModule {
+  r: number
+  scaling: number
+  lora_alpha: number
+}
 interface Manifest {
   token_adapter: string[]
   modules: string[]
@@ -36,7 +40,10 @@ interface Manifest {
 function readTensors(bytes: Uint8Array): Map<string, { dtype: string; shape: number[]; data: Float32Array }> {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const n = Number(view.getBigUint64(0, true))
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))) as Record<
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] }
+  >
   const out = new Map<string, { dtype: string; shape: number[]; data: Float32Array }>()
   for (const [name, t] of Object.entries(header)) {
     if (name === '__metadata__') continue
@@ -48,7 +55,9 @@ function readTensors(bytes: Uint8Array): Map<string, { dtype: string; shape: num
       else if (t.dtype === 'BF16') data[i] = new Float32Array(Uint32Array.of(view.getUint16(at + 2 * i, true) * 65536).buffer)[0]
       else if (t.dtype === 'F16') {
         const h = view.getUint16(at + 2 * i, true)
-        const e = (h >> 10) & 31, m = h & 1023, s = h & 0x8000 ? -1 : 1
+        const e = (h >> 10) & 31,
+          m = h & 1023,
+          s = h & 0x8000 ? -1 : 1
         data[i] = e === 0 ? s * m * 2 ** -24 : s * (1 + m / 1024) * 2 ** (e - 15) // the fixtures hold no inf / NaN
       } else throw new Error(`unexpected dtype ${t.dtype}`)
     }
@@ -83,7 +92,11 @@ beforeAll(async () => {
 })
 
 function io(module: string): { x: Float32Array; base: Float32Array; y: Float32Array } {
-  const get = (s: string): Float32Array => oracle.get(`${module}.${s}`) ?? (() => { throw new Error(`oracle has no ${module}.${s}`) })()
+  const get = (s: string): Float32Array =>
+    oracle.get(`${module}.${s}`) ??
+    (() => {
+      throw new Error(`oracle has no ${module}.${s}`)
+    })()
   return { x: get('x'), base: get('base'), y: get('y') }
 }
 
@@ -131,7 +144,8 @@ function slotsFor(module: string, dtype: WeightDtype): { adapters: (RefAdapter |
     const w = stored.get(n)!.get(module)
     exact[s] = true
     if (!p || !w) return undefined
-    const A = roundWeights(w.A, dtype), B = roundWeights(w.B, dtype)
+    const A = roundWeights(w.A, dtype),
+      B = roundWeights(w.B, dtype)
     exact[s] = A.every((v, i) => v === w.A[i]) && B.every((v, i) => v === w.B[i])
     return { rank: p.r, scale: p.scaling, A: [A], B: [B] }
   })
@@ -162,7 +176,8 @@ describe('every adapter in pool layers of every weight dtype, on every backend, 
         for (const backend of rt.backends) {
           for (const module of manifest.modules) {
             const { x, base, y } = io(module)
-            const T = tokens.length, out = y.length / T
+            const T = tokens.length,
+              out = y.length / T
             // rows of adapters whose weights the dtype holds exactly: PEFT's own delta; other rows:
             // the float64 reference on the weights rounded to the dtype, with PEFT's scaling
             const { adapters, ids, exact } = slotsFor(module, dtype)
@@ -177,7 +192,8 @@ describe('every adapter in pool layers of every weight dtype, on every backend, 
             await pool.apply(module, x, got, tokens, { backend })
             expectDelta(got, base, delta, TOLERANCE[dtype], `${dtype} ${backend} ${module}`)
             ids.forEach((id, t) => {
-              if (id < 0) expect(got.subarray(t * out, (t + 1) * out), `${module} token ${t}`).toEqual(base.subarray(t * out, (t + 1) * out))
+              if (id < 0)
+                expect(got.subarray(t * out, (t + 1) * out), `${module} token ${t}`).toEqual(base.subarray(t * out, (t + 1) * out))
             })
           }
         }
@@ -199,7 +215,16 @@ function withExtra(weights: Uint8Array, key: string, shape: number[]): Map<strin
 }
 
 describe('configs PEFT writes with options multilora refuses', () => {
-  const refusedAsConfig = ['use_dora', 'lora_bias', 'alora_invocation_tokens', 'use_qalora', 'trainable_token_indices', 'layer_replication', 'use_bdlora', 'arrow_config']
+  const refusedAsConfig = [
+    'use_dora',
+    'lora_bias',
+    'alora_invocation_tokens',
+    'use_qalora',
+    'trainable_token_indices',
+    'layer_replication',
+    'use_bdlora',
+    'arrow_config',
+  ]
   for (const option of refusedAsConfig) {
     it(`${option}: UNSUPPORTED_FEATURE naming it`, async () => {
       const config = await readFile(`${DIR}refused/${option}/adapter_config.json`, 'utf8')
@@ -213,12 +238,22 @@ describe('configs PEFT writes with options multilora refuses', () => {
       expect(config.bias).toBe(option === 'bias_all' ? 'all' : 'lora_only')
       // the rx weights, as if saved with this bias setting from a model without biases
       const rx = JSON.parse(files.get('rx')!.config)
-      const plain = parseAdapter({ ...config, target_modules: rx.target_modules, r: rx.r, lora_alpha: rx.lora_alpha }, files.get('rx')!.weights, option)
+      const plain = parseAdapter(
+        { ...config, target_modules: rx.target_modules, r: rx.r, lora_alpha: rx.lora_alpha },
+        files.get('rx')!.weights,
+        option,
+      )
       expect([...plain.modules.keys()].sort()).toEqual(Object.keys(manifest.adapters.rx.modules).sort())
       // with a base bias saved beside the LoRA weights
       const { writeSafetensors } = await import('../src/peft/safetensors.js')
-      const withBias = writeSafetensors(withExtra(files.get('rx')!.weights, 'base_model.model.model.layers.0.self_attn.q_proj.base_layer.bias', [104]))
-      await expectLoraError(() => parseAdapter({ ...config, target_modules: rx.target_modules, r: rx.r, lora_alpha: rx.lora_alpha }, withBias, option), 'UNSUPPORTED_FEATURE', ['base_layer.bias'])
+      const withBias = writeSafetensors(
+        withExtra(files.get('rx')!.weights, 'base_model.model.model.layers.0.self_attn.q_proj.base_layer.bias', [104]),
+      )
+      await expectLoraError(
+        () => parseAdapter({ ...config, target_modules: rx.target_modules, r: rx.r, lora_alpha: rx.lora_alpha }, withBias, option),
+        'UNSUPPORTED_FEATURE',
+        ['base_layer.bias'],
+      )
     })
   }
 
@@ -227,7 +262,11 @@ describe('configs PEFT writes with options multilora refuses', () => {
     expect(JSON.parse(config).modules_to_save).toEqual(['lm_head'])
     const { writeSafetensors } = await import('../src/peft/safetensors.js')
     const weights = writeSafetensors(withExtra(files.get('rx')!.weights, 'base_model.model.lm_head.weight', [96, 104]))
-    await expectLoraError(() => parseAdapter({ ...JSON.parse(config), target_modules: ['q_proj', 'v_proj', 'gate_proj'], r: 6 }, weights, 'mts'), 'UNSUPPORTED_FEATURE', ['modules_to_save'])
+    await expectLoraError(
+      () => parseAdapter({ ...JSON.parse(config), target_modules: ['q_proj', 'v_proj', 'gate_proj'], r: 6 }, weights, 'mts'),
+      'UNSUPPORTED_FEATURE',
+      ['modules_to_save'],
+    )
   })
 
   it('target_modules null: every module in the file is wrapped', () => {

@@ -89,7 +89,11 @@ describe('rank_pattern / alpha_pattern (PEFT get_pattern_key)', () => {
     expect(ad.modules.get(Q1)!.scale).toBe(16 / 2)
     expect(ad.modules.get(Q0)!.scale).toBe(16 / 8)
     // The same file without the pattern: the rank-2 module disagrees with r = 8.
-    await expectLoraError(() => parseAdapter(peftConfig(), makeWeights(mods), 'rp'), 'INVALID_FILE', /layers\.1\.self_attn\.q_proj.*\[2, 12\].*expected \[8, in\]/)
+    await expectLoraError(
+      () => parseAdapter(peftConfig(), makeWeights(mods), 'rp'),
+      'INVALID_FILE',
+      /layers\.1\.self_attn\.q_proj.*\[2, 12\].*expected \[8, in\]/,
+    )
   })
 
   it('alpha_pattern sets alpha per module', () => {
@@ -153,7 +157,11 @@ describe('target_modules, layers_to_transform, exclude_modules (PEFT check_targe
 
   it("Python's named groups work; lookaround is UNSUPPORTED_FEATURE naming the field", async () => {
     expect(target({ target_modules: '.*\\.(?P<proj>q|v)_proj' }, Q0)).toBe(true)
-    await expectLoraError(() => parseLoraConfig(peftConfig({ target_modules: '^(?!.*vision).*q_proj' })), 'UNSUPPORTED_FEATURE', /target_modules.*lookaround/)
+    await expectLoraError(
+      () => parseLoraConfig(peftConfig({ target_modules: '^(?!.*vision).*q_proj' })),
+      'UNSUPPORTED_FEATURE',
+      /target_modules.*lookaround/,
+    )
     await expectLoraError(() => parseLoraConfig(peftConfig({ rank_pattern: { '(q)\\1': 4 } })), 'UNSUPPORTED_FEATURE', /rank_pattern key/)
   })
 
@@ -174,11 +182,39 @@ describe('unsupported features -> UNSUPPORTED_FEATURE naming the feature', () =>
     ['peft_type IA3', { peft_type: 'IA3' }, w, /peft_type "IA3"/],
     ['target_parameters', { target_parameters: ['experts.gate_up_proj'] }, w, /target_parameters/],
     ['layer_replication', { layer_replication: [[0, 2]] }, w, /layer_replication/],
-    ['DoRA magnitude key', {}, makeWeights(toyModules(8), 1, { [`base_model.model.${Q0}.lora_magnitude_vector`]: { dtype: 'F32', shape: [12], data: zeros(12) } }), /use_dora/],
-    ['lora_B bias key', {}, makeWeights(toyModules(8), 1, { [`base_model.model.${Q0}.lora_B.bias`]: { dtype: 'F32', shape: [12], data: zeros(12) } }), /lora_bias/],
-    ['saved modules_to_save', { modules_to_save: ['lm_head'] }, makeWeights(toyModules(8), 1, { 'base_model.model.lm_head.weight': { dtype: 'F32', shape: [2, 2], data: zeros(4) } }), /modules_to_save/],
-    ['other non-LoRA key', {}, makeWeights(toyModules(8), 1, { 'base_model.model.model.norm.weight': { dtype: 'F32', shape: [4], data: zeros(4) } }), /model\.norm\.weight" is not a LoRA weight/],
-    ['conv LoRA', { target_modules: ['conv'] }, writeSafetensors({ 'base_model.model.conv.lora_A.weight': { dtype: 'F32', shape: [8, 3, 1, 1], data: zeros(24) }, 'base_model.model.conv.lora_B.weight': { dtype: 'F32', shape: [4, 8, 1, 1], data: zeros(32) } }), /convolution/],
+    [
+      'DoRA magnitude key',
+      {},
+      makeWeights(toyModules(8), 1, { [`base_model.model.${Q0}.lora_magnitude_vector`]: { dtype: 'F32', shape: [12], data: zeros(12) } }),
+      /use_dora/,
+    ],
+    [
+      'lora_B bias key',
+      {},
+      makeWeights(toyModules(8), 1, { [`base_model.model.${Q0}.lora_B.bias`]: { dtype: 'F32', shape: [12], data: zeros(12) } }),
+      /lora_bias/,
+    ],
+    [
+      'saved modules_to_save',
+      { modules_to_save: ['lm_head'] },
+      makeWeights(toyModules(8), 1, { 'base_model.model.lm_head.weight': { dtype: 'F32', shape: [2, 2], data: zeros(4) } }),
+      /modules_to_save/,
+    ],
+    [
+      'other non-LoRA key',
+      {},
+      makeWeights(toyModules(8), 1, { 'base_model.model.model.norm.weight': { dtype: 'F32', shape: [4], data: zeros(4) } }),
+      /model\.norm\.weight" is not a LoRA weight/,
+    ],
+    [
+      'conv LoRA',
+      { target_modules: ['conv'] },
+      writeSafetensors({
+        'base_model.model.conv.lora_A.weight': { dtype: 'F32', shape: [8, 3, 1, 1], data: zeros(24) },
+        'base_model.model.conv.lora_B.weight': { dtype: 'F32', shape: [4, 8, 1, 1], data: zeros(32) },
+      }),
+      /convolution/,
+    ],
   ]
   for (const [name, extra, weights, message] of cases) {
     it(name, () => expectLoraError(() => parseAdapter(peftConfig(extra), weights, 'x'), 'UNSUPPORTED_FEATURE', message))
@@ -236,7 +272,11 @@ describe('bad configs and weights -> INVALID_FILE naming the file and the field'
     expectLoraError(() => parseAdapter(peftConfig({ target_modules: ['o_proj'] }), w, 'x'), 'INVALID_FILE', /no LoRA weights/))
 
   it('a malformed weight file names the adapter and file', () =>
-    expectLoraError(() => parseAdapter(peftConfig(), w.subarray(0, 30), 'bad'), 'INVALID_FILE', /adapter "bad" adapter_model\.safetensors: /))
+    expectLoraError(
+      () => parseAdapter(peftConfig(), w.subarray(0, 30), 'bad'),
+      'INVALID_FILE',
+      /adapter "bad" adapter_model\.safetensors: /,
+    ))
 })
 
 describe('embedding LoRA and base-layer weights', () => {
@@ -245,7 +285,11 @@ describe('embedding LoRA and base-layer weights', () => {
   const cfg = peftConfig({ target_modules: ['q_proj', 'v_proj', 'embed_tokens'] })
 
   it('lora_embedding_A [r, vocab] / _B [dim, r] make an embedding module; base_layer.weight is kept, not applied', () => {
-    const w = makeWeights(toyModules(8), 1, { [`${E}.lora_embedding_A`]: f32([8, 50]), [`${E}.lora_embedding_B`]: f32([12, 8]), [`${E}.base_layer.weight`]: f32([50, 12], 3) })
+    const w = makeWeights(toyModules(8), 1, {
+      [`${E}.lora_embedding_A`]: f32([8, 50]),
+      [`${E}.lora_embedding_B`]: f32([12, 8]),
+      [`${E}.base_layer.weight`]: f32([50, 12], 3),
+    })
     const a = parseAdapter(cfg, w, 'x')
     expect(a.modules.get('model.embed_tokens')).toMatchObject({ rank: 8, inFeatures: 50, outFeatures: 12, embedding: true })
     expect(a.modules.get('model.layers.0.self_attn.q_proj')!.embedding).toBeUndefined()
@@ -254,9 +298,35 @@ describe('embedding LoRA and base-layer weights', () => {
   })
 
   it('a half pair, a mixed pair, or a base weight of no LoRA module is INVALID_FILE', async () => {
-    await expectLoraError(() => parseAdapter(cfg, makeWeights(toyModules(8), 1, { [`${E}.lora_embedding_A`]: f32([8, 50]) }), 'x'), 'INVALID_FILE', ['lora_embedding_A but no lora_embedding_B'])
-    await expectLoraError(() => parseAdapter(cfg, makeWeights(toyModules(8), 1, { [`${E}.lora_embedding_A`]: f32([8, 50]), [`${E}.lora_B.weight`]: f32([12, 8]) }), 'x'), 'INVALID_FILE', ['both'])
-    await expectLoraError(() => parseAdapter(cfg, makeWeights(toyModules(8), 1, { 'base_model.model.lm_head.base_layer.weight': f32([50, 12]) }), 'x'), 'INVALID_FILE', ['lm_head.base_layer.weight', 'no module'])
-    await expectLoraError(() => parseAdapter(cfg, makeWeights(toyModules(8), 1, { [`${E}.lora_embedding_A`]: f32([4, 50]), [`${E}.lora_embedding_B`]: f32([12, 4]) }), 'x'), 'INVALID_FILE', ['model.embed_tokens', 'rank 8'])
+    await expectLoraError(
+      () => parseAdapter(cfg, makeWeights(toyModules(8), 1, { [`${E}.lora_embedding_A`]: f32([8, 50]) }), 'x'),
+      'INVALID_FILE',
+      ['lora_embedding_A but no lora_embedding_B'],
+    )
+    await expectLoraError(
+      () =>
+        parseAdapter(
+          cfg,
+          makeWeights(toyModules(8), 1, { [`${E}.lora_embedding_A`]: f32([8, 50]), [`${E}.lora_B.weight`]: f32([12, 8]) }),
+          'x',
+        ),
+      'INVALID_FILE',
+      ['both'],
+    )
+    await expectLoraError(
+      () => parseAdapter(cfg, makeWeights(toyModules(8), 1, { 'base_model.model.lm_head.base_layer.weight': f32([50, 12]) }), 'x'),
+      'INVALID_FILE',
+      ['lm_head.base_layer.weight', 'no module'],
+    )
+    await expectLoraError(
+      () =>
+        parseAdapter(
+          cfg,
+          makeWeights(toyModules(8), 1, { [`${E}.lora_embedding_A`]: f32([4, 50]), [`${E}.lora_embedding_B`]: f32([12, 4]) }),
+          'x',
+        ),
+      'INVALID_FILE',
+      ['model.embed_tokens', 'rank 8'],
+    )
   })
 })

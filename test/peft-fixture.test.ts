@@ -163,7 +163,10 @@ describe('readAdapterSource: sharded checkpoints, http URLs, missing files', () 
     await writeFile(`${dir}/adapter_config.json`, await readFile(`${DIR}adapters/math/adapter_config.json`))
     await writeFile(`${dir}/adapter_model-00001-of-00002.safetensors`, half(k1))
     await writeFile(`${dir}/adapter_model-00002-of-00002.safetensors`, half(k2))
-    const weightMap = Object.fromEntries([...k1.map((k) => [k, 'adapter_model-00001-of-00002.safetensors']), ...k2.map((k) => [k, 'adapter_model-00002-of-00002.safetensors'])])
+    const weightMap = Object.fromEntries([
+      ...k1.map((k) => [k, 'adapter_model-00001-of-00002.safetensors']),
+      ...k2.map((k) => [k, 'adapter_model-00002-of-00002.safetensors']),
+    ])
     await writeFile(`${dir}/adapter_model.safetensors.index.json`, JSON.stringify({ metadata: {}, weight_map: weightMap }))
     const http = await import('node:http')
     server = http.createServer((req, res) => {
@@ -215,17 +218,32 @@ describe('readAdapterSource: sharded checkpoints, http URLs, missing files', () 
     expect(files.kind).toBe('url')
     const viaHttp = parseAdapter(files.config, files.weights, 'code')
     for (const [p, m] of adapters.get('code')!.modules) expect(viaHttp.modules.get(p)!.B).toEqual(m.B)
-    await expect(readAdapterSource(new URL(`${base}nope/`))).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/adapter_config\.json not found in http/) })
+    await expect(readAdapterSource(new URL(`${base}nope/`))).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+      message: expect.stringMatching(/adapter_config\.json not found in http/),
+    })
   })
 
   it('missing files: NOT_FOUND; only a pickle adapter_model.bin: UNSUPPORTED_FEATURE', async () => {
     const { mkdir, writeFile } = await import('node:fs/promises')
-    await expect(readAdapterSource(`${dir}/nope`)).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/nope does not exist/) })
+    await expect(readAdapterSource(`${dir}/nope`)).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+      message: expect.stringMatching(/nope does not exist/),
+    })
     await mkdir(`${dir}/bin`)
-    await expect(readAdapterSource(`${dir}/bin`)).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/adapter_config\.json not found/) })
+    await expect(readAdapterSource(`${dir}/bin`)).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+      message: expect.stringMatching(/adapter_config\.json not found/),
+    })
     await writeFile(`${dir}/bin/adapter_config.json`, '{}')
-    await expect(readAdapterSource(`${dir}/bin`)).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/neither adapter_model\.safetensors nor/) })
+    await expect(readAdapterSource(`${dir}/bin`)).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+      message: expect.stringMatching(/neither adapter_model\.safetensors nor/),
+    })
     await writeFile(`${dir}/bin/adapter_model.bin`, 'pickle')
-    await expect(readAdapterSource(`${dir}/bin`)).rejects.toMatchObject({ code: 'UNSUPPORTED_FEATURE', message: expect.stringMatching(/adapter_model\.bin/) })
+    await expect(readAdapterSource(`${dir}/bin`)).rejects.toMatchObject({
+      code: 'UNSUPPORTED_FEATURE',
+      message: expect.stringMatching(/adapter_model\.bin/),
+    })
   })
 })

@@ -15,9 +15,22 @@ export interface TestModule {
 /** The config PEFT writes, minus fields that do not matter here, plus `extra`. */
 export function peftConfig(extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
-    peft_type: 'LORA', r: 8, lora_alpha: 16, use_rslora: false, rank_pattern: {}, alpha_pattern: {},
-    target_modules: ['q_proj', 'v_proj'], fan_in_fan_out: false, layers_to_transform: null, layers_pattern: null,
-    use_dora: false, lora_bias: false, modules_to_save: null, bias: 'none', lora_dropout: 0, ...extra,
+    peft_type: 'LORA',
+    r: 8,
+    lora_alpha: 16,
+    use_rslora: false,
+    rank_pattern: {},
+    alpha_pattern: {},
+    target_modules: ['q_proj', 'v_proj'],
+    fan_in_fan_out: false,
+    layers_to_transform: null,
+    layers_pattern: null,
+    use_dora: false,
+    lora_bias: false,
+    modules_to_save: null,
+    bias: 'none',
+    lora_dropout: 0,
+    ...extra,
   }
 }
 
@@ -42,7 +55,10 @@ export function makeWeights(modules: Record<string, TestModule>, seed = 1, extra
  * a layer of the stored dtype holds them (rounded by the test reference, not the library): the
  * expected weights of a test adapter, independent of the loader.
  */
-export function weightValues(modules: Record<string, TestModule>, seed = 1): Map<string, { A: Float32Array; B: Float32Array; rank: number; inFeatures: number; outFeatures: number }> {
+export function weightValues(
+  modules: Record<string, TestModule>,
+  seed = 1,
+): Map<string, { A: Float32Array; B: Float32Array; rank: number; inFeatures: number; outFeatures: number }> {
   const rng = new Rng(seed)
   const out = new Map<string, { A: Float32Array; B: Float32Array; rank: number; inFeatures: number; outFeatures: number }>()
   for (const [path, m] of Object.entries(modules)) {
@@ -55,7 +71,12 @@ export function weightValues(modules: Record<string, TestModule>, seed = 1): Map
 }
 
 /** Two-layer toy model paths: model.layers.{0,1}.self_attn.{q,v}_proj and .mlp.up_proj. */
-export function toyModules(rank = 8, dtype: SafetensorsDtype = 'F32', layers = [0, 1], names = ['q_proj', 'v_proj']): Record<string, TestModule> {
+export function toyModules(
+  rank = 8,
+  dtype: SafetensorsDtype = 'F32',
+  layers = [0, 1],
+  names = ['q_proj', 'v_proj'],
+): Record<string, TestModule> {
   const out: Record<string, TestModule> = {}
   for (const l of layers) {
     for (const n of names) {

@@ -30,24 +30,38 @@ function expected(module: string, x: Float32Array, tokens: TokenAdapters[], srcs
   const names = Object.keys(srcs)
   const parsed = names.map((n) => generated.get(srcs[n])!.get(module))
   const some = parsed.find((m) => m)!
-  const lists = tokens.map((t) => (t == null ? [] : Array.isArray(t) ? t : [t]).map((a) => (typeof a === 'string' ? { name: a, weight: 1 } : a as { name: string; weight: number })))
+  const lists = tokens.map((t) =>
+    (t == null ? [] : Array.isArray(t) ? t : [t]).map((a) =>
+      typeof a === 'string' ? { name: a, weight: 1 } : (a as { name: string; weight: number }),
+    ),
+  )
   const K = Math.max(1, ...lists.map((l) => l.length))
   const ids = new Int32Array(tokens.length * K).fill(-1)
   const weights = new Float32Array(tokens.length * K)
   lists.forEach((list, i) => {
-    list.filter((a) => parsed[names.indexOf(a.name)]).forEach((a, k) => {
-      ids[i * K + k] = names.indexOf(a.name)
-      weights[i * K + k] = a.weight
-    })
+    list
+      .filter((a) => parsed[names.indexOf(a.name)])
+      .forEach((a, k) => {
+        ids[i * K + k] = names.indexOf(a.name)
+        weights[i * K + k] = a.weight
+      })
   })
   const adapters = parsed.map((m) => m && { rank: m.rank, scale: 2, A: [m.A], B: [m.B] })
   return sgmv({ inFeatures: some.inFeatures, sliceWidths: [some.outFeatures], adapters }, x, ids, K, weights)
 }
 
 /** Apply on the pool and check y against the reference. */
-async function check(pool: AdapterPool, module: string, tokens: TokenAdapters[], srcs: Record<string, InMemoryAdapter>, seed = 5): Promise<void> {
+async function check(
+  pool: AdapterPool,
+  module: string,
+  tokens: TokenAdapters[],
+  srcs: Record<string, InMemoryAdapter>,
+  seed = 5,
+): Promise<void> {
   // the module's widths, as the adapters that target it define them
-  const mod = Object.entries(srcs).map(([n, a]) => parseAdapter(a.config, a.weights, n).modules.get(module)).find((m) => m)!
+  const mod = Object.entries(srcs)
+    .map(([n, a]) => parseAdapter(a.config, a.weights, n).modules.get(module))
+    .find((m) => m)!
   const rng = new Rng(seed)
   const x = rng.array(tokens.length * mod.inFeatures)
   const y0 = rng.array(tokens.length * mod.outFeatures)
@@ -69,8 +83,16 @@ describe('AdapterPool: loading and applying', () => {
     expect(f.options[0]).toEqual({ inFeatures: 12, outFeatures: 12, maxAdapters: 4, maxRank: 16, weightDtype: 'f32' })
     await pool.loadAdapter('b', source(2, 4, ['q_proj', 'up_proj']))
     expect(f.options).toHaveLength(6) // two up_proj layers added, q_proj layers reused
-    expect(pool.listAdapters().map((a) => [a.name, a.ranks])).toEqual([['a', [8]], ['b', [4]]])
-    expect(pool.stats()).toMatchObject({ adapters: 2, residentAdapters: 2, layers: 6, bytesResident: BYTES8 + pool.listAdapters()[1].bytes })
+    expect(pool.listAdapters().map((a) => [a.name, a.ranks])).toEqual([
+      ['a', [8]],
+      ['b', [4]],
+    ])
+    expect(pool.stats()).toMatchObject({
+      adapters: 2,
+      residentAdapters: 2,
+      layers: 6,
+      bytesResident: BYTES8 + pool.listAdapters()[1].bytes,
+    })
   })
 
   it('mixed batch: single adapters, combinations (K = 2), null, and an adapter not targeting the module', async () => {
@@ -89,7 +111,17 @@ describe('AdapterPool: loading and applying', () => {
     const f = fakeFactory()
     const pool = new AdapterPool({ createLayer: f.createLayer })
     for (const [n, s] of Object.entries(srcs)) await pool.loadAdapter(n, s)
-    const tokens: TokenAdapters[] = [{ name: 'a', weight: 0.5 }, 'b', null, [{ name: 'a', weight: -1 }, { name: 'b', weight: 2 }], ['up', { name: 'a', weight: 0 }], [{ name: 'b', weight: 1 }]]
+    const tokens: TokenAdapters[] = [
+      { name: 'a', weight: 0.5 },
+      'b',
+      null,
+      [
+        { name: 'a', weight: -1 },
+        { name: 'b', weight: 2 },
+      ],
+      ['up', { name: 'a', weight: 0 }],
+      [{ name: 'b', weight: 1 }],
+    ]
     await check(pool, Q0, tokens, srcs)
     await check(pool, UP0, tokens, srcs)
     const x = new Float32Array(12)
@@ -127,7 +159,11 @@ describe('AdapterPool: eviction, pinning, reload', () => {
     await pool.loadAdapter('b', srcs.b)
     await check(pool, Q0, ['a'], srcs) // a is now more recent than b
     await pool.loadAdapter('c', srcs.c) // evicts b
-    expect(pool.listAdapters().map((r) => [r.name, r.resident])).toEqual([['a', true], ['b', false], ['c', true]])
+    expect(pool.listAdapters().map((r) => [r.name, r.resident])).toEqual([
+      ['a', true],
+      ['b', false],
+      ['c', true],
+    ])
     expect(pool.stats()).toMatchObject({ evictions: 1, misses: 0, bytesResident: 2 * BYTES8, bytesHost: 3 * BYTES8 })
     await check(pool, Q0, ['b', 'c', 'b'], srcs) // b back, a (LRU) evicted; c is in the batch
     expect(pool.stats()).toMatchObject({ evictions: 2, misses: 1, hits: 2 })
@@ -146,7 +182,11 @@ describe('AdapterPool: eviction, pinning, reload', () => {
     expect(pool.stats().evictions).toBe(1)
     await check(pool, Q0, ['a', 'b'], srcs)
     expect(pool.stats().bytesResident).toBe(2 * BYTES8)
-    await expectLoraError(() => pool.loadAdapter('big', source(4, 32)), 'OUT_OF_MEMORY', /"big" needs \d+ bytes, more than the memory budget/)
+    await expectLoraError(
+      () => pool.loadAdapter('big', source(4, 32)),
+      'OUT_OF_MEMORY',
+      /"big" needs \d+ bytes, more than the memory budget/,
+    )
     expect(pool.listAdapters().map((r) => r.name)).toEqual(['a', 'b', 'c'])
   })
 
@@ -157,7 +197,11 @@ describe('AdapterPool: eviction, pinning, reload', () => {
     await pool.pin('a')
     await pool.loadAdapter('b', srcs.b)
     await pool.loadAdapter('c', srcs.c) // evicts b, not the older a
-    expect(pool.listAdapters().map((r) => [r.name, r.resident, r.pinned])).toEqual([['a', true, true], ['b', false, false], ['c', true, false]])
+    expect(pool.listAdapters().map((r) => [r.name, r.resident, r.pinned])).toEqual([
+      ['a', true, true],
+      ['b', false, false],
+      ['c', true, false],
+    ])
     await pool.pin('c')
     await expectLoraError(() => check(pool, Q0, ['b'], srcs), 'OUT_OF_MEMORY', /"b"/)
     pool.unpin('a')
@@ -201,7 +245,11 @@ describe('AdapterPool: eviction, pinning, reload', () => {
     await check(pool, Q0, ['a', null], srcs) // re-read from disk
     expect(pool.stats()).toMatchObject({ reloads: 1, evictions: 2 })
     await rm(join(dir, 'b'), { recursive: true })
-    await expectLoraError(() => check(pool, Q0, ['b'], srcs), 'NOT_FOUND', /adapter "b" was evicted and cannot be reloaded from .*b: .*not exist/)
+    await expectLoraError(
+      () => check(pool, Q0, ['b'], srcs),
+      'NOT_FOUND',
+      /adapter "b" was evicted and cannot be reloaded from .*b: .*not exist/,
+    )
     await check(pool, Q0, ['a'], srcs) // the pool is still usable
     await expectLoraError(() => pool.loadAdapter('c', join(dir, 'c')), 'NOT_FOUND', /does not exist/)
   })
@@ -218,7 +266,11 @@ describe('AdapterPool: atomic load, replace, unload, layer growth', () => {
     await expectLoraError(() => pool.loadAdapter('a', bad), 'UNSUPPORTED_FEATURE')
     // Same module paths with other widths: refused before anything changes.
     const wide = { config: peftConfig(), weights: makeWeights({ [Q0]: { rank: 8, inFeatures: 16, outFeatures: 12 } }) }
-    await expectLoraError(() => pool.loadAdapter('a', wide), 'SHAPE_MISMATCH', /q_proj" is \[in 16, out 12\] but loaded adapters have \[in 12, out 12\]/)
+    await expectLoraError(
+      () => pool.loadAdapter('a', wide),
+      'SHAPE_MISMATCH',
+      /q_proj" is \[in 16, out 12\] but loaded adapters have \[in 12, out 12\]/,
+    )
     expect(pool.listAdapters().map((r) => r.name)).toEqual(['a'])
     expect(f.layers).toHaveLength(4)
     await check(pool, Q0, ['a', 'a'], srcs)

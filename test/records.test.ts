@@ -19,15 +19,22 @@ describe('shared records', () => {
   it('assembly/records.ts mirrors src/wasm/records.ts value for value', () => {
     const mirror = constantsOf(readFileSync(new URL('records.ts', ASSEMBLY), 'utf8'))
     expect(mirror).toEqual({
-      DTYPE_F32: DTYPE_CODE.f32, DTYPE_BF16: DTYPE_CODE.bf16, DTYPE_F16: DTYPE_CODE.f16,
-      SEGMENT_BYTES, SLOT_BYTES, TASK_FIELDS,
+      DTYPE_F32: DTYPE_CODE.f32,
+      DTYPE_BF16: DTYPE_CODE.bf16,
+      DTYPE_F16: DTYPE_CODE.f16,
+      SEGMENT_BYTES,
+      SLOT_BYTES,
+      TASK_FIELDS,
     })
   })
 
   it('no other AssemblyScript module defines a record size of its own', () => {
     for (const file of readdirSync(ASSEMBLY).filter((f) => f.endsWith('.ts') && f !== 'records.ts')) {
       const text = readFileSync(new URL(file, ASSEMBLY), 'utf8')
-      expect(Object.keys(constantsOf(text)).filter((k) => /BYTES|FIELDS|DTYPE/.test(k)), file).toEqual([])
+      expect(
+        Object.keys(constantsOf(text)).filter((k) => /BYTES|FIELDS|DTYPE/.test(k)),
+        file,
+      ).toEqual([])
       expect(text, file).not.toMatch(/segPtr \+ <usize>g \* \d/)
     }
   })

@@ -5,7 +5,18 @@ import { caseOnAutoRuntime, download, FULL, upload } from './gpu-buffers.js'
 import type { Case } from './grid.js'
 import { sgmv } from './reference.js'
 
-const CASE: Case = { name: 'gpu ids', seed: 33, inFeatures: 37, sliceWidths: [20, 7], slots: 5, rank: 3, tokens: 9, pattern: 'some-none', dtype: 'f32', adaptersPerToken: 2 }
+const CASE: Case = {
+  name: 'gpu ids',
+  seed: 33,
+  inFeatures: 37,
+  sliceWidths: [20, 7],
+  slots: 5,
+  rank: 3,
+  tokens: 9,
+  pattern: 'some-none',
+  dtype: 'f32',
+  adaptersPerToken: 2,
+}
 const K = CASE.adaptersPerToken
 
 const setup = await caseOnAutoRuntime(CASE)
@@ -40,12 +51,21 @@ describe('ids as a GPUBuffer: bad input leaves y untouched', () => {
     const y = d.y.slice()
     const ib = upload(device, d.ids, FULL())
     await expectLoraError(() => layer.apply(d.x, y, ib, { adaptersPerToken: K }), 'INVALID_ARGUMENT', ['options.tokens', 'GPUBuffer'])
-    await expectLoraError(() => layer.apply(d.x, y, ib, { adaptersPerToken: K, tokens: CASE.tokens + 1 }), 'SHAPE_MISMATCH', ['ids', 'GPUBuffer'])
+    await expectLoraError(() => layer.apply(d.x, y, ib, { adaptersPerToken: K, tokens: CASE.tokens + 1 }), 'SHAPE_MISMATCH', [
+      'ids',
+      'GPUBuffer',
+    ])
     await expectLoraError(() => layer.apply(d.x, y, ib, { adaptersPerToken: K, tokens: -1 }), 'OUT_OF_RANGE', ['options.tokens'])
     const short = upload(device, d.ids.subarray(2), FULL())
-    await expectLoraError(() => layer.apply(d.x, y, short, { adaptersPerToken: K, tokens: CASE.tokens }), 'SHAPE_MISMATCH', ['ids', `${d.ids.byteLength}`])
+    await expectLoraError(() => layer.apply(d.x, y, short, { adaptersPerToken: K, tokens: CASE.tokens }), 'SHAPE_MISMATCH', [
+      'ids',
+      `${d.ids.byteLength}`,
+    ])
     const noSrc = upload(device, d.ids, GPUBufferUsage.STORAGE)
-    await expectLoraError(() => layer.apply(d.x, y, noSrc, { adaptersPerToken: K, tokens: CASE.tokens }), 'INVALID_ARGUMENT', ['ids', 'COPY_SRC'])
+    await expectLoraError(() => layer.apply(d.x, y, noSrc, { adaptersPerToken: K, tokens: CASE.tokens }), 'INVALID_ARGUMENT', [
+      'ids',
+      'COPY_SRC',
+    ])
     const bad = d.ids.slice()
     bad[3] = CASE.slots + 7
     const badBuf = upload(device, bad, FULL())

@@ -5,7 +5,18 @@ import { caseOnAutoRuntime, download, FULL, upload } from './gpu-buffers.js'
 import type { Case } from './grid.js'
 import { sgmv } from './reference.js'
 
-const CASE: Case = { name: 'resident', seed: 21, inFeatures: 70, sliceWidths: [24, 9], slots: 4, rank: 6, tokens: 11, pattern: 'some-none', dtype: 'bf16', adaptersPerToken: 2 }
+const CASE: Case = {
+  name: 'resident',
+  seed: 21,
+  inFeatures: 70,
+  sliceWidths: [24, 9],
+  slots: 4,
+  rank: 6,
+  tokens: 11,
+  pattern: 'some-none',
+  dtype: 'bf16',
+  adaptersPerToken: 2,
+}
 
 const setup = await caseOnAutoRuntime(CASE)
 

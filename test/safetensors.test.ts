@@ -32,11 +32,18 @@ describe('safetensors round trip', () => {
     const h = encodeHalf(rng.array(7), 'f16')
     const b = encodeHalf(rng.array(2 * 2 * 2), 'bf16')
     const file = writeSafetensors(
-      { a: { dtype: 'F32', shape: [3, 5], data: a }, h: { dtype: 'F16', shape: [7], data: h }, b: { dtype: 'BF16', shape: [2, 2, 2], data: b } },
+      {
+        a: { dtype: 'F32', shape: [3, 5], data: a },
+        h: { dtype: 'F16', shape: [7], data: h },
+        b: { dtype: 'BF16', shape: [2, 2, 2], data: b },
+      },
       { format: 'pt', note: 'x' },
     )
     const got = readSafetensors(file, 'rt.safetensors')
-    expect([...got.metadata]).toEqual([['format', 'pt'], ['note', 'x']])
+    expect([...got.metadata]).toEqual([
+      ['format', 'pt'],
+      ['note', 'x'],
+    ])
     expect(got.tensors.get('a')).toEqual({ dtype: 'F32', shape: [3, 5], data: a })
     expect(got.tensors.get('h')!.data).toEqual(h)
     expect(got.tensors.get('h')!.dtype).toBe('F16')
@@ -58,7 +65,10 @@ describe('safetensors round trip', () => {
   })
 
   it('empty tensors, scalars and an empty header are valid', () => {
-    const file = writeSafetensors({ e: { dtype: 'F32', shape: [0, 3], data: new Float32Array(0) }, s: { dtype: 'F32', shape: [], data: new Float32Array([2.5]) } })
+    const file = writeSafetensors({
+      e: { dtype: 'F32', shape: [0, 3], data: new Float32Array(0) },
+      s: { dtype: 'F32', shape: [], data: new Float32Array([2.5]) },
+    })
     const got = readSafetensors(file)
     expect(got.tensors.get('e')!.data.length).toBe(0)
     expect(got.tensors.get('s')!.data[0]).toBe(2.5)
@@ -66,7 +76,11 @@ describe('safetensors round trip', () => {
   })
 
   it('the writer refuses data that does not match the shape', () => {
-    expectError(() => writeSafetensors({ a: { dtype: 'F32', shape: [2, 2], data: new Float32Array(3) } }), 'INVALID_ARGUMENT', /"a".*\[2, 2\]/)
+    expectError(
+      () => writeSafetensors({ a: { dtype: 'F32', shape: [2, 2], data: new Float32Array(3) } }),
+      'INVALID_ARGUMENT',
+      /"a".*\[2, 2\]/,
+    )
     expectError(() => writeSafetensors({ a: { dtype: 'F16', shape: [2], data: new Float32Array(2) } }), 'INVALID_ARGUMENT', /Uint16Array/)
   })
 })
@@ -79,8 +93,24 @@ describe('safetensors malformed files -> LoraError INVALID_FILE naming the file'
     ['truncated length', good.subarray(0, 5), /too short/],
     ['truncated data', good.subarray(0, good.length - 1), /data_offsets|does not match|outside/],
     ['truncated header', good.subarray(0, 20), /past the end/],
-    ['header length > 100 MB', (() => { const f = new Uint8Array(16); new DataView(f.buffer).setBigUint64(0, BigInt(MAX_HEADER_BYTES + 1), true); return f })(), /limit/],
-    ['header length 2^64-1', (() => { const f = new Uint8Array(16); f.fill(0xff, 0, 8); return f })(), /limit/],
+    [
+      'header length > 100 MB',
+      (() => {
+        const f = new Uint8Array(16)
+        new DataView(f.buffer).setBigUint64(0, BigInt(MAX_HEADER_BYTES + 1), true)
+        return f
+      })(),
+      /limit/,
+    ],
+    [
+      'header length 2^64-1',
+      (() => {
+        const f = new Uint8Array(16)
+        f.fill(0xff, 0, 8)
+        return f
+      })(),
+      /limit/,
+    ],
     ['bad JSON', rawFile('{"a": '), /not valid JSON/],
     ['invalid UTF-8', rawFile('{"\xff"}').map((b, i) => (i === 10 ? 0xff : b)), /UTF-8/],
     ['array header', rawFile('[1, 2]'), /must be a JSON object/],
@@ -97,8 +127,19 @@ describe('safetensors malformed files -> LoraError INVALID_FILE naming the file'
     ['offsets reversed', rawFile(t('F32', [1], [4, 0]), 4), /outside/],
     ['offsets outside the data', rawFile(t('F32', [1], [4, 8]), 4), /outside/],
     ['size mismatch', rawFile(t('F32', [2], [0, 4]), 8), /does not match/],
-    ['overlap', rawFile(JSON.stringify({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }), 12), /overlap/],
-    ['__proto__ tensor name', rawFile('{"__proto__": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', 4), /forbidden key "__proto__"/],
+    [
+      'overlap',
+      rawFile(
+        JSON.stringify({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }),
+        12,
+      ),
+      /overlap/,
+    ],
+    [
+      '__proto__ tensor name',
+      rawFile('{"__proto__": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', 4),
+      /forbidden key "__proto__"/,
+    ],
     ['constructor key', rawFile('{"__metadata__": {"constructor": "x"}}'), /forbidden key "constructor"/],
     ['nested __proto__', rawFile('{"t": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4], "__proto__": {"x": 1}}}', 4), /forbidden/],
     ['__metadata__ not an object', rawFile('{"__metadata__": "x"}'), /__metadata__/],
@@ -117,7 +158,10 @@ describe('safetensors malformed files -> LoraError INVALID_FILE naming the file'
   })
 
   it('touching but not overlapping tensors are fine', () => {
-    const f = rawFile(JSON.stringify({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F16', shape: [2], data_offsets: [4, 8] } }), 8)
+    const f = rawFile(
+      JSON.stringify({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F16', shape: [2], data_offsets: [4, 8] } }),
+      8,
+    )
     expect([...readSafetensors(f).tensors.keys()]).toEqual(['a', 'b'])
   })
 
@@ -128,7 +172,10 @@ describe('safetensors malformed files -> LoraError INVALID_FILE naming the file'
 
   it('random corruption of a valid file never throws anything but LoraError', () => {
     const rng = new Rng(99)
-    const base = writeSafetensors({ a: { dtype: 'F32', shape: [3, 2], data: rng.array(6) }, b: { dtype: 'BF16', shape: [5], data: new Uint16Array(5) } }, { k: 'v' })
+    const base = writeSafetensors(
+      { a: { dtype: 'F32', shape: [3, 2], data: rng.array(6) }, b: { dtype: 'BF16', shape: [5], data: new Uint16Array(5) } },
+      { k: 'v' },
+    )
     for (let i = 0; i < 2000; i++) {
       const f = base.slice(0, rng.int(base.length + 1))
       for (let j = rng.int(4); j >= 0; j--) f[rng.int(Math.min(f.length, 120)) || 0] = rng.int(256)

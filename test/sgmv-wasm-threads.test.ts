@@ -27,7 +27,10 @@ afterAll(() => {
 
 describe('threaded runtimes', () => {
   it('really run worker threads here (Node has SharedArrayBuffer and worker_threads)', () => {
-    for (const [rt, n] of [[two, 2], [three, 3]] as const) {
+    for (const [rt, n] of [
+      [two, 2],
+      [three, 3],
+    ] as const) {
       const b = backendsOf(rt)[0]
       if (!(b instanceof ThreadedWasmBackend)) throw new Error(`a threaded runtime's wasm backend is ${b.constructor.name}`)
       expect(b.threadsUnavailableReason).toBeNull()

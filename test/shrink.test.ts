@@ -14,11 +14,22 @@ afterAll(() => b?.dispose())
 // (inF, R rows of A, n entries): sizes not a multiple of 4 or 8, a single entry, one row, R not a
 // multiple of 4 (plain rows after the quads).
 const SHAPES: [number, number, number][] = [
-  [1, 1, 1], [3, 5, 1], [9, 2, 4], [64, 7, 5], [2049, 6, 9], [4096, 16, 4], [13, 1, 3],
+  [1, 1, 1],
+  [3, 5, 1],
+  [9, 2, 4],
+  [64, 7, 5],
+  [2049, 6, 9],
+  [4096, 16, 4],
+  [13, 1, 3],
   // quads of A with tails of 4..7 values (the 4-wide tail step), every tile kind
-  [13, 8, 3], [12, 4, 2], [2052, 12, 1], [20, 9, 6], [7, 4, 7],
+  [13, 8, 3],
+  [12, 4, 2],
+  [2052, 12, 1],
+  [20, 9, 6],
+  [7, 4, 7],
   // more entries than one block of x rows (256 KB): blocks of 12 and of 4 entries
-  [4100, 7, 29], [8200, 9, 13],
+  [4100, 7, 29],
+  [8200, 9, 13],
 ]
 
 describe.each(['f32', 'bf16', 'f16'] as const)('wasm shrink (%s)', (dtype) => {

@@ -72,7 +72,11 @@ const MODULES: [path: string, inF: number, outF: number][] = [
   ['model.layers.1.mlp.down_proj', 64, 48],
 ]
 
-interface AdapterModel { name: string; modules: Map<string, RefAdapter>; bytes: number }
+interface AdapterModel {
+  name: string
+  modules: Map<string, RefAdapter>
+  bytes: number
+}
 
 /** Write adapter i to dir/ai as PEFT does; return its weights as the kernels will see them. */
 async function writeAdapter(dir: string, i: number, rng: Rng): Promise<AdapterModel> {
@@ -89,17 +93,34 @@ async function writeAdapter(dir: string, i: number, rng: Rng): Promise<AdapterMo
   for (const [path, inF, outF] of chosen) {
     const A = rng.array(r * inF, 1 / Math.sqrt(inF))
     const B = rng.array(outF * r, 0.2)
-    for (const [k, v, shape] of [['A', A, [r, inF]], ['B', B, [outF, r]]] as const) {
-      tensors.set(`base_model.model.${path}.lora_${k}.weight`, dtype === 'F32' ? { dtype, shape: [...shape], data: v } : { dtype, shape: [...shape], data: encodeHalf(v, dtype === 'F16' ? 'f16' : 'bf16') })
+    for (const [k, v, shape] of [
+      ['A', A, [r, inF]],
+      ['B', B, [outF, r]],
+    ] as const) {
+      tensors.set(
+        `base_model.model.${path}.lora_${k}.weight`,
+        dtype === 'F32'
+          ? { dtype, shape: [...shape], data: v }
+          : { dtype, shape: [...shape], data: encodeHalf(v, dtype === 'F16' ? 'f16' : 'bf16') },
+      )
     }
     const round = (v: Float32Array): Float32Array => (dtype === 'F32' ? v : roundWeights(v, dtype === 'F16' ? 'f16' : 'bf16'))
     modules.set(path, { rank: r, scale: rslora ? alpha / Math.sqrt(r) : alpha / r, A: [round(A)], B: [round(B)] })
     bytes += (A.length + B.length) * 4
   }
   const config = {
-    peft_type: 'LORA', r, lora_alpha: alpha, use_rslora: rslora, target_modules: [...new Set(chosen.map(([p]) => p.split('.').at(-1)))],
+    peft_type: 'LORA',
+    r,
+    lora_alpha: alpha,
+    use_rslora: rslora,
+    target_modules: [...new Set(chosen.map(([p]) => p.split('.').at(-1)))],
     // only the chosen modules: other layers' modules of the same name are not in the file
-    layers_to_transform: null, rank_pattern: {}, alpha_pattern: {}, bias: 'none', lora_dropout: 0.05, task_type: 'CAUSAL_LM',
+    layers_to_transform: null,
+    rank_pattern: {},
+    alpha_pattern: {},
+    bias: 'none',
+    lora_dropout: 0.05,
+    task_type: 'CAUSAL_LM',
   }
   const at = join(dir, name)
   await mkdir(at)
@@ -123,9 +144,31 @@ export async function runSoak(cfg: SoakConfig): Promise<SoakReport> {
   // Slots are plentiful: the byte budget is what limits residency.
   const rt = await createRuntime({ backend: cfg.backend ?? 'auto', memoryBudget, adapterSlots: 256 })
   const report: SoakReport = {
-    adapters: cfg.adapters, adapterBytes, memoryBudget, backends: rt.backends, calls: 0, byBackend: {}, wrong: 0, errors: {}, failures: [],
-    hits: 0, misses: 0, evictions: 0, reloads: 0, maxResidentAdapters: 0, maxDistinctPerBatch: 0, rssStartMB: mb(rssStart), rssAfterWarmupMB: 0, rssPeakMB: 0, rssEndMB: 0,
-    rssGrowthMB: 0, gc: false, heapGrowthMB: 0, writeSeconds: (t1 - t0) / 1000, loadSeconds: 0, runSeconds: 0,
+    adapters: cfg.adapters,
+    adapterBytes,
+    memoryBudget,
+    backends: rt.backends,
+    calls: 0,
+    byBackend: {},
+    wrong: 0,
+    errors: {},
+    failures: [],
+    hits: 0,
+    misses: 0,
+    evictions: 0,
+    reloads: 0,
+    maxResidentAdapters: 0,
+    maxDistinctPerBatch: 0,
+    rssStartMB: mb(rssStart),
+    rssAfterWarmupMB: 0,
+    rssPeakMB: 0,
+    rssEndMB: 0,
+    rssGrowthMB: 0,
+    gc: false,
+    heapGrowthMB: 0,
+    writeSeconds: (t1 - t0) / 1000,
+    loadSeconds: 0,
+    runSeconds: 0,
   }
   const gc = (globalThis as { gc?: () => void }).gc
   report.gc = typeof gc === 'function'
@@ -200,7 +243,16 @@ export async function runSoak(cfg: SoakConfig): Promise<SoakReport> {
       const ref = sgmv({ inFeatures: inF, sliceWidths: [outF], adapters: refs }, x, ids, K)
       // The same sums over |terms|: the scale of f32 rounding in each output.
       const abs = (a: Float32Array): Float32Array => a.map(Math.abs)
-      const mag = sgmv({ inFeatures: inF, sliceWidths: [outF], adapters: refs.map((a) => ({ rank: a.rank, scale: Math.abs(a.scale), A: a.A.map(abs), B: a.B.map(abs) })) }, abs(x), ids, K)
+      const mag = sgmv(
+        {
+          inFeatures: inF,
+          sliceWidths: [outF],
+          adapters: refs.map((a) => ({ rank: a.rank, scale: Math.abs(a.scale), A: a.A.map(abs), B: a.B.map(abs) })),
+        },
+        abs(x),
+        ids,
+        K,
+      )
       // bf16/f16 weights are compared after the same rounding, so f32 accumulation order is all
       // that differs: allowed is 1e-5 of the largest |delta| (as in the kernel tests), or the f32
       // worst case of a <= 64-term dot product (64 u sum|terms|) where cancellation makes that
@@ -215,7 +267,8 @@ export async function runSoak(cfg: SoakConfig): Promise<SoakReport> {
       }
       if (at >= 0) {
         report.wrong++
-        if (report.failures.length < 10) report.failures.push(`${label}: y[${at}] got delta ${y[at] - y0[at]}, reference ${ref[at]} (max |delta| ${scale})`)
+        if (report.failures.length < 10)
+          report.failures.push(`${label}: y[${at}] got delta ${y[at] - y0[at]}, reference ${ref[at]} (max |delta| ${scale})`)
       }
     }
 

@@ -67,7 +67,11 @@ console.log(JSON.stringify({ threads: be.threads, reason: be.threadsUnavailableR
 `
 
 function parseLast(out: string): { threads: number; reason: string | null; same: boolean; sum: number } {
-  const line = out.trim().split('\n').filter((l) => l.startsWith('{')).pop()
+  const line = out
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .pop()
   if (!line) throw new Error(`no JSON from the child process:\n${out}`)
   return JSON.parse(line)
 }
@@ -114,7 +118,9 @@ describe('where threads are unavailable', () => {
     const node = { SharedArrayBuffer, Atomics, WebAssembly, process: { versions: { node: '20' } } }
     expect(threadsUnavailableReason(node)).toBeNull()
     expect(threadsUnavailableReason({ ...node, SharedArrayBuffer: undefined })).toMatch(/SharedArrayBuffer/)
-    expect(threadsUnavailableReason({ Atomics, WebAssembly, crossOriginIsolated: false, Worker: class {} })).toMatch(/cross-origin isolated/)
+    expect(threadsUnavailableReason({ Atomics, WebAssembly, crossOriginIsolated: false, Worker: class {} })).toMatch(
+      /cross-origin isolated/,
+    )
     expect(threadsUnavailableReason({ ...node, crossOriginIsolated: false })).toMatch(/cross-origin isolated/)
     expect(threadsUnavailableReason({ ...node, navigator: { userAgent: 'Cloudflare-Workers' } })).toMatch(/workerd/)
     expect(threadsUnavailableReason({ SharedArrayBuffer, Atomics, WebAssembly, crossOriginIsolated: true })).toMatch(/no Worker/)
@@ -149,7 +155,10 @@ describe('threaded runtime', () => {
       const ad = () => ({ rank: 12, scale: 1.5, A: [rng.array(12 * 96), rng.array(12 * 96)], B: [rng.array(70 * 12), rng.array(33 * 12)] })
       const adapters = [ad(), ad(), ad()]
       const calls = Array.from({ length: 12 }, (_, i) => ({
-        x: rng.array(20 * 96), y: rng.array(20 * 103), ids: Int32Array.from({ length: 40 }, () => rng.int(4) - 1).map((v, j, a) => (j % 2 === 1 && v === a[j - 1] ? -1 : v)), layer: i % 3,
+        x: rng.array(20 * 96),
+        y: rng.array(20 * 103),
+        ids: Int32Array.from({ length: 40 }, () => rng.int(4) - 1).map((v, j, a) => (j % 2 === 1 && v === a[j - 1] ? -1 : v)),
+        layer: i % 3,
       }))
       const run = async (r: typeof rt, concurrent: boolean) => {
         const layers = [0, 1, 2].map(() => r.createLayer(opts))
@@ -177,7 +186,12 @@ describe('threaded runtime', () => {
       const opts = { inFeatures: 40, outFeatures: [24, 17], maxAdapters: 4, maxRank: 8 }
       const layers = [rt.createLayer(opts), single.createLayer(opts)]
       for (let s = 0; s < 4; s++) {
-        const ad = { rank: 1 + s * 2, scale: 0.7, A: [rng.array((1 + s * 2) * 40), rng.array((1 + s * 2) * 40)], B: [rng.array(24 * (1 + s * 2)), rng.array(17 * (1 + s * 2))] }
+        const ad = {
+          rank: 1 + s * 2,
+          scale: 0.7,
+          A: [rng.array((1 + s * 2) * 40), rng.array((1 + s * 2) * 40)],
+          B: [rng.array(24 * (1 + s * 2)), rng.array(17 * (1 + s * 2))],
+        }
         for (const l of layers) l.setAdapter(s, ad)
       }
       let differing = 0

@@ -40,7 +40,6 @@ function checkShrink(ids: Int32Array, K: number, slots: number, ranksBySlot: num
   return { cost, plan, ranks, tasks }
 }
 
-
 describe('splitShrink', () => {
   it('covers every H element once over random batches, any part count', () => {
     const rng = new Rng(5)
@@ -129,7 +128,12 @@ describe('splitColumns', () => {
 
 describe('granuleShares', () => {
   it('sums to 1, shrinks down to a floor, one share per granule', () => {
-    for (const [threads, count] of [[2, 32], [3, 48], [8, 128], [1, 16]]) {
+    for (const [threads, count] of [
+      [2, 32],
+      [3, 48],
+      [8, 128],
+      [1, 16],
+    ]) {
       const s = granuleShares(threads, count)
       expect(s.length).toBe(count)
       expect(Math.abs(s.reduce((a, b) => a + b, 0) - 1)).toBeLessThan(1e-12)

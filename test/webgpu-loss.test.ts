@@ -6,7 +6,9 @@ import { expectLoraError } from './compare.js'
 
 function fakeDevice(): { device: GPUDevice; lose: (message: string) => void } {
   let lose: (message: string) => void = () => {}
-  const lost = new Promise<GPUDeviceLostInfo>((resolve) => (lose = (message) => resolve({ reason: 'destroyed', message } as GPUDeviceLostInfo)))
+  const lost = new Promise<GPUDeviceLostInfo>(
+    (resolve) => (lose = (message) => resolve({ reason: 'destroyed', message } as GPUDeviceLostInfo)),
+  )
   return { device: { lost } as unknown as GPUDevice, lose }
 }
 

@@ -63,20 +63,132 @@ describe.runIf(gpuHere)('webgpu backend', () => {
   // The shared grid (test/grid.ts) runs through the public API in test/sgmv-webgpu.test.ts.
 
   it('short chunks: one slot cut into many segments', async () => {
-    await runCase({ name: 'chunk 3', seed: 7, inFeatures: 65, sliceWidths: [33, 9], rank: 5, tokens: 40, slots: 3, pattern: 'skewed', dtype: 'f32', adaptersPerToken: 2 }, 3)
-    await runCase({ name: 'chunk 5', seed: 8, inFeatures: 130, sliceWidths: [70], rank: 17, tokens: 64, slots: 2, pattern: 'identical', dtype: 'bf16', adaptersPerToken: 1 }, 5)
+    await runCase(
+      {
+        name: 'chunk 3',
+        seed: 7,
+        inFeatures: 65,
+        sliceWidths: [33, 9],
+        rank: 5,
+        tokens: 40,
+        slots: 3,
+        pattern: 'skewed',
+        dtype: 'f32',
+        adaptersPerToken: 2,
+      },
+      3,
+    )
+    await runCase(
+      {
+        name: 'chunk 5',
+        seed: 8,
+        inFeatures: 130,
+        sliceWidths: [70],
+        rank: 17,
+        tokens: 64,
+        slots: 2,
+        pattern: 'identical',
+        dtype: 'bf16',
+        adaptersPerToken: 1,
+      },
+      5,
+    )
   })
 
   it('segment-major expand: vec4 kernel when every slice width % 4 == 0, pairs otherwise, both tile sizes', async () => {
     const cases: [Case, string][] = [
       // 16-entry tiles (segments of 40 = 16 + 16 + 8), unequal slices
-      [{ name: 'quads, long segments', seed: 31, inFeatures: 37, sliceWidths: [48, 16, 20], rank: 16, tokens: 40, slots: 2, pattern: 'identical', dtype: 'f32', adaptersPerToken: 1 }, 'expand_vec4'],
-      [{ name: 'quads, long segments, -1 tokens, bf16', seed: 32, inFeatures: 64, sliceWidths: [132], rank: 7, tokens: 70, slots: 3, pattern: 'some-none', dtype: 'bf16', adaptersPerToken: 1 }, 'expand_vec4'],
-      [{ name: 'pairs, long segments', seed: 33, inFeatures: 37, sliceWidths: [50, 6], rank: 16, tokens: 40, slots: 2, pattern: 'identical', dtype: 'f32', adaptersPerToken: 1 }, 'expand'],
-      [{ name: 'pairs, long segments, odd width, f16', seed: 34, inFeatures: 9, sliceWidths: [44, 13], rank: 1, tokens: 33, slots: 1, pattern: 'identical', dtype: 'f16', adaptersPerToken: 1 }, 'expand'],
+      [
+        {
+          name: 'quads, long segments',
+          seed: 31,
+          inFeatures: 37,
+          sliceWidths: [48, 16, 20],
+          rank: 16,
+          tokens: 40,
+          slots: 2,
+          pattern: 'identical',
+          dtype: 'f32',
+          adaptersPerToken: 1,
+        },
+        'expand_vec4',
+      ],
+      [
+        {
+          name: 'quads, long segments, -1 tokens, bf16',
+          seed: 32,
+          inFeatures: 64,
+          sliceWidths: [132],
+          rank: 7,
+          tokens: 70,
+          slots: 3,
+          pattern: 'some-none',
+          dtype: 'bf16',
+          adaptersPerToken: 1,
+        },
+        'expand_vec4',
+      ],
+      [
+        {
+          name: 'pairs, long segments',
+          seed: 33,
+          inFeatures: 37,
+          sliceWidths: [50, 6],
+          rank: 16,
+          tokens: 40,
+          slots: 2,
+          pattern: 'identical',
+          dtype: 'f32',
+          adaptersPerToken: 1,
+        },
+        'expand',
+      ],
+      [
+        {
+          name: 'pairs, long segments, odd width, f16',
+          seed: 34,
+          inFeatures: 9,
+          sliceWidths: [44, 13],
+          rank: 1,
+          tokens: 33,
+          slots: 1,
+          pattern: 'identical',
+          dtype: 'f16',
+          adaptersPerToken: 1,
+        },
+        'expand',
+      ],
       // decode tiles (one entry per segment)
-      [{ name: 'quads, decode', seed: 35, inFeatures: 64, sliceWidths: [1024, 4], rank: 16, tokens: 4, slots: 4, pattern: 'distinct', dtype: 'f32', adaptersPerToken: 1 }, 'expand_vec4'],
-      [{ name: 'pairs, decode', seed: 36, inFeatures: 64, sliceWidths: [1022], rank: 16, tokens: 4, slots: 4, pattern: 'distinct', dtype: 'f32', adaptersPerToken: 1 }, 'expand'],
+      [
+        {
+          name: 'quads, decode',
+          seed: 35,
+          inFeatures: 64,
+          sliceWidths: [1024, 4],
+          rank: 16,
+          tokens: 4,
+          slots: 4,
+          pattern: 'distinct',
+          dtype: 'f32',
+          adaptersPerToken: 1,
+        },
+        'expand_vec4',
+      ],
+      [
+        {
+          name: 'pairs, decode',
+          seed: 36,
+          inFeatures: 64,
+          sliceWidths: [1022],
+          rank: 16,
+          tokens: 4,
+          slots: 4,
+          pattern: 'distinct',
+          dtype: 'f32',
+          adaptersPerToken: 1,
+        },
+        'expand',
+      ],
     ]
     for (const [c, shader] of cases) {
       const d = materialise(c)
@@ -102,7 +214,18 @@ describe.runIf(gpuHere)('webgpu backend', () => {
   })
 
   it('concurrent applies on one layer each get their own result', async () => {
-    const c: Case = { name: 'concurrent', seed: 31, inFeatures: 200, sliceWidths: [96], rank: 12, tokens: 7, slots: 5, pattern: 'uniform', dtype: 'bf16', adaptersPerToken: 1 }
+    const c: Case = {
+      name: 'concurrent',
+      seed: 31,
+      inFeatures: 200,
+      sliceWidths: [96],
+      rank: 12,
+      tokens: 7,
+      slots: 5,
+      pattern: 'uniform',
+      dtype: 'bf16',
+      adaptersPerToken: 1,
+    }
     const d = materialise(c)
     const layer = gpu().createLayer(d.spec)
     d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
@@ -115,8 +238,19 @@ describe.runIf(gpuHere)('webgpu backend', () => {
     layer.dispose()
   })
 
-  it('x and y in a SharedArrayBuffer (a threaded runtime\'s host arrays) are uploaded from a copy', async () => {
-    const c: Case = { name: 'shared', seed: 32, inFeatures: 64, sliceWidths: [40, 24], rank: 4, tokens: 5, slots: 2, pattern: 'uniform', dtype: 'f32', adaptersPerToken: 1 }
+  it("x and y in a SharedArrayBuffer (a threaded runtime's host arrays) are uploaded from a copy", async () => {
+    const c: Case = {
+      name: 'shared',
+      seed: 32,
+      inFeatures: 64,
+      sliceWidths: [40, 24],
+      rank: 4,
+      tokens: 5,
+      slots: 2,
+      pattern: 'uniform',
+      dtype: 'f32',
+      adaptersPerToken: 1,
+    }
     const d = materialise(c)
     const layer = gpu().createLayer(d.spec)
     d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
@@ -125,14 +259,26 @@ describe.runIf(gpuHere)('webgpu backend', () => {
       s.set(v)
       return s
     }
-    const x = shared(d.x), y = shared(d.y)
+    const x = shared(d.x),
+      y = shared(d.y)
     await layer.apply(x, y, buildSegments(d.ids, 1, c.slots))
     expectDelta(y, d.y, sgmv(d.ref, d.x, d.ids), TOLERANCE.f32, 'shared')
     layer.dispose()
   })
 
   it('all ids -1 and cleared slots leave y untouched', async () => {
-    const c: Case = { name: 'all -1', seed: 3, inFeatures: 64, sliceWidths: [32], rank: 8, tokens: 5, slots: 2, pattern: 'uniform', dtype: 'f32', adaptersPerToken: 1 }
+    const c: Case = {
+      name: 'all -1',
+      seed: 3,
+      inFeatures: 64,
+      sliceWidths: [32],
+      rank: 8,
+      tokens: 5,
+      slots: 2,
+      pattern: 'uniform',
+      dtype: 'f32',
+      adaptersPerToken: 1,
+    }
     const d = materialise(c)
     const layer = gpu().createLayer(d.spec)
     layer.setAdapter(0, d.adapters[0])
@@ -148,7 +294,18 @@ describe.runIf(gpuHere)('webgpu backend', () => {
   })
 
   it('GPU-resident x and y: updated on the GPU in queue order, no readback', async () => {
-    const c: Case = { name: 'resident', seed: 11, inFeatures: 96, sliceWidths: [40, 12, 15], rank: 16, tokens: 9, slots: 4, pattern: 'some-none', dtype: 'bf16', adaptersPerToken: 2 }
+    const c: Case = {
+      name: 'resident',
+      seed: 11,
+      inFeatures: 96,
+      sliceWidths: [40, 12, 15],
+      rank: 16,
+      tokens: 9,
+      slots: 4,
+      pattern: 'some-none',
+      dtype: 'bf16',
+      adaptersPerToken: 2,
+    }
     const d = materialise(c)
     const device = gpu().device
     const layer = gpu().createLayer(d.spec)
@@ -188,8 +345,18 @@ describe.runIf(gpuHere)('webgpu backend', () => {
     const { backend: limited, device } = await defaultLimitsBackend()
     try {
       // one slot's A: 256 x 2^17 f32 = 128 MiB + its padding, past the 128 MiB binding
-      const big = { inFeatures: (1 << 17) + 4, sliceWidths: [8], sliceOffsets: [0], outFeatures: 8, maxAdapters: 2, maxRank: 256, weightDtype: 'f32' as const }
-      expect(() => limited.createLayer(big)).toThrow(expect.objectContaining({ code: 'OUT_OF_MEMORY', message: expect.stringContaining(String(128 * 2 ** 20)) }))
+      const big = {
+        inFeatures: (1 << 17) + 4,
+        sliceWidths: [8],
+        sliceOffsets: [0],
+        outFeatures: 8,
+        maxAdapters: 2,
+        maxRank: 256,
+        weightDtype: 'f32' as const,
+      }
+      expect(() => limited.createLayer(big)).toThrow(
+        expect.objectContaining({ code: 'OUT_OF_MEMORY', message: expect.stringContaining(String(128 * 2 ** 20)) }),
+      )
       // half of it fits
       const half = { ...big, maxRank: 128 }
       limited.createLayer(half).dispose()
@@ -203,14 +370,25 @@ describe.runIf(gpuHere)('webgpu backend', () => {
     const { backend: limited, device } = await defaultLimitsBackend()
     // one slot of A: 2 slices x 256 x 4096 f32 = 8 MiB, so 16 slots per 128 MiB binding; 17 slots
     // make two groups, slot 3 in the first (16 slots) and slot 16 alone in the second
-    const c: Case = { name: 'groups', seed: 41, inFeatures: 4096, sliceWidths: [48, 20], rank: 6, tokens: 10, slots: 2, pattern: 'uniform', dtype: 'f32', adaptersPerToken: 1 }
+    const c: Case = {
+      name: 'groups',
+      seed: 41,
+      inFeatures: 4096,
+      sliceWidths: [48, 20],
+      rank: 6,
+      tokens: 10,
+      slots: 2,
+      pattern: 'uniform',
+      dtype: 'f32',
+      adaptersPerToken: 1,
+    }
     const d = materialise(c)
     const spec = { ...d.spec, maxAdapters: 17, maxRank: 256 }
     const layer = limited.createLayer(spec) as GpuLayer
     try {
       expect(layer.ctx.weights.groupSize).toBe(16)
       const [lo, hi] = [3, 16]
-      const adapters: (typeof d.adapters[0] | undefined)[] = []
+      const adapters: ((typeof d.adapters)[0] | undefined)[] = []
       adapters[lo] = d.adapters[0]
       adapters[hi] = d.adapters[1]
       layer.setAdapter(lo, d.adapters[0])
@@ -219,7 +397,9 @@ describe.runIf(gpuHere)('webgpu backend', () => {
       const ref = { ...d.ref, adapters }
       for (const K of [1, 2]) {
         // K = 1: tokens alternate between the groups; K = 2: a token may use both, or one and -1
-        const ids = new Int32Array(c.tokens * K).map((_, i) => (i % K === 0 ? (i % 3 === 0 ? hi : lo) : i % 4 === 1 ? -1 : i % 3 === 0 ? lo : hi))
+        const ids = new Int32Array(c.tokens * K).map((_, i) =>
+          i % K === 0 ? (i % 3 === 0 ? hi : lo) : i % 4 === 1 ? -1 : i % 3 === 0 ? lo : hi,
+        )
         for (let t = 0; t < c.tokens; t++) if (K === 2 && ids[2 * t] === ids[2 * t + 1]) ids[2 * t + 1] = -1
         expect(new Set(ids).has(lo) && new Set(ids).has(hi)).toBe(true)
         const y = new Float32Array(d.y)
@@ -236,7 +416,18 @@ describe.runIf(gpuHere)('webgpu backend', () => {
 
   // last: destroys the device
   it('device loss: later calls throw DEVICE_LOST', async () => {
-    const c: Case = { name: 'lost', seed: 5, inFeatures: 64, sliceWidths: [64], rank: 4, tokens: 4, slots: 2, pattern: 'uniform', dtype: 'f32', adaptersPerToken: 1 }
+    const c: Case = {
+      name: 'lost',
+      seed: 5,
+      inFeatures: 64,
+      sliceWidths: [64],
+      rank: 4,
+      tokens: 4,
+      slots: 2,
+      pattern: 'uniform',
+      dtype: 'f32',
+      adaptersPerToken: 1,
+    }
     const d = materialise(c)
     const layer = gpu().createLayer(d.spec)
     d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))

@@ -24,7 +24,8 @@ export async function chartSvg(rows: Row[]): Promise<string> {
     facet: { field: 'panel', type: 'nominal', title: null, sort: { field: 'order', op: 'min' } },
     columns: 2,
     spec: {
-      width: 300, height: 200,
+      width: 300,
+      height: 200,
       layer: [
         {
           mark: { type: 'line', point: true },
@@ -39,7 +40,8 @@ export async function chartSvg(rows: Row[]): Promise<string> {
           transform: [{ filter: "datum.series === 'auto'" }],
           mark: { type: 'point', size: 90, filled: true },
           encoding: {
-            x: { field: 'T', type: 'quantitative' }, y: { field: 'ms', type: 'quantitative' },
+            x: { field: 'T', type: 'quantitative' },
+            y: { field: 'ms', type: 'quantitative' },
             shape: { field: 'auto', type: 'nominal', title: "dispatcher's choice" },
             color: { value: 'black' },
           },

@@ -13,8 +13,17 @@ import type { WeightDtype } from '../../src/types.js'
 import { Rng } from '../../test/random.js'
 import type { CaseAdapter, CaseLayer } from '../peers/types.js'
 
-export interface Shape { name: string; inF: number; widths: number[] }
-export interface Group { shape: Shape; rank: number; distinct: number; tokens: number[] }
+export interface Shape {
+  name: string
+  inF: number
+  widths: number[]
+}
+export interface Group {
+  shape: Shape
+  rank: number
+  distinct: number
+  tokens: number[]
+}
 
 export const DTYPES: WeightDtype[] = ['f32', 'bf16']
 export const COLD_BYTES = 128 << 20
@@ -23,7 +32,14 @@ const O: Shape = { name: 'o 4096->4096', inF: 4096, widths: [4096] }
 const GATE_UP: Shape = { name: 'gate_up 4096->2x11008', inF: 4096, widths: [11008, 11008] }
 const DOWN: Shape = { name: 'down 11008->4096', inF: 11008, widths: [4096] }
 /** The typical projections: [shape, rank]. */
-const PROJECTIONS: [Shape, number][] = [[QKV, 8], [QKV, 32], [O, 16], [GATE_UP, 16], [DOWN, 16], [O, 64]]
+const PROJECTIONS: [Shape, number][] = [
+  [QKV, 8],
+  [QKV, 32],
+  [O, 16],
+  [GATE_UP, 16],
+  [DOWN, 16],
+  [O, 64],
+]
 
 export function gridOf(quick: boolean): Group[] {
   const tokens = quick ? [1, 16, 64, 256, 1024] : [1, 4, 16, 64, 256, 1024, 4096]
@@ -57,7 +73,8 @@ export function groupData(g: Group): { distinct: CaseAdapter[]; peerLayer: CaseL
   const rng = new Rng(g.rank * 131 + g.distinct)
   const { inF, widths } = g.shape
   const distinct = Array.from({ length: g.distinct }, () => ({
-    rank: g.rank, scale: 2,
+    rank: g.rank,
+    scale: 2,
     A: widths.map(() => rng.array(g.rank * inF, 0.02)),
     B: widths.map((n) => rng.array(n * g.rank, 0.02)),
   }))
@@ -84,7 +101,14 @@ export class Rotation {
    *   runs right after another on the same (then cached) weights
    * @param start the first copy (instead of the lane's)
    */
-  constructor(readonly T: number, readonly D: number, readonly copies: number, private readonly slots: number, lane = 0, start?: number) {
+  constructor(
+    readonly T: number,
+    readonly D: number,
+    readonly copies: number,
+    private readonly slots: number,
+    lane = 0,
+    start?: number,
+  ) {
     this.next = start ?? lane * Math.max(1, Math.floor(copies / 12))
     this.ids = Array.from({ length: copies }, (_, c) => Int32Array.from({ length: T }, (_, t) => c * D + (t % D)))
     this.plans = new Array(copies)

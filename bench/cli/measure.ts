@@ -65,7 +65,16 @@ export async function interleave(contenders: readonly Contender[], o: RoundOptio
   }
   return contenders.map((c) => {
     const s = samples.get(c.id)
-    if (!s) return { id: c.id, ms: warm.get(c.id)!, median: warm.get(c.id)!, spread: NaN, samples: 1, rounds: [], note: 'one call after warm-up (far slower than the rest)' }
+    if (!s)
+      return {
+        id: c.id,
+        ms: warm.get(c.id)!,
+        median: warm.get(c.id)!,
+        spread: NaN,
+        samples: 1,
+        rounds: [],
+        note: 'one call after warm-up (far slower than the rest)',
+      }
     const rounds = [...s]
     s.sort((a, b) => a - b)
     const q = (f: number) => s[Math.min(s.length - 1, Math.floor(f * (s.length - 1) + 0.5))]
@@ -78,7 +87,11 @@ export async function interleave(contenders: readonly Contender[], o: RoundOptio
  * the best forced backend): pairs of calls back to back, the order alternating, the median of the
  * per-pair ratios. At least `minPairs`, then until `budgetMs` has passed or `maxPairs`.
  */
-export async function pairedRatio(a: Contender, b: Contender, o: { budgetMs: number; minPairs: number; maxPairs: number; callMs: number }): Promise<PairedRatio> {
+export async function pairedRatio(
+  a: Contender,
+  b: Contender,
+  o: { budgetMs: number; minPairs: number; maxPairs: number; callMs: number },
+): Promise<PairedRatio> {
   const k = Math.min(50, Math.max(1, Math.ceil(0.5 / Math.max(1e-3, o.callMs))))
   const ratios: number[] = []
   const start = performance.now()

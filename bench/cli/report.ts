@@ -8,10 +8,16 @@ import { adapterBytes, type Group } from './grid.js'
 import type { PointResult } from './run-point.js'
 
 export interface Row {
-  shape: string; rank: number; distinct: number; T: number; dtype: string
+  shape: string
+  rank: number
+  distinct: number
+  T: number
+  dtype: string
   /** ms per contender id (backends of this dtype, and the f32 peers). */
   ms: Record<string, number>
-  choice: string; predictedMs: Record<string, number>; reason: string
+  choice: string
+  predictedMs: Record<string, number>
+  reason: string
   /** time(auto) / time(best forced): median of back-to-back pairs (regretPairs of them). */
   regret: number
   /** 90% bootstrap interval of the regret (the machine's noise on it). */
@@ -24,9 +30,13 @@ export interface Row {
   /** onnxruntime (f32) ms / wasm ms of this dtype. */
   ortOverWasm?: number
   jsOverWasm?: number
-  wasmGflops: number; peakFraction: number; weightGBs: number; bandwidthFraction: number
+  wasmGflops: number
+  peakFraction: number
+  weightGBs: number
+  bandwidthFraction: number
   /** Multiply-adds x 2 and weight bytes (this dtype) of the call. */
-  flops: number; weightBytes: number
+  flops: number
+  weightBytes: number
   /**
    * The one-core wasm roofline of the call: max(weight bytes / read rate, FLOPs / f32x4 peak),
    * from the best ceilings of the run (set by `addHeadroom`). No single-threaded wasm SIMD code,
@@ -53,15 +63,28 @@ export function rowsOf(g: Group, p: PointResult, backends: string[], ceilings: C
     const wasm = ms[`wasm/${dtype}`]
     const weightBytes = Math.min(p.T, g.distinct) * adapterBytes(g.shape, g.rank, dtype as 'f32')
     const row: Row = {
-      shape: g.shape.name, rank: g.rank, distinct: g.distinct, T: p.T, dtype,
+      shape: g.shape.name,
+      rank: g.rank,
+      distinct: g.distinct,
+      T: p.T,
+      dtype,
       ms: Object.fromEntries(Object.entries(ms).filter(([k]) => !k.includes('/') || k.endsWith(`/${dtype}`))),
-      choice: d.backend, predictedMs: d.predictedMs, reason: d.reason,
-      regret: p.regret[dtype]?.ratio ?? regretOf(rounds[`auto/${dtype}`], rounds[`${best}/${dtype}`], ms[`auto/${dtype}`] / ms[`${best}/${dtype}`]),
-      regretLow: p.regret[dtype]?.low, regretHigh: p.regret[dtype]?.high,
-      regretPairs: p.regret[dtype]?.pairs ?? 0, bestForced: best,
-      flops, weightBytes,
-      wasmGflops: flops / wasm / 1e6, peakFraction: flops / wasm / 1e6 / ceilings.peakGflops,
-      weightGBs: weightBytes / wasm / 1e6, bandwidthFraction: weightBytes / wasm / 1e6 / ceilings.readGBs,
+      choice: d.backend,
+      predictedMs: d.predictedMs,
+      reason: d.reason,
+      regret:
+        p.regret[dtype]?.ratio ??
+        regretOf(rounds[`auto/${dtype}`], rounds[`${best}/${dtype}`], ms[`auto/${dtype}`] / ms[`${best}/${dtype}`]),
+      regretLow: p.regret[dtype]?.low,
+      regretHigh: p.regret[dtype]?.high,
+      regretPairs: p.regret[dtype]?.pairs ?? 0,
+      bestForced: best,
+      flops,
+      weightBytes,
+      wasmGflops: flops / wasm / 1e6,
+      peakFraction: flops / wasm / 1e6 / ceilings.peakGflops,
+      weightGBs: weightBytes / wasm / 1e6,
+      bandwidthFraction: weightBytes / wasm / 1e6 / ceilings.readGBs,
       spread,
     }
     if (dtype === 'f32' && ms['tfjs-wasm']) row.tfjsOverWasm = ms['tfjs-wasm'] / wasm
@@ -98,16 +121,61 @@ export function addHeadroom(rows: Row[], ceilings: readonly Ceilings[]): void {
   }
 }
 
-const f = (v: number | undefined, d = 2): string => (v === undefined || !Number.isFinite(v) ? '-' : v < 0.1 && d > 0 ? v.toFixed(3) : v.toFixed(d))
+const f = (v: number | undefined, d = 2): string =>
+  v === undefined || !Number.isFinite(v) ? '-' : v < 0.1 && d > 0 ? v.toFixed(3) : v.toFixed(d)
 const pct = (v: number): string => `${(v * 100).toFixed(0)}%`
 
-const HEAD = ['shape', 'rank', 'D', 'T', 'dtype', 'wasm ms', 'webgpu ms', 'auto ms', 'auto ->', 'regret', 'js ms', 'tfjs ms', 'ort ms', 'js/wasm', 'tfjs/wasm', 'ort/wasm', 'roof ms', 'tfjs/roof', 'GFLOP/s', '% peak', 'GB/s', '% bw']
+const HEAD = [
+  'shape',
+  'rank',
+  'D',
+  'T',
+  'dtype',
+  'wasm ms',
+  'webgpu ms',
+  'auto ms',
+  'auto ->',
+  'regret',
+  'js ms',
+  'tfjs ms',
+  'ort ms',
+  'js/wasm',
+  'tfjs/wasm',
+  'ort/wasm',
+  'roof ms',
+  'tfjs/roof',
+  'GFLOP/s',
+  '% peak',
+  'GB/s',
+  '% bw',
+]
 
 function cells(r: Row): string[] {
   const js = r.ms.js !== undefined && r.ms[`wasm/${r.dtype}`] !== undefined ? r.ms.js / r.ms[`wasm/${r.dtype}`]! : undefined
-  return [r.shape.split(' ')[0], r.rank, r.distinct, r.T, r.dtype, f(r.ms[`wasm/${r.dtype}`], 3), f(r.ms[`webgpu/${r.dtype}`]), f(r.ms[`auto/${r.dtype}`], 3),
-    r.choice, f(r.regret), f(r.ms.js), f(r.ms['tfjs-wasm']), f(r.ms.onnxruntime, 3), f(js, 1), f(r.tfjsOverWasm, 1), f(r.ortOverWasm), f(r.rooflineMs, 3), f(r.tfjsHeadroom, 1), f(r.wasmGflops, 1),
-    pct(r.peakFraction), f(r.weightGBs, 1), pct(r.bandwidthFraction)].map(String)
+  return [
+    r.shape.split(' ')[0],
+    r.rank,
+    r.distinct,
+    r.T,
+    r.dtype,
+    f(r.ms[`wasm/${r.dtype}`], 3),
+    f(r.ms[`webgpu/${r.dtype}`]),
+    f(r.ms[`auto/${r.dtype}`], 3),
+    r.choice,
+    f(r.regret),
+    f(r.ms.js),
+    f(r.ms['tfjs-wasm']),
+    f(r.ms.onnxruntime, 3),
+    f(js, 1),
+    f(r.tfjsOverWasm, 1),
+    f(r.ortOverWasm),
+    f(r.rooflineMs, 3),
+    f(r.tfjsHeadroom, 1),
+    f(r.wasmGflops, 1),
+    pct(r.peakFraction),
+    f(r.weightGBs, 1),
+    pct(r.bandwidthFraction),
+  ].map(String)
 }
 
 /** The printed table. */
@@ -150,18 +218,27 @@ export function summarise(rows: Row[]): Summary {
   const ortReach = rows.filter((r) => r.dtype === 'bf16' && r.T <= 64 && r.ortOverWasm !== undefined && (r.ortHeadroom ?? Infinity) >= 1)
   const ortBf = rows.filter((r) => r.dtype === 'bf16' && r.ortOverWasm !== undefined)
   const ortSmall = ortBf.filter((r) => r.T <= 64).map((r) => r.ortOverWasm!)
-  const spreads = rows.flatMap((r) => Object.values(r.spread)).filter(Number.isFinite).sort((a, b) => a - b)
+  const spreads = rows
+    .flatMap((r) => Object.values(r.spread))
+    .filter(Number.isFinite)
+    .sort((a, b) => a - b)
   return {
     points: rows.length,
     regret: { max: Math.max(...regrets), median: median(regrets), over110: regrets.filter((r) => r > 1.1).length },
     regretSignificantOver110: rows.filter((r) => (r.regretLow ?? r.regret) > 1.1).length,
     tfjsOverWasm: {
-      min: Math.min(...tf), median: median(tf), under2: tf.filter((v) => v < 2).length,
-      reachable: tfReach.length, metWhereReachable: tfReach.filter((r) => r.tfjsOverWasm! >= 2).length,
+      min: Math.min(...tf),
+      median: median(tf),
+      under2: tf.filter((v) => v < 2).length,
+      reachable: tfReach.length,
+      metWhereReachable: tfReach.filter((r) => r.tfjsOverWasm! >= 2).length,
     },
     ortOverWasmBf16AtT64: {
-      min: Math.min(...ortSmall), median: median(ortSmall), under1: ortSmall.filter((v) => v < 1).length,
-      reachable: ortReach.length, metWhereReachable: ortReach.filter((r) => r.ortOverWasm! >= 1).length,
+      min: Math.min(...ortSmall),
+      median: median(ortSmall),
+      under1: ortSmall.filter((v) => v < 1).length,
+      reachable: ortReach.length,
+      metWhereReachable: ortReach.filter((r) => r.ortOverWasm! >= 1).length,
     },
     ortOverWasmBf16All: { min: Math.min(...ortBf.map((r) => r.ortOverWasm!)), max: Math.max(...ortBf.map((r) => r.ortOverWasm!)) },
     noise: { medianSpread: median(spreads), p90Spread: spreads[Math.floor(0.9 * (spreads.length - 1))] ?? NaN },

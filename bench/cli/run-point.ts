@@ -34,8 +34,16 @@ export interface PointResult {
  *   predicted above `capMs` is left out (noted in checks), to keep slow paths (a software GPU, the
  *   JS loop) from dominating the run time.
  */
-export async function runPoint(rt: Runtime, g: Group, T: number, pl: PointLayers, rng: () => number, o: RoundOptions,
-  estimate: (id: string) => number | undefined, capMs: number): Promise<PointResult> {
+export async function runPoint(
+  rt: Runtime,
+  g: Group,
+  T: number,
+  pl: PointLayers,
+  rng: () => number,
+  o: RoundOptions,
+  estimate: (id: string) => number | undefined,
+  capMs: number,
+): Promise<PointResult> {
   const { inF, widths } = g.shape
   const out = widths.reduce((a, b) => a + b, 0)
   const x = Float32Array.from({ length: T * inF }, () => rng() * 2 - 1)
@@ -116,7 +124,12 @@ export async function runPoint(rt: Runtime, g: Group, T: number, pl: PointLayers
     if (!forced.length || !auto) continue
     const best = forced.reduce((p, q) => (q.ms < p.ms ? q : p))
     const pair = pairFor[dtype]
-    const r = await pairedRatio(pair('auto', 0), pair(best.id.split('/')[0], 1), { budgetMs: o.budgetMs, minPairs: 7, maxPairs: 41, callMs: best.ms })
+    const r = await pairedRatio(pair('auto', 0), pair(best.id.split('/')[0], 1), {
+      budgetMs: o.budgetMs,
+      minPairs: 7,
+      maxPairs: 41,
+      callMs: best.ms,
+    })
     regret[dtype] = { ...r, best: best.id.split('/')[0] }
   }
   return { T, timings, checks, decisions, regret }

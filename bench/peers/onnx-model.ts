@@ -23,17 +23,35 @@ function input(name: string, dims: (string | number)[]): onnxProto.onnx.IValueIn
 export function loraModel(slices: number): Uint8Array {
   const S = slices
   const nodes: onnxProto.onnx.INodeProto[] = [
-    { opType: 'Gemm', input: ['X', 'A'], output: ['H0'], attribute: [{ name: 'transB', type: onnx.AttributeProto.AttributeType.INT, i: 1 }] },
+    {
+      opType: 'Gemm',
+      input: ['X', 'A'],
+      output: ['H0'],
+      attribute: [{ name: 'transB', type: onnx.AttributeProto.AttributeType.INT, i: 1 }],
+    },
     { opType: 'Mul', input: ['H0', 'scale'], output: ['H'] },
   ]
   const hs = S === 1 ? ['H'] : Array.from({ length: S }, (_, s) => `H_${s}`)
   if (S > 1) {
-    nodes.push({ opType: 'Split', input: ['H'], output: hs, attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 1 }, { name: 'num_outputs', type: onnx.AttributeProto.AttributeType.INT, i: S }] })
+    nodes.push({
+      opType: 'Split',
+      input: ['H'],
+      output: hs,
+      attribute: [
+        { name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 1 },
+        { name: 'num_outputs', type: onnx.AttributeProto.AttributeType.INT, i: S },
+      ],
+    })
   }
   const inputs = [input('X', ['m', 'in']), input('A', ['sr', 'in']), input('scale', [1])]
   const outputs: onnxProto.onnx.IValueInfoProto[] = []
   for (let s = 0; s < S; s++) {
-    nodes.push({ opType: 'Gemm', input: [hs[s], `B_${s}`, `Y_${s}`], output: [`Z_${s}`], attribute: [{ name: 'transB', type: onnx.AttributeProto.AttributeType.INT, i: 1 }] })
+    nodes.push({
+      opType: 'Gemm',
+      input: [hs[s], `B_${s}`, `Y_${s}`],
+      output: [`Z_${s}`],
+      attribute: [{ name: 'transB', type: onnx.AttributeProto.AttributeType.INT, i: 1 }],
+    })
     inputs.push(input(`B_${s}`, [`n${s}`, 'r']), input(`Y_${s}`, ['m', `n${s}`]))
     outputs.push(input(`Z_${s}`, ['m', `n${s}`]))
   }

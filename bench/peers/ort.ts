@@ -13,7 +13,10 @@ export const ortPeer: Peer = {
     const { inF, widths, out } = layer
     const S = widths.length
     const session = await ort.InferenceSession.create(loraModel(S), {
-      intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all',
+      intraOpNumThreads: 1,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
     })
     const slots = layer.slots.map((a) => {
       const r = a.rank
@@ -32,7 +35,9 @@ export const ortPeer: Peer = {
           const w = slots[plan.segSlot[g]]
           const m = plan.segLength[g]
           const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {
-            X: new ort.Tensor('float32', gatherRows(x, inF, plan, g), [m, inF]), A: w.A, scale: w.scale,
+            X: new ort.Tensor('float32', gatherRows(x, inF, plan, g), [m, inF]),
+            A: w.A,
+            scale: w.scale,
           }
           for (let s = 0; s < S; s++) {
             feeds[`B_${s}`] = w.B[s]

@@ -34,7 +34,8 @@ export const tfjsPeer: Peer = {
       const at = new Float32Array(inF * S * r)
       a.A.forEach((A, s) => transpose(A, r, inF, at, s * r, S * r))
       return {
-        r, scale: a.scale,
+        r,
+        scale: a.scale,
         At: tf.tensor2d(at, [inF, S * r]),
         Bt: a.B.map((B, s) => {
           const bt = new Float32Array(r * widths[s])

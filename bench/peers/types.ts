@@ -36,7 +36,15 @@ export interface Peer {
 }
 
 /** Rows of a segment gathered into one [m, width] matrix (peers compute per segment). */
-export function gatherRows(src: Float32Array, width: number, plan: SegmentPlan, g: number, col0 = 0, n = width, stride = width): Float32Array {
+export function gatherRows(
+  src: Float32Array,
+  width: number,
+  plan: SegmentPlan,
+  g: number,
+  col0 = 0,
+  n = width,
+  stride = width,
+): Float32Array {
   const m = plan.segLength[g]
   const out = new Float32Array(m * n)
   for (let i = 0; i < m; i++) {

@@ -37,13 +37,20 @@ export function parseConfig(json: Record<string, unknown>): LlamaConfig {
     return json[k] as number
   }
   const rope = (json.rope_parameters ?? json.rope_scaling ?? {}) as { rope_theta?: number; rope_type?: string }
-  if (rope.rope_type && rope.rope_type !== 'default') throw new Error(`config.json: rope_type ${rope.rope_type} is not supported (default only)`)
+  if (rope.rope_type && rope.rope_type !== 'default')
+    throw new Error(`config.json: rope_type ${rope.rope_type} is not supported (default only)`)
   if (json.tie_word_embeddings === true) throw new Error('config.json: tied embeddings are not supported')
   const heads = n('num_attention_heads')
   return {
-    vocab: n('vocab_size'), hidden: n('hidden_size'), intermediate: n('intermediate_size'), layers: n('num_hidden_layers'), heads,
-    kvHeads: (json.num_key_value_heads as number) ?? heads, headDim: (json.head_dim as number) ?? n('hidden_size') / heads,
-    eps: n('rms_norm_eps'), ropeTheta: rope.rope_theta ?? (json.rope_theta as number) ?? 10000,
+    vocab: n('vocab_size'),
+    hidden: n('hidden_size'),
+    intermediate: n('intermediate_size'),
+    layers: n('num_hidden_layers'),
+    heads,
+    kvHeads: (json.num_key_value_heads as number) ?? heads,
+    headDim: (json.head_dim as number) ?? n('hidden_size') / heads,
+    eps: n('rms_norm_eps'),
+    ropeTheta: rope.rope_theta ?? (json.rope_theta as number) ?? 10000,
   }
 }
 
@@ -92,7 +99,11 @@ export class Llama {
   /** Per sequence, per layer: keys and values of every position so far ([pos][kvHeads * headDim]). */
   private cache: { k: Float32Array[]; v: Float32Array[] }[][] = []
 
-  constructor(readonly config: LlamaConfig, private readonly w: Map<string, Float32Array>, private readonly lora: LoraHook) {}
+  constructor(
+    readonly config: LlamaConfig,
+    private readonly w: Map<string, Float32Array>,
+    private readonly lora: LoraHook,
+  ) {}
 
   /** Load config.json and model.safetensors (F32) from a transformers checkpoint directory. */
   static async load(dir: string, lora: LoraHook): Promise<Llama> {

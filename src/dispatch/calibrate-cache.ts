@@ -8,10 +8,12 @@ import { calibrate, type CalibrationTarget } from './calibrate.js'
 import type { Profile, ProfileMachine } from './profile.js'
 
 export function targetsOf(backends: readonly Backend[]): CalibrationTarget[] {
-  return backends.filter((b) => !b.lost).map((b) => {
-    const parallel = b.threads > 1 ? { threads: b.threads, force: (n: number | null) => b.forceParts(n) } : undefined
-    return { backend: b, isSoftware: b.isSoftware, parallel }
-  })
+  return backends
+    .filter((b) => !b.lost)
+    .map((b) => {
+      const parallel = b.threads > 1 ? { threads: b.threads, force: (n: number | null) => b.forceParts(n) } : undefined
+      return { backend: b, isSoftware: b.isSoftware, parallel }
+    })
 }
 
 /** Threads of the wasm backend among `backends` (1 when single-threaded or absent). */

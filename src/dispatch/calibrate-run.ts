@@ -51,8 +51,13 @@ export function bytesPerAdapter(p: Point): number {
 export async function timePoint(t: Target, p: Point, reps: number, deadline: number): Promise<number | null> {
   const copies = Math.max(1, Math.ceil(p.coldBytes / (p.distinct * bytesPerAdapter(p))))
   const spec: LayerSpec = {
-    inFeatures: p.inF, sliceWidths: [p.out], sliceOffsets: [0], outFeatures: p.out,
-    maxAdapters: p.distinct * copies, maxRank: p.rank, weightDtype: p.dtype,
+    inFeatures: p.inF,
+    sliceWidths: [p.out],
+    sliceOffsets: [0],
+    outFeatures: p.out,
+    maxAdapters: p.distinct * copies,
+    maxRank: p.rank,
+    weightDtype: p.dtype,
   }
   const layer = t.backend.createLayer(spec)
   const gpuBufs: GPUBuffer[] = []
@@ -93,4 +98,3 @@ export async function timePoint(t: Target, p: Point, reps: number, deadline: num
     for (const b of gpuBufs) b.destroy()
   }
 }
-

@@ -40,7 +40,11 @@ export interface CalibrationTarget extends Target {
 const MIB = 1 << 20
 
 /** Calibrate every target within the budget; wasm first (cheap, always useful), then the GPU. */
-export async function calibrate(targets: readonly CalibrationTarget[], machine: ProfileMachine, options: CalibrateOptions): Promise<Profile> {
+export async function calibrate(
+  targets: readonly CalibrationTarget[],
+  machine: ProfileMachine,
+  options: CalibrateOptions,
+): Promise<Profile> {
   const start = performance.now()
   const full = options.kind === 'full'
   const budget = options.budgetMs ?? (full ? 20000 : 300)
@@ -63,7 +67,14 @@ export async function calibrate(targets: readonly CalibrationTarget[], machine: 
       t.parallel?.force(null)
     }
   }
-  return { version: 1, kind: options.kind, createdAt: new Date().toISOString(), machine, calibrationMs: performance.now() - start, backends }
+  return {
+    version: 1,
+    kind: options.kind,
+    createdAt: new Date().toISOString(),
+    machine,
+    calibrationMs: performance.now() - start,
+    backends,
+  }
 }
 
 async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: number, load: { slowdown: number }): Promise<ProfileEntry> {
@@ -94,8 +105,8 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
       clearTimeout(timer)
     }
   }
-  const overhead = (p: Point, segments: number): number => rates.callMs + segments * rates.segmentMs +
-    (p.resident === 'host' ? (p.tokens * (p.inF + 2 * p.out) * 4) / rates.hostGBs / 1e6 : 0)
+  const overhead = (p: Point, segments: number): number =>
+    rates.callMs + segments * rates.segmentMs + (p.resident === 'host' ? (p.tokens * (p.inF + 2 * p.out) * 4) / rates.hostGBs / 1e6 : 0)
 
   const tiny = await run({})
   if (tiny !== null) (rates.callMs = tiny), measured.push('callMs')
@@ -143,7 +154,8 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
       const tp = await run(gemm)
       par.force(1)
       const wp = tp === null ? 0 : tp - overhead(gemm, gemm.tokens / 64)
-      if (wp > 0) (rates.parallel = { threads: par.threads, speedup: Math.min(par.threads, Math.max(0.25, wm / wp)) }), measured.push('parallel')
+      if (wp > 0)
+        (rates.parallel = { threads: par.threads, speedup: Math.min(par.threads, Math.max(0.25, wm / wp)) }), measured.push('parallel')
     }
     const gemv: Point = { ...base, inF: size, out: size, rank: 16, distinct: 8, tokens: 8, dtype, resident, coldBytes: cold }
     const tv = await run(gemv)
@@ -184,8 +196,16 @@ function nominalMs(p: Point, rates: BackendRates, reps: number): number {
   const copies = Math.max(1, Math.ceil(p.coldBytes / (p.distinct * bytesPerAdapter(p))))
   const values = copies * p.distinct * p.rank * (p.inF + p.out) + p.tokens * (p.inF + p.out)
   const call = predict(rates, {
-    tokens: p.tokens, entries: p.tokens, distinct: p.distinct, rankSum: p.distinct * p.rank, rankEntries: p.tokens * p.rank,
-    inFeatures: p.inF, outFeatures: p.out, slices: 1, weightDtype: p.dtype, resident: p.resident,
+    tokens: p.tokens,
+    entries: p.tokens,
+    distinct: p.distinct,
+    rankSum: p.distinct * p.rank,
+    rankEntries: p.tokens * p.rank,
+    inFeatures: p.inF,
+    outFeatures: p.out,
+    slices: 1,
+    weightDtype: p.dtype,
+    resident: p.resident,
   }).ms
   return 0.5 + (values * (p.dtype === 'f32' ? 5 : 10)) / 1e6 + Math.min(6, 60 * call) + reps * call
 }

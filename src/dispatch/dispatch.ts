@@ -45,7 +45,10 @@ export class Dispatcher {
   private rates = new Map<BackendName, BackendRates>()
   private readonly traitOf = new Map<BackendName, BackendTraits>()
 
-  constructor(private readonly traits: readonly BackendTraits[], private profile: Profile | null) {
+  constructor(
+    private readonly traits: readonly BackendTraits[],
+    private profile: Profile | null,
+  ) {
     for (const t of traits) this.traitOf.set(t.name, t)
     this.setProfile(profile)
   }
@@ -70,7 +73,9 @@ export class Dispatcher {
     // GPU-resident data run on the CPU: read x and y back and upload y, one more round trip
     const gpu = this.rates.get('webgpu')
     const fetch = f.resident === 'gpu' && gpu ? gpu.callMs + (f.tokens * (f.inFeatures + 2 * f.outFeatures) * 4) / gpu.hostGBs / 1e6 : 0
-    const parts = trait?.parts ? trait.parts(f.rankEntries * (f.inFeatures * f.slices + f.outFeatures), (f.adaptersPerToken ?? 1) === 1 ? f.entries : 0) : 1
+    const parts = trait?.parts
+      ? trait.parts(f.rankEntries * (f.inFeatures * f.slices + f.outFeatures), (f.adaptersPerToken ?? 1) === 1 ? f.entries : 0)
+      : 1
     return predict(rates, g, f.resident !== 'wasm', fetch, parts)
   }
 
@@ -110,7 +115,8 @@ export class Dispatcher {
     if (order[0] !== pick) {
       const other = usable[order[0]]
       return {
-        backend, predictedMs,
+        backend,
+        predictedMs,
         reason: `data on the GPU stays there: ${other} (${fmt(ms[order[0]])} ms with transfers) is not ${GPU_STICKINESS}x faster than webgpu (${fmt(ms[pick])} ms)`,
       }
     }
@@ -118,7 +124,8 @@ export class Dispatcher {
     const bound = this.predictMs(backend, f).bound
     const sw = (backend === 'webgpu' || second === 'webgpu') && this.traitOf.get('webgpu')?.isSoftware ? ' on a software GPU adapter' : ''
     return {
-      backend, predictedMs,
+      backend,
+      predictedMs,
       reason: `${backend} predicted ${fmt(ms[pick])} ms vs ${second} ${fmt(ms[order[1]])} ms (${bound}-bound on ${backend}${sw}${this.profile ? `, ${this.profile.kind} calibration` : ', uncalibrated priors'})`,
     }
   }
@@ -150,23 +157,37 @@ export function featuresOf(r: ExplainRequest): CallFeatures {
   const distinct = checkInt('adapters', r.adapters ?? (Array.isArray(r.rank) ? r.rank.length : 1), 1)
   const ranks = typeof r.rank === 'number' ? new Array<number>(distinct).fill(r.rank) : Array.isArray(r.rank) ? [...r.rank] : null
   if (!ranks || ranks.length !== distinct) {
-    throw new LoraError('SHAPE_MISMATCH', `rank must be a number or an array of ${distinct} ranks (one per adapter), got ${describe(r.rank)}`)
+    throw new LoraError(
+      'SHAPE_MISMATCH',
+      `rank must be a number or an array of ${distinct} ranks (one per adapter), got ${describe(r.rank)}`,
+    )
   }
   ranks.forEach((v, i) => checkInt(`rank[${i}]`, v, 1, 4096))
   const widths = typeof r.outFeatures === 'number' ? [r.outFeatures] : Array.isArray(r.outFeatures) ? [...r.outFeatures] : null
-  if (!widths || widths.length === 0) throw new LoraError('INVALID_ARGUMENT', `outFeatures must be a number or an array of numbers, got ${describe(r.outFeatures)}`)
+  if (!widths || widths.length === 0)
+    throw new LoraError('INVALID_ARGUMENT', `outFeatures must be a number or an array of numbers, got ${describe(r.outFeatures)}`)
   widths.forEach((w, i) => checkInt(`outFeatures[${i}]`, w, 1))
   const dtype = r.weightDtype ?? 'f32'
-  if (!WEIGHT_DTYPES.includes(dtype)) throw new LoraError('UNSUPPORTED_DTYPE', `weightDtype must be f32, bf16 or f16, got ${describe(dtype)}`)
+  if (!WEIGHT_DTYPES.includes(dtype))
+    throw new LoraError('UNSUPPORTED_DTYPE', `weightDtype must be f32, bf16 or f16, got ${describe(dtype)}`)
   const resident = r.resident ?? 'host'
-  if (resident !== 'host' && resident !== 'wasm' && resident !== 'gpu') throw new LoraError('INVALID_ARGUMENT', `resident must be 'host', 'wasm' or 'gpu', got ${describe(resident)}`)
+  if (resident !== 'host' && resident !== 'wasm' && resident !== 'gpu')
+    throw new LoraError('INVALID_ARGUMENT', `resident must be 'host', 'wasm' or 'gpu', got ${describe(resident)}`)
   const entries = tokens * K
   const used = Math.min(distinct, entries)
   const rankSum = ranks.slice(0, used).reduce((a, b) => a + b, 0)
   return {
-    tokens, entries, distinct: used, rankSum, rankEntries: used > 0 ? (entries * rankSum) / used : 0, adaptersPerToken: K,
-    inFeatures: checkInt('inFeatures', r.inFeatures, 1), outFeatures: widths.reduce((a, b) => a + b, 0), slices: widths.length,
-    weightDtype: dtype as WeightDtype, resident,
+    tokens,
+    entries,
+    distinct: used,
+    rankSum,
+    rankEntries: used > 0 ? (entries * rankSum) / used : 0,
+    adaptersPerToken: K,
+    inFeatures: checkInt('inFeatures', r.inFeatures, 1),
+    outFeatures: widths.reduce((a, b) => a + b, 0),
+    slices: widths.length,
+    weightDtype: dtype as WeightDtype,
+    resident,
   }
 }
 

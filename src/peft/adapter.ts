@@ -86,7 +86,8 @@ export function parseAdapter(
   if (!Array.isArray(shards) || shards.length === 0 || !shards.every((s) => s instanceof Uint8Array)) {
     throw new LoraError('INVALID_ARGUMENT', `adapter "${name}": weights must be a Uint8Array or a non-empty array of them`)
   }
-  const label = (i: number): string => `adapter "${name}" ${fileNames?.[i] ?? (shards.length > 1 ? `shard ${i}` : 'adapter_model.safetensors')}`
+  const label = (i: number): string =>
+    `adapter "${name}" ${fileNames?.[i] ?? (shards.length > 1 ? `shard ${i}` : 'adapter_model.safetensors')}`
 
   // All tensors of all shards, each remembering its file for messages.
   const tensors = new Map<string, { t: SafetensorsTensor; file: string }>()
@@ -144,8 +145,11 @@ export function parseAdapter(
     for (const t of [A, B]) if (!dtype || rank[t.dtype] > rank[dtype]) dtype = t.dtype
   }
   if (modules.size === 0) {
-    throw new LoraError('INVALID_FILE', `adapter "${name}": no LoRA weights for any module its target_modules selects` +
-      (ignored.length ? ` (found only untargeted ${ignored.slice(0, 3).join(', ')})` : ''))
+    throw new LoraError(
+      'INVALID_FILE',
+      `adapter "${name}": no LoRA weights for any module its target_modules selects` +
+        (ignored.length ? ` (found only untargeted ${ignored.slice(0, 3).join(', ')})` : ''),
+    )
   }
   const baseWeights = new Map<string, BaseWeight>()
   for (const [path, { t, file }] of base) {
@@ -158,20 +162,25 @@ export function parseAdapter(
 }
 
 function checkShapes(cfg: LoraConfig, path: string, A: SafetensorsTensor, B: SafetensorsTensor, file: string): ParsedModule {
-  if (A.shape.length === 4 || B.shape.length === 4) throw unsupported(file, `module "${path}": LoRA on a convolution layer (4-D lora weights) is not supported`)
+  if (A.shape.length === 4 || B.shape.length === 4)
+    throw unsupported(file, `module "${path}": LoRA on a convolution layer (4-D lora weights) is not supported`)
   const { rank, scale } = moduleScale(cfg, path)
   const [rA, inF] = A.shape
   const [outF, rB] = B.shape
   if (A.shape.length !== 2 || B.shape.length !== 2 || rA !== rank || rB !== rank || inF < 1 || outF < 1) {
-    throw new LoraError('INVALID_FILE', `${file}: module "${path}" has lora_A [${A.shape.join(', ')}] and lora_B [${B.shape.join(', ')}]; ` +
-      `expected [${rank}, in] and [out, ${rank}] (rank ${rank} from the config's r / rank_pattern)`)
+    throw new LoraError(
+      'INVALID_FILE',
+      `${file}: module "${path}" has lora_A [${A.shape.join(', ')}] and lora_B [${B.shape.join(', ')}]; ` +
+        `expected [${rank}, in] and [out, ${rank}] (rank ${rank} from the config's r / rank_pattern)`,
+    )
   }
   return { rank, scale, inFeatures: inF, outFeatures: outF, A: toF32(A, `${path}.lora_A`, file), B: toF32(B, `${path}.lora_B`, file) }
 }
 
 /** Decode to a fresh f32 array (F16/BF16 are exact in f32) and refuse non-finite weights. */
 function toF32(t: SafetensorsTensor, what: string, file: string): Float32Array {
-  const out = t.dtype === 'F32' ? new Float32Array(t.data as Float32Array) : decodeHalf(t.data as Uint16Array, t.dtype === 'F16' ? 'f16' : 'bf16')
+  const out =
+    t.dtype === 'F32' ? new Float32Array(t.data as Float32Array) : decodeHalf(t.data as Uint16Array, t.dtype === 'F16' ? 'f16' : 'bf16')
   for (let i = 0; i < out.length; i++) {
     if (!Number.isFinite(out[i])) throw new LoraError('INVALID_FILE', `${file}: ${what} has a non-finite value ${out[i]} at index ${i}`)
   }

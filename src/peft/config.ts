@@ -73,7 +73,10 @@ function compile(pattern: string, file: string, field: string, wrap: (p: string)
       valid = false
     }
     if (!valid) throw bad(file, `${field}: ${JSON.stringify(pattern)} is not a valid regular expression (${(e as Error).message})`)
-    throw new LoraError('UNSUPPORTED_FEATURE', `${file}: ${field}: ${JSON.stringify(pattern)} uses lookaround or a backreference, which the linear-time regex engine used for adapter configs does not run (${(e as Error).message}); list the module names instead`)
+    throw new LoraError(
+      'UNSUPPORTED_FEATURE',
+      `${file}: ${field}: ${JSON.stringify(pattern)} uses lookaround or a backreference, which the linear-time regex engine used for adapter configs does not run (${(e as Error).message}); list the module names instead`,
+    )
   }
 }
 
@@ -92,8 +95,11 @@ function readNumberMap(v: unknown, field: string, file: string, integer: boolean
   if (v == null) return out
   if (typeof v !== 'object' || Array.isArray(v)) throw bad(file, `${field} must be an object of numbers`)
   for (const [k, n] of Object.entries(v as Record<string, unknown>)) {
-    const ok = integer ? Number.isSafeInteger(n) && (n as number) >= 1 && (n as number) <= MAX_RANK : typeof n === 'number' && Number.isFinite(n)
-    if (!ok) throw bad(file, `${field}["${k}"] must be ${integer ? `an integer in 1..${MAX_RANK}` : 'a finite number'}, got ${JSON.stringify(n)}`)
+    const ok = integer
+      ? Number.isSafeInteger(n) && (n as number) >= 1 && (n as number) <= MAX_RANK
+      : typeof n === 'number' && Number.isFinite(n)
+    if (!ok)
+      throw bad(file, `${field}["${k}"] must be ${integer ? `an integer in 1..${MAX_RANK}` : 'a finite number'}, got ${JSON.stringify(n)}`)
     compile(k, file, `${field} key`, (p) => p) // reject invalid regexes at parse time
     out.set(k, n as number)
   }
@@ -143,7 +149,8 @@ export function parseLoraConfig(input: unknown, file = 'adapter_config.json'): L
     throw bad(file, `r must be an integer in 1..${MAX_RANK}, got ${JSON.stringify(r)}`)
   }
   const alpha = get('lora_alpha')
-  if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw bad(file, `lora_alpha must be a finite number, got ${JSON.stringify(alpha)}`)
+  if (typeof alpha !== 'number' || !Number.isFinite(alpha))
+    throw bad(file, `lora_alpha must be a finite number, got ${JSON.stringify(alpha)}`)
   for (const f of ['use_rslora', 'fan_in_fan_out'] as const) {
     const v = get(f)
     if (v != null && typeof v !== 'boolean') throw bad(file, `${f} must be a boolean, got ${JSON.stringify(v)}`)
@@ -198,7 +205,8 @@ export function isTargeted(config: LoraConfig, modulePath: string): boolean {
   const key = modulePath
   const ex = config.excludeModules
   if (ex) {
-    if (typeof ex === 'string' ? regex(config, ex, (p) => `^(?:${p})$`).test(key) : ex.some((e) => key === e || key.endsWith(`.${e}`))) return false
+    if (typeof ex === 'string' ? regex(config, ex, (p) => `^(?:${p})$`).test(key) : ex.some((e) => key === e || key.endsWith(`.${e}`)))
+      return false
   }
   if (config.modulesToSave?.some((m) => regex(config, m, (p) => `^(?:.*\\.)?${p}(?:$|\\..*)`).test(key))) return false
   const t = config.targetModules

@@ -32,8 +32,23 @@ export const MAX_HEADER_BYTES = 100_000_000
 const DTYPE_SIZE: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2 }
 /** Valid safetensors dtypes that this library does not read (UNSUPPORTED_DTYPE, not INVALID_FILE). */
 const OTHER_DTYPES = new Set([
-  'BOOL', 'U8', 'I8', 'I16', 'U16', 'I32', 'U32', 'I64', 'U64', 'F64', 'C64',
-  'F8_E5M2', 'F8_E4M3', 'F8_E8M0', 'F6_E2M3', 'F6_E3M2', 'F4',
+  'BOOL',
+  'U8',
+  'I8',
+  'I16',
+  'U16',
+  'I32',
+  'U32',
+  'I64',
+  'U64',
+  'F64',
+  'C64',
+  'F8_E5M2',
+  'F8_E4M3',
+  'F8_E8M0',
+  'F6_E2M3',
+  'F6_E3M2',
+  'F4',
 ])
 /** Keys that could reach Object.prototype if anyone ever copied the header into a plain object. */
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype'])
@@ -153,7 +168,8 @@ function readTensorInfo(name: string, info: unknown, dataLen: number, file: stri
   // Element count, checked against the data section as it grows so it can never overflow.
   let count = 1
   for (const d of shape) {
-    if (!Number.isSafeInteger(d) || d < 0) throw invalid(file, `${where}: shape [${shape.join(', ')}] has a dimension that is not a non-negative integer`)
+    if (!Number.isSafeInteger(d) || d < 0)
+      throw invalid(file, `${where}: shape [${shape.join(', ')}] has a dimension that is not a non-negative integer`)
     count = count * d > dataLen ? Infinity : count * d
   }
   if (shape.includes(0)) count = 0
@@ -165,7 +181,10 @@ function readTensorInfo(name: string, info: unknown, dataLen: number, file: stri
     throw invalid(file, `${where}: data_offsets [${begin}, ${end}] lie outside the data section of ${dataLen} bytes`)
   }
   if (count * size !== end - begin) {
-    throw invalid(file, `${where}: shape [${shape.join(', ')}] x ${size} bytes (${dtype}) does not match the ${end - begin} bytes of data_offsets [${begin}, ${end}]`)
+    throw invalid(
+      file,
+      `${where}: shape [${shape.join(', ')}] x ${size} bytes (${dtype}) does not match the ${end - begin} bytes of data_offsets [${begin}, ${end}]`,
+    )
   }
   return { dtype: dtype as SafetensorsDtype, shape: shape.slice(), begin, end, count }
 }
@@ -205,13 +224,21 @@ export function writeSafetensors(
   tensors: ReadonlyMap<string, TensorToWrite> | Readonly<Record<string, TensorToWrite>>,
   metadata?: Readonly<Record<string, string>>,
 ): Uint8Array {
-  if (typeof tensors !== 'object' || tensors === null) throw new LoraError('INVALID_ARGUMENT', `tensors must be a Map or an object of tensors, got ${tensors === null ? 'null' : typeof tensors}`)
-  if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null)) throw new LoraError('INVALID_ARGUMENT', `metadata must be an object of strings, got ${metadata === null ? 'null' : typeof metadata}`)
+  if (typeof tensors !== 'object' || tensors === null)
+    throw new LoraError(
+      'INVALID_ARGUMENT',
+      `tensors must be a Map or an object of tensors, got ${tensors === null ? 'null' : typeof tensors}`,
+    )
+  if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null))
+    throw new LoraError('INVALID_ARGUMENT', `metadata must be an object of strings, got ${metadata === null ? 'null' : typeof metadata}`)
   const entries: [string, TensorToWrite][] =
     tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors as Record<string, TensorToWrite>)
   for (const [name, t] of entries) {
     if (typeof t !== 'object' || t === null || !Array.isArray(t.shape)) {
-      throw new LoraError('INVALID_ARGUMENT', `tensor "${name}" must be { dtype, shape: number[], data }, got ${t === null ? 'null' : typeof t}`)
+      throw new LoraError(
+        'INVALID_ARGUMENT',
+        `tensor "${name}" must be { dtype, shape: number[], data }, got ${t === null ? 'null' : typeof t}`,
+      )
     }
   }
   const header: Record<string, unknown> = Object.create(null)
@@ -228,7 +255,10 @@ export function writeSafetensors(
     const wantArray = t.dtype === 'F32' ? Float32Array : Uint16Array
     const count = t.shape.reduce((a, b) => a * b, 1)
     if (!(t.data instanceof wantArray) || t.data.length !== count || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw new LoraError('INVALID_ARGUMENT', `tensor "${name}": ${t.dtype} shape [${t.shape.join(', ')}] needs a ${wantArray.name}[${count}], got ${t.data?.constructor?.name}[${t.data?.length}]`)
+      throw new LoraError(
+        'INVALID_ARGUMENT',
+        `tensor "${name}": ${t.dtype} shape [${t.shape.join(', ')}] needs a ${wantArray.name}[${count}], got ${t.data?.constructor?.name}[${t.data?.length}]`,
+      )
     }
     header[name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + count * size] }
     offset += count * size

@@ -42,8 +42,12 @@ export function describeSource(source: AdapterSource): { kind: AdapterFiles['kin
     // A scheme of two or more letters: 'C:\\x' stays a (Windows) path.
     return /^[a-z][a-z0-9+.-]+:/i.test(source) ? { kind: 'url', origin: source } : { kind: 'path', origin: source }
   }
-  if (source !== null && typeof source === 'object' && 'config' in source && 'weights' in source) return { kind: 'memory', origin: 'memory' }
-  throw new LoraError('INVALID_ARGUMENT', `adapter source must be a directory path, a URL or { config, weights }, got ${source === null ? 'null' : typeof source}`)
+  if (source !== null && typeof source === 'object' && 'config' in source && 'weights' in source)
+    return { kind: 'memory', origin: 'memory' }
+  throw new LoraError(
+    'INVALID_ARGUMENT',
+    `adapter source must be a directory path, a URL or { config, weights }, got ${source === null ? 'null' : typeof source}`,
+  )
 }
 
 /**
@@ -71,7 +75,10 @@ export async function readAdapterSource(source: AdapterSource): Promise<AdapterF
   const index = await read(INDEX)
   if (!index) {
     if (await read('adapter_model.bin')) {
-      throw new LoraError('UNSUPPORTED_FEATURE', `${origin}: only adapter_model.bin (PyTorch pickle) found; save with safe_serialization=True`)
+      throw new LoraError(
+        'UNSUPPORTED_FEATURE',
+        `${origin}: only adapter_model.bin (PyTorch pickle) found; save with safe_serialization=True`,
+      )
     }
     throw new LoraError('NOT_FOUND', `neither ${WEIGHTS} nor ${INDEX} found in ${origin}`)
   }
@@ -83,7 +90,10 @@ export async function readAdapterSource(source: AdapterSource): Promise<AdapterF
     const names = new Set(readSafetensors(bytes, `${origin}/${file}`).tensors.keys())
     const missing = keys.find((k) => !names.has(k))
     if (missing !== undefined || names.size !== keys.length) {
-      throw new LoraError('INVALID_FILE', `${origin}/${INDEX}: weight_map disagrees with ${file}${missing !== undefined ? ` (no tensor "${missing}")` : ` (it holds ${names.size} tensors, the index lists ${keys.length})`}`)
+      throw new LoraError(
+        'INVALID_FILE',
+        `${origin}/${INDEX}: weight_map disagrees with ${file}${missing !== undefined ? ` (no tensor "${missing}")` : ` (it holds ${names.size} tensors, the index lists ${keys.length})`}`,
+      )
     }
     weights.push(bytes)
   }
@@ -99,12 +109,16 @@ function shardNames(bytes: Uint8Array, where: string): Map<string, string[]> {
     throw new LoraError('INVALID_FILE', `${where}: not valid JSON (${(e as Error).message})`)
   }
   const map = (index as { weight_map?: unknown } | null)?.weight_map
-  if (map === null || typeof map !== 'object' || Array.isArray(map)) throw new LoraError('INVALID_FILE', `${where}: weight_map must be an object`)
+  if (map === null || typeof map !== 'object' || Array.isArray(map))
+    throw new LoraError('INVALID_FILE', `${where}: weight_map must be an object`)
   const shards = new Map<string, string[]>()
   for (const [key, file] of Object.entries(map as Record<string, unknown>)) {
     // Shard names are plain file names: nothing may point outside the adapter's directory.
     if (typeof file !== 'string' || !/^[^/\\]+$/.test(file) || file === '.' || file === '..') {
-      throw new LoraError('INVALID_FILE', `${where}: weight_map["${key}"] must be a file name in the same directory, got ${JSON.stringify(file)}`)
+      throw new LoraError(
+        'INVALID_FILE',
+        `${where}: weight_map["${key}"] must be a file name in the same directory, got ${JSON.stringify(file)}`,
+      )
     }
     const keys = shards.get(file) ?? []
     keys.push(key)
@@ -118,7 +132,11 @@ async function fsModule(what: string): Promise<typeof import('node:fs/promises')
   try {
     return (await importNode('node:fs/promises')) as typeof import('node:fs/promises')
   } catch (e) {
-    throw new LoraError('INVALID_ARGUMENT', `${what}: reading from the file system needs Node, Deno or Bun; pass a URL or { config, weights } instead`, { cause: e })
+    throw new LoraError(
+      'INVALID_ARGUMENT',
+      `${what}: reading from the file system needs Node, Deno or Bun; pass a URL or { config, weights } instead`,
+      { cause: e },
+    )
   }
 }
 
@@ -146,14 +164,19 @@ async function urlReader(source: string | URL, origin: string): Promise<ReadFn> 
     throw new LoraError('INVALID_ARGUMENT', `adapter URL ${origin} is not a valid URL`, { cause: e })
   }
   if (url.protocol === 'file:') {
-    const { fileURLToPath } = ((await importNode('node:url').catch(() => null)) ?? { fileURLToPath: null }) as { fileURLToPath: ((u: URL) => string) | null }
+    const { fileURLToPath } = ((await importNode('node:url').catch(() => null)) ?? { fileURLToPath: null }) as {
+      fileURLToPath: ((u: URL) => string) | null
+    }
     if (!fileURLToPath) throw new LoraError('INVALID_ARGUMENT', `${origin}: file: URLs need Node, Deno or Bun`)
     return fsReader(fileURLToPath(url))
   }
   if (typeof fetch !== 'function') throw new LoraError('INVALID_ARGUMENT', `${origin}: no fetch in this runtime`)
   // Files are resolved relative to the URL: schemes that cannot be a base (data:, blob:, mailto:) are refused.
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new LoraError('INVALID_ARGUMENT', `adapter URL ${origin}: only http(s) and file URLs can hold an adapter directory, got ${url.protocol}`)
+    throw new LoraError(
+      'INVALID_ARGUMENT',
+      `adapter URL ${origin}: only http(s) and file URLs can hold an adapter directory, got ${url.protocol}`,
+    )
   }
   const base = new URL(url.href.endsWith('/') ? url.href : `${url.href}/`)
   return async (name) => {

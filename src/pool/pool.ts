@@ -9,8 +9,14 @@
  */
 import { describe, LoraError } from '../errors.js'
 import {
-  createEntry, entryInfo, hostWeights, readAndParse, resolveTokens,
-  type AdapterEntry, type AdapterInfo, type TokenAdapters,
+  createEntry,
+  entryInfo,
+  hostWeights,
+  readAndParse,
+  resolveTokens,
+  type AdapterEntry,
+  type AdapterInfo,
+  type TokenAdapters,
 } from './registry.js'
 import type { BaseWeight, ParsedAdapter } from '../peft/adapter.js'
 import type { AdapterSource } from '../peft/source.js'
@@ -75,10 +81,14 @@ export class AdapterPool {
   private clock = 0
 
   constructor(private readonly options: AdapterPoolOptions) {
-    if (typeof options?.createLayer !== 'function') throw new LoraError('INVALID_ARGUMENT', 'AdapterPool: options.createLayer must be a function')
+    if (typeof options?.createLayer !== 'function')
+      throw new LoraError('INVALID_ARGUMENT', 'AdapterPool: options.createLayer must be a function')
     const { memoryBudget = Infinity, maxAdapters = 16, maxRank = 16 } = options
     if (!(memoryBudget >= 0)) throw new LoraError('INVALID_ARGUMENT', `memoryBudget must be >= 0 bytes, got ${memoryBudget}`)
-    for (const [k, v] of [['maxAdapters', maxAdapters], ['maxRank', maxRank]] as const) {
+    for (const [k, v] of [
+      ['maxAdapters', maxAdapters],
+      ['maxRank', maxRank],
+    ] as const) {
       if (!Number.isSafeInteger(v) || v < 1) throw new LoraError('INVALID_ARGUMENT', `${k} must be a positive integer, got ${v}`)
     }
     this.table = new SlotTable(memoryBudget, maxAdapters)
@@ -94,10 +104,14 @@ export class AdapterPool {
    *   from the loaded layer), 'OUT_OF_MEMORY' (the adapter alone exceeds the memory budget)
    */
   async loadAdapter(name: string, source: AdapterSource): Promise<AdapterInfo> {
-    if (typeof name !== 'string' || name.length === 0) throw new LoraError('INVALID_ARGUMENT', `adapter name must be a non-empty string, got ${describe(name)}`)
+    if (typeof name !== 'string' || name.length === 0)
+      throw new LoraError('INVALID_ARGUMENT', `adapter name must be a non-empty string, got ${describe(name)}`)
     const { parsed, kind, origin } = await readAndParse(name, source)
     if (parsed.bytes > this.table.budget) {
-      throw new LoraError('OUT_OF_MEMORY', `adapter "${name}" needs ${parsed.bytes} bytes, more than the memory budget of ${this.table.budget}`)
+      throw new LoraError(
+        'OUT_OF_MEMORY',
+        `adapter "${name}" needs ${parsed.bytes} bytes, more than the memory budget of ${this.table.budget}`,
+      )
     }
     // Validate against the existing layers and create every new or larger layer before committing.
     const created = new Map<string, { layer: Layer; maxRank: number }>()
@@ -105,14 +119,27 @@ export class AdapterPool {
       for (const [path, m] of parsed.modules) {
         const mod = this.table.modules.get(path)
         if (mod && (mod.layer.spec.embedding ?? false) !== (m.embedding ?? false)) {
-          throw new LoraError('SHAPE_MISMATCH', `adapter "${name}" module "${path}" is ${m.embedding ? 'an embedding' : 'a linear'} module but loaded adapters have it as ${m.embedding ? 'a linear' : 'an embedding'} one`)
+          throw new LoraError(
+            'SHAPE_MISMATCH',
+            `adapter "${name}" module "${path}" is ${m.embedding ? 'an embedding' : 'a linear'} module but loaded adapters have it as ${m.embedding ? 'a linear' : 'an embedding'} one`,
+          )
         }
         if (mod && (mod.inFeatures !== m.inFeatures || mod.outFeatures !== m.outFeatures)) {
-          throw new LoraError('SHAPE_MISMATCH', `adapter "${name}" module "${path}" is [in ${m.inFeatures}, out ${m.outFeatures}] but loaded adapters have [in ${mod.inFeatures}, out ${mod.outFeatures}]`)
+          throw new LoraError(
+            'SHAPE_MISMATCH',
+            `adapter "${name}" module "${path}" is [in ${m.inFeatures}, out ${m.outFeatures}] but loaded adapters have [in ${mod.inFeatures}, out ${mod.outFeatures}]`,
+          )
         }
         if (!mod || m.rank > mod.maxRank) {
           const maxRank = Math.max(this.minRank, nextPow2(m.rank), mod ? mod.maxRank * 2 : 0)
-          const layer = this.options.createLayer({ inFeatures: m.inFeatures, outFeatures: m.outFeatures, maxAdapters: this.table.slotsPerLayer, maxRank, weightDtype: 'f32', ...(m.embedding ? { embedding: true } : {}) })
+          const layer = this.options.createLayer({
+            inFeatures: m.inFeatures,
+            outFeatures: m.outFeatures,
+            maxAdapters: this.table.slotsPerLayer,
+            maxRank,
+            weightDtype: 'f32',
+            ...(m.embedding ? { embedding: true } : {}),
+          })
           created.set(path, { layer, maxRank })
         }
       }
@@ -201,8 +228,14 @@ export class AdapterPool {
       if (e.slots.size > 0) residentAdapters++
     }
     return {
-      ...this.counters, evictions: this.table.evictions, bytesResident: this.table.bytesResident, bytesHost, memoryBudget: this.table.budget,
-      adapters: this.entries.size, residentAdapters, layers: this.table.modules.size,
+      ...this.counters,
+      evictions: this.table.evictions,
+      bytesResident: this.table.bytesResident,
+      bytesHost,
+      memoryBudget: this.table.budget,
+      adapters: this.entries.size,
+      residentAdapters,
+      layers: this.table.modules.size,
     }
   }
 
@@ -215,13 +248,24 @@ export class AdapterPool {
    * @throws 'NOT_FOUND' (unknown adapter, or an evicted adapter whose source is gone),
    *   'SHAPE_MISMATCH', 'DUPLICATE_ADAPTER', 'OUT_OF_MEMORY'
    */
-  async apply(module: string, x: Float32Array | Int32Array, y: Float32Array, adapters: readonly TokenAdapters[], options: { backend?: BackendChoice } = {}): Promise<void> {
-    if (typeof module !== 'string') throw new LoraError('INVALID_ARGUMENT', `module must be a PEFT module path (string), got ${describe(module)}`)
-    if (typeof options !== 'object' || options === null) throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${describe(options)}`)
+  async apply(
+    module: string,
+    x: Float32Array | Int32Array,
+    y: Float32Array,
+    adapters: readonly TokenAdapters[],
+    options: { backend?: BackendChoice } = {},
+  ): Promise<void> {
+    if (typeof module !== 'string')
+      throw new LoraError('INVALID_ARGUMENT', `module must be a PEFT module path (string), got ${describe(module)}`)
+    if (typeof options !== 'object' || options === null)
+      throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${describe(options)}`)
     if (options.backend !== undefined) checkBackend('options.backend', options.backend)
     const tokens = resolveTokens(adapters, (n) => this.entries.get(n))
     if (!(x instanceof Float32Array || x instanceof Int32Array) || !(y instanceof Float32Array)) {
-      throw new LoraError('INVALID_ARGUMENT', `apply(${module}): x must be a Float32Array (an Int32Array of token ids for an embedding module) and y a Float32Array`)
+      throw new LoraError(
+        'INVALID_ARGUMENT',
+        `apply(${module}): x must be a Float32Array (an Int32Array of token ids for an embedding module) and y a Float32Array`,
+      )
     }
     const batch = new Set(tokens.flat().map((e) => e.entry))
     for (const e of batch) {
@@ -234,11 +278,17 @@ export class AdapterPool {
       const T = tokens.length
       const embedding = mod0.layer.spec.embedding === true
       if (embedding !== x instanceof Int32Array) {
-        throw new LoraError('INVALID_ARGUMENT', `apply(${module}): ${embedding ? 'an embedding module takes token ids, x must be an Int32Array' : 'x must be a Float32Array'}`)
+        throw new LoraError(
+          'INVALID_ARGUMENT',
+          `apply(${module}): ${embedding ? 'an embedding module takes token ids, x must be an Int32Array' : 'x must be a Float32Array'}`,
+        )
       }
       const xWidth = embedding ? 1 : mod0.inFeatures
       if (x.length !== T * xWidth || y.length !== T * mod0.outFeatures) {
-        throw new LoraError('SHAPE_MISMATCH', `apply(${module}): ${T} tokens need x [${T} * ${xWidth}] and y [${T} * ${mod0.outFeatures}], got x[${x.length}] and y[${y.length}]`)
+        throw new LoraError(
+          'SHAPE_MISMATCH',
+          `apply(${module}): ${T} tokens need x [${T} * ${xWidth}] and y [${T} * ${mod0.outFeatures}], got x[${x.length}] and y[${y.length}]`,
+        )
       }
       const needed = [...batch].filter((e) => e.modules.has(module))
       for (const e of needed) this.counters[e.slots.has(module) ? 'hits' : 'misses']++
@@ -265,10 +315,12 @@ export class AdapterPool {
       }
       const ids = new Int32Array(T * K).fill(-1)
       const weights = weighted ? new Float32Array(T * K) : undefined
-      perToken.forEach((list, t) => list.forEach(({ entry, weight }, k) => {
-        ids[t * K + k] = entry.slots.get(module)!
-        if (weights) weights[t * K + k] = weight
-      }))
+      perToken.forEach((list, t) =>
+        list.forEach(({ entry, weight }, k) => {
+          ids[t * K + k] = entry.slots.get(module)!
+          if (weights) weights[t * K + k] = weight
+        }),
+      )
       if (!ids.some((id) => id >= 0)) return
       const layer = mod.layer
       this.inflight.set(layer, (this.inflight.get(layer) ?? 0) + 1)

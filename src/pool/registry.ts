@@ -76,16 +76,40 @@ export interface AdapterEntry {
 export function createEntry(parsed: ParsedAdapter, source: AdapterSource, kind: AdapterEntry['kind'], origin: string): AdapterEntry {
   const modules = new Map<string, ModuleShape>()
   for (const [path, m] of parsed.modules) {
-    modules.set(path, { rank: m.rank, scale: m.scale, inFeatures: m.inFeatures, outFeatures: m.outFeatures, bytes: (m.A.length + m.B.length) * 4, embedding: m.embedding === true })
+    modules.set(path, {
+      rank: m.rank,
+      scale: m.scale,
+      inFeatures: m.inFeatures,
+      outFeatures: m.outFeatures,
+      bytes: (m.A.length + m.B.length) * 4,
+      embedding: m.embedding === true,
+    })
   }
   return {
-    name: parsed.name, source, kind, origin, modules, dtype: parsed.dtype, bytes: parsed.bytes, ignored: parsed.ignored, baseWeights: [...parsed.baseWeights.keys()],
-    host: kind === 'memory' ? parsed : null, slots: new Map(), pinned: false, refs: 0, lastUsed: 0, retired: false, reading: null,
+    name: parsed.name,
+    source,
+    kind,
+    origin,
+    modules,
+    dtype: parsed.dtype,
+    bytes: parsed.bytes,
+    ignored: parsed.ignored,
+    baseWeights: [...parsed.baseWeights.keys()],
+    host: kind === 'memory' ? parsed : null,
+    slots: new Map(),
+    pinned: false,
+    refs: 0,
+    lastUsed: 0,
+    retired: false,
+    reading: null,
   }
 }
 
 /** Read and parse an adapter from its source. */
-export async function readAndParse(name: string, source: AdapterSource): Promise<{ parsed: ParsedAdapter; kind: AdapterEntry['kind']; origin: string }> {
+export async function readAndParse(
+  name: string,
+  source: AdapterSource,
+): Promise<{ parsed: ParsedAdapter; kind: AdapterEntry['kind']; origin: string }> {
   const files = await readAdapterSource(source)
   return { parsed: parseAdapter(files.config, files.weights, name, files.fileNames), kind: files.kind, origin: files.origin }
 }
@@ -104,19 +128,35 @@ export function hostWeights(entry: AdapterEntry, onReload: () => void): Promise<
       parsed = (await readAndParse(entry.name, entry.source)).parsed
     } catch (e) {
       const code = e instanceof LoraError ? e.code : 'NOT_FOUND'
-      throw new LoraError(code, `adapter "${entry.name}" was evicted and cannot be reloaded from ${entry.origin}: ${(e as Error).message}`, { cause: e })
+      throw new LoraError(
+        code,
+        `adapter "${entry.name}" was evicted and cannot be reloaded from ${entry.origin}: ${(e as Error).message}`,
+        { cause: e },
+      )
     }
     for (const [path, want] of entry.modules) {
       const got = parsed.modules.get(path)
-      if (!got || got.rank !== want.rank || got.inFeatures !== want.inFeatures || got.outFeatures !== want.outFeatures || parsed.modules.size !== entry.modules.size) {
-        throw new LoraError('INVALID_FILE', `adapter "${entry.name}" changed at ${entry.origin} since it was loaded (module "${path}"); load it again`)
+      if (
+        !got ||
+        got.rank !== want.rank ||
+        got.inFeatures !== want.inFeatures ||
+        got.outFeatures !== want.outFeatures ||
+        parsed.modules.size !== entry.modules.size
+      ) {
+        throw new LoraError(
+          'INVALID_FILE',
+          `adapter "${entry.name}" changed at ${entry.origin} since it was loaded (module "${path}"); load it again`,
+        )
       }
     }
     onReload()
     return parsed
   })()
   entry.reading = reading
-  reading.then(() => (entry.reading = null), () => (entry.reading = null))
+  reading.then(
+    () => (entry.reading = null),
+    () => (entry.reading = null),
+  )
   return reading
 }
 
@@ -124,9 +164,17 @@ export function hostWeights(entry: AdapterEntry, onReload: () => void): Promise<
 export function entryInfo(e: AdapterEntry): AdapterInfo {
   const ranks = [...new Set([...e.modules.values()].map((m) => m.rank))].sort((a, b) => a - b)
   return {
-    name: e.name, modules: [...e.modules.keys()], ranks, dtype: e.dtype, bytes: e.bytes,
-    resident: e.slots.size === e.modules.size, pinned: e.pinned, source: e.kind, ignored: [...e.ignored],
-    embeddings: [...e.modules].filter(([, m]) => m.embedding).map(([p]) => p), baseWeights: [...e.baseWeights],
+    name: e.name,
+    modules: [...e.modules.keys()],
+    ranks,
+    dtype: e.dtype,
+    bytes: e.bytes,
+    resident: e.slots.size === e.modules.size,
+    pinned: e.pinned,
+    source: e.kind,
+    ignored: [...e.ignored],
+    embeddings: [...e.modules].filter(([, m]) => m.embedding).map(([p]) => p),
+    baseWeights: [...e.baseWeights],
   }
 }
 
@@ -151,7 +199,8 @@ export interface TokenEntry {
  *   adapter), 'DUPLICATE_ADAPTER' (one token names an adapter twice)
  */
 export function resolveTokens(adapters: readonly TokenAdapters[], lookup: (name: string) => AdapterEntry | undefined): TokenEntry[][] {
-  if (!Array.isArray(adapters)) throw new LoraError('INVALID_ARGUMENT', `adapters must be an array with one entry per token, got ${typeof adapters}`)
+  if (!Array.isArray(adapters))
+    throw new LoraError('INVALID_ARGUMENT', `adapters must be an array with one entry per token, got ${typeof adapters}`)
   return adapters.map((a, t) => {
     if (a === null || a === undefined) return []
     const items: unknown[] = Array.isArray(a) ? a : [a]

@@ -24,7 +24,10 @@ export class SlotTable {
   bytesResident = 0
   evictions = 0
 
-  constructor(readonly budget: number, readonly slotsPerLayer: number) {}
+  constructor(
+    readonly budget: number,
+    readonly slotsPerLayer: number,
+  ) {}
 
   /** Put `layer` in charge of `path`. Returns the layer it replaces (its occupants lose that slot). */
   install(path: string, layer: Layer, maxRank: number, shape: { inFeatures: number; outFeatures: number }): Layer | null {
@@ -53,10 +56,13 @@ export class SlotTable {
     const full = need.find((m) => !hasFree(m) && !candidates.some((c) => c.slots.has(m.path)))
     if (this.bytesResident - evictable + needBytes > this.budget || full) {
       if (!strict) return false
-      throw new LoraError('OUT_OF_MEMORY', `adapter "${e.name}" needs ${needBytes} bytes` +
-        (full
-          ? ` and a slot in "${full.path}", whose ${this.slotsPerLayer} slots hold pinned or running adapters`
-          : `; the budget is ${this.budget}, ${this.bytesResident} resident, ${evictable} evictable`))
+      throw new LoraError(
+        'OUT_OF_MEMORY',
+        `adapter "${e.name}" needs ${needBytes} bytes` +
+          (full
+            ? ` and a slot in "${full.path}", whose ${this.slotsPerLayer} slots hold pinned or running adapters`
+            : `; the budget is ${this.budget}, ${this.bytesResident} resident, ${evictable} evictable`),
+      )
     }
     for (const c of candidates) {
       const short = this.bytesResident + needBytes > this.budget

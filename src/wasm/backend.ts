@@ -8,7 +8,6 @@ import { packPanels, packShrinkA } from './layout.js'
 import { WasmMemory } from './memory.js'
 import { align16, DTYPE_CODE, SEGMENT_BYTES, SLOT_BYTES, writeSegments } from './records.js'
 
-
 /** The WebAssembly SIMD backend: all weights live in the module's linear memory. */
 export class WasmBackend implements Backend {
   readonly name = 'wasm' as const
@@ -25,7 +24,10 @@ export class WasmBackend implements Backend {
   /** Host arrays (runtime.hostArray) in the linear memory: byte address -> bytes. */
   private readonly hosts = new Map<number, number>()
 
-  constructor(readonly exports: WasmExports, readonly variant: WasmVariant) {
+  constructor(
+    readonly exports: WasmExports,
+    readonly variant: WasmVariant,
+  ) {
     this.memory = new WasmMemory(exports.memory, exports.heapBase())
   }
 
@@ -110,7 +112,10 @@ export class WasmLayer implements BackendLayer {
   private readonly storage: (SlotStorage | null)[]
   private disposed = false
 
-  constructor(readonly backend: WasmBackend, readonly spec: LayerSpec) {
+  constructor(
+    readonly backend: WasmBackend,
+    readonly spec: LayerSpec,
+  ) {
     const mem = backend.memory
     this.slotTable = mem.alloc(spec.maxAdapters * SLOT_BYTES)
     this.widths = mem.alloc(spec.sliceWidths.length * 4)
@@ -134,7 +139,10 @@ export class WasmLayer implements BackendLayer {
       throw e
     }
     // A: slices stacked row-wise, in the shrink's quad layout
-    this.write(a, spec.embedding ? packGatherA(adapter.A[0], rank, spec.inFeatures) : packShrinkA(adapter.A, rank, spec.inFeatures, spec.weightDtype))
+    this.write(
+      a,
+      spec.embedding ? packGatherA(adapter.A[0], rank, spec.inFeatures) : packShrinkA(adapter.A, rank, spec.inFeatures, spec.weightDtype),
+    )
     // B: each slice transposed and packed in 8-column panels (see assembly/expand.ts)
     let off = bt
     for (let s = 0; s < S; s++) {
@@ -218,8 +226,22 @@ export class WasmLayer implements BackendLayer {
     i32.set(plan.rows, rp >> 2)
     if (plan.weights) f32.set(plan.weights, wp >> 2)
     writeSegments(i32, sp, plan)
-    this.backend.exports.sgmv(DTYPE_CODE[spec.weightDtype], xp, yp, spec.inFeatures, spec.outFeatures, rp, sp, numSeg,
-      this.slotTable, this.widths, S, hp, decode ? hp + hBytes : 0, plan.weights ? wp : 0)
+    this.backend.exports.sgmv(
+      DTYPE_CODE[spec.weightDtype],
+      xp,
+      yp,
+      spec.inFeatures,
+      spec.outFeatures,
+      rp,
+      sp,
+      numSeg,
+      this.slotTable,
+      this.widths,
+      S,
+      hp,
+      decode ? hp + hBytes : 0,
+      plan.weights ? wp : 0,
+    )
     if (yAt < 0) y.set(mem.f32.subarray(yp >> 2, (yp >> 2) + T * spec.outFeatures))
   }
 

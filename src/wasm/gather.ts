@@ -29,7 +29,14 @@ export function packGatherA(A: Float32Array, rank: number, vocab: number): Float
  * @param tokens [T] token ids (validated: 0 <= id < spec.inFeatures)
  * @param y      [T * outFeatures], updated in place
  */
-export function applyGather(backend: WasmStorage, spec: LayerSpec, slotTable: number, tokens: Int32Array, y: Float32Array, plan: SegmentPlan): void {
+export function applyGather(
+  backend: WasmStorage,
+  spec: LayerSpec,
+  slotTable: number,
+  tokens: Int32Array,
+  y: Float32Array,
+  plan: SegmentPlan,
+): void {
   const N = plan.rows.length
   if (N === 0) return
   const T = plan.numTokens
@@ -37,7 +44,9 @@ export function applyGather(backend: WasmStorage, spec: LayerSpec, slotTable: nu
   let chunk = 0
   for (let g = 0; g < numSeg; g++) chunk = Math.max(chunk, plan.segLength[g])
   // one work area: tokens | y | rows | segments | entry weights | H
-  const sizes = [T * 4, T * spec.outFeatures * 4, N * 4, numSeg * SEGMENT_BYTES, plan.weights ? N * 4 : 0, chunk * spec.maxRank * 4].map(align16)
+  const sizes = [T * 4, T * spec.outFeatures * 4, N * 4, numSeg * SEGMENT_BYTES, plan.weights ? N * 4 : 0, chunk * spec.maxRank * 4].map(
+    align16,
+  )
   const base = backend.scratch(sizes.reduce((a, b) => a + b, 0))
   const at: number[] = []
   sizes.reduce((p, s) => (at.push(p), p + s), base)

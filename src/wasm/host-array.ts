@@ -7,7 +7,10 @@ export class WasmHostArray implements HostArray {
   private ptr: number
   private view: Float32Array | null = null
 
-  constructor(private readonly backend: WasmBackend, readonly length: number) {
+  constructor(
+    private readonly backend: WasmBackend,
+    readonly length: number,
+  ) {
     this.ptr = backend.allocHost(length)
   }
 

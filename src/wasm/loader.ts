@@ -15,16 +15,52 @@ import { importNode } from '../platform.js'
 export interface WasmExports {
   memory: WebAssembly.Memory
   heapBase(): number
-  sgmv(dtype: number, x: number, y: number, inF: number, outF: number, rows: number, segs: number, numSeg: number,
-    slots: number, widths: number, numSlices: number, scratch: number, decode: number, weights: number): void
+  sgmv(
+    dtype: number,
+    x: number,
+    y: number,
+    inF: number,
+    outF: number,
+    rows: number,
+    segs: number,
+    numSeg: number,
+    slots: number,
+    widths: number,
+    numSlices: number,
+    scratch: number,
+    decode: number,
+    weights: number,
+  ): void
   /** The shrink of an embedding layer (assembly/gather.ts). */
-  gather(dtype: number, tokens: number, y: number, outF: number, rows: number, segs: number, numSeg: number,
-    slots: number, scratch: number, weights: number): void
+  gather(
+    dtype: number,
+    tokens: number,
+    y: number,
+    outF: number,
+    rows: number,
+    segs: number,
+    numSeg: number,
+    slots: number,
+    scratch: number,
+    weights: number,
+  ): void
   /** Segments at least this long decode 16-bit weights to f32 once (assembly/sgmv.ts). */
   DECODE_MIN: WebAssembly.Global
   shrink(dtype: number, x: number, inF: number, rows: number, n: number, a: number, R: number, h: number): void
-  expand(dtype: number, h: number, R: number, h0: number, rank: number, bt: number, width: number,
-    y: number, outF: number, col0: number, rows: number, n: number): void
+  expand(
+    dtype: number,
+    h: number,
+    R: number,
+    h0: number,
+    rank: number,
+    bt: number,
+    width: number,
+    y: number,
+    outF: number,
+    col0: number,
+    rows: number,
+    n: number,
+  ): void
   peakFlops(iterations: number): number
   readBytes(ptr: number, bytes: number, reps: number): number
 }
@@ -43,7 +79,8 @@ export interface WasmModuleOptions {
 
 export type WasmVariant = 'relaxed-simd' | 'simd'
 
-const WORKERD_HINT = 'in Cloudflare Workers import the package through its "workerd" export (wrangler does), ' +
+const WORKERD_HINT =
+  'in Cloudflare Workers import the package through its "workerd" export (wrangler does), ' +
   'or import the .wasm files as modules and pass createRuntime({ wasm: { simd, relaxed } })'
 
 /** The package's own build of `variant`, next to this module (build/ beside dist/). */
@@ -51,11 +88,17 @@ function defaultUrl(variant: 'simd' | 'relaxed'): URL {
   const file = `multilora-${variant}.wasm`
   try {
     // literal URLs, one per build: bundlers (Vite, webpack) recognise them and emit the files
-    return variant === 'simd' ? new URL('../../build/multilora-simd.wasm', import.meta.url) : new URL('../../build/multilora-relaxed.wasm', import.meta.url)
+    return variant === 'simd'
+      ? new URL('../../build/multilora-simd.wasm', import.meta.url)
+      : new URL('../../build/multilora-relaxed.wasm', import.meta.url)
   } catch (cause) {
     // bundled where modules have no URL (e.g. a worker bundle): nothing to resolve against
     const hint = isWorkerd() ? WORKERD_HINT : 'pass createRuntime({ wasm: { simd } }) with a URL, the bytes or a compiled module'
-    throw new LoraError('WASM_LOAD_FAILED', `cannot locate build/${file}: this module has no usable URL (import.meta.url = ${String(import.meta.url)}); ${hint}`, { cause })
+    throw new LoraError(
+      'WASM_LOAD_FAILED',
+      `cannot locate build/${file}: this module has no usable URL (import.meta.url = ${String(import.meta.url)}); ${hint}`,
+      { cause },
+    )
   }
 }
 
@@ -122,7 +165,10 @@ async function readSource(src: WasmSource): Promise<WebAssembly.Module | Uint8Ar
   if (src instanceof ArrayBuffer) return new Uint8Array(src)
   if (ArrayBuffer.isView(src)) return new Uint8Array(src.buffer as ArrayBuffer, src.byteOffset, src.byteLength)
   if (typeof src !== 'string' && !(src instanceof URL)) {
-    throw new LoraError('INVALID_ARGUMENT', `a wasm source must be a WebAssembly.Module, bytes, a URL or a path, got ${src === null ? 'null' : typeof src}`)
+    throw new LoraError(
+      'INVALID_ARGUMENT',
+      `a wasm source must be a WebAssembly.Module, bytes, a URL or a path, got ${src === null ? 'null' : typeof src}`,
+    )
   }
   const url = typeof src === 'string' ? toUrl(src) : src
   try {
@@ -148,7 +194,10 @@ function toUrl(s: string): URL {
     // a relative path in a browser: relative to the page
     const base = (globalThis as { location?: { href: string } }).location?.href
     if (base) return new URL(s, base)
-    throw new LoraError('WASM_LOAD_FAILED', `cannot resolve the path ${s} in a runtime without a file system: pass a URL or a WebAssembly.Module`)
+    throw new LoraError(
+      'WASM_LOAD_FAILED',
+      `cannot resolve the path ${s} in a runtime without a file system: pass a URL or a WebAssembly.Module`,
+    )
   }
   const cwd = (globalThis as { process?: { cwd(): string } }).process?.cwd() ?? '/'
   return new URL(s.startsWith('/') ? `file://${s}` : `file://${cwd}/${s}`)

@@ -29,7 +29,11 @@ class Backend implements WebGpuBackend {
   private disposed = false
   private keepAlive: unknown
 
-  constructor(private readonly dc: DeviceContext, sources: Awaited<ReturnType<typeof loadShaderSources>>, kernels: KernelProfile | undefined) {
+  constructor(
+    private readonly dc: DeviceContext,
+    sources: Awaited<ReturnType<typeof loadShaderSources>>,
+    kernels: KernelProfile | undefined,
+  ) {
     this.device = dc.device
     this.isSoftware = dc.isSoftware
     this.kernels = kernels ?? (dc.isSoftware ? 'software' : 'discrete')

@@ -25,7 +25,10 @@ function bucket(bytes: number): number {
 export class BufferPool {
   private readonly free = new Map<string, GPUBuffer[]>()
   private readonly all = new Set<GPUBuffer>()
-  constructor(private readonly device: GPUDevice, private readonly maxBytes: number) {}
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly maxBytes: number,
+  ) {}
 
   acquire(bytes: number, usage: number, label: string): GPUBuffer {
     const size = bucket(bytes)

@@ -96,7 +96,9 @@ export function planCall(ctx: CallContext, plan: SegmentPlan): CallPlan {
     const kernel = expandKernel(spec.sliceWidths)
     const specs: PipelineSpec[] = [
       spec.embedding ? gatherSpec(ctx.storage) : shrinkSpec(ctx.storage, shrink),
-      multi ? expandMultiSpec(ctx.storage, { ...EXPAND_MULTI_TILING, KG: kg }) : expandSpec(ctx.storage, kernel, expandTilingOf(ctx, tileM, kg)),
+      multi
+        ? expandMultiSpec(ctx.storage, { ...EXPAND_MULTI_TILING, KG: kg })
+        : expandSpec(ctx.storage, kernel, expandTilingOf(ctx, tileM, kg)),
     ]
     if (weights) specs.push(WEIGH_SPEC)
     ctx.kernels.set(key, (kernels = { shrink, specs }))
@@ -189,7 +191,8 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
 function bindGroupsFor(ctx: CallContext, group: SlotGroup, x: GPUBuffer, y: GPUBuffer, h: GPUBuffer): [GPUBindGroup, GPUBindGroup] {
   const { shared } = ctx
   const last = ctx.lastBinding
-  if (last && last.group === group && last.x === x && last.y === y && last.h === h && last.ring === shared.ring.buffer) return last.bindGroups
+  if (last && last.group === group && last.x === x && last.y === y && last.h === h && last.ring === shared.ring.buffer)
+    return last.bindGroups
   const key = `${group.slotBase}|${bufferId(x)}|${bufferId(y)}|${shared.h.generation}|${shared.ring.generation}`
   let bgs = ctx.bindGroups.get(key)
   if (bgs) {
@@ -219,7 +222,11 @@ function bindGroupsFor(ctx: CallContext, group: SlotGroup, x: GPUBuffer, y: GPUB
   return bgs
 }
 
-interface TileRun { group: SlotGroup; tileStart: number; tileCount: number }
+interface TileRun {
+  group: SlotGroup
+  tileStart: number
+  tileCount: number
+}
 
 /** Runs of consecutive tiles whose slots share a weight group (tiles are sorted by slot). */
 function tileRunsByGroup(ctx: CallContext, meta: CallMeta): TileRun[] {

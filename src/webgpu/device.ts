@@ -28,8 +28,12 @@ const WANTED_LIMITS = ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxCompu
 function isSoftwareAdapter(adapter: GPUAdapter): boolean {
   const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean }
   const legacy = (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter
-  return info.architecture === 'software' || info.isFallbackAdapter === true || legacy === true ||
+  return (
+    info.architecture === 'software' ||
+    info.isFallbackAdapter === true ||
+    legacy === true ||
     /llvmpipe|lavapipe|swiftshader/i.test(info.description ?? '')
+  )
 }
 
 /** navigator.gpu (browsers, Deno), else the `webgpu` npm package (Dawn) in Node. */

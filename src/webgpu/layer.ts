@@ -41,7 +41,10 @@ export class GpuLayer implements WebGpuLayer {
   readonly ctx: CallContext
   private disposed = false
 
-  constructor(private readonly env: LayerEnv, readonly spec: LayerSpec) {
+  constructor(
+    private readonly env: LayerEnv,
+    readonly spec: LayerSpec,
+  ) {
     env.watch.check()
     const strides = stridesOf(spec)
     this.ctx = {
@@ -120,7 +123,13 @@ export class GpuLayer implements WebGpuLayer {
       let yBuf = y as GPUBuffer
       if (!isBuffer(xNow)) {
         owned.push((xBuf = pool.acquire(xBytes, USAGE.storage, 'x')))
-        device.queue.writeBuffer(xBuf, 0, unshared(xNow as Float32Array | Int32Array, T * xWidth) as Float32Array<ArrayBuffer>, 0, T * xWidth)
+        device.queue.writeBuffer(
+          xBuf,
+          0,
+          unshared(xNow as Float32Array | Int32Array, T * xWidth) as Float32Array<ArrayBuffer>,
+          0,
+          T * xWidth,
+        )
       }
       if (y instanceof Float32Array) {
         owned.push((yBuf = pool.acquire(yBytes, USAGE.storageRw, 'y')))

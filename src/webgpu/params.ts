@@ -44,7 +44,15 @@ export interface SlotRange {
  * Pack the uniform params shared by the kernels of one call and slot group (field order of WGSL
  * `Params`) into `out` at word `at`. `hPart`: elements of one partial h (split-K over workgroups).
  */
-export function packParams(out: Uint32Array, at: number, spec: LayerSpec, strides: Strides, meta: MetaOffsets, group: SlotRange, hPart: number): void {
+export function packParams(
+  out: Uint32Array,
+  at: number,
+  spec: LayerSpec,
+  strides: Strides,
+  meta: MetaOffsets,
+  group: SlotRange,
+  hPart: number,
+): void {
   out[at] = spec.inFeatures
   out[at + 1] = strides.inStride
   out[at + 2] = spec.outFeatures

@@ -11,7 +11,10 @@ export interface PipelineSpec {
 
 /** Cache key listing every substituted and overridden value. */
 export function pipelineKey(spec: PipelineSpec): string {
-  const o = Object.keys(spec.overrides).sort().map((k) => `${k}=${spec.overrides[k]}`).join(',')
+  const o = Object.keys(spec.overrides)
+    .sort()
+    .map((k) => `${k}=${spec.overrides[k]}`)
+    .join(',')
   return `${spec.shader}|${spec.storage}|${o}`
 }
 
@@ -34,7 +37,10 @@ export class PipelineCache {
     let p = this.pipelines.get(key)
     if (!p) {
       p = this.create(spec, key)
-      p.then((made) => this.done.set(key, made), () => this.pipelines.delete(key)) // a failed creation is retried next time
+      p.then(
+        (made) => this.done.set(key, made),
+        () => this.pipelines.delete(key),
+      ) // a failed creation is retried next time
       this.pipelines.set(key, p)
     }
     return p
@@ -58,7 +64,11 @@ export class PipelineCache {
     if (ready) return ready
     this.watch.check()
     const key = pipelineKey(spec)
-    const made = this.device.createComputePipeline({ label: key, layout: this.layoutOf(spec), compute: { module: this.module(spec), entryPoint: 'main', constants: spec.overrides } })
+    const made = this.device.createComputePipeline({
+      label: key,
+      layout: this.layoutOf(spec),
+      compute: { module: this.module(spec), entryPoint: 'main', constants: spec.overrides },
+    })
     this.done.set(key, made)
     this.pipelines.set(key, Promise.resolve(made))
     return made
@@ -73,7 +83,10 @@ export class PipelineCache {
     const moduleKey = `${spec.shader}|${spec.storage}`
     let module = this.modules.get(moduleKey)
     if (!module) {
-      module = this.device.createShaderModule({ label: moduleKey, code: specialise(this.sources[spec.shader], spec.storage, this.sources.params) })
+      module = this.device.createShaderModule({
+        label: moduleKey,
+        code: specialise(this.sources[spec.shader], spec.storage, this.sources.params),
+      })
       this.modules.set(moduleKey, module)
     }
     return module

@@ -58,7 +58,10 @@ export class MetaRing {
   /** Host staging for one region (written, then copied by writeBuffer). */
   staging = new Uint32Array(0)
 
-  constructor(private readonly device: GPUDevice, private readonly maxBinding: number) {
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly maxBinding: number,
+  ) {
     this.replace(4 * 1024 * 1024)
   }
 
@@ -109,7 +112,10 @@ export class Scratch {
   buffer: GPUBuffer | undefined
   generation = 0
   private readonly old: GPUBuffer[] = []
-  constructor(private readonly device: GPUDevice, private readonly maxBinding: number) {}
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly maxBinding: number,
+  ) {}
 
   get(bytes: number): GPUBuffer {
     if (!this.buffer || this.buffer.size < bytes) {

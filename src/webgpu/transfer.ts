@@ -11,7 +11,11 @@ export async function readBack(device: GPUDevice, src: GPUBuffer, floats: number
     throw new LoraError('INVALID_ARGUMENT', `${name}: a GPUBuffer read back to the host needs COPY_SRC usage (usage ${src.usage})`)
   }
   const bytes = floats * 4
-  const staging = device.createBuffer({ size: Math.max(4, bytes), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: `readback ${name}` })
+  const staging = device.createBuffer({
+    size: Math.max(4, bytes),
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    label: `readback ${name}`,
+  })
   try {
     // a buffer of another device, or destroyed, fails validation: an error, not zeros read back
     device.pushErrorScope('validation')

@@ -51,6 +51,10 @@ export async function vulkanMissing(): Promise<string | null> {
   if (!hasLoader(fs, env)) return `no Vulkan loader (${LOADER}) for Dawn`
   const paths = driverPaths(env)
   if (paths.some((p) => hasManifest(fs, p))) return null
-  const where = env.VK_DRIVER_FILES ? `VK_DRIVER_FILES=${env.VK_DRIVER_FILES}` : env.VK_ICD_FILENAMES ? `VK_ICD_FILENAMES=${env.VK_ICD_FILENAMES}` : 'vulkan/icd.d'
+  const where = env.VK_DRIVER_FILES
+    ? `VK_DRIVER_FILES=${env.VK_DRIVER_FILES}`
+    : env.VK_ICD_FILENAMES
+      ? `VK_ICD_FILENAMES=${env.VK_ICD_FILENAMES}`
+      : 'vulkan/icd.d'
   return `no Vulkan driver for Dawn (no driver manifest in ${where})`
 }

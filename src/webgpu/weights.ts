@@ -46,7 +46,10 @@ export class LayerWeights {
     this.bSlotBytes = spec.maxRank * strides.bStride * this.bytes
     const perSlot = Math.max(this.aSlotBytes, this.bSlotBytes)
     if (perSlot > maxBinding) {
-      throw new LoraError('OUT_OF_MEMORY', `one slot of this layer needs ${perSlot} bytes of weights in one binding; the device allows ${maxBinding}`)
+      throw new LoraError(
+        'OUT_OF_MEMORY',
+        `one slot of this layer needs ${perSlot} bytes of weights in one binding; the device allows ${maxBinding}`,
+      )
     }
     this.groupSize = Math.min(spec.maxAdapters, Math.floor(maxBinding / perSlot))
     this.slots = createBuffer(device, spec.maxAdapters * 8, USAGE.storage, 'lora slots', maxBinding)

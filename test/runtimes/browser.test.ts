@@ -16,10 +16,22 @@ import { checkReport, packedProject, ROOT, summary, type BatchReport, type Packe
 
 const chromiumHere = await has('chromium')
 // ../shared/DESIGN.md: WebGPU on SwiftShader headless, no network side traffic
-const FLAGS = ['--enable-unsafe-webgpu', '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic']
+const FLAGS = [
+  '--enable-unsafe-webgpu',
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+]
 const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.json': 'application/json', '.wasm': 'application/wasm',
-  '.wgsl': 'text/plain; charset=utf-8', '.safetensors': 'application/octet-stream',
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.wgsl': 'text/plain; charset=utf-8',
+  '.safetensors': 'application/octet-stream',
 }
 
 let project: PackedProject
@@ -69,10 +81,15 @@ describe.runIf(chromiumHere)('Browser (headless Chromium)', () => {
     page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`))
     const t0 = performance.now()
     await page.goto(base)
-    await page.waitForFunction(() => 'report' in window || 'failure' in window, undefined, { timeout: 90_000 }).catch((e) => {
-      throw new Error(`the page did not finish: ${e.message}\n${log.join('\n')}`)
-    })
-    const { report, failure } = await page.evaluate(() => ({ report: (window as { report?: unknown }).report, failure: (window as { failure?: string }).failure }))
+    await page
+      .waitForFunction(() => 'report' in window || 'failure' in window, undefined, { timeout: 90_000 })
+      .catch((e) => {
+        throw new Error(`the page did not finish: ${e.message}\n${log.join('\n')}`)
+      })
+    const { report, failure } = await page.evaluate(() => ({
+      report: (window as { report?: unknown }).report,
+      failure: (window as { failure?: string }).failure,
+    }))
     if (failure) throw new Error(`the page failed: ${failure}\n${log.join('\n')}`)
     const r = report as BatchReport
     expect(r.runtime).toBe('browser')

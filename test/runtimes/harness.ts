@@ -35,7 +35,11 @@ export interface RunResult {
 }
 
 /** Run a command; never rejects (the caller asserts), but kills it after `timeoutMs`. */
-export function run(cmd: string, args: string[], opts: { cwd?: string; env?: Record<string, string | undefined>; timeoutMs?: number } = {}): Promise<RunResult> {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string | undefined>; timeoutMs?: number } = {},
+): Promise<RunResult> {
   return new Promise((resolve) => {
     const t0 = performance.now()
     const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -72,7 +76,10 @@ export function describeRun(what: string, r: RunResult): string {
 
 /** The last stdout line that is a JSON object (the examples print exactly one). */
 export function lastJson<T>(what: string, r: RunResult): T {
-  const line = r.stdout.split('\n').reverse().find((l) => l.startsWith('{'))
+  const line = r.stdout
+    .split('\n')
+    .reverse()
+    .find((l) => l.startsWith('{'))
   if (!line) throw new Error(`${what} printed no JSON result\n${describeRun(what, r)}`)
   return JSON.parse(line) as T
 }
@@ -98,7 +105,16 @@ async function listFiles(dir: string): Promise<string[]> {
 }
 
 /** What the package is built and packed from (besides build/*.wasm). */
-const INPUTS = ['package.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json', 'src', 'shaders', 'bin', 'scripts/copy-dist-assets.mjs']
+const INPUTS = [
+  'package.json',
+  'README.md',
+  'tsconfig.json',
+  'tsconfig.build.json',
+  'src',
+  'shaders',
+  'bin',
+  'scripts/copy-dist-assets.mjs',
+]
 
 async function inputFiles(): Promise<string[]> {
   const files: string[] = []
@@ -141,13 +157,18 @@ async function packDependencies(deps: Record<string, string> | undefined, into: 
       if (!dir) throw new Error(`${name} (a dependency of the package) is not installed in ${ROOT}node_modules: run npm install`)
       if (dirs.has(dir)) continue
       dirs.set(dir, name)
-      await visit((JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }).dependencies, dir)
+      await visit(
+        (JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }).dependencies,
+        dir,
+      )
     }
   }
   await visit(deps, ROOT)
   if (dirs.size === 0) return []
   await mkdir(into, { recursive: true })
-  const packed = await runOk('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', into, ...dirs.keys()], { timeoutMs: 120_000 })
+  const packed = await runOk('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', into, ...dirs.keys()], {
+    timeoutMs: 120_000,
+  })
   return (JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as { filename: string }[]).map((p) => join(into, p.filename))
 }
 
@@ -207,7 +228,14 @@ export async function packedProject(): Promise<PackedProject> {
 
     // build: the .wasm only if missing (CI builds it before the tests); dist/ from scratch in a
     // copy of the inputs, with this checkout's node_modules
-    const wasmMissing = await Promise.all(['simd', 'relaxed'].map((v) => stat(join(ROOT, `build/multilora-${v}.wasm`)).then(() => false, () => true)))
+    const wasmMissing = await Promise.all(
+      ['simd', 'relaxed'].map((v) =>
+        stat(join(ROOT, `build/multilora-${v}.wasm`)).then(
+          () => false,
+          () => true,
+        ),
+      ),
+    )
     if (wasmMissing.some(Boolean)) await runOk('npm', ['run', 'build:wasm'], { timeoutMs: 240_000 })
     const stage = join(cache, 'package')
     for (const f of await inputFiles()) {
@@ -228,7 +256,10 @@ export async function packedProject(): Promise<PackedProject> {
     const dir = join(cache, 'project')
     await mkdir(dir)
     await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }, null, 2))
-    await runOk('npm', ['install', '--offline', '--omit=optional', '--no-audit', '--no-fund', tarball, ...deps], { cwd: dir, timeoutMs: 180_000 })
+    await runOk('npm', ['install', '--offline', '--omit=optional', '--no-audit', '--no-fund', tarball, ...deps], {
+      cwd: dir,
+      timeoutMs: 180_000,
+    })
     await cp(ADAPTERS, join(dir, 'adapters'), { recursive: true })
 
     const project: PackedProject = { dir, tarball, files: info[0].files.map((f) => f.path).sort() }
@@ -316,6 +347,8 @@ function relError(y: Float32Array, delta: Float64Array): number {
 
 /** One line for the test log: relative error and time per backend. */
 export function summary(report: BatchReport, errors: Record<string, number>): string {
-  return `${report.runtime}: backends ${report.backends.join(',')} (wasm ${report.wasmVariant})` +
+  return (
+    `${report.runtime}: backends ${report.backends.join(',')} (wasm ${report.wasmVariant})` +
     report.results.map((r) => ` | ${r.backend}: rel err ${errors[r.backend].toExponential(2)}, ${r.ms.toFixed(1)} ms`).join('')
+  )
 }

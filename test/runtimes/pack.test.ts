@@ -24,7 +24,9 @@ describe('npm package', () => {
     expect(files).toContain('build/multilora-relaxed.wasm')
     expect(files.some((f) => f.startsWith('shaders/') && f.endsWith('.wgsl'))).toBe(true)
     const allowed = (f: string): boolean =>
-      /^dist\/.+\.(m?js|d\.m?ts)$/.test(f) || /^build\/multilora-(simd|relaxed|threads|threads-relaxed)\.wasm$/.test(f) || /^shaders\/[^/]+\.wgsl$/.test(f) ||
+      /^dist\/.+\.(m?js|d\.m?ts)$/.test(f) ||
+      /^build\/multilora-(simd|relaxed|threads|threads-relaxed)\.wasm$/.test(f) ||
+      /^shaders\/[^/]+\.wgsl$/.test(f) ||
       ['package.json', 'README.md', 'LICENSE', 'bin/multilora.mjs'].includes(f)
     expect(files.filter((f) => !allowed(f))).toEqual([])
   })
@@ -32,7 +34,16 @@ describe('npm package', () => {
   it('resolves each runtime condition to a file in the package', async () => {
     const pkg = JSON.parse(await readFile(join(project.dir, 'node_modules/multilora/package.json'), 'utf8'))
     const root = pkg.exports['.']
-    const targets: string[] = [root.workerd.default, root.workerd.types, root.types, root.node, root.deno, root.bun, root.browser, root.default]
+    const targets: string[] = [
+      root.workerd.default,
+      root.workerd.types,
+      root.types,
+      root.node,
+      root.deno,
+      root.bun,
+      root.browser,
+      root.default,
+    ]
     for (const t of targets) expect(project.files, t).toContain(t.replace(/^\.\//, ''))
     // the workerd entry imports both builds as modules, relative to dist/
     const workerd = await readFile(join(project.dir, 'node_modules/multilora/dist/workerd.js'), 'utf8')
@@ -55,7 +66,10 @@ describe('npm package', () => {
         if (!project.files.includes(target)) missing.push(`${f} -> ${ref}`)
       }
     }
-    expect(missing, 'referenced by the packaged code but not in the tarball (not built into dist/, or not in package.json "files")').toEqual([])
+    expect(
+      missing,
+      'referenced by the packaged code but not in the tarball (not built into dist/, or not in package.json "files")',
+    ).toEqual([])
   })
 
   it('no module other runtimes load has a top-level node: import', async () => {
@@ -72,7 +86,11 @@ describe('npm package', () => {
 
   it('installed from the tarball, runs a mixed batch under Node against the reference', async () => {
     await copyFile(join(ROOT, 'examples/mixed-batch.js'), join(project.dir, 'mixed-batch-node.js'))
-    const r = await runOk(process.execPath, ['mixed-batch-node.js'], { cwd: project.dir, env: { XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' }, timeoutMs: 120_000 })
+    const r = await runOk(process.execPath, ['mixed-batch-node.js'], {
+      cwd: project.dir,
+      env: { XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+      timeoutMs: 120_000,
+    })
     const report = lastJson<BatchReport>('node mixed-batch.js', r)
     expect(report.runtime).toBe('node')
     expect(report.backends).toContain('wasm')

@@ -22,10 +22,21 @@ interface ThreadsReport extends BatchReport {
 }
 
 const chromiumHere = await has('chromium', 'skipped its Chromium part')
-const FLAGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic']
+const FLAGS = [
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+]
 const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.json': 'application/json', '.wasm': 'application/wasm',
-  '.wgsl': 'text/plain; charset=utf-8', '.safetensors': 'application/octet-stream',
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.wgsl': 'text/plain; charset=utf-8',
+  '.safetensors': 'application/octet-stream',
 }
 
 let project: PackedProject
@@ -53,7 +64,9 @@ describe('threads in each runtime (createRuntime({ threads: 2 }))', () => {
 
   it('Deno: two threads (module workers), correct, exits', async () => {
     const r = await runOk(BIN('deno'), ['run', '-A', '--no-lock', 'threads-batch.js'], {
-      cwd: project.dir, env: { NO_COLOR: '1' }, timeoutMs: 120_000,
+      cwd: project.dir,
+      env: { NO_COLOR: '1' },
+      timeoutMs: 120_000,
     })
     await expectTwoThreads(lastJson<ThreadsReport>('deno run threads-batch.js', r), 'deno', r.ms)
   })
@@ -95,10 +108,15 @@ describe.runIf(chromiumHere)('threads in headless Chromium', () => {
     page.on('console', (m) => log.push(`${m.type()}: ${m.text().slice(0, 300)}`))
     page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`))
     await page.goto(`${base}threads-index.html?example=threads-batch`)
-    await page.waitForFunction(() => 'report' in window || 'failure' in window, undefined, { timeout: 90_000 }).catch((e) => {
-      throw new Error(`the page did not finish: ${e.message}\n${log.join('\n')}`)
-    })
-    const { report, failure } = await page.evaluate(() => ({ report: (window as { report?: unknown }).report, failure: (window as { failure?: string }).failure }))
+    await page
+      .waitForFunction(() => 'report' in window || 'failure' in window, undefined, { timeout: 90_000 })
+      .catch((e) => {
+        throw new Error(`the page did not finish: ${e.message}\n${log.join('\n')}`)
+      })
+    const { report, failure } = await page.evaluate(() => ({
+      report: (window as { report?: unknown }).report,
+      failure: (window as { failure?: string }).failure,
+    }))
     await page.close()
     if (failure) throw new Error(`the page failed: ${failure}\n${log.join('\n')}`)
     return report as ThreadsReport

@@ -56,7 +56,12 @@ beforeAll(async () => {
     logLevel: 'error',
   })
   // the bundle must carry the kernels as modules, not compile bytes
-  expect(modules.filter((m) => m.type === 'CompiledWasm').map((m) => m.path.replace(/^\w+-/, '')).sort()).toEqual(['multilora-relaxed.wasm', 'multilora-simd.wasm'])
+  expect(
+    modules
+      .filter((m) => m.type === 'CompiledWasm')
+      .map((m) => m.path.replace(/^\w+-/, ''))
+      .sort(),
+  ).toEqual(['multilora-relaxed.wasm', 'multilora-simd.wasm'])
   mf = new Miniflare({
     modulesRoot: outdir,
     modules: [{ type: 'ESModule', path: join(outdir, 'worker.js') }, ...modules.map((m) => ({ ...m, path: join(outdir, m.path) }))],
@@ -92,16 +97,31 @@ describe('Cloudflare Workers (workerd)', () => {
     const again = await post({ module, tokens, x: Array.from(x), y: new Array(tokens.length * 256).fill(0) })
     expect(again.status).toBe(200)
     const { backends, wasmVariant, webgpuUnavailableReason, threads, threadsUnavailableReason, y } = again.json as {
-      backends: string[]; wasmVariant: string; webgpuUnavailableReason: string; threads: number; threadsUnavailableReason: string; y: number[]
+      backends: string[]
+      wasmVariant: string
+      webgpuUnavailableReason: string
+      threads: number
+      threadsUnavailableReason: string
+      y: number[]
     }
     expect(backends).toEqual(['wasm'])
     expect(webgpuUnavailableReason).toMatch(/navigator\.gpu|WebGPU/)
     // the worker asks for threads: 'auto'; Workers have none, so one thread, without an error
     expect(threads).toBe(1)
     expect(threadsUnavailableReason).toMatch(/Cloudflare Workers/)
-    const report = { runtime: 'workerd', backends, wasmVariant, webgpuUnavailableReason, module, tokens, results: [{ backend: 'wasm', ms: again.ms, y }] }
+    const report = {
+      runtime: 'workerd',
+      backends,
+      wasmVariant,
+      webgpuUnavailableReason,
+      module,
+      tokens,
+      results: [{ backend: 'wasm', ms: again.ms, y }],
+    }
     const errors = await checkReport(report, x)
-    console.log(`workerd: wasm ${wasmVariant}, rel err ${errors.wasm.toExponential(2)}; HTTP round trip ${first.ms.toFixed(0)} ms first (runtime + adapters), ${again.ms.toFixed(1)} ms next`)
+    console.log(
+      `workerd: wasm ${wasmVariant}, rel err ${errors.wasm.toExponential(2)}; HTTP round trip ${first.ms.toFixed(0)} ms first (runtime + adapters), ${again.ms.toFixed(1)} ms next`,
+    )
   })
 
   it('bundled without the workerd condition, createRuntime fails with an error that says what to do', async () => {
@@ -109,10 +129,29 @@ describe('Cloudflare Workers (workerd)', () => {
     await rm(outdir, { recursive: true, force: true })
     await mkdir(outdir)
     const src = join(project.dir, 'worker-default.js')
-    await writeFile(src, `import { createRuntime } from 'multilora'
-export default { async fetch() { try { await createRuntime(); return new Response('created') } catch (e) { return Response.json({ code: e.code, message: e.message }, { status: 500 }) } } }\n`)
-    await build({ entryPoints: [src], outfile: join(outdir, 'worker.js'), bundle: true, format: 'esm', platform: 'neutral', conditions: ['worker', 'browser'], mainFields: ['browser', 'module', 'main'], external: ['node:*'], logLevel: 'error' })
-    const other = new Miniflare({ modulesRoot: outdir, modules: [{ type: 'ESModule', path: join(outdir, 'worker.js') }], compatibilityDate: '2025-09-01', host: '127.0.0.1', port: 0 })
+    await writeFile(
+      src,
+      `import { createRuntime } from 'multilora'
+export default { async fetch() { try { await createRuntime(); return new Response('created') } catch (e) { return Response.json({ code: e.code, message: e.message }, { status: 500 }) } } }\n`,
+    )
+    await build({
+      entryPoints: [src],
+      outfile: join(outdir, 'worker.js'),
+      bundle: true,
+      format: 'esm',
+      platform: 'neutral',
+      conditions: ['worker', 'browser'],
+      mainFields: ['browser', 'module', 'main'],
+      external: ['node:*'],
+      logLevel: 'error',
+    })
+    const other = new Miniflare({
+      modulesRoot: outdir,
+      modules: [{ type: 'ESModule', path: join(outdir, 'worker.js') }],
+      compatibilityDate: '2025-09-01',
+      host: '127.0.0.1',
+      port: 0,
+    })
     try {
       const res = await fetch(await other.ready)
       const json = (await res.json()) as { code: string; message: string }

@@ -69,7 +69,17 @@ export const SOLO_CALLS = 16
  * 0.99x / 1.05x / 1.03x at T = 64 / 256 / 1024, o r16 1.03x / 1.03x / 1.01x, qkv r16 0.99x / 1.04x
  * / 1.01x; tokens in runs 1.00x.
  */
-export const TUNING = { wakeEarly: true, guided: true, gssDivisor: 4, fused: true, fusedMinEntries: 1, wholeEntries: 16, xByGranule: true, ySpan: true, xOwnFirst: true }
+export const TUNING = {
+  wakeEarly: true,
+  guided: true,
+  gssDivisor: 4,
+  fused: true,
+  fusedMinEntries: 1,
+  wholeEntries: 16,
+  xByGranule: true,
+  ySpan: true,
+  xOwnFirst: true,
+}
 
 export type { ThreadsOption }
 
@@ -98,8 +108,13 @@ export class ThreadedWasmBackend implements Backend {
    * @param minWork multiply-adds per thread below which a call uses fewer threads (null: the
    *   AUTO_WORK_PER_THREAD figures; 0: every call on every thread)
    */
-  constructor(readonly wasm: WasmBackend, readonly pool: WorkerPool | null,
-    readonly mode: ThreadsOption, readonly threadsUnavailableReason: string | null, readonly minWork: number | null = null) {}
+  constructor(
+    readonly wasm: WasmBackend,
+    readonly pool: WorkerPool | null,
+    readonly mode: ThreadsOption,
+    readonly threadsUnavailableReason: string | null,
+    readonly minWork: number | null = null,
+  ) {}
 
   /** Which build of the kernels runs (relaxed SIMD or plain). */
   get variant(): WasmVariant {
@@ -149,9 +164,10 @@ export class ThreadedWasmBackend implements Backend {
     if (this.forced !== null) return Math.min(this.forced, this.threads)
     // from the call's size, whatever the pool's: a call too small to gain stays on one thread
     if (this.minWork === 0) return this.threads
-    const parts = fusedEntries >= 2
-      ? Math.min(Math.floor(work / (this.minWork ?? AUTO_WORK_PER_THREAD)), fusedEntries)
-      : Math.floor(work / (this.minWork ?? AUTO_WORK_PER_THREAD_PHASES))
+    const parts =
+      fusedEntries >= 2
+        ? Math.min(Math.floor(work / (this.minWork ?? AUTO_WORK_PER_THREAD)), fusedEntries)
+        : Math.floor(work / (this.minWork ?? AUTO_WORK_PER_THREAD_PHASES))
     return Math.max(1, Math.min(this.threads, parts))
   }
 
@@ -212,7 +228,11 @@ export class ThreadedWasmBackend implements Backend {
 }
 
 /** Create the backend with up to `threads` threads, or single-threaded where threads are unavailable. */
-export async function createThreadedWasmBackend(threads: ThreadsOption, options: ThreadedWasmOptions = {}, minWork: number | null = null): Promise<ThreadedWasmBackend> {
+export async function createThreadedWasmBackend(
+  threads: ThreadsOption,
+  options: ThreadedWasmOptions = {},
+  minWork: number | null = null,
+): Promise<ThreadedWasmBackend> {
   const count = threads === 'auto' ? Math.min(AUTO_MAX_THREADS, await machineThreads()) : threads
   let reason = threadsUnavailableReason()
   if (reason === null && count > 1) {
@@ -238,7 +258,10 @@ class ThreadedWasmLayer implements BackendLayer {
   private readonly slotTable: number
   private readonly widths: number
 
-  constructor(private readonly threaded: ThreadedWasmBackend, private readonly single: WasmLayer) {
+  constructor(
+    private readonly threaded: ThreadedWasmBackend,
+    private readonly single: WasmLayer,
+  ) {
     this.spec = single.spec
     this.backend = single.backend
     this.slotTable = single.slotTable
@@ -272,7 +295,9 @@ class ThreadedWasmLayer implements BackendLayer {
     // x is the caller's again once this returns: a call that waits for the queue runs on a copy;
     // one that starts now copies all of x into the work area before its first await (pool.ts)
     const xNow = this.threaded.busy ? x.slice(0, plan.numTokens * this.spec.inFeatures) : x
-    return this.threaded.exclusive(() => (parts === 1 ? this.single.apply(xNow, y, plan) : this.applyParts(xNow, y, plan, this.segmentRanks(plan), parts)))
+    return this.threaded.exclusive(() =>
+      parts === 1 ? this.single.apply(xNow, y, plan) : this.applyParts(xNow, y, plan, this.segmentRanks(plan), parts),
+    )
   }
 
   /** [numSeg] rank of each segment's slot, from the slot table (assembly/sgmv.ts layout). */
@@ -316,7 +341,12 @@ class ThreadedWasmLayer implements BackendLayer {
     const segBytes = align16(numSeg * SEGMENT_BYTES)
     const taskBytes = 16 + align16(tasks.length * 4)
     const base = this.backend.scratch(xBytes + yBytes + rowsBytes + segBytes + taskBytes + N * hRow * 4)
-    const xs = base, ys = xs + xBytes, rp = ys + yBytes, sp = rp + rowsBytes, tp = sp + segBytes, hp = tp + taskBytes
+    const xs = base,
+      ys = xs + xBytes,
+      rp = ys + yBytes,
+      sp = rp + rowsBytes,
+      tp = sp + segBytes,
+      hp = tp + taskBytes
     const xp = xAt >= 0 ? xAt : xs
     const yp = yAt >= 0 ? yAt : ys
     const mem = this.backend.memory
@@ -328,11 +358,29 @@ class ThreadedWasmLayer implements BackendLayer {
     i32.set(plan.rows, rp >> 2)
     writeSegments(i32, sp, plan)
     // the fused kernel's extra arguments, just before H (assembly/threads.ts shrinkTasks)
-    i32[(hp >> 2) - 3] = yp; i32[(hp >> 2) - 2] = outF; i32[(hp >> 2) - 1] = this.widths
+    i32[(hp >> 2) - 3] = yp
+    i32[(hp >> 2) - 2] = outF
+    i32[(hp >> 2) - 1] = this.widths
     i32.set(tasks, tp >> 2)
     const job = {
-      dtype: DTYPE_CODE[spec.weightDtype], x: xp, inF: spec.inFeatures, rows: rp, segs: sp, numSeg, slots: this.slotTable,
-      numSlices: S, h: hp, hRow, tasks: tp, y: yp, outF, widths: this.widths, partStart, cuts, fused, xByGranule,
+      dtype: DTYPE_CODE[spec.weightDtype],
+      x: xp,
+      inF: spec.inFeatures,
+      rows: rp,
+      segs: sp,
+      numSeg,
+      slots: this.slotTable,
+      numSlices: S,
+      h: hp,
+      hRow,
+      tasks: tp,
+      y: yp,
+      outF,
+      widths: this.widths,
+      partStart,
+      cuts,
+      fused,
+      xByGranule,
     }
     const y0 = yp >> 2
     const x0 = xp >> 2
@@ -341,7 +389,8 @@ class ThreadedWasmLayer implements BackendLayer {
     const yDone = fused && TUNING.ySpan && yAt < 0 ? new Uint8Array(T) : null! // fused: y rows copied in so far
     // fused: the y rows of each granule (entries are rows: one adapter per token), in runs of consecutive rows
     const eachRun = (gi: number, copy: (r: number, n: number) => void) => {
-      let r0 = -1, n = 0
+      let r0 = -1,
+        n = 0
       for (let t = partStart[gi]; t < partStart[gi + 1]; t++) {
         const o = t * TASK_FIELDS
         const first = plan.segStart[tasks[o]] + tasks[o + 1]
@@ -361,7 +410,8 @@ class ThreadedWasmLayer implements BackendLayer {
     // when a granule's rows are scattered (its span is then mostly copied at once); copying rows of
     // later granules early is harmless (their YIN / XIN come later)
     const copySpan = (gi: number, done: Uint8Array, src: Float32Array, width: number, at: number) => {
-      let lo = T, hi = -1
+      let lo = T,
+        hi = -1
       eachRun(gi, (r, n) => {
         lo = Math.min(lo, r)
         hi = Math.max(hi, r + n - 1)
@@ -370,7 +420,7 @@ class ThreadedWasmLayer implements BackendLayer {
     }
     // rows r .. r + n - 1 not copied yet, in runs
     const copyRows = (r0: number, n: number, done: Uint8Array, src: Float32Array, width: number, at: number) => {
-      for (let r = r0; r < r0 + n;) {
+      for (let r = r0; r < r0 + n; ) {
         if (done[r] === 1) {
           r++
           continue
@@ -391,9 +441,11 @@ class ThreadedWasmLayer implements BackendLayer {
         if (gi === 0 && TUNING.xOwnFirst) eachRun(0, (r, n) => copyRows(r, n, xDone, x, inF, x0))
         else copySpan(gi, xDone, x, inF, x0)
       },
-      copyIn: yIn ? none : TUNING.ySpan
-        ? (gi) => copySpan(gi, yDone, y, outF, y0)
-        : (gi) => eachRun(gi, (r, n) => f32.set(y.subarray(r * outF, (r + n) * outF), y0 + r * outF)),
+      copyIn: yIn
+        ? none
+        : TUNING.ySpan
+          ? (gi) => copySpan(gi, yDone, y, outF, y0)
+          : (gi) => eachRun(gi, (r, n) => f32.set(y.subarray(r * outF, (r + n) * outF), y0 + r * outF)),
       copyOut: yIn ? none : (gi) => eachRun(gi, (r, n) => y.set(f32.subarray(y0 + r * outF, y0 + (r + n) * outF), r * outF)),
     })
     if (!fused && yAt < 0) y.set(f32.subarray(y0, y0 + T * outF))

@@ -70,7 +70,8 @@ async function compileFrom(src: WasmSource): Promise<WebAssembly.Module> {
   if (src instanceof ArrayBuffer) bytes = new Uint8Array(src)
   else if (ArrayBuffer.isView(src)) bytes = new Uint8Array(src.buffer as ArrayBuffer, src.byteOffset, src.byteLength)
   else {
-    const url = typeof src === 'string' ? new URL(src, `file://${(globalThis as { process?: { cwd(): string } }).process?.cwd() ?? ''}/`) : src
+    const url =
+      typeof src === 'string' ? new URL(src, `file://${(globalThis as { process?: { cwd(): string } }).process?.cwd() ?? ''}/`) : src
     try {
       if (url.protocol === 'file:') {
         const fs = (await importNode('node:fs/promises')) as typeof import('node:fs/promises')

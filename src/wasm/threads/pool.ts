@@ -11,8 +11,20 @@ import { startWorker, type WorkerHandle } from './workers.js'
 
 /** Kernel arguments of one job (byte addresses into the shared memory, and sizes). */
 export interface JobArgs {
-  dtype: number; x: number; inF: number; rows: number; segs: number; numSeg: number; slots: number
-  numSlices: number; h: number; hRow: number; tasks: number; y: number; outF: number; widths: number
+  dtype: number
+  x: number
+  inF: number
+  rows: number
+  segs: number
+  numSeg: number
+  slots: number
+  numSlices: number
+  h: number
+  hRow: number
+  tasks: number
+  y: number
+  outF: number
+  widths: number
   /** [granules + 1] first shrink task of each granule. */
   partStart: Int32Array
   /** [granules + 1] column boundaries of the granules (phases mode). */
@@ -65,7 +77,13 @@ export class WorkerPool {
   }
 
   /** Start `count` workers and wait until each instantiated the module over `memory`. */
-  static async create(count: number, module: WebAssembly.Module, memory: WebAssembly.Memory, url: URL, timeoutMs = 10_000): Promise<WorkerPool> {
+  static async create(
+    count: number,
+    module: WebAssembly.Module,
+    memory: WebAssembly.Memory,
+    url: URL,
+    timeoutMs = 10_000,
+  ): Promise<WorkerPool> {
     const pool = new WorkerPool()
     count = Math.min(count, P.MAX_WORKERS)
     let ready = 0
@@ -94,12 +112,19 @@ export class WorkerPool {
         handle.post({ module, memory, ctrl: pool.ctrl.buffer, index: w })
       }
       let timer: ReturnType<typeof setTimeout> | undefined
-      await Promise.race([allReady, new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`workers not ready after ${timeoutMs} ms`)), timeoutMs)
-      })]).finally(() => clearTimeout(timer))
+      await Promise.race([
+        allReady,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`workers not ready after ${timeoutMs} ms`)), timeoutMs)
+        }),
+      ]).finally(() => clearTimeout(timer))
     } catch (e) {
       pool.dispose()
-      throw new LoraError('BACKEND_UNAVAILABLE', `could not start ${count} wasm worker threads: ${e instanceof Error ? e.message : String(e)}`, { cause: e })
+      throw new LoraError(
+        'BACKEND_UNAVAILABLE',
+        `could not start ${count} wasm worker threads: ${e instanceof Error ? e.message : String(e)}`,
+        { cause: e },
+      )
     }
     for (const w of pool.workers) w.keepAlive(false) // idle workers do not keep the process alive
     return pool
@@ -122,13 +147,26 @@ export class WorkerPool {
     // no claims while the job is rewritten (a late worker of the previous job may still look)
     Atomics.store(c, P.NEXT1, P.NO_CLAIMS)
     Atomics.store(c, P.NEXT2, P.NO_CLAIMS)
-    c[P.A_DTYPE] = job.dtype; c[P.A_X] = job.x; c[P.A_INF] = job.inF; c[P.A_ROWS] = job.rows; c[P.A_SEGS] = job.segs
-    c[P.A_NUMSEG] = job.numSeg; c[P.A_SLOTS] = job.slots; c[P.A_NSLICES] = job.numSlices; c[P.A_H] = job.h
-    c[P.A_HROW] = job.hRow; c[P.A_TASKS] = job.tasks; c[P.A_Y] = job.y; c[P.A_OUTF] = job.outF; c[P.A_WIDTHS] = job.widths
+    c[P.A_DTYPE] = job.dtype
+    c[P.A_X] = job.x
+    c[P.A_INF] = job.inF
+    c[P.A_ROWS] = job.rows
+    c[P.A_SEGS] = job.segs
+    c[P.A_NUMSEG] = job.numSeg
+    c[P.A_SLOTS] = job.slots
+    c[P.A_NSLICES] = job.numSlices
+    c[P.A_H] = job.h
+    c[P.A_HROW] = job.hRow
+    c[P.A_TASKS] = job.tasks
+    c[P.A_Y] = job.y
+    c[P.A_OUTF] = job.outF
+    c[P.A_WIDTHS] = job.widths
     for (let p = 0; p < granules; p++) {
       const o = P.PART + 4 * p
-      c[o] = job.partStart[p]; c[o + 1] = job.partStart[p + 1] - job.partStart[p]
-      c[o + 2] = job.cuts[p]; c[o + 3] = job.cuts[p + 1]
+      c[o] = job.partStart[p]
+      c[o + 1] = job.partStart[p + 1] - job.partStart[p]
+      c[o + 2] = job.cuts[p]
+      c[o + 3] = job.cuts[p + 1]
     }
     c[P.GRANULES] = granules
     c[P.MODE] = job.fused ? P.MODE_FUSED : P.MODE_PHASES
@@ -167,7 +205,14 @@ export class WorkerPool {
   }
 
   /** The main thread's part of a fused job: copies in, granules (with copies out between), the last copies out. */
-  private async runFused(gen: number, granules: number, woken: number, main: PartExports, copies: JobCopies, xByGranule: boolean): Promise<void> {
+  private async runFused(
+    gen: number,
+    granules: number,
+    woken: number,
+    main: PartExports,
+    copies: JobCopies,
+    xByGranule: boolean,
+  ): Promise<void> {
     const c = this.ctrl
     let copyError: unknown = null
     const copied = new Uint8Array(granules)

@@ -18,10 +18,34 @@ import { TASK_FIELDS } from '../records.js'
 
 /** The kernel exports a thread runs (assembly/threads.ts). */
 export interface PartExports {
-  shrinkTasks(dtype: number, x: number, inF: number, rows: number, segs: number, slots: number, numSlices: number,
-    h: number, hRow: number, tasks: number, numTasks: number): void
-  expandColumns(dtype: number, h: number, hRow: number, y: number, outF: number, rows: number, segs: number,
-    numSeg: number, slots: number, widths: number, numSlices: number, c0: number, c1: number): void
+  shrinkTasks(
+    dtype: number,
+    x: number,
+    inF: number,
+    rows: number,
+    segs: number,
+    slots: number,
+    numSlices: number,
+    h: number,
+    hRow: number,
+    tasks: number,
+    numTasks: number,
+  ): void
+  expandColumns(
+    dtype: number,
+    h: number,
+    hRow: number,
+    y: number,
+    outF: number,
+    rows: number,
+    segs: number,
+    numSeg: number,
+    slots: number,
+    widths: number,
+    numSlices: number,
+    c0: number,
+    c1: number,
+  ): void
 }
 
 /** Posts a message to the main thread (a worker's port). */
@@ -41,9 +65,20 @@ export const ERROR = 9 // 1: a worker threw (its message is posted)
 export const BY_MESSAGE = 10 // 1: the main thread waits for messages, not Atomics.waitAsync
 // kernel arguments (byte addresses into the shared linear memory, sizes)
 export const ARG = 16
-export const A_DTYPE = ARG, A_X = ARG + 1, A_INF = ARG + 2, A_ROWS = ARG + 3, A_SEGS = ARG + 4, A_NUMSEG = ARG + 5
-export const A_SLOTS = ARG + 6, A_NSLICES = ARG + 7, A_H = ARG + 8, A_HROW = ARG + 9, A_TASKS = ARG + 10
-export const A_Y = ARG + 11, A_OUTF = ARG + 12, A_WIDTHS = ARG + 13
+export const A_DTYPE = ARG,
+  A_X = ARG + 1,
+  A_INF = ARG + 2,
+  A_ROWS = ARG + 3,
+  A_SEGS = ARG + 4,
+  A_NUMSEG = ARG + 5
+export const A_SLOTS = ARG + 6,
+  A_NSLICES = ARG + 7,
+  A_H = ARG + 8,
+  A_HROW = ARG + 9,
+  A_TASKS = ARG + 10
+export const A_Y = ARG + 11,
+  A_OUTF = ARG + 12,
+  A_WIDTHS = ARG + 13
 export const HELPERS = 11 // workers 0 .. HELPERS - 1 take part in the current job
 export const MODE = 12 // MODE_PHASES or MODE_FUSED
 export const YIN = 13 // fused: granules 0 .. YIN - 1 have their y rows in memory
@@ -106,8 +141,19 @@ export function claimShrink(ctrl: Int32Array, ex: PartExports, gen: number, post
     try {
       const p = PART + 4 * i
       if (ctrl[p + 1] > 0) {
-        ex.shrinkTasks(ctrl[A_DTYPE], ctrl[A_X], ctrl[A_INF], ctrl[A_ROWS], ctrl[A_SEGS], ctrl[A_SLOTS], ctrl[A_NSLICES],
-          ctrl[A_H], ctrl[A_HROW], ctrl[A_TASKS] + ctrl[p] * TASK_FIELDS * 4, ctrl[p + 1])
+        ex.shrinkTasks(
+          ctrl[A_DTYPE],
+          ctrl[A_X],
+          ctrl[A_INF],
+          ctrl[A_ROWS],
+          ctrl[A_SEGS],
+          ctrl[A_SLOTS],
+          ctrl[A_NSLICES],
+          ctrl[A_H],
+          ctrl[A_HROW],
+          ctrl[A_TASKS] + ctrl[p] * TASK_FIELDS * 4,
+          ctrl[p + 1],
+        )
       }
     } finally {
       finish(ctrl, DONE1, ctrl[GRANULES] + 1, GO2, gen, post)
@@ -121,8 +167,21 @@ export function claimExpand(ctrl: Int32Array, ex: PartExports, gen: number, post
     try {
       const p = PART + 4 * i
       if (ctrl[p + 2] < ctrl[p + 3]) {
-        ex.expandColumns(ctrl[A_DTYPE], ctrl[A_H], ctrl[A_HROW], ctrl[A_Y], ctrl[A_OUTF], ctrl[A_ROWS], ctrl[A_SEGS],
-          ctrl[A_NUMSEG], ctrl[A_SLOTS], ctrl[A_WIDTHS], ctrl[A_NSLICES], ctrl[p + 2], ctrl[p + 3])
+        ex.expandColumns(
+          ctrl[A_DTYPE],
+          ctrl[A_H],
+          ctrl[A_HROW],
+          ctrl[A_Y],
+          ctrl[A_OUTF],
+          ctrl[A_ROWS],
+          ctrl[A_SEGS],
+          ctrl[A_NUMSEG],
+          ctrl[A_SLOTS],
+          ctrl[A_WIDTHS],
+          ctrl[A_NSLICES],
+          ctrl[p + 2],
+          ctrl[p + 3],
+        )
       }
     } finally {
       finish(ctrl, DONE2, ctrl[GRANULES], DONE, gen, post)
@@ -164,8 +223,20 @@ export function claimFused(ctrl: Int32Array, ex: PartExports, gen: number, post?
         const tasks = ctrl[A_TASKS] + ctrl[p] * TASK_FIELDS * 4
         // the main thread may still be copying x in (backend.ts TUNING.xByGranule): wait for the rows
         if (Atomics.load(ctrl, XIN) <= i && !waitAbove(ctrl, XIN, i)) continue
-        const run = (flags: number) => ex.shrinkTasks(ctrl[A_DTYPE] + flags, ctrl[A_X], ctrl[A_INF], ctrl[A_ROWS], ctrl[A_SEGS],
-          ctrl[A_SLOTS], ctrl[A_NSLICES], ctrl[A_H], ctrl[A_HROW], tasks, ctrl[p + 1])
+        const run = (flags: number) =>
+          ex.shrinkTasks(
+            ctrl[A_DTYPE] + flags,
+            ctrl[A_X],
+            ctrl[A_INF],
+            ctrl[A_ROWS],
+            ctrl[A_SEGS],
+            ctrl[A_SLOTS],
+            ctrl[A_NSLICES],
+            ctrl[A_H],
+            ctrl[A_HROW],
+            tasks,
+            ctrl[p + 1],
+          )
         if (Atomics.load(ctrl, YIN) > i) run(FUSED)
         else {
           // the main thread is still copying y in: shrink first, then wait for the rows

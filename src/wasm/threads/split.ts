@@ -39,7 +39,6 @@ export function granuleShares(threads: number, count: number, divisor = 4): numb
   return shares
 }
 
-
 export interface ShrinkSplit {
   /** [numTasks * TASK_FIELDS] (g, e0, n, k0, k1), grouped by part. */
   tasks: Int32Array
@@ -58,7 +57,11 @@ export interface ShrinkSplit {
  *   H rows, as the fused tasks of assembly/threads.ts need)
  */
 export function splitShrink(
-  plan: SegmentPlan, ranks: Int32Array, numSlices: number, shares: readonly number[], wholeUpTo = 2 / shares.length,
+  plan: SegmentPlan,
+  ranks: Int32Array,
+  numSlices: number,
+  shares: readonly number[],
+  wholeUpTo = 2 / shares.length,
   cutRows = true,
 ): ShrinkSplit {
   const P = shares.length
@@ -77,8 +80,15 @@ export function splitShrink(
     // extend the previous task of this part when it holds the same segment's preceding entries,
     // whole rows: tasks start at a block of 4, the pair or the single, so the kernel still
     // groups the entries as the single-threaded one does
-    if (out.length / TASK_FIELDS > partStart[p] && k0 === 0 && k1 === R && out[last] === g && out[last + 3] === 0 &&
-      out[last + 4] === R && out[last + 1] + out[last + 2] === e0) {
+    if (
+      out.length / TASK_FIELDS > partStart[p] &&
+      k0 === 0 &&
+      k1 === R &&
+      out[last] === g &&
+      out[last + 3] === 0 &&
+      out[last + 4] === R &&
+      out[last + 1] + out[last + 2] === e0
+    ) {
       out[last + 2] += n
     } else out.push(g, e0, n, k0, k1)
     acc += n * (k1 - k0)

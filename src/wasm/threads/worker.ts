@@ -15,8 +15,7 @@ interface Port {
   postMessage(message: unknown): void
 }
 
-const node = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node !== undefined &&
-  !('Deno' in globalThis)
+const node = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node !== undefined && !('Deno' in globalThis)
 const nodePort = node ? ((await importNode('node:worker_threads')) as typeof import('node:worker_threads')).parentPort : null
 const port: Port = nodePort ?? (globalThis as unknown as Port)
 

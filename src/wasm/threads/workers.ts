@@ -34,9 +34,10 @@ export async function startWorker(url: URL, events: WorkerEvents): Promise<Worke
   const g = globalThis as { process?: { versions?: { node?: string } }; Worker?: typeof Worker }
   if (g.process?.versions?.node !== undefined && !('Deno' in globalThis)) {
     const { Worker: NodeWorker } = (await importNode('node:worker_threads')) as typeof import('node:worker_threads')
-    const w = url.pathname.endsWith('.ts') && !('Bun' in globalThis)
-      ? new NodeWorker(devBootstrap(), { workerData: { entry: url.href } })
-      : new NodeWorker(url)
+    const w =
+      url.pathname.endsWith('.ts') && !('Bun' in globalThis)
+        ? new NodeWorker(devBootstrap(), { workerData: { entry: url.href } })
+        : new NodeWorker(url)
     let ending = false
     w.on('message', (m: unknown) => events.message(m))
     w.on('error', (e: Error) => events.failed(`worker error: ${e.message}`))

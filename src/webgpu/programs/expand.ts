@@ -16,7 +16,13 @@ export function expandKernel(sliceWidths: readonly number[]): ExpandKernel {
  * Overrides: EM*MT entries x NW*NT column groups per workgroup, where a group is a column pair
  * (expand.wgsl, override NT) or a column quad (expand_vec4.wgsl, override NQ).
  */
-export interface ExpandTiling { EM: number; MT: number; NW: number; NT: number; KG: number }
+export interface ExpandTiling {
+  EM: number
+  MT: number
+  NW: number
+  NT: number
+  KG: number
+}
 
 /** Columns of one column group of the kernel. */
 const groupWidth = (kernel: ExpandKernel): number => (kernel === 'expand_vec4' ? 4 : 2)

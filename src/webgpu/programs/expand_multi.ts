@@ -3,7 +3,12 @@ import type { WeightStorage } from '../shaders.js'
 import { checkGroups, type CallShape } from './program.js'
 
 /** Overrides of shaders/expand_multi.wgsl (EM tokens x 2*NW*NT columns per workgroup). */
-export interface ExpandMultiTiling { EM: number; NW: number; NT: number; KG: number }
+export interface ExpandMultiTiling {
+  EM: number
+  NW: number
+  NT: number
+  KG: number
+}
 
 export const EXPAND_MULTI_TILING: Omit<ExpandMultiTiling, 'KG'> = { EM: 1, NW: 64, NT: 2 }
 

@@ -6,7 +6,14 @@ import { checkGroups, type CallShape, type KernelProfile } from './program.js'
  * Overrides of shaders/shrink.wgsl (EM*MT entries x RW*RV rank rows per workgroup, KS-way split-K
  * inside the workgroup, KG-way split-K over workgroups).
  */
-export interface ShrinkTiling { EM: number; MT: number; RW: number; RV: number; KS: number; KG: number }
+export interface ShrinkTiling {
+  EM: number
+  MT: number
+  RW: number
+  RV: number
+  KS: number
+  KG: number
+}
 
 /** The pipeline of shaders/shrink.wgsl with these tiles. */
 export function shrinkSpec(storage: WeightStorage, tiling: ShrinkTiling): PipelineSpec {
