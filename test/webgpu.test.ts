@@ -334,7 +334,17 @@ describe.runIf(gpuHere)('webgpu backend', () => {
   })
 
   it('a shader that does not compile is GPU_ERROR, with the compiler message', async () => {
-    const sources = { shrink: 'fn main( {', expand: '', expand_vec4: '', expand_multi: '', weigh: '', gather: '', params: '' }
+    const sources = {
+      shrink: 'fn main( {',
+      shrink_tile: '',
+      expand: '',
+      expand_vec4: '',
+      expand_tile: '',
+      expand_multi: '',
+      weigh: '',
+      gather: '',
+      params: '',
+    }
     const cache = new PipelineCache(gpu().device, sources, new LossWatch(gpu().device), kernelLayout(gpu().device).pipeline)
     const err = await cache.get({ shader: 'shrink', storage: 'f32', overrides: {} }).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(LoraError)

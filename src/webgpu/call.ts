@@ -5,13 +5,10 @@ import { packParams, type Strides } from './params.js'
 import type { PipelineCache, PipelineSpec } from './pipelines.js'
 import type { WeightStorage } from './shaders.js'
 import { align, bufferId, type SharedCallState } from './shared.js'
-import { gatherGroups, gatherSpec } from './programs/gather.js'
 import { WEIGH_PARAMS_BYTES, WEIGH_SPEC, weighParams } from './programs/weigh.js'
 import type { LayerWeights, SlotGroup } from './weights.js'
-import { expandGroups, expandKernel, expandSpec, expandTiling, type ExpandTiling } from './programs/expand.js'
-import { EXPAND_MULTI_TILING, expandMultiGroups, expandMultiSpec } from './programs/expand_multi.js'
-import { type CallShape, type KernelProfile, splitK, tileEntries } from './programs/program.js'
-import { shrinkGroups, shrinkSpec, shrinkTiling, shrinkWorkgroups, type ShrinkTiling } from './programs/shrink.js'
+import { choiceKey, chooseKernels, type KernelChoice, type TileTuning } from './programs/choose.js'
+import { type CallShape, type KernelProfile, tileEntries } from './programs/program.js'
 
 /** One kernel launch, ready to record: pipeline, bind group, dynamic offsets, workgroups. */
 export interface BoundDispatch {
@@ -43,8 +40,10 @@ export interface CallContext {
   bindGroups: Map<string, [GPUBindGroup, GPUBindGroup]>
   /** The bind groups of the last call (a stream of calls on the same buffers skips the key). */
   lastBinding?: { group: SlotGroup; x: GPUBuffer; y: GPUBuffer; h: GPUBuffer; ring: GPUBuffer; bindGroups: [GPUBindGroup, GPUBindGroup] }
-  /** Tiles and pipeline specs by (entries per tile, token-major expand, split-K). */
-  kernels: Map<string, { shrink: ShrinkTiling; specs: PipelineSpec[] }>
+  /** Kernel choices by (entries per tile, token-major expand, rank, tiles, weights): programs/choose.ts. */
+  kernels: Map<string, KernelChoice>
+  /** Tiles forced over the chosen ones (tuning runs, tests); clear `kernels` after a change. */
+  tuning?: TileTuning
 }
 
 /** The host half of a call: kernel choice, tiles, metadata, and the pipelines (no GPU writes). */
@@ -54,7 +53,8 @@ export interface CallPlan {
   callMeta: CallMeta
   /** Tokens with several adapters: the token-major expand_multi. */
   multi: boolean
-  shrink: ShrinkTiling
+  /** The kernels, their tiles and workgroups. */
+  choice: KernelChoice
   /** Split-K over workgroups of the shrink: h holds this many partials. */
   kg: number
   /** [N] per-entry weights (the plan's), applied to h by weigh.wgsl; null: none. */
@@ -66,9 +66,9 @@ export interface CallPlan {
 }
 
 /**
- * Choose kernels and tiles for the plan. Kernel choice: the shrink always; then the segment-major
- * expand when every token has one adapter, else the token-major expand_multi (no write races
- * when a token has several). Tiles follow the context's profile. The plan must have an entry.
+ * Choose kernels and tiles for the plan (programs/choose.ts, cached per kind of call): the
+ * shrink, then the segment-major expand when every token has one adapter, else the token-major
+ * expand_multi (no write races when a token has several). The plan must have an entry.
  */
 export function planCall(ctx: CallContext, plan: SegmentPlan): CallPlan {
   const { spec } = ctx
@@ -82,36 +82,27 @@ export function planCall(ctx: CallContext, plan: SegmentPlan): CallPlan {
     maxSliceWidth,
     numSlices: spec.sliceWidths.length,
   }
-  const tileM = tileEntries(shape.longestSegment, ctx.profile)
+  const tileM = ctx.tuning?.tileM ?? tileEntries(shape.longestSegment, ctx.profile)
   const callMeta = buildCallMeta(plan, tileM)
   const multi = callMeta.maxEntriesPerToken > 1
-  const base = shrinkTiling(tileM, ctx.profile)
-  // an embedding layer's gather writes h once: no split
-  const kg = spec.embedding ? 1 : splitK(ctx.profile, shrinkWorkgroups(base, shape, callMeta.numTiles), spec.inFeatures, base.KS)
   const weights = plan.weights ?? null
-  const key = `${tileM}|${multi}|${kg}|${weights !== null}`
-  let kernels = ctx.kernels.get(key)
-  if (!kernels) {
-    const shrink = { ...base, KG: kg }
-    const kernel = expandKernel(spec.sliceWidths)
-    const specs: PipelineSpec[] = [
-      spec.embedding ? gatherSpec(ctx.storage) : shrinkSpec(ctx.storage, shrink),
-      multi
-        ? expandMultiSpec(ctx.storage, { ...EXPAND_MULTI_TILING, KG: kg })
-        : expandSpec(ctx.storage, kernel, expandTilingOf(ctx, tileM, kg)),
-    ]
-    if (weights) specs.push(WEIGH_SPEC)
-    ctx.kernels.set(key, (kernels = { shrink, specs }))
+  const input = { profile: ctx.profile, storage: ctx.storage, spec, shape, tileM, numTiles: callMeta.numTiles, multi, tuning: ctx.tuning }
+  const key = `${choiceKey(input)}|${weights !== null}`
+  let choice = ctx.kernels.get(key)
+  if (!choice) {
+    if (ctx.kernels.size >= MAX_CHOICES) ctx.kernels.clear()
+    choice = chooseKernels(input)
+    if (weights) choice.specs.push(WEIGH_SPEC)
+    ctx.kernels.set(key, choice)
   }
-  const { shrink, specs } = kernels
+  const { specs } = choice
   const ready = specs.map((s) => ctx.pipelines.ready(s))
   const pipelines = ready.every((p) => p !== undefined) ? (ready as GPUComputePipeline[]) : null
-  return { shape, tileM, callMeta, multi, shrink, kg, weights, specs, pipelines }
+  return { shape, tileM, callMeta, multi, choice, kg: choice.kg, weights, specs, pipelines }
 }
 
-function expandTilingOf(ctx: CallContext, tileM: number, kg: number): ExpandTiling {
-  return { ...expandTiling(expandKernel(ctx.spec.sliceWidths), tileM, ctx.profile), KG: kg }
-}
+/** Kernel choices kept per layer (one per kind of call seen; cleared when full). */
+const MAX_CHOICES = 64
 
 /** Create the plan's pipelines (async, with compile errors as GPU_ERROR) if they are not ready. */
 export async function ensurePipelines(ctx: CallContext, cp: CallPlan): Promise<void> {
@@ -127,7 +118,7 @@ const MAX_BIND_GROUPS = 64
  */
 export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuffer): PreparedCall {
   const { spec, shared } = ctx
-  const { callMeta, shape, tileM, kg } = cp
+  const { callMeta, shape, kg } = cp
   const pipelines = cp.pipelines ?? (cp.pipelines = cp.specs.map((s) => ctx.pipelines.now(s)))
   const runs = tileRunsByGroup(ctx, callMeta)
   const hPart = callMeta.numEntries * shape.numSlices * ctx.strides.rankStride
@@ -167,7 +158,6 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
   new Int32Array(words.buffer, callMetaWord * 4, callMeta.data.length).set(callMeta.data)
   ring.upload(at.params, at.callMeta - at.params + callMetaBytes)
 
-  const kernel = expandKernel(spec.sliceWidths)
   const shrinks: BoundDispatch[] = []
   const expands: BoundDispatch[] = []
   // one shrink and one expand per slot group the batch uses (usually one group)
@@ -177,12 +167,9 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
     const offsets = new Uint32Array(2)
     offsets[0] = at.params + 256 * g
     offsets[1] = at.callMeta
-    const first = spec.embedding ? gatherGroups(shape, tileCount) : shrinkGroups(cp.shrink, shape, tileCount)
-    shrinks.push({ spec: cp.specs[0], pipeline: pipelines[0], bindGroup: bgShrink, offsets, groups: first })
-    const groups = cp.multi
-      ? expandMultiGroups({ ...EXPAND_MULTI_TILING, KG: kg }, shape, callMeta.numTokens)
-      : expandGroups(kernel, expandTilingOf(ctx, tileM, kg), shape, tileCount)
-    expands.push({ spec: cp.specs[1], pipeline: pipelines[1], bindGroup: bgExpand, offsets, groups })
+    const groups = cp.choice.groups(shape, tileCount, callMeta.numTokens)
+    shrinks.push({ spec: cp.specs[0], pipeline: pipelines[0], bindGroup: bgShrink, offsets, groups: groups.shrink })
+    expands.push({ spec: cp.specs[1], pipeline: pipelines[1], bindGroup: bgExpand, offsets, groups: groups.expand })
   }
   return { dispatches: weigh ? [...shrinks, weigh, ...expands] : [...shrinks, ...expands] }
 }

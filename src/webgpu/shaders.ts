@@ -3,8 +3,17 @@ import { importNode } from '../platform.js'
 import type { WeightDtype } from '../types.js'
 
 /** Names of the WGSL files in shaders/ (one entry point `main` each). */
-export type ShaderName = 'shrink' | 'expand' | 'expand_vec4' | 'expand_multi' | 'weigh' | 'gather'
-export const SHADER_NAMES: readonly ShaderName[] = ['shrink', 'expand', 'expand_vec4', 'expand_multi', 'weigh', 'gather']
+export type ShaderName = 'shrink' | 'shrink_tile' | 'expand' | 'expand_vec4' | 'expand_tile' | 'expand_multi' | 'weigh' | 'gather'
+export const SHADER_NAMES: readonly ShaderName[] = [
+  'shrink',
+  'shrink_tile',
+  'expand',
+  'expand_vec4',
+  'expand_tile',
+  'expand_multi',
+  'weigh',
+  'gather',
+]
 
 /** How weights are stored: f32 pairs, native f16 pairs (shader-f16), or two 16-bit values per u32. */
 export type WeightStorage = 'f32' | 'f16' | 'f16-packed' | 'bf16-packed'

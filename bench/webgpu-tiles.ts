@@ -1,0 +1,129 @@
+/**
+ * Tile tuning on one adapter: `npx tsx bench/webgpu-tiles.ts [--only=<regex>] [--out=file.json]`.
+ * For each shape of bench/webgpu.ts, the GPU time (timestamp queries, best of several passes) of
+ * one call (shrink + expand in one pass) with the tiles the backend chooses, with the kernels of
+ * shrink.ts / expand.ts (tile kernels off), and with forced tile variants (src/webgpu/programs/
+ * choose.ts `TileTuning`), so the choice in programs/tile.ts can be checked against the
+ * alternatives on the adapter at hand. Prints one line per shape, best variant first.
+ */
+import { writeFileSync } from 'node:fs'
+import process from 'node:process'
+import { buildSegments } from '../src/metadata.js'
+import type { WeightDtype } from '../src/types.js'
+import { encodeCall, prepareCall } from '../src/webgpu/call.js'
+import { createWebGpuBackend } from '../src/webgpu/index.js'
+import type { GpuLayer } from '../src/webgpu/layer.js'
+import type { TileTuning } from '../src/webgpu/programs/choose.js'
+import { materialise, sliceWidthsFor } from '../test/grid.js'
+
+process.env.XDG_RUNTIME_DIR ??= '/tmp'
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7)
+const out = process.argv.find((a) => a.startsWith('--out='))?.slice(6)
+const backend = await createWebGpuBackend({ kernels: 'discrete' })
+const device = backend.device
+if (!device.features.has('timestamp-query')) throw new Error('this bench needs timestamp-query')
+
+async function gpuTimes(reps: number, record: (enc: GPUCommandEncoder, tw: GPUComputePassTimestampWrites) => void): Promise<number[]> {
+  const qs = device.createQuerySet({ type: 'timestamp', count: 2 * reps })
+  const resolve = device.createBuffer({ size: 16 * reps, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC })
+  const read = device.createBuffer({ size: 16 * reps, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
+  const enc = device.createCommandEncoder()
+  for (let i = 0; i < reps; i++) record(enc, { querySet: qs, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 })
+  enc.resolveQuerySet(qs, 0, 2 * reps, resolve, 0)
+  enc.copyBufferToBuffer(resolve, 0, read, 0, 16 * reps)
+  device.queue.submit([enc.finish()])
+  await read.mapAsync(GPUMapMode.READ)
+  const t = new BigInt64Array(read.getMappedRange())
+  const times: number[] = []
+  for (let i = 0; i < reps; i++) times.push(Number(t[2 * i + 1] - t[2 * i]) / 1e3) // us
+  read.unmap()
+  for (const b of [qs, resolve, read]) b.destroy()
+  return times
+}
+
+interface Shape {
+  T: number
+  layer: 'square' | 'qkv'
+  rank: number
+  adapters: number
+  dtype: WeightDtype
+}
+
+/** Variants by regime: decode (segments of at most 16 entries) and prefill. */
+function variants(s: Shape): [string, TileTuning | undefined][] {
+  const v: [string, TileTuning | undefined][] = [
+    ['default', undefined],
+    ['old', { tileKernels: false }],
+  ]
+  const seg = Math.ceil(s.T / s.adapters)
+  if (seg <= 16) {
+    for (const KG of [4, 8, 16, 32])
+      for (const KS of [16, 32, 64]) for (const RT of [4, 16]) v.push([`KG${KG} KS${KS} RT${RT}`, { shrink: { KG, KS, RT, RC: RT } }])
+    v.push(['expand NW64', { expand: { NW: 64 } }])
+    v.push(['expand NW16', { expand: { NW: 16 } }])
+    return v
+  }
+  for (const tileM of [16, 32, 64]) {
+    for (const KG of [1, 2, 4, 8, 16]) v.push([`M${tileM} KG${KG}`, { tileM, shrink: { KG } }])
+    v.push([`M${tileM} unstaged`, { tileM, shrink: { STAGE: 0, KB: 4 } }])
+    v.push([`M${tileM} expand NQ1 NW64`, { tileM, expand: { NW: 64, NQ: 1 } }])
+    v.push([`M${tileM} expand NQ4`, { tileM, expand: { NQ: 4 } }])
+  }
+  return v
+}
+
+const shapes: Shape[] = []
+for (const dtype of ['f32', 'bf16'] as const)
+  for (const layer of ['square', 'qkv'] as const)
+    for (const rank of [16, 64])
+      for (const adapters of [1, 8]) for (const T of [1, 16, 256, 1024]) shapes.push({ T, layer, rank, adapters, dtype })
+const label = (s: Shape): string => `${s.dtype} ${s.layer} r${s.rank} L${s.adapters} T${s.T}`
+const picked = only ? shapes.filter((s) => new RegExp(only).test(label(s))) : shapes
+
+const results: { shape: string; times: Record<string, number> }[] = []
+for (const s of picked) {
+  const widths = s.layer === 'square' ? sliceWidthsFor(4096, 1) : [4096, 1024, 1024]
+  const d = materialise({
+    name: '',
+    seed: 42,
+    inFeatures: 4096,
+    sliceWidths: widths,
+    rank: s.rank,
+    tokens: s.T,
+    slots: 8,
+    pattern: 'distinct',
+    dtype: s.dtype,
+    adaptersPerToken: 1,
+  })
+  d.ids.forEach((_, t) => (d.ids[t] = t % s.adapters))
+  const layer = backend.createLayer(d.spec) as GpuLayer
+  for (let a = 0; a < s.adapters; a++) layer.setAdapter(a, { ...d.adapters[0], rank: s.rank })
+  const plan = buildSegments(d.ids, 1, 8)
+  const xb = device.createBuffer({ size: d.x.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST })
+  const yb = device.createBuffer({ size: d.y.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST })
+  device.queue.writeBuffer(xb, 0, d.x as Float32Array<ArrayBuffer>)
+  const times: Record<string, number> = {}
+  for (const [name, tuning] of variants(s)) {
+    layer.ctx.tuning = tuning
+    layer.ctx.kernels.clear()
+    const call = await prepareCall(layer.ctx, plan, xb, yb).catch(
+      (e: Error) => (console.log(`${label(s)} ${name}: ${e.message.slice(0, 80)}`), null),
+    )
+    if (!call) continue
+    await gpuTimes(2, (enc, tw) => encodeCall(enc, call, tw))
+    times[name] = Math.min(...(await gpuTimes(10, (enc, tw) => encodeCall(enc, call, tw))))
+  }
+  layer.dispose()
+  xb.destroy()
+  yb.destroy()
+  const sorted = Object.entries(times).sort((a, b) => a[1] - b[1])
+  console.log(
+    `${label(s).padEnd(24)} default ${times.default.toFixed(1)} old ${times.old.toFixed(1)} | ${sorted
+      .slice(0, 5)
+      .map(([k, t]) => `${k} ${t.toFixed(1)}`)
+      .join(', ')}`,
+  )
+  results.push({ shape: label(s), times })
+}
+if (out) writeFileSync(out, JSON.stringify({ adapter: device.adapterInfo, results }, null, 1))
+backend.dispose()

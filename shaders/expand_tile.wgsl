@@ -1,0 +1,111 @@
+// expand_tile: the segment-major expand of expand_vec4.wgsl for a GPU of many multiprocessors
+// (tiles 'discrete'): y[row_e, off_s + j] += scale(slot_e) * sum_k B[slot_e][s][j][k] * h[e, s, k].
+// Same preconditions as expand_vec4.wgsl (every token at most one adapter, every slice width a
+// multiple of 4) plus every used rank <= RMAX.
+//
+// What differs: the workgroup first stages its tile's h rows (EM*MT entries x rank) in workgroup
+// memory, each value the sum of the KG partials of a split-K shrink added once, in a fixed order
+// (partial 0, 1, ..., KG-1: the same bits on every run). The k loop then reads h from workgroup
+// memory (one address per thread row: a broadcast) instead of re-adding KG partials from global
+// memory per thread and k, which is what bounded the expand at small T on a big GPU.
+//
+// Tiling. Workgroup (tile = wg.x, column tile = wg.y, slice = wg.z) computes (EM*MT entries) x
+// (4*NW*NQ columns) with EM*NW threads; thread (em, nw) keeps an MT x NQ register tile of column
+// quads (quad = c0 + q*NW + nw: neighbouring threads read neighbouring B words and y quads).
+
+//@params (shaders/params.wgsl)
+
+override EM: u32 = 4u;    // entry threads per workgroup
+override NW: u32 = 32u;   // column-quad threads per workgroup
+override MT: u32 = 4u;    // entries per thread (MT * NQ <= 64)
+override NQ: u32 = 2u;    // column quads per thread
+override KG: u32 = 1u;    // partials of h to add (split-K shrink over KG workgroups)
+override RMAX: u32 = 64u; // h values staged per entry (>= every used rank)
+const MAX_TILE: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> h: array<f32>;            // [KG * N * S * rankStride]
+// B: [maxAdapters * maxRank * bStride] weights in the layer dtype, as column pairs
+//@weights
+@group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>;   // [maxAdapters] (rank, bitcast<u32>(scale))
+@group(0) @binding(4) var<storage, read> callMeta: array<i32>;      // tiles [numTiles * 4] (slot, first entry, count, 0); rows [N]
+@group(0) @binding(5) var<storage, read_write> y: array<vec4<f32>>; // [T * outFeatures / 4]
+
+var<workgroup> hs: array<f32, EM * MT * RMAX>; // [entry of the tile][k]
+
+fn load4(i: u32) -> vec4<f32> { return vec4<f32>(load2(i), load2(i + 2u)); }
+
+@compute @workgroup_size(EM * NW)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let s = wg.z;
+  let nq = p.sliceWidth[s] / 4u; // column quads of the slice (n_s % 4 == 0)
+  let c0 = wg.y * NW * NQ;       // first column quad of the workgroup
+  if (c0 >= nq) { return; }      // the same for the whole workgroup
+  let tb = p.tilesOffset + wg.x * 4u;
+  let slot = u32(callMeta[tb]);
+  let first = u32(callMeta[tb + 1u]);
+  let count = u32(callMeta[tb + 2u]);
+  let info = slots[slot];
+  let rank = info.x;
+  let scale = bitcast<f32>(info.y);
+
+  // stage h: entries past the tile and k past the rank as zeros (never used for a stored value)
+  let hStep = p.numSlices * p.rankStride;
+  let h0 = (first * p.numSlices + s) * p.rankStride;
+  for (var i = lid; i < EM * MT * RMAX; i += EM * NW) {
+    let e = i / RMAX;
+    let k = i % RMAX;
+    var v = 0.0;
+    if (e < count && k < rank) {
+      let a = h0 + e * hStep + k;
+      v = h[a];
+      for (var g = 1u; g < KG; g++) { v += h[a + g * p.hPart]; }
+    }
+    hs[i] = v;
+  }
+  workgroupBarrier();
+
+  let nw = lid % NW;
+  let e0 = (lid / NW) * MT;
+  if (e0 >= count) { return; }
+  var acc: array<vec4<f32>, MAX_TILE>;
+  // quads past n_s read values that are never stored (WebGPU clamps out-of-range reads)
+  let b0 = (slot - p.slotBase) * p.maxRank * p.bStride + p.bOffset[s] + 4u * (c0 + nw);
+  // four rows of B per step, loaded before they are used: four loads in flight per quad (a decode
+  // call is latency-bound: each thread's k loop is all its work). Sums stay in k order.
+  var k = 0u;
+  for (; k + 4u <= rank; k += 4u) {
+    let row = b0 + k * p.bStride;
+    for (var q = 0u; q < NQ; q++) {
+      let a = row + 4u * q * NW;
+      let v0 = load4(a);
+      let v1 = load4(a + p.bStride);
+      let v2 = load4(a + 2u * p.bStride);
+      let v3 = load4(a + 3u * p.bStride);
+      for (var i = 0u; i < MT; i++) {
+        let hk = (e0 + i) * RMAX + k;
+        var t = acc[i * NQ + q];
+        t += hs[hk] * v0;
+        t += hs[hk + 1u] * v1;
+        t += hs[hk + 2u] * v2;
+        t += hs[hk + 3u] * v3;
+        acc[i * NQ + q] = t;
+      }
+    }
+  }
+  for (; k < rank; k++) {
+    let row = b0 + k * p.bStride;
+    for (var q = 0u; q < NQ; q++) {
+      let b = load4(row + 4u * q * NW);
+      for (var i = 0u; i < MT; i++) { acc[i * NQ + q] += hs[(e0 + i) * RMAX + k] * b; }
+    }
+  }
+  for (var i = 0u; i < MT; i++) {
+    if (e0 + i >= count) { break; }
+    let yb = (u32(callMeta[p.rowsOffset + first + e0 + i]) * p.outFeatures + p.sliceOffset[s]) / 4u;
+    for (var q = 0u; q < NQ; q++) {
+      let j = c0 + q * NW + nw;
+      if (j < nq) { y[yb + j] += scale * acc[i * NQ + q]; }
+    }
+  }
+}

@@ -1,0 +1,117 @@
+import type { LayerSpec } from '../../types.js'
+import type { PipelineSpec } from '../pipelines.js'
+import type { WeightStorage } from '../shaders.js'
+import { expandGroups, expandKernel, expandSpec, expandTiling, type ExpandTiling } from './expand.js'
+import { EXPAND_MULTI_TILING, expandMultiGroups, expandMultiSpec } from './expand_multi.js'
+import { gatherGroups, gatherSpec } from './gather.js'
+import { type CallShape, type KernelProfile, splitK } from './program.js'
+import { shrinkGroups, shrinkSpec, shrinkTiling, shrinkWorkgroups } from './shrink.js'
+import {
+  type ExpandTileTiling,
+  expandTileGroups,
+  expandTileSpec,
+  expandTileTiling,
+  expandTileUsable,
+  type ShrinkTileTiling,
+  shrinkTileGroups,
+  shrinkTileSpec,
+  shrinkTileTiling,
+  shrinkTileUsable,
+  shrinkTileWorkgroups,
+  splitKTile,
+} from './tile.js'
+
+/** Tiles forced over the chosen ones (a tuning run; tests forcing a variant). */
+export interface TileTuning {
+  shrink?: Partial<ShrinkTileTiling>
+  expand?: Partial<ExpandTileTiling>
+  /** Entries per tile (a multiple of 4 above 4; only where both tile kernels apply). */
+  tileM?: number
+  /**
+   * The tile kernels: by default on decode tiles (<= 4 entries) only; true: on prefill tiles too;
+   * false: never (the kernels of shrink.ts / expand.ts).
+   */
+  tileKernels?: boolean
+}
+
+/** The kernels of one kind of call and how many workgroups each launches. */
+export interface KernelChoice {
+  /** Split-K over workgroups of the shrink: h holds this many partials. */
+  kg: number
+  /** shrink (or gather), expand, then weigh.wgsl's spec when the call has weights. */
+  specs: PipelineSpec[]
+  /** Workgroups of the shrink and of the expand for `tiles` tiles of one slot group. */
+  groups(shape: CallShape, tiles: number, numTokens: number): { shrink: [number, number, number]; expand: [number, number, number] }
+}
+
+export interface ChoiceInput {
+  profile: KernelProfile
+  storage: WeightStorage
+  spec: LayerSpec
+  shape: CallShape
+  tileM: number
+  numTiles: number
+  /** A token has several adapters: the token-major expand_multi. */
+  multi: boolean
+  tuning?: TileTuning
+}
+
+/** Cache key of everything chooseKernels depends on besides the layer and its profile. */
+export function choiceKey(c: ChoiceInput): string {
+  return `${c.tileM}|${c.multi}|${c.shape.maxUsedRank}|${c.numTiles}`
+}
+
+/**
+ * Kernel choice: the shrink (gather for an embedding layer), then the segment-major expand when
+ * every token has one adapter, else the token-major expand_multi. On 'discrete' the tile kernels
+ * (programs/tile.ts) where their preconditions hold. Tiles follow the profile.
+ */
+export function chooseKernels(c: ChoiceInput): KernelChoice {
+  const { spec, shape, storage, tileM, numTiles } = c
+  // prefill tiles keep the kernels of shrink.ts / expand.ts by default: on the H200 the tile
+  // kernels were 0.5-1.6x as fast there, depending on the shape (bench/webgpu-tiles.ts)
+  const wanted = c.tuning?.tileKernels ?? (tileM <= 4 || c.tuning?.tileM !== undefined)
+  const discrete = c.profile === 'discrete' && wanted
+  const tileShrink = discrete && shrinkTileUsable(spec.inFeatures, shape.maxUsedRank, !!spec.embedding)
+  const tileExpand = discrete && expandTileUsable(spec.sliceWidths, shape.maxUsedRank, c.multi)
+  let kg = 1
+  let first: PipelineSpec
+  let firstGroups: (shape: CallShape, tiles: number) => [number, number, number]
+  if (spec.embedding) {
+    first = gatherSpec(storage)
+    firstGroups = gatherGroups
+  } else if (tileShrink) {
+    const base = { ...shrinkTileTiling(tileM, shape.maxUsedRank), ...c.tuning?.shrink }
+    kg = c.tuning?.shrink?.KG ?? splitKTile(base, shrinkTileWorkgroups(base, shape, numTiles), spec.inFeatures)
+    const t: ShrinkTileTiling = { ...base, KG: kg }
+    first = shrinkTileSpec(storage, t)
+    firstGroups = (sh, tiles) => shrinkTileGroups(t, sh, tiles)
+  } else {
+    const base = shrinkTiling(tileM, c.profile)
+    kg = splitK(c.profile, shrinkWorkgroups(base, shape, numTiles), spec.inFeatures, base.KS)
+    const t = { ...base, KG: kg }
+    first = shrinkSpec(storage, t)
+    firstGroups = (sh, tiles) => shrinkGroups(t, sh, tiles)
+  }
+  let expand: PipelineSpec
+  let expandGroupsOf: (shape: CallShape, tiles: number, numTokens: number) => [number, number, number]
+  if (c.multi) {
+    const t = { ...EXPAND_MULTI_TILING, KG: kg }
+    expand = expandMultiSpec(storage, t)
+    expandGroupsOf = (sh, _tiles, tokens) => expandMultiGroups(t, sh, tokens)
+  } else if (tileExpand) {
+    const t: ExpandTileTiling = { ...expandTileTiling(tileM, shape.maxUsedRank), ...c.tuning?.expand, KG: kg }
+    expand = expandTileSpec(storage, t)
+    expandGroupsOf = (sh, tiles) => expandTileGroups(t, sh, tiles)
+  } else {
+    const kernel = expandKernel(spec.sliceWidths)
+    const t: ExpandTiling = { ...expandTiling(kernel, tileM, c.profile), KG: kg }
+    expand = expandSpec(storage, kernel, t)
+    expandGroupsOf = (sh, tiles) => expandGroups(kernel, t, sh, tiles)
+  }
+  return {
+    kg,
+    specs: [first, expand],
+    groups: (sh, tiles, tokens) => ({ shrink: firstGroups(sh, tiles), expand: expandGroupsOf(sh, tiles, tokens) }),
+  }
+}
