@@ -1,5 +1,5 @@
 /**
- * Tile tuning on one adapter: `npx tsx bench/webgpu-tiles.ts [--only=<regex>] [--out=file.json]`.
+ * Tile tuning on one adapter: `npx tsx bench/webgpu-tiles.ts [--pair] [--only=<regex>] [--out=file.json]`.
  * For each shape of bench/webgpu.ts, the GPU time (timestamp queries, best of several passes) of
  * one call (shrink + expand in one pass) with the tiles the backend chooses, with the kernels of
  * shrink.ts / expand.ts (tile kernels off), and with forced tile variants (src/webgpu/programs/
@@ -19,6 +19,8 @@ import { materialise, sliceWidthsFor } from '../test/grid.js'
 process.env.XDG_RUNTIME_DIR ??= '/tmp'
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7)
 const out = process.argv.find((a) => a.startsWith('--out='))?.slice(6)
+/** `--pair`: only the chosen tiles against the kernels of shrink.ts / expand.ts, alternated twice (side by side in one run). */
+const pair = process.argv.includes('--pair')
 const backend = await createWebGpuBackend({ kernels: 'discrete' })
 const device = backend.device
 if (!device.features.has('timestamp-query')) throw new Error('this bench needs timestamp-query')
@@ -55,6 +57,7 @@ function variants(s: Shape): [string, TileTuning | undefined][] {
     ['default', undefined],
     ['old', { tileKernels: false }],
   ]
+  if (pair) return [...v, ...v]
   const seg = Math.ceil(s.T / s.adapters)
   if (seg <= 16) {
     for (const KG of [4, 8, 16, 32])
@@ -111,7 +114,7 @@ for (const s of picked) {
     )
     if (!call) continue
     await gpuTimes(2, (enc, tw) => encodeCall(enc, call, tw))
-    times[name] = Math.min(...(await gpuTimes(10, (enc, tw) => encodeCall(enc, call, tw))))
+    times[name] = Math.min(times[name] ?? Infinity, ...(await gpuTimes(10, (enc, tw) => encodeCall(enc, call, tw))))
   }
   layer.dispose()
   xb.destroy()
