@@ -2,7 +2,7 @@ import { LoraError } from '../errors.js'
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec, PreparedAdapter } from '../types.js'
 import { USAGE, type BufferPool } from './buffers.js'
-import { bindCall, type CallContext, encodeCall, ensurePipelines, planCall } from './call.js'
+import { bindCall, type CallContext, encodeCall, ensurePipelines, planCall, recordCall } from './call.js'
 import type { LossWatch } from './device.js'
 import { stridesOf } from './params.js'
 import type { PipelineCache } from './pipelines.js'
@@ -71,12 +71,14 @@ export class GpuLayer implements WebGpuLayer {
     this.alive()
     this.ctx.weights.set(slot, adapter)
     this.ctx.ranks[slot] = adapter.rank
+    this.ctx.last = undefined // the ranks choose the kernels
   }
 
   clearAdapter(slot: number): void {
     this.alive()
     this.ctx.weights.clear(slot)
     this.ctx.ranks[slot] = 0
+    this.ctx.last = undefined
   }
 
   async apply(x: GpuData, y: GpuData, plan: SegmentPlan): Promise<void> {
@@ -90,6 +92,16 @@ export class GpuLayer implements WebGpuLayer {
     if (isBuffer(x)) checkGpuBuffer(x, xBytes, 'x')
     if (!(y instanceof Float32Array)) checkGpuBuffer(y, yBytes, 'y')
     if (plan.rows.length === 0) return // nothing to add (T = 0, or every id -1)
+    if (isBuffer(x) && !(y instanceof Float32Array)) {
+      // GPU-resident: record and submit, no wait and no error scopes (awaiting them waits on the
+      // queue: tens of microseconds a call, 10 ms where completion is polled on a timer); every
+      // argument was checked above, and a buffer destroyed by the caller shows as the device's
+      // uncaptured validation error, as with encode. Missing pipelines are created synchronously.
+      const encoder = device.createCommandEncoder({ label: 'lora apply' })
+      encodeCall(encoder, recordCall(this.ctx, plan, x, y))
+      device.queue.submit([encoder.finish()])
+      return
+    }
 
     // x is the caller's again once this returns its promise: it is read (uploaded, or read by
     // submitted work) before then. Host x: when the pipelines must be awaited, a copy waits instead.
@@ -102,15 +114,6 @@ export class GpuLayer implements WebGpuLayer {
       this.alive()
     }
 
-    if (isBuffer(x) && !(y instanceof Float32Array)) {
-      // GPU-resident: record and submit, no error scopes (awaiting them waits on the queue: tens
-      // to hundreds of microseconds a call); every argument was checked above, and a buffer
-      // destroyed by the caller shows as the device's uncaptured validation error, as with encode
-      const encoder = device.createCommandEncoder({ label: 'lora apply' })
-      encodeCall(encoder, bindCall(this.ctx, cp, x, y))
-      device.queue.submit([encoder.finish()])
-      return
-    }
     // uploads, dispatches and submit inside one set of error scopes, with no await in between
     device.pushErrorScope('out-of-memory')
     device.pushErrorScope('validation')
@@ -173,7 +176,7 @@ export class GpuLayer implements WebGpuLayer {
     checkGpuBuffer(x, T * (spec.embedding ? 1 : spec.inFeatures) * 4, 'x')
     checkGpuBuffer(y, T * spec.outFeatures * 4, 'y')
     if (plan.rows.length === 0) return
-    encodeCall(encoder, bindCall(this.ctx, planCall(this.ctx, plan), x, y))
+    encodeCall(encoder, recordCall(this.ctx, plan, x, y))
   }
 
   dispose(): void {
