@@ -2,7 +2,8 @@
  * Calibration: measure each backend's rates on this machine (src/dispatch/cost.ts) by timing a few small
  * calls, each chosen so that one term of the cost model dominates it:
  *
- *   tiny   T=1, in=out=64, rank 1            -> callMs
+ *   tiny   T=1, in=out=64, rank 1            -> callMs (GPU: on GPU buffers, until submitted;
+ *                                                roundTripMs: the same on host arrays, less that)
  *   segs   T=32 over 32 tiny adapters        -> segmentMs
  *   copy   T=64, in=out=1024, rank 1         -> hostGBs (GPU: host arrays vs GPU buffers)
  *   gemv   one token per adapter, rank 16    -> weightGBs[dtype] (weights rotate over coldBytes)
@@ -105,11 +106,25 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
       clearTimeout(timer)
     }
   }
+  // every GPU point waits for its results (a readback, or settled() on GPU buffers): a round trip
   const overhead = (p: Point, segments: number): number =>
-    rates.callMs + segments * rates.segmentMs + (p.resident === 'host' ? (p.tokens * (p.inF + 2 * p.out) * 4) / rates.hostGBs / 1e6 : 0)
+    rates.callMs +
+    (rates.roundTripMs ?? 0) +
+    segments * rates.segmentMs +
+    (p.resident === 'host' ? (p.tokens * (p.inF + 2 * p.out) * 4) / rates.hostGBs / 1e6 : 0)
 
   const tiny = await run({})
   if (tiny !== null) (rates.callMs = tiny), measured.push('callMs')
+  if (gpu) {
+    // the launch alone (GPU buffers, no wait) and the round trip a host call adds to it: Dawn tens of
+    // microseconds, wgpu (Deno) ~11 ms; without both, callMs keeps the whole host call
+    const launch = tiny === null ? null : await run({ resident: 'gpu', noWait: true })
+    if (tiny !== null && launch !== null && launch < tiny) {
+      rates.callMs = launch
+      rates.roundTripMs = tiny - launch
+      measured.push('roundTripMs')
+    } else if (tiny !== null) rates.roundTripMs = 0
+  }
   const segments = async (): Promise<void> => {
     const segs = await run({ distinct: 32, tokens: 32 })
     if (segs !== null && tiny !== null) (rates.segmentMs = Math.max(0, (segs - tiny) / 31)), measured.push('segmentMs')
