@@ -1,7 +1,7 @@
 import { LoraError } from '../errors.js'
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec, PreparedAdapter } from '../types.js'
-import { USAGE, type BufferPool } from './buffers.js'
+import { type BufferPool, USAGE, writeChunked } from './buffers.js'
 import { bindCall, type CallContext, encodeCall, ensurePipelines, planCall, recordCall } from './call.js'
 import type { LossWatch } from './device.js'
 import { stridesOf } from './params.js'
@@ -126,17 +126,11 @@ export class GpuLayer implements WebGpuLayer {
       let yBuf = y as GPUBuffer
       if (!isBuffer(xNow)) {
         owned.push((xBuf = pool.acquire(xBytes, USAGE.storage, 'x')))
-        device.queue.writeBuffer(
-          xBuf,
-          0,
-          unshared(xNow as Float32Array | Int32Array, T * xWidth) as Float32Array<ArrayBuffer>,
-          0,
-          T * xWidth,
-        )
+        writeChunked(device.queue, xBuf, unshared(xNow as Float32Array | Int32Array, T * xWidth), T * xWidth)
       }
       if (y instanceof Float32Array) {
         owned.push((yBuf = pool.acquire(yBytes, USAGE.storageRw, 'y')))
-        device.queue.writeBuffer(yBuf, 0, unshared(y, T * spec.outFeatures) as Float32Array<ArrayBuffer>, 0, T * spec.outFeatures)
+        writeChunked(device.queue, yBuf, unshared(y, T * spec.outFeatures), T * spec.outFeatures)
       }
       const call = bindCall(this.ctx, cp, xBuf, yBuf)
       const encoder = device.createCommandEncoder({ label: 'lora apply' })
