@@ -1,6 +1,6 @@
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec } from '../types.js'
-import { buildCallMeta, type CallMeta, longestSegment } from './meta.js'
+import { buildCallMeta, type CallMeta, longestSegment, samePlan } from './meta.js'
 import { packParams, type Strides } from './params.js'
 import type { PipelineCache, PipelineSpec } from './pipelines.js'
 import type { WeightStorage } from './shaders.js'
@@ -222,19 +222,6 @@ export function recordCall(ctx: CallContext, plan: SegmentPlan, x: GPUBuffer, y:
   )
     return last.call
   return bindCall(ctx, planCall(ctx, plan), x, y)
-}
-
-/** Whether two plans describe the same batch (the same object, or equal arrays; per-entry weights: only the same object). */
-function samePlan(a: SegmentPlan, b: SegmentPlan): boolean {
-  if (a === b) return true
-  if (a.numTokens !== b.numTokens || a.adaptersPerToken !== b.adaptersPerToken || a.weights || b.weights) return false
-  return same(a.rows, b.rows) && same(a.segSlot, b.segSlot) && same(a.segStart, b.segStart) && same(a.segLength, b.segLength)
-}
-
-function same(a: Int32Array, b: Int32Array): boolean {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
-  return true
 }
 
 /** The shrink's and the expand's bind group for one slot group and buffer pair (cached). */
