@@ -1,10 +1,8 @@
-import type { Backend, BackendLayer, HostTransfers } from './backend.js'
+import type { Backend, BackendLayer, HostMemory, HostTransfers } from './backend.js'
 import type { CallFeatures } from './dispatch/cost.js'
 import { LoraError } from './errors.js'
 import { buildSegments, type SegmentPlan } from './metadata.js'
 import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec, PreparedAdapter } from './types.js'
-import type { WasmBackend } from './wasm/backend.js'
-import type { WebGpuLayer } from './webgpu/types.js'
 import {
   checkAdaptersPerToken,
   checkApply,
@@ -192,12 +190,12 @@ export class LoraLayer implements Layer {
     }
     checkIds(ids, K, this.spec.maxAdapters, this.filled)
     const weights = options.weights === undefined ? undefined : checkTokenWeights(options.weights, ids.length)
-    const wasm = this.owners.get('wasm') as Partial<WasmBackend> | undefined
+    const memory = this.owners.get('wasm')?.hostMemory
     // x and y both in host arrays (rt.hostArray): the wasm backend copies nothing
     let inWasm = false
-    if (wasm?.addressOf) {
-      const xAt = x instanceof Float32Array ? checkInPlace(wasm, 'x', x) : -1
-      const yAt = y instanceof Float32Array ? checkInPlace(wasm, 'y', y) : -1
+    if (memory) {
+      const xAt = x instanceof Float32Array ? checkInPlace(memory, 'x', x) : -1
+      const yAt = y instanceof Float32Array ? checkInPlace(memory, 'y', y) : -1
       inWasm = xAt >= 0 && yAt >= 0
     }
     let entries = 0,
@@ -303,9 +301,10 @@ export class LoraLayer implements Layer {
     checkIds(ids, K, this.spec.maxAdapters, this.filled)
     const weights = options.weights === undefined ? undefined : checkTokenWeights(options.weights, ids.length)
     const gpu = this.owners.get('webgpu')
-    const layer = this.onBackend.get('webgpu') as WebGpuLayer | undefined
-    if (!gpu || gpu.lost || !layer) throw new LoraError('BACKEND_UNAVAILABLE', 'encode needs a working WebGPU backend in this runtime')
-    layer.encode(encoder, x, y, buildSegments(ids, K, this.spec.maxAdapters, gpu.chunkSize ?? 64, weights))
+    const layer = this.onBackend.get('webgpu')
+    if (!gpu || gpu.lost || !layer?.encode)
+      throw new LoraError('BACKEND_UNAVAILABLE', 'encode needs a working WebGPU backend in this runtime')
+    layer.encode(encoder, x, y, buildSegments(ids, K, this.spec.maxAdapters, gpu.chunkSize, weights))
   }
 
   /** Run a validated call on backend `b`, after the slot writes it must see. */
@@ -389,9 +388,9 @@ export class LoraLayer implements Layer {
   }
 }
 
-/** A view of the wasm memory is taken as x or y only inside a HostArray: its address, or -1 for other arrays (WasmBackend.addressOf). */
-function checkInPlace(wasm: Partial<WasmBackend>, name: string, v: Float32Array): number {
-  const at = wasm.addressOf!(v)
+/** A view of the wasm memory is taken as x or y only inside a HostArray: its address, or -1 for other arrays (HostMemory.addressOf). */
+function checkInPlace(memory: HostMemory, name: string, v: Float32Array): number {
+  const at = memory.addressOf(v)
   if (at === -2) {
     throw new LoraError(
       'INVALID_ARGUMENT',
