@@ -1,7 +1,7 @@
 import { LoraError } from '../errors.js'
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec, PreparedAdapter } from '../types.js'
-import { type BufferPool, USAGE, writeChunked } from './buffers.js'
+import { type BufferPool, type StagingPool, USAGE, writeChunked } from './buffers.js'
 import { bindCall, type CallContext, encodeCall, ensurePipelines, planCall, recordCall } from './call.js'
 import type { LossWatch } from './device.js'
 import { stridesOf } from './params.js'
@@ -20,6 +20,8 @@ export interface LayerEnv {
   watch: LossWatch
   pipelines: PipelineCache
   pool: BufferPool
+  /** Mapped upload buffers for host arrays (discrete adapters), or null: writeBuffer (see StagingPool). */
+  staging: StagingPool | null
   shared: SharedCallState
   profile: KernelProfile
   storageOf(spec: LayerSpec): WeightStorage
@@ -120,21 +122,31 @@ export class GpuLayer implements WebGpuLayer {
     device.pushErrorScope('internal')
     const owned: GPUBuffer[] = []
     let staging: GPUBuffer | undefined
+    let upload: GPUBuffer | undefined
     let thrown: unknown
     try {
       let xBuf = xNow as GPUBuffer
       let yBuf = y as GPUBuffer
-      if (!isBuffer(xNow)) {
-        owned.push((xBuf = pool.acquire(xBytes, USAGE.storage, 'x')))
-        writeChunked(device.queue, xBuf, unshared(xNow as Float32Array | Int32Array, T * xWidth), T * xWidth)
-      }
-      if (y instanceof Float32Array) {
-        owned.push((yBuf = pool.acquire(yBytes, USAGE.storageRw, 'y')))
-        writeChunked(device.queue, yBuf, unshared(y, T * spec.outFeatures), T * spec.outFeatures)
-      }
-      const call = bindCall(this.ctx, cp, xBuf, yBuf)
+      const xHost = isBuffer(xNow) ? null : (xNow as Float32Array | Int32Array)
+      const yHost = y instanceof Float32Array ? y : null
+      if (xHost) owned.push((xBuf = pool.acquire(xBytes, USAGE.storage, 'x')))
+      if (yHost) owned.push((yBuf = pool.acquire(yBytes, USAGE.storageRw, 'y')))
       const encoder = device.createCommandEncoder({ label: 'lora apply' })
-      encodeCall(encoder, call)
+      const upBytes = (xHost ? xBytes : 0) + (yHost ? yBytes : 0)
+      if (this.env.staging && upBytes > 0) {
+        // one mapped buffer holds x then y; copies on the queue put them in place before the kernels
+        upload = this.env.staging.acquire(upBytes)
+        const range = upload.getMappedRange(0, align8(upBytes))
+        if (xHost) new (xHost instanceof Int32Array ? Int32Array : Float32Array)(range, 0, T * xWidth).set(xHost.subarray(0, T * xWidth))
+        if (yHost) new Float32Array(range, xHost ? xBytes : 0, T * spec.outFeatures).set(yHost.subarray(0, T * spec.outFeatures))
+        upload.unmap()
+        if (xHost) encoder.copyBufferToBuffer(upload, 0, xBuf, 0, xBytes)
+        if (yHost) encoder.copyBufferToBuffer(upload, xHost ? xBytes : 0, yBuf, 0, yBytes)
+      } else {
+        if (xHost) writeChunked(device.queue, xBuf, unshared(xHost, T * xWidth), T * xWidth)
+        if (yHost) writeChunked(device.queue, yBuf, unshared(yHost, T * spec.outFeatures), T * spec.outFeatures)
+      }
+      encodeCall(encoder, bindCall(this.ctx, cp, xBuf, yBuf))
       if (y instanceof Float32Array) {
         staging = pool.acquire(yBytes, USAGE.readback, 'y readback')
         encoder.copyBufferToBuffer(yBuf, 0, staging, 0, yBytes)
@@ -145,6 +157,7 @@ export class GpuLayer implements WebGpuLayer {
     }
     // pooled buffers go back now: later writes to them are queued after this submit
     for (const b of owned) pool.release(b)
+    if (upload) this.env.staging!.release(upload)
     const scopes = Promise.all([device.popErrorScope(), device.popErrorScope(), device.popErrorScope()])
     const mapped = staging && !thrown ? staging.mapAsync(GPUMapMode.READ) : undefined
     try {
@@ -180,6 +193,9 @@ export class GpuLayer implements WebGpuLayer {
     this.env.onDispose(this)
   }
 }
+
+/** getMappedRange sizes: a multiple of 8 bytes (the buffer, a bucket of at least 256 bytes, holds it). */
+const align8 = (n: number): number => Math.ceil(n / 8) * 8
 
 /**
  * The first n values of v in an ArrayBuffer: Dawn's writeBuffer crashes the process (SIGSEGV) on
