@@ -113,18 +113,17 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
     segments * rates.segmentMs +
     (p.resident === 'host' ? (p.tokens * (p.inF + 2 * p.out) * 4) / rates.hostGBs / 1e6 : 0)
 
+  // GPU: the launch alone first (GPU buffers, until submitted; its untimed warm-up compiles the
+  // pipelines), then the same call on host arrays, whose excess is the round trip: under Dawn tens
+  // of microseconds, under wgpu (Deno) ~11 ms. Without the launch, callMs keeps the whole host call.
+  const launch = gpu ? await run({ resident: 'gpu', noWait: true }) : null
   const tiny = await run({})
   if (tiny !== null) (rates.callMs = tiny), measured.push('callMs')
-  if (gpu) {
-    // the launch alone (GPU buffers, no wait) and the round trip a host call adds to it: Dawn tens of
-    // microseconds, wgpu (Deno) ~11 ms; without both, callMs keeps the whole host call
-    const launch = tiny === null ? null : await run({ resident: 'gpu', noWait: true })
-    if (tiny !== null && launch !== null && launch < tiny) {
-      rates.callMs = launch
-      rates.roundTripMs = tiny - launch
-      measured.push('roundTripMs')
-    } else if (tiny !== null) rates.roundTripMs = 0
-  }
+  if (launch !== null && tiny !== null && launch < tiny) {
+    rates.callMs = launch
+    rates.roundTripMs = tiny - launch
+    measured.push('roundTripMs')
+  } else if (gpu && tiny !== null) rates.roundTripMs = 0
   const segments = async (): Promise<void> => {
     const segs = await run({ distinct: 32, tokens: 32 })
     if (segs !== null && tiny !== null) (rates.segmentMs = Math.max(0, (segs - tiny) / 31)), measured.push('segmentMs')
