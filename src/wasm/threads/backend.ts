@@ -191,7 +191,7 @@ export async function createThreadedWasmBackend(
     let pool: WorkerPool | null = null
     try {
       const m = await loadThreadsModule(options)
-      pool = await WorkerPool.create(count - 1, m.module, m.memory, options.workerUrl ?? DEFAULT_WORKER_URL())
+      pool = await WorkerPool.create(count - 1, m.module, m.memory, m.exports, options.workerUrl ?? DEFAULT_WORKER_URL())
       return new ThreadedWasmBackend(new WasmBackend(m.exports, m.variant), pool, threads, null, minWork)
     } catch (e) {
       pool?.dispose()

@@ -33,6 +33,24 @@ export interface PartExports {
     c0: number,
     c1: number,
   ): void
+  /** Fused granules: shrink (unless `shrink` is 0) and expand whole entries of the tasks. */
+  sgmvTasks(
+    dtype: number,
+    x: number,
+    inF: number,
+    rows: number,
+    segs: number,
+    slots: number,
+    numSlices: number,
+    h: number,
+    hRow: number,
+    tasks: number,
+    numTasks: number,
+    y: number,
+    outF: number,
+    widths: number,
+    shrink: number,
+  ): void
 }
 
 /** Posts a message to the main thread (a worker's port). */
@@ -79,9 +97,6 @@ export const MODE_PHASES = 0
  * work.
  */
 export const MODE_FUSED = 1
-/** Kernel dtype flags of a fused granule (assembly/threads.ts FUSED, EXPAND_ONLY). */
-export const FUSED = 4
-export const EXPAND_ONLY = 8
 /** Most workers a pool may have; WAKE + w is worker w's wake word (bumped to start it). */
 export const MAX_WORKERS = 63
 export const WAKE = 32

@@ -10,7 +10,7 @@ import type { SegmentPlan } from '../../metadata.js'
 import type { LayerSpec, PreparedAdapter } from '../../types.js'
 import type { WasmBackend, WasmLayer } from '../backend.js'
 import { align16, DTYPE_CODE, SEGMENT_BYTES, writeSegments } from '../records.js'
-import { GRANULES_PER_THREAD, type PartExports } from './control.js'
+import { GRANULES_PER_THREAD } from './control.js'
 import { fusedCopies } from './copies.js'
 import type { JobCopies } from './job.js'
 import type { WorkerPool } from './pool.js'
@@ -128,7 +128,7 @@ export class ThreadedWasmLayer implements BackendLayer {
     const yBytes = yAt >= 0 ? 0 : align16(T * outF * 4)
     const rowsBytes = align16(N * 4)
     const segBytes = align16(numSeg * SEGMENT_BYTES)
-    const taskBytes = 16 + align16(tasks.length * 4)
+    const taskBytes = align16(tasks.length * 4)
     const base = this.backend.hostMemory.scratch(xBytes + yBytes + rowsBytes + segBytes + taskBytes + N * hRow * 4)
     const xs = base,
       ys = xs + xBytes,
@@ -147,10 +147,6 @@ export class ThreadedWasmLayer implements BackendLayer {
     const i32 = mem.i32
     i32.set(plan.rows, rp >> 2)
     writeSegments(i32, sp, plan)
-    // the fused kernel's extra arguments, just before H (assembly/threads.ts shrinkTasks)
-    i32[(hp >> 2) - 3] = yp
-    i32[(hp >> 2) - 2] = outF
-    i32[(hp >> 2) - 1] = this.widths
     i32.set(tasks, tp >> 2)
     const job = {
       dtype: DTYPE_CODE[spec.weightDtype],
@@ -178,7 +174,7 @@ export class ThreadedWasmLayer implements BackendLayer {
       ? fusedCopies({ plan, tasks, partStart, f32, x, y, x0: xp >> 2, y0, inF: spec.inFeatures, outF, yInPlace: yAt >= 0, xByGranule })
       : // phases: y is first read in the expand phase: copied in while the workers run their shrink tasks
         { beforeShrink: yAt >= 0 ? none : () => f32.set(y, y0), copyXIn: none, copyIn: none, copyOut: none }
-    await pool.run(job, parts, this.backend.exports as unknown as PartExports, copies)
+    await pool.run(job, parts, copies)
     if (!fused && yAt < 0) y.set(f32.subarray(y0, y0 + T * outF))
     this.threaded.settle(pool.waited, performance.now() - t0)
   }

@@ -24,7 +24,7 @@ export class WorkerPool {
   /** ms the main thread spent waiting for workers in the last job (at the barriers and the end). */
   waited = 0
 
-  private constructor() {
+  private constructor(private readonly main: PartExports) {
     const wa = (Atomics as unknown as { waitAsync?: WaitAsync }).waitAsync
     this.waitAsync = typeof wa === 'function' ? wa.bind(Atomics) : null
     this.ctrl[C.BY_MESSAGE] = this.waitAsync ? 0 : 1
@@ -40,15 +40,19 @@ export class WorkerPool {
     return this.failure
   }
 
-  /** Start `count` workers and wait until each instantiated the module over `memory`. */
+  /**
+   * Start `count` workers and wait until each instantiated the module over `memory`; `main`: the
+   * main thread's instance of it (the main thread takes part in every job).
+   */
   static async create(
     count: number,
     module: WebAssembly.Module,
     memory: WebAssembly.Memory,
+    main: PartExports,
     url: URL,
     timeoutMs = 10_000,
   ): Promise<WorkerPool> {
-    const pool = new WorkerPool()
+    const pool = new WorkerPool(main)
     count = Math.min(count, C.MAX_WORKERS)
     let ready = 0
     let settle: (error?: string) => void = () => {}
@@ -95,14 +99,14 @@ export class WorkerPool {
   }
 
   /**
-   * Run one job on the main thread (`main`) and up to `parts - 1` workers (1 <= parts <= size + 1)
+   * Run one job on the main thread and up to `parts - 1` workers (1 <= parts <= size + 1)
    * that claim its granules. The main thread makes the host copies (`copies`) once the workers are
    * started: in two phases, y before its shrink granules (the expand waits for it); fused, the x
    * rows (with xByGranule) and y rows of every granule in claim order (a worker's granule waits
    * for its rows, XIN and YIN), then
    * granules, copying the rows of finished ones out between them.
    */
-  async run(job: JobArgs, parts: number, main: PartExports, copies: JobCopies): Promise<void> {
+  async run(job: JobArgs, parts: number, copies: JobCopies): Promise<void> {
     this.check()
     this.waited = 0
     const c = this.ctrl
@@ -113,7 +117,7 @@ export class WorkerPool {
     Atomics.store(c, C.GEN, gen) // publishes the job to spinning workers
     for (let w = 0; w < woken; w++) P.wakeIfSleeping(c, w) // and wakes sleeping ones
     this.keepAlive(woken, true)
-    if (job.fused) return this.runFused(gen, granules, woken, main, copies, job.xByGranule)
+    if (job.fused) return this.runFused(gen, granules, woken, copies, job.xByGranule)
     let copyError: unknown = null
     try {
       try {
@@ -122,9 +126,9 @@ export class WorkerPool {
         copyError = e // finish the job first: workers are reading its arguments
       }
       P.finish(c, C.DONE1, granules + 1, C.GO2, gen)
-      P.claimShrink(c, main, gen)
+      P.claimShrink(c, this.main, gen)
       await this.until(C.GO2, gen)
-      P.claimExpand(c, main, gen)
+      P.claimExpand(c, this.main, gen)
       await this.until(C.DONE, gen)
     } catch (e) {
       this.mainThrew(e)
@@ -135,14 +139,7 @@ export class WorkerPool {
   }
 
   /** The main thread's part of a fused job: copies in, granules (with copies out between), the last copies out. */
-  private async runFused(
-    gen: number,
-    granules: number,
-    woken: number,
-    main: PartExports,
-    copies: JobCopies,
-    xByGranule: boolean,
-  ): Promise<void> {
+  private async runFused(gen: number, granules: number, woken: number, copies: JobCopies, xByGranule: boolean): Promise<void> {
     const c = this.ctrl
     let copyError: unknown = null
     const copied = new Uint8Array(granules)
@@ -179,7 +176,7 @@ export class WorkerPool {
       }
       Atomics.notify(c, C.XIN)
       Atomics.notify(c, C.YIN)
-      P.claimFused(c, main, gen, undefined, drain)
+      P.claimFused(c, this.main, gen, undefined, drain)
       drain()
       while (left > 0) {
         await this.until(C.DONE, gen)

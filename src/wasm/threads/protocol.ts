@@ -34,8 +34,6 @@ import {
   DONE1,
   DONE2,
   ERROR,
-  EXPAND_ONLY,
-  FUSED,
   GDONE,
   GEN,
   GO2,
@@ -164,9 +162,10 @@ export function claimFused(ctrl: Int32Array, ex: PartExports, gen: number, post?
         const tasks = ctrl[A_TASKS] + ctrl[p] * TASK_FIELDS * 4
         // the main thread may still be copying x in (layer.ts xByGranule): wait for the rows
         if (Atomics.load(ctrl, XIN) <= i && !waitAbove(ctrl, XIN, i)) continue
-        const run = (flags: number) =>
-          ex.shrinkTasks(
-            ctrl[A_DTYPE] + flags,
+        const n = ctrl[p + 1]
+        const fused = (shrink: number) =>
+          ex.sgmvTasks(
+            ctrl[A_DTYPE],
             ctrl[A_X],
             ctrl[A_INF],
             ctrl[A_ROWS],
@@ -176,13 +175,30 @@ export function claimFused(ctrl: Int32Array, ex: PartExports, gen: number, post?
             ctrl[A_H],
             ctrl[A_HROW],
             tasks,
-            ctrl[p + 1],
+            n,
+            ctrl[A_Y],
+            ctrl[A_OUTF],
+            ctrl[A_WIDTHS],
+            shrink,
           )
-        if (Atomics.load(ctrl, YIN) > i) run(FUSED)
+        if (Atomics.load(ctrl, YIN) > i) fused(1)
         else {
           // the main thread is still copying y in: shrink first, then wait for the rows
-          run(0)
-          if (waitAbove(ctrl, YIN, i)) run(EXPAND_ONLY)
+          const d = ctrl[A_DTYPE]
+          ex.shrinkTasks(
+            d,
+            ctrl[A_X],
+            ctrl[A_INF],
+            ctrl[A_ROWS],
+            ctrl[A_SEGS],
+            ctrl[A_SLOTS],
+            ctrl[A_NSLICES],
+            ctrl[A_H],
+            ctrl[A_HROW],
+            tasks,
+            n,
+          )
+          if (waitAbove(ctrl, YIN, i)) fused(0)
         }
       }
     } finally {
