@@ -179,19 +179,20 @@ export class LoraLayer implements Layer {
       throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${String(options)}`)
     }
     const choice = checkBackend('options.backend', options.backend ?? this.host.defaultBackend)
-    // Host x and ids are the caller's again once this returns its promise: whatever reads them
-    // after an await reads a copy made before it.
-    let ids: Int32Array, T: number, K: number
+    // Host x, ids and weights are the caller's again once this returns its promise: whatever
+    // reads them after an await reads a copy made before it.
+    let ids: Int32Array, T: number, K: number, weights: Float32Array | undefined
     if (isGpuBuffer(idsIn)) {
-      const read = this.readIds(idsIn, options, x, y) // checks everything but slots; the read is submitted before this returns
+      // checks everything but slots and copies the weights; the read is submitted before this returns
+      const read = this.readIds(idsIn, options, x, y)
       if (!isGpuBuffer(x)) x = x.slice()
-      ;({ ids, T, K } = await read)
+      ;({ ids, T, K, weights } = await read)
     } else {
       ids = idsIn
       ;({ T, K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens))
     }
     checkIds(ids, K, this.spec.maxAdapters, this.filled)
-    const weights = options.weights === undefined ? undefined : checkTokenWeights(options.weights, ids.length)
+    if (!isGpuBuffer(idsIn) && options.weights !== undefined) weights = checkTokenWeights(options.weights, ids.length)
     const wasm = this.owners.get('wasm') as Partial<WasmBackend> | undefined
     // x and y both in host arrays (rt.hostArray): the wasm backend copies nothing
     let inWasm = false
@@ -328,7 +329,12 @@ export class LoraLayer implements Layer {
    * ids given as a GPUBuffer: check it and options.tokens against x and y first (nothing is read
    * when they disagree), then read its first T * K values back, in queue order.
    */
-  private async readIds(ids: GPUBuffer, options: ApplyOptions, x: unknown, y: unknown): Promise<{ ids: Int32Array; T: number; K: number }> {
+  private async readIds(
+    ids: GPUBuffer,
+    options: ApplyOptions,
+    x: unknown,
+    y: unknown,
+  ): Promise<{ ids: Int32Array; T: number; K: number; weights: Float32Array | undefined }> {
     const transfers = this.transfers()
     if (!transfers) throw new LoraError('DEVICE_LOST', 'ids is a GPUBuffer but the runtime has no working WebGPU device')
     if (options.tokens === undefined) {
@@ -344,8 +350,9 @@ export class LoraLayer implements Layer {
     }
     // x and y are checked against T before the read
     checkApply(this.spec, x, y, new Int32Array(T * K), K, T)
+    const weights = options.weights === undefined ? undefined : checkTokenWeights(options.weights, T * K).slice()
     const floats = await transfers.read(ids, T * K, 'ids')
-    return { ids: new Int32Array(floats.buffer, floats.byteOffset, T * K), T, K }
+    return { ids: new Int32Array(floats.buffer, floats.byteOffset, T * K), T, K, weights }
   }
 
   /** GPU-resident x and y on a CPU backend: read them back, run, write y back (queue order kept). */
