@@ -8,6 +8,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { Row, Summary } from './cli/report.js'
+import { type TableRun, tableMarkdown } from './table-md.js'
 import { adapterLabel, webgpuReport } from './webgpu-report.js'
 
 const f = (v: number | undefined, d = 2): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(d))
@@ -195,6 +196,28 @@ ${table(
     headline.push(
       `- threads: \`threads: 'auto'\` over one thread at T >= 64, ${threads.threads} threads: median **${f(median(at64))}x** ` +
         `(compute ceiling of the run ${f(median(ceilings))}x; [threads.md](bench/results/threads.md))`,
+    )
+  }
+
+  // ---- table.json: the cold-cache mixed batches against onnxruntime-node and tfjs (bench --table)
+  const tableRun = read<TableRun>('table.json')
+  if (tableRun) {
+    writeFileSync(`${dir}/table.md`, tableMarkdown(tableRun))
+    const ratios = tableRun.rows.map((r) => {
+      const one = Math.min(
+        ...['multilora f32', 'multilora bf16', 'multilora f32 host', 'multilora bf16 host'].map((id) => r.ms[id] ?? Infinity),
+      )
+      return {
+        T: r.shape.T,
+        ort: Math.min(r.ms.onnxruntime ?? Infinity, r.ms['onnxruntime-graph'] ?? Infinity, r.ms['onnxruntime-sessions'] ?? Infinity) / one,
+        tfjs: (r.ms['tfjs-wasm'] ?? NaN) / one,
+      }
+    })
+    const small = ratios.filter((r) => r.T <= 64)
+    headline.push(
+      `- cold caches, one thread, the nine mixed batches of [table.md](bench/results/table.md): onnxruntime-node time over multilora at T <= 64 ` +
+        `min **${f(Math.min(...small.map((r) => r.ort)))}**, all ${f(Math.min(...ratios.map((r) => r.ort)))}-${f(Math.max(...ratios.map((r) => r.ort)))}; ` +
+        `tfjs-wasm over multilora min ${f(Math.min(...ratios.map((r) => r.tfjs)))}`,
     )
   }
 

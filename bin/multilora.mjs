@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// multilora command line: `multilora bench [--quick] [--json FILE] [--svg FILE]`, `multilora --help`.
+// multilora command line: `multilora bench [--quick] [--table] [--json FILE] [--svg FILE]`, `multilora --help`.
 // Arguments are checked here, before anything runs: --help prints the usage, an unknown command or
 // option is an error that lists the ones there are. The benchmark is TypeScript run through tsx,
 // with the peers as devDependencies: it runs from a checkout of the repository (npm install), not
@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 /** Options of `bench`: name -> [takes a value, description]. */
 const BENCH_OPTIONS = {
   '--quick': [false, 'the short grid (about a minute; the full run takes about ten)'],
+  '--table': [false, 'nine mixed batches, cold caches, peers and threads side by side (bench/results/table.json)'],
   '--json': [true, 'write the results here (default bench/results/bench.json, bench-quick.json with --quick)'],
   '--svg': [true, 'write the chart here (default bench/results/bench.svg, bench-quick.svg with --quick)'],
   '--help': [false, 'print this and exit'],
@@ -55,7 +56,7 @@ for (let i = 0; i < rest.length; i++) {
   if (option[0]) i++
 }
 
-const main = fileURLToPath(new URL('../bench/cli/main.ts', import.meta.url))
+const main = fileURLToPath(new URL(`../bench/cli/${rest.includes('--table') ? 'table' : 'main'}.ts`, import.meta.url))
 let tsx
 try {
   tsx = import.meta.resolve('tsx')

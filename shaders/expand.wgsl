@@ -27,7 +27,7 @@ const MAX_TILE: u32 = 64u;
 // B: [maxAdapters * maxRank * bStride] weights in the layer dtype, as column pairs
 //@weights
 @group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>;  // [maxAdapters] (rank, bitcast<u32>(scale))
-@group(0) @binding(4) var<storage, read> calls: array<i32>;        // tiles [numTiles * 4] (slot, first entry, count, 0); rows [N]
+@group(0) @binding(4) var<storage, read> callMeta: array<i32>;     // tiles [numTiles * 4] (slot, first entry, count, 0); rows [N]
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;      // [T * outFeatures]
 
 // h summed over the KG partials of a split-K shrink, in a fixed order
@@ -44,14 +44,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let np = (n + 1u) / 2u;  // column pairs of the slice
   let c0 = wg.y * NW * NT; // first column pair of the workgroup
   let tb = p.tilesOffset + wg.x * 4u;
-  let count = u32(calls[tb + 2u]);
+  let count = u32(callMeta[tb + 2u]);
   let nw = lid % NW;
   // a constant 0 with one thread row: the h addresses are then the same for every thread, which
   // the driver may see (lavapipe, interleaved A/B: 3-5% faster on prefill tiles)
   let e0 = select((lid / NW) * MT, 0u, EM == 1u);
   if (c0 >= np || e0 >= count) { return; }
-  let slot = u32(calls[tb]);
-  let first = u32(calls[tb + 1u]);
+  let slot = u32(callMeta[tb]);
+  let first = u32(callMeta[tb + 1u]);
   let info = slots[slot];
   let rank = info.x;
   let scale = bitcast<f32>(info.y);
@@ -74,7 +74,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
   for (var i = 0u; i < MT; i++) {
     if (e0 + i >= count) { break; }
-    let yb = u32(calls[p.rowsOffset + first + e0 + i]) * p.outFeatures + p.sliceOffset[s];
+    let yb = u32(callMeta[p.rowsOffset + first + e0 + i]) * p.outFeatures + p.sliceOffset[s];
     for (var q = 0u; q < NT; q++) {
       let j = 2u * (c0 + q * NW + nw);
       let v = scale * acc[i * NT + q];

@@ -24,7 +24,7 @@ override KG: u32 = 1u;  // partials of h to add (split-K shrink over KG workgrou
 // B: [maxAdapters * maxRank * bStride] weights in the layer dtype, as column pairs
 //@weights
 @group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>;  // [maxAdapters] (rank, bitcast<u32>(scale))
-@group(0) @binding(4) var<storage, read> calls: array<i32>;        // tokens [numTokens * (1 + 2K)] (row, then K x (entry, slot), -1 pads)
+@group(0) @binding(4) var<storage, read> callMeta: array<i32>;     // tokens [numTokens * (1 + 2K)] (row, then K x (entry, slot), -1 pads)
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;      // [T * outFeatures]
 
 // h summed over the KG partials of a split-K shrink, in a fixed order
@@ -45,13 +45,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let K = p.adaptersPerToken;
   if (c0 >= np || tok >= p.numTokens) { return; }
   let tb = p.tokensOffset + tok * (1u + 2u * K);
-  let yb = u32(calls[tb]) * p.outFeatures + p.sliceOffset[s];
+  let yb = u32(callMeta[tb]) * p.outFeatures + p.sliceOffset[s];
 
   var acc: array<vec2<f32>, 8>;
   for (var a = 0u; a < K; a++) {
-    let e = calls[tb + 1u + 2u * a];
+    let e = callMeta[tb + 1u + 2u * a];
     if (e < 0) { break; }
-    let slot = u32(calls[tb + 2u + 2u * a]);
+    let slot = u32(callMeta[tb + 2u + 2u * a]);
     if (slot < p.slotBase || slot >= p.slotBase + p.slotCount) { continue; } // another group's dispatch
     let info = slots[slot];
     let rank = info.x;

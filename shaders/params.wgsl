@@ -8,11 +8,11 @@ struct Params {
   rankStride: u32,   // row stride of h in elements (maxRank rounded up to even)
   maxRank: u32,      // rows of A per (slot, slice)
   numSlices: u32,    // S
-  tilesOffset: u32,  // start of the tile list in calls
-  rowsOffset: u32,   // start of the entry rows in meta
-  tokensOffset: u32, // start of the token list in calls (expand_multi)
+  tilesOffset: u32,  // start of the tile list in callMeta
+  rowsOffset: u32,   // start of the entry rows in callMeta
+  tokensOffset: u32, // start of the token list in callMeta (expand_multi)
   adaptersPerToken: u32,
-  numTokens: u32,    // tokens listed in calls (expand_multi)
+  numTokens: u32,    // tokens listed in callMeta (expand_multi)
   bStride: u32,      // row stride of B in elements: sum of the slice widths, each rounded up to even
   sliceWidth: vec4<u32>,  // n_s
   sliceOffset: vec4<u32>, // off_s: first column of slice s in y

@@ -2,7 +2,7 @@
 // slice s and every r < rank(slot_e).
 //
 // Tiling. The host cuts the plan's segments into tiles of at most EM*MT entries of one slot
-// (meta "tiles"). Workgroup (rank tile = wg.x, tile = wg.y, slice = wg.z) computes an
+// (callMeta "tiles"). Workgroup (rank tile = wg.x, tile = wg.y, slice = wg.z) computes an
 // (EM*MT entries) x (RW*RV rank rows) block of h with EM*RW*KS threads. Thread (em, rw, ks)
 // keeps an MT x RV register tile (each A pair loaded serves MT entries, each x pair RV rank
 // rows) over the ks-th of KS interleaved strips of the k axis; consecutive threads take
@@ -31,7 +31,7 @@ const MAX_TILE: u32 = 64u;
 // A: [maxAdapters * S * maxRank * inStride] weights in the layer dtype, as pairs
 //@weights
 @group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>;  // [maxAdapters] (rank, bitcast<u32>(scale))
-@group(0) @binding(4) var<storage, read> calls: array<i32>;         // tiles [numTiles * 4] (slot, first entry, count, 0); rows [N]
+@group(0) @binding(4) var<storage, read> callMeta: array<i32>;     // tiles [numTiles * 4] (slot, first entry, count, 0); rows [N]
 @group(0) @binding(5) var<storage, read_write> h: array<f32>;      // [N * S * rankStride]
 
 var<workgroup> partial: array<f32, EM * RW * KS * MT * RV>;
@@ -44,27 +44,27 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let s = wg.z % p.numSlices;
   let kg = wg.z / p.numSlices;
   let tb = p.tilesOffset + wg.y * 4u;
-  let slot = u32(calls[tb]);
-  let first = u32(calls[tb + 1u]);
-  let count = u32(calls[tb + 2u]);
+  let slot = u32(callMeta[tb]);
+  let first = u32(callMeta[tb + 1u]);
+  let count = u32(callMeta[tb + 2u]);
   let rank = slots[slot].x;
   let ks = lid % KS;
   let rw = (lid / KS) % RW;
   let em = lid / (KS * RW);
   let r0 = rt * RW * RV + rw * RV;
   let e0 = em * MT;
-  let K = p.inFeatures;
+  let inF = p.inFeatures;
   // this workgroup's k chunk [kb, ke): even length, so pairs never straddle two chunks
-  let kc = ((K + 2u * KG - 1u) / (2u * KG)) * 2u;
-  let kb = min(K, kg * kc);
-  let ke = min(K, kb + kc);
+  let kc = ((inF + 2u * KG - 1u) / (2u * KG)) * 2u;
+  let kb = min(inF, kg * kc);
+  let ke = min(inF, kb + kc);
   let aSlice = ((slot - p.slotBase) * p.numSlices + s) * p.maxRank;
 
   var acc: array<f32, MAX_TILE>;
   if (rt * RW * RV < rank && e0 < count) {
     var xb: array<u32, 16>; // x row base of each entry (clamped to a valid entry)
     for (var i = 0u; i < MT; i++) {
-      xb[i] = u32(calls[p.rowsOffset + first + min(e0 + i, count - 1u)]) * K;
+      xb[i] = u32(callMeta[p.rowsOffset + first + min(e0 + i, count - 1u)]) * inF;
     }
     // A rows at a fixed stride (plain arithmetic, no index array): rows past the slot's rank
     // read values that are never stored (WebGPU clamps out-of-range reads to the buffer)
@@ -78,7 +78,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         for (var i = 0u; i < MT; i++) { acc[i * RV + j] += dot(a, xv[i]); }
       }
     }
-    if (k + 1u == ke && ke == K) { // odd inFeatures: this thread owns the last element
+    if (k + 1u == ke && ke == inF) { // odd inFeatures: this thread owns the last element
       for (var j = 0u; j < RV; j++) {
         let a = load2(a0 + j * p.inStride + k).x;
         for (var i = 0u; i < MT; i++) { acc[i * RV + j] += a * x[xb[i] + k]; }

@@ -18,7 +18,7 @@ describe('multilora command line', () => {
       const r = cli(...args)
       expect(r.status, r.stderr).toBe(0)
       expect(r.stdout).toMatch(/^usage: multilora <command>/)
-      for (const option of ['--quick', '--json FILE', '--svg FILE', '--help']) expect(r.stdout).toContain(option)
+      for (const option of ['--quick', '--table', '--json FILE', '--svg FILE', '--help']) expect(r.stdout).toContain(option)
       expect(r.stderr).toBe('')
     },
   )
@@ -27,7 +27,7 @@ describe('multilora command line', () => {
     [[], /no command given/],
     [['bogus'], /unknown command 'bogus' \(the commands: bench, help\)/],
     [['--quick'], /unknown command '--quick'/],
-    [['bench', '--bogus'], /unknown option '--bogus' for bench \(its options: --quick, --json FILE, --svg FILE, --help\)/],
+    [['bench', '--bogus'], /unknown option '--bogus' for bench \(its options: --quick, --table, --json FILE, --svg FILE, --help\)/],
     [['bench', '--quick', 'extra'], /unknown argument 'extra' for bench \(its options: --quick/],
     [['bench', '--json'], /--json needs a FILE/],
     [['bench', '--svg', '--quick'], /--svg needs a FILE/],

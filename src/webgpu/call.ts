@@ -51,7 +51,7 @@ export interface CallContext {
 export interface CallPlan {
   shape: CallShape
   tileM: number
-  meta: CallMeta
+  callMeta: CallMeta
   /** Tokens with several adapters: the token-major expand_multi. */
   multi: boolean
   shrink: ShrinkTiling
@@ -83,11 +83,11 @@ export function planCall(ctx: CallContext, plan: SegmentPlan): CallPlan {
     numSlices: spec.sliceWidths.length,
   }
   const tileM = tileEntries(shape.longestSegment, ctx.profile)
-  const meta = buildCallMeta(plan, tileM)
-  const multi = meta.maxEntriesPerToken > 1
+  const callMeta = buildCallMeta(plan, tileM)
+  const multi = callMeta.maxEntriesPerToken > 1
   const base = shrinkTiling(tileM, ctx.profile)
   // an embedding layer's gather writes h once: no split
-  const kg = spec.embedding ? 1 : splitK(ctx.profile, shrinkWorkgroups(base, shape, meta.numTiles), spec.inFeatures, base.KS)
+  const kg = spec.embedding ? 1 : splitK(ctx.profile, shrinkWorkgroups(base, shape, callMeta.numTiles), spec.inFeatures, base.KS)
   const weights = plan.weights ?? null
   const key = `${tileM}|${multi}|${kg}|${weights !== null}`
   let kernels = ctx.kernels.get(key)
@@ -106,7 +106,7 @@ export function planCall(ctx: CallContext, plan: SegmentPlan): CallPlan {
   const { shrink, specs } = kernels
   const ready = specs.map((s) => ctx.pipelines.ready(s))
   const pipelines = ready.every((p) => p !== undefined) ? (ready as GPUComputePipeline[]) : null
-  return { shape, tileM, meta, multi, shrink, kg, weights, specs, pipelines }
+  return { shape, tileM, callMeta, multi, shrink, kg, weights, specs, pipelines }
 }
 
 function expandTilingOf(ctx: CallContext, tileM: number, kg: number): ExpandTiling {
@@ -127,27 +127,27 @@ const MAX_BIND_GROUPS = 64
  */
 export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuffer): PreparedCall {
   const { spec, shared } = ctx
-  const { meta, shape, tileM, kg } = cp
+  const { callMeta, shape, tileM, kg } = cp
   const pipelines = cp.pipelines ?? (cp.pipelines = cp.specs.map((s) => ctx.pipelines.now(s)))
-  const runs = tileRunsByGroup(ctx, meta)
-  const hPart = meta.numEntries * shape.numSlices * ctx.strides.rankStride
+  const runs = tileRunsByGroup(ctx, callMeta)
+  const hPart = callMeta.numEntries * shape.numSlices * ctx.strides.rankStride
   const h = shared.h.get(kg * hPart * 4)
   const ring = shared.ring
-  const metaBytes = meta.data.byteLength
+  const callMetaBytes = callMeta.data.byteLength
   // region: a params block per slot group, [weighs: its params block, the weights per partial], metadata
   const weighBytes = cp.weights ? 256 + align(kg * cp.weights.byteLength) : 0
-  const at = ring.take(runs.length * 256 + weighBytes, metaBytes)
+  const at = ring.take(runs.length * 256 + weighBytes, callMetaBytes)
   const words = ring.staging
   for (let g = 0; g < runs.length; g++) {
     const { group, tileStart } = runs[g]
-    packParams(words, g * 64, spec, ctx.strides, meta, group, hPart)
-    words[g * 64 + 6] = meta.tilesOffset + 4 * tileStart // this group's first tile
+    packParams(words, g * 64, spec, ctx.strides, callMeta, group, hPart)
+    words[g * 64 + 6] = callMeta.tilesOffset + 4 * tileStart // this group's first tile
   }
   let weigh: BoundDispatch | null = null
   if (cp.weights) {
     // h[e] *= w[e] over the kg partials: they are kg * N entries of one h row each
     const hRow = shape.numSlices * ctx.strides.rankStride
-    const wp = weighParams(kg * meta.numEntries, hRow)
+    const wp = weighParams(kg * callMeta.numEntries, hRow)
     const w0 = runs.length * 64
     words.set(wp.params, w0)
     const wf = new Float32Array(words.buffer, (w0 + 64) * 4, kg * cp.weights.length)
@@ -163,9 +163,9 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
     })
     weigh = { spec: cp.specs[2], pipeline: pipelines[2], bindGroup, offsets: null, groups: wp.groups }
   }
-  const metaWord = (at.meta - at.params) / 4
-  new Int32Array(words.buffer, metaWord * 4, meta.data.length).set(meta.data)
-  ring.upload(at.params, at.meta - at.params + metaBytes)
+  const callMetaWord = (at.callMeta - at.params) / 4
+  new Int32Array(words.buffer, callMetaWord * 4, callMeta.data.length).set(callMeta.data)
+  ring.upload(at.params, at.callMeta - at.params + callMetaBytes)
 
   const kernel = expandKernel(spec.sliceWidths)
   const shrinks: BoundDispatch[] = []
@@ -176,11 +176,11 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
     const [bgShrink, bgExpand] = bindGroupsFor(ctx, group, x, y, h)
     const offsets = new Uint32Array(2)
     offsets[0] = at.params + 256 * g
-    offsets[1] = at.meta
+    offsets[1] = at.callMeta
     const first = spec.embedding ? gatherGroups(shape, tileCount) : shrinkGroups(cp.shrink, shape, tileCount)
     shrinks.push({ spec: cp.specs[0], pipeline: pipelines[0], bindGroup: bgShrink, offsets, groups: first })
     const groups = cp.multi
-      ? expandMultiGroups({ ...EXPAND_MULTI_TILING, KG: kg }, shape, meta.numTokens)
+      ? expandMultiGroups({ ...EXPAND_MULTI_TILING, KG: kg }, shape, callMeta.numTokens)
       : expandGroups(kernel, expandTilingOf(ctx, tileM, kg), shape, tileCount)
     expands.push({ spec: cp.specs[1], pipeline: pipelines[1], bindGroup: bgExpand, offsets, groups })
   }
@@ -202,7 +202,7 @@ function bindGroupsFor(ctx: CallContext, group: SlotGroup, x: GPUBuffer, y: GPUB
   if (ctx.bindGroups.size >= MAX_BIND_GROUPS) ctx.bindGroups.clear()
   const ring = shared.ring
   const params = { buffer: ring.buffer, offset: 0, size: 112 }
-  const meta = { buffer: ring.buffer, offset: 0, size: ring.window }
+  const callMeta = { buffer: ring.buffer, offset: 0, size: ring.window }
   const slots = { buffer: ctx.weights.slots }
   const make = (input: GPUBuffer, weights: GPUBuffer, output: GPUBuffer): GPUBindGroup =>
     ctx.device.createBindGroup({
@@ -212,7 +212,7 @@ function bindGroupsFor(ctx: CallContext, group: SlotGroup, x: GPUBuffer, y: GPUB
         { binding: 1, resource: { buffer: input } },
         { binding: 2, resource: { buffer: weights } },
         { binding: 3, resource: slots },
-        { binding: 4, resource: meta },
+        { binding: 4, resource: callMeta },
         { binding: 5, resource: { buffer: output } },
       ],
     })
@@ -229,10 +229,10 @@ interface TileRun {
 }
 
 /** Runs of consecutive tiles whose slots share a weight group (tiles are sorted by slot). */
-function tileRunsByGroup(ctx: CallContext, meta: CallMeta): TileRun[] {
+function tileRunsByGroup(ctx: CallContext, callMeta: CallMeta): TileRun[] {
   const runs: TileRun[] = []
-  for (let i = 0; i < meta.numTiles; i++) {
-    const group = ctx.weights.group(meta.data[meta.tilesOffset + 4 * i])
+  for (let i = 0; i < callMeta.numTiles; i++) {
+    const group = ctx.weights.group(callMeta.data[callMeta.tilesOffset + 4 * i])
     const last = runs[runs.length - 1]
     if (last && last.group === group) last.tileCount++
     else runs.push({ group, tileStart: i, tileCount: 1 })

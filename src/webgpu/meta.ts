@@ -1,5 +1,5 @@
 import type { SegmentPlan } from '../metadata.js'
-import type { MetaOffsets } from './params.js'
+import type { CallMetaOffsets } from './params.js'
 
 /**
  * The per-call metadata the kernels read, packed into one Int32Array (one upload):
@@ -8,7 +8,7 @@ import type { MetaOffsets } from './params.js'
  *   tokens [numTokens * (1 + 2K)]: only when a token has several entries: (row, then per adapter
  *          (entry, slot), -1 pads), tokens ordered by their first entry in the plan.
  */
-export interface CallMeta extends MetaOffsets {
+export interface CallMeta extends CallMetaOffsets {
   data: Int32Array
   numTiles: number
   numEntries: number

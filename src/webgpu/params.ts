@@ -25,8 +25,8 @@ export function stridesOf(spec: LayerSpec): Strides {
   return { inStride: spec.inFeatures + (spec.inFeatures & 1), rankStride: spec.maxRank + (spec.maxRank & 1), bStride, bOffsets }
 }
 
-/** Offsets of the per-call lists inside the meta buffer (in i32 units). */
-export interface MetaOffsets {
+/** Offsets of the per-call lists inside the callMeta buffer (in i32 units). */
+export interface CallMetaOffsets {
   tilesOffset: number
   rowsOffset: number
   tokensOffset: number
@@ -49,7 +49,7 @@ export function packParams(
   at: number,
   spec: LayerSpec,
   strides: Strides,
-  meta: MetaOffsets,
+  callMeta: CallMetaOffsets,
   group: SlotRange,
   hPart: number,
 ): void {
@@ -59,11 +59,11 @@ export function packParams(
   out[at + 3] = strides.rankStride
   out[at + 4] = spec.maxRank
   out[at + 5] = spec.sliceWidths.length
-  out[at + 6] = meta.tilesOffset
-  out[at + 7] = meta.rowsOffset
-  out[at + 8] = meta.tokensOffset
-  out[at + 9] = meta.adaptersPerToken
-  out[at + 10] = meta.numTokens
+  out[at + 6] = callMeta.tilesOffset
+  out[at + 7] = callMeta.rowsOffset
+  out[at + 8] = callMeta.tokensOffset
+  out[at + 9] = callMeta.adaptersPerToken
+  out[at + 10] = callMeta.numTokens
   out[at + 11] = strides.bStride
   for (let s = 0; s < 4; s++) {
     const used = s < spec.sliceWidths.length

@@ -75,23 +75,23 @@ export class MetaRing {
 
   /**
    * A region of `headBytes` (a multiple of 256: param blocks, block g at + 256 g, and other
-   * per-call data) followed by `metaBytes` of metadata: returns the byte offset of the region and
+   * per-call data) followed by `callMetaBytes` of metadata: returns the byte offset of the region and
    * of its metadata, staged in `staging` from word 0.
    */
-  take(headBytes: number, metaBytes: number): { params: number; meta: number } {
-    if (metaBytes > this.window) {
+  take(headBytes: number, callMetaBytes: number): { params: number; callMeta: number } {
+    if (callMetaBytes > this.window) {
       let w = this.window
-      while (w < metaBytes) w *= 2
+      while (w < callMetaBytes) w *= 2
       this.window = w
       this.replace(Math.max(this.size, 16 * w))
     }
     if (headBytes + this.window > this.size) this.replace(2 * (headBytes + this.window))
     if (this.offset + headBytes + this.window > this.size) this.offset = 0
     const at = this.offset
-    this.offset = align(at + headBytes + metaBytes)
-    const words = align(headBytes + metaBytes) / 4
+    this.offset = align(at + headBytes + callMetaBytes)
+    const words = align(headBytes + callMetaBytes) / 4
     if (this.staging.length < words) this.staging = new Uint32Array(Math.max(words, 2 * this.staging.length))
-    return { params: at, meta: at + headBytes }
+    return { params: at, callMeta: at + headBytes }
   }
 
   /** Upload the staged region taken at `at` (one writeBuffer). */
