@@ -12,7 +12,7 @@
 import { writeFileSync } from 'node:fs'
 import { availableParallelism, cpus } from 'node:os'
 import { createRuntime, type HostArray, type Layer, type Runtime } from '../src/index.js'
-import type { ThreadedWasmBackend } from '../src/wasm/threads/backend.js'
+import { backendsOf } from '../src/runtime.js'
 import { Rng } from '../test/random.js'
 import { scalingMarkdown } from './scaling-md.js'
 import { quantile } from './timing-threads.js'
@@ -43,7 +43,7 @@ for (let n = 1; n < max; n *= 2) counts.push(n)
 counts.push(max)
 const pools = counts.filter((n) => n > 1)
 
-const wasmOf = (rt: Runtime) => (rt as unknown as { all: ThreadedWasmBackend[] }).all[0]
+const wasmOf = (rt: Runtime) => backendsOf(rt)[0]
 const big = await createRuntime({ backend: 'wasm', threads: max })
 const single = await createRuntime({ backend: 'wasm' })
 const sized = await Promise.all(pools.map((n) => createRuntime({ backend: 'wasm', threads: n })))
@@ -99,7 +99,7 @@ for (const shape of SHAPES) {
     const y = new Float32Array(T * out)
     const times = cells.map(() => [] as number[])
     const call = async (c: Cell) => {
-      wasmOf(c.rt).forceParts?.(c.parts)
+      wasmOf(c.rt).forceParts(c.parts)
       const h = hosts.get(c.rt)
       const ids = idsFor(T)
       const t0 = performance.now()
@@ -114,7 +114,7 @@ for (const shape of SHAPES) {
         times[k].push(await call(cells[k]))
       }
     }
-    for (const c of cells) wasmOf(c.rt).forceParts?.(null)
+    for (const c of cells) wasmOf(c.rt).forceParts(null)
     for (const { hx, hy } of hosts.values()) {
       hx.release()
       hy.release()

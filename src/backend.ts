@@ -1,5 +1,5 @@
 import type { SegmentPlan } from './metadata.js'
-import type { BackendName, LayerSpec, PreparedAdapter } from './types.js'
+import type { BackendName, KernelProfile, LayerSpec, PreparedAdapter } from './types.js'
 
 /** Output of an apply: a host array, or a GPU buffer (only on a backend with a device). */
 export type CallData = Float32Array | GPUBuffer
@@ -26,6 +26,10 @@ export interface Backend {
   readonly device: GPUDevice | null
   /** Copies between GPU buffers of `device` and the host; null on a backend without a device. */
   readonly transfers: HostTransfers | null
+  /** The tile family of the GPU kernels; null on the CPU. */
+  readonly kernels: KernelProfile | null
+  /** The wasm memory that host arrays (rt.hostArray) live in; null on a backend without one. */
+  readonly hostMemory: HostMemory | null
   /** Threads a call may use (1: single-threaded). */
   readonly threads: number
   /** Why more threads were asked for and are not used here; null when they are (or were not asked for). */
@@ -61,6 +65,11 @@ export interface BackendLayer {
    *   A GPUBuffer is updated on the GPU, in queue order (the promise resolves once it is submitted).
    */
   apply(x: CallInput, y: CallData, plan: SegmentPlan): void | Promise<void>
+  /**
+   * Record the call into the caller's encoder (GPU-resident x and y; no submit, no wait). Only on
+   * a backend with a device.
+   */
+  encode?(encoder: GPUCommandEncoder, x: GPUBuffer, y: GPUBuffer, plan: SegmentPlan): void
   /** Free the layer's storage. */
   dispose(): void
 }
@@ -73,4 +82,26 @@ export interface HostTransfers {
   write(dst: GPUBuffer, values: Float32Array): void
   /** Throws LoraError INVALID_ARGUMENT unless y can be read back and written again. */
   checkWritable(y: GPUBuffer): void
+}
+
+/**
+ * A wasm backend's linear memory as its callers see it: host arrays, which calls take as x and y
+ * in place, and the per-call work area that other arrays are copied into.
+ */
+export interface HostMemory {
+  /** The memory's buffer now (a single-threaded memory replaces it when it grows). */
+  readonly buffer: ArrayBufferLike
+  /** A host array of `floats` values, zeroed; returns its byte address. */
+  allocHost(floats: number): number
+  /** Free a host array (any other address: nothing). */
+  releaseHost(ptr: number): void
+  /**
+   * Where a call's x or y lies: the byte address of v[0] when v is inside one host array of this
+   * memory (the kernels use it in place, no copy), -1 when v is elsewhere (copied in and out), -2
+   * when v is a view of this memory outside every host array (refused: such a view may be weights
+   * or scratch, and may be detached by the call's own allocation).
+   */
+  addressOf(v: Float32Array): number
+  /** Bytes of the per-call work area so far (x and y in host arrays take none of it). */
+  readonly scratchBytes: number
 }

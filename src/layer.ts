@@ -1,20 +1,11 @@
-import type { Backend, BackendLayer, HostTransfers } from './backend.js'
+import type { Backend, BackendLayer, HostMemory, HostTransfers } from './backend.js'
 import type { CallFeatures } from './dispatch/cost.js'
 import { LoraError } from './errors.js'
+import { applyThroughHost, readIds } from './resident.js'
+import { SlotOrder } from './slot-order.js'
 import { buildSegments, type SegmentPlan } from './metadata.js'
 import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec, PreparedAdapter } from './types.js'
-import type { WasmBackend } from './wasm/backend.js'
-import type { WebGpuLayer } from './webgpu/types.js'
-import {
-  checkAdaptersPerToken,
-  checkApply,
-  checkBackend,
-  checkIds,
-  checkInt,
-  checkTokenWeights,
-  isGpuBuffer,
-  prepareAdapter,
-} from './validate.js'
+import { checkApply, checkBackend, checkIds, checkTokenWeights, isGpuBuffer, prepareAdapter } from './validate.js'
 
 /** What a layer needs from its runtime: the backends and the per-call choice among them. */
 export interface LayerHost {
@@ -52,14 +43,8 @@ export class LoraLayer implements Layer {
   private readonly mark: Int32Array
   private stamp = 0
   private readonly onBackend = new Map<BackendName, BackendLayer>()
-  /**
-   * An async backend (WebGPU, wasm threads) reads a slot's weights until its apply resolves. So a
-   * write to a slot that running applies use waits for them (they finish with the old weights),
-   * and applies started after the write wait for it: every call sees the slots as they were when
-   * it was made. Per backend: slot -> running applies / the pending write.
-   */
-  private readonly running = new Map<BackendName, Map<number, Set<Promise<void>>>>()
-  private readonly pendingWrites = new Map<BackendName, Map<number, Promise<void>>>()
+  /** Slot writes after the applies that use the slot, applies after the writes made before them. */
+  private readonly order = new SlotOrder()
   private readonly owners = new Map<BackendName, Backend>()
   /** The weights of each slot, kept when the host asks (see LayerHost.keepHostCopies). */
   private readonly copies: (PreparedAdapter | undefined)[] | null
@@ -76,8 +61,7 @@ export class LoraLayer implements Layer {
     this.mark = new Int32Array(spec.maxAdapters)
     try {
       for (const b of backends) {
-        this.running.set(b.name, new Map())
-        this.pendingWrites.set(b.name, new Map())
+        this.order.reset(b.name)
         this.owners.set(b.name, b)
         if (b.lost) continue // a lost GPU device: rebuilt by replaceBackend on recovery
         this.onBackend.set(b.name, b.createLayer(spec))
@@ -131,8 +115,7 @@ export class LoraLayer implements Layer {
     const old = this.onBackend.get(b.name)
     this.onBackend.set(b.name, fresh)
     this.owners.set(b.name, b)
-    this.running.set(b.name, new Map())
-    this.pendingWrites.set(b.name, new Map())
+    this.order.reset(b.name)
     try {
       old?.dispose()
     } catch {
@@ -143,25 +126,7 @@ export class LoraLayer implements Layer {
   /** Run `op` (a write to `slot` on backend `name`) now, or after the applies that use the slot. */
   private write(name: BackendName, slot: number, op: () => void): void {
     if (this.owners.get(name)?.lost) return // a dead device holds nothing; recovery rebuilds from the copies
-    const users = this.running.get(name)?.get(slot)
-    const pending = this.pendingWrites.get(name)
-    const before = pending?.get(slot)
-    if (!users?.size && !before) {
-      op()
-      return
-    }
-    const after = Promise.allSettled([...(users ?? []), before]).then(() => {
-      if (pending!.get(slot) === after) pending!.delete(slot)
-      // A deferred write can only fail on a dead backend (device lost), whose calls fail or move to
-      // another backend anyway; the slot state of the other backends is already written.
-      if (this.disposed) return
-      try {
-        op()
-      } catch {
-        // see above
-      }
-    })
-    pending!.set(slot, after)
+    this.order.write(name, slot, op, () => this.disposed)
   }
 
   hasAdapter(slot: number): boolean {
@@ -184,7 +149,7 @@ export class LoraLayer implements Layer {
     let ids: Int32Array, T: number, K: number, weights: Float32Array | undefined
     if (isGpuBuffer(idsIn)) {
       // checks everything but slots and copies the weights; the read is submitted before this returns
-      const read = this.readIds(idsIn, options, x, y)
+      const read = readIds(this.transfers(), this.spec, idsIn, options, x, y)
       if (!isGpuBuffer(x)) x = x.slice()
       ;({ ids, T, K, weights } = await read)
     } else {
@@ -193,12 +158,12 @@ export class LoraLayer implements Layer {
     }
     checkIds(ids, K, this.spec.maxAdapters, this.filled)
     if (!isGpuBuffer(idsIn) && options.weights !== undefined) weights = checkTokenWeights(options.weights, ids.length)
-    const wasm = this.owners.get('wasm') as Partial<WasmBackend> | undefined
+    const memory = this.owners.get('wasm')?.hostMemory
     // x and y both in host arrays (rt.hostArray): the wasm backend copies nothing
     let inWasm = false
-    if (wasm?.addressOf) {
-      const xAt = x instanceof Float32Array ? checkInPlace(wasm, 'x', x) : -1
-      const yAt = y instanceof Float32Array ? checkInPlace(wasm, 'y', y) : -1
+    if (memory) {
+      const xAt = x instanceof Float32Array ? checkInPlace(memory, 'x', x) : -1
+      const yAt = y instanceof Float32Array ? checkInPlace(memory, 'y', y) : -1
       inWasm = xAt >= 0 && yAt >= 0
     }
     let entries = 0,
@@ -237,16 +202,7 @@ export class LoraLayer implements Layer {
     const first = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize, weights)
     const slots = first.slots
     // Writes pending now, per backend: this call must see them (later ones it must not).
-    let before: Map<BackendName, Promise<void>[]> | null = null
-    for (const [name, p] of this.pendingWrites) {
-      if (p.size === 0) continue
-      const waits: Promise<void>[] = []
-      for (const s of slots) {
-        const w = p.get(s)
-        if (w) waits.push(w)
-      }
-      if (waits.length) (before ??= new Map()).set(name, waits)
-    }
+    const before = this.order.pendingFor(slots)
     // (no closures on this path unless needed: each costs a little, more under tsx's keepNames)
     const call: Attempt = { x, y, ids, K, weights, features, first, chunk: backend.chunkSize, before }
     let run = this.attempt(call, backend)
@@ -264,25 +220,7 @@ export class LoraLayer implements Layer {
       })
     }
     // An 'auto' call may end on any backend: it holds the slots' weights on all of them.
-    const watched = choice === 'auto' ? [...this.running.values()] : [this.running.get(backend.name)!]
-    for (const users of watched) {
-      for (const s of slots) {
-        let set = users.get(s)
-        if (!set) users.set(s, (set = new Set()))
-        set.add(run)
-      }
-    }
-    try {
-      await run
-    } finally {
-      for (const users of watched) {
-        for (const s of slots) {
-          const set = users.get(s)
-          set?.delete(run)
-          if (set?.size === 0) users.delete(s)
-        }
-      }
-    }
+    await this.order.track(run, slots, choice === 'auto' ? null : backend.name)
   }
 
   encode(encoder: GPUCommandEncoder, x: GPUBuffer, y: GPUBuffer, ids: Int32Array, options: ApplyOptions = {}): void {
@@ -304,9 +242,10 @@ export class LoraLayer implements Layer {
     checkIds(ids, K, this.spec.maxAdapters, this.filled)
     const weights = options.weights === undefined ? undefined : checkTokenWeights(options.weights, ids.length)
     const gpu = this.owners.get('webgpu')
-    const layer = this.onBackend.get('webgpu') as WebGpuLayer | undefined
-    if (!gpu || gpu.lost || !layer) throw new LoraError('BACKEND_UNAVAILABLE', 'encode needs a working WebGPU backend in this runtime')
-    layer.encode(encoder, x, y, buildSegments(ids, K, this.spec.maxAdapters, gpu.chunkSize ?? 64, weights))
+    const layer = this.onBackend.get('webgpu')
+    if (!gpu || gpu.lost || !layer?.encode)
+      throw new LoraError('BACKEND_UNAVAILABLE', 'encode needs a working WebGPU backend in this runtime')
+    layer.encode(encoder, x, y, buildSegments(ids, K, this.spec.maxAdapters, gpu.chunkSize, weights))
   }
 
   /** Run a validated call on backend `b`, after the slot writes it must see. */
@@ -321,60 +260,8 @@ export class LoraLayer implements Layer {
 
   private runPlan(b: Backend, layer: BackendLayer, c: Attempt, plan: SegmentPlan): void | Promise<void> {
     // GPU-resident data on a backend without a device goes through the host
-    if (b.device === null && c.features.resident === 'gpu') return this.applyThroughHost(layer, c.x, c.y, plan)
+    if (b.device === null && c.features.resident === 'gpu') return applyThroughHost(this.transfers(), this.spec, layer, c.x, c.y, plan)
     return layer.apply(c.x, c.y, plan)
-  }
-
-  /**
-   * ids given as a GPUBuffer: check it and options.tokens against x and y first (nothing is read
-   * when they disagree), then read its first T * K values back, in queue order.
-   */
-  private async readIds(
-    ids: GPUBuffer,
-    options: ApplyOptions,
-    x: unknown,
-    y: unknown,
-  ): Promise<{ ids: Int32Array; T: number; K: number; weights: Float32Array | undefined }> {
-    const transfers = this.transfers()
-    if (!transfers) throw new LoraError('DEVICE_LOST', 'ids is a GPUBuffer but the runtime has no working WebGPU device')
-    if (options.tokens === undefined) {
-      throw new LoraError('INVALID_ARGUMENT', `ids is a GPUBuffer (${ids.size} bytes): options.tokens (T) is required`)
-    }
-    const K = checkAdaptersPerToken('options.adaptersPerToken', options.adaptersPerToken ?? 1)
-    const T = checkInt('options.tokens', options.tokens, 0, 2 ** 24)
-    if (ids.size < T * K * 4) {
-      throw new LoraError(
-        'SHAPE_MISMATCH',
-        `ids: GPUBuffer of ${ids.size} bytes, need tokens * adaptersPerToken * 4 = ${T} * ${K} * 4 = ${T * K * 4}`,
-      )
-    }
-    // x and y are checked against T before the read
-    checkApply(this.spec, x, y, new Int32Array(T * K), K, T)
-    const weights = options.weights === undefined ? undefined : checkTokenWeights(options.weights, T * K).slice()
-    const floats = await transfers.read(ids, T * K, 'ids')
-    return { ids: new Int32Array(floats.buffer, floats.byteOffset, T * K), T, K, weights }
-  }
-
-  /** GPU-resident x and y on a CPU backend: read them back, run, write y back (queue order kept). */
-  private async applyThroughHost(
-    layer: BackendLayer,
-    x: Float32Array | Int32Array | GPUBuffer,
-    y: Float32Array | GPUBuffer,
-    plan: SegmentPlan,
-  ): Promise<void> {
-    const transfers = this.transfers()
-    if (!transfers) throw new LoraError('DEVICE_LOST', 'x or y is a GPUBuffer but the runtime has no working WebGPU device')
-    if (isGpuBuffer(y)) transfers.checkWritable(y)
-    const T = plan.numTokens
-    // both reads are submitted before this returns: later work queued by the caller comes after them
-    const [xs, ys] = await Promise.all([
-      isGpuBuffer(x) ? transfers.read(x, T * (this.spec.embedding ? 1 : this.spec.inFeatures), 'x') : x,
-      isGpuBuffer(y) ? transfers.read(y, T * this.spec.outFeatures, 'y') : y,
-    ])
-    // an embedding layer's x holds i32 token ids: the same bytes, seen as such
-    const xIn = this.spec.embedding && xs instanceof Float32Array ? new Int32Array(xs.buffer, xs.byteOffset, xs.length) : xs
-    await layer.apply(xIn, ys, plan)
-    if (isGpuBuffer(y)) transfers.write(y, ys)
   }
 
   /** Host copies on the runtime's working GPU device, or null without one. */
@@ -396,9 +283,9 @@ export class LoraLayer implements Layer {
   }
 }
 
-/** A view of the wasm memory is taken as x or y only inside a HostArray: its address, or -1 for other arrays (WasmBackend.addressOf). */
-function checkInPlace(wasm: Partial<WasmBackend>, name: string, v: Float32Array): number {
-  const at = wasm.addressOf!(v)
+/** A view of the wasm memory is taken as x or y only inside a HostArray: its address, or -1 for other arrays (HostMemory.addressOf). */
+function checkInPlace(memory: HostMemory, name: string, v: Float32Array): number {
+  const at = memory.addressOf(v)
   if (at === -2) {
     throw new LoraError(
       'INVALID_ARGUMENT',

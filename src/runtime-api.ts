@@ -3,7 +3,7 @@ import type { Profile } from './dispatch/profile.js'
 import type { Decision, ExplainRequest } from './dispatch/dispatch.js'
 import type { AdapterInfo, AdapterSource, PoolStats, TokenAdapters } from './pool/pool.js'
 import type { BaseWeight } from './peft/adapter.js'
-import type { BackendChoice, BackendName, HostArray, Layer, LayerOptions } from './types.js'
+import type { BackendChoice, BackendName, HostArray, KernelProfile, Layer, LayerOptions } from './types.js'
 import type { WasmModuleOptions, WasmVariant } from './wasm/loader.js'
 import type { ThreadsOption } from './wasm/threads/support.js'
 
@@ -17,7 +17,7 @@ export interface RuntimeOptions {
    * The WebGPU kernels' tile family: 'software' (tuned for CPU adapters such as lavapipe) or
    * 'discrete' (GPUs: wider workgroups, split-K over workgroups). Default: chosen from the adapter.
    */
-  gpuKernels?: 'software' | 'discrete'
+  gpuKernels?: KernelProfile
   /** Where the WebAssembly kernels come from (default: the package's build/ directory). */
   wasm?: WasmModuleOptions
   /** Bytes the loaded adapters' weights may occupy in the kernels' slots (default: unlimited). */

@@ -11,7 +11,7 @@ import type { BaseWeight } from './peft/adapter.js'
 import type { Runtime, RuntimeOptions } from './runtime-api.js'
 import type { BackendChoice, BackendName, HostArray, Layer, LayerOptions } from './types.js'
 import { checkBackend, checkInt, checkLayerOptions } from './validate.js'
-import { createWasmBackend, type WasmBackend } from './wasm/backend.js'
+import { createWasmBackend } from './wasm/backend.js'
 import { PlainHostArray, WasmHostArray } from './wasm/host-array.js'
 import type { WasmVariant } from './wasm/loader.js'
 import { checkThreads } from './wasm/threads/support.js'
@@ -227,8 +227,8 @@ class LoraRuntime implements Runtime, LayerHost {
   hostArray(length: number): HostArray {
     this.checkAlive()
     checkInt('length', length, 0, 2 ** 30)
-    const wasm = this.all.find((b) => b.name === 'wasm') as WasmBackend | undefined
-    return wasm ? new WasmHostArray(wasm, length) : new PlainHostArray(length)
+    const memory = this.all.find((b) => b.hostMemory)?.hostMemory
+    return memory ? new WasmHostArray(memory, length) : new PlainHostArray(length)
   }
 
   pick(choice: BackendChoice, call: CallFeatures): Backend {
@@ -265,7 +265,7 @@ class LoraRuntime implements Runtime, LayerHost {
       )
     if (!this.all[i].lost) return false
     const { createWebGpuBackend } = await import('./webgpu/index.js')
-    const fresh = await createWebGpuBackend({ device, kernels: (this.all[i] as { kernels?: 'software' | 'discrete' }).kernels })
+    const fresh = await createWebGpuBackend({ device, kernels: this.all[i].kernels ?? undefined })
     try {
       this.checkAlive()
       for (const l of this.layers) l.replaceBackend(fresh)

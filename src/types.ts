@@ -1,6 +1,14 @@
 /** Storage type of adapter weights inside the kernels. Math and accumulation are always f32. */
 export type WeightDtype = 'f32' | 'bf16' | 'f16'
 
+/**
+ * Which family of tiles the WebGPU kernels use. 'software': the tiles tuned on lavapipe (a CPU runs a
+ * workgroup as SIMD lanes on one core: few threads, big register tiles, no split over
+ * workgroups). 'discrete': a GPU of many multiprocessors (64-128 threads per workgroup, small
+ * register tiles, split-K over workgroups when rank x tiles give too few of them).
+ */
+export type KernelProfile = 'software' | 'discrete'
+
 /** A backend name; 'auto' lets the dispatcher choose per call. */
 export type BackendName = 'wasm' | 'webgpu'
 export type BackendChoice = BackendName | 'auto'

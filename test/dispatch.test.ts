@@ -236,6 +236,8 @@ function recorder(name: BackendName, ran: BackendName[]): Backend {
     lost: false,
     device: null,
     transfers: null,
+    kernels: null,
+    hostMemory: null,
     threads: 1,
     threadsUnavailableReason: null,
     partsFor: () => 1,

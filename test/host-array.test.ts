@@ -5,11 +5,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRuntime, type HostArray, type Runtime } from '../src/index.js'
-import type { WasmBackend } from '../src/wasm/backend.js'
-import type { ThreadedWasmBackend } from '../src/wasm/threads/backend.js'
+import { backendsOf } from '../src/runtime.js'
 import { expectDelta, expectLoraError, expectUntouchedRows, TOLERANCE } from './compare.js'
 import { caseGrid, makeCase } from './grid.js'
 import { sgmv } from './reference.js'
+
+const wasmOf = (rt: Runtime) => backendsOf(rt).find((b) => b.name === 'wasm')!
 
 let single: Runtime
 let two: Runtime
@@ -17,14 +18,13 @@ beforeAll(async () => {
   single = await createRuntime({ backend: 'wasm' })
   two = await createRuntime({ backend: 'wasm', threads: 2 })
   // every call on both threads, whatever its size
-  ;(two as unknown as { all: ThreadedWasmBackend[] }).all[0].forceParts(2)
+  wasmOf(two).forceParts(2)
 })
 afterAll(() => {
   single?.dispose()
   two?.dispose()
 })
 
-const wasmOf = (rt: Runtime) => (rt as unknown as { all: WasmBackend[] }).all[0]
 /** Which of x and y live in host arrays. */
 const PLACES = [['x', 'y'], ['x'], ['y']] as const
 
@@ -81,7 +81,7 @@ describe.each([
       hx.array.fill(1)
       await layer.apply(hx.array, hy.array, new Int32Array(T))
       expect(hy.array[0]).toBe(inF * 0.5 * 0.25 * 4)
-      expect((wasmOf(r) as unknown as { scratchBytes: number }).scratchBytes).toBeLessThan(T * out * 4)
+      expect(wasmOf(r).hostMemory!.scratchBytes).toBeLessThan(T * out * 4)
     } finally {
       r.dispose()
     }

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { createRuntime } from '../src/index.js'
-import { AUTO_WORK_PER_THREAD, createThreadedWasmBackend, SOLO_CALLS, type ThreadedWasmBackend } from '../src/wasm/threads/backend.js'
+import { AUTO_WORK_PER_THREAD, createThreadedWasmBackend, SOLO_CALLS } from '../src/wasm/threads/backend.js'
 import { threadsUnavailableReason } from '../src/wasm/threads/support.js'
 import { expectLoraError } from './compare.js'
 import { Rng } from './random.js'
@@ -84,7 +84,7 @@ describe('threads option', () => {
   it('a pool of any size gives a call threads by its work: small calls stay on one thread', async () => {
     for (const n of [2, 4, 8]) {
       const rt = await createRuntime({ backend: 'wasm', threads: n })
-      const b = (rt as unknown as { all: ThreadedWasmBackend[] }).all[0]
+      const b = backendsOf(rt)[0]
       try {
         expect(b.threads).toBe(n)
         // T = 1 and T = 4 of a 4096 -> 4096 r16 layer (131 K and 524 K multiply-adds): one thread
@@ -99,7 +99,7 @@ describe('threads option', () => {
       }
     }
     const always = await createRuntime({ backend: 'wasm', threads: 4, threadsMinWork: 0 })
-    expect((always as unknown as { all: ThreadedWasmBackend[] }).all[0].partsFor(1, 1)).toBe(4)
+    expect(backendsOf(always)[0].partsFor(1, 1)).toBe(4)
     always.dispose()
     await expectLoraError(() => createRuntime({ backend: 'wasm', threads: 2, threadsMinWork: -1 }), 'OUT_OF_RANGE', ['threadsMinWork'])
   })

@@ -13,6 +13,7 @@ import {
   entryInfo,
   hostWeights,
   readAndParse,
+  batchIds,
   resolveTokens,
   type AdapterEntry,
   type AdapterInfo,
@@ -20,52 +21,14 @@ import {
 } from './registry.js'
 import type { BaseWeight, ParsedAdapter } from '../peft/adapter.js'
 import type { AdapterSource } from '../peft/source.js'
-import { SlotTable } from './slots.js'
-import type { BackendChoice, Layer, LayerOptions } from '../types.js'
+import { checkModuleArrays, layersFor, SlotTable } from './slots.js'
+import type { BackendChoice, Layer } from '../types.js'
+import type { AdapterPoolOptions, PoolStats } from './types.js'
 import { checkBackend } from '../validate.js'
 
 export type { AdapterInfo, TokenAdapters, WeightedAdapter } from './registry.js'
 export type { AdapterSource } from '../peft/source.js'
-
-/** Options of {@link AdapterPool}. */
-export interface AdapterPoolOptions {
-  /** Makes a layer (the runtime's createLayer). Called once per module, again when it grows. */
-  createLayer: (options: LayerOptions) => Layer
-  /** Bytes all layers' slots may hold together (f32 weights of resident adapters). Default: unlimited. */
-  memoryBudget?: number
-  /** Slots per layer (adapters resident at once per module). Default 16. */
-  maxAdapters?: number
-  /**
-   * Smallest maxRank a layer is created with. Default 16. A layer is created with the next power
-   * of two >= the first adapter's rank (at least this); an adapter of larger rank recreates the
-   * layer with the larger power of two (adapters in the old layer then reload on next use).
-   */
-  maxRank?: number
-}
-
-/** Counters of {@link AdapterPool.stats}. */
-export interface PoolStats {
-  /** (apply, adapter) pairs whose adapter was already in the module's layer. */
-  hits: number
-  /** (apply, adapter) pairs that had to upload the adapter first. */
-  misses: number
-  /** Adapters evicted from the slots to make room. */
-  evictions: number
-  /** Re-reads of evicted path/URL adapters from their source. */
-  reloads: number
-  /** Layers recreated with a larger maxRank. */
-  layerRebuilds: number
-  /** f32 bytes held in the layers' slots. */
-  bytesResident: number
-  /** Bytes of decoded host copies kept (in-memory sources). */
-  bytesHost: number
-  memoryBudget: number
-  adapters: number
-  residentAdapters: number
-  layers: number
-}
-
-const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(n))
+export type { AdapterPoolOptions, PoolStats } from './types.js'
 
 /** Loads, evicts and applies PEFT adapters; see the module comment for the residency rules. */
 export class AdapterPool {
@@ -114,39 +77,7 @@ export class AdapterPool {
       )
     }
     // Validate against the existing layers and create every new or larger layer before committing.
-    const created = new Map<string, { layer: Layer; maxRank: number }>()
-    try {
-      for (const [path, m] of parsed.modules) {
-        const mod = this.table.modules.get(path)
-        if (mod && (mod.layer.spec.embedding ?? false) !== (m.embedding ?? false)) {
-          throw new LoraError(
-            'SHAPE_MISMATCH',
-            `adapter "${name}" module "${path}" is ${m.embedding ? 'an embedding' : 'a linear'} module but loaded adapters have it as ${m.embedding ? 'a linear' : 'an embedding'} one`,
-          )
-        }
-        if (mod && (mod.inFeatures !== m.inFeatures || mod.outFeatures !== m.outFeatures)) {
-          throw new LoraError(
-            'SHAPE_MISMATCH',
-            `adapter "${name}" module "${path}" is [in ${m.inFeatures}, out ${m.outFeatures}] but loaded adapters have [in ${mod.inFeatures}, out ${mod.outFeatures}]`,
-          )
-        }
-        if (!mod || m.rank > mod.maxRank) {
-          const maxRank = Math.max(this.minRank, nextPow2(m.rank), mod ? mod.maxRank * 2 : 0)
-          const layer = this.options.createLayer({
-            inFeatures: m.inFeatures,
-            outFeatures: m.outFeatures,
-            maxAdapters: this.table.slotsPerLayer,
-            maxRank,
-            weightDtype: 'f32',
-            ...(m.embedding ? { embedding: true } : {}),
-          })
-          created.set(path, { layer, maxRank })
-        }
-      }
-    } catch (e) {
-      for (const { layer } of created.values()) layer.dispose()
-      throw e
-    }
+    const created = layersFor(this.table, name, parsed, this.options.createLayer, this.minRank)
     // Commit (synchronous from here on).
     for (const [path, { layer, maxRank }] of created) {
       // A larger layer replaces the old one: its adapters lose that slot and re-upload on next use.
@@ -261,35 +192,15 @@ export class AdapterPool {
       throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${describe(options)}`)
     if (options.backend !== undefined) checkBackend('options.backend', options.backend)
     const tokens = resolveTokens(adapters, (n) => this.entries.get(n))
-    if (!(x instanceof Float32Array || x instanceof Int32Array) || !(y instanceof Float32Array)) {
-      throw new LoraError(
-        'INVALID_ARGUMENT',
-        `apply(${module}): x must be a Float32Array (an Int32Array of token ids for an embedding module) and y a Float32Array`,
-      )
-    }
+    const mod0 = this.table.modules.get(module)
+    checkModuleArrays(module, x, y, tokens.length, mod0)
     const batch = new Set(tokens.flat().map((e) => e.entry))
     for (const e of batch) {
       e.refs++
       e.lastUsed = ++this.clock
     }
     try {
-      const mod0 = this.table.modules.get(module)
       if (!mod0) return
-      const T = tokens.length
-      const embedding = mod0.layer.spec.embedding === true
-      if (embedding !== x instanceof Int32Array) {
-        throw new LoraError(
-          'INVALID_ARGUMENT',
-          `apply(${module}): ${embedding ? 'an embedding module takes token ids, x must be an Int32Array' : 'x must be a Float32Array'}`,
-        )
-      }
-      const xWidth = embedding ? 1 : mod0.inFeatures
-      if (x.length !== T * xWidth || y.length !== T * mod0.outFeatures) {
-        throw new LoraError(
-          'SHAPE_MISMATCH',
-          `apply(${module}): ${T} tokens need x [${T} * ${xWidth}] and y [${T} * ${mod0.outFeatures}], got x[${x.length}] and y[${y.length}]`,
-        )
-      }
       const needed = [...batch].filter((e) => e.modules.has(module))
       for (const e of needed) this.counters[e.slots.has(module) ? 'hits' : 'misses']++
       // Fetch host copies of the adapters that must be uploaded (may await a re-read), until a
@@ -306,21 +217,7 @@ export class AdapterPool {
       }
       for (const e of needed) if (!e.slots.has(module)) this.table.makeResident(e, hosts.get(e)!, true, this.entries.values())
       const mod = this.table.modules.get(module)! // may be a larger layer than mod0 after the awaits
-      const perToken = tokens.map((list) => list.filter((e) => e.entry.modules.has(module)))
-      let K = 1
-      let weighted = false
-      for (const l of perToken) {
-        K = Math.max(K, l.length)
-        for (const e of l) if (e.weight !== 1) weighted = true
-      }
-      const ids = new Int32Array(T * K).fill(-1)
-      const weights = weighted ? new Float32Array(T * K) : undefined
-      perToken.forEach((list, t) =>
-        list.forEach(({ entry, weight }, k) => {
-          ids[t * K + k] = entry.slots.get(module)!
-          if (weights) weights[t * K + k] = weight
-        }),
-      )
+      const { ids, K, weights } = batchIds(tokens, module)
       if (!ids.some((id) => id >= 0)) return
       const layer = mod.layer
       this.inflight.set(layer, (this.inflight.get(layer) ?? 0) + 1)

@@ -225,3 +225,31 @@ export function resolveTokens(adapters: readonly TokenAdapters[], lookup: (name:
     return out
   })
 }
+
+/**
+ * The slot ids of a resolved batch on `module` ([T * K], -1 pads; K: the most adapters of one
+ * token that target it) and their weights ([T * K], or undefined when every weight is 1). Every
+ * adapter that targets the module must be resident in it.
+ */
+export function batchIds(
+  tokens: readonly TokenEntry[][],
+  module: string,
+): { ids: Int32Array; K: number; weights: Float32Array | undefined } {
+  const T = tokens.length
+  const perToken = tokens.map((list) => list.filter((e) => e.entry.modules.has(module)))
+  let K = 1
+  let weighted = false
+  for (const l of perToken) {
+    K = Math.max(K, l.length)
+    for (const e of l) if (e.weight !== 1) weighted = true
+  }
+  const ids = new Int32Array(T * K).fill(-1)
+  const weights = weighted ? new Float32Array(T * K) : undefined
+  perToken.forEach((list, t) =>
+    list.forEach(({ entry, weight }, k) => {
+      ids[t * K + k] = entry.slots.get(module)!
+      if (weights) weights[t * K + k] = weight
+    }),
+  )
+  return { ids, K, weights }
+}

@@ -6,7 +6,7 @@
 import { LoraError } from '../errors.js'
 import type { ParsedAdapter } from '../peft/adapter.js'
 import type { AdapterEntry } from './registry.js'
-import type { Layer } from '../types.js'
+import type { Layer, LayerOptions } from '../types.js'
 
 export interface ModuleState {
   path: string
@@ -108,5 +108,85 @@ export class SlotTable {
     m.occupant[slot] = null
     e.slots.delete(path)
     this.bytesResident -= e.modules.get(path)!.bytes
+  }
+}
+
+const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(n))
+
+/**
+ * The new or larger layers adapter `name` needs (module path -> layer and its maxRank), created
+ * before anything is committed: a module's first layer, or one of the next power-of-two rank when
+ * the adapter's rank exceeds the layer's. Nothing is created when one module disagrees.
+ * @throws LoraError 'SHAPE_MISMATCH' (a module's kind or in/out features differ from the loaded layer)
+ */
+export function layersFor(
+  table: SlotTable,
+  name: string,
+  parsed: ParsedAdapter,
+  createLayer: (options: LayerOptions) => Layer,
+  minRank: number,
+): Map<string, { layer: Layer; maxRank: number }> {
+  const created = new Map<string, { layer: Layer; maxRank: number }>()
+  try {
+    for (const [path, m] of parsed.modules) {
+      const mod = table.modules.get(path)
+      if (mod && (mod.layer.spec.embedding ?? false) !== (m.embedding ?? false)) {
+        throw new LoraError(
+          'SHAPE_MISMATCH',
+          `adapter "${name}" module "${path}" is ${m.embedding ? 'an embedding' : 'a linear'} module but loaded adapters have it as ${m.embedding ? 'a linear' : 'an embedding'} one`,
+        )
+      }
+      if (mod && (mod.inFeatures !== m.inFeatures || mod.outFeatures !== m.outFeatures)) {
+        throw new LoraError(
+          'SHAPE_MISMATCH',
+          `adapter "${name}" module "${path}" is [in ${m.inFeatures}, out ${m.outFeatures}] but loaded adapters have [in ${mod.inFeatures}, out ${mod.outFeatures}]`,
+        )
+      }
+      if (!mod || m.rank > mod.maxRank) {
+        const maxRank = Math.max(minRank, nextPow2(m.rank), mod ? mod.maxRank * 2 : 0)
+        const layer = createLayer({
+          inFeatures: m.inFeatures,
+          outFeatures: m.outFeatures,
+          maxAdapters: table.slotsPerLayer,
+          maxRank,
+          weightDtype: 'f32',
+          ...(m.embedding ? { embedding: true } : {}),
+        })
+        created.set(path, { layer, maxRank })
+      }
+    }
+  } catch (e) {
+    for (const { layer } of created.values()) layer.dispose()
+    throw e
+  }
+  return created
+}
+
+/**
+ * x and y of a pool apply: typed arrays, and when the module has a layer, of its kind (token ids
+ * for an embedding module) and its shape for T tokens.
+ * @throws LoraError 'INVALID_ARGUMENT', 'SHAPE_MISMATCH'
+ */
+export function checkModuleArrays(module: string, x: unknown, y: unknown, T: number, mod: ModuleState | undefined): void {
+  if (!(x instanceof Float32Array || x instanceof Int32Array) || !(y instanceof Float32Array)) {
+    throw new LoraError(
+      'INVALID_ARGUMENT',
+      `apply(${module}): x must be a Float32Array (an Int32Array of token ids for an embedding module) and y a Float32Array`,
+    )
+  }
+  if (!mod) return
+  const embedding = mod.layer.spec.embedding === true
+  if (embedding !== x instanceof Int32Array) {
+    throw new LoraError(
+      'INVALID_ARGUMENT',
+      `apply(${module}): ${embedding ? 'an embedding module takes token ids, x must be an Int32Array' : 'x must be a Float32Array'}`,
+    )
+  }
+  const xWidth = embedding ? 1 : mod.inFeatures
+  if (x.length !== T * xWidth || y.length !== T * mod.outFeatures) {
+    throw new LoraError(
+      'SHAPE_MISMATCH',
+      `apply(${module}): ${T} tokens need x [${T} * ${xWidth}] and y [${T} * ${mod.outFeatures}], got x[${x.length}] and y[${y.length}]`,
+    )
   }
 }

@@ -5,6 +5,7 @@ import type { LayerSpec, PreparedAdapter } from '../types.js'
 import { loadWasm, type WasmExports, type WasmModuleOptions, type WasmVariant } from './loader.js'
 import { applyGather, packGatherA } from './gather.js'
 import { packPanels, packShrinkA } from './layout.js'
+import { WasmHostMemory } from './host-memory.js'
 import { WasmMemory } from './memory.js'
 import { align16, DTYPE_CODE, SEGMENT_BYTES, SLOT_BYTES, writeSegments } from './records.js'
 
@@ -18,17 +19,16 @@ export class WasmBackend implements Backend {
   readonly transfers = null
   readonly threads = 1
   readonly threadsUnavailableReason = null
+  readonly kernels = null
   readonly memory: WasmMemory
-  private scratchPtr = 0
-  private scratchBytes = 0
-  /** Host arrays (runtime.hostArray) in the linear memory: byte address -> bytes. */
-  private readonly hosts = new Map<number, number>()
+  readonly hostMemory: WasmHostMemory
 
   constructor(
     readonly exports: WasmExports,
     readonly variant: WasmVariant,
   ) {
     this.memory = new WasmMemory(exports.memory, exports.heapBase())
+    this.hostMemory = new WasmHostMemory(this.memory)
   }
 
   partsFor(): number {
@@ -45,48 +45,8 @@ export class WasmBackend implements Backend {
     return new WasmLayer(this, spec)
   }
 
-  /** A per-call work area of at least `bytes`; valid until the next call (calls are synchronous). */
-  scratch(bytes: number): number {
-    if (bytes > this.scratchBytes) {
-      this.memory.release(this.scratchPtr)
-      this.scratchPtr = 0
-      this.scratchBytes = 0
-      this.scratchPtr = this.memory.alloc(bytes)
-      this.scratchBytes = bytes
-    }
-    return this.scratchPtr
-  }
-
-  /** A host array of `floats` values, zeroed, in the linear memory; returns its byte address. */
-  allocHost(floats: number): number {
-    const ptr = this.memory.alloc(floats * 4)
-    this.memory.f32.fill(0, ptr >> 2, (ptr >> 2) + floats)
-    this.hosts.set(ptr, floats * 4)
-    return ptr
-  }
-
-  releaseHost(ptr: number): void {
-    if (this.hosts.delete(ptr)) this.memory.release(ptr)
-  }
-
-  /**
-   * Where a call's x or y lies: the byte address of v[0] when v is inside one host array of this
-   * memory (the kernels use it in place, no copy), -1 when v is elsewhere (copied in and out), -2
-   * when v is a view of this memory outside every host array (refused: such a view may be weights
-   * or scratch, and may be detached by the call's own allocation).
-   */
-  addressOf(v: Float32Array): number {
-    if (!this.memory.owns(v.buffer)) return -1
-    const p = v.byteOffset
-    const end = p + v.byteLength
-    for (const [ptr, bytes] of this.hosts) if (p >= ptr && end <= ptr + bytes) return p
-    return -2
-  }
-
   dispose(): void {
-    this.memory.release(this.scratchPtr)
-    this.scratchPtr = 0
-    this.scratchBytes = 0
+    this.hostMemory.dispose()
   }
 }
 
@@ -182,19 +142,19 @@ export class WasmLayer implements BackendLayer {
     mem.release(old.bt)
   }
 
-  apply(x: Float32Array, y: Float32Array, plan: SegmentPlan): void {
+  apply(x: Float32Array | Int32Array, y: Float32Array, plan: SegmentPlan): void {
     const N = plan.rows.length
     if (N === 0) return
     // an embedding layer: x holds token ids
-    if (this.spec.embedding) {
-      applyGather(this.backend, this.spec, this.slotTable, x as unknown as Int32Array, y, plan)
+    if (x instanceof Int32Array) {
+      applyGather(this.backend, this.spec, this.slotTable, x, y, plan)
       return
     }
     const { spec } = this
     const T = plan.numTokens
     // host arrays (runtime.hostArray) are used in place; their addresses stay valid if scratch grows
-    const xAt = this.backend.addressOf(x)
-    const yAt = this.backend.addressOf(y)
+    const xAt = this.backend.hostMemory.addressOf(x)
+    const yAt = this.backend.hostMemory.addressOf(y)
     const numSeg = plan.segSlot.length
     let chunk = 0
     for (let g = 0; g < numSeg; g++) chunk = Math.max(chunk, plan.segLength[g])
@@ -209,7 +169,7 @@ export class WasmLayer implements BackendLayer {
     // 16-bit weights of a long segment are decoded to f32 once (assembly/sgmv.ts): room for one slot
     const decode = spec.weightDtype !== 'f32' && chunk >= (this.backend.exports.DECODE_MIN.value as number)
     const decodeBytes = decode ? (S * spec.maxRank * spec.inFeatures + spec.maxRank * spec.outFeatures) * 4 : 0
-    const base = this.backend.scratch(align16(xBytes) + align16(yBytes) + rowsBytes + segBytes + wBytes + hBytes + decodeBytes)
+    const base = this.backend.hostMemory.scratch(align16(xBytes) + align16(yBytes) + rowsBytes + segBytes + wBytes + hBytes + decodeBytes)
     const xs = base
     const ys = xs + align16(xBytes)
     const rp = ys + align16(yBytes)

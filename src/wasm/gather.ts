@@ -5,6 +5,7 @@
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec } from '../types.js'
 import type { WasmExports } from './loader.js'
+import type { WasmHostMemory } from './host-memory.js'
 import type { WasmMemory } from './memory.js'
 import { align16, DTYPE_CODE, SEGMENT_BYTES, writeSegments } from './records.js'
 
@@ -12,10 +13,8 @@ import { align16, DTYPE_CODE, SEGMENT_BYTES, writeSegments } from './records.js'
 interface WasmStorage {
   readonly exports: WasmExports
   readonly memory: WasmMemory
-  scratch(bytes: number): number
+  readonly hostMemory: Pick<WasmHostMemory, 'scratch'>
 }
-
-/** dtype argument of the kernels (assembly/index.ts). */
 
 /** A [rank x vocab] (PEFT's lora_embedding_A) -> [vocab x rank]: a token's column is contiguous. */
 export function packGatherA(A: Float32Array, rank: number, vocab: number): Float32Array {
@@ -47,7 +46,7 @@ export function applyGather(
   const sizes = [T * 4, T * spec.outFeatures * 4, N * 4, numSeg * SEGMENT_BYTES, plan.weights ? N * 4 : 0, chunk * spec.maxRank * 4].map(
     align16,
   )
-  const base = backend.scratch(sizes.reduce((a, b) => a + b, 0))
+  const base = backend.hostMemory.scratch(sizes.reduce((a, b) => a + b, 0))
   const at: number[] = []
   sizes.reduce((p, s) => (at.push(p), p + s), base)
   const [tp, yp, rp, sp, wp, hp] = at

@@ -1,30 +1,30 @@
 import { LoraError } from '../errors.js'
 import type { HostArray } from '../types.js'
-import type { WasmBackend } from './backend.js'
+import type { HostMemory } from '../backend.js'
 
-/** A HostArray in the wasm backend's linear memory: the kernels use it in place (WasmBackend.addressOf). */
+/** A HostArray in the wasm backend's linear memory: the kernels use it in place (HostMemory.addressOf). */
 export class WasmHostArray implements HostArray {
   private ptr: number
   private view: Float32Array | null = null
 
   constructor(
-    private readonly backend: WasmBackend,
+    private readonly memory: HostMemory,
     readonly length: number,
   ) {
-    this.ptr = backend.allocHost(length)
+    this.ptr = memory.allocHost(length)
   }
 
   get array(): Float32Array {
     if (this.ptr === 0) throw new LoraError('DISPOSED', 'this host array was released')
     // a view per buffer: the memory's buffer changes when it grows
-    const buffer = this.backend.memory.f32.buffer
+    const buffer = this.memory.buffer
     if (this.view === null || this.view.buffer !== buffer) this.view = new Float32Array(buffer, this.ptr, this.length)
     return this.view
   }
 
   release(): void {
     if (this.ptr === 0) return
-    this.backend.releaseHost(this.ptr)
+    this.memory.releaseHost(this.ptr)
     this.ptr = 0
     this.view = null
   }

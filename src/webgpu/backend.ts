@@ -20,6 +20,7 @@ class Backend implements WebGpuBackend {
   readonly threadsUnavailableReason = null
   readonly transfers: HostTransfers
   readonly kernels: KernelProfile
+  readonly hostMemory = null
   private readonly shared: SharedCallState
   private readonly watch: LossWatch
   private readonly pool: BufferPool

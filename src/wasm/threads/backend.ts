@@ -94,6 +94,7 @@ export class ThreadedWasmBackend implements Backend {
   readonly lost = false
   readonly device = null
   readonly transfers = null
+  readonly kernels = null
   private queue: Promise<unknown> = Promise.resolve()
   private pending = 0
   private solo = 0 // calls left on one thread (takeSolo)
@@ -121,7 +122,7 @@ export class ThreadedWasmBackend implements Backend {
     return this.wasm.variant
   }
 
-  /** The storage of the wasm backend: its memory, kernels and host arrays (rt.hostArray). */
+  /** The storage of the wasm backend: its memory and kernels. */
   get memory(): WasmBackend['memory'] {
     return this.wasm.memory
   }
@@ -130,16 +131,9 @@ export class ThreadedWasmBackend implements Backend {
     return this.wasm.exports
   }
 
-  allocHost(floats: number): number {
-    return this.wasm.allocHost(floats)
-  }
-
-  releaseHost(ptr: number): void {
-    this.wasm.releaseHost(ptr)
-  }
-
-  addressOf(v: Float32Array): number {
-    return this.wasm.addressOf(v)
+  /** The wasm backend's host arrays (rt.hostArray), in the shared memory. */
+  get hostMemory(): WasmBackend['hostMemory'] {
+    return this.wasm.hostMemory
   }
 
   /** Threads a call may use (1 without a pool). */
@@ -332,15 +326,15 @@ class ThreadedWasmLayer implements BackendLayer {
     const { tasks, partStart } = splitShrink(plan, ranks, S, shares, wholeUpTo, !fused)
     const cuts = splitColumns(spec.sliceWidths, shares)
     // host arrays (runtime.hostArray) are used in place: nothing to copy in or out for them
-    const xAt = this.backend.addressOf(x)
-    const yAt = this.backend.addressOf(y)
+    const xAt = this.backend.hostMemory.addressOf(x)
+    const yAt = this.backend.hostMemory.addressOf(y)
     // one work area: x | y | rows | segments | tasks + fused header | H (the whole call's, see assembly/threads.ts)
     const xBytes = xAt >= 0 ? 0 : align16(T * spec.inFeatures * 4)
     const yBytes = yAt >= 0 ? 0 : align16(T * outF * 4)
     const rowsBytes = align16(N * 4)
     const segBytes = align16(numSeg * SEGMENT_BYTES)
     const taskBytes = 16 + align16(tasks.length * 4)
-    const base = this.backend.scratch(xBytes + yBytes + rowsBytes + segBytes + taskBytes + N * hRow * 4)
+    const base = this.backend.hostMemory.scratch(xBytes + yBytes + rowsBytes + segBytes + taskBytes + N * hRow * 4)
     const xs = base,
       ys = xs + xBytes,
       rp = ys + yBytes,

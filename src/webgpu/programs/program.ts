@@ -11,13 +11,9 @@ export interface CallShape {
   numSlices: number
 }
 
-/**
- * Which family of tiles a device gets. 'software': the tiles tuned on lavapipe (a CPU runs a
- * workgroup as SIMD lanes on one core: few threads, big register tiles, no split over
- * workgroups). 'discrete': a GPU of many multiprocessors (64-128 threads per workgroup, small
- * register tiles, split-K over workgroups when rank x tiles give too few of them).
- */
-export type KernelProfile = 'software' | 'discrete'
+import type { KernelProfile } from '../../types.js'
+
+export type { KernelProfile }
 
 /** Workgroups a split-K shrink aims for on a 'discrete' device (a few per multiprocessor of a big GPU). */
 export const TARGET_WORKGROUPS = 512
