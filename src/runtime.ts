@@ -234,6 +234,7 @@ class LoraRuntime implements Runtime, LayerHost {
   pick(choice: BackendChoice, call: CallFeatures): Backend {
     if (choice === 'auto') {
       const name = this.dispatcher.choose(call, this.usable())
+      this.dispatcher.ran(name)
       return this.all.find((b) => b.name === name)!
     }
     const b = this.all.find((x) => x.name === choice)
@@ -243,6 +244,7 @@ class LoraRuntime implements Runtime, LayerHost {
         `backend '${choice}' is not available in this runtime (available: ${this.backends.join(', ') || 'none'})`,
       )
     if (b.lost) throw new LoraError('DEVICE_LOST', `backend '${choice}' lost its device`)
+    this.dispatcher.ran(b.name)
     return b
   }
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { Backend, BackendLayer } from '../src/backend.js'
 import { calibrate } from '../src/dispatch/calibrate.js'
+import { timeSwitch } from '../src/dispatch/calibrate-run.js'
 import { machineOf, targetsOf } from '../src/dispatch/calibrate-cache.js'
 import { type BackendRates, type CallFeatures, parallelSpeedup, predict, priorRates, workOf } from '../src/dispatch/cost.js'
 import type { Profile } from '../src/dispatch/profile.js'
@@ -248,6 +249,120 @@ function recorder(name: BackendName, ran: BackendName[]): Backend {
   }
 }
 
+describe('the cost of switching backends between calls', () => {
+  /** A call where the fast GPU is predicted faster than wasm (host data), and by how much (ms). */
+  const near = (d: Dispatcher) => {
+    for (let tokens = 1; tokens <= 65536; tokens *= 2) {
+      const f = featuresOf({ ...QKV, tokens, adapters: 8 })
+      const margin = d.predictMs('wasm', f).ms - d.predictMs('webgpu', f).ms
+      if (margin > 0) return { f, margin }
+    }
+    throw new Error('no crossover on the grid')
+  }
+
+  it('after a wasm call, a GPU faster by less than its switching cost does not get the next call; faster by more, it does', () => {
+    const { f, margin } = near(new Dispatcher(traits, profileOf(FAST_GPU)))
+    for (const [switchMs, want] of [
+      [margin * 2, 'wasm'],
+      [margin / 2, 'webgpu'],
+    ] as const) {
+      const d = new Dispatcher(traits, profileOf({ ...FAST_GPU, switchMs }))
+      expect(d.previous).toBeNull()
+      expect(d.choose(f, BOTH), 'no previous call: nothing to switch from').toBe('webgpu')
+      d.ran('wasm')
+      expect(d.switchMs('webgpu')).toBe(switchMs)
+      expect(d.switchMs('wasm')).toBe(0)
+      expect(d.choose(f, BOTH), `switchMs ${switchMs} vs margin ${margin}`).toBe(want)
+      const r = d.decide(f, BOTH)
+      expect(r.backend).toBe(want)
+      if (want === 'wasm') {
+        expect(r.reason).toMatch(
+          /^wasm ran the previous call and stays: webgpu \([\d.]+ ms\) is not faster by its switching cost \([\d.]+ ms; wasm [\d.]+ ms\)$/,
+        )
+      } else expect(r.reason).toMatch(/^webgpu predicted/)
+      // the prediction of the backend switched to includes its cost
+      expect(r.predictedMs.webgpu!).toBeCloseTo(d.predictMs('webgpu', f).ms + switchMs, 2)
+      // after a GPU call the same call stays there: wasm (switchMs absent) is still slower
+      d.ran('webgpu')
+      expect(d.choose(f, BOTH)).toBe('webgpu')
+    }
+  })
+
+  it("the cost is the switched-to backend's own, paid only when the previous call ran elsewhere", () => {
+    const cpu = { ...CPU, switchMs: 0.4 }
+    const p = profileOf(FAST_GPU)
+    const d = new Dispatcher(traits, { ...p, backends: { ...p.backends, wasm: { ...cpu, measured: [] } } })
+    const f = featuresOf({ ...QKV, tokens: 1 })
+    const plain = d.predictMs('wasm', f).ms
+    d.ran('wasm')
+    expect(d.decide(f, BOTH).predictedMs.wasm!).toBeCloseTo(plain, 3)
+    d.ran('webgpu')
+    expect(d.decide(f, BOTH).predictedMs.wasm!).toBeCloseTo(plain + 0.4, 2)
+    // without switchMs in the rates (older profiles), history changes no prediction
+    const old = new Dispatcher(traits, profileOf(FAST_GPU))
+    const before = old.decide(f, BOTH)
+    old.ran('webgpu')
+    expect(old.decide(f, BOTH)).toEqual(before)
+  })
+
+  it('priors: switching costs more towards a software GPU, which shares the CPU, than towards a hardware one', () => {
+    expect(priorRates('webgpu', true).switchMs!).toBeGreaterThan(priorRates('webgpu', false).switchMs!)
+    expect(priorRates('wasm', false).switchMs!).toBeGreaterThan(0)
+  })
+
+  it("calibration measures each backend's switching cost: a call right after one on the other backend against one after its own", async () => {
+    // fake backends: a call on wasm right after a webgpu call busy-waits 3 ms (webgpu pays nothing)
+    const shared = { last: null as BackendName | null }
+    const switcher = (name: BackendName, costMs: number): Backend => {
+      const layer: BackendLayer = {
+        setAdapter() {},
+        clearAdapter() {},
+        dispose() {},
+        apply: () => {
+          const t0 = performance.now()
+          if (shared.last !== null && shared.last !== name) while (performance.now() - t0 < costMs);
+          shared.last = name
+        },
+      }
+      return { ...recorder(name, []), createLayer: () => layer }
+    }
+    const wasm = switcher('wasm', 3)
+    const gpu = switcher('webgpu', 0)
+    const direct = await timeSwitch({ backend: wasm }, { backend: gpu }, 9, performance.now() + 60_000)
+    const back = await timeSwitch({ backend: gpu }, { backend: wasm }, 9, performance.now() + 60_000)
+    expect(direct!).toBeGreaterThanOrEqual(1.5)
+    expect(back!).toBeLessThan(direct!)
+    const targets = [
+      { backend: wasm, isSoftware: false },
+      { backend: gpu, isSoftware: false },
+    ]
+    const p = await calibrate(
+      targets,
+      { wasmVariant: 'simd', gpu: { description: 'fake', isSoftware: false } },
+      { kind: 'short', budgetMs: 60_000 },
+    )
+    expect(p.backends.wasm!.measured).toContain('switchMs')
+    expect(p.backends.webgpu!.measured).toContain('switchMs')
+    expect(p.backends.wasm!.switchMs!).toBeGreaterThanOrEqual(1.5)
+    expect(p.backends.webgpu!.switchMs!).toBeLessThan(p.backends.wasm!.switchMs!)
+    // a spent budget starts no switching point: the priors stay
+    const none = await calibrate(targets, p.machine, { kind: 'short', budgetMs: 0 })
+    expect(none.backends.wasm!.measured).not.toContain('switchMs')
+    expect(none.backends.wasm!.switchMs).toBe(priorRates('wasm', false).switchMs)
+  })
+
+  it('a runtime records forced and chosen calls alike', async () => {
+    const rt = await createRuntime({ backend: 'wasm' })
+    const dispatcher = (rt as unknown as { dispatcher: Dispatcher }).dispatcher
+    expect(dispatcher.previous).toBeNull()
+    const layer = rt.createLayer({ inFeatures: 8, outFeatures: 8, maxAdapters: 1, maxRank: 2 })
+    layer.setAdapter(0, { rank: 2, scale: 1, A: [new Float32Array(16)], B: [new Float32Array(16)] })
+    await layer.apply(new Float32Array(8), new Float32Array(8), Int32Array.of(0), { backend: 'wasm' })
+    expect(dispatcher.previous).toBe('wasm')
+    rt.dispose()
+  })
+})
+
 describe('explain() is the auto decision', () => {
   it('a layer with two backends runs every call where explain says', async () => {
     const ran: BackendName[] = []
@@ -316,6 +431,8 @@ describe('profiles and calibration', () => {
     await expectLoraError(() => createRuntime({ profile: bad as never }), 'INVALID_ARGUMENT', ['profile.backends.wasm.gflops.f32'])
     const badPar = { ...p, backends: { wasm: { ...p.backends.wasm, parallel: { threads: 2.5, speedup: 1.5 } } } }
     await expectLoraError(() => createRuntime({ profile: badPar as never }), 'INVALID_ARGUMENT', ['profile.backends.wasm.parallel.threads'])
+    const badSwitch = { ...p, backends: { wasm: { ...p.backends.wasm, switchMs: -0.1 } } }
+    await expectLoraError(() => createRuntime({ profile: badSwitch as never }), 'INVALID_ARGUMENT', ['profile.backends.wasm.switchMs'])
     const badSpeed = { ...p, backends: { wasm: { ...p.backends.wasm, parallel: { threads: 2, speedup: 0 } } } }
     await expectLoraError(() => createRuntime({ profile: badSpeed as never }), 'INVALID_ARGUMENT', [
       'profile.backends.wasm.parallel.speedup',

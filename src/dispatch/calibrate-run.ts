@@ -98,3 +98,53 @@ export async function timePoint(t: Target, p: Point, reps: number, deadline: num
     for (const b of gpuBufs) b.destroy()
   }
 }
+
+/** A tiny call (T = 1, in = out = 64, rank 1) on a target's backend, host arrays. */
+function tinyCall(t: Target): { call(): Promise<void>; dispose(): void } {
+  const spec: LayerSpec = {
+    inFeatures: 64,
+    sliceWidths: [64],
+    sliceOffsets: [0],
+    outFeatures: 64,
+    maxAdapters: 1,
+    maxRank: 1,
+    weightDtype: 'f32',
+  }
+  const layer = t.backend.createLayer(spec)
+  layer.setAdapter(0, { rank: 1, scale: 0.5, A: [fill(64, 1)], B: [fill(64, 2)] })
+  const plan = buildSegments(Int32Array.of(0), 1, 1, t.backend.chunkSize)
+  const x = fill(64, 3)
+  const y = new Float32Array(64)
+  return { call: async () => void (await layer.apply(x, y, plan)), dispose: () => layer.dispose() }
+}
+
+/**
+ * The cost of switching to backend `a` from `b` (ms): a tiny call on `a` right after one on `b`,
+ * against right after one on `a`; the median over pairs of the difference, at least 0. Up to
+ * `reps` pairs, none started past `deadline`; null with fewer than 3.
+ */
+export async function timeSwitch(a: Target, b: Target, reps: number, deadline: number): Promise<number | null> {
+  const ca = tinyCall(a)
+  const cb = tinyCall(b)
+  try {
+    await ca.call()
+    await cb.call()
+    const diffs: number[] = []
+    for (let i = 0; i < reps && performance.now() < deadline; i++) {
+      await ca.call()
+      let t0 = performance.now()
+      await ca.call()
+      const stay = performance.now() - t0
+      await cb.call()
+      t0 = performance.now()
+      await ca.call()
+      diffs.push(performance.now() - t0 - stay)
+    }
+    if (diffs.length < 3) return null
+    diffs.sort((p, q) => p - q)
+    return Math.max(0, diffs[(diffs.length - 1) >> 1])
+  } finally {
+    ca.dispose()
+    cb.dispose()
+  }
+}

@@ -8,6 +8,7 @@
  *   gemv   one token per adapter, rank 16    -> weightGBs[dtype] (weights rotate over coldBytes)
  *   gemm   T=64 (full: 256), rank 32, 2048^2  -> gflops[dtype] (full: 4096^2)
  *   the f32 gemm again on every thread       -> parallel.speedup (a multi-threaded wasm backend)
+ *   tiny after a tiny call on the other backend -> switchMs (with two backends, time permitting)
  *
  * 'short' (createRuntime, <= 300 ms in all) measures f32 and bf16 on wasm with warm weights (in=out
  * 512: filling a cold working set costs ~15 ms per MiB, it cannot afford that; warm weight rates
@@ -19,7 +20,7 @@
  */
 import { type BackendRates, predict, priorRates } from './cost.js'
 import type { Profile, ProfileEntry, ProfileMachine } from './profile.js'
-import { bytesPerAdapter, type Point, type Target, timePoint } from './calibrate-run.js'
+import { bytesPerAdapter, type Point, type Target, timePoint, timeSwitch } from './calibrate-run.js'
 import type { WeightDtype } from '../types.js'
 
 export type { Target } from './calibrate-run.js'
@@ -66,6 +67,16 @@ export async function calibrate(
     } finally {
       t.parallel?.force(null)
     }
+  }
+  // switching: a tiny call on each backend right after one on the other (the GPU's pipelines are
+  // compiled by now when its callMs was measured; without it, no switching point is started)
+  const gpuReady = backends.webgpu?.measured.includes('callMs') ?? false
+  for (const t of ordered.length === 2 && gpuReady ? ordered : []) {
+    const entry = backends[t.backend.name]!
+    const other = ordered.find((o) => o !== t)!
+    if (performance.now() + 20 * load.slowdown >= deadline) break
+    const ms = await timeSwitch(t, other, full ? 15 : 5, deadline).catch(() => null)
+    if (ms !== null) (entry.switchMs = ms), entry.measured.push('switchMs')
   }
   return {
     version: 1,

@@ -10,7 +10,9 @@
  * A multi-threaded backend divides the roofline term by its measured speed-up for the number of
  * threads the call gets (`parallel`).
  * The max is a roofline: one token per adapter is bound by the weight bytes, long segments by the
- * arithmetic. Rates are measured per machine (src/dispatch/calibrate.ts), never assumed.
+ * arithmetic. A call on another backend than the previous call's also pays that backend's
+ * `switchMs` (the dispatcher adds it). Rates are measured per machine (src/dispatch/calibrate.ts),
+ * never assumed.
  */
 import { DTYPE_BYTES } from '../dtype.js'
 import type { BackendName, WeightDtype } from '../types.js'
@@ -58,6 +60,12 @@ export interface BackendRates {
   hostGBs: number
   /** A multi-threaded backend: how much faster its kernels run on all its threads. */
   parallel?: ParallelRates
+  /**
+   * Extra time of a call on this backend when the runtime's previous call ran on another one
+   * (ms): that backend's work still draining (a software GPU's threads share the CPU), caches and
+   * queues to warm again. Absent: 0.
+   */
+  switchMs?: number
 }
 
 /** Measured scaling of a multi-threaded backend (the wasm worker pool). */
@@ -134,9 +142,9 @@ export function parallelSpeedup(p: ParallelRates | undefined, parts: number): nu
 export function priorRates(name: BackendName, isSoftware: boolean): BackendRates {
   const all = (v: number): Record<WeightDtype, number> => ({ f32: v, bf16: v, f16: v })
   if (name === 'wasm') {
-    return { callMs: 0.01, segmentMs: 0.001, weightGBs: all(12), gflops: { f32: 20, bf16: 18, f16: 10 }, hostGBs: 8 }
+    return { callMs: 0.01, segmentMs: 0.001, weightGBs: all(12), gflops: { f32: 20, bf16: 18, f16: 10 }, hostGBs: 8, switchMs: 0.02 }
   }
   return isSoftware
-    ? { callMs: 1, segmentMs: 0.02, weightGBs: all(3), gflops: all(1), hostGBs: 2 }
-    : { callMs: 0.3, segmentMs: 0.002, weightGBs: all(200), gflops: all(2000), hostGBs: 3 }
+    ? { callMs: 1, segmentMs: 0.02, weightGBs: all(3), gflops: all(1), hostGBs: 2, switchMs: 0.05 }
+    : { callMs: 0.3, segmentMs: 0.002, weightGBs: all(200), gflops: all(2000), hostGBs: 3, switchMs: 0.02 }
 }

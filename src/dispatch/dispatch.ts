@@ -44,6 +44,8 @@ export interface BackendTraits {
 export class Dispatcher {
   private rates = new Map<BackendName, BackendRates>()
   private readonly traitOf = new Map<BackendName, BackendTraits>()
+  /** The backend the previous call ran on (forced or chosen), null before the first. */
+  private last: BackendName | null = null
 
   constructor(
     private readonly traits: readonly BackendTraits[],
@@ -63,7 +65,22 @@ export class Dispatcher {
     for (const t of this.traits) this.rates.set(t.name, profile?.backends[t.name] ?? priorRates(t.name, t.isSoftware))
   }
 
-  /** Predicted ms of backend `name` for `f` (transfers included). */
+  /** Record the backend a call runs on: the next call pays the other backend's switchMs. */
+  ran(name: BackendName): void {
+    this.last = name
+  }
+
+  /** The backend the previous call ran on (null before the first). */
+  get previous(): BackendName | null {
+    return this.last
+  }
+
+  /** Extra ms of a call on `name` after the previous call (0 on the same backend or at the first call). */
+  switchMs(name: BackendName): number {
+    return this.last !== null && this.last !== name ? (this.rates.get(name)!.switchMs ?? 0) : 0
+  }
+
+  /** Predicted ms of backend `name` for `f` (transfers included; not the switch, see switchMs). */
   predictMs(name: BackendName, f: CallFeatures): Prediction {
     const rates = this.rates.get(name)!
     const trait = this.traitOf.get(name)
@@ -81,14 +98,15 @@ export class Dispatcher {
 
   /**
    * The decision itself, shared by 'auto' calls ({@link choose}) and explain ({@link decide}):
-   * the fastest predicted backend, except that GPU-resident data stays on the GPU unless another
-   * backend is GPU_STICKINESS times faster. Writes the predictions into `ms` (same order as usable).
+   * the fastest predicted backend, the cost of switching away from the previous call's backend
+   * included, except that GPU-resident data stays on the GPU unless another backend is
+   * GPU_STICKINESS times faster. Writes the predictions into `ms` (same order as usable).
    */
   private pickIndex(f: CallFeatures, usable: readonly BackendName[], ms: number[]): number {
     let best = 0
     let gpu = -1
     for (let i = 0; i < usable.length; i++) {
-      ms[i] = this.predictMs(usable[i], f).ms
+      ms[i] = this.predictMs(usable[i], f).ms + this.switchMs(usable[i])
       if (ms[i] < ms[best]) best = i
       if (usable[i] === 'webgpu') gpu = i
     }
@@ -122,6 +140,14 @@ export class Dispatcher {
     }
     const second = usable[order[1]]
     const bound = this.predictMs(backend, f).bound
+    const switching = this.switchMs(second)
+    if (switching > 0 && ms[order[1]] - switching < ms[pick]) {
+      return {
+        backend,
+        predictedMs,
+        reason: `${backend} ran the previous call and stays: ${second} (${fmt(ms[order[1]] - switching)} ms) is not faster by its switching cost (${fmt(switching)} ms; ${backend} ${fmt(ms[pick])} ms)`,
+      }
+    }
     const sw = (backend === 'webgpu' || second === 'webgpu') && this.traitOf.get('webgpu')?.isSoftware ? ' on a software GPU adapter' : ''
     return {
       backend,

@@ -68,6 +68,7 @@ function entry(path: string, value: unknown): ProfileEntry {
     gflops: perDtype(`${path}.gflops`, v.gflops),
     hostGBs,
     ...(v.parallel !== undefined ? { parallel: parallel(`${path}.parallel`, v.parallel) } : {}),
+    ...(v.switchMs !== undefined ? { switchMs: rate(`${path}.switchMs`, v.switchMs) } : {}),
     measured,
   }
 }
