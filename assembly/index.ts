@@ -39,5 +39,5 @@ export function expand(
 export function heapBase(): usize {
   return __heap_base
 }
-export { shrinkTasks, expandColumns } from './threads'
+export { shrinkTasks, expandColumns, sgmvTasks } from './threads'
 export { gather } from './gather'

@@ -19,7 +19,6 @@ import { shrinkSegment } from './shrink'
 import { scaleInPlace, wsize } from './simd'
 import { DTYPE_BF16, DTYPE_F32, SEGMENT_BYTES, TASK_FIELDS } from './records'
 
-
 /**
  * @param xPtr     f32 [T * inF]: activations
  * @param inF      input width
@@ -149,28 +148,23 @@ export function sgmvTasksT<W>(
 }
 
 // Exports (dtype: 0 f32, 1 bf16, 2 f16, as in index.ts); argument shapes as above.
-// shrinkTasks with dtype + FUSED runs sgmvTasksT (dtype + EXPAND_ONLY: its expand only); the
-// extra arguments are the three i32 words before H (hPtr - 12): yPtr, outF, widthsPtr (index.ts
-// exports only these two entries).
-export const FUSED: i32 = 4
-export const EXPAND_ONLY: i32 = 8
-
 export function shrinkTasks(
   dtype: i32, xPtr: usize, inF: i32, rowsPtr: usize, segPtr: usize, slotsPtr: usize, numSlices: i32,
   hPtr: usize, hRow: i32, taskPtr: usize, numTasks: i32,
 ): void {
-  if (dtype >= FUSED) {
-    const yPtr = <usize>load<u32>(hPtr - 12), outF = load<i32>(hPtr - 8), widthsPtr = <usize>load<u32>(hPtr - 4)
-    const shrink = dtype < EXPAND_ONLY
-    dtype &= 3
-    if (dtype == DTYPE_F32) sgmvTasksT<f32>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks, yPtr, outF, widthsPtr, shrink)
-    else if (dtype == DTYPE_BF16) sgmvTasksT<u16>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks, yPtr, outF, widthsPtr, shrink)
-    else sgmvTasksT<i16>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks, yPtr, outF, widthsPtr, shrink)
-    return
-  }
   if (dtype == DTYPE_F32) shrinkTasksT<f32>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks)
   else if (dtype == DTYPE_BF16) shrinkTasksT<u16>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks)
   else shrinkTasksT<i16>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks)
+}
+
+// shrink: 0 to run only the expand of the tasks (their H rows already computed by shrinkTasks).
+export function sgmvTasks(
+  dtype: i32, xPtr: usize, inF: i32, rowsPtr: usize, segPtr: usize, slotsPtr: usize, numSlices: i32,
+  hPtr: usize, hRow: i32, taskPtr: usize, numTasks: i32, yPtr: usize, outF: i32, widthsPtr: usize, shrink: i32,
+): void {
+  if (dtype == DTYPE_F32) sgmvTasksT<f32>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks, yPtr, outF, widthsPtr, shrink != 0)
+  else if (dtype == DTYPE_BF16) sgmvTasksT<u16>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks, yPtr, outF, widthsPtr, shrink != 0)
+  else sgmvTasksT<i16>(xPtr, inF, rowsPtr, segPtr, slotsPtr, numSlices, hPtr, hRow, taskPtr, numTasks, yPtr, outF, widthsPtr, shrink != 0)
 }
 
 export function expandColumns(

@@ -78,8 +78,8 @@ export function prepareAdapter(spec: LayerSpec, slot: unknown, adapter: AdapterW
     throw new LoraError('INVALID_ARGUMENT', `adapter must be an object { rank, scale, A, B }, got ${describe(adapter)}`)
   }
   const rank = checkInt('adapter.rank', adapter.rank, 1, spec.maxRank)
-  if (typeof adapter.scale !== 'number' || !Number.isFinite(adapter.scale)) {
-    throw new LoraError('INVALID_ARGUMENT', `adapter.scale must be a finite number, got ${describe(adapter.scale)}`)
+  if (typeof adapter.scale !== 'number' || !Number.isFinite(Math.fround(adapter.scale))) {
+    throw new LoraError('INVALID_ARGUMENT', `adapter.scale must be a finite number in the f32 range, got ${describe(adapter.scale)}`)
   }
   const S = spec.sliceWidths.length
   const A = slices('adapter.A', adapter.A, S)

@@ -74,6 +74,7 @@ describe('setAdapter: bad input throws LoraError and leaves the slot as it was',
     ['rank fractional', () => ({ ...adapter(4), rank: 2.5 }), 'INVALID_ARGUMENT'],
     ['scale NaN', () => ({ ...adapter(4), scale: NaN }), 'INVALID_ARGUMENT'],
     ['scale Infinity', () => ({ ...adapter(4), scale: Infinity }), 'INVALID_ARGUMENT'],
+    ['scale beyond the f32 range', () => ({ ...adapter(4), scale: -1e300 }), 'INVALID_ARGUMENT'],
     ['A has one slice instead of two', () => ({ ...adapter(4), A: rng.array(4 * IN) }), 'SHAPE_MISMATCH'],
     [
       'B slice too short',

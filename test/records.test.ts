@@ -36,6 +36,9 @@ describe('shared records', () => {
         file,
       ).toEqual([])
       expect(text, file).not.toMatch(/segPtr \+ <usize>g \* \d/)
+      // arguments are arguments: none read from the words before a pointer, none packed into dtype
+      expect(text, file).not.toMatch(/load<\w+>\(\w+Ptr - \d/)
+      expect(text, file).not.toMatch(/dtype &=|dtype >= /)
     }
   })
 

@@ -20,10 +20,6 @@ import { backendsOf } from '../../src/runtime.js'
 import { WasmBackend } from '../../src/wasm/backend.js'
 import { Rng } from '../../test/random.js'
 import { type Ceilings, measureCeilings } from '../ceilings.js'
-import { ortPeer } from '../peers/ort.js'
-import { ortGraphPeer } from '../peers/ort-graph.js'
-import { ortSessionsPeer } from '../peers/ort-sessions.js'
-import { tfjsPeer } from '../peers/tfjs.js'
 import type { CaseAdapter, CaseLayer, Peer, PeerRunner } from '../peers/types.js'
 import { writeResultsMarkdown } from '../results-md.js'
 import { tableMarkdown, type TableRun, type TableShape } from '../table-md.js'
@@ -81,8 +77,22 @@ const idsOf = (s: TableShape, c: number) => Int32Array.from({ length: s.T }, (_,
 
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[(v.length - 1) >> 1]
 const rows: TableRun['rows'] = []
-const peers: Peer[] = [ortPeer, ortGraphPeer, ortSessionsPeer, tfjsPeer]
 const peerErrors: Record<string, string> = {}
+// the peers' modules are loaded here, not imported: where a peer library (or its model builder,
+// onnx-proto) is not installed, that peer is listed as unavailable and the rest still run
+const peers: Peer[] = []
+for (const [file, name] of [
+  ['ort', 'ortPeer'],
+  ['ort-graph', 'ortGraphPeer'],
+  ['ort-sessions', 'ortSessionsPeer'],
+  ['tfjs', 'tfjsPeer'],
+]) {
+  try {
+    peers.push((await import(`../peers/${file}.js`))[name] as Peer)
+  } catch (e) {
+    peerErrors[file] = String((e as Error)?.message ?? e).slice(0, 200)
+  }
+}
 
 for (const s of TABLE_SHAPES) {
   const label = `T=${s.T} r${s.rank} ${s.loaded}/${s.batch}${s.out !== 4096 ? ` ${s.inF}x${s.out}` : ''}`

@@ -174,6 +174,10 @@ function checkShapes(cfg: LoraConfig, path: string, A: SafetensorsTensor, B: Saf
         `expected [${rank}, in] and [out, ${rank}] (rank ${rank} from the config's r / rank_pattern)`,
     )
   }
+  // the kernels hold the scale in f32: beyond its range every delta would be inf or NaN
+  if (!Number.isFinite(Math.fround(scale))) {
+    throw new LoraError('OUT_OF_RANGE', `${file}: module "${path}" has scale ${scale} (lora_alpha over r), outside the f32 range`)
+  }
   return { rank, scale, inFeatures: inF, outFeatures: outF, A: toF32(A, `${path}.lora_A`, file), B: toF32(B, `${path}.lora_B`, file) }
 }
 

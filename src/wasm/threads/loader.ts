@@ -6,6 +6,7 @@
  */
 import { LoraError } from '../../errors.js'
 import type { WasmExports, WasmSource, WasmVariant } from '../loader.js'
+import type { PartExports } from './control.js'
 import { importNode } from './support.js'
 
 export interface ThreadsModuleOptions {
@@ -21,7 +22,7 @@ export interface ThreadsModule {
   module: WebAssembly.Module
   memory: WebAssembly.Memory
   /** The main thread's instance. */
-  exports: WasmExports
+  exports: WasmExports & PartExports
   variant: WasmVariant
 }
 
@@ -58,7 +59,7 @@ export async function loadThreadsModule(options: ThreadsModuleOptions = {}): Pro
   if (!memory) throw new LoraError('OUT_OF_MEMORY', 'could not reserve a shared WebAssembly memory')
   try {
     const instance = await WebAssembly.instantiate(module, { env: { memory } })
-    return { module, memory, exports: instance.exports as unknown as WasmExports, variant }
+    return { module, memory, exports: instance.exports as unknown as WasmExports & PartExports, variant }
   } catch (cause) {
     throw new LoraError('WASM_LOAD_FAILED', `could not instantiate the threads build (${variant}): ${String(cause)}`, { cause })
   }

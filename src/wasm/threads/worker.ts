@@ -2,7 +2,8 @@
 // linear memory and the control block by postMessage, instantiates the module over that memory,
 // answers 'ready', then helps with every job until told to quit (protocol.ts).
 // Runs under Node's worker_threads and as a web/Deno module worker.
-import { type PartExports, workerLoop } from './protocol.js'
+import type { PartExports } from './control.js'
+import { workerLoop } from './protocol.js'
 import { importNode } from './support.js'
 
 interface Start {
