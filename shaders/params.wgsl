@@ -2,7 +2,7 @@
 // src/webgpu/params.ts. WGSL has no include: src/webgpu/shaders.ts puts this struct in place of
 // each shader's `//@params` line.
 struct Params {
-  inFeatures: u32,   // K of the shrink
+  inFeatures: u32,   // inF: the width the shrink sums over
   inStride: u32,     // row stride of A in elements (inFeatures rounded up to even)
   outFeatures: u32,  // row stride of y
   rankStride: u32,   // row stride of h in elements (maxRank rounded up to even)

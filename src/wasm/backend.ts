@@ -156,8 +156,8 @@ export class WasmLayer implements BackendLayer {
     const xAt = this.backend.hostMemory.addressOf(x)
     const yAt = this.backend.hostMemory.addressOf(y)
     const numSeg = plan.segSlot.length
-    let chunk = 0
-    for (let g = 0; g < numSeg; g++) chunk = Math.max(chunk, plan.segLength[g])
+    let longest = 0
+    for (let g = 0; g < numSeg; g++) longest = Math.max(longest, plan.segLength[g])
     const S = spec.sliceWidths.length
     // one work area: x | y | rows | segments | entry weights | H | decoded weights
     const xBytes = xAt >= 0 ? 0 : T * spec.inFeatures * 4
@@ -165,9 +165,9 @@ export class WasmLayer implements BackendLayer {
     const rowsBytes = align16(N * 4)
     const segBytes = align16(numSeg * SEGMENT_BYTES)
     const wBytes = plan.weights ? align16(N * 4) : 0
-    const hBytes = align16(chunk * S * spec.maxRank * 4)
+    const hBytes = align16(longest * S * spec.maxRank * 4)
     // 16-bit weights of a long segment are decoded to f32 once (assembly/sgmv.ts): room for one slot
-    const decode = spec.weightDtype !== 'f32' && chunk >= (this.backend.exports.DECODE_MIN.value as number)
+    const decode = spec.weightDtype !== 'f32' && longest >= (this.backend.exports.DECODE_MIN.value as number)
     const decodeBytes = decode ? (S * spec.maxRank * spec.inFeatures + spec.maxRank * spec.outFeatures) * 4 : 0
     const base = this.backend.hostMemory.scratch(align16(xBytes) + align16(yBytes) + rowsBytes + segBytes + wBytes + hBytes + decodeBytes)
     const xs = base

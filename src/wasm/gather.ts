@@ -40,10 +40,10 @@ export function applyGather(
   if (N === 0) return
   const T = plan.numTokens
   const numSeg = plan.segSlot.length
-  let chunk = 0
-  for (let g = 0; g < numSeg; g++) chunk = Math.max(chunk, plan.segLength[g])
+  let longest = 0
+  for (let g = 0; g < numSeg; g++) longest = Math.max(longest, plan.segLength[g])
   // one work area: tokens | y | rows | segments | entry weights | H
-  const sizes = [T * 4, T * spec.outFeatures * 4, N * 4, numSeg * SEGMENT_BYTES, plan.weights ? N * 4 : 0, chunk * spec.maxRank * 4].map(
+  const sizes = [T * 4, T * spec.outFeatures * 4, N * 4, numSeg * SEGMENT_BYTES, plan.weights ? N * 4 : 0, longest * spec.maxRank * 4].map(
     align16,
   )
   const base = backend.hostMemory.scratch(sizes.reduce((a, b) => a + b, 0))

@@ -1,6 +1,6 @@
 import type { LayerSpec } from '../types.js'
 
-/** Byte size of the WGSL `Params` struct (shaders/shrink.wgsl): 12 u32 + 3 vec4<u32> + 4 u32. */
+/** Byte size of the WGSL `Params` struct (shaders/params.wgsl): 12 u32 + 3 vec4<u32> + 4 u32. */
 export const PARAMS_BYTES = 112
 
 /** Per-layer row strides: even, so every weight pair (k, k+1) sits in one 32-bit word. */

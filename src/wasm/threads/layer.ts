@@ -9,7 +9,7 @@ import type { BackendLayer } from '../../backend.js'
 import type { SegmentPlan } from '../../metadata.js'
 import type { LayerSpec, PreparedAdapter } from '../../types.js'
 import type { WasmBackend, WasmLayer } from '../backend.js'
-import { align16, DTYPE_CODE, SEGMENT_BYTES, writeSegments } from '../records.js'
+import { align16, DTYPE_CODE, SEGMENT_BYTES, SLOT_BYTES, writeSegments } from '../records.js'
 import { GRANULES_PER_THREAD } from './control.js'
 import { fusedCopies } from './copies.js'
 import type { JobCopies } from './job.js'
@@ -76,7 +76,7 @@ export class ThreadedWasmLayer implements BackendLayer {
     const i32 = this.backend.memory.i32
     const table = this.slotTable >> 2
     let rankEntries = 0
-    for (let g = 0; g < plan.segSlot.length; g++) rankEntries += plan.segLength[g] * i32[table + plan.segSlot[g] * 4]
+    for (let g = 0; g < plan.segSlot.length; g++) rankEntries += plan.segLength[g] * i32[table + plan.segSlot[g] * (SLOT_BYTES >> 2)]
     const work = rankEntries * (this.spec.inFeatures * this.spec.sliceWidths.length + this.spec.outFeatures)
     let parts = this.threaded.partsFor(work, plan.adaptersPerToken === 1 ? plan.rows.length : 0)
     if (parts > 1 && this.threaded.takeSolo()) parts = 1
@@ -90,11 +90,11 @@ export class ThreadedWasmLayer implements BackendLayer {
     )
   }
 
-  /** [numSeg] rank of each segment's slot, from the slot table (assembly/sgmv.ts layout). */
+  /** [numSeg] rank of each segment's slot, from the slot table (records.ts SLOT_BYTES per slot, rank first). */
   private segmentRanks(plan: SegmentPlan): Int32Array {
     const i32 = this.backend.memory.i32
     const ranks = new Int32Array(plan.segSlot.length)
-    for (let g = 0; g < ranks.length; g++) ranks[g] = i32[(this.slotTable >> 2) + plan.segSlot[g] * 4]
+    for (let g = 0; g < ranks.length; g++) ranks[g] = i32[(this.slotTable >> 2) + plan.segSlot[g] * (SLOT_BYTES >> 2)]
     return ranks
   }
 
