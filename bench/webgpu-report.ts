@@ -21,6 +21,8 @@ interface Row {
   hostOverTransfer: number
   residentSyncMs: number
   streamApplyCpuMs: number
+  /** Absent in runs before it was measured. */
+  streamNewApplyCpuMs?: number
   encodeCpuMs: number
 }
 interface ModelRow {
@@ -31,12 +33,24 @@ interface ModelRow {
   wallMs: number
   cpuMs: number
   wallOverKernelSum: number
+  gpuSpanMs?: number
+  gpuSpanOverKernelSum?: number
 }
 interface Result {
   date: string
   implementation: string
   adapter: { vendor: string; architecture: string; device?: string; description: string; isSoftware: boolean; kernels: string }
-  ceilings: { copyGBs: number; matmulGflops: number; submitMs: number; uploadGBs: number; readbackGBs: number; dispatch: { oneMs: number } }
+  ceilings: {
+    copyGBs: number
+    matmulGflops: number
+    submitMs: number
+    uploadGBs: number
+    /** The upload method of uploadGBs, the best of those measured (absent in older runs: one writeBuffer). */
+    uploadMethod?: string
+    uploadByMethod?: Record<string, number>
+    readbackGBs: number
+    dispatch: { oneMs: number }
+  }
   rows: Row[]
   encode: ModelRow[]
 }
@@ -57,8 +71,9 @@ export function webgpuReport(dir: string): string {
     'GPU time: timestamp queries, best of several passes. R: roofline time max(bytes / copy rate, FLOPs / matmul rate)',
     'with bytes = x rows read + y rows read and written + weights of the adapters used, both rates measured in the',
     'same run. cpu: microseconds of JavaScript per call (resident apply until its promise is returned; a stream of',
-    'resident applies; encode into one encoder). host: apply on host arrays, as a multiple of its bytes at the',
-    'host <-> GPU rates of the same run.',
+    'resident applies of one batch, which reuse the last call; the same stream on two y buffers in turn, which plan',
+    'and bind every call anew; encode into one encoder). host: apply on host arrays, as a multiple of its bytes at',
+    'the host <-> GPU rates of the same run (upload: the best method measured there).',
     '',
   ]
   for (const f of files) {
@@ -66,13 +81,19 @@ export function webgpuReport(dir: string): string {
     const c = r.ceilings
     out.push(`## ${adapterLabel(r.adapter, f)} (${r.implementation}), ${r.date.slice(0, 10)}`, '')
     out.push(
-      `Copy ${c.copyGBs.toFixed(1)} GB/s, matmul ${(c.matmulGflops / 1e3).toFixed(2)} TFLOP/s, host -> GPU ${c.uploadGBs?.toFixed(1)} GB/s, ` +
+      `Copy ${c.copyGBs.toFixed(1)} GB/s, matmul ${(c.matmulGflops / 1e3).toFixed(2)} TFLOP/s, host -> GPU ${c.uploadGBs?.toFixed(1)} GB/s${
+        c.uploadByMethod
+          ? ` (${c.uploadMethod}; ${Object.entries(c.uploadByMethod)
+              .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+              .join(', ')})`
+          : ''
+      }, ` +
         `GPU -> host ${c.readbackGBs?.toFixed(1)} GB/s, submit + wait ${us(c.submitMs)} us, a pass of one tiny dispatch ${us(c.dispatch.oneMs)} us. ` +
         `Default tiles: ${r.adapter.kernels}.`,
       '',
     )
     out.push(
-      '| tiles | shape | T | GPU us | (shrink / expand) | R us | R / time | % matmul | % copy (weights) | host ms (x transfers) | cpu us: apply / streamed / encode |',
+      '| tiles | shape | T | GPU us | (shrink / expand) | R us | R / time | % matmul | % copy (weights) | host ms (x transfers) | cpu us: apply / streamed / new batches / encode |',
     )
     out.push('|---|---|---|---|---|---|---|---|---|---|---|')
     for (const w of r.rows) {
@@ -80,15 +101,24 @@ export function webgpuReport(dir: string): string {
       out.push(
         `| ${w.kernels} | ${w.dtype} ${w.layer} r${w.rank} L${w.adapters} | ${w.T} | ${us(w.kernelMs)} | ${parts} | ${us(w.rooflineMs)} | ${w.rooflineOverTime.toFixed(2)} | ` +
           `${(100 * w.fracMatmul).toFixed(1)} | ${(100 * w.fracCopy).toFixed(1)} | ${w.hostMs.toFixed(2)} (x${w.hostOverTransfer.toFixed(1)}) | ` +
-          `${us(w.residentSyncMs)} / ${us(w.streamApplyCpuMs)} / ${us(w.encodeCpuMs)} |`,
+          `${us(w.residentSyncMs)} / ${us(w.streamApplyCpuMs)} / ${w.streamNewApplyCpuMs === undefined ? '-' : us(w.streamNewApplyCpuMs)} / ${us(w.encodeCpuMs)} |`,
       )
     }
     if (r.encode?.length) {
-      out.push('', '32 modules recorded with `encode` into one encoder, one submit, waited for:', '')
-      out.push('| tiles | T | wall ms | cpu ms | sum of kernel times ms | wall / sum |', '|---|---|---|---|---|---|')
+      out.push(
+        '',
+        '32 modules recorded with `encode` into one encoder, one submit, waited for (wall: encoding, submit and wait, CPU and GPU',
+        'in sequence; GPU span: timestamps from the start of the first recorded pass to the end of the last):',
+        '',
+      )
+      out.push(
+        '| tiles | T | wall ms | cpu ms | GPU span ms | sum of kernel times ms | wall / sum | span / sum |',
+        '|---|---|---|---|---|---|---|---|',
+      )
       for (const m of r.encode)
         out.push(
-          `| ${m.kernels} | ${m.T} | ${m.wallMs.toFixed(3)} | ${m.cpuMs.toFixed(3)} | ${m.sumKernelMs.toFixed(3)} | ${m.wallOverKernelSum.toFixed(2)} |`,
+          `| ${m.kernels} | ${m.T} | ${m.wallMs.toFixed(3)} | ${m.cpuMs.toFixed(3)} | ${m.gpuSpanMs?.toFixed(3) ?? '-'} | ${m.sumKernelMs.toFixed(3)} | ` +
+            `${m.wallOverKernelSum.toFixed(2)} | ${m.gpuSpanOverKernelSum?.toFixed(2) ?? '-'} |`,
         )
     }
     out.push('')

@@ -18,6 +18,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import process from 'node:process'
 import { buildSegments } from '../src/metadata.js'
 import type { LayerSpec, WeightDtype } from '../src/types.js'
+import { WRITE_CHUNK, writeChunked } from '../src/webgpu/buffers.js'
 import { createWebGpuBackend } from '../src/webgpu/index.js'
 import { encodeCall, prepareCall } from '../src/webgpu/call.js'
 import type { GpuLayer } from '../src/webgpu/layer.js'
@@ -211,9 +212,17 @@ async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
   const encodeCpuMs = (now() - t0) / stream
   device.queue.submit([enc.finish()])
   await device.queue.onSubmittedWorkDone()
+  // the same stream alternating two y buffers: every call plans, writes its metadata and binds
+  // anew (a batch that changes from call to call), where the stream above reuses the last call
+  const yb2 = storage(d.y.byteLength, GPUBufferUsage.COPY_SRC)
+  t0 = now()
+  for (let i = 0; i < stream; i++) await layer.apply(xb, i & 1 ? yb2 : yb, plan)
+  const streamNewApplyCpuMs = (now() - t0) / stream
+  await device.queue.onSubmittedWorkDone()
   layer.dispose()
   xb.destroy()
   yb.destroy()
+  yb2.destroy()
   const gflops = flops / (kernelMs / 1e3) / 1e9
   const weightGBs = weightBytes / (kernelMs / 1e3) / 1e9
   const hostMs = median(host),
@@ -232,6 +241,7 @@ async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
     residentCpuMs: median(residentCpu),
     residentSyncMs: median(residentSync),
     streamApplyCpuMs,
+    streamNewApplyCpuMs,
     encodeCpuMs,
     residentOverKernelPlusSubmit: residentMs / (kernelMs + submitMs),
     rawSubmitMs: median(raw),
@@ -298,20 +308,51 @@ for (const dtype of ['f32', 'bf16'] as const)
       for (const adapters of [1, 8]) for (const T of quick ? [1, 256] : [1, 16, 256, 1024]) shapes.push({ T, layer, rank, adapters, dtype })
 const label = (s: Shape): string => `${s.dtype} ${s.layer} r${s.rank} L${s.adapters} T${s.T}`
 if (only) shapes.splice(0, shapes.length, ...shapes.filter((s) => new RegExp(only).test(label(s))))
-/** Host <-> GPU rates (GB/s): writeBuffer of 64 MiB, and a copy into a mapped buffer read back. */
-async function hostRates(): Promise<{ uploadGBs: number; readbackGBs: number }> {
+/**
+ * Host <-> GPU rates (GB/s) of 64 MiB, best of 5: uploads three ways, the ceiling being the best
+ * of them (named in the results): one writeBuffer; writeBuffer in pieces of WRITE_CHUNK (what
+ * host calls use); a reused MAP_WRITE staging buffer (mapAsync, fill, unmap, copyBufferToBuffer,
+ * the wait for the map included). Readback: a copy into a mapped buffer, read out.
+ */
+async function hostRates(): Promise<{
+  uploadGBs: number
+  uploadMethod: string
+  uploadByMethod: Record<string, number>
+  readbackGBs: number
+}> {
   const n = 64 * 1024 * 1024
   const data = new Float32Array(n / 4)
   const dst = storage(n, GPUBufferUsage.COPY_SRC)
   const read = device.createBuffer({ size: n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
-  const up: number[] = [],
-    down: number[] = []
+  const stage = device.createBuffer({ size: n, usage: GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC })
+  const methods: Record<string, () => Promise<void>> = {
+    writeBuffer: async () => {
+      device.queue.writeBuffer(dst, 0, data)
+      await device.queue.onSubmittedWorkDone()
+    },
+    [`writeBuffer in ${WRITE_CHUNK >> 20} MiB writes`]: async () => {
+      writeChunked(device.queue, dst, data, data.length)
+      await device.queue.onSubmittedWorkDone()
+    },
+    'mapped staging buffer': async () => {
+      await stage.mapAsync(GPUMapMode.WRITE)
+      new Float32Array(stage.getMappedRange()).set(data)
+      stage.unmap()
+      const enc = device.createCommandEncoder()
+      enc.copyBufferToBuffer(stage, 0, dst, 0, n)
+      device.queue.submit([enc.finish()])
+      await device.queue.onSubmittedWorkDone()
+    },
+  }
+  const up: Record<string, number[]> = {}
+  const down: number[] = []
   for (let i = 0; i < 5; i++) {
-    let t0 = now()
-    device.queue.writeBuffer(dst, 0, data)
-    await device.queue.onSubmittedWorkDone()
-    up.push(now() - t0)
-    t0 = now()
+    for (const [name, run] of Object.entries(methods)) {
+      const t0 = now()
+      await run()
+      ;(up[name] ??= []).push(now() - t0)
+    }
+    const t0 = now()
     const enc = device.createCommandEncoder()
     enc.copyBufferToBuffer(dst, 0, read, 0, n)
     device.queue.submit([enc.finish()])
@@ -320,9 +361,10 @@ async function hostRates(): Promise<{ uploadGBs: number; readbackGBs: number }> 
     read.unmap()
     down.push(now() - t0)
   }
-  dst.destroy()
-  read.destroy()
-  return { uploadGBs: n / (best(up) / 1e3) / 1e9, readbackGBs: n / (best(down) / 1e3) / 1e9 }
+  for (const b of [dst, read, stage]) b.destroy()
+  const uploadByMethod = Object.fromEntries(Object.entries(up).map(([k, t]) => [k, n / (best(t) / 1e3) / 1e9]))
+  const [uploadMethod, uploadGBs] = Object.entries(uploadByMethod).sort((a, b) => b[1] - a[1])[0]
+  return { uploadGBs, uploadMethod, uploadByMethod, readbackGBs: n / (best(down) / 1e3) / 1e9 }
 }
 
 /**
@@ -360,8 +402,11 @@ async function encodeModel(T: number, kernels: KernelProfile) {
     await gpuTimes(1, (enc, tw) => encodeCall(enc, call, tw))
     sumKernelMs += best(await gpuTimes(5, (enc, tw) => encodeCall(enc, call, tw)))
   }
+  // wall: encode, submit, wait (CPU and GPU in sequence); span: the GPU time from the start of the
+  // first recorded pass to the end of the last (timestamps of two empty passes around them)
   const walls: number[] = [],
-    cpus: number[] = []
+    cpus: number[] = [],
+    spans: number[] = []
   for (let i = 0; i < 10; i++) {
     const t0 = now()
     const enc = device.createCommandEncoder()
@@ -370,6 +415,13 @@ async function encodeModel(T: number, kernels: KernelProfile) {
     cpus.push(now() - t0)
     await device.queue.onSubmittedWorkDone()
     walls.push(now() - t0)
+    spans.push(
+      ...(await gpuTimes(1, (e, tw) => {
+        e.beginComputePass({ timestampWrites: { querySet: tw.querySet, beginningOfPassWriteIndex: tw.beginningOfPassWriteIndex } }).end()
+        for (const l of layers) l.layer.encode(e, l.x, l.y, l.plan)
+        e.beginComputePass({ timestampWrites: { querySet: tw.querySet, endOfPassWriteIndex: tw.endOfPassWriteIndex } }).end()
+      })),
+    )
   }
   for (const l of layers) {
     l.layer.dispose()
@@ -385,12 +437,18 @@ async function encodeModel(T: number, kernels: KernelProfile) {
     wallMs,
     cpuMs: median(cpus),
     wallOverKernelSum: wallMs / sumKernelMs,
+    gpuSpanMs: median(spans),
+    gpuSpanOverKernelSum: median(spans) / sumKernelMs,
     wallOverKernelSumPlusSubmit: wallMs / (sumKernelMs + submitMs),
   }
 }
 
 const rates = await hostRates()
-console.log(`host -> GPU ${rates.uploadGBs.toFixed(2)} GB/s, GPU -> host ${rates.readbackGBs.toFixed(2)} GB/s`)
+console.log(
+  `host -> GPU ${rates.uploadGBs.toFixed(2)} GB/s (${rates.uploadMethod}; ${Object.entries(rates.uploadByMethod)
+    .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+    .join(', ')}), GPU -> host ${rates.readbackGBs.toFixed(2)} GB/s`,
+)
 const measured = []
 for (const [i, shape] of shapes.entries()) {
   if (i > 0 && i % 8 === 0) await sampleCeilings()
@@ -428,13 +486,13 @@ for (const r of rows) {
       `R ${r.rooflineMs.toFixed(4)} ms, R/time ${r.rooflineOverTime.toFixed(2)}`,
       `${r.gflops.toFixed(0).padStart(6)} GFLOP/s (${(100 * r.fracMatmul).toFixed(0).padStart(3)}% mm)`,
       `weights ${r.weightGBs.toFixed(0).padStart(6)} GB/s (${(100 * r.fracCopy).toFixed(0).padStart(3)}% copy)`,
-      `host ${r.hostMs.toFixed(3).padStart(7)} ms (x${r.hostOverTransfer.toFixed(2)} of transfers), resident ${r.residentMs.toFixed(3).padStart(7)} ms (x${r.residentOverRawSubmit.toFixed(2)} of bare submit; cpu ${(1e3 * r.residentSyncMs).toFixed(1)} us sync, ${(1e3 * r.residentCpuMs).toFixed(1)} us resolved, ${(1e3 * r.streamApplyCpuMs).toFixed(1)} us/call streamed, encode ${(1e3 * r.encodeCpuMs).toFixed(1)} us)`,
+      `host ${r.hostMs.toFixed(3).padStart(7)} ms (x${r.hostOverTransfer.toFixed(2)} of transfers), resident ${r.residentMs.toFixed(3).padStart(7)} ms (x${r.residentOverRawSubmit.toFixed(2)} of bare submit; cpu ${(1e3 * r.residentSyncMs).toFixed(1)} us sync, ${(1e3 * r.residentCpuMs).toFixed(1)} us resolved, ${(1e3 * r.streamApplyCpuMs).toFixed(1)} us/call streamed, ${(1e3 * r.streamNewApplyCpuMs).toFixed(1)} us/call streamed with new batches, encode ${(1e3 * r.encodeCpuMs).toFixed(1)} us)`,
     ].join(' | '),
   )
 }
 for (const m of models) {
   console.log(
-    `encode ${m.modules} modules (${m.kernels}) T${m.T}: wall ${m.wallMs.toFixed(3)} ms (cpu ${m.cpuMs.toFixed(3)}), kernel sum ${m.sumKernelMs.toFixed(3)} ms: x${m.wallOverKernelSum.toFixed(2)} (x${m.wallOverKernelSumPlusSubmit.toFixed(2)} of sum + bare submit)`,
+    `encode ${m.modules} modules (${m.kernels}) T${m.T}: wall ${m.wallMs.toFixed(3)} ms (cpu ${m.cpuMs.toFixed(3)}), GPU span ${m.gpuSpanMs.toFixed(3)} ms, kernel sum ${m.sumKernelMs.toFixed(3)} ms: wall x${m.wallOverKernelSum.toFixed(2)} (x${m.wallOverKernelSumPlusSubmit.toFixed(2)} of sum + bare submit), span x${m.gpuSpanOverKernelSum.toFixed(2)}`,
   )
 }
 /** File name of this adapter and implementation: webgpu-<device or description>[-deno].json */

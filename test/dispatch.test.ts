@@ -11,8 +11,11 @@ import { LoraLayer } from '../src/layer.js'
 import type { BackendName, LayerSpec, WeightDtype } from '../src/types.js'
 import { createWasmBackend } from '../src/wasm/backend.js'
 import { createThreadedWasmBackend } from '../src/wasm/threads/backend.js'
+import { createWebGpuBackend } from '../src/webgpu/index.js'
 import { expectLoraError } from './compare.js'
+import { has } from './needs.js'
 
+const gpuHere = await has('webgpu')
 const all = (v: number): Record<WeightDtype, number> => ({ f32: v, bf16: v, f16: v })
 const CPU: BackendRates = { callMs: 0.01, segmentMs: 0.001, weightGBs: all(15), gflops: all(25), hostGBs: 10 }
 const SLOW_GPU: BackendRates = { callMs: 0.5, segmentMs: 0.004, weightGBs: all(2.5), gflops: all(3), hostGBs: 4.7 }
@@ -217,6 +220,24 @@ describe('cost model on synthetic profiles', () => {
     expect(d.predictMs('wasm', inWasm).transferMs).toBe(0)
     expect(d.predictMs('wasm', inWasm).ms).toBeLessThan(d.predictMs('wasm', host).ms)
     expect(d.predictMs('webgpu', inWasm).ms).toBe(d.predictMs('webgpu', host).ms)
+  })
+
+  it('the GPU round trip (~11 ms under wgpu, which polls for completion) is paid by host data and by GPU data run on the CPU, not by calls on GPU buffers', () => {
+    const dawn = new Dispatcher(traits, profileOf({ ...FAST_GPU, callMs: 0.05, roundTripMs: 0.03 }))
+    const wgpu = new Dispatcher(traits, profileOf({ ...FAST_GPU, callMs: 0.05, roundTripMs: 11 }))
+    const host = { ...QKV, tokens: 256, adapters: 8 }
+    const ms = (d: Dispatcher, r: ExplainRequest, b: BackendName) => d.predictMs(b, featuresOf(r)).ms
+    expect(ms(wgpu, host, 'webgpu') - ms(dawn, host, 'webgpu')).toBeCloseTo(10.97, 9)
+    expect(pick(dawn, host).backend).toBe('webgpu')
+    expect(pick(wgpu, host).backend).toBe('wasm')
+    // a batch large enough that the GPU wins with the round trip included
+    expect(pick(wgpu, { ...host, tokens: 4096 }).backend).toBe('webgpu')
+    // GPU buffers: the GPU launches and returns; the CPU would have to wait for a readback first
+    const resident = { ...QKV, tokens: 1, resident: 'gpu' as const }
+    expect(ms(wgpu, resident, 'webgpu')).toBe(ms(dawn, resident, 'webgpu'))
+    expect(ms(wgpu, resident, 'webgpu')).toBeLessThan(1)
+    expect(ms(wgpu, resident, 'wasm') - ms(dawn, resident, 'wasm')).toBeCloseTo(10.97, 9)
+    expect(pick(wgpu, resident).backend).toBe('webgpu')
   })
 
   it('explain requests are validated', () => {
@@ -480,6 +501,23 @@ describe('profiles and calibration', () => {
     expect(b.profile).toBe(a.profile)
     a.dispose()
     b.dispose()
+  })
+
+  it.runIf(gpuHere)('a GPU calibration splits the launch (callMs) from the round trip a host call adds (roundTripMs)', async () => {
+    const gpu = await createWebGpuBackend()
+    try {
+      const p = await calibrate(targetsOf([gpu]), machineOf([gpu], null), { kind: 'short', budgetMs: 60_000 })
+      const r = p.backends.webgpu!
+      expect(r.measured).toEqual(expect.arrayContaining(['callMs', 'roundTripMs']))
+      expect(r.callMs).toBeGreaterThan(0)
+      expect(r.roundTripMs).toBeGreaterThan(0)
+      // and a profile keeps it through JSON
+      const rt = await createRuntime({ backend: 'auto', profile: JSON.parse(JSON.stringify(p)) })
+      expect(rt.profile!.backends.webgpu!.roundTripMs).toBe(r.roundTripMs)
+      rt.dispose()
+    } finally {
+      gpu.dispose()
+    }
   })
 
   it('a forced-backend runtime has no calibration but explains with priors', async () => {

@@ -19,6 +19,8 @@ export interface Point {
   resident: Residency
   /** Successive calls rotate over copies of the adapters holding at least this many weight bytes. */
   coldBytes: number
+  /** GPU buffers: time each call until it is submitted, not until the GPU is done (a launch cost). */
+  noWait?: boolean
 }
 
 /** A backend under calibration. */
@@ -78,7 +80,7 @@ export async function timePoint(t: Target, p: Point, reps: number, deadline: num
     }
     const call = async (i: number): Promise<void> => {
       await layer.apply(x, y, plans[i % copies])
-      if (gpuBufs.length) await t.backend.settled()
+      if (gpuBufs.length && !p.noWait) await t.backend.settled()
     }
     // warm-up, untimed: a first GPU call compiles pipelines; V8 runs a wasm kernel's first calls
     // in its baseline tier (Liftoff), ~2x slower, until its optimized code is ready (measured
@@ -92,6 +94,7 @@ export async function timePoint(t: Target, p: Point, reps: number, deadline: num
       await call(i)
       samples.push(performance.now() - t0)
     }
+    if (gpuBufs.length) await t.backend.settled() // untimed: nothing left running into the next point
     return samples.length >= 3 ? Math.min(...samples) : null
   } finally {
     layer.dispose()

@@ -2,7 +2,8 @@
  * Calibration: measure each backend's rates on this machine (src/dispatch/cost.ts) by timing a few small
  * calls, each chosen so that one term of the cost model dominates it:
  *
- *   tiny   T=1, in=out=64, rank 1            -> callMs
+ *   tiny   T=1, in=out=64, rank 1            -> callMs (GPU: on GPU buffers, until submitted;
+ *                                                roundTripMs: the same on host arrays, less that)
  *   segs   T=32 over 32 tiny adapters        -> segmentMs
  *   copy   T=64, in=out=1024, rank 1         -> hostGBs (GPU: host arrays vs GPU buffers)
  *   gemv   one token per adapter, rank 16    -> weightGBs[dtype] (weights rotate over coldBytes)
@@ -116,11 +117,24 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
       clearTimeout(timer)
     }
   }
+  // every GPU point waits for its results (a readback, or settled() on GPU buffers): a round trip
   const overhead = (p: Point, segments: number): number =>
-    rates.callMs + segments * rates.segmentMs + (p.resident === 'host' ? (p.tokens * (p.inF + 2 * p.out) * 4) / rates.hostGBs / 1e6 : 0)
+    rates.callMs +
+    (rates.roundTripMs ?? 0) +
+    segments * rates.segmentMs +
+    (p.resident === 'host' ? (p.tokens * (p.inF + 2 * p.out) * 4) / rates.hostGBs / 1e6 : 0)
 
+  // GPU: the launch alone first (GPU buffers, until submitted; its untimed warm-up compiles the
+  // pipelines), then the same call on host arrays, whose excess is the round trip: under Dawn tens
+  // of microseconds, under wgpu (Deno) ~11 ms. Without the launch, callMs keeps the whole host call.
+  const launch = gpu ? await run({ resident: 'gpu', noWait: true }) : null
   const tiny = await run({})
   if (tiny !== null) (rates.callMs = tiny), measured.push('callMs')
+  if (launch !== null && tiny !== null && launch < tiny) {
+    rates.callMs = launch
+    rates.roundTripMs = tiny - launch
+    measured.push('roundTripMs')
+  } else if (gpu && tiny !== null) rates.roundTripMs = 0
   const segments = async (): Promise<void> => {
     const segs = await run({ distinct: 32, tokens: 32 })
     if (segs !== null && tiny !== null) (rates.segmentMs = Math.max(0, (segs - tiny) / 31)), measured.push('segmentMs')

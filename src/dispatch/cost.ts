@@ -2,13 +2,17 @@
  * The dispatcher's cost model: predicted time of one apply on one backend, from the call's
  * features and the backend's calibrated rates.
  *
- *   t = callMs + segments * segmentMs + max(W / weightGBs, F / gflops) + X / hostGBs
+ *   t = callMs + segments * segmentMs + max(W / weightGBs, F / gflops) + X / hostGBs [+ roundTripMs]
  *
  * W: bytes of the distinct adapters' weights read (sum of their ranks * (in * S + out) * bytes);
  * F: 2 * sum over entries of rank * (in * S + out) flops; X: bytes of activations moved between
  * the caller's memory and the backend's (copies into linear memory, GPU uploads and readbacks).
  * A multi-threaded backend divides the roofline term by its measured speed-up for the number of
  * threads the call gets (`parallel`).
+ * roundTripMs: a GPU's wait for its results (submit to completion, readback mapped), paid by a
+ * call whose data must come back to the host: host arrays on the GPU, GPU buffers run on the CPU.
+ * A call on GPU buffers returns once submitted and does not pay it. Under Dawn it is tens of
+ * microseconds; under wgpu (Deno) about 11 ms, as completion is polled on a timer.
  * The max is a roofline: one token per adapter is bound by the weight bytes, long segments by the
  * arithmetic. A call on another backend than the previous call's also pays that backend's
  * `switchMs` (the dispatcher adds it). Rates are measured per machine (src/dispatch/calibrate.ts),
@@ -48,8 +52,13 @@ export interface CallFeatures {
 
 /** Calibrated rates of one backend (all positive, finite). */
 export interface BackendRates {
-  /** Fixed cost of a call: validation, metadata, launch; on a GPU the submit + readback round trip (ms). */
+  /** Fixed cost of a call: validation, metadata, launch (ms). */
   callMs: number
+  /**
+   * A GPU's round trip: submit to completion and the readback mapped (ms), paid by calls whose
+   * results come back to the host. Absent (older profiles): callMs holds it.
+   */
+  roundTripMs?: number
   /** Extra cost per segment (ms). */
   segmentMs: number
   /** Weight bytes read per second when bound by them, per storage dtype (GB/s). */
@@ -102,7 +111,7 @@ export interface Prediction {
   ms: number
   /** Which roofline term dominated. */
   bound: 'weights' | 'arithmetic'
-  /** Time spent moving activations (ms): copies, uploads, readbacks. */
+  /** Time spent moving activations (ms): copies, uploads, readbacks and a GPU's round trip. */
   transferMs: number
 }
 
@@ -117,7 +126,7 @@ export function predict(rates: BackendRates, f: CallFeatures, moves = true, extr
   const speedup = parallelSpeedup(rates.parallel, parts)
   const weightMs = w.weightBytes / rates.weightGBs[f.weightDtype] / 1e6 / speedup
   const flopMs = w.flops / rates.gflops[f.weightDtype] / 1e6 / speedup
-  const transferMs = (moves ? w.activationBytes / rates.hostGBs / 1e6 : 0) + extraMs
+  const transferMs = (moves ? w.activationBytes / rates.hostGBs / 1e6 + (rates.roundTripMs ?? 0) : 0) + extraMs
   return {
     ms: rates.callMs + w.segments * rates.segmentMs + Math.max(weightMs, flopMs) + transferMs,
     bound: weightMs >= flopMs ? 'weights' : 'arithmetic',
@@ -145,6 +154,6 @@ export function priorRates(name: BackendName, isSoftware: boolean): BackendRates
     return { callMs: 0.01, segmentMs: 0.001, weightGBs: all(12), gflops: { f32: 20, bf16: 18, f16: 10 }, hostGBs: 8, switchMs: 0.02 }
   }
   return isSoftware
-    ? { callMs: 1, segmentMs: 0.02, weightGBs: all(3), gflops: all(1), hostGBs: 2, switchMs: 0.05 }
-    : { callMs: 0.3, segmentMs: 0.002, weightGBs: all(200), gflops: all(2000), hostGBs: 3, switchMs: 0.02 }
+    ? { callMs: 0.2, roundTripMs: 0.8, segmentMs: 0.02, weightGBs: all(3), gflops: all(1), hostGBs: 2, switchMs: 0.05 }
+    : { callMs: 0.05, roundTripMs: 0.25, segmentMs: 0.002, weightGBs: all(200), gflops: all(2000), hostGBs: 3, switchMs: 0.02 }
 }

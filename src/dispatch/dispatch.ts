@@ -89,7 +89,10 @@ export class Dispatcher {
     if (name === 'webgpu') return predict(rates, g, f.resident !== 'gpu')
     // GPU-resident data run on the CPU: read x and y back and upload y, one more round trip
     const gpu = this.rates.get('webgpu')
-    const fetch = f.resident === 'gpu' && gpu ? gpu.callMs + (f.tokens * (f.inFeatures + 2 * f.outFeatures) * 4) / gpu.hostGBs / 1e6 : 0
+    const fetch =
+      f.resident === 'gpu' && gpu
+        ? gpu.callMs + (gpu.roundTripMs ?? 0) + (f.tokens * (f.inFeatures + 2 * f.outFeatures) * 4) / gpu.hostGBs / 1e6
+        : 0
     const parts = trait?.parts
       ? trait.parts(f.rankEntries * (f.inFeatures * f.slices + f.outFeatures), (f.adaptersPerToken ?? 1) === 1 ? f.entries : 0)
       : 1

@@ -63,6 +63,7 @@ function entry(path: string, value: unknown): ProfileEntry {
   const measured = Array.isArray(v.measured) ? v.measured.filter((m): m is string => typeof m === 'string') : []
   return {
     callMs: rate(`${path}.callMs`, v.callMs),
+    ...(v.roundTripMs !== undefined ? { roundTripMs: rate(`${path}.roundTripMs`, v.roundTripMs) } : {}),
     segmentMs: rate(`${path}.segmentMs`, v.segmentMs),
     weightGBs: perDtype(`${path}.weightGBs`, v.weightGBs),
     gflops: perDtype(`${path}.gflops`, v.gflops),

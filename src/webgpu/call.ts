@@ -1,10 +1,10 @@
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec } from '../types.js'
-import { buildCallMeta, type CallMeta, longestSegment } from './meta.js'
+import { buildCallMeta, type CallMeta, longestSegment, samePlan } from './meta.js'
 import { packParams, type Strides } from './params.js'
 import type { PipelineCache, PipelineSpec } from './pipelines.js'
 import type { WeightStorage } from './shaders.js'
-import { align, bufferId, type SharedCallState } from './shared.js'
+import { align, bufferId, type RingRegion, type SharedCallState } from './shared.js'
 import { gatherGroups, gatherSpec } from './programs/gather.js'
 import { WEIGH_PARAMS_BYTES, WEIGH_SPEC, weighParams } from './programs/weigh.js'
 import type { LayerWeights, SlotGroup } from './weights.js'
@@ -18,8 +18,11 @@ export interface BoundDispatch {
   spec: PipelineSpec
   pipeline: GPUComputePipeline
   bindGroup: GPUBindGroup
-  /** Dynamic offsets of binding 0 (params) and 4 (metadata) in the ring (none for weigh.wgsl). */
-  offsets: Uint32Array | null
+  /**
+   * Dynamic offsets of binding 0 (params) and 4 (metadata) in the ring (none for weigh.wgsl): a
+   * plain array, which Dawn's setBindGroup takes in half the time of a Uint32Array and a range.
+   */
+  offsets: number[] | null
   groups: [number, number, number]
 }
 
@@ -45,10 +48,24 @@ export interface CallContext {
   lastBinding?: { group: SlotGroup; x: GPUBuffer; y: GPUBuffer; h: GPUBuffer; ring: GPUBuffer; bindGroups: [GPUBindGroup, GPUBindGroup] }
   /** Tiles and pipeline specs by (entries per tile, token-major expand, split-K). */
   kernels: Map<string, { shrink: ShrinkTiling; specs: PipelineSpec[] }>
+  /** The last call recorded on GPU buffers: the same batch on the same buffers reuses it (see `recordCall`). */
+  last?: LastCall
+}
+
+/** A recorded call and what it was recorded for. */
+interface LastCall {
+  plan: SegmentPlan
+  x: GPUBuffer
+  y: GPUBuffer
+  call: PreparedCall
+  /** The ring region of its params and metadata (see MetaRing.intact) and the h buffer it binds. */
+  region: RingRegion
+  h: GPUBuffer
 }
 
 /** The host half of a call: kernel choice, tiles, metadata, and the pipelines (no GPU writes). */
 export interface CallPlan {
+  plan: SegmentPlan
   shape: CallShape
   tileM: number
   callMeta: CallMeta
@@ -106,7 +123,7 @@ export function planCall(ctx: CallContext, plan: SegmentPlan): CallPlan {
   const { shrink, specs } = kernels
   const ready = specs.map((s) => ctx.pipelines.ready(s))
   const pipelines = ready.every((p) => p !== undefined) ? (ready as GPUComputePipeline[]) : null
-  return { shape, tileM, callMeta, multi, shrink, kg, weights, specs, pipelines }
+  return { plan, shape, tileM, callMeta, multi, shrink, kg, weights, specs, pipelines }
 }
 
 function expandTilingOf(ctx: CallContext, tileM: number, kg: number): ExpandTiling {
@@ -137,6 +154,7 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
   // region: a params block per slot group, [weighs: its params block, the weights per partial], metadata
   const weighBytes = cp.weights ? 256 + align(kg * cp.weights.byteLength) : 0
   const at = ring.take(runs.length * 256 + weighBytes, callMetaBytes)
+  const region = ring.region(at)
   const words = ring.staging
   for (let g = 0; g < runs.length; g++) {
     const { group, tileStart } = runs[g]
@@ -174,9 +192,7 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
   for (let g = 0; g < runs.length; g++) {
     const { group, tileCount } = runs[g]
     const [bgShrink, bgExpand] = bindGroupsFor(ctx, group, x, y, h)
-    const offsets = new Uint32Array(2)
-    offsets[0] = at.params + 256 * g
-    offsets[1] = at.callMeta
+    const offsets = [at.params + 256 * g, at.callMeta]
     const first = spec.embedding ? gatherGroups(shape, tileCount) : shrinkGroups(cp.shrink, shape, tileCount)
     shrinks.push({ spec: cp.specs[0], pipeline: pipelines[0], bindGroup: bgShrink, offsets, groups: first })
     const groups = cp.multi
@@ -184,7 +200,28 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
       : expandGroups(kernel, expandTilingOf(ctx, tileM, kg), shape, tileCount)
     expands.push({ spec: cp.specs[1], pipeline: pipelines[1], bindGroup: bgExpand, offsets, groups })
   }
-  return { dispatches: weigh ? [...shrinks, weigh, ...expands] : [...shrinks, ...expands] }
+  const call = { dispatches: weigh ? [...shrinks, weigh, ...expands] : [...shrinks, ...expands] }
+  ctx.last = { plan: cp.plan, x, y, call, region, h }
+  return call
+}
+
+/**
+ * The call of `plan` on x and y, ready to record: the last one again when it was made for the same
+ * batch on the same buffers and its ring region is intact (no metadata built, nothing written:
+ * decode steps repeat their batch), else planned and bound anew.
+ */
+export function recordCall(ctx: CallContext, plan: SegmentPlan, x: GPUBuffer, y: GPUBuffer): PreparedCall {
+  const last = ctx.last
+  if (
+    last &&
+    last.x === x &&
+    last.y === y &&
+    last.h === ctx.shared.h.buffer &&
+    ctx.shared.ring.intact(last.region) &&
+    samePlan(last.plan, plan)
+  )
+    return last.call
+  return bindCall(ctx, planCall(ctx, plan), x, y)
 }
 
 /** The shrink's and the expand's bind group for one slot group and buffer pair (cached). */
@@ -252,7 +289,7 @@ export function encodeCall(encoder: GPUCommandEncoder, call: PreparedCall, times
   const pass = encoder.beginComputePass(timestampWrites ? { timestampWrites } : undefined)
   for (const d of call.dispatches) {
     pass.setPipeline(d.pipeline)
-    if (d.offsets) pass.setBindGroup(0, d.bindGroup, d.offsets, 0, 2)
+    if (d.offsets) pass.setBindGroup(0, d.bindGroup, d.offsets)
     else pass.setBindGroup(0, d.bindGroup)
     pass.dispatchWorkgroups(d.groups[0], d.groups[1], d.groups[2])
   }

@@ -1,8 +1,8 @@
 import { LoraError } from '../errors.js'
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec, PreparedAdapter } from '../types.js'
-import { USAGE, type BufferPool } from './buffers.js'
-import { bindCall, type CallContext, encodeCall, ensurePipelines, planCall } from './call.js'
+import { type BufferPool, type StagingPool, USAGE, writeChunked } from './buffers.js'
+import { bindCall, type CallContext, encodeCall, ensurePipelines, planCall, recordCall } from './call.js'
 import type { LossWatch } from './device.js'
 import { stridesOf } from './params.js'
 import type { PipelineCache } from './pipelines.js'
@@ -20,6 +20,8 @@ export interface LayerEnv {
   watch: LossWatch
   pipelines: PipelineCache
   pool: BufferPool
+  /** Mapped upload buffers for host arrays (discrete adapters), or null: writeBuffer (see StagingPool). */
+  staging: StagingPool | null
   shared: SharedCallState
   profile: KernelProfile
   storageOf(spec: LayerSpec): WeightStorage
@@ -71,12 +73,14 @@ export class GpuLayer implements WebGpuLayer {
     this.alive()
     this.ctx.weights.set(slot, adapter)
     this.ctx.ranks[slot] = adapter.rank
+    this.ctx.last = undefined // the ranks choose the kernels
   }
 
   clearAdapter(slot: number): void {
     this.alive()
     this.ctx.weights.clear(slot)
     this.ctx.ranks[slot] = 0
+    this.ctx.last = undefined
   }
 
   async apply(x: GpuData, y: GpuData, plan: SegmentPlan): Promise<void> {
@@ -90,6 +94,16 @@ export class GpuLayer implements WebGpuLayer {
     if (isBuffer(x)) checkGpuBuffer(x, xBytes, 'x')
     if (!(y instanceof Float32Array)) checkGpuBuffer(y, yBytes, 'y')
     if (plan.rows.length === 0) return // nothing to add (T = 0, or every id -1)
+    if (isBuffer(x) && !(y instanceof Float32Array)) {
+      // GPU-resident: record and submit, no wait and no error scopes (awaiting them waits on the
+      // queue: tens of microseconds a call, 10 ms where completion is polled on a timer); every
+      // argument was checked above, and a buffer destroyed by the caller shows as the device's
+      // uncaptured validation error, as with encode. Missing pipelines are created synchronously.
+      const encoder = device.createCommandEncoder({ label: 'lora apply' })
+      encodeCall(encoder, recordCall(this.ctx, plan, x, y))
+      device.queue.submit([encoder.finish()])
+      return
+    }
 
     // x is the caller's again once this returns its promise: it is read (uploaded, or read by
     // submitted work) before then. Host x: when the pipelines must be awaited, a copy waits instead.
@@ -102,42 +116,37 @@ export class GpuLayer implements WebGpuLayer {
       this.alive()
     }
 
-    if (isBuffer(x) && !(y instanceof Float32Array)) {
-      // GPU-resident: record and submit, no error scopes (awaiting them waits on the queue: tens
-      // to hundreds of microseconds a call); every argument was checked above, and a buffer
-      // destroyed by the caller shows as the device's uncaptured validation error, as with encode
-      const encoder = device.createCommandEncoder({ label: 'lora apply' })
-      encodeCall(encoder, bindCall(this.ctx, cp, x, y))
-      device.queue.submit([encoder.finish()])
-      return
-    }
     // uploads, dispatches and submit inside one set of error scopes, with no await in between
     device.pushErrorScope('out-of-memory')
     device.pushErrorScope('validation')
     device.pushErrorScope('internal')
     const owned: GPUBuffer[] = []
     let staging: GPUBuffer | undefined
+    let upload: GPUBuffer | undefined
     let thrown: unknown
     try {
       let xBuf = xNow as GPUBuffer
       let yBuf = y as GPUBuffer
-      if (!isBuffer(xNow)) {
-        owned.push((xBuf = pool.acquire(xBytes, USAGE.storage, 'x')))
-        device.queue.writeBuffer(
-          xBuf,
-          0,
-          unshared(xNow as Float32Array | Int32Array, T * xWidth) as Float32Array<ArrayBuffer>,
-          0,
-          T * xWidth,
-        )
-      }
-      if (y instanceof Float32Array) {
-        owned.push((yBuf = pool.acquire(yBytes, USAGE.storageRw, 'y')))
-        device.queue.writeBuffer(yBuf, 0, unshared(y, T * spec.outFeatures) as Float32Array<ArrayBuffer>, 0, T * spec.outFeatures)
-      }
-      const call = bindCall(this.ctx, cp, xBuf, yBuf)
+      const xHost = isBuffer(xNow) ? null : (xNow as Float32Array | Int32Array)
+      const yHost = y instanceof Float32Array ? y : null
+      if (xHost) owned.push((xBuf = pool.acquire(xBytes, USAGE.storage, 'x')))
+      if (yHost) owned.push((yBuf = pool.acquire(yBytes, USAGE.storageRw, 'y')))
       const encoder = device.createCommandEncoder({ label: 'lora apply' })
-      encodeCall(encoder, call)
+      const upBytes = (xHost ? xBytes : 0) + (yHost ? yBytes : 0)
+      if (this.env.staging && upBytes > 0) {
+        // one mapped buffer holds x then y; copies on the queue put them in place before the kernels
+        upload = this.env.staging.acquire(upBytes)
+        const range = upload.getMappedRange(0, align8(upBytes))
+        if (xHost) new (xHost instanceof Int32Array ? Int32Array : Float32Array)(range, 0, T * xWidth).set(xHost.subarray(0, T * xWidth))
+        if (yHost) new Float32Array(range, xHost ? xBytes : 0, T * spec.outFeatures).set(yHost.subarray(0, T * spec.outFeatures))
+        upload.unmap()
+        if (xHost) encoder.copyBufferToBuffer(upload, 0, xBuf, 0, xBytes)
+        if (yHost) encoder.copyBufferToBuffer(upload, xHost ? xBytes : 0, yBuf, 0, yBytes)
+      } else {
+        if (xHost) writeChunked(device.queue, xBuf, unshared(xHost, T * xWidth), T * xWidth)
+        if (yHost) writeChunked(device.queue, yBuf, unshared(yHost, T * spec.outFeatures), T * spec.outFeatures)
+      }
+      encodeCall(encoder, bindCall(this.ctx, cp, xBuf, yBuf))
       if (y instanceof Float32Array) {
         staging = pool.acquire(yBytes, USAGE.readback, 'y readback')
         encoder.copyBufferToBuffer(yBuf, 0, staging, 0, yBytes)
@@ -148,6 +157,7 @@ export class GpuLayer implements WebGpuLayer {
     }
     // pooled buffers go back now: later writes to them are queued after this submit
     for (const b of owned) pool.release(b)
+    if (upload) this.env.staging!.release(upload)
     const scopes = Promise.all([device.popErrorScope(), device.popErrorScope(), device.popErrorScope()])
     const mapped = staging && !thrown ? staging.mapAsync(GPUMapMode.READ) : undefined
     try {
@@ -173,7 +183,7 @@ export class GpuLayer implements WebGpuLayer {
     checkGpuBuffer(x, T * (spec.embedding ? 1 : spec.inFeatures) * 4, 'x')
     checkGpuBuffer(y, T * spec.outFeatures * 4, 'y')
     if (plan.rows.length === 0) return
-    encodeCall(encoder, bindCall(this.ctx, planCall(this.ctx, plan), x, y))
+    encodeCall(encoder, recordCall(this.ctx, plan, x, y))
   }
 
   dispose(): void {
@@ -183,6 +193,9 @@ export class GpuLayer implements WebGpuLayer {
     this.env.onDispose(this)
   }
 }
+
+/** getMappedRange sizes: a multiple of 8 bytes (the buffer, a bucket of at least 256 bytes, holds it). */
+const align8 = (n: number): number => Math.ceil(n / 8) * 8
 
 /**
  * The first n values of v in an ArrayBuffer: Dawn's writeBuffer crashes the process (SIGSEGV) on

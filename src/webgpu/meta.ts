@@ -81,3 +81,16 @@ export function buildCallMeta(plan: SegmentPlan, tileM: number): CallMeta {
     adaptersPerToken: K,
   }
 }
+
+/** Whether two plans describe the same batch (the same object, or equal arrays; per-entry weights: only the same object). */
+export function samePlan(a: SegmentPlan, b: SegmentPlan): boolean {
+  if (a === b) return true
+  if (a.numTokens !== b.numTokens || a.adaptersPerToken !== b.adaptersPerToken || a.weights || b.weights) return false
+  return same(a.rows, b.rows) && same(a.segSlot, b.segSlot) && same(a.segStart, b.segStart) && same(a.segLength, b.segLength)
+}
+
+function same(a: Int32Array, b: Int32Array): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}

@@ -55,6 +55,8 @@ export class MetaRing {
   window = 64 * 1024
   private size = 0
   private offset = 0
+  /** Times the ring wrapped to its start (a region of an earlier lap may be overwritten). */
+  private lap = 0
   /** Host staging for one region (written, then copied by writeBuffer). */
   staging = new Uint32Array(0)
 
@@ -86,12 +88,28 @@ export class MetaRing {
       this.replace(Math.max(this.size, 16 * w))
     }
     if (headBytes + this.window > this.size) this.replace(2 * (headBytes + this.window))
-    if (this.offset + headBytes + this.window > this.size) this.offset = 0
+    if (this.offset + headBytes + this.window > this.size) {
+      this.offset = 0
+      this.lap++
+    }
     const at = this.offset
     this.offset = align(at + headBytes + callMetaBytes)
     const words = align(headBytes + callMetaBytes) / 4
     if (this.staging.length < words) this.staging = new Uint32Array(Math.max(words, 2 * this.staging.length))
     return { params: at, callMeta: at + headBytes }
+  }
+
+  /** The region just taken at `at`, as {@link intact} checks it. */
+  region(at: { params: number }): RingRegion {
+    return { buffer: this.buffer, lap: this.lap, start: at.params }
+  }
+
+  /**
+   * Whether a region still holds what was written to it: no later region has covered it (takes
+   * advance through the ring and wrap to its start) and the buffer was not replaced.
+   */
+  intact(r: RingRegion): boolean {
+    return r.buffer === this.buffer && (r.lap === this.lap || (r.lap + 1 === this.lap && this.offset <= r.start))
   }
 
   /** Upload the staged region taken at `at` (one writeBuffer). */
@@ -102,6 +120,13 @@ export class MetaRing {
   destroy(): void {
     this.buffer.destroy()
   }
+}
+
+/** Where one call's params and metadata were written (see MetaRing.intact). */
+export interface RingRegion {
+  buffer: GPUBuffer
+  lap: number
+  start: number
 }
 
 /**

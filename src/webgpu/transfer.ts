@@ -1,4 +1,5 @@
 import { LoraError } from '../errors.js'
+import { writeChunked } from './buffers.js'
 
 /**
  * GPU-resident x and y for a call that runs on the CPU: read them back, and write y again after.
@@ -36,7 +37,7 @@ export async function readBack(device: GPUDevice, src: GPUBuffer, floats: number
 
 /** Write y back into its GPUBuffer (needs COPY_DST usage), in queue order. */
 export function writeBack(device: GPUDevice, dst: GPUBuffer, values: Float32Array): void {
-  device.queue.writeBuffer(dst, 0, values as Float32Array<ArrayBuffer>)
+  writeChunked(device.queue, dst, values, values.length)
 }
 
 /** Check a y buffer can take the CPU path before anything is read. */

@@ -1,0 +1,135 @@
+/**
+ * A call on GPU buffers repeated with the same batch reuses the last call's metadata and bindings
+ * (nothing built or written). These tests mix repeated, changed and weighted batches, apply and
+ * encode, and an adapter replaced between two equal calls: y must always receive exactly the
+ * deltas of the calls made, with the weights as they were at each call. And the metadata ring
+ * says a region is intact only until later regions cover it.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createRuntime, type Runtime } from '../src/index.js'
+import { MetaRing } from '../src/webgpu/shared.js'
+import { expectDelta } from './compare.js'
+import { download, FULL, setupCase, upload } from './gpu-buffers.js'
+import { type Case, makeCase } from './grid.js'
+import { has } from './needs.js'
+import { type RefLayer, sgmv } from './reference.js'
+
+const gpuHere = await has('webgpu')
+const CASE: Case = {
+  name: 'reuse',
+  seed: 91,
+  inFeatures: 40,
+  sliceWidths: [24, 8, 12],
+  slots: 4,
+  rank: 8,
+  tokens: 6,
+  pattern: 'uniform',
+  dtype: 'f32',
+  adaptersPerToken: 1,
+}
+/** Several deltas add up in y: each addition rounds once (1e-5 of one delta is the single-call tolerance). */
+const TOL = 1e-4
+
+function add(into: Float64Array, d: Float64Array, times = 1): void {
+  for (let i = 0; i < d.length; i++) into[i] += times * d[i]
+}
+
+describe.runIf(gpuHere).each(['software', 'discrete'] as const)('repeated calls on GPU buffers, %s kernels', (gpuKernels) => {
+  let rt: Runtime
+  beforeAll(async () => {
+    rt = await createRuntime({ backend: 'webgpu', gpuKernels })
+    expect(rt.device, `${rt.webgpuUnavailableReason}`).not.toBeNull()
+  })
+  afterAll(() => rt?.dispose())
+
+  it('same batch again (same and equal ids), another batch, encode, weights, a replaced adapter: y gets every delta', async (ctx) => {
+    const { device, d, layer } = setupCase(rt, CASE, ctx)
+    const xb = upload(device, d.x, FULL())
+    const yb = upload(device, d.y, FULL())
+    const a = d.ids
+    const b = Int32Array.from(a, (id) => (id < 0 ? -1 : (id + 1) % CASE.slots)).map((id) => (d.adapters.has(id) ? id : -1))
+    const w = Float32Array.from(a, (_, t) => 0.5 + t)
+    const total = new Float64Array(d.y.length)
+    const dA = sgmv(d.ref, d.x, a)
+    await layer.apply(xb, yb, a)
+    await layer.apply(xb, yb, a) // the same ids array
+    await layer.apply(xb, yb, a.slice()) // equal ids, another array
+    add(total, dA, 3)
+    await layer.apply(xb, yb, b)
+    add(total, sgmv(d.ref, d.x, b))
+    await layer.apply(xb, yb, a)
+    const enc = device.createCommandEncoder()
+    layer.encode(enc, xb, yb, a)
+    layer.encode(enc, xb, yb, a.slice())
+    device.queue.submit([enc.finish()])
+    add(total, dA, 3)
+    await layer.apply(xb, yb, a, { weights: w })
+    await layer.apply(xb, yb, a, { weights: Float32Array.from(w, (v) => 2 * v) })
+    add(total, sgmv(d.ref, d.x, a, 1, w), 3)
+    // a slot of a low rank gets an adapter of the largest rank between two equal calls (the
+    // ranks of the slots used choose the kernels)
+    const [low] = [...d.adapters].find(([, v]) => v.rank < CASE.rank)!
+    const one = new Int32Array(CASE.tokens).fill(low)
+    const other = makeCase({ ...CASE, seed: 92 })
+    const [slot2, adapter2] = [...other.adapters].find(([, v]) => v.rank === CASE.rank)!
+    await layer.apply(xb, yb, one)
+    add(total, sgmv(d.ref, d.x, one))
+    layer.setAdapter(low, adapter2)
+    const ref2: RefLayer = { ...d.ref, adapters: d.ref.adapters.map((v, s) => (s === low ? other.ref.adapters[slot2] : v)) }
+    await layer.apply(xb, yb, one)
+    add(total, sgmv(ref2, d.x, one))
+    expectDelta((await download(device, yb)).subarray(0, d.y.length), d.y, total, TOL, 'after every call')
+    for (const buf of [xb, yb]) buf.destroy()
+    layer.dispose()
+  })
+
+  it('the same batch on other buffers writes those buffers', async (ctx) => {
+    const { device, d, layer } = setupCase(rt, CASE, ctx)
+    const xb = upload(device, d.x, FULL())
+    const y1 = upload(device, d.y, FULL())
+    const y2 = upload(device, d.y, FULL())
+    await layer.apply(xb, y1, d.ids)
+    await layer.apply(xb, y2, d.ids)
+    await layer.apply(xb, y2, d.ids)
+    const delta = sgmv(d.ref, d.x, d.ids)
+    expectDelta((await download(device, y1)).subarray(0, d.y.length), d.y, delta, TOL, 'y1')
+    const twice = new Float64Array(delta.length)
+    add(twice, delta, 2)
+    expectDelta((await download(device, y2)).subarray(0, d.y.length), d.y, twice, TOL, 'y2')
+    for (const buf of [xb, y1, y2]) buf.destroy()
+    layer.dispose()
+  })
+})
+
+describe('the metadata ring', () => {
+  /** A device that only creates buffers and records writes (the ring needs nothing else). */
+  function fakeDevice(): GPUDevice {
+    const queue = { writeBuffer: () => {} }
+    return { queue, createBuffer: (d: GPUBufferDescriptor) => ({ size: d.size, destroy() {} }) } as unknown as GPUDevice
+  }
+
+  it('a region stays intact until the ring wraps onto it, and not past a replaced buffer', () => {
+    const ring = new MetaRing(fakeDevice(), 1 << 30)
+    const first = ring.region(ring.take(256, 1024))
+    const second = ring.region(ring.take(256, 1024))
+    expect(ring.intact(first) && ring.intact(second)).toBe(true)
+    // fill the rest of the 4 MiB ring: the next lap starts over the first region
+    let wrapped = 0
+    let last = second
+    for (let i = 0; i < 1 << 13 && !wrapped; i++) {
+      const r = ring.region(ring.take(256, 1024))
+      if (r.lap !== last.lap) wrapped = i
+      last = r
+    }
+    expect(wrapped).toBeGreaterThan(0)
+    expect(last.start).toBe(0) // the new lap's first region covers the first one
+    expect(ring.intact(first)).toBe(false)
+    expect(ring.intact(second)).toBe(true) // not reached yet
+    ring.take(256, 1024)
+    expect(ring.intact(second)).toBe(false)
+    expect(ring.intact(last)).toBe(true)
+    // metadata larger than the window replaces the buffer: every older region is gone
+    ring.take(256, ring.window * 2)
+    expect(ring.intact(last)).toBe(false)
+  })
+})
