@@ -14,6 +14,7 @@ export default defineConfig({
       'test/safetensors.test.ts',
       'test/fuzz-safetensors.test.ts',
       'test/dispatch.test.ts',
+      'test/validate.test.ts',
     ],
     testNamePattern: /^(?!profiles and calibration|explain\(\) is the auto decision|every adapter in pool layers)/,
     pool: 'forks',

@@ -144,19 +144,20 @@ export class LoraLayer implements Layer {
       throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${String(options)}`)
     }
     const choice = checkBackend('options.backend', options.backend ?? this.host.defaultBackend)
-    // Host x and ids are the caller's again once this returns its promise: whatever reads them
-    // after an await reads a copy made before it.
-    let ids: Int32Array, T: number, K: number
+    // Host x, ids and weights are the caller's again once this returns its promise: whatever
+    // reads them after an await reads a copy made before it.
+    let ids: Int32Array, T: number, K: number, weights: Float32Array | undefined
     if (isGpuBuffer(idsIn)) {
-      const read = readIds(this.transfers(), this.spec, idsIn, options, x, y) // checks everything but slots; the read is submitted before this returns
+      // checks everything but slots and copies the weights; the read is submitted before this returns
+      const read = readIds(this.transfers(), this.spec, idsIn, options, x, y)
       if (!isGpuBuffer(x)) x = x.slice()
-      ;({ ids, T, K } = await read)
+      ;({ ids, T, K, weights } = await read)
     } else {
       ids = idsIn
       ;({ T, K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens))
     }
     checkIds(ids, K, this.spec.maxAdapters, this.filled)
-    const weights = options.weights === undefined ? undefined : checkTokenWeights(options.weights, ids.length)
+    if (!isGpuBuffer(idsIn) && options.weights !== undefined) weights = checkTokenWeights(options.weights, ids.length)
     const memory = this.owners.get('wasm')?.hostMemory
     // x and y both in host arrays (rt.hostArray): the wasm backend copies nothing
     let inWasm = false

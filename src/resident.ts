@@ -7,7 +7,7 @@ import type { BackendLayer, HostTransfers } from './backend.js'
 import { LoraError } from './errors.js'
 import type { SegmentPlan } from './metadata.js'
 import type { ApplyOptions, LayerSpec } from './types.js'
-import { checkAdaptersPerToken, checkApply, checkInt, isGpuBuffer } from './validate.js'
+import { checkAdaptersPerToken, checkApply, checkInt, checkTokenWeights, isGpuBuffer } from './validate.js'
 
 /**
  * ids given as a GPUBuffer: check it and options.tokens against x and y first (nothing is read
@@ -20,7 +20,7 @@ export async function readIds(
   options: ApplyOptions,
   x: unknown,
   y: unknown,
-): Promise<{ ids: Int32Array; T: number; K: number }> {
+): Promise<{ ids: Int32Array; T: number; K: number; weights: Float32Array | undefined }> {
   if (!transfers) throw new LoraError('DEVICE_LOST', 'ids is a GPUBuffer but the runtime has no working WebGPU device')
   if (options.tokens === undefined) {
     throw new LoraError('INVALID_ARGUMENT', `ids is a GPUBuffer (${ids.size} bytes): options.tokens (T) is required`)
@@ -35,8 +35,10 @@ export async function readIds(
   }
   // x and y are checked against T before the read
   checkApply(spec, x, y, new Int32Array(T * K), K, T)
+  // the caller may reuse its weights array once apply() has returned: copied before the await
+  const weights = options.weights === undefined ? undefined : checkTokenWeights(options.weights, T * K).slice()
   const floats = await transfers.read(ids, T * K, 'ids')
-  return { ids: new Int32Array(floats.buffer, floats.byteOffset, T * K), T, K }
+  return { ids: new Int32Array(floats.buffer, floats.byteOffset, T * K), T, K, weights }
 }
 
 /** GPU-resident x and y on a CPU backend's layer: read them back, run, write y back (queue order kept). */

@@ -8,10 +8,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRuntime, LoraError, type BackendChoice, type Layer, type Runtime } from '../src/index.js'
 import type { Profile } from '../src/dispatch/profile.js'
-import { parseAdapter } from '../src/peft/adapter.js'
 import { expectDelta } from './compare.js'
 import { has } from './needs.js'
-import { makeWeights, peftConfig, toyModules } from './peft-helpers.js'
+import { makeWeights, peftConfig, toyModules, weightValues } from './peft-helpers.js'
 import { Rng } from './random.js'
 import { sgmv, type RefAdapter } from './reference.js'
 import { backendsOf } from '../src/runtime.js'
@@ -173,7 +172,8 @@ describe.runIf(gpuHere)('WebGPU device lost mid-stream', () => {
     const r = await createRuntime({ backend: 'auto', profile: gpuProfile, adapterSlots: 2 })
     try {
       const srcs = [1, 2, 3].map((seed) => ({ config: peftConfig({ r: 4, lora_alpha: 8 }), weights: makeWeights(toyModules(4), seed) }))
-      const parsed = srcs.map((s, i) => parseAdapter(s.config, s.weights, `p${i}`))
+      // the generated weights; scale lora_alpha / r = 2
+      const parsed = [1, 2, 3].map((seed) => weightValues(toyModules(4), seed))
       await r.loadAdapter('p0', srcs[0])
       await r.loadAdapter('p1', srcs[1])
       const Q = 'model.layers.0.self_attn.q_proj'
@@ -183,9 +183,9 @@ describe.runIf(gpuHere)('WebGPU device lost mid-stream', () => {
         const y0 = rng.array(names.length * 12)
         const y = new Float32Array(y0)
         await within(r.apply(Q, x, y, names, { backend }), 30_000, 'rt.apply')
-        const mods = names.map((n) => parsed[Number(n.slice(1))].modules.get(Q)!)
+        const mods = names.map((n) => parsed[Number(n.slice(1))].get(Q)!)
         const ref = sgmv(
-          { inFeatures: 12, sliceWidths: [12], adapters: mods.map((m) => ({ rank: m.rank, scale: m.scale, A: [m.A], B: [m.B] })) },
+          { inFeatures: 12, sliceWidths: [12], adapters: mods.map((m) => ({ rank: m.rank, scale: 2, A: [m.A], B: [m.B] })) },
           x,
           Int32Array.from(names, (_, i) => i),
         )

@@ -3,19 +3,21 @@
  * whole adapters through rt.loadAdapter (mutated configs and weight files), and sharded
  * checkpoints read from a URL (index + shards). Every case ends in success or a LoraError, in
  * bounded time, and a failed load changes nothing: listAdapters(), the pool counters and the
- * outputs of the adapters already loaded are as before. fast-check prints the failing input and
- * the seed to replay it (FUZZ_SEED=<seed>).
+ * outputs of the adapters already loaded are as before. A load that succeeds is checked against
+ * this file's own reading of the adapter: PEFT's config semantics in a few lines (peftModules) and
+ * the weights from the test's own safetensors reader, nothing from parseAdapter. fast-check
+ * prints the failing input and the seed to replay it (FUZZ_SEED=<seed>).
  */
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createRuntime, LoraError, type Runtime } from '../src/index.js'
-import { parseAdapter } from '../src/peft/adapter.js'
 import { isTargeted, moduleScale, parseLoraConfig } from '../src/peft/config.js'
 import { writeSafetensors, type TensorToWrite } from '../src/peft/safetensors.js'
 import { encodeHalf } from '../src/dtype.js'
 import { expectDelta } from './compare.js'
 import { peftConfig } from './peft-helpers.js'
 import { Rng } from './random.js'
+import { readTensors } from './read-tensors.js'
 import { sgmv } from './reference.js'
 
 const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined
@@ -296,6 +298,57 @@ async function snapshot(): Promise<{ list: unknown; stats: unknown; y: Float32Ar
   }
 }
 
+/** A tensor as the test's own reader gives it. */
+type Tensor = ReturnType<typeof readTensors> extends Map<string, infer T> ? T : never
+
+/**
+ * PEFT's reading of an adapter_config.json (peft 0.21: check_target_module_exists and
+ * get_pattern_key), written here from PEFT's rules and not from the library: which of the
+ * modules in `paths` get LoRA, and each one's rank and scale. Only for configs the library
+ * accepted (their fields have PEFT's types).
+ */
+function peftModules(config: Record<string, unknown>, paths: string[]): Map<string, { rank: number; scale: number }> {
+  const get = (k: string): unknown => (Object.hasOwn(config, k) ? config[k] : undefined)
+  const list = (v: unknown): string[] | null => (v == null ? null : typeof v === 'string' ? [v] : (v as string[]))
+  const full = (re: string, key: string): boolean => new RegExp(`^(?:${re})$`).test(key)
+  const named = (names: string[], key: string): boolean => names.some((n) => key === n || key.endsWith(`.${n}`))
+  const wrapped = (key: string): boolean => {
+    const ex = get('exclude_modules')
+    if (typeof ex === 'string' ? ex !== '' && full(ex, key) : ex != null && named(ex as string[], key)) return false
+    // a module named in modules_to_save (or inside one) is saved whole, not wrapped
+    const parts = key.split('.')
+    const saved = (get('modules_to_save') as string[] | null) ?? []
+    if (parts.some((_, i) => named(saved, parts.slice(0, i + 1).join('.')))) return false
+    const target = get('target_modules')
+    if (target == null || target === 'all-linear') return true
+    if (typeof target === 'string') return full(target, key)
+    const names = target as string[]
+    if (names.includes(key)) return true
+    if (!named(names, key)) return false
+    const layers = get('layers_to_transform') as number | number[] | null | undefined
+    if (layers == null || (Array.isArray(layers) && layers.length === 0)) return true
+    const patterns = (list(get('layers_pattern')) ?? []).filter((p) => p !== '')
+    const m = patterns.length
+      ? patterns.map((p) => new RegExp(`^.*\\.${p}\\.(\\d+)\\.`).exec(key)).find((r) => r)
+      : /^.*\.[^.]*\.(\d+)\./.exec(key)
+    if (!m) return false
+    return typeof layers === 'number' ? Number(m[1]) === layers : layers.includes(Number(m[1]))
+  }
+  const pick = (pattern: unknown, key: string, fallback: number): number => {
+    const map = (pattern ?? {}) as Record<string, number>
+    const k = Object.keys(map).find((p) => new RegExp(`^(?:.*\\.)?(?:${p})$`).test(key))
+    return k === undefined ? fallback : map[k]
+  }
+  const out = new Map<string, { rank: number; scale: number }>()
+  for (const key of paths) {
+    if (!wrapped(key)) continue
+    const rank = pick(get('rank_pattern'), key, get('r') as number)
+    const alpha = pick(get('alpha_pattern'), key, get('lora_alpha') as number)
+    out.set(key, { rank, scale: get('use_rslora') === true ? alpha / Math.sqrt(rank) : alpha / rank })
+  }
+  return out
+}
+
 describe('fuzz: rt.loadAdapter on mutated PEFT adapters', () => {
   it('success (and correct outputs) or a LoraError that leaves every loaded adapter as it was', async () => {
     await rt.loadAdapter('base', baseline)
@@ -320,22 +373,33 @@ describe('fuzz: rt.loadAdapter on mutated PEFT adapters', () => {
             expect(await snapshot()).toEqual(before)
             return
           }
-          // loaded: it is listed, and applies as the reference says (on every module it targets)
-          const parsed = parseAdapter(src.config, src.weights, name)
+          // loaded: it lists the modules PEFT would wrap, and applies them as the reference says
+          // module path -> its lora_A and lora_B (keys with or without PEFT's base_model.model. prefix)
+          const file = new Map<string, { A?: Tensor; B?: Tensor }>()
+          for (const [k, t] of readTensors(src.weights)) {
+            const m = /^(?:base_model\.model\.)?(.+)\.lora_([AB])\.weight$/.exec(k)
+            if (m) file.set(m[1], { ...file.get(m[1]), [m[2]]: t })
+          }
+          const inFile = [...file].filter(([, t]) => t.A && t.B).map(([p]) => p)
+          const expected = peftModules(src.config, inFile)
           expect(
             rt
               .listAdapters()
               .find((a) => a.name === name)
               ?.modules.sort(),
-          ).toEqual([...parsed.modules.keys()].sort())
+          ).toEqual([...expected.keys()].sort())
           const rng = new Rng(seed)
-          for (const [path, m] of parsed.modules) {
-            const x = rng.array(2 * m.inFeatures)
-            const y0 = rng.array(2 * m.outFeatures)
+          for (const [path, { rank, scale }] of expected) {
+            const { A, B } = file.get(path) as { A: Tensor; B: Tensor }
+            // PEFT builds lora_A [rank, in] and lora_B [out, rank] from the config: a file of other shapes does not load
+            expect([A.shape.length, A.shape[0], B.shape.length, B.shape[1]], path).toEqual([2, rank, 2, rank])
+            const [inF, outF] = [A.shape[1], B.shape[0]]
+            const x = rng.array(2 * inF)
+            const y0 = rng.array(2 * outF)
             const y = new Float32Array(y0)
             await rt.apply(path, x, y, [name, null])
             const ref = sgmv(
-              { inFeatures: m.inFeatures, sliceWidths: [m.outFeatures], adapters: [{ rank: m.rank, scale: m.scale, A: [m.A], B: [m.B] }] },
+              { inFeatures: inF, sliceWidths: [outF], adapters: [{ rank, scale, A: [A.data], B: [B.data] }] },
               x,
               Int32Array.of(0, -1),
             )

@@ -1,14 +1,15 @@
 /**
- * The input contract: once apply() has returned its promise the caller may overwrite x and ids
- * (host arrays are read before it returns; GPUBuffers by work queued before it returns), and y
- * holds the result when the promise resolves. Every test overwrites x and ids right after the
- * call, before awaiting it, and checks the result against the float64 reference on the original
- * inputs: on single-threaded wasm, threaded wasm (idle and with a busy queue), WebGPU on host
- * arrays and on GPU buffers (first call, which creates the pipelines, and a later one), and the
- * adapter pool's rt.apply.
+ * The input contract: once apply() has returned its promise the caller may overwrite x, ids and
+ * options.weights (host arrays are read before it returns; GPUBuffers by work queued before it
+ * returns), and y holds the result when the promise resolves. Every test overwrites them right
+ * after the call, before awaiting it, and checks the result against the float64 reference on the
+ * original inputs: on single-threaded wasm, threaded wasm (idle and with a busy queue), WebGPU on
+ * host arrays and on GPU buffers (first call, which creates the pipelines, and a later one), and
+ * the adapter pool's rt.apply (names and { name, weight } tokens). Each backend runs one adapter
+ * per token without weights and two per token with per-entry weights.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createRuntime, type Layer, type Runtime } from '../src/index.js'
+import { createRuntime, type Layer, type Runtime, type TokenAdapters } from '../src/index.js'
 import { expectDelta, TOLERANCE } from './compare.js'
 import { FULL, download, upload } from './gpu-buffers.js'
 import { has } from './needs.js'
@@ -28,10 +29,21 @@ interface Batch {
   x: Float32Array
   y0: Float32Array
   ids: Int32Array
+  /** adaptersPerToken and the per-entry weights (undefined: K = 1, no weights). */
+  K: number
+  weights: Float32Array | undefined
   delta: Float64Array
+  /** The apply options that pass K and the weights. */
+  opts: { adaptersPerToken: number; weights?: Float32Array }
 }
 
-function makeLayer(rt: Runtime, seed: number): { layer: Layer; batch: () => Batch } {
+/** Both kinds of batch: one adapter per token, and two per token with per-entry weights. */
+const KINDS = [
+  { weighted: false, label: 'K = 1' },
+  { weighted: true, label: 'K = 2, weights' },
+] as const
+
+function makeLayer(rt: Runtime, seed: number): { layer: Layer; batch: (weighted?: boolean) => Batch } {
   const rng = new Rng(seed)
   const layer = rt.createLayer({ inFeatures: IN, outFeatures: OUT, maxAdapters: SLOTS, maxRank: 8 })
   const adapters: RefAdapter[] = []
@@ -41,19 +53,26 @@ function makeLayer(rt: Runtime, seed: number): { layer: Layer; batch: () => Batc
     layer.setAdapter(s, a)
     adapters.push(a)
   }
-  const batch = (): Batch => {
+  const batch = (weighted = false): Batch => {
+    const K = weighted ? 2 : 1
     const x = rng.array(T * IN)
-    const ids = Int32Array.from({ length: T }, (_, t) => (t % 5 === 4 ? -1 : (t * 7) % SLOTS))
+    const ids = Int32Array.from({ length: T * K }, (_, i) =>
+      i % K === 0 ? (i % 5 === 4 ? -1 : (i * 7) % SLOTS) : i % 3 === 0 ? -1 : (i + 1) % SLOTS,
+    )
+    // weights away from 1 (and one negative): a kernel reading zeroed weights gives no delta
+    const weights = weighted ? Float32Array.from(ids, (_, i) => (i % 4 === 3 ? -0.75 : 0.5 + (i % 7) * 0.25)) : undefined
     const y0 = rng.array(T * (OUT[0] + OUT[1]))
-    return { x, y0, ids, delta: sgmv({ inFeatures: IN, sliceWidths: OUT, adapters }, x, ids) }
+    const delta = sgmv({ inFeatures: IN, sliceWidths: OUT, adapters }, x, ids, K, weights)
+    return { x, y0, ids, K, weights, delta, opts: weights ? { adaptersPerToken: K, weights } : { adaptersPerToken: K } }
   }
   return { layer, batch }
 }
 
-/** What a caller reusing its buffers does: new values in x, other slots in ids. */
-function overwrite(x: Float32Array, ids: Int32Array): void {
-  x.fill(0)
-  for (let t = 0; t < ids.length; t++) ids[t] = ids[t] < 0 ? 0 : -1
+/** What a caller reusing its buffers does: new values in x and the weights, other slots in ids. */
+function overwrite(b: Batch): void {
+  b.x.fill(0)
+  for (let t = 0; t < b.ids.length; t++) b.ids[t] = b.ids[t] < 0 ? 0 : -1
+  b.weights?.fill(0)
 }
 
 describe('host arrays may be reused once apply() has returned', () => {
@@ -61,12 +80,14 @@ describe('host arrays may be reused once apply() has returned', () => {
     const rt = await createRuntime({ backend: 'wasm' })
     try {
       const { layer, batch } = makeLayer(rt, 1)
-      const b = batch()
-      const y = b.y0.slice()
-      const done = layer.apply(b.x, y, b.ids)
-      overwrite(b.x, b.ids)
-      await done
-      expectDelta(y, b.y0, b.delta, TOLERANCE.f32, 'wasm')
+      for (const { weighted, label } of KINDS) {
+        const b = batch(weighted)
+        const y = b.y0.slice()
+        const done = layer.apply(b.x, y, b.ids, b.opts)
+        overwrite(b)
+        await done
+        expectDelta(y, b.y0, b.delta, TOLERANCE.f32, `wasm ${label}`)
+      }
     } finally {
       rt.dispose()
     }
@@ -75,18 +96,21 @@ describe('host arrays may be reused once apply() has returned', () => {
   it('threaded wasm, idle and with calls queued behind a running one', async () => {
     const rt = await createRuntime({ backend: 'wasm', threads: 2, threadsMinWork: 0 })
     try {
-      if (process.env.CI === 'true') expect(rt.threads, `CI needs wasm threads: ${rt.threadsUnavailableReason}`).toBe(2)
+      // Node has workers, SharedArrayBuffer and Atomics: the threads are there, here and in CI
+      expect(rt.threads, `${rt.threadsUnavailableReason}`).toBe(2)
       const { layer, batch } = makeLayer(rt, 2)
-      const batches = [batch(), batch(), batch()]
-      const ys = batches.map((b) => b.y0.slice())
-      // the first call finds the queue idle, the next two wait behind it
-      const calls = batches.map((b, i) => {
-        const p = layer.apply(b.x, ys[i], b.ids)
-        overwrite(b.x, b.ids)
-        return p
-      })
-      await Promise.all(calls)
-      batches.forEach((b, i) => expectDelta(ys[i], b.y0, b.delta, TOLERANCE.f32, `threaded call ${i}`))
+      for (const { weighted, label } of KINDS) {
+        const batches = [batch(weighted), batch(weighted), batch(weighted)]
+        const ys = batches.map((b) => b.y0.slice())
+        // the first call finds the queue idle, the next two wait behind it
+        const calls = batches.map((b, i) => {
+          const p = layer.apply(b.x, ys[i], b.ids, b.opts)
+          overwrite(b)
+          return p
+        })
+        await Promise.all(calls)
+        batches.forEach((b, i) => expectDelta(ys[i], b.y0, b.delta, TOLERANCE.f32, `threaded ${label} call ${i}`))
+      }
     } finally {
       rt.dispose()
     }
@@ -113,21 +137,32 @@ describe('host arrays may be reused once apply() has returned', () => {
       const config = peftConfig({ r, lora_alpha: 8, target_modules: ['q_proj'] })
       await rt.loadAdapter('a', { config, weights })
       await rt.loadAdapter('b', { config, weights }) // takes the one slot: 'a' is uploaded again by the call
-      const x = rng.array(n * inF)
-      const y0 = rng.array(n * outF)
-      const y = y0.slice()
-      const names = ['a', null, 'a', 'a', null]
-      const delta = sgmv(
-        { inFeatures: inF, sliceWidths: [outF], adapters: [{ rank: r, scale: 2, A: [A], B: [B] }] },
-        x,
-        Int32Array.from(names, (s) => (s ? 0 : -1)),
-      )
       expect(rt.stats().evictions).toBe(1)
-      const done = rt.apply(module, x, y, names)
-      x.fill(0)
-      names.fill('a')
-      await done
-      expectDelta(y, y0, delta, TOLERANCE.f32, 'rt.apply')
+      const ref = { inFeatures: inF, sliceWidths: [outF], adapters: [{ rank: r, scale: 2, A: [A], B: [B] }] }
+      // names, then { name, weight } tokens (weights away from 1, one negative)
+      const lists: TokenAdapters[][] = [
+        ['a', null, 'a', 'a', null],
+        [{ name: 'a', weight: 0.5 }, null, 'a', { name: 'a', weight: -1.25 }, [{ name: 'a', weight: 3 }]],
+      ]
+      for (const [i, tokens] of lists.entries()) {
+        if (i > 0) await rt.loadAdapter('b', { config, weights }) // 'a' evicted again
+        expect(rt.stats().evictions).toBe(2 * i + 1)
+        const ids = Int32Array.from(tokens, (s) => (s ? 0 : -1))
+        const w = Float32Array.from(tokens, (s) => {
+          const one = Array.isArray(s) ? s[0] : s
+          return one && typeof one === 'object' ? one.weight : 1
+        })
+        const x = rng.array(n * inF)
+        const y0 = rng.array(n * outF)
+        const y = y0.slice()
+        const delta = sgmv(ref, x, ids, 1, w)
+        const done = rt.apply(module, x, y, tokens)
+        x.fill(0)
+        for (const s of tokens) for (const one of Array.isArray(s) ? s : [s]) if (one && typeof one === 'object') one.weight = 0
+        tokens.fill('b')
+        await done
+        expectDelta(y, y0, delta, TOLERANCE.f32, `rt.apply, tokens ${i}`)
+      }
     } finally {
       rt.dispose()
     }
@@ -138,18 +173,22 @@ describe.runIf(gpuHere)('WebGPU: inputs may be reused once apply() has returned'
   let rt: Runtime
   beforeAll(async () => {
     rt = await createRuntime({ backend: 'webgpu' })
+    expect(rt.backends).toEqual(['webgpu'])
   })
   afterAll(() => rt?.dispose())
 
-  it('host x and ids: the first call (pipelines created) and a later one', async () => {
+  it('host x, ids and weights: the first call (pipelines created) and a later one', async () => {
     const { layer, batch } = makeLayer(rt, 5)
-    for (const label of ['first call', 'second call']) {
-      const b = batch()
-      const y = b.y0.slice()
-      const done = layer.apply(b.x, y, b.ids, { backend: 'webgpu' })
-      overwrite(b.x, b.ids)
-      await done
-      expectDelta(y, b.y0, b.delta, TOLERANCE.f32, `webgpu ${label}`)
+    for (const { weighted, label: kind } of KINDS) {
+      // the first weighted call creates the weighting pipeline
+      for (const label of ['first call', 'second call']) {
+        const b = batch(weighted)
+        const y = b.y0.slice()
+        const done = layer.apply(b.x, y, b.ids, { ...b.opts, backend: 'webgpu' })
+        overwrite(b)
+        await done
+        expectDelta(y, b.y0, b.delta, TOLERANCE.f32, `webgpu ${kind} ${label}`)
+      }
     }
   })
 
@@ -168,32 +207,53 @@ describe.runIf(gpuHere)('WebGPU: inputs may be reused once apply() has returned'
       layer.setAdapter(s, a)
       adapters.push(a)
     }
-    for (const label of ['first call', 'second call']) {
-      const b = batch()
-      const delta = sgmv({ inFeatures: IN, sliceWidths: OUT, adapters }, b.x, b.ids)
-      const xBuf = upload(device, b.x, FULL())
-      const yBuf = upload(device, b.y0, FULL())
-      const done = layer.apply(xBuf, yBuf, b.ids, { backend: 'webgpu' })
-      device.queue.writeBuffer(xBuf, 0, new Float32Array(T * IN))
-      overwrite(b.x, b.ids)
-      await done
-      expectDelta(await download(device, yBuf), b.y0, delta, TOLERANCE.f16, `GPU-resident ${label}`)
-      xBuf.destroy()
-      yBuf.destroy()
+    for (const { weighted, label: kind } of KINDS) {
+      for (const label of ['first call', 'second call']) {
+        const b = batch(weighted)
+        const delta = sgmv({ inFeatures: IN, sliceWidths: OUT, adapters }, b.x, b.ids, b.K, b.weights)
+        const xBuf = upload(device, b.x, FULL())
+        const yBuf = upload(device, b.y0, FULL())
+        const done = layer.apply(xBuf, yBuf, b.ids, { ...b.opts, backend: 'webgpu' })
+        device.queue.writeBuffer(xBuf, 0, new Float32Array(T * IN))
+        overwrite(b)
+        await done
+        expectDelta(await download(device, yBuf), b.y0, delta, TOLERANCE.f16, `GPU-resident ${kind} ${label}`)
+        xBuf.destroy()
+        yBuf.destroy()
+      }
     }
   })
 
-  it('ids as a GPUBuffer with host x, both rewritten right after the call', async () => {
+  it('ids as a GPUBuffer with host x and weights, all rewritten right after the call', async () => {
     const device = rt.device!
     const { layer, batch } = makeLayer(rt, 8)
-    const b = batch()
-    const y = b.y0.slice()
-    const idsBuf = upload(device, b.ids, FULL())
-    const done = layer.apply(b.x, y, idsBuf, { tokens: T, backend: 'webgpu' })
-    device.queue.writeBuffer(idsBuf, 0, new Int32Array(T).fill(-1))
-    overwrite(b.x, b.ids)
-    await done
-    expectDelta(y, b.y0, b.delta, TOLERANCE.f32, 'GPU ids')
-    idsBuf.destroy()
+    for (const { weighted, label } of KINDS) {
+      const b = batch(weighted)
+      const y = b.y0.slice()
+      const idsBuf = upload(device, b.ids, FULL())
+      const done = layer.apply(b.x, y, idsBuf, { ...b.opts, tokens: T, backend: 'webgpu' })
+      device.queue.writeBuffer(idsBuf, 0, new Int32Array(T * b.K).fill(-1))
+      overwrite(b)
+      await done
+      expectDelta(y, b.y0, b.delta, TOLERANCE.f32, `GPU ids ${label}`)
+      idsBuf.destroy()
+    }
+  })
+
+  it('encode: ids and weights rewritten after encode returns, before the submit', async () => {
+    const device = rt.device!
+    const { layer, batch } = makeLayer(rt, 9)
+    for (const { weighted, label } of KINDS) {
+      const b = batch(weighted)
+      const xBuf = upload(device, b.x, FULL())
+      const yBuf = upload(device, b.y0, FULL())
+      const enc = device.createCommandEncoder()
+      layer.encode(enc, xBuf, yBuf, b.ids, b.opts)
+      overwrite(b)
+      device.queue.submit([enc.finish()])
+      expectDelta(await download(device, yBuf), b.y0, b.delta, TOLERANCE.f32, `encode ${label}`)
+      xBuf.destroy()
+      yBuf.destroy()
+    }
   })
 })

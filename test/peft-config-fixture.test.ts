@@ -18,6 +18,7 @@ import type { TensorToWrite } from '../src/peft/safetensors.js'
 import { expectDelta, expectLoraError, TOLERANCE } from './compare.js'
 import { roundWeights, sgmv, type RefAdapter } from './reference.js'
 import { has } from './needs.js'
+import { readTensors } from './read-tensors.js'
 
 const DIR = fileURLToPath(new URL('./fixtures/peft/tiny-llama-config/', import.meta.url))
 
@@ -30,40 +31,6 @@ interface Manifest {
   token_adapter: string[]
   modules: string[]
   adapters: Record<string, { dtype: 'f32' | 'bf16' | 'f16'; modules: Record<string, PeftModule> }>
-}
-
-/**
- * A safetensors file, read here without the library: 8 bytes of header length (little-endian),
- * the JSON header ({ name: { dtype, shape, data_offsets } }), then the data. F32, F16 and BF16
- * decoded to float32 by plain arithmetic.
- */
-function readTensors(bytes: Uint8Array): Map<string, { dtype: string; shape: number[]; data: Float32Array }> {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  const n = Number(view.getBigUint64(0, true))
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))) as Record<
-    string,
-    { dtype: string; shape: number[]; data_offsets: [number, number] }
-  >
-  const out = new Map<string, { dtype: string; shape: number[]; data: Float32Array }>()
-  for (const [name, t] of Object.entries(header)) {
-    if (name === '__metadata__') continue
-    const at = 8 + n + t.data_offsets[0]
-    const count = t.shape.reduce((a, b) => a * b, 1)
-    const data = new Float32Array(count)
-    for (let i = 0; i < count; i++) {
-      if (t.dtype === 'F32') data[i] = view.getFloat32(at + 4 * i, true)
-      else if (t.dtype === 'BF16') data[i] = new Float32Array(Uint32Array.of(view.getUint16(at + 2 * i, true) * 65536).buffer)[0]
-      else if (t.dtype === 'F16') {
-        const h = view.getUint16(at + 2 * i, true)
-        const e = (h >> 10) & 31,
-          m = h & 1023,
-          s = h & 0x8000 ? -1 : 1
-        data[i] = e === 0 ? s * m * 2 ** -24 : s * (1 + m / 1024) * 2 ** (e - 15) // the fixtures hold no inf / NaN
-      } else throw new Error(`unexpected dtype ${t.dtype}`)
-    }
-    out.set(name, { dtype: t.dtype, shape: t.shape, data })
-  }
-  return out
 }
 
 let manifest: Manifest

@@ -2,7 +2,6 @@ import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { parseAdapter } from '../src/peft/adapter.js'
 import type { InMemoryAdapter } from '../src/peft/source.js'
 import { AdapterPool, type TokenAdapters } from '../src/pool/pool.js'
 import { expectDelta } from './compare.js'
@@ -59,8 +58,8 @@ async function check(
   seed = 5,
 ): Promise<void> {
   // the module's widths, as the adapters that target it define them
-  const mod = Object.entries(srcs)
-    .map(([n, a]) => parseAdapter(a.config, a.weights, n).modules.get(module))
+  const mod = Object.values(srcs)
+    .map((a) => generated.get(a)!.get(module))
     .find((m) => m)!
   const rng = new Rng(seed)
   const x = rng.array(tokens.length * mod.inFeatures)

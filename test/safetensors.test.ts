@@ -2,7 +2,11 @@ import { describe, expect, it } from 'vitest'
 import { LoraError, type LoraErrorCode } from '../src/errors.js'
 import { encodeHalf } from '../src/dtype.js'
 import { readSafetensors, writeSafetensors, MAX_HEADER_BYTES } from '../src/peft/safetensors.js'
+import { readFileSync, readdirSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { Rng } from './random.js'
+import { readTensors } from './read-tensors.js'
+import { bf16BitsToF32, f16BitsToF32 } from '../src/dtype.js'
 
 /** A file with the given raw header text (padded to 8) and `dataLen` bytes of data. */
 function rawFile(header: string, dataLen = 0): Uint8Array {
@@ -82,6 +86,62 @@ describe('safetensors round trip', () => {
       /"a".*\[2, 2\]/,
     )
     expectError(() => writeSafetensors({ a: { dtype: 'F16', shape: [2], data: new Float32Array(2) } }), 'INVALID_ARGUMENT', /Uint16Array/)
+  })
+})
+
+describe('safetensors against an independent reading of the format', () => {
+  it("the writer's bytes: little-endian header length, space-padded to 8, contiguous offsets, values as the test's own reader decodes them", () => {
+    const rng = new Rng(9)
+    const a = rng.array(3 * 5)
+    const h = encodeHalf(rng.array(7), 'f16')
+    const b = encodeHalf(rng.array(4), 'bf16')
+    const file = writeSafetensors(
+      new Map([
+        ['a', { dtype: 'F32' as const, shape: [3, 5], data: a }],
+        ['h', { dtype: 'F16' as const, shape: [7], data: h }],
+        ['b', { dtype: 'BF16' as const, shape: [2, 2], data: b }],
+      ]),
+      { format: 'pt' },
+    )
+    const n = Number(new DataView(file.buffer, file.byteOffset).getBigUint64(0, true))
+    expect(n % 8).toBe(0)
+    const text = new TextDecoder().decode(file.subarray(8, 8 + n))
+    const json = text.trimEnd()
+    expect(text.slice(json.length)).toMatch(/^ *$/)
+    expect(n - json.length).toBeLessThan(8)
+    expect(JSON.parse(json)).toEqual({
+      __metadata__: { format: 'pt' },
+      a: { dtype: 'F32', shape: [3, 5], data_offsets: [0, 60] },
+      h: { dtype: 'F16', shape: [7], data_offsets: [60, 74] },
+      b: { dtype: 'BF16', shape: [2, 2], data_offsets: [74, 82] },
+    })
+    expect(file.length).toBe(8 + n + 82)
+    const got = readTensors(file)
+    expect(got.get('a')!.data).toEqual(a)
+    expect(got.get('h')!.data).toEqual(Float32Array.from(h, f16BitsToF32))
+    expect(got.get('b')!.data).toEqual(Float32Array.from(b, bf16BitsToF32))
+  })
+
+  it("files written by Python's safetensors (the PEFT fixtures) read as the test's own reader reads them", () => {
+    const root = fileURLToPath(new URL('./fixtures/peft/tiny-llama-config/adapters/', import.meta.url))
+    let tensors = 0
+    const dtypes = new Set<string>()
+    for (const name of readdirSync(root)) {
+      const bytes = new Uint8Array(readFileSync(`${root}${name}/adapter_model.safetensors`))
+      const lib = readSafetensors(bytes, name).tensors
+      const own = readTensors(bytes)
+      expect([...lib.keys()].sort(), name).toEqual([...own.keys()].sort())
+      for (const [key, t] of own) {
+        const l = lib.get(key)!
+        expect([l.dtype, l.shape], key).toEqual([t.dtype, t.shape])
+        const decode = l.dtype === 'F16' ? f16BitsToF32 : bf16BitsToF32
+        expect(l.data instanceof Float32Array ? l.data : Float32Array.from(l.data, decode), key).toEqual(t.data)
+        dtypes.add(t.dtype)
+        tensors++
+      }
+    }
+    expect(dtypes).toEqual(new Set(['F32', 'F16', 'BF16']))
+    expect(tensors).toBeGreaterThan(10)
   })
 })
 

@@ -285,7 +285,9 @@ describe.runIf(gpuHere)('webgpu backend', () => {
     const y = new Float32Array(d.y)
     await layer.apply(d.x, y, buildSegments(new Int32Array(5).fill(-1), 1, 2))
     expect(y).toEqual(d.y)
-    // replacing a slot's adapter by one of lower rank uses the new rank only
+    // replacing a slot's adapter by one of lower rank uses the new rank only (the old rows past
+    // it stay in the buffer: a kernel reading maxRank or the old rank rows would add them)
+    expect(d.adapters[1].rank).toBeLessThan(d.adapters[0].rank)
     layer.setAdapter(0, d.adapters[1])
     const ids = new Int32Array(5).fill(0)
     await layer.apply(d.x, y, buildSegments(ids, 1, 2))
