@@ -9,12 +9,11 @@
 import { writeFileSync } from 'node:fs'
 import process from 'node:process'
 import { buildSegments } from '../src/metadata.js'
-import type { WeightDtype } from '../src/types.js'
 import { encodeCall, prepareCall } from '../src/webgpu/call.js'
 import { createWebGpuBackend } from '../src/webgpu/index.js'
 import type { GpuLayer } from '../src/webgpu/layer.js'
 import type { TileTuning } from '../src/webgpu/programs/choose.js'
-import { materialise, sliceWidthsFor } from '../test/grid.js'
+import { type Shape, shapeCase } from './webgpu-shapes.js'
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp'
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7)
@@ -41,14 +40,6 @@ async function gpuTimes(reps: number, record: (enc: GPUCommandEncoder, tw: GPUCo
   read.unmap()
   for (const b of [qs, resolve, read]) b.destroy()
   return times
-}
-
-interface Shape {
-  T: number
-  layer: 'square' | 'qkv'
-  rank: number
-  adapters: number
-  dtype: WeightDtype
 }
 
 /** Variants by regime: decode (segments of at most 16 entries) and prefill. */
@@ -85,20 +76,7 @@ const picked = only ? shapes.filter((s) => new RegExp(only).test(label(s))) : sh
 
 const results: { shape: string; times: Record<string, number> }[] = []
 for (const s of picked) {
-  const widths = s.layer === 'square' ? sliceWidthsFor(4096, 1) : [4096, 1024, 1024]
-  const d = materialise({
-    name: '',
-    seed: 42,
-    inFeatures: 4096,
-    sliceWidths: widths,
-    rank: s.rank,
-    tokens: s.T,
-    slots: 8,
-    pattern: 'distinct',
-    dtype: s.dtype,
-    adaptersPerToken: 1,
-  })
-  d.ids.forEach((_, t) => (d.ids[t] = t % s.adapters))
+  const d = shapeCase(s)
   const layer = backend.createLayer(d.spec) as GpuLayer
   for (let a = 0; a < s.adapters; a++) layer.setAdapter(a, { ...d.adapters[0], rank: s.rank })
   const plan = buildSegments(d.ids, 1, 8)

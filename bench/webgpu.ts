@@ -17,14 +17,15 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import process from 'node:process'
 import { buildSegments } from '../src/metadata.js'
-import type { LayerSpec, WeightDtype } from '../src/types.js'
+import type { LayerSpec } from '../src/types.js'
 import { WRITE_CHUNK, writeChunked } from '../src/webgpu/buffers.js'
 import { createWebGpuBackend } from '../src/webgpu/index.js'
 import { encodeCall, prepareCall } from '../src/webgpu/call.js'
 import type { GpuLayer } from '../src/webgpu/layer.js'
 import type { KernelProfile } from '../src/webgpu/programs/program.js'
-import { materialise, sliceWidthsFor } from '../test/grid.js'
+import { materialise } from '../test/grid.js'
 import { writeResultsMarkdown } from './results-md.js'
+import { type Shape, shapeCase } from './webgpu-shapes.js'
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp'
 const quick = process.argv.includes('--quick')
@@ -121,34 +122,13 @@ async function matmulCeiling(M: number, N: number, K: number): Promise<number> {
   return (2 * M * N * K) / (best(t) / 1e3) / 1e9
 }
 
-interface Shape {
-  T: number
-  layer: 'square' | 'qkv'
-  rank: number
-  adapters: number
-  dtype: WeightDtype
-}
-
 async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
-  const widths = s.layer === 'square' ? sliceWidthsFor(4096, 1) : [4096, 1024, 1024]
-  const d = materialise({
-    name: '',
-    seed: 42,
-    inFeatures: 4096,
-    sliceWidths: widths,
-    rank: s.rank,
-    tokens: s.T,
-    slots: 8,
-    pattern: 'distinct',
-    dtype: s.dtype,
-    adaptersPerToken: 1,
-  })
-  d.ids.forEach((_, t) => (d.ids[t] = t % s.adapters))
+  const d = shapeCase(s)
   const layer = backends.get(kernels)!.createLayer(d.spec) as GpuLayer
   for (let a = 0; a < s.adapters; a++) layer.setAdapter(a, { ...d.adapters[a], rank: s.rank, A: d.adapters[0].A, B: d.adapters[0].B })
   const plan = buildSegments(d.ids, 1, 8)
   const spec: LayerSpec = d.spec
-  const S = widths.length
+  const S = spec.sliceWidths.length
   const used = Math.min(s.adapters, s.T)
   const flops = 2 * s.T * s.rank * (S * spec.inFeatures + spec.outFeatures)
   const weightBytes = used * s.rank * (S * spec.inFeatures + spec.outFeatures) * (s.dtype === 'f32' ? 4 : 2)

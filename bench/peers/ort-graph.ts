@@ -5,6 +5,7 @@
  * gathered, Z scattered back into y; weight tensors wrap the arrays (no copy).
  */
 import { loraSegmentsModel } from './onnx-model.js'
+import { ortWeights } from './ort.js'
 import { gatherRows, type Peer, scatterRows } from './types.js'
 
 export const ortGraphPeer: Peer = {
@@ -28,17 +29,7 @@ export const ortGraphPeer: Peer = {
       }
       return s
     }
-    const slots = layer.slots.map((a) => {
-      const r = a.rank
-      const stacked = new Float32Array(S * r * inF)
-      a.A.forEach((A, s) => stacked.set(A, s * r * inF))
-      return {
-        A: new ort.Tensor('float32', stacked, [S * r, inF]),
-        scale: new ort.Tensor('float32', Float32Array.of(a.scale), [1]),
-        B: a.B.map((B, s) => new ort.Tensor('float32', B, [widths[s], r])),
-      }
-    })
-    const offsets = widths.map((_, s) => widths.slice(0, s).reduce((p, q) => p + q, 0))
+    const { slots, offsets } = ortWeights(ort, layer)
     return {
       async run(x, y, plan) {
         const G = plan.segSlot.length

@@ -4,7 +4,7 @@
  * scattered back into y. Weight tensors are created once per slot (they wrap the arrays, no copy).
  */
 import { loraModel } from './onnx-model.js'
-import { gatherRows, type Peer, scatterRows } from './types.js'
+import { type CaseLayer, gatherRows, type Peer, scatterRows } from './types.js'
 
 export const ortPeer: Peer = {
   name: 'onnxruntime',
@@ -18,17 +18,7 @@ export const ortPeer: Peer = {
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
     })
-    const slots = layer.slots.map((a) => {
-      const r = a.rank
-      const stacked = new Float32Array(S * r * inF)
-      a.A.forEach((A, s) => stacked.set(A, s * r * inF))
-      return {
-        A: new ort.Tensor('float32', stacked, [S * r, inF]),
-        scale: new ort.Tensor('float32', Float32Array.of(a.scale), [1]),
-        B: a.B.map((B, s) => new ort.Tensor('float32', B, [widths[s], r])),
-      }
-    })
-    const offsets = widths.map((_, s) => widths.slice(0, s).reduce((p, q) => p + q, 0))
+    const { slots, offsets } = ortWeights(ort, layer)
     return {
       async run(x, y, plan) {
         for (let g = 0; g < plan.segSlot.length; g++) {
@@ -52,4 +42,25 @@ export const ortPeer: Peer = {
       },
     }
   },
+}
+
+/**
+ * The ORT tensors of every slot of a layer (A of all slices stacked [S * r, inF], the scale, B per
+ * slice [n_s, r]; B wraps the array, no copy) and the first column of each slice in y.
+ */
+export function ortWeights(ort: typeof import('onnxruntime-node'), layer: CaseLayer) {
+  const { inF, widths } = layer
+  const S = widths.length
+  const slots = layer.slots.map((a) => {
+    const r = a.rank
+    const stacked = new Float32Array(S * r * inF)
+    a.A.forEach((A, s) => stacked.set(A, s * r * inF))
+    return {
+      A: new ort.Tensor('float32', stacked, [S * r, inF]),
+      scale: new ort.Tensor('float32', Float32Array.of(a.scale), [1]),
+      B: a.B.map((B, s) => new ort.Tensor('float32', B, [widths[s], r])),
+    }
+  })
+  const offsets = widths.map((_, s) => widths.slice(0, s).reduce((p, q) => p + q, 0))
+  return { slots, offsets }
 }
