@@ -1,7 +1,7 @@
-import type { Backend, BackendLayer, HostMemory, HostTransfers } from './backend.js'
+import type { Backend, BackendLayer, HostTransfers } from './backend.js'
 import type { CallFeatures } from './dispatch/cost.js'
 import { LoraError } from './errors.js'
-import { applyThroughHost, readIds } from './resident.js'
+import { applyThroughHost, checkInPlace, readIds } from './resident.js'
 import { SlotOrder } from './slot-order.js'
 import { buildSegments, type SegmentPlan } from './metadata.js'
 import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec, PreparedAdapter } from './types.js'
@@ -33,6 +33,14 @@ interface Attempt {
   /** Slot writes each backend must finish first (null: none pending). */
   before: Map<BackendName, Promise<void>[]> | null
 }
+
+/**
+ * An 'auto' call on the GPU with host x of at most this many values keeps a copy of x to run again
+ * elsewhere if the device is lost during the call. A larger call does not (the copy would be a new
+ * allocation of up to 64 MB on every call, against a rare loss): it fails with DEVICE_LOST, y
+ * untouched, like a forced call, and the next 'auto' call runs on a backend that works.
+ */
+export const RETRY_COPY_MAX = 1 << 18
 
 /** A LoRA-wrapped linear layer whose slots live on every backend of the runtime. */
 export class LoraLayer implements Layer {
@@ -207,9 +215,10 @@ export class LoraLayer implements Layer {
     const call: Attempt = { x, y, ids, K, weights, features, first, chunk: backend.chunkSize, before }
     let run = this.attempt(call, backend)
     if (!(run instanceof Promise)) return // synchronous backend: done
-    if (choice === 'auto' && backend.name === 'webgpu') {
+    const xLength = T * (spec.embedding ? 1 : spec.inFeatures)
+    if (choice === 'auto' && backend.name === 'webgpu' && !isGpuBuffer(x) && xLength <= RETRY_COPY_MAX) {
       // the retry below may run after the caller reused x and ids
-      if (!isGpuBuffer(x)) call.x = x.slice(0, T * (spec.embedding ? 1 : spec.inFeatures))
+      call.x = x.slice(0, xLength)
       call.ids = ids.slice(0, T * K)
       if (weights) call.weights = weights.slice(0, T * K)
       // A device lost during the call (y is untouched then): run it again on a backend that works.
@@ -281,16 +290,4 @@ export class LoraLayer implements Layer {
     this.host.checkAlive()
     if (this.disposed) throw new LoraError('DISPOSED', 'this layer was disposed')
   }
-}
-
-/** A view of the wasm memory is taken as x or y only inside a HostArray: its address, or -1 for other arrays (HostMemory.addressOf). */
-function checkInPlace(memory: HostMemory, name: string, v: Float32Array): number {
-  const at = memory.addressOf(v)
-  if (at === -2) {
-    throw new LoraError(
-      'INVALID_ARGUMENT',
-      `${name} (Float32Array[${v.length}] at byte ${v.byteOffset}) is a view of the runtime's wasm memory outside every HostArray (rt.hostArray)`,
-    )
-  }
-  return at
 }

@@ -3,7 +3,7 @@
  * and y read back, run on the host and y written back, in queue order, through the WebGPU
  * backend's transfers.
  */
-import type { BackendLayer, HostTransfers } from './backend.js'
+import type { BackendLayer, HostMemory, HostTransfers } from './backend.js'
 import { LoraError } from './errors.js'
 import type { SegmentPlan } from './metadata.js'
 import type { ApplyOptions, LayerSpec } from './types.js'
@@ -62,4 +62,16 @@ export async function applyThroughHost(
   const xIn = spec.embedding && xs instanceof Float32Array ? new Int32Array(xs.buffer, xs.byteOffset, xs.length) : xs
   await layer.apply(xIn, ys, plan)
   if (isGpuBuffer(y)) transfers.write(y, ys)
+}
+
+/** A view of the wasm memory is taken as x or y only inside a HostArray: its address, or -1 for other arrays (HostMemory.addressOf). */
+export function checkInPlace(memory: HostMemory, name: string, v: Float32Array): number {
+  const at = memory.addressOf(v)
+  if (at === -2) {
+    throw new LoraError(
+      'INVALID_ARGUMENT',
+      `${name} (Float32Array[${v.length}] at byte ${v.byteOffset}) is a view of the runtime's wasm memory outside every HostArray (rt.hostArray)`,
+    )
+  }
+  return at
 }

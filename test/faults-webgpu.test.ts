@@ -14,6 +14,7 @@ import { makeWeights, peftConfig, toyModules, weightValues } from './peft-helper
 import { Rng } from './random.js'
 import { sgmv, type RefAdapter } from './reference.js'
 import { backendsOf } from '../src/runtime.js'
+import { RETRY_COPY_MAX } from '../src/layer.js'
 
 const gpuHere = await has('webgpu')
 
@@ -203,6 +204,40 @@ describe.runIf(gpuHere)('WebGPU device lost mid-stream', () => {
       expect(await r.recoverGpu()).toBe(true)
       await check(['p2', 'p0'], 'webgpu')
       await check(['p1'], 'webgpu')
+    } finally {
+      r.dispose()
+    }
+  })
+
+  it("an 'auto' call over RETRY_COPY_MAX inputs lost with its device fails with DEVICE_LOST, y untouched; one at the limit runs again on wasm", async () => {
+    const r = await createRuntime({ backend: 'auto', profile: gpuProfile })
+    try {
+      const inF = 64
+      const rng = new Rng(17)
+      const a = { rank: 4, scale: 0.5, A: [rng.array(4 * inF, 0.2)], B: [rng.array(8 * 4, 0.2)] }
+      const layer = r.createLayer({ inFeatures: inF, outFeatures: 8, maxAdapters: 1, maxRank: 4 })
+      layer.setAdapter(0, a)
+      const call = (T: number) => {
+        const x = rng.array(T * inF)
+        const y0 = rng.array(T * 8)
+        const y = new Float32Array(y0)
+        const ids = new Int32Array(T)
+        const ref = sgmv({ inFeatures: inF, sliceWidths: [8], adapters: [a] }, x, ids)
+        return { x, y, y0, ids, ref }
+      }
+      expect(r.explain({ tokens: RETRY_COPY_MAX / inF + 1, inFeatures: inF, outFeatures: 8, rank: 4 }).backend).toBe('webgpu')
+      const small = call(RETRY_COPY_MAX / inF)
+      const big = call(RETRY_COPY_MAX / inF + 1)
+      const p1 = layer.apply(small.x, small.y, small.ids)
+      const p2 = layer.apply(big.x, big.y, big.ids)
+      small.x.fill(0) // the caller's arrays are its own again: the retry must not read them
+      deviceOf(r).destroy()
+      await within(p1, 60_000, 'apply at the limit')
+      expectDelta(small.y, small.y0, small.ref, 1e-5, 'at the limit, run again on wasm')
+      await expect(within(p2, 60_000, 'apply over the limit')).rejects.toMatchObject({ code: 'DEVICE_LOST' })
+      expect(big.y).toEqual(big.y0)
+      await within(layer.apply(big.x, big.y, big.ids), 60_000, 'the same call again') // now on wasm
+      expectDelta(big.y, big.y0, big.ref, 1e-5, 'over the limit, called again')
     } finally {
       r.dispose()
     }

@@ -94,9 +94,9 @@ export interface CallWork {
   segments: number
 }
 
-export function workOf(f: CallFeatures): CallWork {
+/** `chunk`: the backend's longest segment (default: f.chunkSize, else 64). */
+export function workOf(f: CallFeatures, chunk = f.chunkSize ?? 64): CallWork {
   const perRank = f.inFeatures * f.slices + f.outFeatures
-  const chunk = f.chunkSize ?? 64
   const perAdapter = f.distinct > 0 ? f.entries / f.distinct : 0
   return {
     weightBytes: f.rankSum * perRank * DTYPE_BYTES[f.weightDtype],
@@ -121,8 +121,8 @@ export interface Prediction {
  * `extraMs`: time to fetch them from elsewhere first (GPU buffers run on the CPU), computed by the
  * caller from the other backend's rates.
  */
-export function predict(rates: BackendRates, f: CallFeatures, moves = true, extraMs = 0, parts = 1): Prediction {
-  const w = workOf(f)
+export function predict(rates: BackendRates, f: CallFeatures, moves = true, extraMs = 0, parts = 1, chunk = f.chunkSize ?? 64): Prediction {
+  const w = workOf(f, chunk)
   const speedup = parallelSpeedup(rates.parallel, parts)
   const weightMs = w.weightBytes / rates.weightGBs[f.weightDtype] / 1e6 / speedup
   const flopMs = w.flops / rates.gflops[f.weightDtype] / 1e6 / speedup

@@ -84,9 +84,9 @@ export class Dispatcher {
   predictMs(name: BackendName, f: CallFeatures): Prediction {
     const rates = this.rates.get(name)!
     const trait = this.traitOf.get(name)
-    const chunkSize = trait?.chunkSize
-    const g = chunkSize === f.chunkSize ? f : { ...f, chunkSize }
-    if (name === 'webgpu') return predict(rates, g, f.resident !== 'gpu')
+    // (no copy of f with the backend's chunk size: an 'auto' call predicts every backend)
+    const chunk = trait?.chunkSize ?? 64
+    if (name === 'webgpu') return predict(rates, f, f.resident !== 'gpu', 0, 1, chunk)
     // GPU-resident data run on the CPU: read x and y back and upload y, one more round trip
     const gpu = this.rates.get('webgpu')
     const fetch =
@@ -96,7 +96,7 @@ export class Dispatcher {
     const parts = trait?.parts
       ? trait.parts(f.rankEntries * (f.inFeatures * f.slices + f.outFeatures), (f.adaptersPerToken ?? 1) === 1 ? f.entries : 0)
       : 1
-    return predict(rates, g, f.resident !== 'wasm', fetch, parts)
+    return predict(rates, f, f.resident !== 'wasm', fetch, parts, chunk)
   }
 
   /**
