@@ -8,6 +8,7 @@ import { align, bufferId, type RingRegion, type SharedCallState } from './shared
 import { WEIGH_PARAMS_BYTES, WEIGH_SPEC, weighParams } from './programs/weigh.js'
 import type { LayerWeights, SlotGroup } from './weights.js'
 import { choiceKey, chooseKernels, type KernelChoice, type TileTuning } from './programs/choose.js'
+import { gemmTile } from './programs/gemm.js'
 import { type CallShape, type KernelProfile, tileEntries } from './programs/program.js'
 
 /** One kernel launch, ready to record: pipeline, bind group, dynamic offsets, workgroups. */
@@ -99,11 +100,14 @@ export function planCall(ctx: CallContext, plan: SegmentPlan): CallPlan {
     maxSliceWidth,
     numSlices: spec.sliceWidths.length,
   }
-  const tileM = ctx.tuning?.tileM ?? tileEntries(shape.longestSegment, ctx.profile)
+  // the GEMM kernels on prefill segments where they apply (programs/gemm.ts), with their own tiles
+  const gemmM = gemmTile(ctx.profile, spec, shape.longestSegment, ctx.tuning)
+  const tileM = gemmM || (ctx.tuning?.tileM ?? tileEntries(shape.longestSegment, ctx.profile))
   const callMeta = buildCallMeta(plan, tileM)
   const multi = callMeta.maxEntriesPerToken > 1
   const weights = plan.weights ?? null
-  const input = { profile: ctx.profile, storage: ctx.storage, spec, shape, tileM, numTiles: callMeta.numTiles, multi, tuning: ctx.tuning }
+  const { profile, storage, tuning } = ctx
+  const input = { profile, storage, spec, shape, tileM, numTiles: callMeta.numTiles, multi, gemm: gemmM > 0, tuning }
   const key = `${choiceKey(input)}|${weights !== null}`
   let choice = ctx.kernels.get(key)
   if (!choice) {

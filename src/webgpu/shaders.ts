@@ -3,13 +3,25 @@ import { importNode } from '../platform.js'
 import type { WeightDtype } from '../types.js'
 
 /** Names of the WGSL files in shaders/ (one entry point `main` each). */
-export type ShaderName = 'shrink' | 'shrink_tile' | 'expand' | 'expand_vec4' | 'expand_tile' | 'expand_multi' | 'weigh' | 'gather'
+export type ShaderName =
+  | 'shrink'
+  | 'shrink_tile'
+  | 'shrink_gemm'
+  | 'expand'
+  | 'expand_vec4'
+  | 'expand_tile'
+  | 'expand_gemm'
+  | 'expand_multi'
+  | 'weigh'
+  | 'gather'
 export const SHADER_NAMES: readonly ShaderName[] = [
   'shrink',
   'shrink_tile',
+  'shrink_gemm',
   'expand',
   'expand_vec4',
   'expand_tile',
+  'expand_gemm',
   'expand_multi',
   'weigh',
   'gather',
@@ -40,9 +52,30 @@ fn load2(i: u32) -> vec2<f32> { return unpack2x16float(w[i >> 1u]); }`,
 fn load2(i: u32) -> vec2<f32> { let v = w[i >> 1u]; return vec2<f32>(bitcast<f32>(v << 16u), bitcast<f32>(v & 0xffff0000u)); }`,
 }
 
+/**
+ * The `//@weights4` line (shaders whose weight offsets are multiples of 4): binding 2 as one 16-byte
+ * (f32) or 8-byte (16-bit) element per 4 weights, and `load4(i)`: weights i..i+3 (i % 4 == 0) as f32.
+ */
+const WEIGHT4_SNIPPETS: Record<WeightStorage, string> = {
+  f32: `@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
+fn load4(i: u32) -> vec4<f32> { return w[i >> 2u]; }`,
+  f16: `@group(0) @binding(2) var<storage, read> w: array<vec4<f16>>;
+fn load4(i: u32) -> vec4<f32> { return vec4<f32>(w[i >> 2u]); }`,
+  'f16-packed': `@group(0) @binding(2) var<storage, read> w: array<vec2<u32>>;
+fn load4(i: u32) -> vec4<f32> { let v = w[i >> 2u]; return vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y)); }`,
+  'bf16-packed': `@group(0) @binding(2) var<storage, read> w: array<vec2<u32>>;
+fn load4(i: u32) -> vec4<f32> {
+  let v = w[i >> 2u];
+  return vec4<f32>(bitcast<f32>(v.x << 16u), bitcast<f32>(v.x & 0xffff0000u), bitcast<f32>(v.y << 16u), bitcast<f32>(v.y & 0xffff0000u));
+}`,
+}
+
 /** WGSL source with the shared params struct and the weight storage substituted. */
 export function specialise(source: string, storage: WeightStorage, params: string): string {
-  const body = source.replace(/^\/\/@params.*$/m, params).replace('//@weights', WEIGHT_SNIPPETS[storage])
+  const body = source
+    .replace(/^\/\/@params.*$/m, params)
+    .replace('//@weights4', WEIGHT4_SNIPPETS[storage])
+    .replace('//@weights', WEIGHT_SNIPPETS[storage])
   return storage === 'f16' ? `enable f16;\n${body}` : body
 }
 

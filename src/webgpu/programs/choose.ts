@@ -4,6 +4,18 @@ import type { WeightStorage } from '../shaders.js'
 import { expandGroups, expandKernel, expandSpec, expandTiling, type ExpandTiling } from './expand.js'
 import { EXPAND_MULTI_TILING, expandMultiGroups, expandMultiSpec } from './expand_multi.js'
 import { gatherGroups, gatherSpec } from './gather.js'
+import {
+  expandGemmGroups,
+  expandGemmSpec,
+  expandGemmTiling,
+  expandGemmUsable,
+  type GemmTuning,
+  shrinkGemmGroups,
+  shrinkGemmSpec,
+  shrinkGemmTiling,
+  shrinkGemmWorkgroups,
+  splitKGemm,
+} from './gemm.js'
 import { type CallShape, type KernelProfile, splitK } from './program.js'
 import { shrinkGroups, shrinkSpec, shrinkTiling, shrinkWorkgroups } from './shrink.js'
 import {
@@ -22,14 +34,15 @@ import {
 } from './tile.js'
 
 /** Tiles forced over the chosen ones (a tuning run; tests forcing a variant). */
-export interface TileTuning {
+export interface TileTuning extends GemmTuning {
   shrink?: Partial<ShrinkTileTiling>
   expand?: Partial<ExpandTileTiling>
   /** Entries per tile (a multiple of 4 above 4; only where both tile kernels apply). */
   tileM?: number
   /**
    * The tile kernels: by default on decode tiles (<= 4 entries) only; true: on prefill tiles too;
-   * false: never (the kernels of shrink.ts / expand.ts).
+   * false: never (the kernels of shrink.ts / expand.ts). Either choice leaves out the GEMM kernels
+   * of programs/gemm.ts unless `gemm` is true.
    */
   tileKernels?: boolean
 }
@@ -53,12 +66,14 @@ export interface ChoiceInput {
   numTiles: number
   /** A token has several adapters: the token-major expand_multi. */
   multi: boolean
+  /** The GEMM kernels of programs/gemm.ts (tileM is then theirs: see gemmTile). */
+  gemm: boolean
   tuning?: TileTuning
 }
 
 /** Cache key of everything chooseKernels depends on besides the layer and its profile. */
 export function choiceKey(c: ChoiceInput): string {
-  return `${c.tileM}|${c.multi}|${c.shape.maxUsedRank}|${c.numTiles}`
+  return `${c.tileM}|${c.multi}|${c.gemm}|${c.shape.maxUsedRank}|${c.numTiles}`
 }
 
 /**
@@ -71,7 +86,7 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
   // prefill tiles keep the kernels of shrink.ts / expand.ts by default: on the H200 the tile
   // kernels were 0.5-1.6x as fast there, depending on the shape (bench/webgpu-tiles.ts)
   const wanted = c.tuning?.tileKernels ?? (tileM <= 4 || c.tuning?.tileM !== undefined)
-  const discrete = c.profile === 'discrete' && wanted
+  const discrete = c.profile === 'discrete' && wanted && !c.gemm
   const tileShrink = discrete && shrinkTileUsable(spec.inFeatures, shape.maxUsedRank, !!spec.embedding)
   const tileExpand = discrete && expandTileUsable(spec.sliceWidths, shape.maxUsedRank, c.multi)
   let kg = 1
@@ -80,6 +95,12 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
   if (spec.embedding) {
     first = gatherSpec(storage)
     firstGroups = gatherGroups
+  } else if (c.gemm) {
+    const base = { ...shrinkGemmTiling(tileM, shape.maxUsedRank), ...c.tuning?.shrinkGemm }
+    kg = c.tuning?.shrinkGemm?.KG ?? splitKGemm(base, shrinkGemmWorkgroups(base, shape, numTiles), spec.inFeatures)
+    const t = { ...base, KG: kg }
+    first = shrinkGemmSpec(storage, t)
+    firstGroups = (sh, tiles) => shrinkGemmGroups(t, sh, tiles)
   } else if (tileShrink) {
     const base = { ...shrinkTileTiling(tileM, shape.maxUsedRank), ...c.tuning?.shrink }
     kg = c.tuning?.shrink?.KG ?? splitKTile(base, shrinkTileWorkgroups(base, shape, numTiles), spec.inFeatures)
@@ -99,6 +120,10 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
     const t = { ...EXPAND_MULTI_TILING, KG: kg }
     expand = expandMultiSpec(storage, t)
     expandGroupsOf = (sh, _tiles, tokens) => expandMultiGroups(t, sh, tokens)
+  } else if (c.gemm && expandGemmUsable(spec.sliceWidths, c.multi)) {
+    const t = { ...expandGemmTiling(tileM, shape.maxUsedRank), ...c.tuning?.expandGemm, KG: kg }
+    expand = expandGemmSpec(storage, t)
+    expandGroupsOf = (sh, tiles) => expandGemmGroups(t, sh, tiles)
   } else if (tileExpand) {
     const t: ExpandTileTiling = { ...expandTileTiling(tileM, shape.maxUsedRank), ...c.tuning?.expand, KG: kg }
     expand = expandTileSpec(storage, t)

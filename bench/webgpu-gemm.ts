@@ -1,0 +1,133 @@
+/**
+ * Prefill tile tuning of the GEMM kernels on one adapter:
+ * `npx tsx bench/webgpu-gemm.ts [--only=<regex>] [--out=file.json]`.
+ * For each T >= 256 shape of bench/webgpu.ts, in one process: the GPU time (timestamp queries,
+ * best of several passes) of one call with the kernels chosen by default, with the GEMM kernels
+ * off (the kernels of shrink.ts / expand.ts), and of each kernel alone over forced variants
+ * (programs/gemm.ts: entries per tile, split-K over workgroups, register blocks), so the choice
+ * can be checked against the alternatives. Prints one line per shape.
+ */
+import { writeFileSync } from 'node:fs'
+import process from 'node:process'
+import { buildSegments } from '../src/metadata.js'
+import { encodeCall, prepareCall, type PreparedCall } from '../src/webgpu/call.js'
+import { createWebGpuBackend } from '../src/webgpu/index.js'
+import type { GpuLayer } from '../src/webgpu/layer.js'
+import type { TileTuning } from '../src/webgpu/programs/choose.js'
+import type { ExpandGemmTiling, ShrinkGemmTiling } from '../src/webgpu/programs/gemm.js'
+import { type Shape, shapeCase } from './webgpu-shapes.js'
+
+process.env.XDG_RUNTIME_DIR ??= '/tmp'
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7)
+const out = process.argv.find((a) => a.startsWith('--out='))?.slice(6)
+const backend = await createWebGpuBackend({ kernels: 'discrete' })
+const device = backend.device
+if (!device.features.has('timestamp-query')) throw new Error('this bench needs timestamp-query')
+
+async function gpuTimes(reps: number, record: (enc: GPUCommandEncoder, tw: GPUComputePassTimestampWrites) => void): Promise<number[]> {
+  const qs = device.createQuerySet({ type: 'timestamp', count: 2 * reps })
+  const resolve = device.createBuffer({ size: 16 * reps, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC })
+  const read = device.createBuffer({ size: 16 * reps, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
+  const enc = device.createCommandEncoder()
+  for (let i = 0; i < reps; i++) record(enc, { querySet: qs, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 })
+  enc.resolveQuerySet(qs, 0, 2 * reps, resolve, 0)
+  enc.copyBufferToBuffer(resolve, 0, read, 0, 16 * reps)
+  device.queue.submit([enc.finish()])
+  await read.mapAsync(GPUMapMode.READ)
+  const t = new BigInt64Array(read.getMappedRange())
+  const times: number[] = []
+  for (let i = 0; i < reps; i++) times.push(Number(t[2 * i + 1] - t[2 * i]) / 1e3) // us
+  read.unmap()
+  for (const b of [qs, resolve, read]) b.destroy()
+  return times
+}
+
+/** Best GPU us of the call's dispatches `which` (all by default) in one pass. */
+async function time(call: PreparedCall, which?: number): Promise<number> {
+  const one = which === undefined ? call : { dispatches: [call.dispatches[which]] }
+  await gpuTimes(1, (enc, tw) => encodeCall(enc, one, tw))
+  return Math.min(...(await gpuTimes(8, (enc, tw) => encodeCall(enc, one, tw))))
+}
+
+const SHRINKS: Partial<ShrinkGemmTiling>[] = [{}, { BM: 8, BR: 4 }, { BM: 4, BR: 8 }, { BM: 8, BR: 8 }, { BM: 8, BR: 4, KB: 16 }]
+const EXPANDS: Partial<ExpandGemmTiling>[] = [
+  {},
+  { BM: 4, NW: 16, BQ: 2 },
+  { BM: 8, NW: 32, BQ: 1 },
+  { BM: 8, NW: 8, BQ: 4 },
+  { BM: 16, NW: 16, BQ: 2 },
+  { BM: 8, NW: 16, BQ: 4 },
+  { BM: 4, NW: 16, BQ: 4 },
+]
+const name = (o: object): string =>
+  Object.entries(o)
+    .map(([k, v]) => `${k}${v}`)
+    .join(' ') || 'default'
+
+const shapes: Shape[] = []
+for (const dtype of ['f32', 'bf16'] as const)
+  for (const layer of ['square', 'qkv'] as const)
+    for (const rank of [16, 64]) for (const adapters of [1, 8]) for (const T of [256, 1024]) shapes.push({ T, layer, rank, adapters, dtype })
+const label = (s: Shape): string => `${s.dtype} ${s.layer} r${s.rank} L${s.adapters} T${s.T}`
+const picked = only ? shapes.filter((s) => new RegExp(only).test(label(s))) : shapes
+
+const results: Record<string, unknown>[] = []
+for (const s of picked) {
+  const d = shapeCase(s)
+  const layer = backend.createLayer(d.spec) as GpuLayer
+  for (let a = 0; a < s.adapters; a++) layer.setAdapter(a, { ...d.adapters[0], rank: s.rank })
+  const plan = buildSegments(d.ids, 1, 8)
+  const xb = device.createBuffer({ size: d.x.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST })
+  const yb = device.createBuffer({ size: d.y.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST })
+  device.queue.writeBuffer(xb, 0, d.x as Float32Array<ArrayBuffer>)
+  const prepare = async (tuning: TileTuning | undefined): Promise<PreparedCall | null> => {
+    layer.ctx.tuning = tuning
+    layer.ctx.kernels.clear()
+    return prepareCall(layer.ctx, plan, xb, yb).catch((e: Error) => (console.log(`${label(s)}: ${e.message.slice(0, 160)}`), null))
+  }
+  const row: Record<string, unknown> = { shape: label(s) }
+  const old = (await prepare({ gemm: false }))!
+  row.old = { total: await time(old), shrink: await time(old, 0), expand: await time(old, 1) }
+  const def = (await prepare(undefined))!
+  row.default = { total: await time(def), shrink: await time(def, 0), expand: await time(def, 1), specs: def.dispatches.map((x) => x.spec.overrides) }
+  // per (entries per tile, split-K): the best shrink and the best expand variant
+  const grid: { tileM: number; KG: number; shrink: [string, number]; expand: [string, number] }[] = []
+  for (const tileM of [32, 64]) {
+    for (const KG of [1, 2, 4, 8, 16]) {
+      let bs: [string, number] = ['', Infinity]
+      let be: [string, number] = ['', Infinity]
+      for (const sv of SHRINKS) {
+        const call = await prepare({ gemm: true, tileM, shrinkGemm: { ...sv, KG } })
+        if (call) {
+          const t = await time(call, 0)
+          if (t < bs[1]) bs = [name(sv), t]
+        }
+      }
+      for (const ev of EXPANDS) {
+        if ((tileM / (ev.BM ?? 8)) * (ev.NW ?? 16) > 256) continue
+        const call = await prepare({ gemm: true, tileM, shrinkGemm: { KG }, expandGemm: ev })
+        if (call) {
+          const t = await time(call, 1)
+          if (t < be[1]) be = [name(ev), t]
+        }
+      }
+      grid.push({ tileM, KG, shrink: bs, expand: be })
+    }
+  }
+  grid.sort((a, b) => a.shrink[1] + a.expand[1] - (b.shrink[1] + b.expand[1]))
+  row.grid = grid
+  const o = row.old as { total: number; shrink: number; expand: number }
+  const df = row.default as { total: number; shrink: number; expand: number }
+  const top = grid
+    .slice(0, 3)
+    .map((g) => `M${g.tileM} KG${g.KG} ${(g.shrink[1] + g.expand[1]).toFixed(1)} (${g.shrink[0]} ${g.shrink[1].toFixed(1)} + ${g.expand[0]} ${g.expand[1].toFixed(1)})`)
+  console.log(
+    `${label(s).padEnd(24)} old ${o.total.toFixed(1)} (${o.shrink.toFixed(1)} + ${o.expand.toFixed(1)}) | default ${df.total.toFixed(1)} (${df.shrink.toFixed(1)} + ${df.expand.toFixed(1)}) | ${top.join(' | ')}`,
+  )
+  results.push(row)
+  layer.dispose()
+  xb.destroy()
+  yb.destroy()
+}
+if (out) writeFileSync(out, JSON.stringify({ adapter: device.adapterInfo, results }, null, 1))
+backend.dispose()

@@ -1,0 +1,102 @@
+// shrink_gemm: the shrink of shrink.wgsl as a register-blocked GEMM for prefill tiles on a GPU of
+// many multiprocessors (tiles 'discrete'): h[e, s, r] = sum_k A[slot_e][s][r][k] * x[row_e][k],
+// an (entries x rank) = (entries x in) . (rank x in)^T product per tile of one slot.
+// Preconditions: inFeatures % 4 == 0 (x rows and A rows are read as vec4).
+//
+// Tiling. Workgroup (rank tile = wg.x, tile = wg.y, slice + S * kg = wg.z) computes (TM entries of
+// one slot) x (RT rank rows) over the kg-th of KG contiguous k chunks, with (TM / BM) x (RT / BR)
+// threads. Per block of KB k the workgroup copies the tile's x rows and its RT rows of A into
+// workgroup memory with coalesced vec4 loads (16-bit weights decoded to f32 once, read as u32
+// pairs), then thread (te, tr) adds the dot products of its BM entries (te, te + TM/BM, ...) and
+// BR rank rows (tr, tr + RT/BR, ...): BM + BR vec4 reads per 4 * BM * BR multiply-adds. Rows of
+// the staged blocks are padded by one vec4, so the threads of a subgroup reading one column of
+// different rows hit different banks. Each sum runs over k in order: the same bits every run. The
+// KG partials go to partial kg of h (p.hPart elements apart); the expand adds them in a fixed
+// order (no atomics).
+
+//@params (shaders/params.wgsl)
+
+override TM: u32 = 64u;  // entries per workgroup (the tile, tileM)
+override RT: u32 = 16u;  // rank rows per workgroup
+override BM: u32 = 4u;   // entries per thread (TM % BM == 0)
+override BR: u32 = 4u;   // rank rows per thread (RT % BR == 0; BM * BR <= 64)
+override KB: u32 = 32u;  // k per staged block (a multiple of 4)
+override KG: u32 = 1u;   // k chunks over workgroups (split-K across wg.z)
+const MAX_ACC: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;   // [T * inFeatures / 4]
+// A: [maxAdapters * S * maxRank * inStride] weights in the layer dtype, read 4 at a time
+//@weights4
+@group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>; // [maxAdapters] (rank, bitcast<u32>(scale))
+@group(0) @binding(4) var<storage, read> callMeta: array<i32>;    // tiles [numTiles * 4] (slot, first entry, count, 0); rows [N]
+@group(0) @binding(5) var<storage, read_write> h: array<f32>;     // [KG * N * S * rankStride]
+
+override QP: u32 = KB / 4u + 1u; // vec4s per staged row (one of padding; not set by the host)
+var<workgroup> xs: array<vec4<f32>, TM * QP>; // [entry][k / 4]
+var<workgroup> ws: array<vec4<f32>, RT * QP>; // [rank row][k / 4]
+var<workgroup> wRank: u32;
+
+@compute @workgroup_size((TM / BM) * (RT / BR))
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let NE = TM / BM; // entry threads
+  let NR = RT / BR; // rank threads
+  let s = wg.z % p.numSlices;
+  let kg = wg.z / p.numSlices;
+  let r0 = wg.x * RT;
+  let tb = p.tilesOffset + wg.y * 4u;
+  let slot = u32(callMeta[tb]);
+  let first = u32(callMeta[tb + 1u]);
+  let count = u32(callMeta[tb + 2u]);
+  if (lid == 0u) { wRank = slots[slot].x; }
+  let rank = workgroupUniformLoad(&wRank);
+  if (r0 >= rank) { return; } // a rank tile past this slot's rank: nothing to do
+  let q4 = p.inFeatures / 4u;
+  // this workgroup's chunk [qb, qe) of vec4s of the k axis
+  let cq = (q4 + KG - 1u) / KG;
+  let qb = min(q4, kg * cq);
+  let qe = min(q4, qb + cq);
+  let aRow0 = (((slot - p.slotBase) * p.numSlices + s) * p.maxRank + r0) * p.inStride;
+  let tr = lid % NR;
+  let te = lid / NR;
+  let QB = KB / 4u;
+
+  var acc: array<f32, MAX_ACC>; // [entry u][rank row v] at u * BR + v
+  for (var b = qb; b < qe; b += QB) {
+    // stage: consecutive threads read consecutive vec4s of a row; entries past the tile, rank
+    // rows past the rank and k past the chunk as zeros
+    for (var i = lid; i < TM * QB; i += NE * NR) {
+      let e = i / QB;
+      let c = i % QB;
+      var v = vec4<f32>(0.0);
+      if (e < count && b + c < qe) { v = x[u32(callMeta[p.rowsOffset + first + e]) * q4 + b + c]; }
+      xs[e * QP + c] = v;
+    }
+    for (var i = lid; i < RT * QB; i += NE * NR) {
+      let j = i / QB;
+      let c = i % QB;
+      var v = vec4<f32>(0.0);
+      if (r0 + j < rank && b + c < qe) { v = load4(aRow0 + j * p.inStride + 4u * (b + c)); }
+      ws[j * QP + c] = v;
+    }
+    workgroupBarrier();
+    for (var c = 0u; c < QB; c++) {
+      var xv: array<vec4<f32>, 16>;
+      for (var u = 0u; u < BM; u++) { xv[u] = xs[(te + u * NE) * QP + c]; }
+      for (var v = 0u; v < BR; v++) {
+        let a = ws[(tr + v * NR) * QP + c];
+        for (var u = 0u; u < BM; u++) { acc[u * BR + v] += dot(xv[u], a); }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var u = 0u; u < BM; u++) {
+    let e = te + u * NE;
+    if (e >= count) { break; }
+    let hb = kg * p.hPart + ((first + e) * p.numSlices + s) * p.rankStride + r0;
+    for (var v = 0u; v < BR; v++) {
+      let r = tr + v * NR;
+      if (r0 + r < rank) { h[hb + r] = acc[u * BR + v]; }
+    }
+  }
+}

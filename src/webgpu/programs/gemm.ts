@@ -1,0 +1,111 @@
+import type { LayerSpec } from '../../types.js'
+import type { PipelineSpec } from '../pipelines.js'
+import type { WeightStorage } from '../shaders.js'
+import { checkGroups, type CallShape, type KernelProfile } from './program.js'
+
+/**
+ * The prefill kernels of a GPU of many multiprocessors (tiles 'discrete'): shaders/shrink_gemm.wgsl
+ * and shaders/expand_gemm.wgsl, register-blocked GEMMs over tiles of up to 64 entries of one slot,
+ * x, A and h staged in workgroup memory. Used on segments longer than 16 entries where their
+ * preconditions hold; decode batches keep the kernels of programs/tile.ts.
+ */
+export interface ShrinkGemmTiling {
+  TM: number
+  RT: number
+  BM: number
+  BR: number
+  KB: number
+  KG: number
+}
+
+export interface ExpandGemmTiling {
+  TM: number
+  BM: number
+  NW: number
+  BQ: number
+  KC: number
+  KG: number
+}
+
+/** Forced choices over the defaults (tuning runs, tests). */
+export interface GemmTuning {
+  /** true: the GEMM kernels wherever they apply, even on short segments; false: never. */
+  gemm?: boolean
+  shrinkGemm?: Partial<ShrinkGemmTiling>
+  expandGemm?: Partial<ExpandGemmTiling>
+}
+
+/** Workgroup memory every device has (the WebGPU default limit), less 16 bytes of scalars. */
+const WORKGROUP_BYTES = 16384 - 16
+/** Largest split over workgroups of shrink_gemm. */
+export const GEMM_MAX_KG = 16
+/** Workgroups shrink_gemm aims for with a split over workgroups (a few per multiprocessor of a 132-SM GPU). */
+export const GEMM_TARGET_WORKGROUPS = 512
+
+/**
+ * Entries per tile of the GEMM kernels for this call, or 0 where they do not apply: on 'discrete'
+ * (unless forced either way; forcing the tile kernels on or off leaves them out), segments longer
+ * than 16 entries, x rows as vec4 (in % 4 == 0), not an embedding. Tiles of 32 entries when no
+ * segment is longer, else 64.
+ */
+export function gemmTile(
+  profile: KernelProfile,
+  spec: LayerSpec,
+  longestSegment: number,
+  tuning?: GemmTuning & { tileM?: number; tileKernels?: boolean },
+): number {
+  const forced = tuning?.gemm ?? (tuning?.tileKernels !== undefined ? false : undefined)
+  if (forced === false || spec.embedding || spec.inFeatures % 4 !== 0) return 0
+  if (forced !== true && (profile !== 'discrete' || longestSegment <= 16)) return 0
+  return tuning?.tileM ?? (longestSegment <= 32 ? 32 : 64)
+}
+
+export function expandGemmUsable(sliceWidths: readonly number[], multi: boolean): boolean {
+  return !multi && sliceWidths.every((n) => n % 4 === 0)
+}
+
+/** Rank rows per workgroup: the used rank rounded up to 16, 32 or 64 (more rank tiles past 64). */
+function rankRows(maxUsedRank: number): number {
+  return maxUsedRank <= 16 ? 16 : maxUsedRank <= 32 ? 32 : 64
+}
+
+/** 4 x 4 sums per thread; the longest k block (32 or 16) whose staged x and A fit the workgroup memory. */
+export function shrinkGemmTiling(tileM: number, maxUsedRank: number): Omit<ShrinkGemmTiling, 'KG'> {
+  const RT = rankRows(maxUsedRank)
+  const staged = (KB: number) => (tileM + RT) * (KB / 4 + 1) * 16
+  const KB = staged(32) <= WORKGROUP_BYTES ? 32 : 16
+  return { TM: tileM, RT, BM: 4, BR: 4, KB }
+}
+
+/** Workgroups of shrink_gemm before any split over workgroups (rank tiles x tiles x slices). */
+export function shrinkGemmWorkgroups(t: Omit<ShrinkGemmTiling, 'KG'>, shape: CallShape, numTiles: number): number {
+  return Math.ceil(shape.maxUsedRank / t.RT) * numTiles * shape.numSlices
+}
+
+/** k chunks over workgroups: the power of two that brings the count near the target, keeping two k blocks per chunk. */
+export function splitKGemm(t: Omit<ShrinkGemmTiling, 'KG'>, workgroups: number, inFeatures: number): number {
+  let kg = 1
+  while (kg < GEMM_MAX_KG && workgroups * kg * 2 <= GEMM_TARGET_WORKGROUPS && inFeatures / (kg * 2) >= 2 * t.KB) kg *= 2
+  return kg
+}
+
+export function shrinkGemmSpec(storage: WeightStorage, t: ShrinkGemmTiling): PipelineSpec {
+  return { shader: 'shrink_gemm', storage, overrides: { ...t } }
+}
+
+export function shrinkGemmGroups(t: ShrinkGemmTiling, shape: CallShape, numTiles: number): [number, number, number] {
+  return checkGroups([Math.ceil(shape.maxUsedRank / t.RT), numTiles, shape.numSlices * t.KG], 'shrink_gemm')
+}
+
+/** 8 entries x 2 column quads per thread, 16 threads across: 128 columns per workgroup; rank in rounds of up to 32. */
+export function expandGemmTiling(tileM: number, maxUsedRank: number): Omit<ExpandGemmTiling, 'KG'> {
+  return { TM: tileM, BM: 8, NW: 16, BQ: 2, KC: Math.min(32, rankRows(maxUsedRank)) }
+}
+
+export function expandGemmSpec(storage: WeightStorage, t: ExpandGemmTiling): PipelineSpec {
+  return { shader: 'expand_gemm', storage, overrides: { ...t } }
+}
+
+export function expandGemmGroups(t: ExpandGemmTiling, shape: CallShape, numTiles: number): [number, number, number] {
+  return checkGroups([numTiles, Math.ceil(shape.maxSliceWidth / (4 * t.NW * t.BQ)), shape.numSlices], 'expand_gemm')
+}

@@ -1,0 +1,114 @@
+/**
+ * The prefill GEMM kernels of a big GPU (shaders/shrink_gemm.wgsl, shaders/expand_gemm.wgsl; tiles
+ * 'discrete', programs/gemm.ts), forced on whatever adapter is here (lavapipe in CI): the tiles the
+ * choice makes (32- and 64-entry tiles, every rank bucket, several rank tiles, split-K over
+ * workgroups, 16-bit weights) and forced ones it does not make by default (other register blocks,
+ * k blocks, rank rounds, uneven split-K), with awkward shapes (T not a multiple of the tile,
+ * segments shorter than a tile, rank 1, in of 12, slices whose widths are not multiples of 4,
+ * several adapters per token, per-entry weights), each against the float64 reference, and the same
+ * bits from two runs of one call. Without a WebGPU adapter it is skipped (test/needs.ts).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildSegments } from '../src/metadata.js'
+import { planCall } from '../src/webgpu/call.js'
+import { createWebGpuBackend, type WebGpuBackend } from '../src/webgpu/index.js'
+import type { GpuLayer } from '../src/webgpu/layer.js'
+import type { TileTuning } from '../src/webgpu/programs/choose.js'
+import { expectDelta, expectUntouchedRows, TOLERANCE } from './compare.js'
+import { type Case, materialise } from './grid.js'
+import { has } from './needs.js'
+import { sgmv } from './reference.js'
+
+const gpuHere = await has('webgpu')
+let backend: WebGpuBackend | undefined
+beforeAll(async () => {
+  if (gpuHere) backend = await createWebGpuBackend({ kernels: 'discrete' })
+})
+afterAll(() => backend?.dispose())
+
+const base: Omit<Case, 'name'> = {
+  seed: 3,
+  inFeatures: 256,
+  sliceWidths: [64, 16, 20],
+  rank: 16,
+  tokens: 90,
+  slots: 2,
+  pattern: 'zipf',
+  dtype: 'f32',
+  adaptersPerToken: 1,
+}
+
+/**
+ * Run the case (tiles forced by `tuning`); check the kernels chosen, the entries per tile, the
+ * result, untouched rows, and that a second run gives the same bits.
+ */
+async function check(c: Case, shaders: [string, string], tileM: number, tuning?: TileTuning): Promise<void> {
+  const d = materialise(c)
+  const layer = backend!.createLayer(d.spec) as GpuLayer
+  try {
+    d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
+    if (tuning) layer.ctx.tuning = tuning
+    const plan = buildSegments(d.ids, c.adaptersPerToken, c.slots, 64, d.weights)
+    const cp = planCall(layer.ctx, plan)
+    expect([cp.specs[0].shader, cp.specs[1].shader, cp.tileM], c.name).toEqual([...shaders, tileM])
+    const y = new Float32Array(d.y)
+    await layer.apply(d.x, y, plan)
+    expectDelta(y, d.y, sgmv(d.ref, d.x, d.ids, c.adaptersPerToken, d.weights), TOLERANCE[c.dtype], c.name)
+    expectUntouchedRows(y, d.y, d.ids, c.adaptersPerToken, d.spec.outFeatures)
+    const again = new Float32Array(d.y)
+    await layer.apply(d.x, again, plan)
+    expect(new Uint32Array(again.buffer), `${c.name}: same bits`).toEqual(new Uint32Array(y.buffer))
+  } finally {
+    layer.dispose()
+  }
+}
+
+const GEMM: [string, string] = ['shrink_gemm', 'expand_gemm']
+/** Each case compiles its own pipelines: minutes on a busy 2-core machine running lavapipe. */
+const SLOW = 600_000
+
+describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
+  it(
+    'the default choice: 32- and 64-entry tiles, every rank bucket, several rank tiles, 16-bit weights',
+    async () => {
+      await check({ ...base, name: 'T90 r16 zipf' }, GEMM, 64)
+      await check({ ...base, name: 'T40 r24 bf16, 8 slots of <= 32', tokens: 40, slots: 2, rank: 24, pattern: 'uniform', dtype: 'bf16' }, GEMM, 32)
+      await check({ ...base, name: 'T130 r64 in 1028 some-none', tokens: 130, rank: 64, inFeatures: 1028, pattern: 'some-none' }, GEMM, 64)
+      await check({ ...base, name: 'T70 r128 f16 one slot', tokens: 70, rank: 128, slots: 1, pattern: 'identical', dtype: 'f16' }, GEMM, 64)
+      await check({ ...base, name: 'T20 r1 in 12', tokens: 20, rank: 1, inFeatures: 12, slots: 1, pattern: 'identical' }, GEMM, 32)
+    },
+    SLOW,
+  )
+
+  it(
+    'forced tiles: split-K 1, 3 (uneven) and 16, 16-entry tiles, other register blocks, k blocks and rank rounds',
+    async () => {
+      await check({ ...base, name: 'KG 1' }, GEMM, 64, { shrinkGemm: { KG: 1 } })
+      await check({ ...base, name: 'KG 3, in 260', inFeatures: 260, dtype: 'bf16' }, GEMM, 64, { shrinkGemm: { KG: 3 } })
+      await check({ ...base, name: 'KG 16, in 1024, r40', inFeatures: 1024, rank: 40 }, GEMM, 64, { shrinkGemm: { KG: 16 } })
+      await check({ ...base, name: '16-entry tiles, T5 (forced on a short segment)', tokens: 5 }, GEMM, 16, { gemm: true, tileM: 16 })
+      await check({ ...base, name: 'shrink 8 x 4, KB 16; expand 4 entries x 1 quad, KC 8', rank: 20 }, GEMM, 64, {
+        shrinkGemm: { BM: 8, BR: 4, KB: 16 },
+        expandGemm: { BM: 4, NW: 16, BQ: 1, KC: 8 },
+      })
+      await check({ ...base, name: 'shrink 4 x 8, KB 8; expand 16 entries x 4 quads', rank: 32, dtype: 'f16' }, GEMM, 64, {
+        shrinkGemm: { BM: 4, BR: 8, KB: 8 },
+        expandGemm: { BM: 16, NW: 8, BQ: 4 },
+      })
+    },
+    SLOW,
+  )
+
+  it(
+    'beside the other kernels: widths not multiples of 4, several adapters per token, weights, in % 4, decode, forced off',
+    async () => {
+      await check({ ...base, name: 'width 66', sliceWidths: [66, 6] }, ['shrink_gemm', 'expand'], 64)
+      await check({ ...base, name: 'K 2', adaptersPerToken: 2, tokens: 50, slots: 3 }, ['shrink_gemm', 'expand_multi'], 64)
+      await check({ ...base, name: 'weights', weighted: true, tokens: 40, slots: 1, pattern: 'identical' }, GEMM, 64)
+      await check({ ...base, name: 'in 258', inFeatures: 258 }, ['shrink', 'expand_vec4'], 16)
+      await check({ ...base, name: 'decode', tokens: 3, pattern: 'distinct', slots: 3 }, ['shrink_tile', 'expand_tile'], 1)
+      await check({ ...base, name: 'forced off' }, ['shrink', 'expand_vec4'], 16, { gemm: false })
+    },
+    SLOW,
+  )
+})
