@@ -45,19 +45,19 @@ async function gpuTimes(reps: number, record: (enc: GPUCommandEncoder, tw: GPUCo
 /** Best GPU us of the call's dispatches `which` (all by default) in one pass. */
 async function time(call: PreparedCall, which?: number): Promise<number> {
   const one = which === undefined ? call : { dispatches: [call.dispatches[which]] }
-  await gpuTimes(1, (enc, tw) => encodeCall(enc, one, tw))
-  return Math.min(...(await gpuTimes(8, (enc, tw) => encodeCall(enc, one, tw))))
+  await gpuTimes(2, (enc, tw) => encodeCall(enc, one, tw))
+  return Math.min(...(await gpuTimes(10, (enc, tw) => encodeCall(enc, one, tw))))
 }
 
-const SHRINKS: Partial<ShrinkGemmTiling>[] = [{}, { BM: 8, BR: 4 }, { BM: 4, BR: 8 }, { BM: 8, BR: 8 }, { BM: 8, BR: 4, KB: 16 }]
+const SHRINKS: Partial<ShrinkGemmTiling>[] = [{}, { BM: 8, BR: 4 }, { BM: 4, BR: 8 }, { BM: 2, BR: 4 }, { BM: 4, BR: 2 }, { BM: 8, BR: 2 }]
 const EXPANDS: Partial<ExpandGemmTiling>[] = [
   {},
   { BM: 4, NW: 16, BQ: 2 },
+  { BM: 4, NW: 16, BQ: 1 },
+  { BM: 8, NW: 16, BQ: 2 },
   { BM: 8, NW: 32, BQ: 1 },
-  { BM: 8, NW: 8, BQ: 4 },
-  { BM: 16, NW: 16, BQ: 2 },
-  { BM: 8, NW: 16, BQ: 4 },
-  { BM: 4, NW: 16, BQ: 4 },
+  { BM: 4, NW: 32, BQ: 2 },
+  { BM: 16, NW: 16, BQ: 1 },
 ]
 const name = (o: object): string =>
   Object.entries(o)
@@ -87,6 +87,7 @@ for (const s of picked) {
   }
   const row: Record<string, unknown> = { shape: label(s) }
   const old = (await prepare({ gemm: false }))!
+  await gpuTimes(100, (enc, tw) => encodeCall(enc, old, tw)) // clocks up before anything is timed
   row.old = { total: await time(old), shrink: await time(old, 0), expand: await time(old, 1) }
   const def = (await prepare(undefined))!
   row.default = { total: await time(def), shrink: await time(def, 0), expand: await time(def, 1), specs: def.dispatches.map((x) => x.spec.overrides) }
@@ -97,6 +98,7 @@ for (const s of picked) {
       let bs: [string, number] = ['', Infinity]
       let be: [string, number] = ['', Infinity]
       for (const sv of SHRINKS) {
+        if ((tileM / (sv.BM ?? 4)) * ((s.rank <= 16 ? 16 : 64) / (sv.BR ?? 4)) > 256) continue
         const call = await prepare({ gemm: true, tileM, shrinkGemm: { ...sv, KG } })
         if (call) {
           const t = await time(call, 0)
@@ -104,7 +106,7 @@ for (const s of picked) {
         }
       }
       for (const ev of EXPANDS) {
-        if ((tileM / (ev.BM ?? 8)) * (ev.NW ?? 16) > 256) continue
+        if ((tileM / (ev.BM ?? 4)) * (ev.NW ?? 16) > 256) continue
         const call = await prepare({ gemm: true, tileM, shrinkGemm: { KG }, expandGemm: ev })
         if (call) {
           const t = await time(call, 1)

@@ -18,12 +18,12 @@
 //@params (shaders/params.wgsl)
 
 override TM: u32 = 64u; // entries per workgroup (the tile, tileM)
-override BM: u32 = 8u;  // entries per thread (a multiple of 4, TM % BM == 0)
+override BM: u32 = 8u;  // entries per thread (a multiple of 4, <= 16, TM % BM == 0)
 override NW: u32 = 16u; // column-quad threads
-override BQ: u32 = 2u;  // column quads per thread (BM * BQ <= 64)
+override BQ: u32 = 2u;  // column quads per thread (BM * BQ <= 16)
 override KC: u32 = 16u; // rank values staged per round
 override KG: u32 = 1u;  // partials of h to add (split-K shrink over KG workgroups)
-const MAX_ACC: u32 = 64u;
+const MAX_ACC: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> h: array<f32>;            // [KG * N * S * rankStride]
@@ -35,6 +35,16 @@ const MAX_ACC: u32 = 64u;
 
 var<workgroup> hs: array<vec4<f32>, KC * TM / 4u>; // [k of the round][entry / 4]
 var<workgroup> wRank: u32;
+
+// k of the round: acc[u][q] += h[entry u][k] * B[k][quad q], B row k of the slot starting at `row`
+fn step(acc: ptr<function, array<vec4<f32>, MAX_ACC>>, k: u32, row: u32, te: u32) {
+  var hv: array<vec4<f32>, 4>;
+  for (var u4 = 0u; u4 < BM / 4u; u4++) { hv[u4] = hs[k * (TM / 4u) + te * (BM / 4u) + u4]; }
+  for (var q = 0u; q < BQ; q++) {
+    let b = load4(row + 4u * q * NW);
+    for (var u = 0u; u < BM; u++) { (*acc)[u * BQ + q] += hv[u / 4u][u % 4u] * b; }
+  }
+}
 
 @compute @workgroup_size((TM / BM) * NW)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -75,15 +85,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     workgroupBarrier();
     if (busy) {
-      let ke = min(KC, rank - kc);
-      for (var k = 0u; k < ke; k++) {
-        var hv: array<vec4<f32>, 4>;
-        for (var u4 = 0u; u4 < BM / 4u; u4++) { hv[u4] = hs[k * (TM / 4u) + te * (BM / 4u) + u4]; }
-        let row = b0 + (kc + k) * p.bStride;
-        for (var q = 0u; q < BQ; q++) {
-          let b = load4(row + 4u * q * NW);
-          for (var u = 0u; u < BM; u++) { acc[u * BQ + q] += hv[u / 4u][u % 4u] * b; }
-        }
+      // a whole round: a loop of constant length (unrolled: the B loads of the round issued together)
+      if (kc + KC <= rank) {
+        for (var k = 0u; k < KC; k++) { step(&acc, k, b0 + (kc + k) * p.bStride, te); }
+      } else {
+        for (var k = 0u; k < rank - kc; k++) { step(&acc, k, b0 + (kc + k) * p.bStride, te); }
       }
     }
     workgroupBarrier();

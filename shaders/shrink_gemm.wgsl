@@ -7,7 +7,9 @@
 // one slot) x (RT rank rows) over the kg-th of KG contiguous k chunks, with (TM / BM) x (RT / BR)
 // threads. Per block of KB k the workgroup copies the tile's x rows and its RT rows of A into
 // workgroup memory with coalesced vec4 loads (16-bit weights decoded to f32 once, read as u32
-// pairs), then thread (te, tr) adds the dot products of its BM entries (te, te + TM/BM, ...) and
+// pairs); the loads of the next block are issued into registers before the current block is
+// used (a workgroup's k loop is serial: without that, each block waits for its loads, H200: 3 us
+// a block). Thread (te, tr) adds the dot products of its BM entries (te, te + TM/BM, ...) and
 // BR rank rows (tr, tr + RT/BR, ...): BM + BR vec4 reads per 4 * BM * BR multiply-adds. Rows of
 // the staged blocks are padded by one vec4, so the threads of a subgroup reading one column of
 // different rows hit different banks. Each sum runs over k in order: the same bits every run. The
@@ -18,11 +20,12 @@
 
 override TM: u32 = 64u;  // entries per workgroup (the tile, tileM)
 override RT: u32 = 16u;  // rank rows per workgroup
-override BM: u32 = 4u;   // entries per thread (TM % BM == 0)
-override BR: u32 = 4u;   // rank rows per thread (RT % BR == 0; BM * BR <= 64)
-override KB: u32 = 32u;  // k per staged block (a multiple of 4)
+override BM: u32 = 4u;   // entries per thread (TM % BM == 0, <= 8)
+override BR: u32 = 4u;   // rank rows per thread (RT % BR == 0; BM * BR <= 32)
+override KB: u32 = 32u;  // k per staged block (a multiple of 4; TM * KB / 4 and RT * KB / 4 <= 8 * threads)
 override KG: u32 = 1u;   // k chunks over workgroups (split-K across wg.z)
-const MAX_ACC: u32 = 64u;
+const MAX_ACC: u32 = 32u;
+const MAX_STAGE: u32 = 8u; // vec4s each thread stages per block, of x and of A
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;   // [T * inFeatures / 4]
@@ -32,12 +35,16 @@ const MAX_ACC: u32 = 64u;
 @group(0) @binding(4) var<storage, read> callMeta: array<i32>;    // tiles [numTiles * 4] (slot, first entry, count, 0); rows [N]
 @group(0) @binding(5) var<storage, read_write> h: array<f32>;     // [KG * N * S * rankStride]
 
-override QP: u32 = KB / 4u + 1u; // vec4s per staged row (one of padding; not set by the host)
+override QB: u32 = KB / 4u;      // vec4s of a staged row (not set by the host)
+override QP: u32 = QB + 1u;      // their stride: one vec4 of padding (not set by the host)
+override NT: u32 = (TM / BM) * (RT / BR); // threads (not set by the host)
+override SX: u32 = (TM * QB + NT - 1u) / NT; // vec4s of x each thread stages per block (not set by the host)
+override SA: u32 = (RT * QB + NT - 1u) / NT; // vec4s of A each thread stages per block (not set by the host)
 var<workgroup> xs: array<vec4<f32>, TM * QP>; // [entry][k / 4]
 var<workgroup> ws: array<vec4<f32>, RT * QP>; // [rank row][k / 4]
 var<workgroup> wRank: u32;
 
-@compute @workgroup_size((TM / BM) * (RT / BR))
+@compute @workgroup_size(NT)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let NE = TM / BM; // entry threads
   let NR = RT / BR; // rank threads
@@ -59,29 +66,57 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let aRow0 = (((slot - p.slotBase) * p.numSlices + s) * p.maxRank + r0) * p.inStride;
   let tr = lid % NR;
   let te = lid / NR;
-  let QB = KB / 4u;
+
+  // what this thread stages: element lid + j * NT of the x block ([entry][k / 4]) and of the A
+  // block ([rank row][k / 4]); the start of its row, or -1 for rows past the tile or the rank
+  var xo: array<i32, MAX_STAGE>;
+  var ao: array<i32, MAX_STAGE>;
+  for (var j = 0u; j < max(SX, SA); j++) {
+    let i = lid + j * NT;
+    let e = i / QB;
+    xo[j] = -1;
+    ao[j] = -1;
+    if (i < TM * QB && e < count) { xo[j] = i32(u32(callMeta[p.rowsOffset + first + e]) * q4); }
+    if (i < RT * QB && r0 + e < rank) { ao[j] = i32(aRow0 + e * p.inStride); }
+  }
+  var xr: array<vec4<f32>, MAX_STAGE>;
+  var ar: array<vec4<f32>, MAX_STAGE>;
+  for (var j = 0u; j < SX; j++) {
+    let c = qb + (lid + j * NT) % QB;
+    xr[j] = vec4<f32>(0.0);
+    if (xo[j] >= 0 && c < qe) { xr[j] = x[u32(xo[j]) + c]; }
+  }
+  for (var j = 0u; j < SA; j++) {
+    let c = qb + (lid + j * NT) % QB;
+    ar[j] = vec4<f32>(0.0);
+    if (ao[j] >= 0 && c < qe) { ar[j] = load4(u32(ao[j]) + 4u * c); }
+  }
 
   var acc: array<f32, MAX_ACC>; // [entry u][rank row v] at u * BR + v
   for (var b = qb; b < qe; b += QB) {
-    // stage: consecutive threads read consecutive vec4s of a row; entries past the tile, rank
-    // rows past the rank and k past the chunk as zeros
-    for (var i = lid; i < TM * QB; i += NE * NR) {
-      let e = i / QB;
-      let c = i % QB;
-      var v = vec4<f32>(0.0);
-      if (e < count && b + c < qe) { v = x[u32(callMeta[p.rowsOffset + first + e]) * q4 + b + c]; }
-      xs[e * QP + c] = v;
+    for (var j = 0u; j < SX; j++) {
+      let i = lid + j * NT;
+      if (i < TM * QB) { xs[(i / QB) * QP + i % QB] = xr[j]; }
     }
-    for (var i = lid; i < RT * QB; i += NE * NR) {
-      let j = i / QB;
-      let c = i % QB;
-      var v = vec4<f32>(0.0);
-      if (r0 + j < rank && b + c < qe) { v = load4(aRow0 + j * p.inStride + 4u * (b + c)); }
-      ws[j * QP + c] = v;
+    for (var j = 0u; j < SA; j++) {
+      let i = lid + j * NT;
+      if (i < RT * QB) { ws[(i / QB) * QP + i % QB] = ar[j]; }
     }
     workgroupBarrier();
+    // the next block's loads, in flight while this one is used
+    let nb = b + QB;
+    for (var j = 0u; j < SX; j++) {
+      let c = nb + (lid + j * NT) % QB;
+      xr[j] = vec4<f32>(0.0);
+      if (xo[j] >= 0 && c < qe) { xr[j] = x[u32(xo[j]) + c]; }
+    }
+    for (var j = 0u; j < SA; j++) {
+      let c = nb + (lid + j * NT) % QB;
+      ar[j] = vec4<f32>(0.0);
+      if (ao[j] >= 0 && c < qe) { ar[j] = load4(u32(ao[j]) + 4u * c); }
+    }
     for (var c = 0u; c < QB; c++) {
-      var xv: array<vec4<f32>, 16>;
+      var xv: array<vec4<f32>, 8>;
       for (var u = 0u; u < BM; u++) { xv[u] = xs[(te + u * NE) * QP + c]; }
       for (var v = 0u; v < BR; v++) {
         let a = ws[(tr + v * NR) * QP + c];

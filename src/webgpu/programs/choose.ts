@@ -9,6 +9,7 @@ import {
   expandGemmSpec,
   expandGemmTiling,
   expandGemmUsable,
+  fitShrinkGemm,
   type GemmTuning,
   shrinkGemmGroups,
   shrinkGemmSpec,
@@ -96,7 +97,7 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
     first = gatherSpec(storage)
     firstGroups = gatherGroups
   } else if (c.gemm) {
-    const base = { ...shrinkGemmTiling(tileM, shape.maxUsedRank), ...c.tuning?.shrinkGemm }
+    const base = fitShrinkGemm({ ...shrinkGemmTiling(tileM, shape.maxUsedRank), ...c.tuning?.shrinkGemm })
     kg = c.tuning?.shrinkGemm?.KG ?? splitKGemm(base, shrinkGemmWorkgroups(base, shape, numTiles), spec.inFeatures)
     const t = { ...base, KG: kg }
     first = shrinkGemmSpec(storage, t)

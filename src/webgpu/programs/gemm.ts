@@ -69,12 +69,25 @@ function rankRows(maxUsedRank: number): number {
   return maxUsedRank <= 16 ? 16 : maxUsedRank <= 32 ? 32 : 64
 }
 
-/** 4 x 4 sums per thread; the longest k block (32 or 16) whose staged x and A fit the workgroup memory. */
+/** 4 x 4 sums per thread, k blocks of 32 (fitted by fitShrinkGemm). */
 export function shrinkGemmTiling(tileM: number, maxUsedRank: number): Omit<ShrinkGemmTiling, 'KG'> {
-  const RT = rankRows(maxUsedRank)
-  const staged = (KB: number) => (tileM + RT) * (KB / 4 + 1) * 16
-  const KB = staged(32) <= WORKGROUP_BYTES ? 32 : 16
-  return { TM: tileM, RT, BM: 4, BR: 4, KB }
+  return { TM: tileM, RT: rankRows(maxUsedRank), BM: 4, BR: 4, KB: 32 }
+}
+
+/** Vec4s of x and of A one thread of shrink_gemm stages per block (MAX_STAGE in the shader). */
+const MAX_STAGE = 8
+
+/**
+ * The k block shortened (halved down to 4) until the staged x and A blocks fit the workgroup memory
+ * and each thread stages at most MAX_STAGE vec4s of each.
+ */
+export function fitShrinkGemm<T extends Omit<ShrinkGemmTiling, 'KG'>>(t: T): T {
+  const threads = (t.TM / t.BM) * (t.RT / t.BR)
+  let KB = t.KB
+  const fits = (kb: number) =>
+    (t.TM + t.RT) * (kb / 4 + 1) * 16 <= WORKGROUP_BYTES && Math.max(t.TM, t.RT) * (kb / 4) <= MAX_STAGE * threads
+  while (KB > 4 && !fits(KB)) KB /= 2
+  return { ...t, KB }
 }
 
 /** Workgroups of shrink_gemm before any split over workgroups (rank tiles x tiles x slices). */
@@ -97,9 +110,9 @@ export function shrinkGemmGroups(t: ShrinkGemmTiling, shape: CallShape, numTiles
   return checkGroups([Math.ceil(shape.maxUsedRank / t.RT), numTiles, shape.numSlices * t.KG], 'shrink_gemm')
 }
 
-/** 8 entries x 2 column quads per thread, 16 threads across: 128 columns per workgroup; rank in rounds of up to 32. */
+/** 4 entries x 4 column quads per thread, 16 threads across: 256 columns per workgroup; rank in rounds of up to 32. */
 export function expandGemmTiling(tileM: number, maxUsedRank: number): Omit<ExpandGemmTiling, 'KG'> {
-  return { TM: tileM, BM: 8, NW: 16, BQ: 2, KC: Math.min(32, rankRows(maxUsedRank)) }
+  return { TM: tileM, BM: 4, NW: 16, BQ: 4, KC: Math.min(32, rankRows(maxUsedRank)) }
 }
 
 export function expandGemmSpec(storage: WeightStorage, t: ExpandGemmTiling): PipelineSpec {
