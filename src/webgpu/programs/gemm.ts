@@ -39,8 +39,12 @@ export interface GemmTuning {
 const WORKGROUP_BYTES = 16384 - 16
 /** Largest split over workgroups of shrink_gemm. */
 export const GEMM_MAX_KG = 16
-/** Workgroups shrink_gemm aims for with a split over workgroups (a few per multiprocessor of a 132-SM GPU). */
-export const GEMM_TARGET_WORKGROUPS = 512
+/**
+ * Workgroups shrink_gemm aims for with a split over workgroups (one to three per multiprocessor of
+ * a 132-SM GPU). Each expand workgroup adds the KG partials of its tile's h: on the H200 the expand
+ * took 1.3-2x longer at KG 16 than at KG 4, so the split stops short of filling the GPU twice.
+ */
+export const GEMM_TARGET_WORKGROUPS = 384
 
 /**
  * Entries per tile of the GEMM kernels for this call, or 0 where they do not apply: on 'discrete'
@@ -69,9 +73,15 @@ function rankRows(maxUsedRank: number): number {
   return maxUsedRank <= 16 ? 16 : maxUsedRank <= 32 ? 32 : 64
 }
 
-/** 4 x 4 sums per thread, k blocks of 32 (fitted by fitShrinkGemm). */
+/**
+ * 4 entries x RT / 8 rank rows per thread (8 rank threads: 128 threads on 64-entry tiles), k blocks
+ * of 32 (fitted by fitShrinkGemm). H200, each kernel alone over forced variants
+ * (bench/webgpu-gemm.ts): 4 x 2 at rank 16 and 4 x 8 at rank 64 were the fastest of 4 x 4, 8 x 4,
+ * 4 x 8, 2 x 4, 4 x 2 and 8 x 2 on most shapes; 4 x 4 at rank 64 (256 threads) ran 2-4x slower.
+ */
 export function shrinkGemmTiling(tileM: number, maxUsedRank: number): Omit<ShrinkGemmTiling, 'KG'> {
-  return { TM: tileM, RT: rankRows(maxUsedRank), BM: 4, BR: 4, KB: 32 }
+  const RT = rankRows(maxUsedRank)
+  return { TM: tileM, RT, BM: 4, BR: RT / 8, KB: 32 }
 }
 
 /** Vec4s of x and of A one thread of shrink_gemm stages per block (MAX_STAGE in the shader). */
@@ -110,9 +120,14 @@ export function shrinkGemmGroups(t: ShrinkGemmTiling, shape: CallShape, numTiles
   return checkGroups([Math.ceil(shape.maxUsedRank / t.RT), numTiles, shape.numSlices * t.KG], 'shrink_gemm')
 }
 
-/** 4 entries x 4 column quads per thread, 16 threads across: 256 columns per workgroup; rank in rounds of up to 32. */
+/**
+ * 256 threads of 4 entries each, 256 columns per workgroup: 16 threads x 4 column quads on 64-entry
+ * tiles, 32 x 2 on 32-entry tiles, 64 x 1 on 16-entry tiles; rank in rounds of up to 32. H200: the
+ * fastest of the 7 variants of bench/webgpu-gemm.ts on most shapes.
+ */
 export function expandGemmTiling(tileM: number, maxUsedRank: number): Omit<ExpandGemmTiling, 'KG'> {
-  return { TM: tileM, BM: 4, NW: 16, BQ: 4, KC: Math.min(32, rankRows(maxUsedRank)) }
+  const NW = Math.min(64, 1024 / tileM)
+  return { TM: tileM, BM: 4, NW, BQ: 64 / NW, KC: Math.min(32, rankRows(maxUsedRank)) }
 }
 
 export function expandGemmSpec(storage: WeightStorage, t: ExpandGemmTiling): PipelineSpec {
