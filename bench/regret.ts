@@ -2,8 +2,10 @@
  * The dispatcher's regret: time('auto') / time(best forced backend), host arrays, over a grid of
  * 5 projections x {1, 32} adapters x T in {1, 16, 64, 256, 1024, 4096} x {f32, bf16} (a batch of
  * T tokens has min(T, D) adapters, round-robin). Per point 'auto', forced wasm and forced webgpu
- * run interleaved call by call (order rotated every round) on one runtime, weights cold (calls
- * rotate over adapter copies spanning >= 128 MiB). Reported per point: the median of each, the
+ * run on one runtime in an order rotated every round, each timed call right after an untimed call
+ * of the same contender (so that none is timed while another's work drains: a GPU call leaves the
+ * event loop and, on a software adapter, the CPU busy), weights cold (calls rotate over adapter
+ * copies spanning >= 128 MiB). Reported per point: the median of each, the
  * backend 'auto' chose, the regret; then the median, max and counts above 1.10 and 1.25.
  * Usage: npx tsx bench/regret.ts [--rounds N] [--max-t T] [--threads N|auto] [--full] [--json FILE]
  */
@@ -74,10 +76,10 @@ for (const shape of SHAPES) {
           await layer.apply(x, y, ids, { backend: b })
           return performance.now() - t0
         }
-        for (const b of contenders) await call(b)
         for (let r = 0; r < rounds; r++) {
           for (let i = 0; i < contenders.length; i++) {
             const k = (i + r) % contenders.length
+            await call(contenders[k]) // untimed: the work another contender left behind lands here
             times[k].push(await call(contenders[k]))
           }
         }
