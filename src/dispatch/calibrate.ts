@@ -104,7 +104,9 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
     const point = { ...base, ...p }
     const nominal = nominalMs(point, rates, reps)
     // a GPU point can block the thread (~30 ms of pipeline compilation on lavapipe) past its timer
-    if (performance.now() + (gpu ? 40 * load.slowdown : nominal * load.slowdown * 1.5) >= deadline) return null
+    // (the GPU's margin scales with the CPU's slowdown, capped: the first wasm calls' JIT warm-up
+    // measured up to 5x on an idle 16-core host, which left a short budget no GPU point at all)
+    if (performance.now() + (gpu ? 40 * Math.min(load.slowdown, 2) : nominal * load.slowdown * 1.5) >= deadline) return null
     const t0 = performance.now()
     // a failing point (e.g. a GPU error) leaves the priors in place: calibration never breaks a runtime
     const timing = timePoint(t, point, reps, deadline).catch(() => null)
