@@ -2,8 +2,10 @@
  * The dispatcher's regret: time('auto') / time(best forced backend), host arrays, over a grid of
  * 5 projections x {1, 32} adapters x T in {1, 16, 64, 256, 1024, 4096} x {f32, bf16} (a batch of
  * T tokens has min(T, D) adapters, round-robin). Per point 'auto', forced wasm and forced webgpu
- * run interleaved call by call (order rotated every round) on one runtime, weights cold (calls
- * rotate over adapter copies spanning >= 128 MiB). Reported per point: the median of each, the
+ * run on one runtime in every order in turn (6 rounds per cycle), each timed call right after an untimed call
+ * of the same contender (so that none is timed while another's work drains: a GPU call leaves the
+ * event loop and, on a software adapter, the CPU busy), weights cold (calls rotate over adapter
+ * copies spanning >= 128 MiB). Reported per point: the median of each, the
  * backend 'auto' chose, the regret; then the median, max and counts above 1.10 and 1.25.
  * Usage: npx tsx bench/regret.ts [--rounds N] [--max-t T] [--threads N|auto] [--full] [--json FILE]
  */
@@ -16,7 +18,7 @@ import { quantile } from './timing-threads.js'
 
 const args = process.argv.slice(2)
 const flag = (name: string): string | undefined => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined)
-const rounds = Number(flag('--rounds') ?? 5)
+const rounds = Number(flag('--rounds') ?? 6)
 const maxT = Number(flag('--max-t') ?? 4096)
 const threadsArg = flag('--threads')
 const threads = threadsArg === undefined ? 1 : threadsArg === 'auto' ? 'auto' : Number(threadsArg)
@@ -32,6 +34,19 @@ const SHAPES = [
 ]
 const TOKENS = [1, 16, 64, 256, 1024, 4096].filter((t) => t <= maxT)
 const DTYPES: WeightDtype[] = ['f32', 'bf16']
+/**
+ * The order of the contenders in each round: all six, so that each follows each other equally
+ * often (a rotation had 'auto' right after WebGPU in 2 of 3 rounds, wasm in 1; a GPU call leaves
+ * work behind, on a software adapter its threads busy, for longer than one small call).
+ */
+const ORDERS = [
+  [0, 1, 2],
+  [0, 2, 1],
+  [1, 0, 2],
+  [1, 2, 0],
+  [2, 0, 1],
+  [2, 1, 0],
+]
 
 const rt = await createRuntime({ backend: 'auto', threads })
 if (args.includes('--full')) await rt.calibrate()
@@ -74,10 +89,9 @@ for (const shape of SHAPES) {
           await layer.apply(x, y, ids, { backend: b })
           return performance.now() - t0
         }
-        for (const b of contenders) await call(b)
         for (let r = 0; r < rounds; r++) {
-          for (let i = 0; i < contenders.length; i++) {
-            const k = (i + r) % contenders.length
+          for (const k of ORDERS[r % ORDERS.length]) {
+            await call(contenders[k]) // untimed: the work another contender left behind lands here
             times[k].push(await call(contenders[k]))
           }
         }

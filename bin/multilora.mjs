@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// multilora command line: `multilora bench [--quick] [--table] [--json FILE] [--svg FILE]`, `multilora --help`.
+// multilora command line: `multilora bench [--quick] [--table [--shapes LIST]] [--json FILE] [--svg FILE]`, `multilora --help`.
 // Arguments are checked here, before anything runs: --help prints the usage, an unknown command or
 // option is an error that lists the ones there are. The benchmark is TypeScript run through tsx,
 // with the peers as devDependencies: it runs from a checkout of the repository (npm install), not
@@ -8,12 +8,13 @@ import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
-/** Options of `bench`: name -> [takes a value, description]. */
+/** Options of `bench`: name -> [the name of its value or false, description]. */
 const BENCH_OPTIONS = {
   '--quick': [false, 'the short grid (about a minute; the full run takes about ten)'],
   '--table': [false, 'nine mixed batches, cold caches, peers and threads side by side (bench/results/table.json)'],
-  '--json': [true, 'write the results here (default bench/results/bench.json, bench-quick.json with --quick)'],
-  '--svg': [true, 'write the chart here (default bench/results/bench.svg, bench-quick.svg with --quick)'],
+  '--shapes': ['LIST', 'with --table: only these of the nine (0-based, comma-separated, e.g. 2,3)'],
+  '--json': ['FILE', 'write the results here (default bench/results/bench.json, bench-quick.json with --quick)'],
+  '--svg': ['FILE', 'write the chart here (default bench/results/bench.svg, bench-quick.svg with --quick)'],
   '--help': [false, 'print this and exit'],
 }
 const USAGE = `usage: multilora <command> [options]
@@ -25,10 +26,10 @@ commands:
 
 options of bench:
 ${Object.entries(BENCH_OPTIONS)
-  .map(([name, [value, text]]) => `  ${`${name}${value ? ' FILE' : ''}`.padEnd(12)} ${text}`)
+  .map(([name, [value, text]]) => `  ${`${name}${value ? ` ${value}` : ''}`.padEnd(13)} ${text}`)
   .join('\n')}`
 const OPTION_LIST = Object.entries(BENCH_OPTIONS)
-  .map(([name, [value]]) => `${name}${value ? ' FILE' : ''}`)
+  .map(([name, [value]]) => `${name}${value ? ` ${value}` : ''}`)
   .join(', ')
 
 function fail(message) {
@@ -52,7 +53,7 @@ for (let i = 0; i < rest.length; i++) {
   }
   const option = Object.hasOwn(BENCH_OPTIONS, arg) ? BENCH_OPTIONS[arg] : undefined
   if (!option) fail(`unknown ${arg.startsWith('-') ? 'option' : 'argument'} '${arg}' for bench (its options: ${OPTION_LIST})`)
-  if (option[0] && (i + 1 >= rest.length || rest[i + 1].startsWith('--'))) fail(`${arg} needs a FILE`)
+  if (option[0] && (i + 1 >= rest.length || rest[i + 1].startsWith('--'))) fail(`${arg} needs a ${option[0]}`)
   if (option[0]) i++
 }
 

@@ -18,7 +18,8 @@ describe('multilora command line', () => {
       const r = cli(...args)
       expect(r.status, r.stderr).toBe(0)
       expect(r.stdout).toMatch(/^usage: multilora <command>/)
-      for (const option of ['--quick', '--table', '--json FILE', '--svg FILE', '--help']) expect(r.stdout).toContain(option)
+      for (const option of ['--quick', '--table', '--shapes LIST', '--json FILE', '--svg FILE', '--help'])
+        expect(r.stdout).toContain(option)
       expect(r.stderr).toBe('')
     },
   )
@@ -27,10 +28,14 @@ describe('multilora command line', () => {
     [[], /no command given/],
     [['bogus'], /unknown command 'bogus' \(the commands: bench, help\)/],
     [['--quick'], /unknown command '--quick'/],
-    [['bench', '--bogus'], /unknown option '--bogus' for bench \(its options: --quick, --table, --json FILE, --svg FILE, --help\)/],
+    [
+      ['bench', '--bogus'],
+      /unknown option '--bogus' for bench \(its options: --quick, --table, --shapes LIST, --json FILE, --svg FILE, --help\)/,
+    ],
     [['bench', '--quick', 'extra'], /unknown argument 'extra' for bench \(its options: --quick/],
     [['bench', '--json'], /--json needs a FILE/],
     [['bench', '--svg', '--quick'], /--svg needs a FILE/],
+    [['bench', '--table', '--shapes'], /--shapes needs a LIST/],
   ] as [string[], RegExp][])('%j is an error naming what exists', (args, message) => {
     const r = cli(...args)
     expect(r.status, r.stdout).toBe(2)

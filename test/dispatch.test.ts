@@ -520,6 +520,18 @@ describe('profiles and calibration', () => {
     }
   })
 
+  it.runIf(gpuHere)("the GPU's pipeline compilation is outside a short budget: a 150 ms one still measures its launch", async () => {
+    const gpu = await createWebGpuBackend()
+    try {
+      // the first GPU point compiles pipelines (180+ ms on lavapipe): inside the budget, nothing was measured
+      const p = await calibrate(targetsOf([gpu]), machineOf([gpu], null), { kind: 'short', budgetMs: 150 })
+      expect(p.backends.webgpu!.measured).toEqual(expect.arrayContaining(['callMs']))
+      expect(p.backends.webgpu!.callMs).toBeGreaterThan(0)
+    } finally {
+      gpu.dispose()
+    }
+  })
+
   it('a forced-backend runtime has no calibration but explains with priors', async () => {
     const rt = await createRuntime({ backend: 'wasm' })
     expect(rt.profile).toBeNull()

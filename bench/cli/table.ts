@@ -30,6 +30,8 @@ const args = process.argv.slice(2)
 const flag = (name: string): string | undefined => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined)
 const jsonPath = flag('--json') ?? 'bench/results/table.json'
 const quick = args.includes('--quick')
+/** --shapes 2,3: only those rows of TABLE_SHAPES (0-based), for a quick look at a few */
+const only = flag('--shapes')?.split(',').map(Number)
 const BUDGET_MS = quick ? 600 : 2500
 const MIN_ROUNDS = quick ? 5 : 9
 const MAX_ROUNDS = quick ? 9 : 41
@@ -94,7 +96,7 @@ for (const [file, name] of [
   }
 }
 
-for (const s of TABLE_SHAPES) {
+for (const s of TABLE_SHAPES.filter((_, i) => !only || only.includes(i))) {
   const label = `T=${s.T} r${s.rank} ${s.loaded}/${s.batch}${s.out !== 4096 ? ` ${s.inF}x${s.out}` : ''}`
   const rng = new Rng(s.rank * 977 + s.T)
   const distinct: CaseAdapter[] = Array.from({ length: s.batch }, () => ({

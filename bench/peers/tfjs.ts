@@ -1,8 +1,8 @@
 /**
  * Peer: @tensorflow/tfjs-backend-wasm (XNNPACK, SIMD, one thread). Per segment: H = X At (A of all
- * slices stacked and stored transposed once, [in, S*r]), H *= scale, then per slice
- * D_s = H_s Bt_s (Bt_s [r, n_s], transposed once) and y rows += D_s. Pre-transposed weights are
- * its fast form: matMul with transpose flags is 4-10x slower there.
+ * slices stacked and stored transposed once, [in, S*r]), then per slice D_s = H_s Bt_s
+ * (Bt_s = scale * B_s^T [r, n_s], made once: no pass for the scale) and y rows += D_s.
+ * Pre-transposed weights are its fast form: matMul with transpose flags is 4-10x slower there.
  */
 import type { Peer, PeerRunner } from './types.js'
 import { gatherRows } from './types.js'
@@ -35,11 +35,11 @@ export const tfjsPeer: Peer = {
       a.A.forEach((A, s) => transpose(A, r, inF, at, s * r, S * r))
       return {
         r,
-        scale: a.scale,
         At: tf.tensor2d(at, [inF, S * r]),
         Bt: a.B.map((B, s) => {
           const bt = new Float32Array(r * widths[s])
           transpose(B, widths[s], r, bt, 0, widths[s])
+          for (let i = 0; i < bt.length; i++) bt[i] *= a.scale
           return tf.tensor2d(bt, [r, widths[s]])
         }),
       }
@@ -54,10 +54,10 @@ export const tfjsPeer: Peer = {
           const m = plan.segLength[g]
           tf.tidy(() => {
             const X = tf.tensor2d(gatherRows(x, inF, plan, g), [m, inF])
-            const H = tf.mul(tf.matMul(X, w.At), w.scale)
+            const H = tf.matMul(X, w.At)
             let col = 0
             for (let s = 0; s < S; s++) {
-              const d = backend.typedArrayFromHeap(tf.matMul(tf.slice(H, [0, s * w.r], [m, w.r]), w.Bt[s]))
+              const d = backend.typedArrayFromHeap(tf.matMul(S === 1 ? H : tf.slice(H, [0, s * w.r], [m, w.r]), w.Bt[s]))
               const n = widths[s]
               for (let i = 0; i < m; i++) {
                 const o = plan.rows[plan.segStart[g] + i] * out + col

@@ -11,7 +11,8 @@
  *   the f32 gemm again on every thread       -> parallel.speedup (a multi-threaded wasm backend)
  *   tiny after a tiny call on the other backend -> switchMs (with two backends, time permitting)
  *
- * 'short' (createRuntime, <= 300 ms in all) measures f32 and bf16 on wasm with warm weights (in=out
+ * 'short' (createRuntime, <= 300 ms in all, plus the GPU's first pipeline compilations, which a
+ * first GPU call would pay anyway: warmGpu) measures f32 and bf16 on wasm with warm weights (in=out
  * 512: filling a cold working set costs ~15 ms per MiB, it cannot afford that; warm weight rates
  * are capped at the prior, warm arithmetic rates stay ~1.5x above cold serving ones), and on the
  * GPU whatever fits in the rest of the budget, most telling first (a first GPU call compiles
@@ -51,7 +52,7 @@ export async function calibrate(
   const full = options.kind === 'full'
   const budget = options.budgetMs ?? (full ? 20000 : 300)
   // margin: a GPU call can block the thread (~35 ms of pipeline compilation on lavapipe) past its timer
-  const deadline = start + budget - (targets.some((t) => t.backend.name === 'webgpu') ? 40 : 5)
+  let deadline = start + budget - (targets.some((t) => t.backend.name === 'webgpu') ? 40 : 5)
   const backends: Profile['backends'] = {}
   // how much slower than nominal the CPU points ran (JIT warm-up, a loaded machine): shared by
   // every target, since a loaded machine also stretches the GPU's blocking compilations
@@ -61,10 +62,12 @@ export async function calibrate(
     const t = ordered[i]
     // wasm gets at most a third of a short budget; the GPU (slow first calls) the rest
     const share = !full && t.backend.name === 'wasm' && ordered.length > 1 ? start + budget / 3 : deadline
+    // the GPU's pipeline compilation is not part of its budget
+    if (t.backend.name === 'webgpu') deadline += await warmGpu(t, full)
     // rates are per thread: every point on one thread, but the one that measures the speed-up
     t.parallel?.force(1)
     try {
-      backends[t.backend.name] = await calibrateOne(t, full, Math.min(share, deadline), load)
+      backends[t.backend.name] = await calibrateOne(t, full, t.backend.name === 'webgpu' ? deadline : Math.min(share, deadline), load)
     } finally {
       t.parallel?.force(null)
     }
@@ -89,14 +92,67 @@ export async function calibrate(
   }
 }
 
+/** The points a calibration times (the GPU's pipelines for them are compiled first, see warmGpu). */
+function pointsOf(full: boolean, discrete: boolean) {
+  const size = full ? 1024 : 512
+  const base: Point = { inF: 64, out: 64, rank: 1, distinct: 1, tokens: 1, dtype: 'f32', resident: 'host', coldBytes: 0 }
+  return {
+    size,
+    base,
+    segs: { ...base, distinct: 32, tokens: 32 },
+    copy: { ...base, inF: discrete ? 1024 : size, out: discrete ? 1024 : size, tokens: discrete ? 256 : 64 },
+    // serving-like widths (weights past L1/L2, as in a 4096-wide layer) and rank 32: enough
+    // arithmetic per activation byte that the copies are a small correction
+    gemm: (dtype: WeightDtype, resident: Point['resident'], coldBytes: number): Point => ({
+      ...base,
+      inF: 4 * size,
+      out: 4 * size,
+      rank: 32,
+      tokens: full ? 256 : 64,
+      dtype,
+      resident,
+      coldBytes,
+    }),
+    gemv: (dtype: WeightDtype, resident: Point['resident'], coldBytes: number): Point => ({
+      ...base,
+      inF: size,
+      out: size,
+      rank: 16,
+      distinct: 8,
+      tokens: 8,
+      dtype,
+      resident,
+      coldBytes,
+    }),
+  }
+}
+
+/**
+ * One untimed call of each GPU point's shape, before the GPU's share of the budget starts: a first
+ * call compiles its pipelines (180+ ms for the first point on lavapipe, more than a short budget
+ * holds), which any first GPU call pays once anyway. Returns the ms it took (at most ~5 s waited).
+ */
+async function warmGpu(t: CalibrationTarget, full: boolean): Promise<number> {
+  const t0 = performance.now()
+  const p = pointsOf(full, !t.isSoftware)
+  const shapes = [p.base, p.segs, { ...p.copy, resident: 'gpu' as const }, p.gemm('f32', 'gpu', 0), p.gemv('f32', 'gpu', 0)]
+  const all = (async () => {
+    for (const s of shapes) await timePoint(t, s, 0, 0)
+  })().catch(() => undefined)
+  let timer: ReturnType<typeof setTimeout> | undefined
+  await Promise.race([all, new Promise<void>((resolve) => (timer = setTimeout(resolve, 5000)))])
+  clearTimeout(timer)
+  return performance.now() - t0
+}
+
 async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: number, load: { slowdown: number }): Promise<ProfileEntry> {
   const gpu = t.backend.name === 'webgpu'
   const rates: BackendRates = structuredClone(priorRates(t.backend.name, t.isSoftware))
   const measured: string[] = []
   const cold = full ? 64 * MIB : 0
-  const size = full ? 1024 : 512
   const reps = full ? 15 : gpu ? 3 : 6
-  const base: Point = { inF: 64, out: 64, rank: 1, distinct: 1, tokens: 1, dtype: 'f32', resident: 'host', coldBytes: 0 }
+  const discrete = gpu && !t.isSoftware
+  const { size, base, segs: segsPoint, copy: copyPoint, gemm: gemmOf, gemv: gemvOf } = pointsOf(full, discrete)
   // CPU points run synchronously and cannot be interrupted: one starts only if its estimate,
   // scaled by the slowdown seen so far, fits.
   /** Time a point unless the deadline passed; a GPU point is abandoned (left to finish) at the deadline. */
@@ -104,7 +160,8 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
     const point = { ...base, ...p }
     const nominal = nominalMs(point, rates, reps)
     // a GPU point can block the thread (~30 ms of pipeline compilation on lavapipe) past its timer
-    if (performance.now() + (gpu ? 40 * load.slowdown : nominal * load.slowdown * 1.5) >= deadline) return null
+    // (the GPU's compilations ran before its budget, warmGpu: its margin grows little with the CPU's slowdown)
+    if (performance.now() + (gpu ? 40 * Math.min(load.slowdown, 2) : nominal * load.slowdown * 1.5) >= deadline) return null
     const t0 = performance.now()
     // a failing point (e.g. a GPU error) leaves the priors in place: calibration never breaks a runtime
     const timing = timePoint(t, point, reps, deadline).catch(() => null)
@@ -136,15 +193,13 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
     measured.push('roundTripMs')
   } else if (gpu && tiny !== null) rates.roundTripMs = 0
   const segments = async (): Promise<void> => {
-    const segs = await run({ distinct: 32, tokens: 32 })
+    const segs = await run(segsPoint)
     if (segs !== null && tiny !== null) (rates.segmentMs = Math.max(0, (segs - tiny) / 31)), measured.push('segmentMs')
   }
   // A hardware GPU's transfers decide most calls from T = 16 to 1024 (host arrays to an H200 and
   // back paid 2-3 GB/s, against 8 of the old prior): measured first, on a few MB (uploads and
   // readbacks of small arrays are all latency, which callMs holds). A software adapter's copies are
   // the CPU's own: measured last, as before.
-  const discrete = gpu && !t.isSoftware
-  const copyPoint: Point = { ...base, inF: discrete ? 1024 : size, out: discrete ? 1024 : size, tokens: discrete ? 256 : 64 }
   const copyBytes = copyPoint.tokens * 3 * copyPoint.inF * 4
   const copyFlops = 2 * copyPoint.tokens * 2 * copyPoint.inF
   const copies = async (): Promise<void> => {
@@ -166,9 +221,7 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
   // on the GPU, time resident calls: the transfers are already measured by hostGBs
   const resident = gpu ? 'gpu' : 'host'
   for (const dtype of dtypes) {
-    // serving-like widths (weights past L1/L2, as in a 4096-wide layer) and rank 32: enough
-    // arithmetic per activation byte that the copies are a small correction
-    const gemm: Point = { ...base, inF: 4 * size, out: 4 * size, rank: 32, tokens: full ? 256 : 64, dtype, resident, coldBytes: cold }
+    const gemm = gemmOf(dtype, resident, cold)
     const tm = await run(gemm)
     const wm = tm === null ? 0 : tm - overhead(gemm, gemm.tokens / 64)
     if (wm > 0) (rates.gflops[dtype] = (2 * gemm.tokens * 32 * 8 * size) / wm / 1e6), measured.push(`gflops.${dtype}`)
@@ -182,7 +235,7 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
       if (wp > 0)
         (rates.parallel = { threads: par.threads, speedup: Math.min(par.threads, Math.max(0.25, wm / wp)) }), measured.push('parallel')
     }
-    const gemv: Point = { ...base, inF: size, out: size, rank: 16, distinct: 8, tokens: 8, dtype, resident, coldBytes: cold }
+    const gemv = gemvOf(dtype, resident, cold)
     const tv = await run(gemv)
     const wv = tv === null ? 0 : tv - overhead(gemv, 8)
     if (wv > 0) (rates.weightGBs[dtype] = (8 * bytesPerAdapter(gemv)) / wv / 1e6), measured.push(`weightGBs.${dtype}`)

@@ -145,8 +145,8 @@ export function parallelSpeedup(p: ParallelRates | undefined, parts: number): nu
 
 /**
  * Rates used for a backend before (or instead of) measuring it: rough, deliberately modest. A
- * hardware GPU's hostGBs is what host arrays paid to an H200 and back through Dawn (uploads,
- * readback; 2.2-3.3 GB/s effective, bench/regret.ts), not the bus's rate.
+ * hardware GPU's hostGBs is what host arrays paid to an H200 and back through Dawn with mapped
+ * staging uploads (5.9-6.3 GB/s effective at T >= 1024, bench/regret.ts), not the bus's rate.
  */
 export function priorRates(name: BackendName, isSoftware: boolean): BackendRates {
   const all = (v: number): Record<WeightDtype, number> => ({ f32: v, bf16: v, f16: v })
@@ -155,5 +155,5 @@ export function priorRates(name: BackendName, isSoftware: boolean): BackendRates
   }
   return isSoftware
     ? { callMs: 0.2, roundTripMs: 0.8, segmentMs: 0.02, weightGBs: all(3), gflops: all(1), hostGBs: 2, switchMs: 0.05 }
-    : { callMs: 0.05, roundTripMs: 0.25, segmentMs: 0.002, weightGBs: all(200), gflops: all(2000), hostGBs: 3, switchMs: 0.02 }
+    : { callMs: 0.05, roundTripMs: 0.25, segmentMs: 0.002, weightGBs: all(200), gflops: all(2000), hostGBs: 6, switchMs: 0.02 }
 }
