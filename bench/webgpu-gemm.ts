@@ -67,7 +67,8 @@ const name = (o: object): string =>
 const shapes: Shape[] = []
 for (const dtype of ['f32', 'bf16'] as const)
   for (const layer of ['square', 'qkv'] as const)
-    for (const rank of [16, 64]) for (const adapters of [1, 8]) for (const T of [256, 1024]) shapes.push({ T, layer, rank, adapters, dtype })
+    for (const rank of [16, 64])
+      for (const adapters of [1, 8]) for (const T of [256, 1024]) shapes.push({ T, layer, rank, adapters, dtype })
 const label = (s: Shape): string => `${s.dtype} ${s.layer} r${s.rank} L${s.adapters} T${s.T}`
 const picked = only ? shapes.filter((s) => new RegExp(only).test(label(s))) : shapes
 
@@ -90,7 +91,12 @@ for (const s of picked) {
   await gpuTimes(100, (enc, tw) => encodeCall(enc, old, tw)) // clocks up before anything is timed
   row.old = { total: await time(old), shrink: await time(old, 0), expand: await time(old, 1) }
   const def = (await prepare(undefined))!
-  row.default = { total: await time(def), shrink: await time(def, 0), expand: await time(def, 1), specs: def.dispatches.map((x) => x.spec.overrides) }
+  row.default = {
+    total: await time(def),
+    shrink: await time(def, 0),
+    expand: await time(def, 1),
+    specs: def.dispatches.map((x) => x.spec.overrides),
+  }
   // per (entries per tile, split-K): the best shrink and the best expand variant
   const grid: { tileM: number; KG: number; shrink: [string, number]; expand: [string, number] }[] = []
   for (const tileM of [32, 64]) {
@@ -122,7 +128,10 @@ for (const s of picked) {
   const df = row.default as { total: number; shrink: number; expand: number }
   const top = grid
     .slice(0, 3)
-    .map((g) => `M${g.tileM} KG${g.KG} ${(g.shrink[1] + g.expand[1]).toFixed(1)} (${g.shrink[0]} ${g.shrink[1].toFixed(1)} + ${g.expand[0]} ${g.expand[1].toFixed(1)})`)
+    .map(
+      (g) =>
+        `M${g.tileM} KG${g.KG} ${(g.shrink[1] + g.expand[1]).toFixed(1)} (${g.shrink[0]} ${g.shrink[1].toFixed(1)} + ${g.expand[0]} ${g.expand[1].toFixed(1)})`,
+    )
   console.log(
     `${label(s).padEnd(24)} old ${o.total.toFixed(1)} (${o.shrink.toFixed(1)} + ${o.expand.toFixed(1)}) | default ${df.total.toFixed(1)} (${df.shrink.toFixed(1)} + ${df.expand.toFixed(1)}) | ${top.join(' | ')}`,
   )

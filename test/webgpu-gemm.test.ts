@@ -72,7 +72,11 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
     'the default choice: 32- and 64-entry tiles, every rank bucket, several rank tiles, 16-bit weights',
     async () => {
       await check({ ...base, name: 'T90 r16 zipf' }, GEMM, 64)
-      await check({ ...base, name: 'T40 r24 bf16, 8 slots of <= 32', tokens: 40, slots: 2, rank: 24, pattern: 'uniform', dtype: 'bf16' }, GEMM, 32)
+      await check(
+        { ...base, name: 'T40 r24 bf16, segments of <= 32', tokens: 40, slots: 2, rank: 24, pattern: 'uniform', dtype: 'bf16' },
+        GEMM,
+        32,
+      )
       await check({ ...base, name: 'T130 r64 in 1028 some-none', tokens: 130, rank: 64, inFeatures: 1028, pattern: 'some-none' }, GEMM, 64)
       await check({ ...base, name: 'T70 r128 f16 one slot', tokens: 70, rank: 128, slots: 1, pattern: 'identical', dtype: 'f16' }, GEMM, 64)
       await check({ ...base, name: 'T20 r1 in 12', tokens: 20, rank: 1, inFeatures: 12, slots: 1, pattern: 'identical' }, GEMM, 32)

@@ -86,8 +86,11 @@ describe.runIf(gpuHere)('webgpu tile kernels (discrete tiles)', () => {
         TILES,
         on,
       )
-      await check({ ...base, name: 'T70 r16, 64-entry tiles', tokens: 70, pattern: 'identical', slots: 1 }, TILES, { tileM: 64 })
-      await check({ ...base, name: 'prefill default: the other kernels', sliceWidths: [64] }, ['shrink', 'expand_vec4'])
+      await check({ ...base, name: 'T70 r16, 64-entry tiles', tokens: 70, pattern: 'identical', slots: 1 }, TILES, {
+        tileKernels: true,
+        tileM: 64,
+      })
+      await check({ ...base, name: 'prefill default: the GEMM kernels', sliceWidths: [64] }, ['shrink_gemm', 'expand_gemm'])
     },
     SLOW,
   )

@@ -339,9 +339,11 @@ describe.runIf(gpuHere)('webgpu backend', () => {
     const sources = {
       shrink: 'fn main( {',
       shrink_tile: '',
+      shrink_gemm: '',
       expand: '',
       expand_vec4: '',
       expand_tile: '',
+      expand_gemm: '',
       expand_multi: '',
       weigh: '',
       gather: '',
