@@ -90,7 +90,7 @@ describe.runIf(gpuHere)('webgpu tile kernels (discrete tiles)', () => {
         tileKernels: true,
         tileM: 64,
       })
-      await check({ ...base, name: 'prefill default: the GEMM kernels', sliceWidths: [64] }, ['shrink_gemm', 'expand_gemm'])
+      await check({ ...base, name: 'prefill default: the other kernels', sliceWidths: [64] }, ['shrink', 'expand_vec4'])
     },
     SLOW,
   )

@@ -101,7 +101,7 @@ export function planCall(ctx: CallContext, plan: SegmentPlan): CallPlan {
     numSlices: spec.sliceWidths.length,
   }
   // the GEMM kernels on prefill segments where they apply (programs/gemm.ts), with their own tiles
-  const gemmM = gemmTile(ctx.profile, spec, shape.longestSegment, ctx.tuning)
+  const gemmM = gemmTile(ctx.profile, spec, { longestSegment: shape.longestSegment, entries: plan.rows.length }, ctx.tuning)
   const tileM = gemmM || (ctx.tuning?.tileM ?? tileEntries(shape.longestSegment, ctx.profile))
   const callMeta = buildCallMeta(plan, tileM)
   const multi = callMeta.maxEntriesPerToken > 1

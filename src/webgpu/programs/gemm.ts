@@ -47,20 +47,29 @@ export const GEMM_MAX_KG = 16
 export const GEMM_TARGET_WORKGROUPS = 384
 
 /**
+ * Entries a call needs for the GEMM kernels by default. H200 (bench/webgpu-gemm.ts, each shape's
+ * variants side by side): at T = 1024 they were 1.5-7.9x faster than the kernels of shrink.ts /
+ * expand.ts; at T = 256 between 0.3x (one adapter: 4 tiles of 64 entries leave most of the GPU
+ * idle) and 1.6x, so smaller calls keep those kernels.
+ */
+export const GEMM_MIN_ENTRIES = 512
+
+/**
  * Entries per tile of the GEMM kernels for this call, or 0 where they do not apply: on 'discrete'
- * (unless forced either way; forcing the tile kernels on or off leaves them out), segments longer
- * than 16 entries, x rows as vec4 (in % 4 == 0), not an embedding. Tiles of 32 entries when no
- * segment is longer, else 64.
+ * (unless forced either way; forcing the tile kernels on or off leaves them out), calls of at
+ * least GEMM_MIN_ENTRIES entries whose segments are longer than 16 entries, x rows as vec4
+ * (in % 4 == 0), not an embedding. Tiles of 32 entries when no segment is longer, else 64.
  */
 export function gemmTile(
   profile: KernelProfile,
   spec: LayerSpec,
-  longestSegment: number,
+  call: { longestSegment: number; entries: number },
   tuning?: GemmTuning & { tileM?: number; tileKernels?: boolean },
 ): number {
   const forced = tuning?.gemm ?? (tuning?.tileKernels !== undefined ? false : undefined)
   if (forced === false || spec.embedding || spec.inFeatures % 4 !== 0) return 0
-  if (forced !== true && (profile !== 'discrete' || longestSegment <= 16)) return 0
+  const { longestSegment, entries } = call
+  if (forced !== true && (profile !== 'discrete' || longestSegment <= 16 || entries < GEMM_MIN_ENTRIES)) return 0
   return tuning?.tileM ?? (longestSegment <= 32 ? 32 : 64)
 }
 
