@@ -27,11 +27,12 @@ const GSS_DIVISOR = 4
  */
 const WHOLE_ENTRIES = 16
 /**
- * Fused calls with y in place (nothing to copy out while the threads work): each thread gets a
- * home range of contiguous entries, cut in HOME_GRANULES granules of decreasing size, claimed by
- * its owner first and by the others once their own range is done (protocol.ts). With one claim
- * counter, the granules of one segment went to every thread in turn, so each thread pulled the
- * weights of several adapters through its cache instead of one or two.
+ * Fused calls with x and y in place (no copies whose order the threads must follow), on
+ * HOME_MIN_PARTS threads or more: each thread gets a home range of contiguous entries, cut in
+ * HOME_GRANULES granules of decreasing size, claimed by its owner first and by the others once
+ * their own range is done (protocol.ts). With one claim counter, the granules of one segment went
+ * to every thread in turn, so each thread pulled the weights of several adapters through its
+ * cache instead of one or two.
  */
 const HOME_GRANULES = 4
 const HOME_MIN_PARTS = 4
@@ -123,7 +124,7 @@ export class ThreadedWasmLayer implements BackendLayer {
     // host arrays (runtime.hostArray) are used in place: nothing to copy in or out for them
     const xAt = this.backend.hostMemory.addressOf(x)
     const yAt = this.backend.hostMemory.addressOf(y)
-    const homes = fused && yAt >= 0 && parts >= HOME_MIN_PARTS ? HOME_GRANULES : 0
+    const homes = fused && xAt >= 0 && yAt >= 0 && parts >= HOME_MIN_PARTS ? HOME_GRANULES : 0
     const count = homes > 0 ? parts * homes : parts * GRANULES_PER_THREAD
     // claimed dynamically (protocol.ts): guided sizes, or per home range sizes homes, .., 2, 1
     const shares = homes > 0 ? homeShares(parts, homes) : granuleShares(parts, count, GSS_DIVISOR)
@@ -153,7 +154,7 @@ export class ThreadedWasmLayer implements BackendLayer {
     const f32 = mem.f32
     // fused: x is copied in granule by granule while the threads work (a worker starts on its
     // granule before all of x is in: 1.04-1.15x at T >= 64 on 2 threads, copies.ts)
-    const xByGranule = fused && xAt < 0 && homes === 0
+    const xByGranule = fused && xAt < 0
     if (!xByGranule && xAt < 0) f32.set(x, xp >> 2)
     const i32 = mem.i32
     i32.set(plan.rows, rp >> 2)
