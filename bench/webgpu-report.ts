@@ -24,6 +24,8 @@ interface Row {
   /** Absent in runs before it was measured. */
   streamNewApplyCpuMs?: number
   encodeCpuMs: number
+  /** The clock check of the timed passes (bench/gpu-timer.ts; absent in older runs and on software adapters: 1). */
+  clock?: number
 }
 interface ModelRow {
   T: number
@@ -59,6 +61,14 @@ interface Result {
 export function adapterLabel(_a: { device?: string; description: string }, file: string): string {
   return file.replace(/^webgpu-|\.json$/g, '')
 }
+/** Where rows carry a clock check: at which fraction of the full clock the kernel passes ran. */
+function clockNote(r: Result): string {
+  const c = r.rows.map((w) => w.clock).filter((v): v is number => v !== undefined && v > 0)
+  if (c.length === 0)
+    return r.adapter.isSoftware ? '' : ' Kernel times taken without a clock check (an idle GPU may have run them at a low clock).'
+  const sorted = [...c].sort((a, b) => a - b)
+  return ` Kernel passes ran after a clock warm-up; the matmul check after them ran at ${sorted[0].toFixed(2)}-${sorted[sorted.length - 1].toFixed(2)} (median ${sorted[sorted.length >> 1].toFixed(2)}) of the run's best.`
+}
 const us = (ms: number): string => (ms * 1e3).toFixed(ms < 0.01 ? 1 : 0)
 export function webgpuReport(dir: string): string {
   const files = readdirSync(dir)
@@ -89,7 +99,7 @@ export function webgpuReport(dir: string): string {
           : ''
       }, ` +
         `GPU -> host ${c.readbackGBs?.toFixed(1)} GB/s, submit + wait ${us(c.submitMs)} us, a pass of one tiny dispatch ${us(c.dispatch.oneMs)} us. ` +
-        `Default tiles: ${r.adapter.kernels}.`,
+        `Default tiles: ${r.adapter.kernels}.${clockNote(r)}`,
       '',
     )
     out.push(

@@ -13,6 +13,7 @@ import { encodeCall, prepareCall } from '../src/webgpu/call.js'
 import { createWebGpuBackend } from '../src/webgpu/index.js'
 import type { GpuLayer } from '../src/webgpu/layer.js'
 import type { TileTuning } from '../src/webgpu/programs/choose.js'
+import { gpuTimer, type Recorder } from './gpu-timer.js'
 import { type Shape, shapeCase } from './webgpu-shapes.js'
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp'
@@ -24,22 +25,10 @@ const backend = await createWebGpuBackend({ kernels: 'discrete' })
 const device = backend.device
 if (!device.features.has('timestamp-query')) throw new Error('this bench needs timestamp-query')
 
-async function gpuTimes(reps: number, record: (enc: GPUCommandEncoder, tw: GPUComputePassTimestampWrites) => void): Promise<number[]> {
-  const qs = device.createQuerySet({ type: 'timestamp', count: 2 * reps })
-  const resolve = device.createBuffer({ size: 16 * reps, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC })
-  const read = device.createBuffer({ size: 16 * reps, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
-  const enc = device.createCommandEncoder()
-  for (let i = 0; i < reps; i++) record(enc, { querySet: qs, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 })
-  enc.resolveQuerySet(qs, 0, 2 * reps, resolve, 0)
-  enc.copyBufferToBuffer(resolve, 0, read, 0, 16 * reps)
-  device.queue.submit([enc.finish()])
-  await read.mapAsync(GPUMapMode.READ)
-  const t = new BigInt64Array(read.getMappedRange())
-  const times: number[] = []
-  for (let i = 0; i < reps; i++) times.push(Number(t[2 * i + 1] - t[2 * i]) / 1e3) // us
-  read.unmap()
-  for (const b of [qs, resolve, read]) b.destroy()
-  return times
+const timer = gpuTimer(device, { warmMs: backend.isSoftware ? 0 : 20 })
+/** GPU us of each of `reps` passes, after the clock warm-up of bench/gpu-timer.ts. */
+async function gpuTimes(reps: number, record: Recorder): Promise<number[]> {
+  return (await timer.times(reps, record)).map((ms) => ms * 1e3)
 }
 
 /** Variants by regime: decode (segments of at most 16 entries) and prefill. */

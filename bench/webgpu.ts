@@ -24,6 +24,7 @@ import { encodeCall, prepareCall } from '../src/webgpu/call.js'
 import type { GpuLayer } from '../src/webgpu/layer.js'
 import type { KernelProfile } from '../src/webgpu/programs/program.js'
 import { materialise } from '../test/grid.js'
+import { gpuTimer } from './gpu-timer.js'
 import { writeResultsMarkdown } from './results-md.js'
 import { type Shape, shapeCase } from './webgpu-shapes.js'
 
@@ -46,24 +47,12 @@ const median = (a: number[]): number => [...a].sort((p, q) => p - q)[a.length >>
 const best = (a: number[]): number => Math.min(...a)
 const now = (): number => performance.now()
 
-/** GPU ms of each of `reps` passes recorded by `record(pass-timestamps)`, via timestamp queries. */
-async function gpuTimes(reps: number, record: (enc: GPUCommandEncoder, tw: GPUComputePassTimestampWrites) => void): Promise<number[]> {
-  const qs = device.createQuerySet({ type: 'timestamp', count: 2 * reps })
-  const resolve = device.createBuffer({ size: 16 * reps, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC })
-  const read = device.createBuffer({ size: 16 * reps, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
-  const enc = device.createCommandEncoder()
-  for (let i = 0; i < reps; i++) record(enc, { querySet: qs, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 })
-  enc.resolveQuerySet(qs, 0, 2 * reps, resolve, 0)
-  enc.copyBufferToBuffer(resolve, 0, read, 0, 16 * reps)
-  device.queue.submit([enc.finish()])
-  await read.mapAsync(GPUMapMode.READ)
-  const t = new BigInt64Array(read.getMappedRange())
-  const out: number[] = []
-  for (let i = 0; i < reps; i++) out.push(Number(t[2 * i + 1] - t[2 * i]) / 1e6)
-  read.unmap()
-  for (const x of [qs, resolve, read]) x.destroy()
-  return out
-}
+/**
+ * GPU ms of each of `reps` passes (timestamp queries), each batch after a clock warm-up on a
+ * hardware GPU (bench/gpu-timer.ts): kernel times at the clock of a busy GPU, not of an idle one.
+ */
+const timer = gpuTimer(device, { warmMs: backend.isSoftware ? 0 : 20 })
+const gpuTimes = timer.times
 
 function pipeline(file: string, constants: Record<string, number> = {}): GPUComputePipeline {
   const code = readFileSync(new URL(`../shaders/${file}.wgsl`, import.meta.url), 'utf8')
@@ -143,6 +132,7 @@ async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
   const est = median(await gpuTimes(2, (enc, tw) => encodeCall(enc, call, tw)))
   const reps = Math.max(quick ? 3 : 5, Math.min(quick ? 5 : 20, Math.ceil(300 / Math.max(est, 1e-3))))
   const kernelMs = best(await gpuTimes(reps, (enc, tw) => encodeCall(enc, call, tw)))
+  const clockCheckGflops = timer.lastCheckGflops()
   // each dispatch in a pass of its own: which kernel the time goes to
   const perKernelMs: Record<string, number> = {}
   for (const d of call.dispatches) {
@@ -211,6 +201,7 @@ async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
     ...s,
     kernels,
     kernelMs,
+    clockCheckGflops,
     perKernelMs,
     gflops,
     weightGBs,
@@ -448,6 +439,8 @@ const rows = measured.map((r) => {
     (r.T * (r.layer === 'square' ? 4096 : 6144) * 4) / (rates.readbackGBs * 1e6)
   return {
     ...r,
+    // the matmul check right after the timed passes against the run's best check: 1 = full clock
+    clock: timer.clockOf(r.clockCheckGflops),
     fracMatmul: r.gflops / ceil.matmulGflops,
     fracCopy: r.weightGBs / ceil.copyGBs,
     rooflineMs,

@@ -25,15 +25,14 @@ const MAX_TILE: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> h: array<f32>;            // [KG * N * S * rankStride]
-// B: [maxAdapters * maxRank * bStride] weights in the layer dtype, as column pairs
-//@weights
+// B: [maxAdapters * maxRank * bStride] weights in the layer dtype, read 4 at a time (slice widths
+// are multiples of 4, so bStride, bOffset and every load4 offset are too)
+//@weights4
 @group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>;   // [maxAdapters] (rank, bitcast<u32>(scale))
 @group(0) @binding(4) var<storage, read> callMeta: array<i32>;      // tiles [numTiles * 4] (slot, first entry, count, 0); rows [N]
 @group(0) @binding(5) var<storage, read_write> y: array<vec4<f32>>; // [T * outFeatures / 4]
 
 var<workgroup> hs: array<f32, EM * MT * RMAX>; // [entry of the tile][k]
-
-fn load4(i: u32) -> vec4<f32> { return vec4<f32>(load2(i), load2(i + 2u)); }
 
 @compute @workgroup_size(EM * NW)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -27,16 +27,15 @@ const MAX_ACC: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;   // [T * inFeatures / 4]
-// A: [maxAdapters * S * maxRank * inStride] weights in the layer dtype, as pairs
-//@weights
+// A: [maxAdapters * S * maxRank * inStride] weights in the layer dtype, read 4 at a time (inStride
+// = inFeatures, a multiple of 4: every load4 offset is one too)
+//@weights4
 @group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>; // [maxAdapters] (rank, bitcast<u32>(scale))
 @group(0) @binding(4) var<storage, read> callMeta: array<i32>;    // tiles [numTiles * 4] (slot, first entry, count, 0); rows [N]
 @group(0) @binding(5) var<storage, read_write> h: array<f32>;     // [KG * N * S * rankStride]
 
 var<workgroup> As: array<vec4<f32>, RT * KB / 4u>;  // [rank row][k / 4] of the staged block
 var<workgroup> red: array<f32, TE * MT * KS * RC>;   // [entry][ks][rank row of the round]
-
-fn load4(i: u32) -> vec4<f32> { return vec4<f32>(load2(i), load2(i + 2u)); }
 
 @compute @workgroup_size(TE * KS)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
