@@ -8,6 +8,7 @@ interface ScalingRun {
   cores: number
   cpu: string
   rounds: number
+  copyRate?: { inGBs: number; outGBs: number }
   results: Record<string, unknown>[]
 }
 interface RegretRun {
@@ -29,15 +30,23 @@ export function scalingMarkdown(run: ScalingRun): string {
     '',
     `Every call forced onto n threads: ms (speed-up over 1 thread); "host" = x and y in host arrays (rt.hostArray, no copies).`,
     '',
-    `| shape | T | arrays | ${counts.map((n) => `${n}`).join(' | ')} |`,
-    `|---|---|---|${counts.map(() => '---').join('|')}|`,
+    ...(run.copyRate
+      ? [
+          `The main thread copies an ordinary array into the runtime's shared memory at ${f(run.copyRate.inGBs, 1)} GB/s and out at ${f(run.copyRate.outGBs, 1)} GB/s (same run): "floor" = x and y in and y out at those rates, the least an ordinary-array call can take.`,
+          '',
+        ]
+      : []),
+    `| shape | T | arrays | ${counts.map((n) => `${n}`).join(' | ')} |${run.copyRate ? ' floor |' : ''}`,
+    `|---|---|---|${counts.map(() => '---').join('|')}|${run.copyRate ? '---|' : ''}`,
   ]
   for (const r of rows.filter((x) => x.kind === 'scaling' && x.threads === 1)) {
     const cells = counts.map(
       (n) => rows.find((x) => x.kind === 'scaling' && x.shape === r.shape && x.T === r.T && x.host === r.host && x.threads === n)!,
     )
     lines.push(
-      `| ${r.shape} | ${r.T} | ${r.host ? 'host' : 'ordinary'} | ${cells.map((c) => `${f(c.ms, 3)} (${f(c.speedup)}x)`).join(' | ')} |`,
+      `| ${r.shape} | ${r.T} | ${r.host ? 'host' : 'ordinary'} | ${cells.map((c) => `${f(c.ms, 3)} (${f(c.speedup)}x)`).join(' | ')} |${
+        run.copyRate ? ` ${r.host ? '' : f(r.copyFloorMs, 3)} |` : ''
+      }`,
     )
   }
   const pools = [...new Set(rows.filter((r) => r.kind === 'small').map((r) => (r.pool as string).replace(' host', '')))]

@@ -6,7 +6,8 @@
  * with `threads: n` and left to their own choice, against the single-threaded runtime. Cells are
  * interleaved call by call (order rotated every round); weights are cold (each call reads adapter
  * copies the previous calls did not, over COLD_BYTES per layer). Reported: median ms, the speed-up
- * over one thread, and the weight GB/s and GFLOP/s of the call.
+ * over one thread, and the weight GB/s and GFLOP/s of the call; for ordinary arrays, the floor set
+ * by the main thread's copies (x and y in, y out) at the copy rate measured in the same run.
  * Usage: npx tsx bench/threads-scaling.ts [--max N] [--rounds N] [--json FILE]
  */
 import { writeFileSync } from 'node:fs'
@@ -50,6 +51,28 @@ const sized = await Promise.all(pools.map((n) => createRuntime({ backend: 'wasm'
 console.log(
   `${cpus().length} cores (${cpus()[0]?.model}); threads ${wasmOf(big).threads}${wasmOf(big).threadsUnavailableReason ? ` (${wasmOf(big).threadsUnavailableReason})` : ''}; wasm ${big.wasmVariant}; ${rounds} rounds`,
 )
+
+// the main thread's copy rate between an ordinary array and the runtime's (shared) memory, the
+// way a call with ordinary x and y copies them: the floor of those cells (DESIGN: copies into a
+// SharedArrayBuffer run at about half a plain buffer's rate)
+const copyRate = (() => {
+  const n = 16 << 20 // 64 MB
+  const plain = new Float32Array(n).fill(1)
+  const shared = big.hostArray(n)
+  const rate = (copy: () => void) => {
+    const t: number[] = []
+    for (let i = 0; i < 6; i++) {
+      const t0 = performance.now()
+      copy()
+      t.push(performance.now() - t0)
+    }
+    return (n * 4) / quantile(t.slice(1), 0.5) / 1e6
+  }
+  const r = { inGBs: rate(() => shared.array.set(plain)), outGBs: rate(() => plain.set(shared.array)) }
+  shared.release()
+  return r
+})()
+console.log(`main thread copies: in ${copyRate.inGBs.toFixed(1)} GB/s, out ${copyRate.outGBs.toFixed(1)} GB/s`)
 
 interface Cell {
   label: string
@@ -143,6 +166,8 @@ for (const shape of SHAPES) {
         speedup: base / ms[i],
         gflops: flops(T) / ms[i] / 1e6,
         weightGBs: weightBytes(T) / ms[i] / 1e6,
+        // ordinary arrays: the main thread's copies of x and y in and y out at copyRate, a floor
+        copyFloorMs: cells[i].host ? 0 : (T * (shape.inF + out) * 4) / copyRate.inGBs / 1e6 + (T * out * 4) / copyRate.outGBs / 1e6,
       })
       line.push(`${cells[i].label}: ${ms[i].toFixed(3)} (${(base / ms[i]).toFixed(2)}x)`)
     }
@@ -177,7 +202,7 @@ for (const shape of SHAPES) {
   singleLayer.dispose()
   for (const l of sizedLayers) l.dispose()
 }
-const run = { date: new Date().toISOString(), cores: cpus().length, cpu: cpus()[0]?.model ?? '', max, rounds, results }
+const run = { date: new Date().toISOString(), cores: cpus().length, cpu: cpus()[0]?.model ?? '', max, rounds, copyRate, results }
 writeFileSync(jsonPath, JSON.stringify(run, null, 1))
 writeFileSync(jsonPath.replace(/\.json$/, '.md'), scalingMarkdown(run))
 big.dispose()
