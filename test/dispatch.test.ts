@@ -5,7 +5,7 @@ import { timeSwitch } from '../src/dispatch/calibrate-run.js'
 import { machineOf, targetsOf } from '../src/dispatch/calibrate-cache.js'
 import { type BackendRates, type CallFeatures, parallelSpeedup, predict, priorRates, workOf } from '../src/dispatch/cost.js'
 import type { Profile } from '../src/dispatch/profile.js'
-import { Dispatcher, type ExplainRequest, featuresOf } from '../src/dispatch/dispatch.js'
+import { DecisionMemo, Dispatcher, type ExplainRequest, featuresOf } from '../src/dispatch/dispatch.js'
 import { createRuntime } from '../src/index.js'
 import { LoraLayer } from '../src/layer.js'
 import type { BackendName, LayerSpec, WeightDtype } from '../src/types.js'
@@ -540,5 +540,60 @@ describe('profiles and calibration', () => {
     expect(r.predictedMs.wasm).toBeCloseTo(rt.explain({ ...QKV, tokens: 1 }).predictedMs.wasm!)
     expect(priorRates('wasm', false).callMs).toBeGreaterThan(0)
     rt.dispose()
+  })
+})
+
+describe("a layer's memo of its last 'auto' decisions", () => {
+  /** A call the slow GPU loses and the fast GPU wins (host data, qkv, 64 tokens over 8 adapters). */
+  const f = featuresOf({ ...QKV, tokens: 64, adapters: 8 })
+  /** Plant a decision the dispatcher would not make: only a reused memo returns it. */
+  const plant = (d: Dispatcher, memo: DecisionMemo, g: CallFeatures = f) => memo.store(g, BOTH, d.previous, d.ratesVersion, 'webgpu')
+
+  it('holds while nothing changes, is not consulted after the rates change', () => {
+    const d = new Dispatcher(traits, profileOf(SLOW_GPU))
+    const memo = new DecisionMemo()
+    expect(d.choose(f, BOTH, memo)).toBe('wasm')
+    expect(memo.lookup(f, BOTH, null, d.ratesVersion)).toBe('wasm')
+    expect(d.choose(f, BOTH, memo)).toBe('wasm')
+    d.setProfile(profileOf(FAST_GPU))
+    expect(memo.lookup(f, BOTH, null, d.ratesVersion)).toBeNull()
+    expect(d.choose(f, BOTH, memo), 'a stale memo after setProfile').toBe('webgpu')
+  })
+
+  it('returns its decision without predicting while the features match', () => {
+    const d = new Dispatcher(traits, profileOf(SLOW_GPU))
+    const memo = new DecisionMemo()
+    d.choose(f, BOTH, memo)
+    plant(d, memo)
+    expect(d.choose(f, BOTH, memo)).toBe('webgpu')
+    expect(d.choose(f, BOTH), 'without the memo').toBe('wasm')
+  })
+
+  it('keeps one decision per previous backend, all dropped when the features change', () => {
+    const d = new Dispatcher(traits, profileOf(SLOW_GPU))
+    const memo = new DecisionMemo()
+    d.ran('wasm')
+    plant(d, memo)
+    d.ran('webgpu')
+    expect(d.choose(f, BOTH, memo), 'nothing stored after a webgpu call: predicted').toBe('wasm')
+    d.ran('wasm')
+    expect(d.choose(f, BOTH, memo), 'the planted decision after a wasm call is kept').toBe('webgpu')
+    const g = { ...f, tokens: f.tokens + 1 }
+    expect(d.choose(g, BOTH, memo)).toBe('wasm')
+    expect(memo.lookup(f, BOTH, 'wasm', d.ratesVersion), 'dropped with the old features').toBeNull()
+  })
+
+  it('is not reused for other features or another usable list', () => {
+    const d = new Dispatcher(traits, profileOf(SLOW_GPU))
+    const memo = new DecisionMemo()
+    const fields: (keyof CallFeatures)[] = ['tokens', 'entries', 'distinct', 'rankSum', 'rankEntries', 'inFeatures', 'outFeatures', 'slices']
+    const others: Partial<CallFeatures>[] = [{ weightDtype: 'f16' }, { resident: 'wasm' }, { adaptersPerToken: 2 }, { chunkSize: 64 }]
+    for (const other of [...fields.map((k) => ({ [k]: (f[k] as number) + 1 })), ...others]) {
+      plant(d, memo)
+      expect(d.choose(f, BOTH, memo)).toBe('webgpu')
+      expect(d.choose({ ...f, ...other }, BOTH, memo), JSON.stringify(other)).toBe('wasm')
+    }
+    plant(d, memo)
+    expect(d.choose(f, [...BOTH], memo), 'another usable array').toBe('wasm')
   })
 })
