@@ -1,6 +1,6 @@
 /**
  * Host arrays (rt.hostArray): x and y in the wasm memory are used in place, on one thread and on
- * several (fused and two-phase calls), with the same results bit for bit as ordinary arrays and
+ * several (fused and two-phase calls, fused with home ranges on 4 threads), with the same results bit for bit as ordinary arrays and
  * against the float64 reference; views after the memory grew; views the kernels must not take.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -14,15 +14,20 @@ const wasmOf = (rt: Runtime) => backendsOf(rt).find((b) => b.name === 'wasm')!
 
 let single: Runtime
 let two: Runtime
+let four: Runtime
 beforeAll(async () => {
   single = await createRuntime({ backend: 'wasm' })
   two = await createRuntime({ backend: 'wasm', threads: 2 })
-  // every call on both threads, whatever its size
+  // every call on all threads, whatever its size; on 4, fused calls with y in place claim
+  // granules from home ranges (layer.ts HOME_MIN_PARTS)
   wasmOf(two).forceParts(2)
+  four = await createRuntime({ backend: 'wasm', threads: 4 })
+  wasmOf(four).forceParts(4)
 })
 afterAll(() => {
   single?.dispose()
   two?.dispose()
+  four?.dispose()
 })
 
 /** Which of x and y live in host arrays. */
@@ -31,6 +36,7 @@ const PLACES = [['x', 'y'], ['x'], ['y']] as const
 describe.each([
   ['1 thread', () => single],
   ['2 threads', () => two],
+  ['4 threads', () => four],
 ] as const)('%s', (_label, rt) => {
   describe.each(
     caseGrid(1)

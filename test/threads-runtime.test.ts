@@ -5,12 +5,12 @@
  */
 import { spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { createRuntime } from '../src/index.js'
-import { AUTO_WORK_PER_THREAD, createThreadedWasmBackend, SOLO_CALLS } from '../src/wasm/threads/backend.js'
+import { AUTO_WORK_PER_THREAD, createThreadedWasmBackend, FEW_CORES, SMALL_ENTRIES, SOLO_CALLS } from '../src/wasm/threads/backend.js'
 import { threadsUnavailableReason } from '../src/wasm/threads/support.js'
 import { expectLoraError } from './compare.js'
 import { Rng } from './random.js'
@@ -93,7 +93,9 @@ describe('threads option', () => {
         // a large call: every thread; one in between: as many as its work gains from
         expect(b.partsFor(1e10, 1024)).toBe(n)
         expect(b.partsFor(2 * AUTO_WORK_PER_THREAD, 64)).toBe(2)
-        expect(b.partsFor(1e10, 3)).toBe(Math.min(n, 3)) // no more threads than entries
+        expect(b.partsFor(1e10, 6)).toBe(Math.min(n, 6)) // no more threads than entries
+        // calls of a few entries: one thread on a machine of a few cores (FEW_CORES), else by their work
+        expect(b.partsFor(1e10, SMALL_ENTRIES)).toBe(availableParallelism() < FEW_CORES ? 1 : Math.min(n, SMALL_ENTRIES))
       } finally {
         rt.dispose()
       }

@@ -31,6 +31,14 @@ export const AUTO_MAX_THREADS = 16
 export const AUTO_WORK_PER_THREAD = 400_000
 /** The same for calls run in two phases (control.ts MODE_PHASES): they pay a barrier more. */
 export const AUTO_WORK_PER_THREAD_PHASES = 1_000_000
+/**
+ * On a machine of fewer than FEW_CORES cores, calls of one adapter per token and at most
+ * SMALL_ENTRIES entries stay on one thread: there the other core is shared with the rest of the machine, and `threads: 2` made
+ * calls of T = 2-4 1.0-1.4x slower than one thread (bench/threads-scaling.ts on 2 cores); on the
+ * 16-core host the same calls ran 1.2-2.1x faster on 2-16 threads.
+ */
+export const FEW_CORES = 4
+export const SMALL_ENTRIES = 4
 
 /**
  * 'auto' on a loaded machine: a threaded call in which the main thread waited for the workers
@@ -66,6 +74,7 @@ export class ThreadedWasmBackend implements Backend, CallScheduler {
    * @param threadsUnavailableReason why no pool runs here, when none does
    * @param minWork multiply-adds per thread below which a call uses fewer threads (null: the
    *   AUTO_WORK_PER_THREAD figures; 0: every call on every thread)
+   * @param cores   the machine's cores (FEW_CORES)
    */
   constructor(
     readonly wasm: WasmBackend,
@@ -73,6 +82,7 @@ export class ThreadedWasmBackend implements Backend, CallScheduler {
     readonly mode: ThreadsOption,
     readonly threadsUnavailableReason: string | null,
     readonly minWork: number | null = null,
+    readonly cores = FEW_CORES,
   ) {}
 
   /** Which build of the kernels runs (relaxed SIMD or plain). */
@@ -116,6 +126,7 @@ export class ThreadedWasmBackend implements Backend, CallScheduler {
     if (this.forced !== null) return Math.min(this.forced, this.threads)
     // from the call's size, whatever the pool's: a call too small to gain stays on one thread
     if (this.minWork === 0) return this.threads
+    if (fusedEntries > 0 && fusedEntries <= SMALL_ENTRIES && this.cores < FEW_CORES) return 1
     const parts =
       fusedEntries >= 2
         ? Math.min(Math.floor(work / (this.minWork ?? AUTO_WORK_PER_THREAD)), fusedEntries)
@@ -185,14 +196,15 @@ export async function createThreadedWasmBackend(
   options: ThreadedWasmOptions = {},
   minWork: number | null = null,
 ): Promise<ThreadedWasmBackend> {
-  const count = threads === 'auto' ? Math.min(AUTO_MAX_THREADS, await machineThreads()) : threads
+  const cores = await machineThreads()
+  const count = threads === 'auto' ? Math.min(AUTO_MAX_THREADS, cores) : threads
   let reason = threadsUnavailableReason()
   if (reason === null && count > 1) {
     let pool: WorkerPool | null = null
     try {
       const m = await loadThreadsModule(options)
       pool = await WorkerPool.create(count - 1, m.module, m.memory, m.exports, options.workerUrl ?? DEFAULT_WORKER_URL())
-      return new ThreadedWasmBackend(new WasmBackend(m.exports, m.variant), pool, threads, null, minWork)
+      return new ThreadedWasmBackend(new WasmBackend(m.exports, m.variant), pool, threads, null, minWork, cores)
     } catch (e) {
       pool?.dispose()
       reason = e instanceof Error ? e.message : String(e)

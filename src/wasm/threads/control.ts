@@ -88,6 +88,7 @@ export const HELPERS = 11 // workers 0 .. HELPERS - 1 take part in the current j
 export const MODE = 12 // MODE_PHASES or MODE_FUSED
 export const YIN = 13 // fused: granules 0 .. YIN - 1 have their y rows in memory
 export const XIN = 14 // fused: granules 0 .. XIN - 1 have their x rows in memory
+export const HOMES = 15 // fused: 0, or granules per thread's home range (HOME)
 /** Two phases with a barrier: shrink granules (H rows), then expand granules (y columns). */
 export const MODE_PHASES = 0
 /**
@@ -111,7 +112,13 @@ export { TASK_FIELDS }
 export const MAX_GRANULES = GRANULES_PER_THREAD * (MAX_WORKERS + 1)
 /** GDONE + i: 1 once fused granule i is done. */
 export const GDONE = PART + 4 * MAX_GRANULES
-export const CTRL_INTS = GDONE + MAX_GRANULES
+/**
+ * HOME + t: claim counter of thread t's home range, granules t * HOMES .. (t + 1) * HOMES - 1
+ * (thread t = worker t, the main thread after the HELPERS workers), packed as NEXT1. A thread
+ * claims its own range first, then takes what is left of the others' (in order after its own).
+ */
+export const HOME = GDONE + MAX_GRANULES
+export const CTRL_INTS = HOME + MAX_WORKERS + 1
 /** Claim counters: low INDEX_BITS = next granule, the bits above = the job's tag (GEN & TAG_MASK). */
 export const INDEX_BITS = 11
 export const TAG_MASK = (1 << 20) - 1

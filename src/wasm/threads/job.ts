@@ -22,6 +22,8 @@ import {
   DONE2,
   GDONE,
   GRANULES,
+  HOME,
+  HOMES,
   INDEX_BITS,
   MODE,
   MODE_FUSED,
@@ -59,6 +61,11 @@ export interface JobArgs {
   fused: boolean
   /** Fused: x is not in memory yet, the main thread copies each granule's x rows (copyXIn). */
   xByGranule: boolean
+  /**
+   * Fused: 0 (one claim counter for all granules), or the granules of each thread's home range
+   * (control.ts HOME: granules = threads * homes, thread t's range the t-th run of `homes`).
+   */
+  homes: number
 }
 
 /** Copies the main thread makes while the job runs. */
@@ -82,6 +89,10 @@ export function writeJob(c: Int32Array, job: JobArgs, gen: number): number {
   // no claims while the job is rewritten (a late worker of the previous job may still look)
   Atomics.store(c, NEXT1, NO_CLAIMS)
   Atomics.store(c, NEXT2, NO_CLAIMS)
+  const homes = job.fused ? job.homes : 0
+  const threads = homes > 0 ? granules / homes : 0
+  for (let t = 0; t < threads; t++) Atomics.store(c, HOME + t, NO_CLAIMS)
+  c[HOMES] = homes
   c[A_DTYPE] = job.dtype
   c[A_X] = job.x
   c[A_INF] = job.inF
@@ -111,6 +122,7 @@ export function writeJob(c: Int32Array, job: JobArgs, gen: number): number {
   Atomics.store(c, DONE1, 0)
   Atomics.store(c, DONE2, 0)
   const open = (gen & TAG_MASK) << INDEX_BITS
+  for (let t = 0; t < threads; t++) Atomics.store(c, HOME + t, open | (t * homes))
   Atomics.store(c, NEXT1, open) // seq-cst: publishes every field above to the claimers
   Atomics.store(c, NEXT2, open)
   return granules

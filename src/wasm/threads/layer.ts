@@ -14,7 +14,7 @@ import { GRANULES_PER_THREAD } from './control.js'
 import { fusedCopies } from './copies.js'
 import type { JobCopies } from './job.js'
 import type { WorkerPool } from './pool.js'
-import { granuleShares, splitColumns, splitShrink } from './split.js'
+import { granuleShares, homeShares, splitColumns, splitShrink } from './split.js'
 
 /**
  * Guided granule sizes (split.ts granuleShares): each granule 1/(4 threads) of the work left, so
@@ -26,6 +26,16 @@ const GSS_DIVISOR = 4
  * dominates) stay whole up to half a thread's share, so that one thread reads their A and B.
  */
 const WHOLE_ENTRIES = 16
+/**
+ * Fused calls with x and y in place (no copies whose order the threads must follow), on
+ * HOME_MIN_PARTS threads or more: each thread gets a home range of contiguous entries, cut in
+ * HOME_GRANULES granules of decreasing size, claimed by its owner first and by the others once
+ * their own range is done (protocol.ts). With one claim counter, the granules of one segment went
+ * to every thread in turn, so each thread pulled the weights of several adapters through its
+ * cache instead of one or two.
+ */
+const HOME_GRANULES = 4
+const HOME_MIN_PARTS = 4
 
 /** What a threaded layer asks of its backend: the pool, and the order and size of its calls. */
 export interface CallScheduler {
@@ -111,8 +121,13 @@ export class ThreadedWasmLayer implements BackendLayer {
     const hRow = S * spec.maxRank
     // one adapter per token and an entry per thread: granules of whole entries, no barrier (protocol.ts)
     const fused = plan.adaptersPerToken === 1 && N >= parts
-    const count = parts * GRANULES_PER_THREAD
-    const shares = granuleShares(parts, count, GSS_DIVISOR) // claimed dynamically (protocol.ts)
+    // host arrays (runtime.hostArray) are used in place: nothing to copy in or out for them
+    const xAt = this.backend.hostMemory.addressOf(x)
+    const yAt = this.backend.hostMemory.addressOf(y)
+    const homes = fused && xAt >= 0 && yAt >= 0 && parts >= HOME_MIN_PARTS ? HOME_GRANULES : 0
+    const count = homes > 0 ? parts * homes : parts * GRANULES_PER_THREAD
+    // claimed dynamically (protocol.ts): guided sizes, or per home range sizes homes, .., 2, 1
+    const shares = homes > 0 ? homeShares(parts, homes) : granuleShares(parts, count, GSS_DIVISOR)
     // short segments stay whole up to half a thread's share; with longer ones (the arithmetic
     // dominates) only segments below the smallest granule stay whole (split.ts)
     let longest = 0
@@ -120,9 +135,6 @@ export class ThreadedWasmLayer implements BackendLayer {
     const wholeUpTo = longest <= WHOLE_ENTRIES ? 1 / (2 * parts) : 1 / (4 * count)
     const { tasks, partStart } = splitShrink(plan, ranks, S, shares, wholeUpTo, !fused)
     const cuts = splitColumns(spec.sliceWidths, shares)
-    // host arrays (runtime.hostArray) are used in place: nothing to copy in or out for them
-    const xAt = this.backend.hostMemory.addressOf(x)
-    const yAt = this.backend.hostMemory.addressOf(y)
     // one work area: x | y | rows | segments | tasks | H (the whole call's, see assembly/threads.ts)
     const xBytes = xAt >= 0 ? 0 : align16(T * spec.inFeatures * 4)
     const yBytes = yAt >= 0 ? 0 : align16(T * outF * 4)
@@ -167,6 +179,7 @@ export class ThreadedWasmLayer implements BackendLayer {
       cuts,
       fused,
       xByGranule,
+      homes,
     }
     const y0 = yp >> 2
     const none = () => {}

@@ -21,6 +21,7 @@ export class WorkerPool {
   private failure: string | null = null
   private disposed = false
   private wakeMain: () => void = () => {}
+  private spinMs = 0 // how long the main thread spins before it awaits a flag (run)
   /** ms the main thread spent waiting for workers in the last job (at the barriers and the end). */
   waited = 0
 
@@ -113,6 +114,8 @@ export class WorkerPool {
     const gen = (this.gen = (this.gen + 1) | 0)
     const granules = writeJob(c, job, gen)
     const woken = Math.min(parts - 1, this.workers.length)
+    // spin at the end of a job only with cores to spare (on 2 cores the worker may need this one)
+    this.spinMs = woken >= P.SPIN_MAIN_MIN_WORKERS ? P.SPIN_MAIN_MS : 0
     c[C.HELPERS] = woken
     Atomics.store(c, C.GEN, gen) // publishes the job to spinning workers
     for (let w = 0; w < woken; w++) P.wakeIfSleeping(c, w) // and wakes sleeping ones
@@ -138,14 +141,24 @@ export class WorkerPool {
     this.afterJob(copyError)
   }
 
-  /** The main thread's part of a fused job: copies in, granules (with copies out between), the last copies out. */
+  /**
+   * The main thread's part of a fused job: copies in (with the copies out of the granules done so
+   * far between them, while their y rows are still in cache), granules (with copies out between),
+   * the last copies out.
+   */
   private async runFused(gen: number, granules: number, woken: number, copies: JobCopies, xByGranule: boolean): Promise<void> {
     const c = this.ctrl
     let copyError: unknown = null
     const copied = new Uint8Array(granules)
     let left = granules
-    const drain = () => {
-      for (let i = 0; i < granules; i++) {
+    let first = 0 // granules before it are copied out
+    // granules are claimed in order and done about in order: while copying in, look at a window
+    // of them past the first not copied out (a scan of all would cost O(granules^2) per job)
+    const window = 2 * (woken + 1)
+    const drain = (all = true) => {
+      while (first < granules && copied[first] === 1) first++
+      const end = all ? granules : Math.min(granules, first + window)
+      for (let i = first; i < end; i++) {
         if (copied[i] === 0 && Atomics.load(c, C.GDONE + i) === 1) {
           copied[i] = 1
           left--
@@ -168,6 +181,7 @@ export class WorkerPool {
           }
           copies.copyIn(i)
           Atomics.store(c, C.YIN, i + 1)
+          drain(false)
         }
       } catch (e) {
         copyError = e // finish the job first: workers are reading its arguments
@@ -176,7 +190,7 @@ export class WorkerPool {
       }
       Atomics.notify(c, C.XIN)
       Atomics.notify(c, C.YIN)
-      P.claimFused(c, this.main, gen, undefined, drain)
+      P.claimFused(c, this.main, gen, woken, undefined, () => drain(false))
       drain()
       while (left > 0) {
         await this.until(C.DONE, gen)
@@ -216,9 +230,13 @@ export class WorkerPool {
   private async until(flag: number, gen: number): Promise<void> {
     const t0 = performance.now()
     for (;;) {
-      const v = Atomics.load(this.ctrl, flag)
+      let v = Atomics.load(this.ctrl, flag)
       if (v === gen) break
       this.check()
+      // the last granules are in flight: a short spin sees the flag without the event loop's
+      // round trip that waitAsync's promise costs
+      if (this.spinMs > 0) v = P.spinWhile(this.ctrl, flag, v, this.spinMs)
+      if (v === gen) break
       if (this.waitAsync) {
         const r = this.waitAsync(this.ctrl, flag, v)
         if (r.async) await r.value

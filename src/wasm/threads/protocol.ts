@@ -39,7 +39,6 @@ import {
   GO2,
   GRANULES,
   HELPERS,
-  INDEX_BITS,
   MODE,
   MODE_FUSED,
   NEXT1,
@@ -55,17 +54,7 @@ import {
   XIN,
   YIN,
 } from './control.js'
-/** Claim the next granule of counter `word` for the job tagged `tag`; -1 when none is left. */
-function claim(ctrl: Int32Array, word: number, tag: number): number {
-  for (;;) {
-    const v = Atomics.load(ctrl, word)
-    if (v >>> INDEX_BITS !== tag) return -1
-    const i = v & ((1 << INDEX_BITS) - 1)
-    if (i >= ctrl[GRANULES]) return -1
-    if (Atomics.compareExchange(ctrl, word, v, v + 1) === v) return i
-  }
-}
-
+import { claim, claimFusedNext } from './claims.js'
 /** Count one unit of a phase done; the last of `total` publishes `gen` in `flag`. */
 export function finish(ctrl: Int32Array, counter: number, total: number, flag: number, gen: number, post?: Post): void {
   if (Atomics.add(ctrl, counter, 1) !== total - 1) return
@@ -140,9 +129,16 @@ export function claimExpand(ctrl: Int32Array, ex: PartExports, gen: number, post
 export const SPIN_IDLE_MS = 0.3
 export const SPIN_WOKEN_MS = 5
 export const SPIN_BARRIER_MS = 5
+/**
+ * The main thread, waiting for the workers' last granules (pool.ts until), in jobs with at least
+ * SPIN_MAIN_MIN_WORKERS workers: short, and not on a machine of a few cores, where a worker may
+ * need the main thread's core.
+ */
+export const SPIN_MAIN_MS = 0.1
+export const SPIN_MAIN_MIN_WORKERS = 3
 
 /** Spin until ctrl[i] != v, QUIT, or `ms` elapsed; returns ctrl[i]. */
-function spinWhile(ctrl: Int32Array, i: number, v: number, ms: number): number {
+export function spinWhile(ctrl: Int32Array, i: number, v: number, ms: number): number {
   const end = performance.now() + ms
   for (;;) {
     for (let k = 0; k < 100; k++) {
@@ -153,9 +149,13 @@ function spinWhile(ctrl: Int32Array, i: number, v: number, ms: number): number {
   }
 }
 
-/** Fused: claim granules of job `gen` until none is left; `after` runs after each granule. */
-export function claimFused(ctrl: Int32Array, ex: PartExports, gen: number, post?: Post, after?: () => void): void {
-  for (let i = claim(ctrl, NEXT1, gen & TAG_MASK); i >= 0; i = claim(ctrl, NEXT1, gen & TAG_MASK)) {
+/**
+ * Fused: claim granules of job `gen` until none is left, as thread `self` (worker index, or HELPERS
+ * for the main thread); `after` runs after each granule.
+ */
+export function claimFused(ctrl: Int32Array, ex: PartExports, gen: number, self: number, post?: Post, after?: () => void): void {
+  const tag = gen & TAG_MASK
+  for (let i = claimFusedNext(ctrl, tag, self); i >= 0; i = claimFusedNext(ctrl, tag, self)) {
     try {
       const p = PART + 4 * i
       if (ctrl[p + 1] > 0) {
@@ -265,7 +265,7 @@ export function workerLoop(ctrl: Int32Array, ex: PartExports, w: number, post: P
     if (w >= Atomics.load(ctrl, HELPERS)) continue
     try {
       if (Atomics.load(ctrl, MODE) === MODE_FUSED) {
-        claimFused(ctrl, ex, gen, post)
+        claimFused(ctrl, ex, gen, w, post)
         continue
       }
       claimShrink(ctrl, ex, gen, post)

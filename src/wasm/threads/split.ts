@@ -39,6 +39,18 @@ export function granuleShares(threads: number, count: number, divisor = 4): numb
   return shares
 }
 
+/**
+ * Relative sizes of the granules of `threads` home ranges of `homes` granules each (protocol.ts):
+ * equal ranges, each cut in sizes homes, homes - 1, .., 1, so that the granules left for the
+ * other threads to take at the end of a range are the small ones.
+ */
+export function homeShares(threads: number, homes: number): number[] {
+  const sum = (homes * (homes + 1)) / 2
+  const shares: number[] = []
+  for (let t = 0; t < threads; t++) for (let k = homes; k >= 1; k--) shares.push(k / sum / threads)
+  return shares
+}
+
 export interface ShrinkSplit {
   /** [numTasks * TASK_FIELDS] (g, e0, n, k0, k1), grouped by part. */
   tasks: Int32Array
