@@ -586,7 +586,16 @@ describe("a layer's memo of its last 'auto' decisions", () => {
   it('is not reused for other features or another usable list', () => {
     const d = new Dispatcher(traits, profileOf(SLOW_GPU))
     const memo = new DecisionMemo()
-    const fields: (keyof CallFeatures)[] = ['tokens', 'entries', 'distinct', 'rankSum', 'rankEntries', 'inFeatures', 'outFeatures', 'slices']
+    const fields: (keyof CallFeatures)[] = [
+      'tokens',
+      'entries',
+      'distinct',
+      'rankSum',
+      'rankEntries',
+      'inFeatures',
+      'outFeatures',
+      'slices',
+    ]
     const others: Partial<CallFeatures>[] = [{ weightDtype: 'f16' }, { resident: 'wasm' }, { adaptersPerToken: 2 }, { chunkSize: 64 }]
     for (const other of [...fields.map((k) => ({ [k]: (f[k] as number) + 1 })), ...others]) {
       plant(d, memo)
