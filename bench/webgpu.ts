@@ -12,7 +12,8 @@
  * x rows read + y rows read and written + the weights of the adapters used, and R / time.
  * Writes bench/results/webgpu-<adapter>.json (one file per adapter and implementation) and prints
  * a table. `--quick`: fewer shapes and passes; `--only=<regex>`: the shapes whose label matches;
- * `--kernels=software|discrete|both`: the tile families timed (default: the adapter's own).
+ * `--kernels=software|discrete|both`: the tile families timed (default: the adapter's own);
+ * `--unroll=on|off`: the WGSL loop unrolling of src/webgpu/unroll.ts forced on or off.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import process from 'node:process'
@@ -34,13 +35,16 @@ const quick = process.argv.includes('--quick')
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7)
 const isDeno = 'Deno' in globalThis
 const kernelsArg = process.argv.find((a) => a.startsWith('--kernels='))?.slice(10)
-const backend = await createWebGpuBackend()
+/** `--unroll=on|off`: force the WGSL loop unrolling (default: the backend's, on under wgpu). */
+const unrollArg = process.argv.find((a) => a.startsWith('--unroll='))?.slice(9)
+const unroll = unrollArg === undefined ? undefined : unrollArg === 'on'
+const backend = await createWebGpuBackend({ unroll })
 const device = backend.device
 const profiles: KernelProfile[] =
   kernelsArg === 'both' ? ['software', 'discrete'] : [(kernelsArg as KernelProfile | undefined) ?? backend.kernels]
 /** One backend per tile family, on the same device. */
 const backends = new Map<KernelProfile, Awaited<ReturnType<typeof createWebGpuBackend>>>()
-for (const k of profiles) backends.set(k, k === backend.kernels ? backend : await createWebGpuBackend({ device, kernels: k }))
+for (const k of profiles) backends.set(k, k === backend.kernels ? backend : await createWebGpuBackend({ device, kernels: k, unroll }))
 if (!device.features.has('timestamp-query')) throw new Error('this bench needs timestamp-query')
 const median = (a: number[]): number => [...a].sort((p, q) => p - q)[a.length >> 1]
 /** GPU times are taken as the best of several passes (the machine is shared; ceilings likewise). */

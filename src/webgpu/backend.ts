@@ -39,6 +39,7 @@ class Backend implements WebGpuBackend {
     sources: Awaited<ReturnType<typeof loadShaderSources>>,
     kernels: KernelProfile | undefined,
     uploads: Uploads | undefined,
+    unroll: boolean | undefined,
   ) {
     this.device = dc.device
     this.isSoftware = dc.isSoftware
@@ -53,7 +54,7 @@ class Backend implements WebGpuBackend {
     this.staging = staged ? new StagingPool(dc.device, dc.device.limits.maxBufferSize) : null
     const layout = kernelLayout(dc.device)
     this.shared = { layout: layout.group, ring: new MetaRing(dc.device, this.maxBinding), h: new Scratch(dc.device, this.maxBinding) }
-    this.pipelines = new PipelineCache(dc.device, sources, this.watch, layout.pipeline)
+    this.pipelines = new PipelineCache(dc.device, sources, this.watch, layout.pipeline, unroll ?? loopBounding())
     const device = dc.device
     this.transfers = {
       read: (src, floats, name) => readBack(device, src, floats, name),
@@ -111,18 +112,29 @@ class Backend implements WebGpuBackend {
 }
 
 /**
+ * WebGPU by wgpu (Deno, Firefox), whose shader compiler bounds every loop: the kernels' small
+ * loops are then unrolled in the WGSL (unroll.ts).
+ */
+export function loopBounding(): boolean {
+  if ('Deno' in globalThis) return true
+  const ua = (globalThis as { navigator?: { userAgent?: string } }).navigator?.userAgent ?? ''
+  return /Firefox\//.test(ua)
+}
+
+/**
  * Create the WebGPU backend on `options.device`, or on a device of its own: navigator.gpu in
  * browsers and Deno, the `webgpu` npm package (Dawn) in Node. `options.kernels` forces a tile
  * family (default: 'software' on a CPU adapter such as lavapipe, else 'discrete'); `options.uploads`
- * how host arrays reach the GPU (default: 'writeBuffer' on a CPU adapter, else 'staging').
- * Throws LoraError('BACKEND_UNAVAILABLE') when no adapter or device can be had.
+ * how host arrays reach the GPU (default: 'writeBuffer' on a CPU adapter, else 'staging');
+ * `options.unroll` whether the kernels' small loops are unrolled in the WGSL (default: on wgpu,
+ * see unroll.ts). Throws LoraError('BACKEND_UNAVAILABLE') when no adapter or device can be had.
  */
 export async function createWebGpuBackend(
-  options: { device?: GPUDevice; kernels?: KernelProfile; uploads?: Uploads } = {},
+  options: { device?: GPUDevice; kernels?: KernelProfile; uploads?: Uploads; unroll?: boolean } = {},
 ): Promise<WebGpuBackend> {
   const dc = await acquireDevice(options.device)
   try {
-    return new Backend(dc, await loadShaderSources(), options.kernels, options.uploads)
+    return new Backend(dc, await loadShaderSources(), options.kernels, options.uploads, options.unroll)
   } catch (e) {
     if (dc.owned) dc.device.destroy()
     throw e

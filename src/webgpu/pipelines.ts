@@ -1,6 +1,7 @@
 import { LoraError } from '../errors.js'
 import type { LossWatch } from './device.js'
 import { specialise, type ShaderName, type WeightStorage } from './shaders.js'
+import { overrideValues, unrollLoops } from './unroll.js'
 
 /** Everything baked into one pipeline: the shader, the substituted weight storage, the overrides. */
 export interface PipelineSpec {
@@ -30,6 +31,8 @@ export class PipelineCache {
     private readonly sources: Record<ShaderName | 'params', string>,
     private readonly watch: LossWatch,
     private readonly layout: GPUPipelineLayout,
+    /** Unroll the small loops in the WGSL of each pipeline (unroll.ts): one module per pipeline. */
+    private readonly unroll = false,
   ) {}
 
   get(spec: PipelineSpec): Promise<GPUComputePipeline> {
@@ -79,13 +82,18 @@ export class PipelineCache {
     return spec.shader === 'weigh' ? 'auto' : this.layout
   }
 
+  private moduleKey(spec: PipelineSpec): string {
+    return this.unroll ? pipelineKey(spec) : `${spec.shader}|${spec.storage}`
+  }
+
   private module(spec: PipelineSpec): GPUShaderModule {
-    const moduleKey = `${spec.shader}|${spec.storage}`
+    const moduleKey = this.moduleKey(spec)
     let module = this.modules.get(moduleKey)
     if (!module) {
+      const code = specialise(this.sources[spec.shader], spec.storage, this.sources.params)
       module = this.device.createShaderModule({
         label: moduleKey,
-        code: specialise(this.sources[spec.shader], spec.storage, this.sources.params),
+        code: this.unroll ? unrollLoops(code, overrideValues(code, spec.overrides)) : code,
       })
       this.modules.set(moduleKey, module)
     }
@@ -97,7 +105,7 @@ export class PipelineCache {
     const device = this.device
     device.pushErrorScope('validation')
     device.pushErrorScope('internal')
-    const moduleKey = `${spec.shader}|${spec.storage}`
+    const moduleKey = this.moduleKey(spec)
     const module = this.module(spec)
     // pop right after the synchronous calls: no await between push and pop, so concurrent
     // calls never see each other's scopes (compile errors of the async creation reject its promise)
