@@ -4,8 +4,8 @@
  * T tokens has min(T, D) adapters, round-robin). Per point 'auto', forced wasm and forced webgpu
  * run on one runtime in every order in turn (6 rounds per cycle), each timed call right after an untimed call
  * of the same contender (so that none is timed while another's work drains: a GPU call leaves the
- * event loop and, on a software adapter, the CPU busy), weights cold (calls rotate over adapter
- * copies spanning >= 128 MiB). Reported per point: the median of each, the
+ * event loop and, on a software adapter, the CPU busy), weights cold (each call takes the next
+ * min(T, D) of the adapter copies, which span >= 128 MiB). Reported per point: the median of each, the
  * backend 'auto' chose, the regret; then the median, max and counts above 1.10 and 1.25.
  * Usage: npx tsx bench/regret.ts [--rounds N] [--max-t T] [--threads N|auto] [--full] [--json FILE]
  */
@@ -51,7 +51,7 @@ const ORDERS = [
 const rt = await createRuntime({ backend: 'auto', threads })
 if (args.includes('--full')) await rt.calibrate()
 console.log(
-  `${cpus().length} cores (${cpus()[0]?.model}); backends ${rt.backends.join(', ')}${rt.webgpuUnavailableReason ? ` (${rt.webgpuUnavailableReason})` : ''}; threads ${rt.threads}; profile ${rt.profile?.kind} (${rt.profile?.calibrationMs.toFixed(0)} ms); ${rounds} rounds`,
+  `${cpus().length} cores (${cpus()[0]?.model}); backends ${rt.backends.join(', ')}${rt.webgpuUnavailableReason ? ` (${rt.webgpuUnavailableReason})` : ''}; threads ${rt.threads}; profile ${rt.profile?.kind} (${rt.profile?.calibrationMs.toFixed(0)} ms, wasm cold read ${rt.profile?.backends.wasm?.coldReadGBs?.toFixed(1) ?? '-'} GB/s); ${rounds} rounds`,
 )
 if (!rt.backends.includes('webgpu')) throw new Error('no WebGPU backend: nothing to choose between')
 const points: Record<string, unknown>[] = []
@@ -76,15 +76,21 @@ for (const shape of SHAPES) {
         weightDtype: dtype,
       })
       for (let s = 0; s < D * copies; s++) layer.setAdapter(s, distinct[s % D])
-      let copy = 0
+      // successive calls take the next min(T, D) slots, round the D * copies slots: every call
+      // reads weights the calls before it have not (before, a call used copy c's first min(T, D)
+      // slots, so with T < D it rotated over a few MiB only: T = 1 with 32 adapters ran warm)
+      const total = D * copies
+      let next = 0
       for (const T of TOKENS) {
         const x = rng.array(T * shape.inF)
         const y = new Float32Array(T * out)
         const contenders: BackendChoice[] = ['auto', 'wasm', 'webgpu']
         const times = contenders.map(() => [] as number[])
         const call = async (b: BackendChoice) => {
-          const c = copy++ % copies
-          const ids = Int32Array.from({ length: T }, (_, t) => c * D + (t % D))
+          const n = Math.min(T, D)
+          const start = next
+          next = (next + n) % total
+          const ids = Int32Array.from({ length: T }, (_, t) => (start + (t % n)) % total)
           const t0 = performance.now()
           await layer.apply(x, y, ids, { backend: b })
           return performance.now() - t0

@@ -481,6 +481,8 @@ const adapterName = ((/[a-z]/i.test(deviceName ?? '') ? deviceName : '') || info
   .toLowerCase()
   .replace(/[^a-z0-9]+/g, '-')
   .replace(/^-|-$/g, '')
+  // a software adapter by its driver's name alone ("llvmpipe", whatever LLVM version it reports)
+  .replace(/-.*$/, (rest) => (backend.isSoftware ? '' : rest))
 const file = `webgpu-${adapterName}${isDeno ? '-deno' : ''}.json`
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
 writeFileSync(

@@ -1,5 +1,6 @@
 import type { Backend, BackendLayer, HostTransfers } from './backend.js'
 import type { CallFeatures } from './dispatch/cost.js'
+import { DecisionMemo } from './dispatch/memo.js'
 import { LoraError } from './errors.js'
 import { applyThroughHost, checkInPlace, readIds } from './resident.js'
 import { SlotOrder } from './slot-order.js'
@@ -10,8 +11,11 @@ import { checkApply, checkBackend, checkIds, checkTokenWeights, isGpuBuffer, pre
 /** What a layer needs from its runtime: the backends and the per-call choice among them. */
 export interface LayerHost {
   readonly defaultBackend: BackendChoice
-  /** The backend that runs a call (validated choice; throws if a forced backend is unavailable). */
-  pick(choice: BackendChoice, call: CallFeatures): Backend
+  /**
+   * The backend that runs a call (validated choice; throws if a forced backend is unavailable);
+   * `memo`: the layer's last 'auto' decision, reused while it holds.
+   */
+  pick(choice: BackendChoice, call: CallFeatures, memo?: DecisionMemo): Backend
   /** Throws LoraError DISPOSED once the runtime is disposed. */
   checkAlive(): void
   /** Keep a host copy of every slot's weights (so a lost GPU device can be rebuilt from it). */
@@ -51,6 +55,8 @@ export class LoraLayer implements Layer {
   /** mark[slot] === stamp: slot already counted in this call. */
   private readonly mark: Int32Array
   private stamp = 0
+  /** The last 'auto' decision (see DecisionMemo). */
+  private readonly memo = new DecisionMemo()
   private readonly onBackend = new Map<BackendName, BackendLayer>()
   /** Slot writes after the applies that use the slot, applies after the writes made before them. */
   private readonly order = new SlotOrder()
@@ -207,7 +213,7 @@ export class LoraLayer implements Layer {
       weightDtype: spec.weightDtype,
       resident: isGpuBuffer(x) || isGpuBuffer(y) ? 'gpu' : inWasm ? 'wasm' : 'host',
     }
-    const backend = this.host.pick(choice, features)
+    const backend = this.host.pick(choice, features, this.memo)
     const first = buildSegments(ids, K, this.spec.maxAdapters, backend.chunkSize, weights)
     const slots = first.slots
     // Writes pending now, per backend: this call must see them (later ones it must not).

@@ -3,6 +3,7 @@ import { shortCalibration, rememberProfile, machineOf, targetsOf } from './dispa
 import { calibrate as runCalibration } from './dispatch/calibrate.js'
 import type { CallFeatures } from './dispatch/cost.js'
 import { checkProfile, type Profile } from './dispatch/profile.js'
+import type { DecisionMemo } from './dispatch/memo.js'
 import { type Decision, Dispatcher, type ExplainRequest, featuresOf } from './dispatch/dispatch.js'
 import { describe, LoraError } from './errors.js'
 import { LoraLayer, type LayerHost } from './layer.js'
@@ -231,11 +232,11 @@ class LoraRuntime implements Runtime, LayerHost {
     return memory ? new WasmHostArray(memory, length) : new PlainHostArray(length)
   }
 
-  pick(choice: BackendChoice, call: CallFeatures): Backend {
+  pick(choice: BackendChoice, call: CallFeatures, memo?: DecisionMemo): Backend {
     if (choice === 'auto') {
-      const name = this.dispatcher.choose(call, this.usable())
+      const name = this.dispatcher.choose(call, this.usable(), memo)
       this.dispatcher.ran(name)
-      return this.all.find((b) => b.name === name)!
+      for (const b of this.all) if (b.name === name) return b
     }
     const b = this.all.find((x) => x.name === choice)
     if (!b)

@@ -3,9 +3,10 @@ import type { Backend, BackendLayer } from '../src/backend.js'
 import { calibrate } from '../src/dispatch/calibrate.js'
 import { timeSwitch } from '../src/dispatch/calibrate-run.js'
 import { machineOf, targetsOf } from '../src/dispatch/calibrate-cache.js'
-import { type BackendRates, type CallFeatures, parallelSpeedup, predict, priorRates, workOf } from '../src/dispatch/cost.js'
-import type { Profile } from '../src/dispatch/profile.js'
-import { Dispatcher, type ExplainRequest, featuresOf } from '../src/dispatch/dispatch.js'
+import { type BackendRates, type CallFeatures, parallelSpeedup, predict, priorRates, weightRate, workOf } from '../src/dispatch/cost.js'
+import { coldReadGBs, probeColdRead } from '../src/dispatch/cold-read.js'
+import { checkProfile, type Profile } from '../src/dispatch/profile.js'
+import { DecisionMemo, Dispatcher, type ExplainRequest, featuresOf } from '../src/dispatch/dispatch.js'
 import { createRuntime } from '../src/index.js'
 import { LoraLayer } from '../src/layer.js'
 import type { BackendName, LayerSpec, WeightDtype } from '../src/types.js'
@@ -540,5 +541,142 @@ describe('profiles and calibration', () => {
     expect(r.predictedMs.wasm).toBeCloseTo(rt.explain({ ...QKV, tokens: 1 }).predictedMs.wasm!)
     expect(priorRates('wasm', false).callMs).toBeGreaterThan(0)
     rt.dispose()
+  })
+})
+
+describe("a layer's memo of its last 'auto' decisions", () => {
+  /** A call the slow GPU loses and the fast GPU wins (host data, qkv, 64 tokens over 8 adapters). */
+  const f = featuresOf({ ...QKV, tokens: 64, adapters: 8 })
+  /** Plant a decision the dispatcher would not make: only a reused memo returns it. */
+  const plant = (d: Dispatcher, memo: DecisionMemo, g: CallFeatures = f) => memo.store(g, BOTH, d.previous, d.ratesVersion, 'webgpu')
+
+  it('holds while nothing changes, is not consulted after the rates change', () => {
+    const d = new Dispatcher(traits, profileOf(SLOW_GPU))
+    const memo = new DecisionMemo()
+    expect(d.choose(f, BOTH, memo)).toBe('wasm')
+    expect(memo.lookup(f, BOTH, null, d.ratesVersion)).toBe('wasm')
+    expect(d.choose(f, BOTH, memo)).toBe('wasm')
+    d.setProfile(profileOf(FAST_GPU))
+    expect(memo.lookup(f, BOTH, null, d.ratesVersion)).toBeNull()
+    expect(d.choose(f, BOTH, memo), 'a stale memo after setProfile').toBe('webgpu')
+  })
+
+  it('returns its decision without predicting while the features match', () => {
+    const d = new Dispatcher(traits, profileOf(SLOW_GPU))
+    const memo = new DecisionMemo()
+    d.choose(f, BOTH, memo)
+    plant(d, memo)
+    expect(d.choose(f, BOTH, memo)).toBe('webgpu')
+    expect(d.choose(f, BOTH), 'without the memo').toBe('wasm')
+  })
+
+  it('keeps one decision per previous backend, all dropped when the features change', () => {
+    const d = new Dispatcher(traits, profileOf(SLOW_GPU))
+    const memo = new DecisionMemo()
+    d.ran('wasm')
+    plant(d, memo)
+    d.ran('webgpu')
+    expect(d.choose(f, BOTH, memo), 'nothing stored after a webgpu call: predicted').toBe('wasm')
+    d.ran('wasm')
+    expect(d.choose(f, BOTH, memo), 'the planted decision after a wasm call is kept').toBe('webgpu')
+    const g = { ...f, tokens: f.tokens + 1 }
+    expect(d.choose(g, BOTH, memo)).toBe('wasm')
+    expect(memo.lookup(f, BOTH, 'wasm', d.ratesVersion), 'dropped with the old features').toBeNull()
+  })
+
+  it('is not reused for other features or another usable list', () => {
+    const d = new Dispatcher(traits, profileOf(SLOW_GPU))
+    const memo = new DecisionMemo()
+    const fields: (keyof CallFeatures)[] = [
+      'tokens',
+      'entries',
+      'distinct',
+      'rankSum',
+      'rankEntries',
+      'inFeatures',
+      'outFeatures',
+      'slices',
+    ]
+    const others: Partial<CallFeatures>[] = [{ weightDtype: 'f16' }, { resident: 'wasm' }, { adaptersPerToken: 2 }, { chunkSize: 64 }]
+    for (const other of [...fields.map((k) => ({ [k]: (f[k] as number) + 1 })), ...others]) {
+      plant(d, memo)
+      expect(d.choose(f, BOTH, memo)).toBe('webgpu')
+      expect(d.choose({ ...f, ...other }, BOTH, memo), JSON.stringify(other)).toBe('wasm')
+    }
+    plant(d, memo)
+    expect(d.choose(f, [...BOTH], memo), 'another usable array').toBe('wasm')
+  })
+})
+
+describe('cold weights: the cold read rate bounds the weight rates', () => {
+  /** The rates the short calibration measured on the H200 host (bench/results/regret-h200.json, rounded). */
+  const H200_CPU: BackendRates = {
+    callMs: 0.0043,
+    segmentMs: 0.0005,
+    weightGBs: { f32: 12, bf16: 5.6, f16: 12 },
+    gflops: { f32: 17, bf16: 15, f16: 8.6 },
+    hostGBs: 12,
+    switchMs: 0.005,
+  }
+  const H200_GPU: BackendRates = {
+    callMs: 0.157,
+    roundTripMs: 0.171,
+    segmentMs: 0,
+    weightGBs: all(200),
+    gflops: all(2000),
+    hostGBs: 4.6,
+    switchMs: 0.001,
+  }
+  const h200 = (cpu: BackendRates): Dispatcher =>
+    new Dispatcher(traits, {
+      ...profileOf(H200_GPU),
+      backends: { wasm: { ...cpu, measured: [] }, webgpu: { ...H200_GPU, measured: [] } },
+    })
+  const O_R64 = { rank: 64, inFeatures: 4096, outFeatures: 4096, tokens: 1 }
+
+  it('weightRate: the lower of the dtype rate and the cold read rate; the weight term of predict follows it', () => {
+    expect(weightRate(CPU, 'f32')).toBe(15)
+    expect(weightRate({ ...CPU, coldReadGBs: 4 }, 'f32')).toBe(4)
+    expect(weightRate({ ...CPU, coldReadGBs: 40 }, 'bf16')).toBe(15)
+    const f = featuresOf({ ...O_R64 })
+    const warm = predict(CPU, f, false).ms
+    const cold = predict({ ...CPU, coldReadGBs: 5 }, f, false).ms
+    const bytes = workOf(f).weightBytes
+    expect(cold - warm).toBeCloseTo(bytes / 5 / 1e6 - bytes / 15 / 1e6, 6)
+  })
+
+  it('H200 rates: a T = 1 call of an f32 r64 layer goes to the GPU once wasm reads its 2 MiB cold (it ran 1.6x slower there)', () => {
+    // (bf16, 1 MiB, ran 1.3x slower on wasm too, but that GPU call ran 0.22 ms against 0.33 predicted for its launch alone)
+    const f = featuresOf({ ...O_R64 })
+    expect(h200(H200_CPU).choose(f, BOTH), 'warm').toBe('wasm')
+    expect(h200({ ...H200_CPU, coldReadGBs: 3.5 }).choose(f, BOTH), 'cold').toBe('webgpu')
+    expect(h200({ ...H200_CPU, coldReadGBs: 30 }).choose(f, BOTH), 'a cold rate above the warm one changes nothing').toBe('wasm')
+  })
+
+  it('H200 rates, cold: small layers at T = 1 stay on wasm, and so does a slow cold read at T = 1 of an r16 o_proj', () => {
+    const d = h200({ ...H200_CPU, coldReadGBs: 3.5 })
+    for (const weightDtype of ['f32', 'bf16'] as const) {
+      expect(d.choose(featuresOf({ rank: 16, inFeatures: 4096, outFeatures: 4096, tokens: 1, weightDtype }), BOTH)).toBe('wasm')
+      expect(d.choose(featuresOf({ ...QKV, tokens: 1, weightDtype: 'bf16' }), BOTH)).toBe('wasm')
+    }
+  })
+
+  it('a profile keeps a valid cold read rate and refuses a bad one', async () => {
+    const p = profileOf(SLOW_GPU)
+    const withCold = { ...p, backends: { ...p.backends, wasm: { ...p.backends.wasm, coldReadGBs: 4.5 } } }
+    expect(checkProfile(withCold).backends.wasm?.coldReadGBs).toBe(4.5)
+    expect(checkProfile(p).backends.wasm?.coldReadGBs).toBeUndefined()
+    for (const bad of [0, -1, Number.NaN, '4']) {
+      const q = { ...p, backends: { wasm: { ...p.backends.wasm, coldReadGBs: bad } } }
+      await expectLoraError(() => createRuntime({ profile: q as never }), 'INVALID_ARGUMENT', ['profile.backends.wasm.coldReadGBs'])
+    }
+  })
+
+  it('the probe: null past its deadline or below its minimum size, else a positive finite rate', () => {
+    expect(probeColdRead(performance.now() - 1)).toBeNull()
+    expect(coldReadGBs(8 << 20, 16 << 20, Number.POSITIVE_INFINITY), '8 MiB allocated, 16 needed').toBeNull()
+    const r = coldReadGBs(8 << 20, 4 << 20, Number.POSITIVE_INFINITY)
+    expect(r).not.toBeNull()
+    expect(Number.isFinite(r) && r! > 0).toBe(true)
   })
 })

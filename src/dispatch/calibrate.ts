@@ -9,12 +9,13 @@
  *   gemv   one token per adapter, rank 16    -> weightGBs[dtype] (weights rotate over coldBytes)
  *   gemm   T=64 (full: 256), rank 32, 2048^2  -> gflops[dtype] (full: 4096^2)
  *   the f32 gemm again on every thread       -> parallel.speedup (a multi-threaded wasm backend)
+ *   16-48 MiB of plain buffers read once      -> coldReadGBs (short, wasm beside a GPU: cold-read.ts)
  *   tiny after a tiny call on the other backend -> switchMs (with two backends, time permitting)
  *
  * 'short' (createRuntime, <= 300 ms in all, plus the GPU's first pipeline compilations, which a
  * first GPU call would pay anyway: warmGpu) measures f32 and bf16 on wasm with warm weights (in=out
- * 512: filling a cold working set costs ~15 ms per MiB, it cannot afford that; warm weight rates
- * are capped at the prior, warm arithmetic rates stay ~1.5x above cold serving ones), and on the
+ * 512: filling a cold working set costs ~15 ms per MiB; warm weight rates are bounded by the cold
+ * read rate, else the prior; warm arithmetic rates stay ~1.5x above cold serving ones), and on the
  * GPU whatever fits in the rest of the budget, most telling first (a first GPU call compiles
  * pipelines); 'full' (rt.calibrate()) every dtype over 64 MiB (cold, as in serving). Rates not
  * measured within the budget keep their priors (scaled like the measured ones) and are not listed
@@ -23,6 +24,7 @@
 import { type BackendRates, predict, priorRates } from './cost.js'
 import type { Profile, ProfileEntry, ProfileMachine } from './profile.js'
 import { bytesPerAdapter, type Point, type Target, timePoint, timeSwitch } from './calibrate-run.js'
+import { probeColdRead } from './cold-read.js'
 import type { WeightDtype } from '../types.js'
 
 export type { Target } from './calibrate-run.js'
@@ -67,7 +69,9 @@ export async function calibrate(
     // rates are per thread: every point on one thread, but the one that measures the speed-up
     t.parallel?.force(1)
     try {
-      backends[t.backend.name] = await calibrateOne(t, full, t.backend.name === 'webgpu' ? deadline : Math.min(share, deadline), load)
+      const end = t.backend.name === 'webgpu' ? deadline : Math.min(share, deadline)
+      // the cold read rate matters only where 'auto' has a choice (wasm beside a GPU)
+      backends[t.backend.name] = await calibrateOne(t, full, end, load, !full && t.backend.name === 'wasm' && ordered.length > 1)
     } finally {
       t.parallel?.force(null)
     }
@@ -145,7 +149,8 @@ async function warmGpu(t: CalibrationTarget, full: boolean): Promise<number> {
   return performance.now() - t0
 }
 
-async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: number, load: { slowdown: number }): Promise<ProfileEntry> {
+type Load = { slowdown: number }
+async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: number, load: Load, probeCold: boolean): Promise<ProfileEntry> {
   const gpu = t.backend.name === 'webgpu'
   const rates: BackendRates = structuredClone(priorRates(t.backend.name, t.isSoftware))
   const measured: string[] = []
@@ -239,12 +244,18 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
     const tv = await run(gemv)
     const wv = tv === null ? 0 : tv - overhead(gemv, 8)
     if (wv > 0) (rates.weightGBs[dtype] = (8 * bytesPerAdapter(gemv)) / wv / 1e6), measured.push(`weightGBs.${dtype}`)
+    // the short calibration's weights are warm: what they cost cold, once, after the f32 points
+    if (probeCold && dtype === 'f32' && performance.now() + 20 < deadline) {
+      const cold = probeColdRead(deadline - 15)
+      if (cold !== null) (rates.coldReadGBs = cold), measured.push('coldReadGBs')
+    }
   }
   if (gpu && !discrete) await copies()
   if (gpu) await segments()
-  // a short calibration reads warm weights (cached): that overstates reading them cold, as in
-  // serving (2-4x here); no more than the prior (a typical one-core read rate) then
-  if (!full && !gpu) for (const d of dtypes) rates.weightGBs[d] = Math.min(rates.weightGBs[d], priorRates('wasm', false).weightGBs[d])
+  // a short calibration reads warm weights (cached), 2-4x faster than cold ones (serving) on the
+  // H200 host: the cold read rate bounds them (cost.ts weightRate), else the prior does
+  if (!full && !gpu && rates.coldReadGBs === undefined)
+    for (const d of dtypes) rates.weightGBs[d] = Math.min(rates.weightGBs[d], priorRates('wasm', false).weightGBs[d])
   // a rate 30x off its prior is a measurement gone wrong (a preempted point), not this machine
   const prior0 = priorRates(t.backend.name, t.isSoftware)
   for (const key of ['weightGBs', 'gflops'] as const) {

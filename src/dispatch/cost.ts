@@ -2,7 +2,7 @@
  * The dispatcher's cost model: predicted time of one apply on one backend, from the call's
  * features and the backend's calibrated rates.
  *
- *   t = callMs + segments * segmentMs + max(W / weightGBs, F / gflops) + X / hostGBs [+ roundTripMs]
+ *   t = callMs + segments * segmentMs + max(W / min(weightGBs, coldReadGBs), F / gflops) + X / hostGBs [+ roundTripMs]
  *
  * W: bytes of the distinct adapters' weights read (sum of their ranks * (in * S + out) * bytes);
  * F: 2 * sum over entries of rank * (in * S + out) flops; X: bytes of activations moved between
@@ -63,6 +63,13 @@ export interface BackendRates {
   segmentMs: number
   /** Weight bytes read per second when bound by them, per storage dtype (GB/s). */
   weightGBs: Record<WeightDtype, number>
+  /**
+   * A CPU backend: bytes per second one core reads from memory that is not in any cache (a buffer
+   * larger than the last-level cache, read once). Weights in serving are cold (every layer's
+   * adapters pass through the cache between two calls of one layer), so no weight rate is
+   * predicted above it. Absent: weightGBs alone.
+   */
+  coldReadGBs?: number
   /** Arithmetic rate on long segments, per storage dtype (GFLOP/s). */
   gflops: Record<WeightDtype, number>
   /** Activation bytes moved between the caller's memory and the backend (GB/s). */
@@ -124,7 +131,7 @@ export interface Prediction {
 export function predict(rates: BackendRates, f: CallFeatures, moves = true, extraMs = 0, parts = 1, chunk = f.chunkSize ?? 64): Prediction {
   const w = workOf(f, chunk)
   const speedup = parallelSpeedup(rates.parallel, parts)
-  const weightMs = w.weightBytes / rates.weightGBs[f.weightDtype] / 1e6 / speedup
+  const weightMs = w.weightBytes / weightRate(rates, f.weightDtype) / 1e6 / speedup
   const flopMs = w.flops / rates.gflops[f.weightDtype] / 1e6 / speedup
   const transferMs = (moves ? w.activationBytes / rates.hostGBs / 1e6 + (rates.roundTripMs ?? 0) : 0) + extraMs
   return {
@@ -132,6 +139,12 @@ export function predict(rates: BackendRates, f: CallFeatures, moves = true, extr
     bound: weightMs >= flopMs ? 'weights' : 'arithmetic',
     transferMs,
   }
+}
+
+/** Weight bytes per second of a weight-bound call on cold weights (GB/s). */
+export function weightRate(rates: BackendRates, dtype: WeightDtype): number {
+  const w = rates.weightGBs[dtype]
+  return rates.coldReadGBs !== undefined && rates.coldReadGBs < w ? rates.coldReadGBs : w
 }
 
 /**

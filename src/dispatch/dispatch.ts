@@ -5,12 +5,14 @@
  * predictions and reason) share one decision function, so they cannot disagree.
  */
 import { type BackendRates, type CallFeatures, predict, type Prediction, priorRates, type Residency } from './cost.js'
+import type { DecisionMemo } from './memo.js'
 import type { Profile } from './profile.js'
 import { describe, LoraError } from '../errors.js'
 import type { BackendName, WeightDtype } from '../types.js'
 import { checkAdaptersPerToken, checkInt, WEIGHT_DTYPES } from '../validate.js'
 
 export type { CallFeatures } from './cost.js'
+export { DecisionMemo } from './memo.js'
 
 /**
  * Data already on the GPU stays there unless the CPU is predicted at least this many times
@@ -43,6 +45,8 @@ export interface BackendTraits {
 
 export class Dispatcher {
   private rates = new Map<BackendName, BackendRates>()
+  /** Bumped whenever the rates change: memos of decisions made before no longer hold. */
+  private epoch = 0
   private readonly traitOf = new Map<BackendName, BackendTraits>()
   /** The backend the previous call ran on (forced or chosen), null before the first. */
   private last: BackendName | null = null
@@ -62,7 +66,13 @@ export class Dispatcher {
   /** Use a profile's rates; backends it does not cover keep their priors. */
   setProfile(profile: Profile | null): void {
     this.profile = profile
+    this.epoch++
     for (const t of this.traits) this.rates.set(t.name, profile?.backends[t.name] ?? priorRates(t.name, t.isSoftware))
+  }
+
+  /** Changes whenever the rates do (what a DecisionMemo's decisions are valid for). */
+  get ratesVersion(): number {
+    return this.epoch
   }
 
   /** Record the backend a call runs on: the next call pays the other backend's switchMs. */
@@ -119,9 +129,18 @@ export class Dispatcher {
 
   private readonly scratch: number[] = []
 
-  /** The backend of an 'auto' call: {@link decide}'s choice, without building its explanation. */
-  choose(f: CallFeatures, usable: readonly BackendName[]): BackendName {
-    return usable.length === 1 ? usable[0] : usable[this.pickIndex(f, usable, this.scratch)]
+  /**
+   * The backend of an 'auto' call: {@link decide}'s choice, without building its explanation.
+   * With a memo (the caller's last decision), that decision when it still holds; the memo is kept
+   * up to date. `usable` must be the same array while the usable backends do not change.
+   */
+  choose(f: CallFeatures, usable: readonly BackendName[], memo?: DecisionMemo): BackendName {
+    if (usable.length === 1) return usable[0]
+    const known = memo ? memo.lookup(f, usable, this.last, this.epoch) : null
+    if (known !== null) return known
+    const backend = usable[this.pickIndex(f, usable, this.scratch)]
+    memo?.store(f, usable, this.last, this.epoch, backend)
+    return backend
   }
 
   /** Choose among `usable` (non-empty) for a call with features `f`, with every prediction and the reason. */

@@ -44,6 +44,12 @@ function rate(path: string, value: unknown): number {
   return value
 }
 
+function positive(path: string, value: unknown): number {
+  const v = rate(path, value)
+  if (v === 0) bad(path, 0, 'a number > 0')
+  return v
+}
+
 function perDtype(path: string, value: unknown): Record<WeightDtype, number> {
   if (typeof value !== 'object' || value === null) bad(path, value, 'an object { f32, bf16, f16 }')
   const v = value as Record<string, unknown>
@@ -66,6 +72,7 @@ function entry(path: string, value: unknown): ProfileEntry {
     ...(v.roundTripMs !== undefined ? { roundTripMs: rate(`${path}.roundTripMs`, v.roundTripMs) } : {}),
     segmentMs: rate(`${path}.segmentMs`, v.segmentMs),
     weightGBs: perDtype(`${path}.weightGBs`, v.weightGBs),
+    ...(v.coldReadGBs !== undefined ? { coldReadGBs: positive(`${path}.coldReadGBs`, v.coldReadGBs) } : {}),
     gflops: perDtype(`${path}.gflops`, v.gflops),
     hostGBs,
     ...(v.parallel !== undefined ? { parallel: parallel(`${path}.parallel`, v.parallel) } : {}),
