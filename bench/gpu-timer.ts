@@ -17,6 +17,8 @@ export type Recorder = (enc: GPUCommandEncoder, tw: GPUComputePassTimestampWrite
 export interface GpuTimer {
   /** GPU ms of each of `reps` passes recorded by `record`, after the clock warm-up. */
   times(reps: number, record: Recorder): Promise<number[]>
+  /** The same in microseconds. */
+  timesUs(reps: number, record: Recorder): Promise<number[]>
   /** Matmul GFLOP/s of the check pass after the last `times` (0 when warming is off). */
   lastCheckGflops(): number
   /** The last check's rate over the best check of the run: 1 = the batch ran at full clock. */
@@ -27,9 +29,12 @@ export interface GpuTimer {
 const M = 1024
 const FLOP = 2 * M * M * M
 
-/** `warmMs`: GPU ms of matmul before each batch (default 20; 0: none, as on a software adapter, whose clock does not move). */
-export function gpuTimer(device: GPUDevice, options: { warmMs?: number } = {}): GpuTimer {
-  const warmMs = options.warmMs ?? 20
+/**
+ * `software`: a software adapter (lavapipe), whose clock does not move: no warm-up. `warmMs`: GPU
+ * ms of matmul before each batch otherwise (default 20).
+ */
+export function gpuTimer(device: GPUDevice, options: { software: boolean; warmMs?: number }): GpuTimer {
+  const warmMs = options.software ? 0 : (options.warmMs ?? 20)
   const code = readFileSync(new URL('../shaders/bench_matmul.wgsl', import.meta.url), 'utf8')
   const p = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'main' } })
   const dims = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST })
@@ -90,6 +95,7 @@ export function gpuTimer(device: GPUDevice, options: { warmMs?: number } = {}): 
   }
   return {
     times,
+    timesUs: async (reps, record) => (await times(reps, record)).map((ms) => ms * 1e3),
     lastCheckGflops: () => lastCheck,
     clockOf: (g) => (bestCheck > 0 ? g / bestCheck : 1),
   }

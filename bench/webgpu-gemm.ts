@@ -15,7 +15,7 @@ import { createWebGpuBackend } from '../src/webgpu/index.js'
 import type { GpuLayer } from '../src/webgpu/layer.js'
 import type { TileTuning } from '../src/webgpu/programs/choose.js'
 import type { ExpandGemmTiling, ShrinkGemmTiling } from '../src/webgpu/programs/gemm.js'
-import { gpuTimer, type Recorder } from './gpu-timer.js'
+import { gpuTimer } from './gpu-timer.js'
 import { type Shape, shapeCase } from './webgpu-shapes.js'
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp'
@@ -25,11 +25,8 @@ const backend = await createWebGpuBackend({ kernels: 'discrete' })
 const device = backend.device
 if (!device.features.has('timestamp-query')) throw new Error('this bench needs timestamp-query')
 
-const timer = gpuTimer(device, { warmMs: backend.isSoftware ? 0 : 20 })
 /** GPU us of each of `reps` passes, after the clock warm-up of bench/gpu-timer.ts. */
-async function gpuTimes(reps: number, record: Recorder): Promise<number[]> {
-  return (await timer.times(reps, record)).map((ms) => ms * 1e3)
-}
+const gpuTimes = gpuTimer(device, { software: backend.isSoftware }).timesUs
 
 /** Best GPU us of the call's dispatches `which` (all by default) in one pass. */
 async function time(call: PreparedCall, which?: number): Promise<number> {
@@ -77,7 +74,6 @@ for (const s of picked) {
   }
   const row: Record<string, unknown> = { shape: label(s) }
   const old = (await prepare({ gemm: false }))!
-  await gpuTimes(100, (enc, tw) => encodeCall(enc, old, tw)) // clocks up before anything is timed
   row.old = { total: await time(old), shrink: await time(old, 0), expand: await time(old, 1) }
   const def = (await prepare(undefined))!
   row.default = {

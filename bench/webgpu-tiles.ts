@@ -13,7 +13,7 @@ import { encodeCall, prepareCall } from '../src/webgpu/call.js'
 import { createWebGpuBackend } from '../src/webgpu/index.js'
 import type { GpuLayer } from '../src/webgpu/layer.js'
 import type { TileTuning } from '../src/webgpu/programs/choose.js'
-import { gpuTimer, type Recorder } from './gpu-timer.js'
+import { gpuTimer } from './gpu-timer.js'
 import { type Shape, shapeCase } from './webgpu-shapes.js'
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp'
@@ -25,11 +25,8 @@ const backend = await createWebGpuBackend({ kernels: 'discrete' })
 const device = backend.device
 if (!device.features.has('timestamp-query')) throw new Error('this bench needs timestamp-query')
 
-const timer = gpuTimer(device, { warmMs: backend.isSoftware ? 0 : 20 })
 /** GPU us of each of `reps` passes, after the clock warm-up of bench/gpu-timer.ts. */
-async function gpuTimes(reps: number, record: Recorder): Promise<number[]> {
-  return (await timer.times(reps, record)).map((ms) => ms * 1e3)
-}
+const gpuTimes = gpuTimer(device, { software: backend.isSoftware }).timesUs
 
 /** Variants by regime: decode (segments of at most 16 entries) and prefill. */
 function variants(s: Shape): [string, TileTuning | undefined][] {

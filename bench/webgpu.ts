@@ -55,7 +55,7 @@ const now = (): number => performance.now()
  * GPU ms of each of `reps` passes (timestamp queries), each batch after a clock warm-up on a
  * hardware GPU (bench/gpu-timer.ts): kernel times at the clock of a busy GPU, not of an idle one.
  */
-const timer = gpuTimer(device, { warmMs: backend.isSoftware ? 0 : 20 })
+const timer = gpuTimer(device, { software: backend.isSoftware })
 const gpuTimes = timer.times
 
 function pipeline(file: string, constants: Record<string, number> = {}): GPUComputePipeline {
