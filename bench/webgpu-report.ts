@@ -23,6 +23,10 @@ interface Row {
   streamApplyCpuMs: number
   /** Absent in runs before it was measured. */
   streamNewApplyCpuMs?: number
+  /** Absent in runs before they were measured: a new batch every call; Dawn alone (see bench/webgpu.ts). */
+  streamNewBatchApplyCpuMs?: number
+  bareApplyCpuMs?: number
+  bareEncodeCpuMs?: number
   encodeCpuMs: number
   /** The clock check of the timed passes (bench/gpu-timer.ts; absent in older runs and on software adapters: 1). */
   clock?: number
@@ -37,6 +41,16 @@ interface ModelRow {
   wallOverKernelSum: number
   gpuSpanMs?: number
   gpuSpanOverKernelSum?: number
+  /** Absent in older runs: each step's parts (bench/webgpu.ts encodeModel). */
+  oursEncodeMs?: number
+  oursSubmitMs?: number
+  oursWaitMs?: number
+  bareWallMs?: number
+  bareEncodeMs?: number
+  bareWaitMs?: number
+  onePassWallMs?: number
+  newBatchEncodeMs?: number
+  emptyWaitMs?: number
 }
 interface Result {
   date: string
@@ -103,15 +117,17 @@ export function webgpuReport(dir: string): string {
       '',
     )
     out.push(
-      '| tiles | shape | T | GPU us | (shrink / expand) | R us | R / time | % matmul | % copy (weights) | host ms (x transfers) | cpu us: apply / streamed / new batches / encode |',
+      '| tiles | shape | T | GPU us | (shrink / expand) | R us | R / time | % matmul | % copy (weights) | host ms (x transfers) | cpu us: apply / streamed / other y / new batches / encode | Dawn alone: submit / encode |',
     )
-    out.push('|---|---|---|---|---|---|---|---|---|---|---|')
+    out.push('|---|---|---|---|---|---|---|---|---|---|---|---|')
+    const opt = (v: number | undefined): string => (v === undefined ? '-' : us(v))
     for (const w of r.rows) {
       const parts = Object.values(w.perKernelMs).map(us).join(' / ')
       out.push(
         `| ${w.kernels} | ${w.dtype} ${w.layer} r${w.rank} L${w.adapters} | ${w.T} | ${us(w.kernelMs)} | ${parts} | ${us(w.rooflineMs)} | ${w.rooflineOverTime.toFixed(2)} | ` +
           `${(100 * w.fracMatmul).toFixed(1)} | ${(100 * w.fracCopy).toFixed(1)} | ${w.hostMs.toFixed(2)} (x${w.hostOverTransfer.toFixed(1)}) | ` +
-          `${us(w.residentSyncMs)} / ${us(w.streamApplyCpuMs)} / ${w.streamNewApplyCpuMs === undefined ? '-' : us(w.streamNewApplyCpuMs)} / ${us(w.encodeCpuMs)} |`,
+          `${us(w.residentSyncMs)} / ${us(w.streamApplyCpuMs)} / ${opt(w.streamNewApplyCpuMs)} / ${opt(w.streamNewBatchApplyCpuMs)} / ${us(w.encodeCpuMs)} | ` +
+          `${opt(w.bareApplyCpuMs)} / ${opt(w.bareEncodeCpuMs)} |`,
       )
     }
     if (r.encode?.length) {
@@ -122,13 +138,16 @@ export function webgpuReport(dir: string): string {
         '',
       )
       out.push(
-        '| tiles | T | wall ms | cpu ms | GPU span ms | sum of kernel times ms | wall / sum | span / sum |',
-        '|---|---|---|---|---|---|---|---|',
+        '| tiles | T | wall ms | cpu ms | GPU span ms | sum of kernel times ms | wall / sum | span / sum | encode / submit / wait ms | Dawn alone: wall / encode / wait ms | one pass: wall ms | new batch: encode ms | empty submit: wait ms |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
       )
+      const ms = (v: number | undefined): string => v?.toFixed(3) ?? '-'
       for (const m of r.encode)
         out.push(
-          `| ${m.kernels} | ${m.T} | ${m.wallMs.toFixed(3)} | ${m.cpuMs.toFixed(3)} | ${m.gpuSpanMs?.toFixed(3) ?? '-'} | ${m.sumKernelMs.toFixed(3)} | ` +
-            `${m.wallOverKernelSum.toFixed(2)} | ${m.gpuSpanOverKernelSum?.toFixed(2) ?? '-'} |`,
+          `| ${m.kernels} | ${m.T} | ${m.wallMs.toFixed(3)} | ${m.cpuMs.toFixed(3)} | ${ms(m.gpuSpanMs)} | ${m.sumKernelMs.toFixed(3)} | ` +
+            `${m.wallOverKernelSum.toFixed(2)} | ${m.gpuSpanOverKernelSum?.toFixed(2) ?? '-'} | ` +
+            `${ms(m.oursEncodeMs)} / ${ms(m.oursSubmitMs)} / ${ms(m.oursWaitMs)} | ${ms(m.bareWallMs)} / ${ms(m.bareEncodeMs)} / ${ms(m.bareWaitMs)} | ` +
+            `${ms(m.onePassWallMs)} | ${ms(m.newBatchEncodeMs)} | ${ms(m.emptyWaitMs)} |`,
         )
     }
     out.push('')

@@ -118,7 +118,9 @@ async function matmulCeiling(M: number, N: number, K: number): Promise<number> {
 async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
   const d = shapeCase(s)
   const layer = backends.get(kernels)!.createLayer(d.spec) as GpuLayer
-  for (let a = 0; a < s.adapters; a++) layer.setAdapter(a, { ...d.adapters[a], rank: s.rank, A: d.adapters[0].A, B: d.adapters[0].B })
+  // every slot filled (the stream of new batches moves tokens to the next slot); the kernels read
+  // only the slots the batch uses
+  for (let a = 0; a < 8; a++) layer.setAdapter(a, { ...d.adapters[a % s.adapters], rank: s.rank, A: d.adapters[0].A, B: d.adapters[0].B })
   const plan = buildSegments(d.ids, 1, 8)
   const spec: LayerSpec = d.spec
   const S = spec.sliceWidths.length
@@ -186,12 +188,44 @@ async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
   const encodeCpuMs = (now() - t0) / stream
   device.queue.submit([enc.finish()])
   await device.queue.onSubmittedWorkDone()
-  // the same stream alternating two y buffers: every call plans, writes its metadata and binds
-  // anew (a batch that changes from call to call), where the stream above reuses the last call
+  // the same stream alternating two y buffers: the same batch bound to other buffers (before
+  // the rebind of call.ts, every such call planned and wrote its metadata anew)
   const yb2 = storage(d.y.byteLength, GPUBufferUsage.COPY_SRC)
   t0 = now()
   for (let i = 0; i < stream; i++) await layer.apply(xb, i & 1 ? yb2 : yb, plan)
   const streamNewApplyCpuMs = (now() - t0) / stream
+  await device.queue.onSubmittedWorkDone()
+  // the same stream alternating two batches (every token moved to the next slot): every call
+  // plans, packs and writes its metadata (one writeBuffer) on the same buffers
+  const plan2 = buildSegments(
+    d.ids.map((id) => (id + 1) % 8),
+    1,
+    8,
+  )
+  t0 = now()
+  for (let i = 0; i < stream; i++) await layer.apply(xb, yb, i & 1 ? plan2 : plan)
+  const streamNewBatchApplyCpuMs = (now() - t0) / stream
+  await device.queue.onSubmittedWorkDone()
+  // Dawn's own floor, no library code, in the same run: the prepared call encoded and submitted
+  // per call (what a resident apply cannot go below with one submit per call), an empty command
+  // buffer submitted per call, and the prepared call recorded into one encoder (encode's floor)
+  t0 = now()
+  for (let i = 0; i < stream; i++) {
+    const e = device.createCommandEncoder()
+    encodeCall(e, call)
+    device.queue.submit([e.finish()])
+  }
+  const bareApplyCpuMs = (now() - t0) / stream
+  await device.queue.onSubmittedWorkDone()
+  t0 = now()
+  for (let i = 0; i < stream; i++) device.queue.submit([device.createCommandEncoder().finish()])
+  const emptySubmitCpuMs = (now() - t0) / stream
+  await device.queue.onSubmittedWorkDone()
+  const bareEnc = device.createCommandEncoder()
+  t0 = now()
+  for (let i = 0; i < stream; i++) encodeCall(bareEnc, call)
+  const bareEncodeCpuMs = (now() - t0) / stream
+  device.queue.submit([bareEnc.finish()])
   await device.queue.onSubmittedWorkDone()
   layer.dispose()
   xb.destroy()
@@ -217,7 +251,11 @@ async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
     residentSyncMs: median(residentSync),
     streamApplyCpuMs,
     streamNewApplyCpuMs,
+    streamNewBatchApplyCpuMs,
     encodeCpuMs,
+    bareApplyCpuMs,
+    emptySubmitCpuMs,
+    bareEncodeCpuMs,
     residentOverKernelPlusSubmit: residentMs / (kernelMs + submitMs),
     rawSubmitMs: median(raw),
     residentOverRawSubmit: residentMs / median(raw),
@@ -348,7 +386,13 @@ async function hostRates(): Promise<{
  * against the sum of the same calls' kernel times (timestamps, each call in a pass of its own).
  */
 async function encodeModel(T: number, kernels: KernelProfile) {
-  const layers: { layer: GpuLayer; x: GPUBuffer; y: GPUBuffer; plan: ReturnType<typeof buildSegments> }[] = []
+  const layers: {
+    layer: GpuLayer
+    x: GPUBuffer
+    y: GPUBuffer
+    plan: ReturnType<typeof buildSegments>
+    plan2: ReturnType<typeof buildSegments>
+  }[] = []
   for (let m = 0; m < 32; m++) {
     const widths = m % 2 === 0 ? [4096] : [4096, 1024, 1024]
     const d = materialise({
@@ -365,18 +409,47 @@ async function encodeModel(T: number, kernels: KernelProfile) {
     })
     const layer = backends.get(kernels)!.createLayer(d.spec) as GpuLayer
     layer.setAdapter(0, d.adapters[0])
+    layer.setAdapter(1, d.adapters[0])
     d.ids.fill(0)
     const x = storage(d.x.byteLength),
       y = storage(d.y.byteLength)
     device.queue.writeBuffer(x, 0, d.x as Float32Array<ArrayBuffer>)
-    layers.push({ layer, x, y, plan: buildSegments(d.ids, 1, 1) })
+    // plan2: the same tokens on slot 1, for steps whose batch changed (every module plans anew)
+    layers.push({ layer, x, y, plan: buildSegments(d.ids, 1, 2), plan2: buildSegments(d.ids.fill(1), 1, 2) })
   }
   let sumKernelMs = 0
+  const calls: Awaited<ReturnType<typeof prepareCall>>[] = []
   for (const l of layers) {
     const call = await prepareCall(l.layer.ctx, l.plan, l.x, l.y)
+    calls.push(call)
     await gpuTimes(1, (enc, tw) => encodeCall(enc, call, tw))
     sumKernelMs += best(await gpuTimes(5, (enc, tw) => encodeCall(enc, call, tw)))
   }
+  // the parts of the wall, each timed per step: recording (encode), finish + submit, the wait
+  // after submit; the same steps with Dawn alone (the prepared calls recorded directly, one pass
+  // per module as encode does, or all in one pass); an empty submit's wait; steps whose batch
+  // changes every time (each module plans and writes its metadata)
+  const part: Record<string, number[]> = {}
+  const put = (k: string, v: number): number => ((part[k] ??= []).push(v), v)
+  const step = async (name: string, record: (e: GPUCommandEncoder) => void): Promise<void> => {
+    const t0 = now()
+    const e = device.createCommandEncoder()
+    record(e)
+    const t1 = put(`${name}Encode`, now() - t0)
+    device.queue.submit([e.finish()])
+    const t2 = put(`${name}Submit`, now() - t0 - t1)
+    await device.queue.onSubmittedWorkDone()
+    put(`${name}Wait`, now() - t0 - t1 - t2)
+    put(`${name}Wall`, now() - t0)
+  }
+  for (let i = 0; i < 10; i++) {
+    await step('ours', (e) => layers.forEach((l) => l.layer.encode(e, l.x, l.y, l.plan)))
+    await step('bare', (e) => calls.forEach((c) => encodeCall(e, c)))
+    await step('onePass', (e) => encodeCall(e, { dispatches: calls.flatMap((c) => c.dispatches) }))
+    await step('empty', () => {})
+  }
+  for (let i = 0; i < 10; i++) await step('newBatch', (e) => layers.forEach((l) => l.layer.encode(e, l.x, l.y, i & 1 ? l.plan : l.plan2)))
+  const parts = Object.fromEntries(Object.entries(part).map(([k, v]) => [`${k}Ms`, median(v)]))
   // wall: encode, submit, wait (CPU and GPU in sequence); span: the GPU time from the start of the
   // first recorded pass to the end of the last (timestamps of two empty passes around them)
   const walls: number[] = [],
@@ -415,6 +488,7 @@ async function encodeModel(T: number, kernels: KernelProfile) {
     gpuSpanMs: median(spans),
     gpuSpanOverKernelSum: median(spans) / sumKernelMs,
     wallOverKernelSumPlusSubmit: wallMs / (sumKernelMs + submitMs),
+    ...parts,
   }
 }
 
@@ -463,13 +537,20 @@ for (const r of rows) {
       `R ${r.rooflineMs.toFixed(4)} ms, R/time ${r.rooflineOverTime.toFixed(2)}`,
       `${r.gflops.toFixed(0).padStart(6)} GFLOP/s (${(100 * r.fracMatmul).toFixed(0).padStart(3)}% mm)`,
       `weights ${r.weightGBs.toFixed(0).padStart(6)} GB/s (${(100 * r.fracCopy).toFixed(0).padStart(3)}% copy)`,
-      `host ${r.hostMs.toFixed(3).padStart(7)} ms (x${r.hostOverTransfer.toFixed(2)} of transfers), resident ${r.residentMs.toFixed(3).padStart(7)} ms (x${r.residentOverRawSubmit.toFixed(2)} of bare submit; cpu ${(1e3 * r.residentSyncMs).toFixed(1)} us sync, ${(1e3 * r.residentCpuMs).toFixed(1)} us resolved, ${(1e3 * r.streamApplyCpuMs).toFixed(1)} us/call streamed, ${(1e3 * r.streamNewApplyCpuMs).toFixed(1)} us/call streamed with new batches, encode ${(1e3 * r.encodeCpuMs).toFixed(1)} us)`,
+      `host ${r.hostMs.toFixed(3).padStart(7)} ms (x${r.hostOverTransfer.toFixed(2)} of transfers), resident ${r.residentMs.toFixed(3).padStart(7)} ms (x${r.residentOverRawSubmit.toFixed(2)} of bare submit; cpu ${(1e3 * r.residentSyncMs).toFixed(1)} us sync, ${(1e3 * r.residentCpuMs).toFixed(1)} us resolved, ${(1e3 * r.streamApplyCpuMs).toFixed(1)} us/call streamed, ${(1e3 * r.streamNewApplyCpuMs).toFixed(1)} us/call streamed on alternating y, ${(1e3 * r.streamNewBatchApplyCpuMs).toFixed(1)} us/call streamed with new batches, encode ${(1e3 * r.encodeCpuMs).toFixed(1)} us; Dawn alone: ${(1e3 * r.bareApplyCpuMs).toFixed(1)} us/call encoded + submitted, ${(1e3 * r.emptySubmitCpuMs).toFixed(1)} us empty submit, ${(1e3 * r.bareEncodeCpuMs).toFixed(1)} us recorded)`,
     ].join(' | '),
   )
 }
 for (const m of models) {
   console.log(
     `encode ${m.modules} modules (${m.kernels}) T${m.T}: wall ${m.wallMs.toFixed(3)} ms (cpu ${m.cpuMs.toFixed(3)}), GPU span ${m.gpuSpanMs.toFixed(3)} ms, kernel sum ${m.sumKernelMs.toFixed(3)} ms: wall x${m.wallOverKernelSum.toFixed(2)} (x${m.wallOverKernelSumPlusSubmit.toFixed(2)} of sum + bare submit), span x${m.gpuSpanOverKernelSum.toFixed(2)}`,
+  )
+  const p = (k: string): string =>
+    (['Encode', 'Submit', 'Wait', 'Wall'] as const)
+      .map((q) => `${q.toLowerCase()} ${(m as unknown as Record<string, number>)[`${k}${q}Ms`].toFixed(3)}`)
+      .join(', ')
+  console.log(
+    `  ms per step: ours ${p('ours')} | Dawn alone: ${p('bare')} | one pass: ${p('onePass')} | new batch each step: ${p('newBatch')} | empty submit: ${p('empty')}`,
   )
 }
 /** File name of this adapter and implementation: webgpu-<device or description>[-deno].json */

@@ -101,6 +101,45 @@ describe.runIf(gpuHere).each(['software', 'discrete'] as const)('repeated calls 
   })
 })
 
+describe.runIf(gpuHere).each(['software', 'discrete'] as const)('the same batch on alternating buffers, %s kernels', (gpuKernels) => {
+  let rt: Runtime
+  beforeAll(async () => {
+    rt = await createRuntime({ backend: 'webgpu', gpuKernels })
+    expect(rt.device, `${rt.webgpuUnavailableReason}`).not.toBeNull()
+  })
+  afterAll(() => rt?.dispose())
+
+  it('apply and encode alternating two x and two y (one batch, bound anew each call): each y gets the deltas of its calls', async (ctx) => {
+    const { device, d, layer } = setupCase(rt, CASE, ctx)
+    const x2 = Float32Array.from(d.x, (v, i) => (i % 3) - 0.5 * v)
+    const x1b = upload(device, d.x, FULL())
+    const x2b = upload(device, x2, FULL())
+    const y1 = upload(device, d.y, FULL())
+    const y2 = upload(device, d.y, FULL())
+    const d1 = sgmv(d.ref, d.x, d.ids)
+    const d2 = sgmv(d.ref, x2, d.ids)
+    await layer.apply(x1b, y1, d.ids)
+    await layer.apply(x2b, y2, d.ids)
+    await layer.apply(x1b, y2, d.ids)
+    await layer.apply(x2b, y1, d.ids)
+    const enc = device.createCommandEncoder()
+    layer.encode(enc, x2b, y2, d.ids)
+    layer.encode(enc, x1b, y1, d.ids)
+    layer.encode(enc, x2b, y2, d.ids)
+    device.queue.submit([enc.finish()])
+    const want1 = new Float64Array(d.y.length)
+    add(want1, d1, 2)
+    add(want1, d2)
+    const want2 = new Float64Array(d.y.length)
+    add(want2, d1)
+    add(want2, d2, 3)
+    expectDelta((await download(device, y1)).subarray(0, d.y.length), d.y, want1, TOL, 'y1')
+    expectDelta((await download(device, y2)).subarray(0, d.y.length), d.y, want2, TOL, 'y2')
+    for (const buf of [x1b, x2b, y1, y2]) buf.destroy()
+    layer.dispose()
+  })
+})
+
 describe('the metadata ring', () => {
   /** A device that only creates buffers and records writes (the ring needs nothing else). */
   function fakeDevice(): GPUDevice {

@@ -4,9 +4,10 @@ import { buildCallMeta, type CallMeta, longestSegment, samePlan } from './meta.j
 import { packParams, type Strides } from './params.js'
 import type { PipelineCache, PipelineSpec } from './pipelines.js'
 import type { WeightStorage } from './shaders.js'
-import { align, bufferId, type RingRegion, type SharedCallState } from './shared.js'
+import { align, type RingRegion } from './shared.js'
+import { type Bindings, bindGroupsFor, tileRunsByGroup } from './bind.js'
 import { WEIGH_PARAMS_BYTES, WEIGH_SPEC, weighParams } from './programs/weigh.js'
-import type { LayerWeights, SlotGroup } from './weights.js'
+import type { SlotGroup } from './weights.js'
 import { choiceKey, chooseKernels, type KernelChoice, type TileTuning } from './programs/choose.js'
 import { gemmTile } from './programs/gemm.js'
 import { type CallShape, type KernelProfile, tileEntries } from './programs/program.js'
@@ -29,21 +30,14 @@ export interface PreparedCall {
   dispatches: BoundDispatch[]
 }
 
-export interface CallContext {
-  device: GPUDevice
+export interface CallContext extends Bindings {
   spec: LayerSpec
   strides: Strides
   storage: WeightStorage
-  weights: LayerWeights
   /** Rank of each slot as stored (0 = empty). */
   ranks: Int32Array
   pipelines: PipelineCache
-  shared: SharedCallState
   profile: KernelProfile
-  /** Bind groups by (slot group, x, y, h and ring generations): created once per buffer pair. */
-  bindGroups: Map<string, [GPUBindGroup, GPUBindGroup]>
-  /** The bind groups of the last call (a stream of calls on the same buffers skips the key). */
-  lastBinding?: { group: SlotGroup; x: GPUBuffer; y: GPUBuffer; h: GPUBuffer; ring: GPUBuffer; bindGroups: [GPUBindGroup, GPUBindGroup] }
   /** Kernel choices by (entries per tile, token-major expand, rank, tiles, weights): programs/choose.ts. */
   kernels: Map<string, KernelChoice>
   /** Tiles forced over the chosen ones (tuning runs, tests); clear `kernels` after a change. */
@@ -61,6 +55,8 @@ interface LastCall {
   /** The ring region of its params and metadata (see MetaRing.intact) and the h buffer it binds. */
   region: RingRegion
   h: GPUBuffer
+  /** The slot group of each shrink and expand pair (see `rebind`). */
+  groups: SlotGroup[]
 }
 
 /** The host half of a call: kernel choice, tiles, metadata, and the pipelines (no GPU writes). */
@@ -130,8 +126,6 @@ export async function ensurePipelines(ctx: CallContext, cp: CallPlan): Promise<v
   if (!cp.pipelines) cp.pipelines = await Promise.all(cp.specs.map((s) => ctx.pipelines.get(s)))
 }
 
-const MAX_BIND_GROUPS = 64
-
 /**
  * The GPU half, synchronous: one writeBuffer of the call's params and metadata into the ring,
  * and the dispatches bound to x and y through cached bind groups. Nothing is created per call
@@ -141,7 +135,7 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
   const { spec, shared } = ctx
   const { callMeta, shape, kg } = cp
   const pipelines = cp.pipelines ?? (cp.pipelines = cp.specs.map((s) => ctx.pipelines.now(s)))
-  const runs = tileRunsByGroup(ctx, callMeta)
+  const runs = tileRunsByGroup(ctx.weights, callMeta)
   const hPart = callMeta.numEntries * shape.numSlices * ctx.strides.rankStride
   const h = shared.h.get(kg * hPart * 4)
   const ring = shared.ring
@@ -192,80 +186,41 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
     expands.push({ spec: cp.specs[1], pipeline: pipelines[1], bindGroup: bgExpand, offsets, groups: groups.expand })
   }
   const call = { dispatches: weigh ? [...shrinks, weigh, ...expands] : [...shrinks, ...expands] }
-  ctx.last = { plan: cp.plan, x, y, call, region, h }
+  ctx.last = { plan: cp.plan, x, y, call, region, h, groups: runs.map((r) => r.group) }
   return call
 }
 
 /**
  * The call of `plan` on x and y, ready to record: the last one again when it was made for the same
- * batch on the same buffers and its ring region is intact (no metadata built, nothing written:
- * decode steps repeat their batch), else planned and bound anew.
+ * batch and its ring region is intact (no metadata built, nothing written: decode steps repeat
+ * their batch), bound to x and y when they changed (cached bind groups), else planned and bound anew.
  */
 export function recordCall(ctx: CallContext, plan: SegmentPlan, x: GPUBuffer, y: GPUBuffer): PreparedCall {
   const last = ctx.last
-  if (
-    last &&
-    last.x === x &&
-    last.y === y &&
-    last.h === ctx.shared.h.buffer &&
-    ctx.shared.ring.intact(last.region) &&
-    samePlan(last.plan, plan)
-  )
+  if (last && last.h === ctx.shared.h.buffer && ctx.shared.ring.intact(last.region) && samePlan(last.plan, plan)) {
+    if (last.x !== x || last.y !== y) rebind(ctx, last, x, y)
     return last.call
+  }
   return bindCall(ctx, planCall(ctx, plan), x, y)
 }
 
-/** The shrink's and the expand's bind group for one slot group and buffer pair (cached). */
-function bindGroupsFor(ctx: CallContext, group: SlotGroup, x: GPUBuffer, y: GPUBuffer, h: GPUBuffer): [GPUBindGroup, GPUBindGroup] {
-  const { shared } = ctx
-  const last = ctx.lastBinding
-  if (last && last.group === group && last.x === x && last.y === y && last.h === h && last.ring === shared.ring.buffer)
-    return last.bindGroups
-  const key = `${group.slotBase}|${bufferId(x)}|${bufferId(y)}|${shared.h.generation}|${shared.ring.generation}`
-  let bgs = ctx.bindGroups.get(key)
-  if (bgs) {
-    ctx.lastBinding = { group, x, y, h, ring: shared.ring.buffer, bindGroups: bgs }
-    return bgs
+/**
+ * The last call's dispatches on other x and y: the same kernels, workgroups and ring region, with
+ * the bind groups of the new buffers (shrinks first, a weigh, then expands: one pair per group).
+ */
+function rebind(ctx: CallContext, last: LastCall, x: GPUBuffer, y: GPUBuffer): void {
+  const old = last.call.dispatches
+  const dispatches = old.slice()
+  const G = last.groups.length
+  for (let g = 0; g < G; g++) {
+    const [shrink, expand] = bindGroupsFor(ctx, last.groups[g], x, y, last.h)
+    const e = old.length - G + g
+    dispatches[g] = { ...old[g], bindGroup: shrink }
+    dispatches[e] = { ...old[e], bindGroup: expand }
   }
-  if (ctx.bindGroups.size >= MAX_BIND_GROUPS) ctx.bindGroups.clear()
-  const ring = shared.ring
-  const params = { buffer: ring.buffer, offset: 0, size: 112 }
-  const callMeta = { buffer: ring.buffer, offset: 0, size: ring.window }
-  const slots = { buffer: ctx.weights.slots }
-  const make = (input: GPUBuffer, weights: GPUBuffer, output: GPUBuffer): GPUBindGroup =>
-    ctx.device.createBindGroup({
-      layout: shared.layout,
-      entries: [
-        { binding: 0, resource: params },
-        { binding: 1, resource: { buffer: input } },
-        { binding: 2, resource: { buffer: weights } },
-        { binding: 3, resource: slots },
-        { binding: 4, resource: callMeta },
-        { binding: 5, resource: { buffer: output } },
-      ],
-    })
-  bgs = [make(x, group.A, h), make(h, group.B, y)]
-  ctx.bindGroups.set(key, bgs)
-  ctx.lastBinding = { group, x, y, h, ring: shared.ring.buffer, bindGroups: bgs }
-  return bgs
-}
-
-interface TileRun {
-  group: SlotGroup
-  tileStart: number
-  tileCount: number
-}
-
-/** Runs of consecutive tiles whose slots share a weight group (tiles are sorted by slot). */
-function tileRunsByGroup(ctx: CallContext, callMeta: CallMeta): TileRun[] {
-  const runs: TileRun[] = []
-  for (let i = 0; i < callMeta.numTiles; i++) {
-    const group = ctx.weights.group(callMeta.data[callMeta.tilesOffset + 4 * i])
-    const last = runs[runs.length - 1]
-    if (last && last.group === group) last.tileCount++
-    else runs.push({ group, tileStart: i, tileCount: 1 })
-  }
-  return runs
+  last.x = x
+  last.y = y
+  last.call = { dispatches }
 }
 
 /** planCall, its pipelines, then bindCall (the bench uses it to time kernels on its own buffers). */
