@@ -402,7 +402,7 @@ async function encodeModel(T: number, kernels: KernelProfile) {
       sliceWidths: widths,
       rank: 16,
       tokens: T,
-      slots: 1,
+      slots: 2,
       pattern: 'identical',
       dtype: 'f32',
       adaptersPerToken: 1,

@@ -138,6 +138,31 @@ describe.runIf(gpuHere).each(['software', 'discrete'] as const)('the same batch 
     for (const buf of [x1b, x2b, y1, y2]) buf.destroy()
     layer.dispose()
   })
+
+  it("layers of one shape and other adapters, one batch (one shared metadata region), apply and encode: each y gets its own layer's deltas", async (ctx) => {
+    const first = setupCase(rt, CASE, ctx)
+    const second = setupCase(rt, { ...CASE, seed: 93 }, ctx)
+    const { device, d } = first
+    const xb = upload(device, d.x, FULL())
+    const y1 = upload(device, d.y, FULL())
+    const y2 = upload(device, d.y, FULL())
+    const ids = d.ids.map((id) => (id >= 0 && second.d.adapters.has(id) ? id : -1))
+    await first.layer.apply(xb, y1, ids)
+    await second.layer.apply(xb, y2, ids)
+    const enc = device.createCommandEncoder()
+    second.layer.encode(enc, xb, y2, ids)
+    first.layer.encode(enc, xb, y1, ids)
+    device.queue.submit([enc.finish()])
+    const want1 = new Float64Array(d.y.length)
+    add(want1, sgmv(d.ref, d.x, ids), 2)
+    const want2 = new Float64Array(d.y.length)
+    add(want2, sgmv(second.d.ref, d.x, ids), 2)
+    expectDelta((await download(device, y1)).subarray(0, d.y.length), d.y, want1, TOL, 'y of the first layer')
+    expectDelta((await download(device, y2)).subarray(0, d.y.length), d.y, want2, TOL, 'y of the second layer')
+    for (const buf of [xb, y1, y2]) buf.destroy()
+    first.layer.dispose()
+    second.layer.dispose()
+  })
 })
 
 describe('the metadata ring', () => {
@@ -170,5 +195,37 @@ describe('the metadata ring', () => {
     // metadata larger than the window replaces the buffer: every older region is gone
     ring.take(256, ring.window * 2)
     expect(ring.intact(last)).toBe(false)
+  })
+
+  it('place: equal words share one region (one write) while it is recent; other words, or half a ring later, a new one', () => {
+    let writes = 0
+    const device = fakeDevice()
+    ;(device.queue as unknown as { writeBuffer: () => void }).writeBuffer = () => void writes++
+    const ring = new MetaRing(device, 1 << 30)
+    const stageWords = (seed: number): void => {
+      const w = ring.stage(256, 64)
+      w.fill(0, 0, 128)
+      for (let i = 0; i < 80; i++) w[i] = seed * 1000 + i
+    }
+    stageWords(1)
+    const a = ring.place(256, 64)
+    stageWords(2)
+    const b = ring.place(256, 64)
+    stageWords(1)
+    const a2 = ring.place(256, 64)
+    expect(writes).toBe(2)
+    expect([a2.params, a2.callMeta]).toEqual([a.params, a.callMeta])
+    expect(b.params).not.toBe(a.params)
+    // other head bytes over the same words: another region
+    stageWords(1)
+    expect(ring.place(512, 0).params).not.toBe(a.params)
+    expect(writes).toBe(3)
+    // past half the ring (4 MiB), equal words are written again
+    for (let i = 0; i < 1 << 12; i++) ring.take(256, 512)
+    stageWords(1)
+    const a3 = ring.place(256, 64)
+    expect(writes).toBe(4)
+    expect(a3.params).not.toBe(a.params)
+    expect(ring.intact(a3.region)).toBe(true)
   })
 })

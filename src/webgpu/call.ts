@@ -142,24 +142,29 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
   const callMetaBytes = callMeta.data.byteLength
   // region: a params block per slot group, [weighs: its params block, the weights per partial], metadata
   const weighBytes = cp.weights ? 256 + align(kg * cp.weights.byteLength) : 0
-  const at = ring.take(runs.length * 256 + weighBytes, callMetaBytes)
-  const region = ring.region(at)
-  const words = ring.staging
+  const headBytes = runs.length * 256 + weighBytes
+  // every word of the region is set (unused ones 0), so equal calls stage equal words (ring.place)
+  const words = ring.stage(headBytes, callMetaBytes)
+  words.fill(0, 0, align(headBytes + callMetaBytes) / 4)
   for (let g = 0; g < runs.length; g++) {
     const { group, tileStart } = runs[g]
     packParams(words, g * 64, spec, ctx.strides, callMeta, group, hPart)
     words[g * 64 + 6] = callMeta.tilesOffset + 4 * tileStart // this group's first tile
   }
-  let weigh: BoundDispatch | null = null
+  const w0 = runs.length * 64
+  let wp: ReturnType<typeof weighParams> | null = null
   if (cp.weights) {
     // h[e] *= w[e] over the kg partials: they are kg * N entries of one h row each
-    const hRow = shape.numSlices * ctx.strides.rankStride
-    const wp = weighParams(kg * callMeta.numEntries, hRow)
-    const w0 = runs.length * 64
+    wp = weighParams(kg * callMeta.numEntries, shape.numSlices * ctx.strides.rankStride)
     words.set(wp.params, w0)
     const wf = new Float32Array(words.buffer, (w0 + 64) * 4, kg * cp.weights.length)
     for (let g = 0; g < kg; g++) wf.set(cp.weights, g * cp.weights.length)
-    const base = at.params + runs.length * 256
+  }
+  new Int32Array(words.buffer, headBytes, callMeta.data.length).set(callMeta.data)
+  const at = ring.place(headBytes, callMetaBytes)
+  let weigh: BoundDispatch | null = null
+  if (cp.weights && wp) {
+    const base = at.params + w0 * 4
     const bindGroup = ctx.device.createBindGroup({
       layout: pipelines[2].getBindGroupLayout(0),
       entries: [
@@ -170,9 +175,6 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
     })
     weigh = { spec: cp.specs[2], pipeline: pipelines[2], bindGroup, offsets: null, groups: wp.groups }
   }
-  const callMetaWord = (at.callMeta - at.params) / 4
-  new Int32Array(words.buffer, callMetaWord * 4, callMeta.data.length).set(callMeta.data)
-  ring.upload(at.params, at.callMeta - at.params + callMetaBytes)
 
   const shrinks: BoundDispatch[] = []
   const expands: BoundDispatch[] = []
@@ -186,7 +188,7 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
     expands.push({ spec: cp.specs[1], pipeline: pipelines[1], bindGroup: bgExpand, offsets, groups: groups.expand })
   }
   const call = { dispatches: weigh ? [...shrinks, weigh, ...expands] : [...shrinks, ...expands] }
-  ctx.last = { plan: cp.plan, x, y, call, region, h, groups: runs.map((r) => r.group) }
+  ctx.last = { plan: cp.plan, x, y, call, region: at.region, h, groups: runs.map((r) => r.group) }
   return call
 }
 

@@ -41,7 +41,8 @@ export function kernelLayout(device: GPUDevice): { group: GPUBindGroupLayout; pi
 
 /**
  * Per-call uniforms and metadata, in a ring: each call takes the next region (its params, one
- * 256-byte block per slot group, then its metadata) and fills it with one writeBuffer. Regions are
+ * 256-byte block per slot group, then its metadata) and fills it with one writeBuffer, unless a
+ * recent region holds the same words (`place`: layers of one shape given one batch). Regions are
  * reused after the ring wraps: writeBuffer is ordered on the queue after every earlier submit, so
  * a region is overwritten only after the calls submitted before read it. Work recorded by
  * `encode` reads its region at the caller's submit: the ring holds 4 MiB of regions (over 8,000
@@ -59,6 +60,8 @@ export class MetaRing {
   private lap = 0
   /** Host staging for one region (written, then copied by writeBuffer). */
   staging = new Uint32Array(0)
+  /** Regions placed lately, by a hash of their words (see `place`). */
+  private readonly known = new Map<number, PlacedRegion & { words: Uint32Array }>()
 
   constructor(
     private readonly device: GPUDevice,
@@ -94,9 +97,43 @@ export class MetaRing {
     }
     const at = this.offset
     this.offset = align(at + headBytes + callMetaBytes)
+    this.stage(headBytes, callMetaBytes)
+    return { params: at, callMeta: at + headBytes }
+  }
+
+  /** The staging words of a region of `headBytes` + `callMetaBytes`, for `place` (grown if needed). */
+  stage(headBytes: number, callMetaBytes: number): Uint32Array {
     const words = align(headBytes + callMetaBytes) / 4
     if (this.staging.length < words) this.staging = new Uint32Array(Math.max(words, 2 * this.staging.length))
-    return { params: at, callMeta: at + headBytes }
+    return this.staging
+  }
+
+  /**
+   * A region holding the words staged by `stage` (every word of it set): one placed lately with
+   * the same words when it is still intact and within the last half of the ring (work recorded
+   * with it keeps half the ring, 2 MiB of later regions, before it may be overwritten), else a new
+   * one, uploaded with one writeBuffer. Calls of one batch on layers of one shape have the same
+   * words: a model step writes one region per shape, not one per call.
+   */
+  place(headBytes: number, callMetaBytes: number): PlacedRegion {
+    const n = align(headBytes + callMetaBytes) / 4
+    const w = this.staging
+    let hash = 0x811c9dc5 ^ headBytes
+    for (let i = 0; i < n; i++) hash = Math.imul(hash ^ w[i], 0x01000193)
+    const hit = this.known.get(hash)
+    if (hit && hit.words.length === n && hit.callMeta - hit.params === headBytes && this.recent(hit.region) && sameWords(hit.words, w))
+      return hit
+    const at = this.take(headBytes, callMetaBytes)
+    this.upload(at.params, headBytes + callMetaBytes)
+    const placed = { params: at.params, callMeta: at.callMeta, region: this.region(at) }
+    if (this.known.size >= MAX_KNOWN) this.known.clear()
+    this.known.set(hash, { ...placed, words: w.slice(0, n) })
+    return placed
+  }
+
+  /** Whether a region is intact and was taken within the last half of the ring. */
+  private recent(r: RingRegion): boolean {
+    return this.intact(r) && (r.lap === this.lap ? this.offset - r.start : this.size - r.start + this.offset) <= this.size / 2
   }
 
   /** The region just taken at `at`, as {@link intact} checks it. */
@@ -122,6 +159,21 @@ export class MetaRing {
   }
 }
 
+/** Regions `MetaRing.place` remembers (each keeps a copy of its words). */
+const MAX_KNOWN = 64
+
+function sameWords(a: Uint32Array, b: Uint32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+/** A region placed in the ring: the byte offsets of its params and metadata, and its identity. */
+export interface PlacedRegion {
+  params: number
+  callMeta: number
+  region: RingRegion
+}
+
 /** Where one call's params and metadata were written (see MetaRing.intact). */
 export interface RingRegion {
   buffer: GPUBuffer
@@ -142,13 +194,17 @@ export class Scratch {
     private readonly maxBinding: number,
   ) {}
 
+  /** The size of `buffer` (GPUBuffer.size is a getter into Dawn on every read). */
+  private size = 0
+
   get(bytes: number): GPUBuffer {
-    if (!this.buffer || this.buffer.size < bytes) {
+    if (!this.buffer || this.size < bytes) {
       let size = 4096
       while (size < bytes) size *= 2
       // kept until dispose: work recorded into a caller's encoder may still use it
       if (this.buffer) this.old.push(this.buffer)
       this.buffer = createBuffer(this.device, size, STORAGE, 'lora h', this.maxBinding)
+      this.size = size
       this.generation++
     }
     return this.buffer
