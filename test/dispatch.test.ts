@@ -609,7 +609,7 @@ describe("a layer's memo of its last 'auto' decisions", () => {
 })
 
 describe('cold weights: the cold read rate bounds the weight rates', () => {
-  /** The rates the short calibration measured on the H200 host (bench/results/regret-h200.json, rounded). */
+  /** The rates the short calibration measured on the H200 host (a regret run of 2026-12-04, rounded). */
   const H200_CPU: BackendRates = {
     callMs: 0.0043,
     segmentMs: 0.0005,
