@@ -14,7 +14,7 @@ interface ScalingRun {
 interface RegretRun {
   cores: number
   cpu: string
-  profile?: { machine?: { gpu?: { description?: string } | null } }
+  profile?: { machine?: { gpu?: { description?: string } | null } } | null
   threads: number
   summary: { points: number; median: number; max: number; above110: number; above125: number }
   points: Record<string, unknown>[]
