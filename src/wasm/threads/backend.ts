@@ -213,7 +213,7 @@ export async function createThreadedWasmBackend(
     let pool: WorkerPool | null = null
     try {
       const m = await loadThreadsModule(options)
-      pool = await WorkerPool.create(count - 1, m.module, m.memory, m.exports, options.workerUrl ?? DEFAULT_WORKER_URL())
+      pool = await WorkerPool.create(count - 1, m.module, m.memory, m.exports, options.workerUrl ?? DEFAULT_WORKER_URL(), undefined, cores)
       return new ThreadedWasmBackend(new WasmBackend(m.exports, m.variant), pool, threads, null, minWork, cores)
     } catch (e) {
       pool?.dispose()
