@@ -135,15 +135,18 @@ Over the whole grid (${s.points} points):
     )
   }
 
-  // ---- regret-h200.json: the dispatcher on a GPU host (bench/regret.ts writes its own table)
-  const regret = read<{ cores: number; summary: { points: number; median: number; max: number; above110: number; above125: number } }>(
-    'regret-h200.json',
-  )
+  // ---- regret-gpu-host.json: the dispatcher on a GPU host (bench/regret.ts writes its own table)
+  const regret = read<{
+    cores: number
+    profile?: { machine?: { gpu?: { description?: string } } }
+    summary: { points: number; median: number; max: number; above110: number; above125: number }
+  }>('regret-gpu-host.json')
   if (regret) {
     const r = regret.summary
+    const gpu = regret.profile?.machine?.gpu?.description?.split(' ')[1] ?? 'a GPU'
     headline.push(
-      `- dispatcher on the H200 host (${regret.cores} cores), host arrays: regret median **${f(r.median, 3)}**, max ${f(r.max, 2)}, ` +
-        `${r.above110} of ${r.points} points above 1.10, ${r.above125} above 1.25 ([regret-h200.md](bench/results/regret-h200.md))`,
+      `- dispatcher on a GPU host (${gpu}, ${regret.cores} cores), host arrays: regret median **${f(r.median, 3)}**, max ${f(r.max, 2)}, ` +
+        `${r.above110} of ${r.points} points above 1.10, ${r.above125} above 1.25 ([regret-gpu-host.md](bench/results/regret-gpu-host.md))`,
     )
   }
 

@@ -14,6 +14,7 @@ interface ScalingRun {
 interface RegretRun {
   cores: number
   cpu: string
+  profile?: { machine?: { gpu?: { description?: string } | null } } | null
   threads: number
   summary: { points: number; median: number; max: number; above110: number; above125: number }
   points: Record<string, unknown>[]
@@ -76,7 +77,7 @@ export function scalingMarkdown(run: ScalingRun): string {
 export function regretMarkdown(run: RegretRun): string {
   const s = run.summary
   const lines = [
-    `Dispatcher regret, time('auto') / time(best forced backend), host arrays, ${run.cores} cores (${run.cpu}), wasm on ${run.threads} thread(s) (bench/regret.ts):`,
+    `Dispatcher regret, time('auto') / time(best forced backend), host arrays, ${run.cores} cores (${run.cpu}), GPU ${run.profile?.machine?.gpu?.description ?? 'none'}, wasm on ${run.threads} thread(s) (bench/regret.ts):`,
     `median ${f(s.median, 3)}, max ${f(s.max, 3)}, ${s.above110} of ${s.points} points above 1.10, ${s.above125} above 1.25.`,
     '',
     '| shape | adapters | dtype | T | auto ms | chose | wasm ms | webgpu ms | regret |',

@@ -2,7 +2,7 @@
  * How the threaded wasm backend scales with the thread count, on a many-core host: one runtime
  * with `--max` threads (default: the cores, at most 16), every call forced onto n threads
  * (n = 1, 2, 4, ..., max), x and y as ordinary arrays (copied in and out by the main thread) and
- * as host arrays (rt.hostArray: used in place); then small calls (T <= 16) on runtimes created
+ * as host arrays (rt.hostArray: used in place); then calls of T <= 64 on runtimes created
  * with `threads: n` and left to their own choice, against the single-threaded runtime. Cells are
  * interleaved call by call (order rotated every round); weights are cold (each call reads adapter
  * copies the previous calls did not, over COLD_BYTES per layer). Reported: median ms, the speed-up
@@ -38,7 +38,7 @@ const SHAPES: Shape[] = [
   { name: 'qkv 4096/1024/1024 r16', inF: 4096, widths: [4096, 1024, 1024], rank: 16 },
 ]
 const SCALE_T = [64, 256, 1024]
-const SMALL_T = [1, 2, 4, 16]
+const SMALL_T = [1, 2, 4, 16, 64]
 const counts: number[] = []
 for (let n = 1; n < max; n *= 2) counts.push(n)
 counts.push(max)

@@ -121,9 +121,10 @@ for (const s of picked) {
     `${label(s).padEnd(24)} old ${o.total.toFixed(1)} (${o.shrink.toFixed(1)} + ${o.expand.toFixed(1)}) | default ${df.total.toFixed(1)} (${df.shrink.toFixed(1)} + ${df.expand.toFixed(1)}) | ${top.join(' | ')}`,
   )
   results.push(row)
+  // after every shape: a run cut short by a time limit keeps what it measured
+  if (out) writeFileSync(out, JSON.stringify({ adapter: device.adapterInfo, results }, null, 1))
   layer.dispose()
   xb.destroy()
   yb.destroy()
 }
-if (out) writeFileSync(out, JSON.stringify({ adapter: device.adapterInfo, results }, null, 1))
 backend.dispose()

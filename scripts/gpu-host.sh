@@ -14,16 +14,16 @@ out=${1:?usage: bash scripts/gpu-host.sh OUT_DIR [STEP...]}
 shift
 mkdir -p "$out"
 steps=${*:-grid webgpu tiles gemm threads regret}
-tsx() { node node_modules/tsx/dist/cli.mjs "$@"; }
+tsx="node node_modules/tsx/dist/cli.mjs"
 for step in $steps; do
   start=$(date +%s)
   case $step in
   grid) CI=true timeout 300 node node_modules/vitest/vitest.mjs run test/sgmv-webgpu.test.ts test/sgmv-webgpu-discrete.test.ts test/webgpu-gemm.test.ts >"$out/grid.log" 2>&1 ;;
-  webgpu) timeout 300 tsx bench/webgpu.ts >"$out/webgpu.log" 2>&1 && cp bench/results/webgpu-*.json "$out/" ;;
-  tiles) timeout 200 tsx bench/webgpu-tiles.ts '--only= T(1|16)$' --out="$out/tiles.json" >"$out/tiles.log" 2>&1 ;;
-  gemm) timeout 300 tsx bench/webgpu-gemm.ts --out="$out/gemm-tuning.json" >"$out/gemm.log" 2>&1 ;;
-  threads) timeout 400 tsx bench/threads-scaling.ts --json "$out/threads-scaling.json" >"$out/threads.log" 2>&1 ;;
-  regret) timeout 500 tsx bench/regret.ts --json "$out/regret.json" >"$out/regret.log" 2>&1 ;;
+  webgpu) timeout 300 $tsx bench/webgpu.ts >"$out/webgpu.log" 2>&1 && cp bench/results/webgpu-*.json "$out/" ;;
+  tiles) timeout 200 $tsx bench/webgpu-tiles.ts '--only= T(1|16)$' --out="$out/tiles.json" >"$out/tiles.log" 2>&1 ;;
+  gemm) timeout 300 $tsx bench/webgpu-gemm.ts --out="$out/gemm-tuning.json" >"$out/gemm.log" 2>&1 ;;
+  threads) timeout 400 $tsx bench/threads-scaling.ts --json "$out/threads-scaling-gpu-host.json" >"$out/threads.log" 2>&1 ;;
+  regret) timeout 500 $tsx bench/regret.ts --json "$out/regret-gpu-host.json" >"$out/regret.log" 2>&1 ;;
   *) echo "gpu-host.sh: unknown step $step" >&2 ;;
   esac
   echo "$step: exit $? in $(($(date +%s) - start)) s"

@@ -21,7 +21,9 @@ override MT: u32 = 4u;    // entries per thread (MT * NQ <= 64)
 override NQ: u32 = 2u;    // column quads per thread
 override KG: u32 = 1u;    // partials of h to add (split-K shrink over KG workgroups)
 override RMAX: u32 = 64u; // h values staged per entry (>= every used rank)
+override KU: u32 = 4u;    // rows of B loaded per step of the k loop (4, 8 or 16)
 const MAX_TILE: u32 = 64u;
+const MAX_KU: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> h: array<f32>;            // [KG * N * S * rankStride]
@@ -70,9 +72,24 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var acc: array<vec4<f32>, MAX_TILE>;
   // quads past n_s read values that are never stored (WebGPU clamps out-of-range reads)
   let b0 = (slot - p.slotBase) * p.maxRank * p.bStride + p.bOffset[s] + 4u * (c0 + nw);
-  // four rows of B per step, loaded before they are used: four loads in flight per quad (a decode
-  // call is latency-bound: each thread's k loop is all its work). Sums stay in k order.
+  // KU rows of B per step, loaded before they are used: KU loads in flight per quad (a decode
+  // call is latency-bound: each thread's k loop is all its work, one step per load latency), then
+  // four, then one. Sums stay in k order whatever KU is: the same bits for every KU.
   var k = 0u;
+  for (; k + KU <= rank; k += KU) {
+    let row = b0 + k * p.bStride;
+    for (var q = 0u; q < NQ; q++) {
+      let a = row + 4u * q * NW;
+      var v: array<vec4<f32>, MAX_KU>;
+      for (var u = 0u; u < KU; u++) { v[u] = load4(a + u * p.bStride); }
+      for (var i = 0u; i < MT; i++) {
+        let hk = (e0 + i) * RMAX + k;
+        var t = acc[i * NQ + q];
+        for (var u = 0u; u < KU; u++) { t += hs[hk + u] * v[u]; }
+        acc[i * NQ + q] = t;
+      }
+    }
+  }
   for (; k + 4u <= rank; k += 4u) {
     let row = b0 + k * p.bStride;
     for (var q = 0u; q < NQ; q++) {

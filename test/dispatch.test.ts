@@ -587,18 +587,23 @@ describe("a layer's memo of its last 'auto' decisions", () => {
   it('is not reused for other features or another usable list', () => {
     const d = new Dispatcher(traits, profileOf(SLOW_GPU))
     const memo = new DecisionMemo()
-    const fields: (keyof CallFeatures)[] = [
-      'tokens',
-      'entries',
-      'distinct',
-      'rankSum',
-      'rankEntries',
-      'inFeatures',
-      'outFeatures',
-      'slices',
-    ]
-    const others: Partial<CallFeatures>[] = [{ weightDtype: 'f16' }, { resident: 'wasm' }, { adaptersPerToken: 2 }, { chunkSize: 64 }]
-    for (const other of [...fields.map((k) => ({ [k]: (f[k] as number) + 1 })), ...others]) {
+    // one change per field of CallFeatures: a field added there fails to compile here until it is
+    // listed, and then this fails until the memo compares it
+    const changes: Record<keyof CallFeatures, Partial<CallFeatures>> = {
+      tokens: { tokens: f.tokens + 1 },
+      entries: { entries: f.entries + 1 },
+      distinct: { distinct: f.distinct + 1 },
+      rankSum: { rankSum: f.rankSum + 1 },
+      rankEntries: { rankEntries: f.rankEntries + 1 },
+      inFeatures: { inFeatures: f.inFeatures + 1 },
+      outFeatures: { outFeatures: f.outFeatures + 1 },
+      slices: { slices: f.slices + 1 },
+      weightDtype: { weightDtype: 'f16' },
+      resident: { resident: 'wasm' },
+      chunkSize: { chunkSize: 64 },
+      adaptersPerToken: { adaptersPerToken: 2 },
+    }
+    for (const other of Object.values(changes)) {
       plant(d, memo)
       expect(d.choose(f, BOTH, memo)).toBe('webgpu')
       expect(d.choose({ ...f, ...other }, BOTH, memo), JSON.stringify(other)).toBe('wasm')
@@ -609,7 +614,7 @@ describe("a layer's memo of its last 'auto' decisions", () => {
 })
 
 describe('cold weights: the cold read rate bounds the weight rates', () => {
-  /** The rates the short calibration measured on the H200 host (bench/results/regret-h200.json, rounded). */
+  /** The rates the short calibration measured on the H200 host (a regret run of 2026-12-04, rounded). */
   const H200_CPU: BackendRates = {
     callMs: 0.0043,
     segmentMs: 0.0005,

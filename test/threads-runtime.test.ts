@@ -10,7 +10,15 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { createRuntime } from '../src/index.js'
-import { AUTO_WORK_PER_THREAD, createThreadedWasmBackend, FEW_CORES, SMALL_ENTRIES, SOLO_CALLS } from '../src/wasm/threads/backend.js'
+import {
+  AUTO_THREAD_COST,
+  AUTO_THREAD_COST_PHASES,
+  AUTO_WORK_PER_THREAD,
+  createThreadedWasmBackend,
+  FEW_CORES,
+  SMALL_ENTRIES,
+  SOLO_CALLS,
+} from '../src/wasm/threads/backend.js'
 import { threadsUnavailableReason } from '../src/wasm/threads/support.js'
 import { expectLoraError } from './compare.js'
 import { Rng } from './random.js'
@@ -94,6 +102,10 @@ describe('threads option', () => {
         expect(b.partsFor(1e10, 1024)).toBe(n)
         expect(b.partsFor(2 * AUTO_WORK_PER_THREAD, 64)).toBe(2)
         expect(b.partsFor(1e10, 6)).toBe(Math.min(n, 6)) // no more threads than entries
+        // past a few threads, as many as the square root of the work over a thread's cost
+        expect(b.partsFor(64 * AUTO_THREAD_COST, 64)).toBe(Math.min(n, 8))
+        expect(b.partsFor(4e6, 64)).toBe(Math.min(n, 7))
+        expect(b.partsFor(64 * AUTO_THREAD_COST_PHASES, 0)).toBe(Math.min(n, 8))
         // calls of a few entries: one thread on a machine of a few cores (FEW_CORES), else by their work
         expect(b.partsFor(1e10, SMALL_ENTRIES)).toBe(availableParallelism() < FEW_CORES ? 1 : Math.min(n, SMALL_ENTRIES))
       } finally {

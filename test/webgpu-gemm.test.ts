@@ -69,10 +69,11 @@ const SLOW = 600_000
 
 describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
   it(
-    'the default choice (calls of 512 entries or more): 32- and 64-entry tiles; forced on smaller calls: every rank bucket, several rank tiles, 16-bit weights',
+    'the default choice (calls of 256 entries or more): 32-entry tiles; forced on smaller calls: 32- and 64-entry tiles, every rank bucket, several rank tiles, 16-bit weights',
     async () => {
       const small = { ...base, inFeatures: 64, sliceWidths: [32, 8] }
-      await check({ ...small, name: 'T600 r16 zipf', tokens: 600 }, GEMM, 64)
+      await check({ ...small, name: 'T600 r16 zipf', tokens: 600 }, GEMM, 32)
+      await check({ ...small, name: 'T256 r64 one slot', tokens: 256, rank: 64, slots: 1, pattern: 'identical' }, GEMM, 32)
       await check(
         {
           ...small,
@@ -86,18 +87,18 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
         GEMM,
         32,
       )
-      await check({ ...small, name: 'T500: the other kernels', tokens: 500 }, ['shrink', 'expand_vec4'], 16)
+      await check({ ...small, name: 'T250: the other kernels', tokens: 250 }, ['shrink', 'expand_vec4'], 16)
       const on: TileTuning = { gemm: true }
       await check(
         { ...base, name: 'T130 r64 in 1028 some-none', tokens: 130, rank: 64, inFeatures: 1028, pattern: 'some-none' },
         GEMM,
         64,
-        on,
+        { gemm: true, tileM: 64 },
       )
       await check(
         { ...base, name: 'T70 r128 f16 one slot', tokens: 70, rank: 128, slots: 1, pattern: 'identical', dtype: 'f16' },
         GEMM,
-        64,
+        32,
         on,
       )
       await check({ ...base, name: 'T40 r24 bf16 uniform', tokens: 40, rank: 24, pattern: 'uniform', dtype: 'bf16' }, GEMM, 32, on)
@@ -109,17 +110,22 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
   it(
     'forced tiles: split-K 1, 3 (uneven) and 16, 16-entry tiles, other register blocks, k blocks and rank rounds',
     async () => {
-      await check({ ...base, name: 'KG 1' }, GEMM, 64, { gemm: true, shrinkGemm: { KG: 1 } })
-      await check({ ...base, name: 'KG 3, in 260', inFeatures: 260, dtype: 'bf16' }, GEMM, 64, { gemm: true, shrinkGemm: { KG: 3 } })
-      await check({ ...base, name: 'KG 16, in 1024, r40', inFeatures: 1024, rank: 40 }, GEMM, 64, { gemm: true, shrinkGemm: { KG: 16 } })
+      await check({ ...base, name: 'KG 1' }, GEMM, 32, { gemm: true, shrinkGemm: { KG: 1 } })
+      await check({ ...base, name: 'KG 3, in 260', inFeatures: 260, dtype: 'bf16' }, GEMM, 32, { gemm: true, shrinkGemm: { KG: 3 } })
+      await check({ ...base, name: 'KG 16, in 1024, r40', inFeatures: 1024, rank: 40 }, GEMM, 64, {
+        gemm: true,
+        tileM: 64,
+        shrinkGemm: { KG: 16 },
+      })
       await check({ ...base, name: '16-entry tiles, T5 (forced on a short segment)', tokens: 5 }, GEMM, 16, { gemm: true, tileM: 16 })
-      await check({ ...base, name: 'shrink 8 x 4, KB 16; expand 4 entries x 1 quad, KC 8', rank: 20 }, GEMM, 64, {
+      await check({ ...base, name: 'shrink 8 x 4, KB 16; expand 4 entries x 1 quad, KC 8', rank: 20 }, GEMM, 32, {
         gemm: true,
         shrinkGemm: { BM: 8, BR: 4, KB: 16 },
         expandGemm: { BM: 4, NW: 16, BQ: 1, KC: 8 },
       })
       await check({ ...base, name: 'shrink 4 x 8, KB 8; expand 16 entries x 1 quad', rank: 32, dtype: 'f16' }, GEMM, 64, {
         gemm: true,
+        tileM: 64,
         shrinkGemm: { BM: 4, BR: 8, KB: 8 },
         expandGemm: { BM: 16, NW: 8, BQ: 1 },
       })
@@ -131,9 +137,12 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
     'beside the other kernels: widths not multiples of 4, several adapters per token, weights, in % 4, decode, forced off',
     async () => {
       const on: TileTuning = { gemm: true }
-      await check({ ...base, name: 'width 66', sliceWidths: [66, 6] }, ['shrink_gemm', 'expand'], 64, on)
-      await check({ ...base, name: 'K 2', adaptersPerToken: 2, tokens: 50, slots: 3 }, ['shrink_gemm', 'expand_multi'], 64, on)
-      await check({ ...base, name: 'weights', weighted: true, tokens: 40, slots: 1, pattern: 'identical' }, GEMM, 64, on)
+      await check({ ...base, name: 'width 66', sliceWidths: [66, 6] }, ['shrink_gemm', 'expand'], 32, on)
+      await check({ ...base, name: 'K 2', adaptersPerToken: 2, tokens: 50, slots: 3 }, ['shrink_gemm', 'expand_multi'], 32, on)
+      await check({ ...base, name: 'weights', weighted: true, tokens: 40, slots: 1, pattern: 'identical' }, GEMM, 64, {
+        gemm: true,
+        tileM: 64,
+      })
       await check({ ...base, name: 'in 258', inFeatures: 258 }, ['shrink', 'expand_vec4'], 16)
       await check({ ...base, name: 'decode', tokens: 3, pattern: 'distinct', slots: 3 }, ['shrink_tile', 'expand_tile'], 1)
       await check({ ...base, name: 'forced off' }, ['shrink', 'expand_vec4'], 16, { gemm: false })

@@ -37,7 +37,7 @@ const base: Omit<Case, 'name'> = {
 }
 
 /** Run the case with the tiles forced; check the kernels chosen, the result, and that a second run gives the same bits. */
-async function check(c: Case, shaders: [string, string], tuning?: TileTuning): Promise<void> {
+async function check(c: Case, shaders: [string, string], tuning?: TileTuning): Promise<Float32Array> {
   const d = materialise(c)
   const layer = backend!.createLayer(d.spec) as GpuLayer
   try {
@@ -53,6 +53,7 @@ async function check(c: Case, shaders: [string, string], tuning?: TileTuning): P
     const again = new Float32Array(d.y)
     await layer.apply(d.x, again, plan)
     expect(new Uint32Array(again.buffer), `${c.name}: same bits`).toEqual(new Uint32Array(y.buffer))
+    return y
   } finally {
     layer.dispose()
   }
@@ -96,7 +97,7 @@ describe.runIf(gpuHere)('webgpu tile kernels (discrete tiles)', () => {
   )
 
   it(
-    'forced split-K and tiles: KG 1 and 32, A read directly on prefill tiles, wide expand tiles',
+    'forced split-K and tiles: KG 1 and 32, A read directly on prefill tiles, B rows per k step, wide expand tiles',
     async () => {
       await check({ ...base, name: 'KG 1' }, TILES, { tileKernels: true, shrink: { KG: 1 } })
       await check({ ...base, name: 'KG 32, in 1024', inFeatures: 1024, rank: 8, tokens: 20 }, TILES, {
@@ -108,6 +109,13 @@ describe.runIf(gpuHere)('webgpu tile kernels (discrete tiles)', () => {
       await check({ ...base, name: 'decode, 16 rank rows, 64 k threads', tokens: 3, rank: 20, pattern: 'distinct' }, TILES, {
         shrink: { RT: 16, RC: 16, KS: 64 },
       })
+      // B rows in flight per k step: 16, 8 (steps of 8, then 4, then singles at rank 29) or 4 give the same bits
+      const decode = { ...base, name: 'decode r29 in 4096', tokens: 4, rank: 29, pattern: 'distinct' as const, slots: 4, inFeatures: 4096 }
+      const ku16 = await check({ ...decode, name: `${decode.name} KU 16` }, TILES)
+      for (const KU of [8, 4]) {
+        const other = await check({ ...decode, name: `${decode.name} KU ${KU}` }, TILES, { expand: { KU } })
+        expect(new Uint32Array(other.buffer), `KU ${KU} against 16: same bits`).toEqual(new Uint32Array(ku16.buffer))
+      }
       await check({ ...base, name: 'expand 1 x 64 quads', rank: 16 }, TILES, {
         tileKernels: true,
         expand: { EM: 1, MT: 16, NW: 64, NQ: 1 },

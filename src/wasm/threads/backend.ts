@@ -32,6 +32,15 @@ export const AUTO_WORK_PER_THREAD = 400_000
 /** The same for calls run in two phases (control.ts MODE_PHASES): they pay a barrier more. */
 export const AUTO_WORK_PER_THREAD_PHASES = 1_000_000
 /**
+ * What each thread of a call costs, in multiply-adds of one thread's time: 'auto' gives a call of W
+ * multiply-adds at most sqrt(W / this) threads, the count that minimises W / p + p x cost. On the
+ * 16-core GPU host (bench/threads-scaling.ts, T = 16, host arrays) each thread past the first cost
+ * 0.02-0.033 ms (60-100 K multiply-adds at one thread's 3 G/s): gate_up ran 0.51 ms on 8 threads
+ * and 0.67 on 16, qkv 0.33 on 8 and 0.44 on 11. Below 5 threads the linear rule above is the lower.
+ */
+export const AUTO_THREAD_COST = 80_000
+export const AUTO_THREAD_COST_PHASES = 200_000
+/**
  * On a machine of fewer than FEW_CORES cores, calls of one adapter per token and at most
  * SMALL_ENTRIES entries stay on one thread: there the other core is shared with the rest of the machine, and `threads: 2` made
  * calls of T = 2-4 1.0-1.4x slower than one thread (bench/threads-scaling.ts on 2 cores); on the
@@ -127,10 +136,11 @@ export class ThreadedWasmBackend implements Backend, CallScheduler {
     // from the call's size, whatever the pool's: a call too small to gain stays on one thread
     if (this.minWork === 0) return this.threads
     if (fusedEntries > 0 && fusedEntries <= SMALL_ENTRIES && this.cores < FEW_CORES) return 1
-    const parts =
-      fusedEntries >= 2
-        ? Math.min(Math.floor(work / (this.minWork ?? AUTO_WORK_PER_THREAD)), fusedEntries)
-        : Math.floor(work / (this.minWork ?? AUTO_WORK_PER_THREAD_PHASES))
+    const fused = fusedEntries >= 2
+    let parts = fused
+      ? Math.min(Math.floor(work / (this.minWork ?? AUTO_WORK_PER_THREAD)), fusedEntries)
+      : Math.floor(work / (this.minWork ?? AUTO_WORK_PER_THREAD_PHASES))
+    if (this.minWork === null) parts = Math.min(parts, Math.floor(Math.sqrt(work / (fused ? AUTO_THREAD_COST : AUTO_THREAD_COST_PHASES))))
     return Math.max(1, Math.min(this.threads, parts))
   }
 
@@ -203,7 +213,7 @@ export async function createThreadedWasmBackend(
     let pool: WorkerPool | null = null
     try {
       const m = await loadThreadsModule(options)
-      pool = await WorkerPool.create(count - 1, m.module, m.memory, m.exports, options.workerUrl ?? DEFAULT_WORKER_URL())
+      pool = await WorkerPool.create(count - 1, m.module, m.memory, m.exports, options.workerUrl ?? DEFAULT_WORKER_URL(), undefined, cores)
       return new ThreadedWasmBackend(new WasmBackend(m.exports, m.variant), pool, threads, null, minWork, cores)
     } catch (e) {
       pool?.dispose()

@@ -25,7 +25,10 @@ export class WorkerPool {
   /** ms the main thread spent waiting for workers in the last job (at the barriers and the end). */
   waited = 0
 
-  private constructor(private readonly main: PartExports) {
+  private constructor(
+    private readonly main: PartExports,
+    private readonly cores: number,
+  ) {
     const wa = (Atomics as unknown as { waitAsync?: WaitAsync }).waitAsync
     this.waitAsync = typeof wa === 'function' ? wa.bind(Atomics) : null
     this.ctrl[C.BY_MESSAGE] = this.waitAsync ? 0 : 1
@@ -43,7 +46,8 @@ export class WorkerPool {
 
   /**
    * Start `count` workers and wait until each instantiated the module over `memory`; `main`: the
-   * main thread's instance of it (the main thread takes part in every job).
+   * main thread's instance of it (the main thread takes part in every job); `cores`: the machine's
+   * (the main thread spins only where the woken workers leave it a core).
    */
   static async create(
     count: number,
@@ -52,8 +56,9 @@ export class WorkerPool {
     main: PartExports,
     url: URL,
     timeoutMs = 10_000,
+    cores = Number.POSITIVE_INFINITY,
   ): Promise<WorkerPool> {
-    const pool = new WorkerPool(main)
+    const pool = new WorkerPool(main, cores)
     count = Math.min(count, C.MAX_WORKERS)
     let ready = 0
     let settle: (error?: string) => void = () => {}
@@ -114,8 +119,9 @@ export class WorkerPool {
     const gen = (this.gen = (this.gen + 1) | 0)
     const granules = writeJob(c, job, gen)
     const woken = Math.min(parts - 1, this.workers.length)
-    // spin at the end of a job only with cores to spare (on 2 cores the worker may need this one)
-    this.spinMs = woken >= P.SPIN_MAIN_MIN_WORKERS ? P.SPIN_MAIN_MS : 0
+    // spin at the end of a job only with a core for each woken worker besides the main thread's
+    // (a `threads: 4` runtime on 2 cores: a worker may need this one)
+    this.spinMs = woken >= P.SPIN_MAIN_MIN_WORKERS && woken < this.cores ? P.SPIN_MAIN_MS : 0
     c[C.HELPERS] = woken
     Atomics.store(c, C.GEN, gen) // publishes the job to spinning workers
     for (let w = 0; w < woken; w++) P.wakeIfSleeping(c, w) // and wakes sleeping ones

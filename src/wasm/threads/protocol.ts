@@ -131,8 +131,8 @@ export const SPIN_WOKEN_MS = 5
 export const SPIN_BARRIER_MS = 5
 /**
  * The main thread, waiting for the workers' last granules (pool.ts until), in jobs with at least
- * SPIN_MAIN_MIN_WORKERS workers: short, and not on a machine of a few cores, where a worker may
- * need the main thread's core.
+ * SPIN_MAIN_MIN_WORKERS workers and a core for each of them besides the main thread's: short, and
+ * not where a worker may need the main thread's core.
  */
 export const SPIN_MAIN_MS = 0.1
 export const SPIN_MAIN_MIN_WORKERS = 3

@@ -41,24 +41,34 @@ const WORKGROUP_BYTES = 16384 - 16
 export const GEMM_MAX_KG = 16
 /**
  * Workgroups shrink_gemm aims for with a split over workgroups (one to three per multiprocessor of
- * a 132-SM GPU). Each expand workgroup adds the KG partials of its tile's h: on the H200 the expand
- * took 1.3-2x longer at KG 16 than at KG 4, so the split stops short of filling the GPU twice.
+ * a 132-SM GPU). Each expand workgroup adds the KG partials of its tile's h, which costs more the
+ * higher the rank: on an H100 (bench/webgpu-gemm.ts, 32-entry tiles) the fastest split came near
+ * 384 workgroups at rank 16 (KG 8-16) but near 192 at rank 64 (KG 4 at T = 1024 against KG 8's
+ * 1.07x, KG 2 on qkv), so the target halves for rank tiles of 64.
  */
 export const GEMM_TARGET_WORKGROUPS = 384
 
+/** The target for rank tiles of RT rows (see GEMM_TARGET_WORKGROUPS). */
+export function gemmTargetWorkgroups(RT: number): number {
+  return RT >= 64 ? GEMM_TARGET_WORKGROUPS / 2 : GEMM_TARGET_WORKGROUPS
+}
+
 /**
- * Entries a call needs for the GEMM kernels by default. H200 (bench/webgpu-gemm.ts, each shape's
- * variants side by side): at T = 1024 they were 1.5-7.9x faster than the kernels of shrink.ts /
- * expand.ts; at T = 256 between 0.3x (one adapter: 4 tiles of 64 entries leave most of the GPU
- * idle) and 1.6x, so smaller calls keep those kernels.
+ * Entries a call needs for the GEMM kernels by default. H100 (bench/webgpu-gemm.ts, each shape's
+ * variants side by side, clocks warmed): with 32-entry tiles they beat the kernels of shrink.ts /
+ * expand.ts at T = 256 on every shape (one or 8 adapters; sum of the kernels alone 31 against 38 us
+ * at square r16, 54 against 73 at square r64, 86 against 118 at qkv r64 with 8 adapters) and at
+ * T = 1024 by 1.4-2x. Smaller calls keep those kernels (not measured below 256).
  */
-export const GEMM_MIN_ENTRIES = 512
+export const GEMM_MIN_ENTRIES = 256
 
 /**
  * Entries per tile of the GEMM kernels for this call, or 0 where they do not apply: on 'discrete'
  * (unless forced either way; forcing the tile kernels on or off leaves them out), calls of at
  * least GEMM_MIN_ENTRIES entries whose segments are longer than 16 entries, x rows as vec4
- * (in % 4 == 0), not an embedding. Tiles of 32 entries when no segment is longer, else 64.
+ * (in % 4 == 0), not an embedding. Tiles of 32 entries: on the H100 they were faster than tiles
+ * of 64 on 29 of the 31 shapes bench/webgpu-gemm.ts timed (the split over workgroups fills the GPU
+ * either way, and a 32-entry tile wastes less of a segment's last tile).
  */
 export function gemmTile(
   profile: KernelProfile,
@@ -70,7 +80,7 @@ export function gemmTile(
   if (forced === false || spec.embedding || spec.inFeatures % 4 !== 0) return 0
   const { longestSegment, entries } = call
   if (forced !== true && (profile !== 'discrete' || longestSegment <= 16 || entries < GEMM_MIN_ENTRIES)) return 0
-  return tuning?.tileM ?? (longestSegment <= 32 ? 32 : 64)
+  return tuning?.tileM ?? 32
 }
 
 export function expandGemmUsable(sliceWidths: readonly number[], multi: boolean): boolean {
@@ -83,14 +93,16 @@ function rankRows(maxUsedRank: number): number {
 }
 
 /**
- * 4 entries x RT / 8 rank rows per thread (8 rank threads: 128 threads on 64-entry tiles), k blocks
- * of 32 (fitted by fitShrinkGemm). H200, each kernel alone over forced variants
- * (bench/webgpu-gemm.ts): 4 x 2 at rank 16 and 4 x 8 at rank 64 were the fastest of 4 x 4, 8 x 4,
- * 4 x 8, 2 x 4, 4 x 2 and 8 x 2 on most shapes; 4 x 4 at rank 64 (256 threads) ran 2-4x slower.
+ * 4 entries x BR rank rows per thread, k blocks of 32 (fitted by fitShrinkGemm). BR is RT / 8 (8
+ * rank threads) on 64-entry tiles: H200, 4 x 2 at rank 16 and 4 x 8 at rank 64 were the fastest of
+ * 4 x 4, 8 x 4, 4 x 8, 2 x 4, 4 x 2 and 8 x 2 there, 4 x 4 at rank 64 (256 threads) 2-4x slower.
+ * On 32-entry tiles BR is 2 at every rank (256 threads at rank 64): on the H100, of the 34
+ * fastest rank-64 (32-entry tile, split) pairs it printed, the best shrink was 4 x 2 in 21, 8 x 4
+ * in 9, 8 x 2 in 3, 2 x 4 in 1 and 4 x 8 in none.
  */
 export function shrinkGemmTiling(tileM: number, maxUsedRank: number): Omit<ShrinkGemmTiling, 'KG'> {
   const RT = rankRows(maxUsedRank)
-  return { TM: tileM, RT, BM: 4, BR: RT / 8, KB: 32 }
+  return { TM: tileM, RT, BM: 4, BR: tileM <= 32 ? 2 : RT / 8, KB: 32 }
 }
 
 /** Vec4s of x and of A one thread of shrink_gemm stages per block (MAX_STAGE in the shader). */
@@ -117,7 +129,7 @@ export function shrinkGemmWorkgroups(t: Omit<ShrinkGemmTiling, 'KG'>, shape: Cal
 /** k chunks over workgroups: the power of two that brings the count near the target, keeping two k blocks per chunk. */
 export function splitKGemm(t: Omit<ShrinkGemmTiling, 'KG'>, workgroups: number, inFeatures: number): number {
   let kg = 1
-  while (kg < GEMM_MAX_KG && workgroups * kg * 2 <= GEMM_TARGET_WORKGROUPS && inFeatures / (kg * 2) >= 2 * t.KB) kg *= 2
+  while (kg < GEMM_MAX_KG && workgroups * kg * 2 <= gemmTargetWorkgroups(t.RT) && inFeatures / (kg * 2) >= 2 * t.KB) kg *= 2
   return kg
 }
 

@@ -25,6 +25,8 @@ export interface ExpandTileTiling {
   NW: number
   NQ: number
   RMAX: number
+  /** Rows of B loaded per step of the k loop (4, 8 or 16; the same bits for every value). */
+  KU: number
   KG: number
 }
 
@@ -97,12 +99,16 @@ export function shrinkTileGroups(t: ShrinkTileTiling, shape: CallShape, numTiles
   return checkGroups([Math.ceil(shape.maxUsedRank / t.RT), numTiles, shape.numSlices * t.KG], 'shrink_tile')
 }
 
-/** Decode: 32 threads of one column quad each; prefill: (entries / 4, at most 8 per thread) x 32 threads of 2 quads. */
+/**
+ * Decode: 32 threads of one column quad each, 16 rows of B in flight per step (a decode expand
+ * waits on its loads: at rank 64 four steps of 16 rows instead of 16 of 4); prefill: (entries / 4,
+ * at most 8 per thread) x 32 threads of 2 quads, 4 rows per step (their register tiles are larger).
+ */
 export function expandTileTiling(tileM: number, maxUsedRank: number): Omit<ExpandTileTiling, 'KG'> {
   const RMAX = rankRows(maxUsedRank)
-  if (tileM <= 4) return { EM: 1, MT: tileM, NW: 32, NQ: 1, RMAX }
+  if (tileM <= 4) return { EM: 1, MT: tileM, NW: 32, NQ: 1, RMAX, KU: 16 }
   const MT = Math.min(8, tileM / 4)
-  return { EM: tileM / MT, MT, NW: 32, NQ: 2, RMAX }
+  return { EM: tileM / MT, MT, NW: 32, NQ: 2, RMAX, KU: 4 }
 }
 
 export function expandTileSpec(storage: WeightStorage, t: ExpandTileTiling): PipelineSpec {
