@@ -27,6 +27,8 @@ interface Row {
   streamNewBatchApplyCpuMs?: number
   bareApplyCpuMs?: number
   bareEncodeCpuMs?: number
+  publicApplyCpuMs?: number
+  publicEncodeCpuMs?: number
   encodeCpuMs: number
   /** The clock check of the timed passes (bench/gpu-timer.ts; absent in older runs and on software adapters: 1). */
   clock?: number
@@ -117,9 +119,9 @@ export function webgpuReport(dir: string): string {
       '',
     )
     out.push(
-      '| tiles | shape | T | GPU us | (shrink / expand) | R us | R / time | % matmul | % copy (weights) | host ms (x transfers) | cpu us: apply / streamed / other y / new batches / encode | Dawn alone: submit / encode |',
+      '| tiles | shape | T | GPU us | (shrink / expand) | R us | R / time | % matmul | % copy (weights) | host ms (x transfers) | cpu us: apply / streamed / other y / new batches / encode | Dawn alone: submit / encode | public API: apply / encode |',
     )
-    out.push('|---|---|---|---|---|---|---|---|---|---|---|---|')
+    out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
     const opt = (v: number | undefined): string => (v === undefined ? '-' : us(v))
     for (const w of r.rows) {
       const parts = Object.values(w.perKernelMs).map(us).join(' / ')
@@ -127,7 +129,7 @@ export function webgpuReport(dir: string): string {
         `| ${w.kernels} | ${w.dtype} ${w.layer} r${w.rank} L${w.adapters} | ${w.T} | ${us(w.kernelMs)} | ${parts} | ${us(w.rooflineMs)} | ${w.rooflineOverTime.toFixed(2)} | ` +
           `${(100 * w.fracMatmul).toFixed(1)} | ${(100 * w.fracCopy).toFixed(1)} | ${w.hostMs.toFixed(2)} (x${w.hostOverTransfer.toFixed(1)}) | ` +
           `${us(w.residentSyncMs)} / ${us(w.streamApplyCpuMs)} / ${opt(w.streamNewApplyCpuMs)} / ${opt(w.streamNewBatchApplyCpuMs)} / ${us(w.encodeCpuMs)} | ` +
-          `${opt(w.bareApplyCpuMs)} / ${opt(w.bareEncodeCpuMs)} |`,
+          `${opt(w.bareApplyCpuMs)} / ${opt(w.bareEncodeCpuMs)} | ${opt(w.publicApplyCpuMs)} / ${opt(w.publicEncodeCpuMs)} |`,
       )
     }
     if (r.encode?.length) {

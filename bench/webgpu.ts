@@ -17,6 +17,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import process from 'node:process'
+import { createRuntime, type Runtime } from '../src/index.js'
 import { buildSegments } from '../src/metadata.js'
 import type { LayerSpec } from '../src/types.js'
 import { WRITE_CHUNK, writeChunked } from '../src/webgpu/buffers.js'
@@ -113,6 +114,14 @@ async function matmulCeiling(M: number, N: number, K: number): Promise<number> {
   })
   for (const x of [dims, a, b, c]) x.destroy()
   return (2 * M * N * K) / (best(t) / 1e3) / 1e9
+}
+
+/** A runtime per tile family on the bench's device (the public API's cost per call). */
+const runtimes = new Map<KernelProfile, Runtime>()
+async function runtimeFor(kernels: KernelProfile): Promise<Runtime> {
+  let rt = runtimes.get(kernels)
+  if (!rt) runtimes.set(kernels, (rt = await createRuntime({ backend: 'webgpu', gpu: device, gpuKernels: kernels })))
+  return rt
 }
 
 async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
@@ -227,6 +236,23 @@ async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
   const bareEncodeCpuMs = (now() - t0) / stream
   device.queue.submit([bareEnc.finish()])
   await device.queue.onSubmittedWorkDone()
+  // the public API on the same buffers and batch (checks, slot order, backend choice, segments):
+  // what a caller of layer.apply / layer.encode pays per call on top of the backend's layer
+  const pub = (await runtimeFor(kernels)).createLayer(d.spec)
+  for (let a = 0; a < 8; a++) pub.setAdapter(a, { ...d.adapters[a % s.adapters], rank: s.rank, A: d.adapters[0].A, B: d.adapters[0].B })
+  await pub.apply(xb, yb, d.ids, { backend: 'webgpu' })
+  await device.queue.onSubmittedWorkDone()
+  t0 = now()
+  for (let i = 0; i < stream; i++) await pub.apply(xb, yb, d.ids, { backend: 'webgpu' })
+  const publicApplyCpuMs = (now() - t0) / stream
+  await device.queue.onSubmittedWorkDone()
+  const pubEnc = device.createCommandEncoder()
+  t0 = now()
+  for (let i = 0; i < stream; i++) pub.encode(pubEnc, xb, yb, d.ids)
+  const publicEncodeCpuMs = (now() - t0) / stream
+  device.queue.submit([pubEnc.finish()])
+  await device.queue.onSubmittedWorkDone()
+  pub.dispose()
   layer.dispose()
   xb.destroy()
   yb.destroy()
@@ -256,6 +282,8 @@ async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
     bareApplyCpuMs,
     emptySubmitCpuMs,
     bareEncodeCpuMs,
+    publicApplyCpuMs,
+    publicEncodeCpuMs,
     residentOverKernelPlusSubmit: residentMs / (kernelMs + submitMs),
     rawSubmitMs: median(raw),
     residentOverRawSubmit: residentMs / median(raw),
@@ -537,7 +565,7 @@ for (const r of rows) {
       `R ${r.rooflineMs.toFixed(4)} ms, R/time ${r.rooflineOverTime.toFixed(2)}`,
       `${r.gflops.toFixed(0).padStart(6)} GFLOP/s (${(100 * r.fracMatmul).toFixed(0).padStart(3)}% mm)`,
       `weights ${r.weightGBs.toFixed(0).padStart(6)} GB/s (${(100 * r.fracCopy).toFixed(0).padStart(3)}% copy)`,
-      `host ${r.hostMs.toFixed(3).padStart(7)} ms (x${r.hostOverTransfer.toFixed(2)} of transfers), resident ${r.residentMs.toFixed(3).padStart(7)} ms (x${r.residentOverRawSubmit.toFixed(2)} of bare submit; cpu ${(1e3 * r.residentSyncMs).toFixed(1)} us sync, ${(1e3 * r.residentCpuMs).toFixed(1)} us resolved, ${(1e3 * r.streamApplyCpuMs).toFixed(1)} us/call streamed, ${(1e3 * r.streamNewApplyCpuMs).toFixed(1)} us/call streamed on alternating y, ${(1e3 * r.streamNewBatchApplyCpuMs).toFixed(1)} us/call streamed with new batches, encode ${(1e3 * r.encodeCpuMs).toFixed(1)} us; Dawn alone: ${(1e3 * r.bareApplyCpuMs).toFixed(1)} us/call encoded + submitted, ${(1e3 * r.emptySubmitCpuMs).toFixed(1)} us empty submit, ${(1e3 * r.bareEncodeCpuMs).toFixed(1)} us recorded)`,
+      `host ${r.hostMs.toFixed(3).padStart(7)} ms (x${r.hostOverTransfer.toFixed(2)} of transfers), resident ${r.residentMs.toFixed(3).padStart(7)} ms (x${r.residentOverRawSubmit.toFixed(2)} of bare submit; cpu ${(1e3 * r.residentSyncMs).toFixed(1)} us sync, ${(1e3 * r.residentCpuMs).toFixed(1)} us resolved, ${(1e3 * r.streamApplyCpuMs).toFixed(1)} us/call streamed, ${(1e3 * r.streamNewApplyCpuMs).toFixed(1)} us/call streamed on alternating y, ${(1e3 * r.streamNewBatchApplyCpuMs).toFixed(1)} us/call streamed with new batches, encode ${(1e3 * r.encodeCpuMs).toFixed(1)} us; Dawn alone: ${(1e3 * r.bareApplyCpuMs).toFixed(1)} us/call encoded + submitted, ${(1e3 * r.emptySubmitCpuMs).toFixed(1)} us empty submit, ${(1e3 * r.bareEncodeCpuMs).toFixed(1)} us recorded; public API: apply ${(1e3 * r.publicApplyCpuMs).toFixed(1)} us/call streamed, encode ${(1e3 * r.publicEncodeCpuMs).toFixed(1)} us)`,
     ].join(' | '),
   )
 }
@@ -590,5 +618,6 @@ writeFileSync(
 )
 writeResultsMarkdown()
 console.log(`wrote bench/results/${file} and bench/results/webgpu.md`)
+for (const rt of runtimes.values()) rt.dispose()
 for (const b of backends.values()) if (b !== backend) b.dispose()
 backend.dispose()
