@@ -139,6 +139,24 @@ describe.runIf(gpuHere).each(['software', 'discrete'] as const)('the same batch 
     layer.dispose()
   })
 
+  it('weighted calls share one weigh bind group at other offsets, also with more weights than the metadata window (64 KiB)', async (ctx) => {
+    const small: Case = { ...CASE, inFeatures: 8, sliceWidths: [6, 4], rank: 4, adaptersPerToken: 2, weighted: true }
+    for (const tokens of [5, 9000]) {
+      const { device, d, layer } = setupCase(rt, { ...small, tokens }, ctx)
+      const xb = upload(device, d.x, FULL())
+      const yb = upload(device, d.y, FULL())
+      const w2 = Float32Array.from(d.weights!, (v) => 1.5 - v)
+      await layer.apply(xb, yb, d.ids, { adaptersPerToken: 2, weights: d.weights })
+      await layer.apply(xb, yb, d.ids, { adaptersPerToken: 2, weights: w2 })
+      const want = new Float64Array(d.y.length)
+      add(want, sgmv(d.ref, d.x, d.ids, 2, d.weights))
+      add(want, sgmv(d.ref, d.x, d.ids, 2, w2))
+      expectDelta((await download(device, yb)).subarray(0, d.y.length), d.y, want, TOL, `T = ${tokens}`)
+      for (const buf of [xb, yb]) buf.destroy()
+      layer.dispose()
+    }
+  })
+
   it("layers of one shape and other adapters, one batch (one shared metadata region), apply and encode: each y gets its own layer's deltas", async (ctx) => {
     const first = setupCase(rt, CASE, ctx)
     const second = setupCase(rt, { ...CASE, seed: 93 }, ctx)

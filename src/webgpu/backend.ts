@@ -8,7 +8,7 @@ import { PipelineCache } from './pipelines.js'
 import type { KernelProfile } from './programs/program.js'
 import { loadShaderSources, weightStorage } from './shaders.js'
 import { checkWritable, readBack, writeBack } from './transfer.js'
-import { kernelLayout, MetaRing, Scratch, type SharedCallState } from './shared.js'
+import { kernelLayout, MetaRing, Scratch, type SharedCallState, weighLayout } from './shared.js'
 import type { WebGpuBackend, WebGpuLayer } from './types.js'
 
 /** How host arrays reach the GPU: mapped staging buffers and copies on the queue, or writeBuffer. */
@@ -53,8 +53,14 @@ class Backend implements WebGpuBackend {
     const staged = (uploads ?? (dc.isSoftware ? 'writeBuffer' : 'staging')) === 'staging'
     this.staging = staged ? new StagingPool(dc.device, dc.device.limits.maxBufferSize) : null
     const layout = kernelLayout(dc.device)
-    this.shared = { layout: layout.group, ring: new MetaRing(dc.device, this.maxBinding), h: new Scratch(dc.device, this.maxBinding) }
-    this.pipelines = new PipelineCache(dc.device, sources, this.watch, layout.pipeline, unroll ?? loopBounding())
+    const weigh = weighLayout(dc.device)
+    this.shared = {
+      layout: layout.group,
+      weighLayout: weigh.group,
+      ring: new MetaRing(dc.device, this.maxBinding),
+      h: new Scratch(dc.device, this.maxBinding),
+    }
+    this.pipelines = new PipelineCache(dc.device, sources, this.watch, layout.pipeline, unroll ?? loopBounding(), weigh.pipeline)
     const device = dc.device
     this.transfers = {
       read: (src, floats, name) => readBack(device, src, floats, name),

@@ -1,4 +1,5 @@
 import type { CallMeta } from './meta.js'
+import { WEIGH_PARAMS_BYTES } from './programs/weigh.js'
 import { bufferId, type SharedCallState } from './shared.js'
 import type { LayerWeights, SlotGroup } from './weights.js'
 
@@ -9,6 +10,8 @@ export interface Bindings {
   weights: LayerWeights
   /** Bind groups by (slot group, x, y, h and ring generations): created once per buffer pair. */
   bindGroups: Map<string, [GPUBindGroup, GPUBindGroup]>
+  /** weigh.wgsl's bind groups by (h and ring generations, bytes of weights bound). */
+  weighGroups: Map<string, GPUBindGroup>
   /** The bind groups of the last call (a stream of calls on the same buffers skips the key). */
   lastBinding?: { group: SlotGroup; x: GPUBuffer; y: GPUBuffer; h: GPUBuffer; ring: GPUBuffer; bindGroups: [GPUBindGroup, GPUBindGroup] }
 }
@@ -66,4 +69,29 @@ export function tileRunsByGroup(weights: LayerWeights, callMeta: CallMeta): Tile
     else runs.push({ group, tileStart: i, tileCount: 1 })
   }
   return runs
+}
+
+/**
+ * weigh.wgsl's bind group for h and `bytes` of weights (cached): its params and weights are bound
+ * at dynamic offsets into the ring, `bytes` wide (at least the ring's metadata window, which a
+ * region always has room for after its head, where the weights lie).
+ */
+export function weighGroupFor(ctx: Bindings, h: GPUBuffer, weightBytes: number): GPUBindGroup {
+  const { ring } = ctx.shared
+  const bytes = Math.max(ring.window, Math.ceil(weightBytes / 256) * 256)
+  const key = `${ctx.shared.h.generation}|${ring.generation}|${bytes}`
+  let bg = ctx.weighGroups.get(key)
+  if (!bg) {
+    if (ctx.weighGroups.size >= MAX_BIND_GROUPS) ctx.weighGroups.clear()
+    bg = ctx.device.createBindGroup({
+      layout: ctx.shared.weighLayout,
+      entries: [
+        { binding: 0, resource: { buffer: ring.buffer, offset: 0, size: WEIGH_PARAMS_BYTES } },
+        { binding: 1, resource: { buffer: ring.buffer, offset: 0, size: bytes } },
+        { binding: 2, resource: { buffer: h } },
+      ],
+    })
+    ctx.weighGroups.set(key, bg)
+  }
+  return bg
 }

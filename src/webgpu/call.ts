@@ -5,8 +5,8 @@ import { packParams, type Strides } from './params.js'
 import type { PipelineCache, PipelineSpec } from './pipelines.js'
 import type { WeightStorage } from './shaders.js'
 import { align, type RingRegion } from './shared.js'
-import { type Bindings, bindGroupsFor, tileRunsByGroup } from './bind.js'
-import { WEIGH_PARAMS_BYTES, WEIGH_SPEC, weighParams } from './programs/weigh.js'
+import { type Bindings, bindGroupsFor, tileRunsByGroup, weighGroupFor } from './bind.js'
+import { WEIGH_SPEC, weighParams } from './programs/weigh.js'
 import type { SlotGroup } from './weights.js'
 import { choiceKey, chooseKernels, type KernelChoice, type TileTuning } from './programs/choose.js'
 import { gemmTile } from './programs/gemm.js'
@@ -18,8 +18,9 @@ export interface BoundDispatch {
   pipeline: GPUComputePipeline
   bindGroup: GPUBindGroup
   /**
-   * Dynamic offsets of binding 0 (params) and 4 (metadata) in the ring (none for weigh.wgsl): a
-   * plain array, which Dawn's setBindGroup takes in half the time of a Uint32Array and a range.
+   * Dynamic offsets in the ring of binding 0 (params) and 4 (metadata); for weigh.wgsl, of its
+   * params and weights: a plain array, which Dawn's setBindGroup takes in half the time of a
+   * Uint32Array and a range.
    */
   offsets: number[] | null
   groups: [number, number, number]
@@ -164,16 +165,10 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
   const at = ring.place(headBytes, callMetaBytes)
   let weigh: BoundDispatch | null = null
   if (cp.weights && wp) {
+    // its params block, then the weights: at dynamic offsets of one cached bind group
     const base = at.params + w0 * 4
-    const bindGroup = ctx.device.createBindGroup({
-      layout: pipelines[2].getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: ring.buffer, offset: base, size: WEIGH_PARAMS_BYTES } },
-        { binding: 1, resource: { buffer: ring.buffer, offset: base + 256, size: kg * cp.weights.byteLength } },
-        { binding: 2, resource: { buffer: h, offset: 0, size: kg * hPart * 4 } },
-      ],
-    })
-    weigh = { spec: cp.specs[2], pipeline: pipelines[2], bindGroup, offsets: null, groups: wp.groups }
+    const bindGroup = weighGroupFor(ctx, h, kg * cp.weights.byteLength)
+    weigh = { spec: cp.specs[2], pipeline: pipelines[2], bindGroup, offsets: [base, base + 256], groups: wp.groups }
   }
 
   const shrinks: BoundDispatch[] = []

@@ -70,6 +70,7 @@ export class GpuLayer implements WebGpuLayer {
       shared: env.shared,
       profile: env.profile,
       bindGroups: new Map(),
+      weighGroups: new Map(),
       kernels: new Map(),
     }
   }

@@ -33,6 +33,8 @@ export class PipelineCache {
     private readonly layout: GPUPipelineLayout,
     /** Unroll the small loops in the WGSL of each pipeline (unroll.ts): one module per pipeline. */
     private readonly unroll = false,
+    /** The layout of weigh.wgsl (shared.ts weighLayout; default 'auto'). */
+    private readonly weighLayout?: GPUPipelineLayout,
   ) {}
 
   get(spec: PipelineSpec): Promise<GPUComputePipeline> {
@@ -79,7 +81,7 @@ export class PipelineCache {
 
   /** The shared layout of the LoRA kernels; weigh.wgsl has bindings of its own. */
   private layoutOf(spec: PipelineSpec): GPUPipelineLayout | 'auto' {
-    return spec.shader === 'weigh' ? 'auto' : this.layout
+    return spec.shader === 'weigh' ? (this.weighLayout ?? 'auto') : this.layout
   }
 
   private moduleKey(spec: PipelineSpec): string {

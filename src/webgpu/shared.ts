@@ -1,5 +1,6 @@
 import { createBuffer } from './buffers.js'
 import { PARAMS_BYTES } from './params.js'
+import { WEIGH_PARAMS_BYTES } from './programs/weigh.js'
 
 const UNIFORM = 0x40
 const STORAGE = 0x80
@@ -37,6 +38,23 @@ export function kernelLayout(device: GPUDevice): { group: GPUBindGroupLayout; pi
     ],
   })
   return { group, pipeline: device.createPipelineLayout({ label: 'lora kernels', bindGroupLayouts: [group] }) }
+}
+
+/**
+ * The layout of shaders/weigh.wgsl: 0 its params and 1 the weights, both in the ring at dynamic
+ * offsets, 2 h. One bind group per (h, ring) serves every weighted call.
+ */
+export function weighLayout(device: GPUDevice): { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout } {
+  const COMPUTE = 0x4 // GPUShaderStage.COMPUTE
+  const group = device.createBindGroupLayout({
+    label: 'lora weigh',
+    entries: [
+      { binding: 0, visibility: COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: WEIGH_PARAMS_BYTES } },
+      { binding: 1, visibility: COMPUTE, buffer: { type: 'read-only-storage', hasDynamicOffset: true } },
+      { binding: 2, visibility: COMPUTE, buffer: { type: 'storage' } },
+    ],
+  })
+  return { group, pipeline: device.createPipelineLayout({ label: 'lora weigh', bindGroupLayouts: [group] }) }
 }
 
 /**
@@ -219,6 +237,8 @@ export class Scratch {
 /** What every layer of one backend shares for its calls. */
 export interface SharedCallState {
   layout: GPUBindGroupLayout
+  /** The layout of weigh.wgsl (see weighLayout). */
+  weighLayout: GPUBindGroupLayout
   ring: MetaRing
   h: Scratch
 }
