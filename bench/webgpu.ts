@@ -129,7 +129,7 @@ async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
   const layer = backends.get(kernels)!.createLayer(d.spec) as GpuLayer
   // every slot filled (the stream of new batches moves tokens to the next slot); the kernels read
   // only the slots the batch uses
-  for (let a = 0; a < 8; a++) layer.setAdapter(a, { ...d.adapters[a % s.adapters], rank: s.rank, A: d.adapters[0].A, B: d.adapters[0].B })
+  for (let a = 0; a < 8; a++) layer.setAdapter(a, { ...d.adapters[0], rank: s.rank })
   const plan = buildSegments(d.ids, 1, 8)
   const spec: LayerSpec = d.spec
   const S = spec.sliceWidths.length
@@ -239,7 +239,7 @@ async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
   // the public API on the same buffers and batch (checks, slot order, backend choice, segments):
   // what a caller of layer.apply / layer.encode pays per call on top of the backend's layer
   const pub = (await runtimeFor(kernels)).createLayer(d.spec)
-  for (let a = 0; a < 8; a++) pub.setAdapter(a, { ...d.adapters[a % s.adapters], rank: s.rank, A: d.adapters[0].A, B: d.adapters[0].B })
+  for (let a = 0; a < 8; a++) pub.setAdapter(a, { ...d.adapters[0], rank: s.rank })
   await pub.apply(xb, yb, d.ids, { backend: 'webgpu' })
   await device.queue.onSubmittedWorkDone()
   t0 = now()
