@@ -40,7 +40,7 @@ function variants(s: Shape): [string, TileTuning | undefined][] {
     for (const KG of [4, 8, 16, 32])
       for (const KS of [16, 32, 64]) for (const RT of [4, 16]) v.push([`KG${KG} KS${KS} RT${RT}`, { shrink: { KG, KS, RT, RC: RT } }])
     v.push(['expand KU4', { expand: { KU: 4 } }])
-    v.push(['expand KU8', { expand: { KU: 8 } }])
+    v.push(['expand KU16', { expand: { KU: 16 } }])
     v.push(['expand NW64', { expand: { NW: 64 } }])
     v.push(['expand NW16', { expand: { NW: 16 } }])
     return v

@@ -100,13 +100,14 @@ export function shrinkTileGroups(t: ShrinkTileTiling, shape: CallShape, numTiles
 }
 
 /**
- * Decode: 32 threads of one column quad each, 16 rows of B in flight per step (a decode expand
- * waits on its loads: at rank 64 four steps of 16 rows instead of 16 of 4); prefill: (entries / 4,
- * at most 8 per thread) x 32 threads of 2 quads, 4 rows per step (their register tiles are larger).
+ * Decode: 32 threads of one column quad each, 8 rows of B in flight per step (a decode expand
+ * waits on its loads: on the H100, bench/webgpu-tiles.ts, 8 rows per step made every rank-64
+ * T = 1 call 0.7-1.7 us faster than 4 (16.0-16.9 against 17.4-18.4 us), and 16 were no faster
+ * than 8); prefill: (entries / 4, at most 8 per thread) x 32 threads of 2 quads, 4 rows per step.
  */
 export function expandTileTiling(tileM: number, maxUsedRank: number): Omit<ExpandTileTiling, 'KG'> {
   const RMAX = rankRows(maxUsedRank)
-  if (tileM <= 4) return { EM: 1, MT: tileM, NW: 32, NQ: 1, RMAX, KU: 16 }
+  if (tileM <= 4) return { EM: 1, MT: tileM, NW: 32, NQ: 1, RMAX, KU: 8 }
   const MT = Math.min(8, tileM / 4)
   return { EM: tileM / MT, MT, NW: 32, NQ: 2, RMAX, KU: 4 }
 }
