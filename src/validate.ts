@@ -168,7 +168,7 @@ function checkTokenIds(x: unknown, T: number, vocab: number): void {
         throw new LoraError('OUT_OF_RANGE', `x[${i}] = ${x[i]} is not a token id in 0..${vocab - 1} (x: Int32Array[${T}])`)
     }
   } else if (isGpuBuffer(x)) {
-    const size = gpuBufferSize(x)
+    const { size } = gpuBufferInfo(x)
     if (size < T * 4) throw new LoraError('SHAPE_MISMATCH', `x: GPUBuffer of ${size} bytes, need T * 4 = ${T * 4} (i32 token ids)`)
   } else {
     throw new LoraError('INVALID_ARGUMENT', `x of an embedding layer must be an Int32Array of token ids or a GPUBuffer, got ${describe(x)}`)
@@ -176,27 +176,29 @@ function checkTokenIds(x: unknown, T: number, vocab: number): void {
 }
 
 /**
- * GPUBuffers recognised already, with their size (fixed at creation): later checks of the same
- * buffer are a lookup, not getters that cross into the WebGPU implementation (about 0.4 us each in
- * Node with Dawn, read 3-5 times per call).
+ * GPUBuffers recognised already, with their size and usage (both fixed at creation): later checks
+ * of the same buffer, here and in the WebGPU backend's layer, are a lookup, not getters that cross
+ * into the WebGPU implementation (about 0.4 us each in Node with Dawn, read 3-5 times per call).
  */
-const gpuBufferSizes = new WeakMap<object, number>()
+const gpuBuffers = new WeakMap<object, { size: number; usage: number }>()
 
 /** A GPUBuffer (checked by shape, so a buffer from any WebGPU implementation is recognised). */
 export function isGpuBuffer(v: unknown): v is GPUBuffer {
   if (typeof v !== 'object' || v === null) return false
-  if (gpuBufferSizes.has(v)) return true
+  if (gpuBuffers.has(v)) return true
   const b = v as GPUBuffer
   if (typeof b.size === 'number' && typeof b.usage === 'number' && typeof b.mapAsync === 'function') {
-    gpuBufferSizes.set(v, b.size)
+    gpuBuffers.set(v, { size: b.size, usage: b.usage })
     return true
   }
   return false
 }
 
-/** The size of a buffer isGpuBuffer recognised (from its lookup). */
-function gpuBufferSize(b: GPUBuffer): number {
-  return gpuBufferSizes.get(b) ?? b.size
+/** A GPUBuffer's size and usage, read from the buffer once and then looked up. */
+export function gpuBufferInfo(b: GPUBuffer): { size: number; usage: number } {
+  let info = gpuBuffers.get(b)
+  if (!info) gpuBuffers.set(b, (info = { size: b.size, usage: b.usage }))
+  return info
 }
 
 /** x or y: a Float32Array of exactly T * width values, or a GPUBuffer of at least that many bytes. */
@@ -212,7 +214,7 @@ function checkData(name: string, v: unknown, T: number, width: number, widthName
       throw new LoraError('SHAPE_MISMATCH', `${name} must have T * ${widthName} = ${T} * ${width} = ${n} values, got ${v.length}${hint}`)
     }
   } else if (isGpuBuffer(v)) {
-    const size = gpuBufferSize(v)
+    const { size } = gpuBufferInfo(v)
     if (size < n * 4) throw new LoraError('SHAPE_MISMATCH', `${name}: GPUBuffer of ${size} bytes, need T * ${widthName} * 4 = ${n * 4}`)
   } else {
     throw new LoraError('INVALID_ARGUMENT', `${name} must be a Float32Array or a GPUBuffer, got ${describe(v)}`)

@@ -1,6 +1,7 @@
 import { LoraError } from '../errors.js'
 import type { SegmentPlan } from '../metadata.js'
 import type { LayerSpec, PreparedAdapter } from '../types.js'
+import { gpuBufferInfo } from '../validate.js'
 import { type BufferPool, type StagingPool, USAGE, writeChunked } from './buffers.js'
 import { bindCall, type CallContext, encodeCall, ensurePipelines, planCall, recordCall } from './call.js'
 import type { LossWatch } from './device.js'
@@ -33,18 +34,9 @@ function isBuffer(x: unknown): x is GPUBuffer {
   return !(x instanceof Float32Array || x instanceof Int32Array)
 }
 
-/**
- * Size of each GPUBuffer seen with STORAGE usage (both are fixed at creation): a WeakMap lookup
- * instead of two getters that cross into Dawn on every call (~0.25 us each in Node).
- */
-const storageSizes = new WeakMap<GPUBuffer, number>()
-
 function checkGpuBuffer(b: GPUBuffer, bytes: number, name: string): void {
-  let size = storageSizes.get(b)
-  if (size === undefined) {
-    if (!(b.usage & STORAGE)) throw new LoraError('INVALID_ARGUMENT', `${name}: GPUBuffer needs STORAGE usage (usage ${b.usage})`)
-    storageSizes.set(b, (size = b.size))
-  }
+  const { size, usage } = gpuBufferInfo(b) // looked up after the first call (validate.ts)
+  if (!(usage & STORAGE)) throw new LoraError('INVALID_ARGUMENT', `${name}: GPUBuffer needs STORAGE usage (usage ${usage})`)
   if (size < bytes) throw new LoraError('SHAPE_MISMATCH', `${name}: GPUBuffer of ${size} bytes, need ${bytes}`)
 }
 
