@@ -160,6 +160,7 @@ Over the whole grid (${s.points} points):
       const gpu = read<{
         adapter: { description: string; vendor: string; device?: string; kernels: string; isSoftware?: boolean }
         implementation: string
+        unroll?: boolean
         rows: { T: number; kernels: string; kernelMs: number; rooflineOverTime: number; clock?: number }[]
       }>(name)!
       const own = gpu.rows.filter((r) => r.kernels === gpu.adapter.kernels) // the tiles the adapter gets by default
@@ -169,7 +170,9 @@ Over the whole grid (${s.points} points):
         `- WebGPU (${adapterLabel(gpu.adapter, name)}, ${gpu.implementation}): T >= 256 at a median **${f(median(big))}** of the roofline time ` +
           `(${f(Math.min(...big))}-${f(Math.max(...big))}); T = 1 a median **${f(median(one), 0)} us** of GPU time` +
           // a hardware GPU timed without the clock warm-up of bench/gpu-timer.ts (older runs)
-          `${gpu.adapter.isSoftware === false && own.every((r) => r.clock === undefined) ? ', GPU clock not controlled' : ''} ([webgpu.md](bench/results/webgpu.md))`,
+          `${gpu.adapter.isSoftware === false && own.every((r) => r.clock === undefined) ? ', GPU clock not controlled' : ''}` +
+          // a wgpu run from before the WGSL unrolling (older runs do not record it)
+          `${gpu.implementation.startsWith('deno') && gpu.unroll === undefined ? ', before the WGSL loop unrolling' : ''} ([webgpu.md](bench/results/webgpu.md))`,
       )
     }
   }

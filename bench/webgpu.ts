@@ -21,6 +21,7 @@ import { createRuntime, type Runtime } from '../src/index.js'
 import { buildSegments } from '../src/metadata.js'
 import type { LayerSpec } from '../src/types.js'
 import { WRITE_CHUNK, writeChunked } from '../src/webgpu/buffers.js'
+import { loopBounding } from '../src/webgpu/backend.js'
 import { createWebGpuBackend } from '../src/webgpu/index.js'
 import { encodeCall, prepareCall } from '../src/webgpu/call.js'
 import type { GpuLayer } from '../src/webgpu/layer.js'
@@ -614,6 +615,8 @@ writeFileSync(
     {
       date: new Date().toISOString(),
       implementation: isDeno ? 'deno (wgpu)' : 'node (dawn)',
+      // whether the kernels' small loops were unrolled in the WGSL (src/webgpu/unroll.ts)
+      unroll: unroll ?? loopBounding(),
       adapter: {
         vendor: info.vendor,
         architecture: info.architecture,
