@@ -41,6 +41,9 @@ function variants(s: Shape): [string, TileTuning | undefined][] {
       for (const KS of [16, 32, 64]) for (const RT of [4, 16]) v.push([`KG${KG} KS${KS} RT${RT}`, { shrink: { KG, KS, RT, RC: RT } }])
     v.push(['expand KU4', { expand: { KU: 4 } }])
     v.push(['expand KU16', { expand: { KU: 16 } }])
+    for (const KT of [2, 4, 8]) v.push([`expand KT${KT}`, { expand: { KT } }])
+    v.push(['expand KT4 KU4', { expand: { KT: 4, KU: 4 } }])
+    v.push(['expand KT2 KU16', { expand: { KT: 2, KU: 16 } }])
     v.push(['expand NW64', { expand: { NW: 64 } }])
     v.push(['expand NW16', { expand: { NW: 16 } }])
     return v

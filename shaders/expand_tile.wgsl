@@ -10,8 +10,12 @@
 // memory per thread and k, which is what bounded the expand at small T on a big GPU.
 //
 // Tiling. Workgroup (tile = wg.x, column tile = wg.y, slice = wg.z) computes (EM*MT entries) x
-// (4*NW*NQ columns) with EM*NW threads; thread (em, nw) keeps an MT x NQ register tile of column
-// quads (quad = c0 + q*NW + nw: neighbouring threads read neighbouring B words and y quads).
+// (4*NW*NQ columns) with EM*NW*KT threads; thread (em, nw, kt) keeps an MT x NQ register tile of
+// column quads (quad = c0 + q*NW + nw: neighbouring threads read neighbouring B words and y quads)
+// over the kt-th of KT contiguous ranges of k. With KT > 1 (decode: a thread's k loop is a chain
+// of load latencies, and a short chain per thread is faster than a long one) threads kt > 0 hand
+// their sums to thread kt = 0 through workgroup memory, which adds them in kt order: the same
+// bits on every run for a given KT (not across KT values).
 
 //@params (shaders/params.wgsl)
 
@@ -22,6 +26,7 @@ override NQ: u32 = 2u;    // column quads per thread
 override KG: u32 = 1u;    // partials of h to add (split-K shrink over KG workgroups)
 override RMAX: u32 = 64u; // h values staged per entry (>= every used rank)
 override KU: u32 = 4u;    // rows of B loaded per step of the k loop (4, 8 or 16)
+override KT: u32 = 1u;    // threads along k per column quad (contiguous ranges of the rank)
 const MAX_TILE: u32 = 64u;
 const MAX_KU: u32 = 16u;
 
@@ -35,8 +40,10 @@ const MAX_KU: u32 = 16u;
 @group(0) @binding(5) var<storage, read_write> y: array<vec4<f32>>; // [T * outFeatures / 4]
 
 var<workgroup> hs: array<f32, EM * MT * RMAX>; // [entry of the tile][k]
+// sums of the threads kt > 0: [kt - 1][em][entry i][quad q][nw] (one unused element when KT = 1)
+var<workgroup> part: array<vec4<f32>, (KT - 1u) * EM * MT * NQ * NW + 1u>;
 
-@compute @workgroup_size(EM * NW)
+@compute @workgroup_size(EM * NW * KT)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let s = wg.z;
   let nq = p.sliceWidth[s] / 4u; // column quads of the slice (n_s % 4 == 0)
@@ -53,7 +60,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   // stage h: entries past the tile and k past the rank as zeros (never used for a stored value)
   let hStep = p.numSlices * p.rankStride;
   let h0 = (first * p.numSlices + s) * p.rankStride;
-  for (var i = lid; i < EM * MT * RMAX; i += EM * NW) {
+  for (var i = lid; i < EM * MT * RMAX; i += EM * NW * KT) {
     let e = i / RMAX;
     let k = i % RMAX;
     var v = 0.0;
@@ -67,16 +74,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   workgroupBarrier();
 
   let nw = lid % NW;
-  let e0 = (lid / NW) * MT;
-  if (e0 >= count) { return; }
+  let em = (lid / NW) % EM;
+  let kt = lid / (NW * EM);
+  let e0 = em * MT;
+  let live = e0 < count;
   var acc: array<vec4<f32>, MAX_TILE>;
   // quads past n_s read values that are never stored (WebGPU clamps out-of-range reads)
   let b0 = (slot - p.slotBase) * p.maxRank * p.bStride + p.bOffset[s] + 4u * (c0 + nw);
+  // this thread's range [kb, ke) of k
+  let kc = (rank + KT - 1u) / KT;
+  let kb = min(rank, kt * kc);
+  let ke = min(rank, kb + kc);
   // KU rows of B per step, loaded before they are used: KU loads in flight per quad (a decode
   // call is latency-bound: each thread's k loop is all its work, one step per load latency), then
   // four, then one. Sums stay in k order whatever KU is: the same bits for every KU.
-  var k = 0u;
-  for (; k + KU <= rank; k += KU) {
+  var k = kb;
+  if (!live) { k = ke; }
+  for (; k + KU <= ke; k += KU) {
     let row = b0 + k * p.bStride;
     for (var q = 0u; q < NQ; q++) {
       let a = row + 4u * q * NW;
@@ -90,7 +104,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       }
     }
   }
-  for (; k + 4u <= rank; k += 4u) {
+  for (; k + 4u <= ke; k += 4u) {
     let row = b0 + k * p.bStride;
     for (var q = 0u; q < NQ; q++) {
       let a = row + 4u * q * NW;
@@ -109,13 +123,29 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       }
     }
   }
-  for (; k < rank; k++) {
+  for (; k < ke; k++) {
     let row = b0 + k * p.bStride;
     for (var q = 0u; q < NQ; q++) {
       let b = load4(row + 4u * q * NW);
       for (var i = 0u; i < MT; i++) { acc[i * NQ + q] += hs[(e0 + i) * RMAX + k] * b; }
     }
   }
+  if (KT > 1u) {
+    if (kt > 0u && live) {
+      for (var i = 0u; i < MT; i++) {
+        for (var q = 0u; q < NQ; q++) { part[((((kt - 1u) * EM + em) * MT + i) * NQ + q) * NW + nw] = acc[i * NQ + q]; }
+      }
+    }
+    workgroupBarrier();
+    if (kt == 0u && live) {
+      for (var g = 1u; g < KT; g++) {
+        for (var i = 0u; i < MT; i++) {
+          for (var q = 0u; q < NQ; q++) { acc[i * NQ + q] += part[((((g - 1u) * EM + em) * MT + i) * NQ + q) * NW + nw]; }
+        }
+      }
+    }
+  }
+  if (kt > 0u || !live) { return; }
   for (var i = 0u; i < MT; i++) {
     if (e0 + i >= count) { break; }
     let yb = (u32(callMeta[p.rowsOffset + first + e0 + i]) * p.outFeatures + p.sliceOffset[s]) / 4u;

@@ -116,6 +116,11 @@ describe.runIf(gpuHere)('webgpu tile kernels (discrete tiles)', () => {
         const other = await check({ ...decode, name: `${decode.name} KU ${KU}` }, TILES, { expand: { KU } })
         expect(new Uint32Array(other.buffer), `KU ${KU} against 8: same bits`).toEqual(new Uint32Array(ku8.buffer))
       }
+      // k split over threads of the decode expand: 2, 3 (uneven ranges), 8 (ranks under KT leave
+      // threads without k), each against the reference and stable from run to run
+      for (const KT of [2, 3, 8]) await check({ ...decode, name: `${decode.name} KT ${KT}` }, TILES, { expand: { KT } })
+      await check({ ...decode, name: 'decode r5 KT 8', rank: 5, tokens: 2 }, TILES, { expand: { KT: 8 } })
+      await check({ ...decode, name: 'decode r64 KT 4 KU 16', rank: 64, tokens: 3 }, TILES, { expand: { KT: 4, KU: 16 } })
       await check({ ...base, name: 'expand 1 x 64 quads', rank: 16 }, TILES, {
         tileKernels: true,
         expand: { EM: 1, MT: 16, NW: 64, NQ: 1 },

@@ -1,3 +1,4 @@
+import { LoraError } from '../../errors.js'
 import type { PipelineSpec } from '../pipelines.js'
 import type { WeightStorage } from '../shaders.js'
 import { checkGroups, type CallShape } from './program.js'
@@ -27,6 +28,11 @@ export interface ExpandTileTiling {
   RMAX: number
   /** Rows of B loaded per step of the k loop (4, 8 or 16; the same bits for every value). */
   KU: number
+  /**
+   * Threads along k per column quad, each over a contiguous 1/KT of the rank, their sums added in
+   * workgroup memory in a fixed order (the same bits per KT, not across KT values).
+   */
+  KT: number
   KG: number
 }
 
@@ -107,12 +113,28 @@ export function shrinkTileGroups(t: ShrinkTileTiling, shape: CallShape, numTiles
  */
 export function expandTileTiling(tileM: number, maxUsedRank: number): Omit<ExpandTileTiling, 'KG'> {
   const RMAX = rankRows(maxUsedRank)
-  if (tileM <= 4) return { EM: 1, MT: tileM, NW: 32, NQ: 1, RMAX, KU: 8 }
+  if (tileM <= 4) return { EM: 1, MT: tileM, NW: 32, NQ: 1, RMAX, KU: 8, KT: 1 }
   const MT = Math.min(8, tileM / 4)
-  return { EM: tileM / MT, MT, NW: 32, NQ: 2, RMAX, KU: 4 }
+  return { EM: tileM / MT, MT, NW: 32, NQ: 2, RMAX, KU: 4, KT: 1 }
 }
 
+/** Workgroup memory of expand_tile (bytes): staged h, then the sums of the threads kt > 0. */
+export function expandTileMemory(t: ExpandTileTiling): number {
+  return 4 * t.EM * t.MT * t.RMAX + 16 * ((t.KT - 1) * t.EM * t.MT * t.NQ * t.NW + 1)
+}
+
+/** Workgroup limits every WebGPU device has (the spec's defaults). */
+const MIN_WORKGROUP_MEMORY = 16384
+const MIN_WORKGROUP_THREADS = 256
+
 export function expandTileSpec(storage: WeightStorage, t: ExpandTileTiling): PipelineSpec {
+  const threads = t.EM * t.NW * t.KT
+  if (threads > MIN_WORKGROUP_THREADS || expandTileMemory(t) > MIN_WORKGROUP_MEMORY) {
+    throw new LoraError(
+      'OUT_OF_RANGE',
+      `expand_tile tiles EM ${t.EM} x NW ${t.NW} x KT ${t.KT}: ${threads} threads and ${expandTileMemory(t)} bytes of workgroup memory exceed ${MIN_WORKGROUP_THREADS} and ${MIN_WORKGROUP_MEMORY}`,
+    )
+  }
   return { shader: 'expand_tile', storage, overrides: { ...t } }
 }
 
