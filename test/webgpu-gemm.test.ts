@@ -42,7 +42,7 @@ const base: Omit<Case, 'name'> = {
  * Run the case (tiles forced by `tuning`); check the kernels chosen, the entries per tile, the
  * result, untouched rows, and that a second run gives the same bits.
  */
-async function check(c: Case, shaders: [string, string], tileM: number, tuning?: TileTuning): Promise<void> {
+async function check(c: Case, shaders: [string, string], tileM: number, tuning?: TileTuning): Promise<Record<string, number>> {
   const d = materialise(c)
   const layer = backend!.createLayer(d.spec) as GpuLayer
   try {
@@ -58,6 +58,7 @@ async function check(c: Case, shaders: [string, string], tileM: number, tuning?:
     const again = new Float32Array(d.y)
     await layer.apply(d.x, again, plan)
     expect(new Uint32Array(again.buffer), `${c.name}: same bits`).toEqual(new Uint32Array(y.buffer))
+    return cp.specs[0].overrides as Record<string, number>
   } finally {
     layer.dispose()
   }
@@ -88,6 +89,15 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
         32,
       )
       await check({ ...small, name: 'T250: the other kernels', tokens: 250 }, ['shrink', 'expand_vec4'], 16)
+      // rank 64 with >= 64 unsplit workgroups (32 tiles x 3 slices): 8 x 4 register blocks
+      const wide = await check(
+        { ...small, name: 'T1024 r64 3 slices: 8 x 4 blocks', tokens: 1024, rank: 64, slots: 1, pattern: 'identical', sliceWidths: [32, 8, 12] },
+        GEMM,
+        32,
+      )
+      expect([wide.BM, wide.BR]).toEqual([8, 4])
+      const narrow = await check({ ...small, name: 'T256 r64 3 slices: 4 x 2', tokens: 256, rank: 64, slots: 1, pattern: 'identical', sliceWidths: [32, 8, 12] }, GEMM, 32)
+      expect([narrow.BM, narrow.BR]).toEqual([4, 2])
       const on: TileTuning = { gemm: true }
       await check(
         { ...base, name: 'T130 r64 in 1028 some-none', tokens: 130, rank: 64, inFeatures: 1028, pattern: 'some-none' },

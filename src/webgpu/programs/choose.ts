@@ -13,7 +13,7 @@ import {
   type GemmTuning,
   shrinkGemmGroups,
   shrinkGemmSpec,
-  shrinkGemmTiling,
+  shrinkGemmTilingFor,
   shrinkGemmWorkgroups,
   splitKGemm,
 } from './gemm.js'
@@ -97,7 +97,7 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
     first = gatherSpec(storage)
     firstGroups = gatherGroups
   } else if (c.gemm) {
-    const base = fitShrinkGemm({ ...shrinkGemmTiling(tileM, shape.maxUsedRank), ...c.tuning?.shrinkGemm })
+    const base = fitShrinkGemm({ ...shrinkGemmTilingFor(tileM, shape, numTiles), ...c.tuning?.shrinkGemm })
     kg = c.tuning?.shrinkGemm?.KG ?? splitKGemm(base, shrinkGemmWorkgroups(base, shape, numTiles), spec.inFeatures)
     const t = { ...base, KG: kg }
     first = shrinkGemmSpec(storage, t)

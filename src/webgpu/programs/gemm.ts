@@ -105,6 +105,23 @@ export function shrinkGemmTiling(tileM: number, maxUsedRank: number): Omit<Shrin
   return { TM: tileM, RT, BM: 4, BR: tileM <= 32 ? 2 : RT / 8, KB: 32 }
 }
 
+/**
+ * Unsplit workgroups from which rank tiles of 64 on 32-entry tiles take 8 x 4 register blocks (64
+ * threads) instead of 4 x 2 (256): with that many workgroups there is little split over workgroups
+ * left (KG <= 2) and each workgroup's own rate decides. H100 (bench/webgpu-gemm.ts): qkv r64 at
+ * T = 1024 (96 unsplit workgroups) shrinks in 88 us with 8 x 4 against 117 with 4 x 2 (f32, one
+ * adapter; 111 against 130 with 8 adapters; bf16 99 against 110), kernels of the pass 144 against
+ * 172 us; square r64 at T = 1024 (32 unsplit, KG 4) was fastest with 4 x 2 at its own split.
+ */
+export const GEMM_WIDE_BLOCKS_FROM = 64
+
+/** shrinkGemmTiling for a call of `workgroups` unsplit workgroups (see GEMM_WIDE_BLOCKS_FROM). */
+export function shrinkGemmTilingFor(tileM: number, shape: CallShape, numTiles: number): Omit<ShrinkGemmTiling, 'KG'> {
+  const t = shrinkGemmTiling(tileM, shape.maxUsedRank)
+  if (t.RT >= 64 && tileM === 32 && shrinkGemmWorkgroups(t, shape, numTiles) >= GEMM_WIDE_BLOCKS_FROM) return { ...t, BM: 8, BR: 4 }
+  return t
+}
+
 /** Vec4s of x and of A one thread of shrink_gemm stages per block (MAX_STAGE in the shader). */
 const MAX_STAGE = 8
 
