@@ -91,12 +91,24 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
       await check({ ...small, name: 'T250: the other kernels', tokens: 250 }, ['shrink', 'expand_vec4'], 16)
       // rank 64 with >= 64 unsplit workgroups (32 tiles x 3 slices): 8 x 4 register blocks
       const wide = await check(
-        { ...small, name: 'T1024 r64 3 slices: 8 x 4 blocks', tokens: 1024, rank: 64, slots: 1, pattern: 'identical', sliceWidths: [32, 8, 12] },
+        {
+          ...small,
+          name: 'T1024 r64 3 slices: 8 x 4 blocks',
+          tokens: 1024,
+          rank: 64,
+          slots: 1,
+          pattern: 'identical',
+          sliceWidths: [32, 8, 12],
+        },
         GEMM,
         32,
       )
       expect([wide.BM, wide.BR]).toEqual([8, 4])
-      const narrow = await check({ ...small, name: 'T256 r64 3 slices: 4 x 2', tokens: 256, rank: 64, slots: 1, pattern: 'identical', sliceWidths: [32, 8, 12] }, GEMM, 32)
+      const narrow = await check(
+        { ...small, name: 'T256 r64 3 slices: 4 x 2', tokens: 256, rank: 64, slots: 1, pattern: 'identical', sliceWidths: [32, 8, 12] },
+        GEMM,
+        32,
+      )
       expect([narrow.BM, narrow.BR]).toEqual([4, 2])
       const on: TileTuning = { gemm: true }
       await check(
