@@ -84,9 +84,13 @@ export async function timePoint(t: Target, p: Point, reps: number, deadline: num
     }
     // warm-up, untimed: a first GPU call compiles pipelines; V8 runs a wasm kernel's first calls
     // in its baseline tier (Liftoff), ~2x slower, until its optimized code is ready (measured
-    // here: after ~3 ms of calls), so CPU points warm up for 6 ms or 60 calls
+    // here: after ~3 ms of calls), so CPU points warm up for 6 ms or 60 calls. A GPU point warms up
+    // for 3 ms or 16 calls (at least one): an idle GPU's first calls run at its idle clocks, and
+    // a short calibration that timed 3 calls after one warm-up read a round trip of 0.40 ms on an
+    // H200 host whose back-to-back host-array calls at T = 1 took 0.16-0.36 ms in all.
     const w0 = performance.now()
-    for (let i = 0; i < (device ? 1 : 60) && (i < 3 || performance.now() - w0 < 6); i++) await call(0)
+    const [most, least, ms] = device ? [16, 1, 3] : [60, 3, 6]
+    for (let i = 0; i < most && (i < least || performance.now() - w0 < ms); i++) await call(0)
     const samples: number[] = []
     for (let i = 1; i <= reps; i++) {
       if (performance.now() > deadline) break

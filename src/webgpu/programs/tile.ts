@@ -106,14 +106,18 @@ export function shrinkTileGroups(t: ShrinkTileTiling, shape: CallShape, numTiles
 }
 
 /**
- * Decode: 32 threads of one column quad each, 8 rows of B in flight per step (a decode expand
+ * Decode: 32 threads of one column quad each, 8 rows of B in flight per step, and from rank rows of
+ * 32 up KT = rows / 8 threads per quad, 8 rows of k each (H200, bench/webgpu-tiles.ts: every
+ * rank-64 shape 1.1-1.4x faster than one thread per quad, T = 1 12.9-13.3 against 14.8-18.0 us,
+ * T = 16 15.8-21.6 against 18.1-23.7 us; at rank 16 KT 2-8 were within 0.5 us at T = 1 and up to
+ * 1.2 us slower at T = 16 with 8 adapters, so it keeps one). Before the k split (a decode expand
  * waits on its loads: on the H100, bench/webgpu-tiles.ts, 8 rows per step made every rank-64
  * T = 1 call 0.7-1.7 us faster than 4 (16.0-16.9 against 17.4-18.4 us), and 16 were no faster
  * than 8); prefill: (entries / 4, at most 8 per thread) x 32 threads of 2 quads, 4 rows per step.
  */
 export function expandTileTiling(tileM: number, maxUsedRank: number): Omit<ExpandTileTiling, 'KG'> {
   const RMAX = rankRows(maxUsedRank)
-  if (tileM <= 4) return { EM: 1, MT: tileM, NW: 32, NQ: 1, RMAX, KU: 8, KT: 1 }
+  if (tileM <= 4) return { EM: 1, MT: tileM, NW: 32, NQ: 1, RMAX, KU: 8, KT: RMAX >= 32 ? RMAX / 8 : 1 }
   const MT = Math.min(8, tileM / 4)
   return { EM: tileM / MT, MT, NW: 32, NQ: 2, RMAX, KU: 4, KT: 1 }
 }
