@@ -1,11 +1,13 @@
 /**
  * Prefill tile tuning of the GEMM kernels on one adapter:
- * `npx tsx bench/webgpu-gemm.ts [--only=<regex>] [--out=file.json]`.
+ * `npx tsx bench/webgpu-gemm.ts [--only=<regex>] [--defaults] [--out=file.json]`.
  * For each T >= 256 shape of bench/webgpu.ts, in one process: the GPU time (timestamp queries,
  * best of several passes) of one call with the kernels chosen by default, with the GEMM kernels
- * off (the kernels of shrink.ts / expand.ts), and of each kernel alone over forced variants
- * (programs/gemm.ts: entries per tile, split-K over workgroups, register blocks), so the choice
- * can be checked against the alternatives. Prints one line per shape.
+ * off (the kernels of shrink.ts / expand.ts), with the fold of the split-K partials forced on and
+ * off (programs/fold.ts), and of each kernel alone over forced variants (programs/gemm.ts:
+ * entries per tile, split-K over workgroups, register blocks; partials not folded), so the choice
+ * can be checked against the alternatives. `--defaults`: the calls only, no variants. Prints one
+ * line per shape.
  */
 import { writeFileSync } from 'node:fs'
 import process from 'node:process'
@@ -21,6 +23,7 @@ import { type Shape, shapeCase } from './webgpu-shapes.js'
 process.env.XDG_RUNTIME_DIR ??= '/tmp'
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7)
 const out = process.argv.find((a) => a.startsWith('--out='))?.slice(6)
+const defaultsOnly = process.argv.includes('--defaults')
 const backend = await createWebGpuBackend({ kernels: 'discrete' })
 const device = backend.device
 if (!device.features.has('timestamp-query')) throw new Error('this bench needs timestamp-query')
@@ -28,9 +31,10 @@ if (!device.features.has('timestamp-query')) throw new Error('this bench needs t
 /** GPU us of each of `reps` passes, after the clock warm-up of bench/gpu-timer.ts. */
 const gpuTimes = gpuTimer(device, { software: backend.isSoftware }).timesUs
 
-/** Best GPU us of the call's dispatches `which` (all by default) in one pass. */
-async function time(call: PreparedCall, which?: number): Promise<number> {
-  const one = which === undefined ? call : { dispatches: [call.dispatches[which]] }
+/** Best GPU us of the call's dispatches of kernel `which` (0: the shrink, 1: the expand; all by default) in one pass. */
+async function time(call: PreparedCall, which?: 0 | 1): Promise<number> {
+  const d = call.dispatches
+  const one = which === undefined ? call : { dispatches: [which === 0 ? d[0] : d[d.length - 1]] }
   await gpuTimes(2, (enc, tw) => encodeCall(enc, one, tw))
   return Math.min(...(await gpuTimes(10, (enc, tw) => encodeCall(enc, one, tw))))
 }
@@ -81,6 +85,25 @@ for (const s of picked) {
     shrink: await time(def, 0),
     expand: await time(def, 1),
     specs: def.dispatches.map((x) => x.spec.overrides),
+    fold: def.dispatches.some((x) => x.spec.shader === 'fold'),
+  }
+  const folded = await prepare({ fold: true })
+  const unfolded = await prepare({ fold: false })
+  row.fold = folded ? await time(folded) : null
+  row.noFold = unfolded ? await time(unfolded) : null
+  const fmt = (v: unknown) => (typeof v === 'number' ? v.toFixed(1) : '-')
+  if (defaultsOnly) {
+    const o = row.old as { total: number }
+    const df = row.default as { total: number; fold: boolean }
+    console.log(
+      `${label(s).padEnd(24)} old ${o.total.toFixed(1)} | default ${df.total.toFixed(1)}${df.fold ? ' (folded)' : ''} | fold ${fmt(row.fold)} | no fold ${fmt(row.noFold)}`,
+    )
+    results.push(row)
+    if (out) writeFileSync(out, JSON.stringify({ adapter: device.adapterInfo, results }, null, 1))
+    layer.dispose()
+    xb.destroy()
+    yb.destroy()
+    continue
   }
   // per (entries per tile, split-K): the best shrink and the best expand variant
   const grid: { tileM: number; KG: number; shrink: [string, number]; expand: [string, number] }[] = []
@@ -90,7 +113,7 @@ for (const s of picked) {
       let be: [string, number] = ['', Infinity]
       for (const sv of SHRINKS) {
         if ((tileM / (sv.BM ?? 4)) * ((s.rank <= 16 ? 16 : 64) / (sv.BR ?? 4)) > 256) continue
-        const call = await prepare({ gemm: true, tileM, shrinkGemm: { ...sv, KG } })
+        const call = await prepare({ gemm: true, fold: false, tileM, shrinkGemm: { ...sv, KG } })
         if (call) {
           const t = await time(call, 0)
           if (t < bs[1]) bs = [name(sv), t]
@@ -98,7 +121,7 @@ for (const s of picked) {
       }
       for (const ev of EXPANDS) {
         if ((tileM / (ev.BM ?? 4)) * (ev.NW ?? 16) > 256) continue
-        const call = await prepare({ gemm: true, tileM, shrinkGemm: { KG }, expandGemm: ev })
+        const call = await prepare({ gemm: true, fold: false, tileM, shrinkGemm: { KG }, expandGemm: ev })
         if (call) {
           const t = await time(call, 1)
           if (t < be[1]) be = [name(ev), t]
@@ -118,7 +141,7 @@ for (const s of picked) {
         `M${g.tileM} KG${g.KG} ${(g.shrink[1] + g.expand[1]).toFixed(1)} (${g.shrink[0]} ${g.shrink[1].toFixed(1)} + ${g.expand[0]} ${g.expand[1].toFixed(1)})`,
     )
   console.log(
-    `${label(s).padEnd(24)} old ${o.total.toFixed(1)} (${o.shrink.toFixed(1)} + ${o.expand.toFixed(1)}) | default ${df.total.toFixed(1)} (${df.shrink.toFixed(1)} + ${df.expand.toFixed(1)}) | ${top.join(' | ')}`,
+    `${label(s).padEnd(24)} old ${o.total.toFixed(1)} (${o.shrink.toFixed(1)} + ${o.expand.toFixed(1)}) | default ${df.total.toFixed(1)} (${df.shrink.toFixed(1)} + ${df.expand.toFixed(1)}) | fold ${fmt(row.fold)} | no fold ${fmt(row.noFold)} | ${top.join(' | ')}`,
   )
   results.push(row)
   // after every shape: a run cut short by a time limit keeps what it measured

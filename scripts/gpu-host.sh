@@ -7,6 +7,7 @@
 #
 # STEPs (default: all, in this order): grid (the shared WebGPU test grid, CI=true), webgpu
 # (bench/webgpu.ts), tiles (decode tile variants, T = 1 and 16), gemm (prefill tile variants),
+# gemm-defaults (prefill calls only: chosen kernels, partials folded and not; not in the default list),
 # threads (bench/threads-scaling.ts), regret (bench/regret.ts). Each step has its own time limit
 # and writes its log and JSON into OUT_DIR; bench/results/ gets the files the benches write.
 set -u
@@ -22,6 +23,7 @@ for step in $steps; do
   webgpu) timeout 300 $tsx bench/webgpu.ts >"$out/webgpu.log" 2>&1 && cp bench/results/webgpu-*.json "$out/" ;;
   tiles) timeout 200 $tsx bench/webgpu-tiles.ts '--only= T(1|16)$' --out="$out/tiles.json" >"$out/tiles.log" 2>&1 ;;
   gemm) timeout 300 $tsx bench/webgpu-gemm.ts --out="$out/gemm-tuning.json" >"$out/gemm.log" 2>&1 ;;
+  gemm-defaults) timeout 200 $tsx bench/webgpu-gemm.ts --defaults --out="$out/gemm-defaults.json" >"$out/gemm-defaults.log" 2>&1 ;;
   threads) timeout 400 $tsx bench/threads-scaling.ts --json "$out/threads-scaling-gpu-host.json" >"$out/threads.log" 2>&1 ;;
   regret) timeout 500 $tsx bench/regret.ts --json "$out/regret-gpu-host.json" >"$out/regret.log" 2>&1 ;;
   *) echo "gpu-host.sh: unknown step $step" >&2 ;;

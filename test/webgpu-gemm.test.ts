@@ -18,6 +18,7 @@ import { expectDelta, expectUntouchedRows, TOLERANCE } from './compare.js'
 import { type Case, materialise } from './grid.js'
 import { has } from './needs.js'
 import { sgmv } from './reference.js'
+import { download, FULL, upload } from './gpu-buffers.js'
 
 const gpuHere = await has('webgpu')
 let backend: WebGpuBackend | undefined
@@ -42,7 +43,12 @@ const base: Omit<Case, 'name'> = {
  * Run the case (tiles forced by `tuning`); check the kernels chosen, the entries per tile, the
  * result, untouched rows, and that a second run gives the same bits.
  */
-async function check(c: Case, shaders: [string, string], tileM: number, tuning?: TileTuning): Promise<Record<string, number>> {
+async function check(
+  c: Case,
+  shaders: [string, string],
+  tileM: number,
+  tuning?: TileTuning,
+): Promise<{ shrink: Record<string, number>; y: Float32Array; folded: boolean }> {
   const d = materialise(c)
   const layer = backend!.createLayer(d.spec) as GpuLayer
   try {
@@ -58,7 +64,7 @@ async function check(c: Case, shaders: [string, string], tileM: number, tuning?:
     const again = new Float32Array(d.y)
     await layer.apply(d.x, again, plan)
     expect(new Uint32Array(again.buffer), `${c.name}: same bits`).toEqual(new Uint32Array(y.buffer))
-    return cp.specs[0].overrides as Record<string, number>
+    return { shrink: cp.specs[0].overrides as Record<string, number>, y, folded: cp.specs.some((p) => p.shader === 'fold') }
   } finally {
     layer.dispose()
   }
@@ -103,13 +109,13 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
         GEMM,
         32,
       )
-      expect([wide.BM, wide.BR]).toEqual([8, 4])
+      expect([wide.shrink.BM, wide.shrink.BR]).toEqual([8, 4])
       const narrow = await check(
         { ...small, name: 'T256 r64 3 slices: 4 x 2', tokens: 256, rank: 64, slots: 1, pattern: 'identical', sliceWidths: [32, 8, 12] },
         GEMM,
         32,
       )
-      expect([narrow.BM, narrow.BR]).toEqual([4, 2])
+      expect([narrow.shrink.BM, narrow.shrink.BR]).toEqual([4, 2])
       const on: TileTuning = { gemm: true }
       await check(
         { ...base, name: 'T130 r64 in 1028 some-none', tokens: 130, rank: 64, inFeatures: 1028, pattern: 'some-none' },
@@ -154,6 +160,61 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
     },
     SLOW,
   )
+
+  it(
+    'split-K partials folded once before the expand (programs/fold.ts): by default from rank rows of 32, the same bits as unfolded, weighted, on other buffers',
+    async () => {
+      const bits = (y: Float32Array) => new Uint32Array(y.buffer)
+      // rank 64, split over workgroups: folded by default; forced off gives the same bits
+      const r64: Case = { ...base, name: 'T300 r64 (folded)', tokens: 300, rank: 64, slots: 2, inFeatures: 512 }
+      const folded = await check(r64, GEMM, 32)
+      expect(folded.folded, 'rank 64 folds').toBe(true)
+      expect(folded.shrink.KG, 'split over workgroups').toBeGreaterThan(1)
+      const unfolded = await check({ ...r64, name: 'T300 r64 (not folded)' }, GEMM, 32, { fold: false })
+      expect(unfolded.folded).toBe(false)
+      expect(bits(folded.y), 'folded and unfolded: same bits').toEqual(bits(unfolded.y))
+      // rank 16 keeps its partials; folding them (forced) gives the same bits
+      const r16: Case = { ...base, name: 'T300 r16 bf16', tokens: 300, dtype: 'bf16', inFeatures: 512 }
+      const plain = await check(r16, GEMM, 32)
+      expect(plain.folded, 'rank 16 does not fold').toBe(false)
+      const forced = await check({ ...r16, name: 'T300 r16 bf16 folded' }, GEMM, 32, { fold: true })
+      expect(forced.folded).toBe(true)
+      expect(bits(forced.y), 'same bits').toEqual(bits(plain.y))
+      // weights: h weighed per partial, then folded, as the expand adds them (same bits), KG 3 (uneven chunks)
+      const weighted: Case = { ...base, name: 'weighted KG 3 folded', weighted: true, tokens: 60, rank: 40, inFeatures: 260 }
+      const wf = await check(weighted, GEMM, 32, { gemm: true, fold: true, shrinkGemm: { KG: 3 } })
+      const wu = await check({ ...weighted, name: 'weighted KG 3' }, GEMM, 32, { gemm: true, fold: false, shrinkGemm: { KG: 3 } })
+      expect(wf.folded && !wu.folded).toBe(true)
+      expect(bits(wf.y), 'weighted: same bits').toEqual(bits(wu.y))
+    },
+    SLOW,
+  )
+
+  it('a folded call repeated on other GPU buffers (the first x destroyed): the fold is bound to the new ones', async () => {
+    const c: Case = { ...base, name: 'rebind', tokens: 300, rank: 64, slots: 2, inFeatures: 512, sliceWidths: [64, 16, 20] }
+    const d = materialise(c)
+    const layer = backend!.createLayer(d.spec) as GpuLayer
+    const device = backend!.device
+    try {
+      d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
+      const plan = buildSegments(d.ids, 1, c.slots, 64)
+      expect(planCall(layer.ctx, plan).specs.map((p) => p.shader)).toContain('fold')
+      const x2 = Float32Array.from(d.x, (v, i) => (i % 5) * 0.1 - v)
+      const x1b = upload(device, d.x, FULL())
+      const x2b = upload(device, x2, FULL())
+      const y1 = upload(device, d.y, FULL())
+      const y2 = upload(device, d.y, FULL())
+      await layer.apply(x1b, y1, plan)
+      await backend!.settled()
+      x1b.destroy()
+      await layer.apply(x2b, y2, plan)
+      expectDelta((await download(device, y1)).subarray(0, d.y.length), d.y, sgmv(d.ref, d.x, d.ids), TOLERANCE.f32, 'y1')
+      expectDelta((await download(device, y2)).subarray(0, d.y.length), d.y, sgmv(d.ref, x2, d.ids), TOLERANCE.f32, 'y2')
+      for (const b of [x2b, y1, y2]) b.destroy()
+    } finally {
+      layer.dispose()
+    }
+  })
 
   it(
     'beside the other kernels: widths not multiples of 4, several adapters per token, weights, in % 4, decode, forced off',

@@ -9,6 +9,7 @@ import { type Bindings, bindGroupsFor, tileRunsByGroup, weighGroupFor } from './
 import { WEIGH_SPEC, weighParams } from './programs/weigh.js'
 import type { SlotGroup } from './weights.js'
 import { choiceKey, chooseKernels, type KernelChoice, type TileTuning } from './programs/choose.js'
+import { foldGroups } from './programs/fold.js'
 import { gemmTile } from './programs/gemm.js'
 import { type CallShape, type KernelProfile, tileEntries } from './programs/program.js'
 
@@ -26,7 +27,7 @@ export interface BoundDispatch {
   groups: [number, number, number]
 }
 
-/** What one call records: its dispatches, in order (shrinks, then expands). */
+/** What one call records: its dispatches, in order (shrinks, a weigh, a fold, then expands). */
 export interface PreparedCall {
   dispatches: BoundDispatch[]
 }
@@ -111,6 +112,7 @@ export function planCall(ctx: CallContext, plan: SegmentPlan): CallPlan {
     if (ctx.kernels.size >= MAX_CHOICES) ctx.kernels.clear()
     choice = chooseKernels(input)
     if (weights) choice.specs.push(WEIGH_SPEC)
+    if (choice.fold) choice.specs.push(choice.fold)
     ctx.kernels.set(key, choice)
   }
   const { specs } = choice
@@ -182,7 +184,19 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
     shrinks.push({ spec: cp.specs[0], pipeline: pipelines[0], bindGroup: bgShrink, offsets, groups: groups.shrink })
     expands.push({ spec: cp.specs[1], pipeline: pipelines[1], bindGroup: bgExpand, offsets, groups: groups.expand })
   }
-  const call = { dispatches: weigh ? [...shrinks, weigh, ...expands] : [...shrinks, ...expands] }
+  // the partials added once (after weighing, as the expands would add them), bound like the shrink
+  const fold: BoundDispatch[] = []
+  if (cp.choice.fold) {
+    const i = cp.specs.length - 1
+    fold.push({
+      spec: cp.specs[i],
+      pipeline: pipelines[i],
+      bindGroup: shrinks[0].bindGroup,
+      offsets: shrinks[0].offsets,
+      groups: foldGroups(hPart),
+    })
+  }
+  const call = { dispatches: [...shrinks, ...(weigh ? [weigh] : []), ...fold, ...expands] }
   ctx.last = { plan: cp.plan, x, y, call, region: at.region, h, groups: runs.map((r) => r.group) }
   return call
 }
@@ -203,7 +217,7 @@ export function recordCall(ctx: CallContext, plan: SegmentPlan, x: GPUBuffer, y:
 
 /**
  * The last call's dispatches on other x and y: the same kernels, workgroups and ring region, with
- * the bind groups of the new buffers (shrinks first, a weigh, then expands: one pair per group).
+ * the bind groups of the new buffers (shrinks first, a weigh, a fold, then expands: one pair per group).
  */
 function rebind(ctx: CallContext, last: LastCall, x: GPUBuffer, y: GPUBuffer): void {
   const old = last.call.dispatches
@@ -215,6 +229,9 @@ function rebind(ctx: CallContext, last: LastCall, x: GPUBuffer, y: GPUBuffer): v
     dispatches[g] = { ...old[g], bindGroup: shrink }
     dispatches[e] = { ...old[e], bindGroup: expand }
   }
+  // a fold (between the shrinks and the expands) is bound like the first shrink
+  for (let i = G; i < old.length - G; i++)
+    if (old[i].spec.shader === 'fold') dispatches[i] = { ...old[i], bindGroup: dispatches[0].bindGroup }
   last.x = x
   last.y = y
   last.call = { dispatches }

@@ -13,6 +13,7 @@ export type ShaderName =
   | 'expand_gemm'
   | 'expand_multi'
   | 'weigh'
+  | 'fold'
   | 'gather'
 export const SHADER_NAMES: readonly ShaderName[] = [
   'shrink',
@@ -24,6 +25,7 @@ export const SHADER_NAMES: readonly ShaderName[] = [
   'expand_gemm',
   'expand_multi',
   'weigh',
+  'fold',
   'gather',
 ]
 

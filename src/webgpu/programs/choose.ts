@@ -3,6 +3,7 @@ import type { PipelineSpec } from '../pipelines.js'
 import type { WeightStorage } from '../shaders.js'
 import { expandGroups, expandKernel, expandSpec, expandTiling, type ExpandTiling } from './expand.js'
 import { EXPAND_MULTI_TILING, expandMultiGroups, expandMultiSpec } from './expand_multi.js'
+import { FOLD_FROM_RANK_ROWS, foldSpec } from './fold.js'
 import { gatherGroups, gatherSpec } from './gather.js'
 import {
   expandGemmGroups,
@@ -46,14 +47,18 @@ export interface TileTuning extends GemmTuning {
    * of programs/gemm.ts unless `gemm` is true.
    */
   tileKernels?: boolean
+  /** Fold the split-K partials before a GEMM expand (programs/fold.ts): forced on or off. */
+  fold?: boolean
 }
 
 /** The kernels of one kind of call and how many workgroups each launches. */
 export interface KernelChoice {
   /** Split-K over workgroups of the shrink: h holds this many partials. */
   kg: number
-  /** shrink (or gather), expand, then weigh.wgsl's spec when the call has weights. */
+  /** shrink (or gather), expand, then weigh.wgsl's spec when the call has weights, then `fold`'s. */
   specs: PipelineSpec[]
+  /** fold.wgsl's spec when the partials are added once before the expand (which then has KG 1), else null. */
+  fold: PipelineSpec | null
   /** Workgroups of the shrink and of the expand for `tiles` tiles of one slot group. */
   groups(shape: CallShape, tiles: number, numTokens: number): { shrink: [number, number, number]; expand: [number, number, number] }
 }
@@ -115,6 +120,7 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
     first = shrinkSpec(storage, t)
     firstGroups = (sh, tiles) => shrinkGroups(t, sh, tiles)
   }
+  let fold: PipelineSpec | null = null
   let expand: PipelineSpec
   let expandGroupsOf: (shape: CallShape, tiles: number, numTokens: number) => [number, number, number]
   if (c.multi) {
@@ -122,7 +128,8 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
     expand = expandMultiSpec(storage, t)
     expandGroupsOf = (sh, _tiles, tokens) => expandMultiGroups(t, sh, tokens)
   } else if (c.gemm && expandGemmUsable(spec.sliceWidths, c.multi)) {
-    const t = { ...expandGemmTiling(tileM, shape.maxUsedRank), ...c.tuning?.expandGemm, KG: kg }
+    fold = kg > 1 && (c.tuning?.fold ?? rankRowsOf(first) >= FOLD_FROM_RANK_ROWS) ? foldSpec(kg) : null
+    const t = { ...expandGemmTiling(tileM, shape.maxUsedRank), ...c.tuning?.expandGemm, KG: fold ? 1 : kg }
     expand = expandGemmSpec(storage, t)
     expandGroupsOf = (sh, tiles) => expandGemmGroups(t, sh, tiles)
   } else if (tileExpand) {
@@ -137,7 +144,13 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
   }
   return {
     kg,
+    fold,
     specs: [first, expand],
     groups: (sh, tiles, tokens) => ({ shrink: firstGroups(sh, tiles), expand: expandGroupsOf(sh, tiles, tokens) }),
   }
+}
+
+/** Rank rows per workgroup of a shrink spec (RT; 0 where it has none). */
+function rankRowsOf(shrink: PipelineSpec): number {
+  return shrink.overrides.RT ?? 0
 }
