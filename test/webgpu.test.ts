@@ -346,6 +346,7 @@ describe.runIf(gpuHere)('webgpu backend', () => {
       expand_gemm: '',
       expand_multi: '',
       weigh: '',
+      fold: '',
       gather: '',
       params: '',
     }
