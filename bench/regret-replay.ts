@@ -13,7 +13,7 @@ import { quantile } from './timing-threads.js'
 const args = process.argv.slice(2)
 const run = JSON.parse(readFileSync(args[0], 'utf8')) as {
   profile: Profile
-  points: { shape: string; D: number; dtype: 'f32' | 'bf16'; T: number; wasmMs: number; webgpuMs: number }[]
+  points: { shape: string; D: number; dtype: 'f32' | 'bf16'; T: number; wasmMs: number; webgpuMs: number | null }[]
 }
 const profile = structuredClone(run.profile)
 for (let i = 1; i < args.length; i++) {
@@ -47,11 +47,13 @@ const regrets = run.points.map((p) => {
     weightDtype: p.dtype,
     resident: 'host',
   })
+  // a point forced WebGPU could not hold (webgpuMs null) counts as the GPU's loss
+  const gpu = p.webgpuMs ?? Infinity
   const chose = d.choose(f, ['wasm', 'webgpu'])
-  const r = (chose === 'wasm' ? p.wasmMs : p.webgpuMs) / Math.min(p.wasmMs, p.webgpuMs)
+  const r = (chose === 'wasm' ? p.wasmMs : gpu) / Math.min(p.wasmMs, gpu)
   if (r > 1.1)
     console.log(
-      `${p.shape} D=${p.D} ${p.dtype} T=${p.T}: ${chose} wasm ${p.wasmMs.toFixed(3)} webgpu ${p.webgpuMs.toFixed(3)} regret ${r.toFixed(3)}`,
+      `${p.shape} D=${p.D} ${p.dtype} T=${p.T}: ${chose} wasm ${p.wasmMs.toFixed(3)} webgpu ${p.webgpuMs?.toFixed(3) ?? '-'} regret ${r.toFixed(3)}`,
     )
   return r
 })

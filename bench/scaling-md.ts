@@ -20,7 +20,7 @@ interface RegretRun {
   points: Record<string, unknown>[]
 }
 
-const f = (v: unknown, d = 2) => (v as number).toFixed(d)
+const f = (v: unknown, d = 2) => (typeof v === 'number' ? v.toFixed(d) : '-')
 
 /** Speed-up over one thread per forced thread count, ordinary and host arrays; small calls per pool size. */
 export function scalingMarkdown(run: ScalingRun): string {
