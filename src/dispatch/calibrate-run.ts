@@ -87,10 +87,15 @@ export async function timePoint(t: Target, p: Point, reps: number, deadline: num
     // here: after ~3 ms of calls), so CPU points warm up for 6 ms or 60 calls. A GPU point warms up
     // for 3 ms or 16 calls (at least one): an idle GPU's first calls run at its idle clocks, and
     // a short calibration that timed 3 calls after one warm-up read a round trip of 0.40 ms on an
-    // H200 host whose back-to-back host-array calls at T = 1 took 0.16-0.36 ms in all.
+    // H200 host whose back-to-back host-array calls at T = 1 took 0.16-0.36 ms in all. Warm-up
+    // calls each wait for the GPU (a launch-only point's would otherwise queue up and land in its
+    // timed calls or the next point) and stop at the deadline after the first.
     const w0 = performance.now()
     const [most, least, ms] = device ? [16, 1, 3] : [60, 3, 6]
-    for (let i = 0; i < most && (i < least || performance.now() - w0 < ms); i++) await call(0)
+    for (let i = 0; i < most && (i < least || (performance.now() - w0 < ms && performance.now() < deadline)); i++) {
+      await call(0)
+      if (gpuBufs.length) await t.backend.settled()
+    }
     const samples: number[] = []
     for (let i = 1; i <= reps; i++) {
       if (performance.now() > deadline) break
