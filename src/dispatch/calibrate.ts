@@ -186,10 +186,9 @@ async function calibrateOne(t: CalibrationTarget, full: boolean, deadline: numbe
     segments * rates.segmentMs +
     (p.resident === 'host' ? (p.tokens * (p.inF + 2 * p.out) * 4) / rates.hostGBs / 1e6 : 0)
 
-  // GPU: the call on host arrays, then the launch alone (GPU buffers, until submitted): the host
-  // call's excess over the launch is the round trip, under Dawn tens of microseconds, under wgpu
-  // (Deno) ~11 ms. Without the launch, callMs keeps the whole host call. The host call comes first:
-  // it is what a budget too short for both must still measure (warmGpu compiled both's pipelines).
+  // GPU: the call on host arrays first (what a budget too short for both must still measure), then
+  // the launch alone (GPU buffers, until submitted): the host call's excess over it is the round
+  // trip, under Dawn tens of microseconds, under wgpu (Deno) ~11 ms. Without it callMs keeps all.
   const tiny = await run({})
   const launch = gpu && tiny !== null ? await run({ resident: 'gpu', noWait: true }) : null
   if (tiny !== null) (rates.callMs = tiny), measured.push('callMs')
