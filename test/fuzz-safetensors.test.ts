@@ -8,8 +8,9 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { LoraError } from '../src/errors.js'
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../src/peft/safetensors.js'
+import { FUZZ_SEED } from './random.js'
 
-const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined
+const SEED = FUZZ_SEED
 const runs = (n: number): fc.Parameters<unknown> => ({ numRuns: n, seed: SEED, endOnFailure: true })
 /** Parse, and check the outcome: a sane file or a LoraError of an allowed code. */
 function parseChecked(bytes: Uint8Array): 'ok' | string {

@@ -21,9 +21,9 @@ import {
 import { expectDelta } from './compare.js'
 import { makeWeights, peftConfig, toyModules, weightValues } from './peft-helpers.js'
 import { sgmv } from './reference.js'
-import { Rng } from './random.js'
+import { FUZZ_SEED, Rng } from './random.js'
 
-const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined
+const SEED = FUZZ_SEED
 
 /** Values wrong for almost any argument. */
 const JUNK: [string, unknown][] = [

@@ -29,3 +29,11 @@ export class Rng {
     return items[this.int(items.length)]
   }
 }
+
+/**
+ * The seed of the property tests (fast-check). Fixed by default, so a run of `npm test` is the
+ * same on every machine and in CI; `FUZZ_SEED=<n>` replays a failure fast-check printed, and
+ * `FUZZ_SEED=random` explores new inputs.
+ */
+export const FUZZ_SEED: number =
+  process.env.FUZZ_SEED === 'random' ? (Math.random() * 2 ** 31) | 0 : process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : 20261205
