@@ -19,7 +19,7 @@ import { writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { createRuntime, type BackendChoice, type WeightDtype } from '../src/index.js'
 import { Rng } from '../test/random.js'
-import { regretMarkdown } from './scaling-md.js'
+import { choiceSummary, regretMarkdown } from './scaling-md.js'
 import { quantile } from './timing-threads.js'
 
 const args = process.argv.slice(2)
@@ -164,8 +164,10 @@ const summary = {
   above110: regrets.filter((r) => r > 1.1).length,
   above125: regrets.filter((r) => r > 1.25).length,
 }
+const choices = choiceSummary(points)
 console.log(
-  `regret: median ${summary.median.toFixed(3)}, max ${summary.max.toFixed(3)}, ${summary.above110} of ${summary.points} above 1.10, ${summary.above125} above 1.25`,
+  `regret: median ${summary.median.toFixed(3)}, max ${summary.max.toFixed(3)}, ${summary.above110} of ${summary.points} above 1.10, ${summary.above125} above 1.25; ` +
+    `'auto' chose the fastest forced backend at ${choices.right} of ${choices.points} points, its choices' own regret max ${choices.max.toFixed(3)}, ${choices.above110} above 1.10`,
 )
 const run = {
   date: new Date().toISOString(),

@@ -8,6 +8,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { Row, Summary } from './cli/report.js'
+import { choiceSummary } from './scaling-md.js'
 import { type TableRun, tableMarkdown } from './table-md.js'
 import { adapterLabel, webgpuReport } from './webgpu-report.js'
 
@@ -140,13 +141,15 @@ Over the whole grid (${s.points} points):
     cores: number
     profile?: { machine?: { gpu?: { description?: string } } }
     summary: { points: number; median: number; max: number; above110: number; above125: number }
+    points: Record<string, unknown>[]
   }>('regret-gpu-host.json')
   if (regret) {
     const r = regret.summary
+    const c = choiceSummary(regret.points)
     const gpu = regret.profile?.machine?.gpu?.description?.split(' ')[1] ?? 'a GPU'
     headline.push(
       `- dispatcher on a GPU host (${gpu}, ${regret.cores} cores), host arrays: regret median **${f(r.median, 3)}**, max ${f(r.max, 2)}, ` +
-        `${r.above110} of ${r.points} points above 1.10, ${r.above125} above 1.25 ([regret-gpu-host.md](bench/results/regret-gpu-host.md))`,
+        `${r.above110} of ${r.points} points above 1.10, ${r.above125} above 1.25; the fastest backend chosen at ${c.right} of ${c.points} ([regret-gpu-host.md](bench/results/regret-gpu-host.md))`,
     )
   }
 

@@ -74,11 +74,27 @@ export function scalingMarkdown(run: ScalingRun): string {
 }
 
 /** Every point of a regret run, and the summary. */
+/**
+ * The choices apart from their timing: per point, time(forced backend 'auto' chose) / time(best
+ * forced backend). Where 'auto' chose the fastest backend this is 1, and whatever its regret holds
+ * beyond that is 'auto''s own cost plus the run-to-run noise of one path timed twice.
+ */
+export function choiceSummary(points: Record<string, unknown>[]): { right: number; points: number; max: number; above110: number } {
+  const rs = points.map((p) => {
+    const wasm = p.wasmMs as number
+    const gpu = typeof p.webgpuMs === 'number' ? p.webgpuMs : Infinity
+    return (p.chose === 'webgpu' ? gpu : wasm) / Math.min(wasm, gpu)
+  })
+  return { right: rs.filter((r) => r === 1).length, points: rs.length, max: Math.max(...rs), above110: rs.filter((r) => r > 1.1).length }
+}
+
 export function regretMarkdown(run: RegretRun): string {
   const s = run.summary
+  const c = choiceSummary(run.points)
   const lines = [
     `Dispatcher regret, time('auto') / time(best forced backend), host arrays, ${run.cores} cores (${run.cpu}), GPU ${run.profile?.machine?.gpu?.description ?? 'none'}, wasm on ${run.threads} thread(s) (bench/regret.ts):`,
     `median ${f(s.median, 3)}, max ${f(s.max, 3)}, ${s.above110} of ${s.points} points above 1.10, ${s.above125} above 1.25.`,
+    `'auto' chose the backend that was fastest forced at ${c.right} of ${c.points} points; time(chosen backend forced) / time(best forced): max ${f(c.max, 3)}, ${c.above110} above 1.10 (the rest of a point's regret is 'auto''s own cost and the noise of one path timed twice).`,
     '',
     '| shape | adapters | dtype | T | auto ms | chose | wasm ms | webgpu ms | regret |',
     '|---|---|---|---|---|---|---|---|---|',
