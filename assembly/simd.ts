@@ -27,14 +27,30 @@
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3))
 }
 
+// The vector constants of the decoders, read from memory where they are used. Newer V8 (Node 24,
+// current Chrome and Deno) does not keep a v128.const in a register across a loop: it
+// rebuilds it at every use (a 64-bit immediate moved through a general register, then
+// broadcast: three instructions in the innermost loops), where a load from memory is one,
+// folded into the operation, on every engine (Node 20's V8 kept the constant in a register).
+const CONSTS: usize = memory.data<u32>([
+  0xffff0000, 0xffff0000, 0xffff0000, 0xffff0000, // bf16: the high halves of a lane pair
+  0x7fff, 0x7fff, 0x7fff, 0x7fff, // f16: magnitude bits
+  0x8000, 0x8000, 0x8000, 0x8000, // f16: sign bit
+  0x77800000, 0x77800000, 0x77800000, 0x77800000, // f32 2^112: f16 -> f32 exponent rebias
+], 16)
+const HI_MASK: usize = 0
+const F16_MAG: usize = 16
+const F16_SIGN: usize = 32
+const F16_REBIAS: usize = 48
+
 /** f16 bits in the low 16 bits of each i32 lane -> f32x4 (exact for normals and subnormals). */
 @inline function decodeF16x4(w: v128): v128 {
   // magnitude bits moved to the f32 exponent/mantissa position, then rebiased by 2^(127-15)
   // with one multiply; this also maps f16 subnormals exactly. Inf/NaN never reach the kernels
   // (setAdapter rejects weights that do not fit f16).
-  const mag = i32x4.shl(v128.and(w, i32x4.splat(0x7fff)), 13)
-  const sign = i32x4.shl(v128.and(w, i32x4.splat(0x8000)), 16)
-  return v128.or(f32x4.mul(mag, f32x4.splat(5.192296858534828e33 /* 2^112 */)), sign)
+  const mag = i32x4.shl(v128.and(w, v128.load(CONSTS, F16_MAG)), 13)
+  const sign = i32x4.shl(v128.and(w, v128.load(CONSTS, F16_SIGN)), 16)
+  return v128.or(f32x4.mul(mag, v128.load(CONSTS, F16_REBIAS)), sign)
 }
 
 /** Bytes per stored weight. */
@@ -61,7 +77,7 @@
 @inline export function load8hi<W>(p: usize): v128 {
   if (sizeof<W>() == 4) return v128.load(p, 16)
   if (isSigned<W>()) return decodeF16x4(v128.load16x4_u(p, 8))
-  return v128.and(v128.load(p), i32x4.splat(0xffff0000))
+  return v128.and(v128.load(p), v128.load(CONSTS, HI_MASK))
 }
 
 /** Load one weight at byte address p, as f32. */

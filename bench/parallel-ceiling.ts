@@ -11,6 +11,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { Worker } from 'node:worker_threads'
+import { PEAK_ADD, PEAK_MUL } from './ceilings.js'
 
 const COPY_FLOATS = 8 << 20 // 32 MB
 
@@ -21,11 +22,11 @@ const src = new Float32Array(${COPY_FLOATS}).fill(1), dst = new Float32Array(${C
 parentPort.on('message', (m) => {
   if (m.module) ex = new WebAssembly.Instance(m.module, {}).exports
   else if (m.copies) { const t0 = performance.now(); for (let i = 0; i < m.copies; i++) dst.set(src); parentPort.postMessage(performance.now() - t0) }
-  else { const t0 = performance.now(); ex.peakFlops(m.iterations); parentPort.postMessage(performance.now() - t0) }
+  else { const t0 = performance.now(); ex.peakFlops(m.iterations, ${PEAK_MUL}, ${PEAK_ADD}); parentPort.postMessage(performance.now() - t0) }
 })`
 
 export class ParallelCeiling {
-  private readonly main: { peakFlops(iterations: number): number }
+  private readonly main: { peakFlops(iterations: number, mul: number, add: number): number }
   private readonly workers: Worker[] = []
   private readonly src = new Float32Array(COPY_FLOATS).fill(1)
   private readonly dst = new Float32Array(COPY_FLOATS)
@@ -35,7 +36,9 @@ export class ParallelCeiling {
     wasmPath = 'build/multilora-simd.wasm',
   ) {
     const module = new WebAssembly.Module(readFileSync(wasmPath))
-    this.main = new WebAssembly.Instance(module, {}).exports as unknown as { peakFlops(iterations: number): number }
+    this.main = new WebAssembly.Instance(module, {}).exports as unknown as {
+      peakFlops(iterations: number, mul: number, add: number): number
+    }
     for (let w = 1; w < threads; w++) {
       const worker = new Worker(WORKER, { eval: true })
       worker.postMessage({ module })
@@ -45,7 +48,7 @@ export class ParallelCeiling {
 
   /** One sample of the compute ceiling: threads x (work of one thread) / wall time, against one thread alone. */
   async sample(iterations = 400_000): Promise<number> {
-    return this.ratio(() => this.main.peakFlops(iterations), { iterations })
+    return this.ratio(() => this.main.peakFlops(iterations, PEAK_MUL, PEAK_ADD), { iterations })
   }
 
   /** One sample of the memory ceiling: the same with copies of 32 MB per thread. */

@@ -61,7 +61,7 @@ export interface WasmExports {
     rows: number,
     n: number,
   ): void
-  peakFlops(iterations: number): number
+  peakFlops(iterations: number, mul: number, add: number): number
   readBytes(ptr: number, bytes: number, reps: number): number
 }
 
