@@ -162,7 +162,7 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
   )
 
   it(
-    'split-K partials folded once before the expand (programs/fold.ts): by default from rank rows of 32, the same bits as unfolded, weighted, on other buffers',
+    'split-K partials folded once before the expand (programs/fold.ts): by default from rank rows of 32 or 16 partials over several slices, the same bits as unfolded, weighted, on other buffers',
     async () => {
       const bits = (y: Float32Array) => new Uint32Array(y.buffer)
       // rank 64, split over workgroups: folded by default; forced off gives the same bits
@@ -180,6 +180,12 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
       const forced = await check({ ...r16, name: 'T300 r16 bf16 folded' }, GEMM, 32, { fold: true })
       expect(forced.folded).toBe(true)
       expect(bits(forced.y), 'same bits').toEqual(bits(plain.y))
+      // rank 16 with 16 partials: folded by default over several slices, not over one
+      const k16 = { gemm: true, shrinkGemm: { KG: 16 } }
+      const sliced = await check({ ...r16, name: 'T300 r16 bf16 KG 16, 3 slices', inFeatures: 1024 }, GEMM, 32, k16)
+      expect(sliced.folded, '16 partials over 3 slices fold').toBe(true)
+      const oneSlice: Case = { ...r16, name: 'T300 r16 bf16 KG 16, 1 slice', inFeatures: 1024, sliceWidths: [100] }
+      expect((await check(oneSlice, GEMM, 32, k16)).folded, '16 partials over 1 slice do not').toBe(false)
       // weights: h weighed per partial, then folded, as the expand adds them (same bits), KG 3 (uneven chunks)
       const weighted: Case = { ...base, name: 'weighted KG 3 folded', weighted: true, tokens: 60, rank: 40, inFeatures: 260 }
       const wf = await check(weighted, GEMM, 32, { gemm: true, fold: true, shrinkGemm: { KG: 3 } })

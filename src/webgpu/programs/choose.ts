@@ -3,7 +3,7 @@ import type { PipelineSpec } from '../pipelines.js'
 import type { WeightStorage } from '../shaders.js'
 import { expandGroups, expandKernel, expandSpec, expandTiling, type ExpandTiling } from './expand.js'
 import { EXPAND_MULTI_TILING, expandMultiGroups, expandMultiSpec } from './expand_multi.js'
-import { FOLD_FROM_RANK_ROWS, foldSpec } from './fold.js'
+import { foldByDefault, foldSpec } from './fold.js'
 import { gatherGroups, gatherSpec } from './gather.js'
 import {
   expandGemmGroups,
@@ -128,7 +128,7 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
     expand = expandMultiSpec(storage, t)
     expandGroupsOf = (sh, _tiles, tokens) => expandMultiGroups(t, sh, tokens)
   } else if (c.gemm && expandGemmUsable(spec.sliceWidths, c.multi)) {
-    fold = kg > 1 && (c.tuning?.fold ?? rankRowsOf(first) >= FOLD_FROM_RANK_ROWS) ? foldSpec(kg) : null
+    fold = kg > 1 && (c.tuning?.fold ?? foldByDefault(rankRowsOf(first), kg, spec.sliceWidths.length)) ? foldSpec(kg) : null
     const t = { ...expandGemmTiling(tileM, shape.maxUsedRank), ...c.tuning?.expandGemm, KG: fold ? 1 : kg }
     expand = expandGemmSpec(storage, t)
     expandGroupsOf = (sh, tiles) => expandGemmGroups(t, sh, tiles)
