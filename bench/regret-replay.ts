@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs'
 import { Dispatcher, featuresOf } from '../src/dispatch/dispatch.js'
 import type { Profile } from '../src/dispatch/profile.js'
+import { choiceRegret } from './scaling-md.js'
 import { quantile } from './timing-threads.js'
 
 const args = process.argv.slice(2)
@@ -47,10 +48,9 @@ const regrets = run.points.map((p) => {
     weightDtype: p.dtype,
     resident: 'host',
   })
-  // a point forced WebGPU could not hold (webgpuMs null) counts as the GPU's loss
-  const gpu = p.webgpuMs ?? Infinity
   const chose = d.choose(f, ['wasm', 'webgpu'])
-  const r = (chose === 'wasm' ? p.wasmMs : gpu) / Math.min(p.wasmMs, gpu)
+  // a point forced WebGPU could not hold (webgpuMs null) counts as the GPU's loss
+  const r = choiceRegret(chose, p.wasmMs, p.webgpuMs)
   if (r > 1.1)
     console.log(
       `${p.shape} D=${p.D} ${p.dtype} T=${p.T}: ${chose} wasm ${p.wasmMs.toFixed(3)} webgpu ${p.webgpuMs?.toFixed(3) ?? '-'} regret ${r.toFixed(3)}`,

@@ -141,7 +141,7 @@ for (const shape of SHAPES) {
           weightDtype: dtype,
           resident: 'host',
         })
-        const regret = auto / Math.min(wasm, webgpu ?? Infinity)
+        const regret = regretSoFar()
         points.push({
           shape: shape.name,
           D,

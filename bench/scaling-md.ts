@@ -73,21 +73,23 @@ export function scalingMarkdown(run: ScalingRun): string {
   return `${lines.join('\n')}\n`
 }
 
-/** Every point of a regret run, and the summary. */
+/** time(the forced backend chosen) / time(the best forced backend) at one point of a regret run. */
+export function choiceRegret(chose: unknown, wasmMs: number, webgpuMs: number | null | undefined): number {
+  const gpu = typeof webgpuMs === 'number' ? webgpuMs : Infinity
+  return (chose === 'webgpu' ? gpu : wasmMs) / Math.min(wasmMs, gpu)
+}
+
 /**
  * The choices apart from their timing: per point, time(forced backend 'auto' chose) / time(best
  * forced backend). Where 'auto' chose the fastest backend this is 1, and whatever its regret holds
  * beyond that is 'auto''s own cost plus the run-to-run noise of one path timed twice.
  */
 export function choiceSummary(points: Record<string, unknown>[]): { right: number; points: number; max: number; above110: number } {
-  const rs = points.map((p) => {
-    const wasm = p.wasmMs as number
-    const gpu = typeof p.webgpuMs === 'number' ? p.webgpuMs : Infinity
-    return (p.chose === 'webgpu' ? gpu : wasm) / Math.min(wasm, gpu)
-  })
+  const rs = points.map((p) => choiceRegret(p.chose, p.wasmMs as number, p.webgpuMs as number | null))
   return { right: rs.filter((r) => r === 1).length, points: rs.length, max: Math.max(...rs), above110: rs.filter((r) => r > 1.1).length }
 }
 
+/** Every point of a regret run, and the summary. */
 export function regretMarkdown(run: RegretRun): string {
   const s = run.summary
   const c = choiceSummary(run.points)

@@ -20,8 +20,7 @@ import { FUZZ_SEED, Rng } from './random.js'
 import { readTensors } from './read-tensors.js'
 import { sgmv } from './reference.js'
 
-const SEED = FUZZ_SEED
-const runs = (n: number): fc.Parameters<unknown> => ({ numRuns: n, seed: SEED, endOnFailure: true })
+const runs = (n: number): fc.Parameters<unknown> => ({ numRuns: n, seed: FUZZ_SEED, endOnFailure: true })
 
 /** Codes a bad adapter file may give. */
 const FILE_CODES = [

@@ -10,8 +10,7 @@ import { LoraError } from '../src/errors.js'
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../src/peft/safetensors.js'
 import { FUZZ_SEED } from './random.js'
 
-const SEED = FUZZ_SEED
-const runs = (n: number): fc.Parameters<unknown> => ({ numRuns: n, seed: SEED, endOnFailure: true })
+const runs = (n: number): fc.Parameters<unknown> => ({ numRuns: n, seed: FUZZ_SEED, endOnFailure: true })
 /** Parse, and check the outcome: a sane file or a LoraError of an allowed code. */
 function parseChecked(bytes: Uint8Array): 'ok' | string {
   let outcome: 'ok' | string
