@@ -6,7 +6,7 @@ import { applyThroughHost, checkInPlace, readIds } from './resident.js'
 import { SlotOrder } from './slot-order.js'
 import { buildSegments, type SegmentPlan } from './metadata.js'
 import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec, PreparedAdapter } from './types.js'
-import { checkApply, checkBackend, checkIds, checkTokenWeights, isGpuBuffer, prepareAdapter } from './validate.js'
+import { checkApply, checkBackend, checkEncode, checkIds, checkTokenWeights, isGpuBuffer, prepareAdapter } from './validate.js'
 
 /** What a layer needs from its runtime: the backends and the per-call choice among them. */
 export interface LayerHost {
@@ -46,6 +46,9 @@ interface Attempt {
  * call, and the next 'auto' call runs on a backend that works.
  */
 export const RETRY_COPY_MAX = 1 << 14
+
+/** Asynchronous calls of any layer under way (an 'auto' call is timed only when none is). */
+let running = 0
 
 /** A LoRA-wrapped linear layer whose slots live on every backend of the runtime. */
 export class LoraLayer implements Layer {
@@ -220,8 +223,14 @@ export class LoraLayer implements Layer {
     const before = this.order.pendingFor(slots)
     // (no closures on this path unless needed: each costs a little, more under tsx's keepNames)
     const call: Attempt = { x, y, ids, K, weights, features, first, chunk: backend.chunkSize, before }
+    // an 'auto' call on host data is timed for the memo (DecisionMemo.observe), unless others run
+    const timed = choice === 'auto' && features.resident !== 'gpu' && running === 0
+    const t0 = timed ? performance.now() : 0
     let run = this.attempt(call, backend)
-    if (!(run instanceof Promise)) return // synchronous backend: done
+    if (!(run instanceof Promise)) {
+      if (timed) this.memo.observe(features, backend.name, performance.now() - t0)
+      return // synchronous backend: done
+    }
     const xLength = T * (spec.embedding ? 1 : spec.inFeatures)
     if (choice === 'auto' && backend.name === 'webgpu' && !isGpuBuffer(x) && xLength <= RETRY_COPY_MAX) {
       // the retry below may run after the caller reused x and ids
@@ -236,27 +245,18 @@ export class LoraLayer implements Layer {
       })
     }
     // An 'auto' call may end on any backend: it holds the slots' weights on all of them.
-    await this.order.track(run, slots, choice === 'auto' ? null : backend.name)
+    running++
+    try {
+      await this.order.track(run, slots, choice === 'auto' ? null : backend.name)
+    } finally {
+      running--
+    }
+    if (timed) this.memo.observe(features, backend.name, performance.now() - t0)
   }
 
   encode(encoder: GPUCommandEncoder, x: GPUBuffer, y: GPUBuffer, ids: Int32Array, options: ApplyOptions = {}): void {
     this.checkAlive()
-    if (typeof options !== 'object' || options === null) {
-      throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${String(options)}`)
-    }
-    if (options.backend !== undefined) checkBackend('options.backend', options.backend)
-    const { K } = checkApply(this.spec, x, y, ids, options.adaptersPerToken, options.tokens)
-    if (!isGpuBuffer(x) || !isGpuBuffer(y)) {
-      throw new LoraError(
-        'INVALID_ARGUMENT',
-        `encode needs x and y as GPUBuffers on rt.device, got ${isGpuBuffer(x) ? 'y' : 'x'} as a host array`,
-      )
-    }
-    if (typeof (encoder as GPUCommandEncoder | null)?.beginComputePass !== 'function') {
-      throw new LoraError('INVALID_ARGUMENT', `encoder must be a GPUCommandEncoder, got ${String(encoder)}`)
-    }
-    checkIds(ids, K, this.spec.maxAdapters, this.filled)
-    const weights = options.weights === undefined ? undefined : checkTokenWeights(options.weights, ids.length)
+    const { K, weights } = checkEncode(this.spec, encoder, x, y, ids, options, this.filled)
     const gpu = this.owners.get('webgpu')
     const layer = this.onBackend.get('webgpu')
     if (!gpu || gpu.lost || !layer?.encode)

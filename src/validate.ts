@@ -1,6 +1,6 @@
 import { describe, LoraError } from './errors.js'
 import { f32ToF16Bits, roundToDtype } from './dtype.js'
-import type { AdapterWeights, BackendChoice, LayerOptions, LayerSpec, PreparedAdapter, WeightDtype } from './types.js'
+import type { AdapterWeights, ApplyOptions, BackendChoice, LayerOptions, LayerSpec, PreparedAdapter, WeightDtype } from './types.js'
 
 /** Largest accepted width, rank or slot count: keeps index arithmetic inside 32 bits. */
 const MAX_SIZE = 1 << 24
@@ -248,4 +248,32 @@ export function checkTokenWeights(weights: unknown, idsLength: number): Float32A
     if (!Number.isFinite(weights[i])) throw new LoraError('INVALID_ARGUMENT', `options.weights[${i}] is not finite: ${weights[i]}`)
   }
   return weights
+}
+
+/** Validate the arguments of `layer.encode` (the same checks as apply's, x and y on the GPU, a real encoder). */
+export function checkEncode(
+  spec: LayerSpec,
+  encoder: GPUCommandEncoder,
+  x: GPUBuffer,
+  y: GPUBuffer,
+  ids: Int32Array,
+  options: ApplyOptions,
+  filled: readonly boolean[],
+): { K: number; weights: Float32Array | undefined } {
+  if (typeof options !== 'object' || options === null) {
+    throw new LoraError('INVALID_ARGUMENT', `options must be an object, got ${String(options)}`)
+  }
+  if (options.backend !== undefined) checkBackend('options.backend', options.backend)
+  const { K } = checkApply(spec, x, y, ids, options.adaptersPerToken, options.tokens)
+  if (!isGpuBuffer(x) || !isGpuBuffer(y)) {
+    throw new LoraError(
+      'INVALID_ARGUMENT',
+      `encode needs x and y as GPUBuffers on rt.device, got ${isGpuBuffer(x) ? 'y' : 'x'} as a host array`,
+    )
+  }
+  if (typeof (encoder as GPUCommandEncoder | null)?.beginComputePass !== 'function') {
+    throw new LoraError('INVALID_ARGUMENT', `encoder must be a GPUCommandEncoder, got ${String(encoder)}`)
+  }
+  checkIds(ids, K, spec.maxAdapters, filled)
+  return { K, weights: options.weights === undefined ? undefined : checkTokenWeights(options.weights, ids.length) }
 }

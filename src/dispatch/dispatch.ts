@@ -111,15 +111,18 @@ export class Dispatcher {
 
   /**
    * The decision itself, shared by 'auto' calls ({@link choose}) and explain ({@link decide}):
-   * the fastest predicted backend, the cost of switching away from the previous call's backend
+   * the fastest predicted backend (measured, where `memo` holds times of these calls), the cost
+   * of switching away from the previous call's backend
    * included, except that GPU-resident data stays on the GPU unless another backend is
    * GPU_STICKINESS times faster. Writes the predictions into `ms` (same order as usable).
    */
-  private pickIndex(f: CallFeatures, usable: readonly BackendName[], ms: number[]): number {
+  private pickIndex(f: CallFeatures, usable: readonly BackendName[], ms: number[], memo?: DecisionMemo): number {
     let best = 0
     let gpu = -1
     for (let i = 0; i < usable.length; i++) {
-      ms[i] = this.predictMs(usable[i], f).ms + this.switchMs(usable[i])
+      // what this layer's calls of these features took on the backend, where it has run them
+      const seen = memo ? memo.measuredMs(f, usable, this.epoch, usable[i]) : Number.NaN
+      ms[i] = (Number.isNaN(seen) ? this.predictMs(usable[i], f).ms : seen) + this.switchMs(usable[i])
       if (ms[i] < ms[best]) best = i
       if (usable[i] === 'webgpu') gpu = i
     }
@@ -138,7 +141,7 @@ export class Dispatcher {
     if (usable.length === 1) return usable[0]
     const known = memo ? memo.lookup(f, usable, this.last, this.epoch) : null
     if (known !== null) return known
-    const backend = usable[this.pickIndex(f, usable, this.scratch)]
+    const backend = usable[this.pickIndex(f, usable, this.scratch, memo)]
     memo?.store(f, usable, this.last, this.epoch, backend)
     return backend
   }

@@ -9,6 +9,13 @@ import type { BackendName, WeightDtype } from '../types.js'
  * loop repeats the same few shapes, and on calls 'auto' sends to wasm the prediction cost 3-7 us
  * after wasm calls, 12-20 us right after a lavapipe GPU call (cold caches; bench/auto-overhead.ts):
  * 5-25% of a T = 1 call.
+ *
+ * It also keeps what the calls of those features took on each backend (`observe`), and the
+ * dispatcher decides on those times in place of its predictions where it has them: a cost model
+ * calibrated in a few hundred ms misses by up to 1.7x on some machines (on the H100 host, f32
+ * weights read cold at 10 GB/s against the probe's 17), and a layer that serves the same shape
+ * call after call can simply see which backend is faster. A backend predicted slower is not tried
+ * unless the measured one turns out slower than its prediction.
  */
 export class DecisionMemo {
   private tokens = -1
@@ -26,6 +33,12 @@ export class DecisionMemo {
   private usable: readonly BackendName[] | null = null
   /** The decision after a call on no backend (the first call), on wasm, on webgpu. */
   private readonly after: (BackendName | null)[] = [null, null, null]
+  /** Per backend (wasm, webgpu): measured ms of its 'auto' calls with these features (NaN: none yet). */
+  private readonly measured = new Float64Array([Number.NaN, Number.NaN])
+  /** Per backend: its 'auto' calls with these features so far (the first is not measured). */
+  private readonly calls = new Int32Array(2)
+  /** Per backend: the measured ms the stored decisions were made with (NaN: the prediction). */
+  private readonly decidedWith = new Float64Array([Number.NaN, Number.NaN])
 
   /** The stored decision for `f` after a call on `previous`, or null (its fields compared one by one: no allocation). */
   lookup(f: CallFeatures, usable: readonly BackendName[], previous: BackendName | null, epoch: number): BackendName | null {
@@ -36,6 +49,8 @@ export class DecisionMemo {
   store(f: CallFeatures, usable: readonly BackendName[], previous: BackendName | null, epoch: number, backend: BackendName): void {
     if (!this.holds(f, usable, epoch)) {
       this.after.fill(null)
+      this.measured.fill(Number.NaN)
+      this.calls.fill(0)
       this.tokens = f.tokens
       this.entries = f.entries
       this.distinct = f.distinct
@@ -51,9 +66,39 @@ export class DecisionMemo {
       this.usable = usable
     }
     this.after[slot(previous)] = backend
+    this.decidedWith.set(this.measured)
+  }
+
+  /**
+   * Time of a call of features `f` on `backend`, in ms from its start
+   * on the backend to its result (`Dispatcher.choose` then uses it in place of the prediction).
+   * The first call of each backend is not counted (a GPU's first call at a new size creates its
+   * buffers), then an exponential average of weight MEASURED_WEIGHT, a call over 3x the average
+   * counted as 3x (a pause of the thread, not the backend). The stored decisions are dropped when
+   * the average moves more than 10% from the one they were made with.
+   */
+  observe(f: CallFeatures, backend: BackendName, ms: number): void {
+    // (a call whose features the memo no longer holds: a later call of other features was chosen first)
+    if (!this.sameFeatures(f)) return
+    const i = backend === 'wasm' ? 0 : 1
+    if (this.calls[i]++ === 0 || !(ms >= 0)) return
+    const m = this.measured[i]
+    const v = Number.isNaN(m) ? ms : (1 - MEASURED_WEIGHT) * m + MEASURED_WEIGHT * Math.min(ms, 3 * m)
+    this.measured[i] = v
+    const d = this.decidedWith[i]
+    if (Number.isNaN(d) || Math.abs(v - d) > 0.1 * d) this.after.fill(null)
+  }
+
+  /** The measured ms of `backend`'s calls with these features, or NaN (none yet, or other features). */
+  measuredMs(f: CallFeatures, usable: readonly BackendName[], epoch: number, backend: BackendName): number {
+    return this.holds(f, usable, epoch) ? this.measured[backend === 'wasm' ? 0 : 1] : Number.NaN
   }
 
   private holds(f: CallFeatures, usable: readonly BackendName[], epoch: number): boolean {
+    return this.epoch === epoch && this.usable === usable && this.sameFeatures(f)
+  }
+
+  private sameFeatures(f: CallFeatures): boolean {
     return (
       this.tokens === f.tokens &&
       this.entries === f.entries &&
@@ -66,12 +111,13 @@ export class DecisionMemo {
       this.slices === f.slices &&
       this.weightDtype === f.weightDtype &&
       this.resident === f.resident &&
-      f.chunkSize === undefined &&
-      this.epoch === epoch &&
-      this.usable === usable
+      f.chunkSize === undefined
     )
   }
 }
+
+/** Weight of a new measurement in a backend's average (DecisionMemo.observe). */
+export const MEASURED_WEIGHT = 0.3
 
 function slot(previous: BackendName | null): number {
   return previous === null ? 0 : previous === 'wasm' ? 1 : 2

@@ -141,7 +141,9 @@ export class ThreadedWasmBackend implements Backend, CallScheduler {
       ? Math.min(Math.floor(work / (this.minWork ?? AUTO_WORK_PER_THREAD)), fusedEntries)
       : Math.floor(work / (this.minWork ?? AUTO_WORK_PER_THREAD_PHASES))
     if (this.minWork === null) parts = Math.min(parts, Math.floor(Math.sqrt(work / (fused ? AUTO_THREAD_COST : AUTO_THREAD_COST_PHASES))))
-    return Math.max(1, Math.min(this.threads, parts))
+    // no more threads than cores: more take turns on them (a pool of 8 on 2 cores ran T = 16
+    // calls 3-5x slower on 8 threads than on one)
+    return Math.max(1, Math.min(this.threads, this.cores, parts))
   }
 
   /**

@@ -1,0 +1,168 @@
+import { describe, expect, it } from 'vitest'
+import type { Backend, BackendLayer } from '../src/backend.js'
+import type { BackendRates, CallFeatures } from '../src/dispatch/cost.js'
+import { DecisionMemo, Dispatcher, featuresOf } from '../src/dispatch/dispatch.js'
+import { MEASURED_WEIGHT } from '../src/dispatch/memo.js'
+import type { Profile } from '../src/dispatch/profile.js'
+import { LoraLayer } from '../src/layer.js'
+import type { BackendName, LayerSpec, WeightDtype } from '../src/types.js'
+
+const all = (v: number): Record<WeightDtype, number> => ({ f32: v, bf16: v, f16: v })
+const CPU: BackendRates = { callMs: 0.01, segmentMs: 0.001, weightGBs: all(15), gflops: all(25), hostGBs: 10 }
+const GPU: BackendRates = { callMs: 0.3, segmentMs: 0.002, weightGBs: all(500), gflops: all(5000), hostGBs: 10 }
+const profile: Profile = {
+  version: 1,
+  kind: 'full',
+  createdAt: '',
+  calibrationMs: 0,
+  machine: { wasmVariant: 'simd', gpu: { description: 'test', isSoftware: false } },
+  backends: { wasm: { ...CPU, measured: [] }, webgpu: { ...GPU, measured: [] } },
+}
+const traits = [
+  { name: 'wasm' as const, isSoftware: false },
+  { name: 'webgpu' as const, isSoftware: false },
+]
+const BOTH: BackendName[] = ['wasm', 'webgpu']
+/** One token, one adapter: wasm is predicted faster (no GPU call and round trip to pay). */
+const f: CallFeatures = featuresOf({ tokens: 1, rank: 16, inFeatures: 1024, outFeatures: 1024 })
+
+describe("'auto' decides on measured times where a layer has them", () => {
+  const setup = () => {
+    const d = new Dispatcher(traits, profile)
+    const memo = new DecisionMemo()
+    const wasm = d.predictMs('wasm', f).ms
+    const gpu = d.predictMs('webgpu', f).ms
+    expect(wasm * 3, 'the call this test needs: wasm predicted well ahead').toBeLessThan(gpu)
+    return { d, memo, wasm, gpu }
+  }
+
+  it('moves to the other backend once the chosen one measures slower than its prediction, and back', () => {
+    const { d, memo, gpu } = setup()
+    expect(d.choose(f, BOTH, memo)).toBe('wasm')
+    memo.observe(f, 'wasm', 10 * gpu) // a backend's first call is not counted
+    expect(d.choose(f, BOTH, memo)).toBe('wasm')
+    memo.observe(f, 'wasm', 2 * gpu)
+    expect(memo.measuredMs(f, BOTH, d.ratesVersion, 'wasm')).toBe(2 * gpu)
+    expect(d.choose(f, BOTH, memo), 'wasm measured 2x the predicted GPU time').toBe('webgpu')
+    memo.observe(f, 'webgpu', 100 * gpu) // first: not counted
+    expect(d.choose(f, BOTH, memo), 'the GPU has no measured time yet: its prediction').toBe('webgpu')
+    memo.observe(f, 'webgpu', 3 * gpu)
+    expect(d.choose(f, BOTH, memo), 'the GPU measured slower than wasm did').toBe('wasm')
+    // without the memo (and in explain) the predictions alone decide
+    expect(d.choose(f, BOTH)).toBe('wasm')
+    // an average: a few fast GPU calls bring it under wasm's 2x again
+    memo.observe(f, 'webgpu', 0.1 * gpu)
+    expect(d.choose(f, BOTH, memo), 'one fast call: 2.13x').toBe('wasm')
+    for (let i = 0; i < 3; i++) memo.observe(f, 'webgpu', 0.1 * gpu)
+    expect(d.choose(f, BOTH, memo)).toBe('webgpu')
+    expect(d.decide(f, BOTH).backend).toBe('wasm')
+  })
+
+  it('averages the times, a pause counted as at most 3x the average, and ignores other features', () => {
+    const { d, memo, gpu } = setup()
+    d.choose(f, BOTH, memo)
+    memo.observe(f, 'wasm', 1)
+    memo.observe(f, 'wasm', gpu)
+    memo.observe(f, 'wasm', 1000 * gpu)
+    expect(memo.measuredMs(f, BOTH, d.ratesVersion, 'wasm')).toBeCloseTo((1 - MEASURED_WEIGHT) * gpu + MEASURED_WEIGHT * 3 * gpu, 12)
+    memo.observe({ ...f, tokens: 2 }, 'wasm', 0)
+    memo.observe(f, 'wasm', Number.NaN)
+    expect(memo.measuredMs(f, BOTH, d.ratesVersion, 'wasm'), 'a call of other features, a NaN: not counted').toBeCloseTo(
+      (1 - MEASURED_WEIGHT) * gpu + MEASURED_WEIGHT * 3 * gpu,
+      12,
+    )
+    expect(memo.measuredMs({ ...f, tokens: 2 }, BOTH, d.ratesVersion, 'wasm')).toBeNaN()
+    // new features drop the times: they were of another call
+    d.choose({ ...f, tokens: 2 }, BOTH, memo)
+    expect(memo.measuredMs(f, BOTH, d.ratesVersion, 'wasm')).toBeNaN()
+    // and so do new rates
+    d.choose(f, BOTH, memo)
+    memo.observe(f, 'wasm', 1)
+    memo.observe(f, 'wasm', 5)
+    d.setProfile(profile)
+    expect(memo.measuredMs(f, BOTH, d.ratesVersion, 'wasm')).toBeNaN()
+  })
+
+  it('keeps its stored decision while the average moves less than 10%', () => {
+    const { d, memo, wasm } = setup()
+    d.choose(f, BOTH, memo)
+    memo.observe(f, 'wasm', wasm)
+    memo.observe(f, 'wasm', wasm)
+    expect(d.choose(f, BOTH, memo)).toBe('wasm')
+    expect(memo.lookup(f, BOTH, d.previous, d.ratesVersion)).toBe('wasm')
+    memo.observe(f, 'wasm', 1.2 * wasm) // the average moves 6%
+    expect(memo.lookup(f, BOTH, d.previous, d.ratesVersion), 'kept').toBe('wasm')
+    memo.observe(f, 'wasm', 3 * wasm) // and now over 10%
+    expect(memo.lookup(f, BOTH, d.previous, d.ratesVersion), 'decided again').toBeNull()
+  })
+})
+
+/** A backend whose layer records its calls; wasm's take `wasmMs` of busy time, webgpu's resolve at once. */
+function fake(name: BackendName, ran: BackendName[], wasmMs: number): Backend {
+  const apply =
+    name === 'wasm'
+      ? () => {
+          const end = performance.now() + wasmMs
+          while (performance.now() < end) {}
+          ran.push(name)
+        }
+      : () => {
+          ran.push(name)
+          return Promise.resolve()
+        }
+  const layer: BackendLayer = { setAdapter() {}, clearAdapter() {}, dispose() {}, apply }
+  return {
+    name,
+    chunkSize: 64,
+    isSoftware: false,
+    lost: false,
+    device: null,
+    transfers: null,
+    kernels: null,
+    hostMemory: null,
+    threads: 1,
+    threadsUnavailableReason: null,
+    partsFor: () => 1,
+    forceParts() {},
+    settled: () => Promise.resolve(),
+    createLayer: () => layer,
+    dispose() {},
+  }
+}
+
+describe('a layer times its auto calls', () => {
+  it('runs on the GPU once wasm measured far slower than predicted, forced calls not counted', async () => {
+    const ran: BackendName[] = []
+    // wasm is predicted at ~0.03 ms for this call and takes 20 ms: 'auto' must learn it
+    const backends = [fake('wasm', ran, 20), fake('webgpu', ran, 0)]
+    const d = new Dispatcher(traits, profile)
+    const host = {
+      defaultBackend: 'auto' as const,
+      checkAlive() {},
+      pick: (choice: string, g: CallFeatures, memo?: DecisionMemo) =>
+        backends.find((b) => b.name === (choice === 'auto' ? d.choose(g, BOTH, memo) : choice))!,
+    }
+    const spec: LayerSpec = {
+      inFeatures: 1024,
+      sliceWidths: [1024],
+      sliceOffsets: [0],
+      outFeatures: 1024,
+      maxAdapters: 1,
+      maxRank: 16,
+      weightDtype: 'f32',
+    }
+    const layer = new LoraLayer(host, spec, backends)
+    layer.setAdapter(0, { rank: 16, scale: 1, A: [new Float32Array(16 * 1024)], B: [new Float32Array(1024 * 16)] })
+    const x = new Float32Array(1024)
+    const y = new Float32Array(1024)
+    const ids = Int32Array.of(0)
+    expect(d.decide(f, BOTH).backend, 'predicted: wasm').toBe('wasm')
+    // forced calls teach the memo nothing
+    for (let i = 0; i < 3; i++) await layer.apply(x, y, ids, { backend: 'wasm' })
+    await layer.apply(x, y, ids)
+    expect(ran.splice(0)).toEqual(['wasm', 'wasm', 'wasm', 'wasm'])
+    for (let i = 0; i < 4; i++) await layer.apply(x, y, ids)
+    // the first auto call was not counted, the second measured 20 ms: from the third on, the GPU
+    expect(ran.splice(0)).toEqual(['wasm', 'webgpu', 'webgpu', 'webgpu'])
+  })
+})
