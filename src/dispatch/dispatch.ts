@@ -141,8 +141,14 @@ export class Dispatcher {
     if (usable.length === 1) return usable[0]
     const known = memo ? memo.lookup(f, usable, this.last, this.epoch) : null
     if (known !== null) return known
-    const backend = usable[this.pickIndex(f, usable, this.scratch, memo)]
-    memo?.store(f, usable, this.last, this.epoch, backend)
+    const ms = this.scratch
+    const i = this.pickIndex(f, usable, ms, memo)
+    const backend = usable[i]
+    if (memo) {
+      let gap = Number.POSITIVE_INFINITY
+      for (let j = 0; j < usable.length; j++) if (j !== i) gap = Math.min(gap, Math.abs(ms[j] - ms[i]))
+      memo.store(f, usable, this.last, this.epoch, backend, gap)
+    }
     return backend
   }
 

@@ -39,6 +39,8 @@ export class DecisionMemo {
   private readonly calls = new Int32Array(2)
   /** Per backend: the measured ms the stored decisions were made with (NaN: the prediction). */
   private readonly decidedWith = new Float64Array([Number.NaN, Number.NaN])
+  /** The smallest margin (ms) between the chosen backend and the next of the stored decisions. */
+  private gap = Number.POSITIVE_INFINITY
 
   /** The stored decision for `f` after a call on `previous`, or null (its fields compared one by one: no allocation). */
   lookup(f: CallFeatures, usable: readonly BackendName[], previous: BackendName | null, epoch: number): BackendName | null {
@@ -46,11 +48,19 @@ export class DecisionMemo {
   }
 
   /** Store a decision; the ones stored for other features, usable backends or rates are dropped. */
-  store(f: CallFeatures, usable: readonly BackendName[], previous: BackendName | null, epoch: number, backend: BackendName): void {
+  store(
+    f: CallFeatures,
+    usable: readonly BackendName[],
+    previous: BackendName | null,
+    epoch: number,
+    backend: BackendName,
+    gapMs = 0,
+  ): void {
     if (!this.holds(f, usable, epoch)) {
       this.after.fill(null)
       this.measured.fill(Number.NaN)
       this.calls.fill(0)
+      this.gap = Number.POSITIVE_INFINITY
       this.tokens = f.tokens
       this.entries = f.entries
       this.distinct = f.distinct
@@ -67,6 +77,7 @@ export class DecisionMemo {
     }
     this.after[slot(previous)] = backend
     this.decidedWith.set(this.measured)
+    this.gap = Math.min(this.gap, gapMs)
   }
 
   /**
@@ -74,8 +85,10 @@ export class DecisionMemo {
    * on the backend to its result (`Dispatcher.choose` then uses it in place of the prediction).
    * The first call of each backend is not counted (a GPU's first call at a new size creates its
    * buffers), then an exponential average of weight MEASURED_WEIGHT, a call over 3x the average
-   * counted as 3x (a pause of the thread, not the backend). The stored decisions are dropped when
-   * the average moves more than 10% from the one they were made with.
+   * counted as 3x (a pause of the thread, not the backend). The stored decisions are dropped at
+   * a backend's first measured time, and when its average moves by more than half the margin
+   * between the backends they were made with (less could not change them; deciding again costs
+   * microseconds, a noisy small call must not pay that every time).
    */
   observe(f: CallFeatures, backend: BackendName, ms: number): void {
     // (a call whose features the memo no longer holds: a later call of other features was chosen first)
@@ -86,7 +99,7 @@ export class DecisionMemo {
     const v = Number.isNaN(m) ? ms : (1 - MEASURED_WEIGHT) * m + MEASURED_WEIGHT * Math.min(ms, 3 * m)
     this.measured[i] = v
     const d = this.decidedWith[i]
-    if (Number.isNaN(d) || Math.abs(v - d) > 0.1 * d) this.after.fill(null)
+    if (Number.isNaN(d) || Math.abs(v - d) > 0.5 * this.gap) this.after.fill(null)
   }
 
   /** The measured ms of `backend`'s calls with these features, or NaN (none yet, or other features). */
