@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { Backend, BackendLayer } from '../src/backend.js'
 import type { BackendRates, CallFeatures } from '../src/dispatch/cost.js'
 import { DecisionMemo, Dispatcher, featuresOf } from '../src/dispatch/dispatch.js'
-import { MEASURED_WEIGHT } from '../src/dispatch/memo.js'
+import { MEASURED_WEIGHT, PAUSE_MS } from '../src/dispatch/memo.js'
 import type { Profile } from '../src/dispatch/profile.js'
 import { LoraLayer } from '../src/layer.js'
 import type { BackendName, LayerSpec, WeightDtype } from '../src/types.js'
@@ -64,14 +64,22 @@ describe("'auto' decides on measured times where a layer has them", () => {
     memo.observe(f, 'wasm', 1)
     memo.observe(f, 'wasm', gpu)
     memo.observe(f, 'wasm', 1000 * gpu)
-    expect(memo.measuredMs(f, BOTH, d.ratesVersion, 'wasm')).toBeCloseTo((1 - MEASURED_WEIGHT) * gpu + MEASURED_WEIGHT * 3 * gpu, 12)
+    expect(memo.measuredMs(f, BOTH, d.ratesVersion, 'wasm')).toBeCloseTo(
+      (1 - MEASURED_WEIGHT) * gpu + MEASURED_WEIGHT * (3 * gpu + PAUSE_MS),
+      12,
+    )
     memo.observe({ ...f, tokens: 2 }, 'wasm', 0)
     memo.observe(f, 'wasm', Number.NaN)
     expect(memo.measuredMs(f, BOTH, d.ratesVersion, 'wasm'), 'a call of other features, a NaN: not counted').toBeCloseTo(
-      (1 - MEASURED_WEIGHT) * gpu + MEASURED_WEIGHT * 3 * gpu,
+      (1 - MEASURED_WEIGHT) * gpu + MEASURED_WEIGHT * (3 * gpu + PAUSE_MS),
       12,
     )
     expect(memo.measuredMs({ ...f, tokens: 2 }, BOTH, d.ratesVersion, 'wasm')).toBeNaN()
+    // an average of 0 (a coarse clock) still moves
+    const coarse = new DecisionMemo()
+    d.choose(f, BOTH, coarse)
+    for (const ms of [0, 0, 1]) coarse.observe(f, 'wasm', ms)
+    expect(coarse.measuredMs(f, BOTH, d.ratesVersion, 'wasm')).toBeCloseTo(MEASURED_WEIGHT * PAUSE_MS, 12)
     // new features drop the times: they were of another call
     d.choose({ ...f, tokens: 2 }, BOTH, memo)
     expect(memo.measuredMs(f, BOTH, d.ratesVersion, 'wasm')).toBeNaN()

@@ -85,7 +85,8 @@ export class DecisionMemo {
    * on the backend to its result (`Dispatcher.choose` then uses it in place of the prediction).
    * The first call of each backend is not counted (a GPU's first call at a new size creates its
    * buffers), then an exponential average of weight MEASURED_WEIGHT, a call over 3x the average
-   * counted as 3x (a pause of the thread, not the backend). The stored decisions are dropped at
+   * (+ PAUSE_MS) counted as that (a pause of the thread, not the backend; the PAUSE_MS lets an
+   * average of 0 move, where a browser's coarse clock timed calls as 0). The stored decisions are dropped at
    * a backend's first measured time, and when its average moves by more than half the margin
    * between the backends they were made with (less could not change them; deciding again costs
    * microseconds, a noisy small call must not pay that every time).
@@ -96,7 +97,7 @@ export class DecisionMemo {
     const i = backend === 'wasm' ? 0 : 1
     if (this.calls[i]++ === 0 || !(ms >= 0)) return
     const m = this.measured[i]
-    const v = Number.isNaN(m) ? ms : (1 - MEASURED_WEIGHT) * m + MEASURED_WEIGHT * Math.min(ms, 3 * m)
+    const v = Number.isNaN(m) ? ms : (1 - MEASURED_WEIGHT) * m + MEASURED_WEIGHT * Math.min(ms, 3 * m + PAUSE_MS)
     this.measured[i] = v
     const d = this.decidedWith[i]
     if (Number.isNaN(d) || Math.abs(v - d) > 0.5 * this.gap) this.after.fill(null)
@@ -131,6 +132,8 @@ export class DecisionMemo {
 
 /** Weight of a new measurement in a backend's average (DecisionMemo.observe). */
 export const MEASURED_WEIGHT = 0.3
+/** A measured time counts as at most 3x the average + this (ms; DecisionMemo.observe). */
+export const PAUSE_MS = 0.1
 
 function slot(previous: BackendName | null): number {
   return previous === null ? 0 : previous === 'wasm' ? 1 : 2
