@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { Backend, BackendLayer } from '../src/backend.js'
 import type { BackendRates, CallFeatures } from '../src/dispatch/cost.js'
 import { DecisionMemo, Dispatcher, featuresOf } from '../src/dispatch/dispatch.js'
-import { MEASURED_WEIGHT, PAUSE_MS } from '../src/dispatch/memo.js'
+import { MEASURED_WEIGHT, PATIENCE, PAUSE_MS } from '../src/dispatch/memo.js'
 import type { Profile } from '../src/dispatch/profile.js'
 import { LoraLayer } from '../src/layer.js'
 import type { BackendName, LayerSpec, WeightDtype } from '../src/types.js'
@@ -89,6 +89,31 @@ describe("'auto' decides on measured times where a layer has them", () => {
     memo.observe(f, 'wasm', 5)
     d.setProfile(profile)
     expect(memo.measuredMs(f, BOTH, d.ratesVersion, 'wasm')).toBeNaN()
+  })
+
+  it('judges a backend that sat out PATIENCE calls (then 2x, 4x) by its prediction again', () => {
+    const { d, memo, gpu } = setup()
+    // the truth: wasm takes 2x the GPU's predicted time, the GPU its prediction
+    const truth = { wasm: 2 * gpu, webgpu: gpu }
+    const ran: BackendName[] = []
+    const serve = (calls: number, slowGpu = false) => {
+      for (let c = 0; c < calls; c++) {
+        const b = d.choose(f, BOTH, memo)
+        ran.push(b)
+        memo.observe(f, b, b === 'webgpu' && slowGpu ? 10 * gpu : truth[b])
+      }
+    }
+    serve(2) // wasm's first call (not counted), its second: 2x the GPU
+    serve(2, true) // the GPU's first call, then one slow call: 10x
+    expect(ran.splice(0)).toEqual(['wasm', 'wasm', 'webgpu', 'webgpu'])
+    serve(PATIENCE + 2)
+    // wasm again until the GPU sat out PATIENCE calls, then the GPU, and there it stays
+    expect(ran.splice(0)).toEqual([...new Array(PATIENCE).fill('wasm'), 'webgpu', 'webgpu'])
+    // wasm sat out PATIENCE calls too: tried once more, then twice as long between tries
+    serve(4 * PATIENCE)
+    const tries = ran.flatMap((b, i) => (b === 'wasm' ? [i] : []))
+    expect(tries.length).toBe(2)
+    expect(tries[1] - tries[0]).toBeGreaterThanOrEqual(2 * PATIENCE)
   })
 
   it('keeps its stored decision while the average moves less than half the margin between the backends', () => {

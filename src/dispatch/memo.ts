@@ -39,6 +39,9 @@ export class DecisionMemo {
   private readonly calls = new Int32Array(2)
   /** Per backend: the measured ms the stored decisions were made with (NaN: the prediction). */
   private readonly decidedWith = new Float64Array([Number.NaN, Number.NaN])
+  /** Per backend: calls of the other since it last ran, and how many it may sit out before its time is forgotten. */
+  private readonly idle = new Int32Array(2)
+  private readonly patience = new Int32Array([PATIENCE, PATIENCE])
   /** The smallest margin (ms) between the chosen backend and the next of the stored decisions. */
   private gap = Number.POSITIVE_INFINITY
 
@@ -60,6 +63,8 @@ export class DecisionMemo {
       this.after.fill(null)
       this.measured.fill(Number.NaN)
       this.calls.fill(0)
+      this.idle.fill(0)
+      this.patience.fill(PATIENCE)
       this.gap = Number.POSITIVE_INFINITY
       this.tokens = f.tokens
       this.entries = f.entries
@@ -89,12 +94,25 @@ export class DecisionMemo {
    * average of 0 move, where a browser's coarse clock timed calls as 0). The stored decisions are dropped at
    * a backend's first measured time, and when its average moves by more than half the margin
    * between the backends they were made with (less could not change them; deciding again costs
-   * microseconds, a noisy small call must not pay that every time).
+   * microseconds, a noisy small call must not pay that every time). A backend that has not run
+   * for PATIENCE calls (then 2x, 4x, ..) is judged by its prediction again: a time measured in a
+   * bad moment (on the H100 host, 'auto' kept a T = 64 call on wasm at 2.1x the GPU's time after
+   * one slow GPU call) does not keep it out for good.
    */
   observe(f: CallFeatures, backend: BackendName, ms: number): void {
     // (a call whose features the memo no longer holds: a later call of other features was chosen first)
     if (!this.sameFeatures(f)) return
     const i = backend === 'wasm' ? 0 : 1
+    const j = 1 - i
+    this.idle[i] = 0
+    // the other backend's time is forgotten once it has sat out `patience` calls, so that a time
+    // measured in a bad moment does not keep it out for good; twice as long each time
+    if (++this.idle[j] >= this.patience[j] && !Number.isNaN(this.measured[j])) {
+      this.measured[j] = Number.NaN
+      this.idle[j] = 0
+      this.patience[j] *= 2
+      this.after.fill(null)
+    }
     if (this.calls[i]++ === 0 || !(ms >= 0)) return
     const m = this.measured[i]
     const v = Number.isNaN(m) ? ms : (1 - MEASURED_WEIGHT) * m + MEASURED_WEIGHT * Math.min(ms, 3 * m + PAUSE_MS)
@@ -132,6 +150,8 @@ export class DecisionMemo {
 
 /** Weight of a new measurement in a backend's average (DecisionMemo.observe). */
 export const MEASURED_WEIGHT = 0.3
+/** Calls a backend sits out before its measured time is forgotten, doubled each time (DecisionMemo.observe). */
+export const PATIENCE = 8
 /** A measured time counts as at most 3x the average + this (ms; DecisionMemo.observe). */
 export const PAUSE_MS = 0.1
 
