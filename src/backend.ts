@@ -36,9 +36,10 @@ export interface Backend {
   readonly threadsUnavailableReason: string | null
   /**
    * Threads a call of `multiplyAdds` would run on; `fusedEntries`: its entries when it has one
-   * adapter per token, else 0. Always 1 on a single-threaded backend.
+   * adapter per token, else 0; `copies`: x and y are copied in and out (not host arrays). Always
+   * 1 on a single-threaded backend.
    */
-  partsFor(multiplyAdds: number, fusedEntries: number): number
+  partsFor(multiplyAdds: number, fusedEntries: number, copies?: boolean): number
   /**
    * Calibration: run every call on `parts` threads (at most `threads`) whatever its size; null:
    * back to the backend's own choice. No effect on a single-threaded backend.

@@ -71,7 +71,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     name: b.name,
     isSoftware: b.isSoftware,
     chunkSize: b.chunkSize,
-    parts: (work: number, fusedEntries: number) => b.partsFor(work, fusedEntries),
+    parts: (work: number, fusedEntries: number, copies: boolean) => b.partsFor(work, fusedEntries, copies),
   }))
   let profile: Profile | null = null
   if (options.profile !== undefined) profile = checkProfile(options.profile)

@@ -38,9 +38,10 @@ export interface BackendTraits {
   chunkSize?: number
   /**
    * Threads a call of this many multiply-adds runs on (a multi-threaded backend; default 1);
-   * `fusedEntries`: its entries when each token has one adapter, else 0.
+   * `fusedEntries`: its entries when each token has one adapter, else 0; `copies`: x and y are
+   * copied into the backend's memory (not host arrays).
    */
-  parts?: (multiplyAdds: number, fusedEntries: number) => number
+  parts?: (multiplyAdds: number, fusedEntries: number, copies: boolean) => number
 }
 
 export class Dispatcher {
@@ -104,7 +105,11 @@ export class Dispatcher {
         ? gpu.callMs + (gpu.roundTripMs ?? 0) + (f.tokens * (f.inFeatures + 2 * f.outFeatures) * 4) / gpu.hostGBs / 1e6
         : 0
     const parts = trait?.parts
-      ? trait.parts(f.rankEntries * (f.inFeatures * f.slices + f.outFeatures), (f.adaptersPerToken ?? 1) === 1 ? f.entries : 0)
+      ? trait.parts(
+          f.rankEntries * (f.inFeatures * f.slices + f.outFeatures),
+          (f.adaptersPerToken ?? 1) === 1 ? f.entries : 0,
+          f.resident !== 'wasm',
+        )
       : 1
     return predict(rates, f, f.resident !== 'wasm', fetch, parts, chunk)
   }

@@ -128,9 +128,10 @@ export class ThreadedWasmBackend implements Backend, CallScheduler {
 
   /**
    * Threads for a call of `work` multiply-adds; `fusedEntries`: its entries when it can run fused
-   * granules (one adapter per token), else 0.
+   * granules (one adapter per token), else 0; `copies`: its x and y are ordinary arrays, copied
+   * in and out by the main thread.
    */
-  partsFor(work: number, fusedEntries = 0): number {
+  partsFor(work: number, fusedEntries = 0, copies = false): number {
     if (!this.pool || this.pool.failed !== null) return 1
     if (this.forced !== null) return Math.min(this.forced, this.threads)
     // from the call's size, whatever the pool's: a call too small to gain stays on one thread
@@ -143,6 +144,9 @@ export class ThreadedWasmBackend implements Backend, CallScheduler {
     if (this.minWork === null) parts = Math.min(parts, Math.floor(Math.sqrt(work / (fused ? AUTO_THREAD_COST : AUTO_THREAD_COST_PHASES))))
     // no more threads than cores: more take turns on them (a pool of 8 on 2 cores ran T = 16
     // calls 3-5x slower on 8 threads than on one)
+    // the main thread's copies bound a call on ordinary arrays: past half the cores more threads
+    // only contend with them (16-core host, T = 64: 16 threads 1.1-1.3x slower than 8)
+    if (copies && this.minWork === null) parts = Math.min(parts, Math.max(2, this.cores >> 1))
     return Math.max(1, Math.min(this.threads, this.cores, parts))
   }
 

@@ -42,7 +42,7 @@ export interface CallScheduler {
   readonly pool: WorkerPool | null
   /** Whether a call is running or queued (they share the scratch area and the pool). */
   readonly busy: boolean
-  partsFor(work: number, fusedEntries: number): number
+  partsFor(work: number, fusedEntries: number, copies: boolean): number
   /** 'auto': run this call on one thread, the workers having been starved lately. */
   takeSolo(): boolean
   /** After a threaded call of `total` ms in which the main thread waited `waited` ms. */
@@ -88,7 +88,9 @@ export class ThreadedWasmLayer implements BackendLayer {
     let rankEntries = 0
     for (let g = 0; g < plan.segSlot.length; g++) rankEntries += plan.segLength[g] * i32[table + plan.segSlot[g] * (SLOT_BYTES >> 2)]
     const work = rankEntries * (this.spec.inFeatures * this.spec.sliceWidths.length + this.spec.outFeatures)
-    let parts = this.threaded.partsFor(work, plan.adaptersPerToken === 1 ? plan.rows.length : 0)
+    const host = this.backend.hostMemory
+    const copies = host.addressOf(x) < 0 || host.addressOf(y) < 0
+    let parts = this.threaded.partsFor(work, plan.adaptersPerToken === 1 ? plan.rows.length : 0, copies)
     if (parts > 1 && this.threaded.takeSolo()) parts = 1
     if (plan.weights || this.spec.embedding) parts = 1 // weights, gathers: the single-threaded kernels
     if (parts === 1 && !this.threaded.busy) return this.single.apply(x, y, plan)
