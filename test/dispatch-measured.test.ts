@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest'
-import type { Backend, BackendLayer } from '../src/backend.js'
+import type { Backend } from '../src/backend.js'
 import type { BackendRates, CallFeatures } from '../src/dispatch/cost.js'
 import { DecisionMemo, Dispatcher, featuresOf } from '../src/dispatch/dispatch.js'
 import { MEASURED_WEIGHT, PATIENCE, PAUSE_MS } from '../src/dispatch/memo.js'
 import type { Profile } from '../src/dispatch/profile.js'
 import { LoraLayer } from '../src/layer.js'
 import type { BackendName, LayerSpec, WeightDtype } from '../src/types.js'
+import { fakeBackend } from './fake-backend.js'
 
 const all = (v: number): Record<WeightDtype, number> => ({ f32: v, bf16: v, f16: v })
 const CPU: BackendRates = { callMs: 0.01, segmentMs: 0.001, weightGBs: all(15), gflops: all(25), hostGBs: 10 }
@@ -145,7 +146,8 @@ describe("'auto' decides on measured times where a layer has them", () => {
 
 /** A backend whose layer records its calls; wasm's take `wasmMs` of busy time, webgpu's resolve at once. */
 function fake(name: BackendName, ran: BackendName[], wasmMs: number): Backend {
-  const apply =
+  return fakeBackend(
+    name,
     name === 'wasm'
       ? () => {
           const end = performance.now() + wasmMs
@@ -155,25 +157,8 @@ function fake(name: BackendName, ran: BackendName[], wasmMs: number): Backend {
       : () => {
           ran.push(name)
           return Promise.resolve()
-        }
-  const layer: BackendLayer = { setAdapter() {}, clearAdapter() {}, dispose() {}, apply }
-  return {
-    name,
-    chunkSize: 64,
-    isSoftware: false,
-    lost: false,
-    device: null,
-    transfers: null,
-    kernels: null,
-    hostMemory: null,
-    threads: 1,
-    threadsUnavailableReason: null,
-    partsFor: () => 1,
-    forceParts() {},
-    settled: () => Promise.resolve(),
-    createLayer: () => layer,
-    dispose() {},
-  }
+        },
+  )
 }
 
 describe('a layer times its auto calls', () => {

@@ -15,6 +15,7 @@ import { createWasmBackend } from '../src/wasm/backend.js'
 import { createThreadedWasmBackend } from '../src/wasm/threads/backend.js'
 import { createWebGpuBackend } from '../src/webgpu/index.js'
 import { expectLoraError } from './compare.js'
+import { fakeBackend } from './fake-backend.js'
 import { has } from './needs.js'
 
 const gpuHere = await has('webgpu')
@@ -252,24 +253,7 @@ describe('cost model on synthetic profiles', () => {
 
 /** A backend that computes nothing and records which one ran. */
 function recorder(name: BackendName, ran: BackendName[]): Backend {
-  const layer: BackendLayer = { setAdapter() {}, clearAdapter() {}, dispose() {}, apply: () => void ran.push(name) }
-  return {
-    name,
-    chunkSize: 64,
-    isSoftware: false,
-    lost: false,
-    device: null,
-    transfers: null,
-    kernels: null,
-    hostMemory: null,
-    threads: 1,
-    threadsUnavailableReason: null,
-    partsFor: () => 1,
-    forceParts() {},
-    settled: () => Promise.resolve(),
-    createLayer: () => layer,
-    dispose() {},
-  }
+  return fakeBackend(name, () => void ran.push(name))
 }
 
 describe('the cost of switching backends between calls', () => {

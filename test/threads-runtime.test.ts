@@ -97,22 +97,20 @@ describe('threads option', () => {
       new ThreadedWasmBackend(null as unknown as WasmBackend, { size: n - 1, failed: null } as WorkerPool, n, null, null, cores)
     for (const n of [2, 4, 8, 16]) {
       const b = planner(n, 16)
-      {
-        expect(b.threads).toBe(n)
-        // T = 1 and T = 4 of a 4096 -> 4096 r16 layer (131 K and 524 K multiply-adds): one thread
-        expect(b.partsFor(16 * 8192, 1)).toBe(1)
-        expect(b.partsFor(4 * 16 * 8192, 4)).toBe(1)
-        // a large call: every thread; one in between: as many as its work gains from
-        expect(b.partsFor(1e10, 1024)).toBe(n)
-        expect(b.partsFor(2 * AUTO_WORK_PER_THREAD, 64)).toBe(2)
-        expect(b.partsFor(1e10, 6)).toBe(Math.min(n, 6)) // no more threads than entries
-        // past a few threads, as many as the square root of the work over a thread's cost
-        expect(b.partsFor(64 * AUTO_THREAD_COST, 64)).toBe(Math.min(n, 8))
-        expect(b.partsFor(4e6, 64)).toBe(Math.min(n, 7))
-        expect(b.partsFor(64 * AUTO_THREAD_COST_PHASES, 0)).toBe(Math.min(n, 8))
-        // calls of a few entries: by their work (on a machine of a few cores, one thread: below)
-        expect(b.partsFor(1e10, SMALL_ENTRIES)).toBe(Math.min(n, SMALL_ENTRIES))
-      }
+      expect(b.threads).toBe(n)
+      // T = 1 and T = 4 of a 4096 -> 4096 r16 layer (131 K and 524 K multiply-adds): one thread
+      expect(b.partsFor(16 * 8192, 1)).toBe(1)
+      expect(b.partsFor(4 * 16 * 8192, 4)).toBe(1)
+      // a large call: every thread; one in between: as many as its work gains from
+      expect(b.partsFor(1e10, 1024)).toBe(n)
+      expect(b.partsFor(2 * AUTO_WORK_PER_THREAD, 64)).toBe(2)
+      expect(b.partsFor(1e10, 6)).toBe(Math.min(n, 6)) // no more threads than entries
+      // past a few threads, as many as the square root of the work over a thread's cost
+      expect(b.partsFor(64 * AUTO_THREAD_COST, 64)).toBe(Math.min(n, 8))
+      expect(b.partsFor(4e6, 64)).toBe(Math.min(n, 7))
+      expect(b.partsFor(64 * AUTO_THREAD_COST_PHASES, 0)).toBe(Math.min(n, 8))
+      // calls of a few entries: by their work (on a machine of a few cores, one thread: below)
+      expect(b.partsFor(1e10, SMALL_ENTRIES)).toBe(Math.min(n, SMALL_ENTRIES))
     }
     // never more threads than cores: a pool of 8 on 2 cores ran T = 16 calls 3-5x slower on 8
     // threads than on one (bench/threads-scaling.ts), the threads taking turns on the cores
