@@ -14,6 +14,7 @@ import {
   AUTO_THREAD_COST,
   AUTO_THREAD_COST_PHASES,
   AUTO_WORK_PER_THREAD,
+  COPY_CAP_CORES,
   createThreadedWasmBackend,
   FEW_CORES,
   SMALL_ENTRIES,
@@ -118,11 +119,12 @@ describe('threads option', () => {
     expect(planner(16, 12).partsFor(1e10, 1024)).toBe(12)
     expect(planner(8, 2).partsFor(1e10, SMALL_ENTRIES), 'a few entries on a few cores (FEW_CORES)').toBe(1)
     expect(planner(8, FEW_CORES).partsFor(1e10, SMALL_ENTRIES)).toBe(SMALL_ENTRIES)
-    // ordinary arrays (the main thread copies x and y): at most half the cores, 2 at least
+    // ordinary arrays (the main thread copies x and y): at most half the cores, from COPY_CAP_CORES
     expect(planner(16, 16).partsFor(1e10, 1024, true)).toBe(8)
     expect(planner(16, 16).partsFor(1e10, 1024, false)).toBe(16)
+    expect(planner(16, COPY_CAP_CORES).partsFor(1e10, 1024, true)).toBe(COPY_CAP_CORES / 2)
+    expect(planner(16, COPY_CAP_CORES - 1).partsFor(1e10, 1024, true)).toBe(COPY_CAP_CORES - 1)
     expect(planner(2, 2).partsFor(1e10, 1024, true)).toBe(2)
-    expect(planner(8, 3).partsFor(1e10, 1024, true)).toBe(2)
     const fixed = new ThreadedWasmBackend(null as unknown as WasmBackend, { size: 15, failed: null } as WorkerPool, 16, null, 1, 16)
     expect(fixed.partsFor(1e10, 1024, true), 'threadsMinWork set: its own rule').toBe(16)
     // a real pool: the machine's cores

@@ -47,6 +47,8 @@ export const AUTO_THREAD_COST_PHASES = 200_000
  * 16-core host the same calls ran 1.2-2.1x faster on 2-16 threads.
  */
 export const FEW_CORES = 4
+/** From this many cores, a call on ordinary arrays (copied by the main thread) takes at most half of them. */
+export const COPY_CAP_CORES = 8
 export const SMALL_ENTRIES = 4
 
 /**
@@ -144,9 +146,10 @@ export class ThreadedWasmBackend implements Backend, CallScheduler {
     if (this.minWork === null) parts = Math.min(parts, Math.floor(Math.sqrt(work / (fused ? AUTO_THREAD_COST : AUTO_THREAD_COST_PHASES))))
     // no more threads than cores: more take turns on them (a pool of 8 on 2 cores ran T = 16
     // calls 3-5x slower on 8 threads than on one)
-    // the main thread's copies bound a call on ordinary arrays: past half the cores more threads
-    // only contend with them (16-core host, T = 64: 16 threads 1.1-1.3x slower than 8)
-    if (copies && this.minWork === null) parts = Math.min(parts, Math.max(2, this.cores >> 1))
+    // the main thread's copies bound a call on ordinary arrays: on a machine of many cores, past
+    // half of them more threads only contend with the copies (16-core host, T = 64: 16 threads
+    // 1.1-1.3x slower than 8); on fewer cores a compute-bound call still gains from every one
+    if (copies && this.minWork === null && this.cores >= COPY_CAP_CORES) parts = Math.min(parts, this.cores >> 1)
     return Math.max(1, Math.min(this.threads, this.cores, parts))
   }
 
