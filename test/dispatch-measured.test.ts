@@ -1,29 +1,13 @@
 import { describe, expect, it } from 'vitest'
 import type { Backend } from '../src/backend.js'
-import type { BackendRates, CallFeatures } from '../src/dispatch/cost.js'
+import type { CallFeatures } from '../src/dispatch/cost.js'
 import { DecisionMemo, Dispatcher, featuresOf } from '../src/dispatch/dispatch.js'
 import { MEASURED_WEIGHT, PATIENCE, PAUSE_MS } from '../src/dispatch/memo.js'
-import type { Profile } from '../src/dispatch/profile.js'
 import { LoraLayer } from '../src/layer.js'
-import type { BackendName, LayerSpec, WeightDtype } from '../src/types.js'
-import { fakeBackend } from './fake-backend.js'
+import type { BackendName, LayerSpec } from '../src/types.js'
+import { BOTH, FAST_GPU, fakeBackend, profileOf, traits } from './dispatch-fixtures.js'
 
-const all = (v: number): Record<WeightDtype, number> => ({ f32: v, bf16: v, f16: v })
-const CPU: BackendRates = { callMs: 0.01, segmentMs: 0.001, weightGBs: all(15), gflops: all(25), hostGBs: 10 }
-const GPU: BackendRates = { callMs: 0.3, segmentMs: 0.002, weightGBs: all(500), gflops: all(5000), hostGBs: 10 }
-const profile: Profile = {
-  version: 1,
-  kind: 'full',
-  createdAt: '',
-  calibrationMs: 0,
-  machine: { wasmVariant: 'simd', gpu: { description: 'test', isSoftware: false } },
-  backends: { wasm: { ...CPU, measured: [] }, webgpu: { ...GPU, measured: [] } },
-}
-const traits = [
-  { name: 'wasm' as const, isSoftware: false },
-  { name: 'webgpu' as const, isSoftware: false },
-]
-const BOTH: BackendName[] = ['wasm', 'webgpu']
+const profile = profileOf(FAST_GPU)
 /** One token, one adapter: wasm is predicted faster (no GPU call and round trip to pay). */
 const f: CallFeatures = featuresOf({ tokens: 1, rank: 16, inFeatures: 1024, outFeatures: 1024 })
 

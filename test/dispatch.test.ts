@@ -6,39 +6,19 @@ import { timeSwitch } from '../src/dispatch/calibrate-run.js'
 import { machineOf, targetsOf } from '../src/dispatch/calibrate-cache.js'
 import { type BackendRates, type CallFeatures, parallelSpeedup, predict, priorRates, weightRate, workOf } from '../src/dispatch/cost.js'
 import { coldReadGBs, probeColdRead } from '../src/dispatch/cold-read.js'
-import { checkProfile, type Profile } from '../src/dispatch/profile.js'
+import { checkProfile } from '../src/dispatch/profile.js'
 import { DecisionMemo, Dispatcher, type ExplainRequest, featuresOf } from '../src/dispatch/dispatch.js'
 import { createRuntime } from '../src/index.js'
 import { LoraLayer } from '../src/layer.js'
-import type { BackendName, LayerSpec, WeightDtype } from '../src/types.js'
+import type { BackendName, LayerSpec } from '../src/types.js'
 import { createWasmBackend } from '../src/wasm/backend.js'
 import { createThreadedWasmBackend } from '../src/wasm/threads/backend.js'
 import { createWebGpuBackend } from '../src/webgpu/index.js'
 import { expectLoraError } from './compare.js'
-import { fakeBackend } from './fake-backend.js'
+import { all, BOTH, CPU, FAST_GPU, fakeBackend, profileOf, SLOW_GPU, traits } from './dispatch-fixtures.js'
 import { has } from './needs.js'
 
 const gpuHere = await has('webgpu')
-const all = (v: number): Record<WeightDtype, number> => ({ f32: v, bf16: v, f16: v })
-const CPU: BackendRates = { callMs: 0.01, segmentMs: 0.001, weightGBs: all(15), gflops: all(25), hostGBs: 10 }
-const SLOW_GPU: BackendRates = { callMs: 0.5, segmentMs: 0.004, weightGBs: all(2.5), gflops: all(3), hostGBs: 4.7 }
-const FAST_GPU: BackendRates = { callMs: 0.3, segmentMs: 0.002, weightGBs: all(500), gflops: all(5000), hostGBs: 10 }
-
-function profileOf(gpu: BackendRates): Profile {
-  return {
-    version: 1,
-    kind: 'full',
-    createdAt: '',
-    calibrationMs: 0,
-    machine: { wasmVariant: 'simd', gpu: { description: 'test', isSoftware: false } },
-    backends: { wasm: { ...CPU, measured: [] }, webgpu: { ...gpu, measured: [] } },
-  }
-}
-const BOTH: BackendName[] = ['wasm', 'webgpu']
-const traits = [
-  { name: 'wasm' as const, isSoftware: false },
-  { name: 'webgpu' as const, isSoftware: false },
-]
 const QKV = { rank: 16, inFeatures: 4096, outFeatures: [4096, 1024, 1024] }
 const pick = (d: Dispatcher, r: ExplainRequest) => d.decide(featuresOf(r), BOTH)
 
