@@ -144,12 +144,12 @@ export class ThreadedWasmBackend implements Backend, CallScheduler {
       ? Math.min(Math.floor(work / (this.minWork ?? AUTO_WORK_PER_THREAD)), fusedEntries)
       : Math.floor(work / (this.minWork ?? AUTO_WORK_PER_THREAD_PHASES))
     if (this.minWork === null) parts = Math.min(parts, Math.floor(Math.sqrt(work / (fused ? AUTO_THREAD_COST : AUTO_THREAD_COST_PHASES))))
-    // no more threads than cores: more take turns on them (a pool of 8 on 2 cores ran T = 16
-    // calls 3-5x slower on 8 threads than on one)
     // the main thread's copies bound a call on ordinary arrays: on a machine of many cores, past
     // half of them more threads only contend with the copies (16-core host, T = 64: 16 threads
     // 1.1-1.3x slower than 8); on fewer cores a compute-bound call still gains from every one
     if (copies && this.minWork === null && this.cores >= COPY_CAP_CORES) parts = Math.min(parts, this.cores >> 1)
+    // no more threads than cores: more take turns on them (a pool of 8 on 2 cores ran T = 16
+    // calls 3-5x slower on 8 threads than on one)
     return Math.max(1, Math.min(this.threads, this.cores, parts))
   }
 
