@@ -8,7 +8,7 @@ interface ScalingRun {
   cores: number
   cpu: string
   rounds: number
-  copyRate?: { inGBs: number; outGBs: number }
+  copyRate?: { inGBs: number; outGBs: number; plainGBs?: number }
   results: Record<string, unknown>[]
 }
 interface RegretRun {
@@ -33,7 +33,7 @@ export function scalingMarkdown(run: ScalingRun): string {
     '',
     ...(run.copyRate
       ? [
-          `The main thread copies an ordinary array into the runtime's shared memory at ${f(run.copyRate.inGBs, 1)} GB/s and out at ${f(run.copyRate.outGBs, 1)} GB/s (same run): "floor" = x and y in and y out at those rates, the least an ordinary-array call can take.`,
+          `The main thread copies an ordinary array into the runtime's shared memory at ${f(run.copyRate.inGBs, 1)} GB/s and out at ${f(run.copyRate.outGBs, 1)} GB/s${run.copyRate.plainGBs ? ` (one ordinary array into another: ${f(run.copyRate.plainGBs, 1)} GB/s)` : ''} (same run): "floor" = x and y in and y out at those rates, the least an ordinary-array call can take.`,
           '',
         ]
       : []),

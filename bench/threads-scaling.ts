@@ -68,11 +68,20 @@ const copyRate = (() => {
     }
     return (n * 4) / quantile(t.slice(1), 0.5) / 1e6
   }
-  const r = { inGBs: rate(() => shared.array.set(plain)), outGBs: rate(() => plain.set(shared.array)) }
+  // beside them, the same copy between two ordinary arrays (V8 copies into or out of a
+  // SharedArrayBuffer word by word, not with memcpy)
+  const other = new Float32Array(n)
+  const r = {
+    inGBs: rate(() => shared.array.set(plain)),
+    outGBs: rate(() => plain.set(shared.array)),
+    plainGBs: rate(() => other.set(plain)),
+  }
   shared.release()
   return r
 })()
-console.log(`main thread copies: in ${copyRate.inGBs.toFixed(1)} GB/s, out ${copyRate.outGBs.toFixed(1)} GB/s`)
+console.log(
+  `main thread copies: in ${copyRate.inGBs.toFixed(1)} GB/s, out ${copyRate.outGBs.toFixed(1)} GB/s; ordinary to ordinary ${copyRate.plainGBs.toFixed(1)} GB/s`,
+)
 
 interface Cell {
   label: string
