@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { Backend } from '../src/backend.js'
 import type { CallFeatures } from '../src/dispatch/cost.js'
-import { DecisionMemo, Dispatcher, featuresOf } from '../src/dispatch/dispatch.js'
+import { DecisionMemo, Dispatcher, featuresOf, PREDICTION_MARGIN } from '../src/dispatch/dispatch.js'
 import { MEASURED_WEIGHT, PATIENCE, PAUSE_MS } from '../src/dispatch/memo.js'
 import { LoraLayer } from '../src/layer.js'
 import type { BackendName, LayerSpec } from '../src/types.js'
@@ -125,6 +125,26 @@ describe("'auto' decides on measured times where a layer has them", () => {
     }
     expect(calls, 'decided again').toBeGreaterThan(0)
     expect(calls).toBeLessThan(20)
+  })
+
+  it('leaves a measured backend only for a prediction PREDICTION_MARGIN lower', () => {
+    const { d, memo, gpu } = setup()
+    expect(d.choose(f, BOTH, memo)).toBe('wasm')
+    memo.observe(f, 'wasm', gpu) // first: not counted
+    // measured a little slower than the GPU's prediction, within the margin: stays
+    const within = gpu * 1.05
+    memo.observe(f, 'wasm', within)
+    expect(memo.measuredMs(f, BOTH, d.ratesVersion, 'wasm')).toBe(within)
+    expect(d.choose(f, BOTH, memo), 'the GPU predicted 5% faster than wasm measured').toBe('wasm')
+    // past the margin: the GPU
+    for (let i = 0; i < 10 && d.choose(f, BOTH, memo) === 'wasm'; i++) memo.observe(f, 'wasm', 2 * gpu)
+    expect(memo.measuredMs(f, BOTH, d.ratesVersion, 'wasm')).toBeGreaterThan(gpu * (1 + PREDICTION_MARGIN))
+    expect(d.choose(f, BOTH, memo)).toBe('webgpu')
+    // with both measured, the times alone decide, however close
+    memo.observe(f, 'webgpu', gpu) // first: not counted
+    const wasmNow = memo.measuredMs(f, BOTH, d.ratesVersion, 'wasm')
+    memo.observe(f, 'webgpu', wasmNow * 1.01)
+    expect(d.choose(f, BOTH, memo), 'the GPU measured 1% slower than wasm').toBe('wasm')
   })
 })
 

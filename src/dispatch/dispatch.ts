@@ -21,6 +21,15 @@ export { DecisionMemo } from './memo.js'
  */
 export const GPU_STICKINESS = 2
 
+/**
+ * Where a layer has measured one backend's calls and not the other's, the other goes by its
+ * prediction, which must be this much lower to win (x (1 + margin)): predictions miss by 10-70%
+ * on some hosts, and a measured backend left for a prediction a few % better costs calls on a
+ * backend that may be slower (H100 host: 'auto' ran T = 1 calls at wasm's 0.30 ms, predicted at
+ * 0.247, where the GPU took 0.22-0.25 and was predicted at 0.203).
+ */
+export const PREDICTION_MARGIN = 0.1
+
 /** The outcome of one decision: what `rt.explain()` returns. */
 export interface Decision {
   backend: BackendName
@@ -124,10 +133,14 @@ export class Dispatcher {
   private pickIndex(f: CallFeatures, usable: readonly BackendName[], ms: number[], memo?: DecisionMemo): number {
     let best = 0
     let gpu = -1
+    // what this layer's calls of these features took on each backend, where it has run them
+    const seen = (i: number): number => (memo ? memo.measuredMs(f, usable, this.epoch, usable[i]) : Number.NaN)
+    let measured = false
+    for (let i = 0; i < usable.length; i++) measured ||= !Number.isNaN(seen(i))
     for (let i = 0; i < usable.length; i++) {
-      // what this layer's calls of these features took on the backend, where it has run them
-      const seen = memo ? memo.measuredMs(f, usable, this.epoch, usable[i]) : Number.NaN
-      ms[i] = (Number.isNaN(seen) ? this.predictMs(usable[i], f).ms : seen) + this.switchMs(usable[i])
+      const m = seen(i)
+      // a prediction against a measured time needs the margin to win
+      ms[i] = (Number.isNaN(m) ? this.predictMs(usable[i], f).ms * (measured ? 1 + PREDICTION_MARGIN : 1) : m) + this.switchMs(usable[i])
       if (ms[i] < ms[best]) best = i
       if (usable[i] === 'webgpu') gpu = i
     }

@@ -15,7 +15,7 @@ import type { BackendName, WeightDtype } from '../types.js'
  * calibrated in a few hundred ms misses by up to 1.7x on some machines (on the H100 host, f32
  * weights read cold at 10 GB/s against the probe's 17), and a layer that serves the same shape
  * call after call can simply see which backend is faster. A backend predicted slower is not tried
- * unless the measured one turns out slower than its prediction.
+ * unless the measured one turns out slower than its prediction by PREDICTION_MARGIN (dispatch.ts).
  */
 export class DecisionMemo {
   private tokens = -1
