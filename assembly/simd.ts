@@ -98,3 +98,17 @@ const F16_REBIAS: usize = 48
   for (let i: usize = 0; i < n4; i += 4) v128.store(p + (i << 2), f32x4.mul(v128.load(p + (i << 2)), vs))
   for (let i = n4; i < <usize>n; i++) store<f32>(p + (i << 2), load<f32>(p + (i << 2)) * scale)
 }
+
+/** Where touchLines leaves its sum (a global write: the loads are kept). */
+let touchSink: u32 = 0
+
+/**
+ * Read one value of every 64-byte line of [p, p + bytes): a loop of a few instructions per line
+ * keeps many lines in flight, so that the tiles' passes over those bytes find them in the caches.
+ */
+@inline export function touchLines(p: usize, bytes: usize): void {
+  let s: u32 = 0
+  const end = p + bytes
+  for (let q = p; q < end; q += 64) s += load<u32>(q)
+  touchSink += s
+}
