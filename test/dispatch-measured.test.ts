@@ -76,7 +76,7 @@ describe("'auto' decides on measured times where a layer has them", () => {
     expect(memo.measuredMs(f, BOTH, d.ratesVersion, 'wasm')).toBeNaN()
   })
 
-  it('judges a backend that sat out PATIENCE calls (then 2x, 4x) by its prediction again', () => {
+  it('tries a backend that sat out PATIENCE calls (then 2x, 4x) once more', () => {
     const { d, memo, gpu } = setup()
     // the truth: wasm takes 2x the GPU's predicted time, the GPU its prediction
     const truth = { wasm: 2 * gpu, webgpu: gpu }
@@ -125,6 +125,41 @@ describe("'auto' decides on measured times where a layer has them", () => {
     }
     expect(calls, 'decided again').toBeGreaterThan(0)
     expect(calls).toBeLessThan(20)
+  })
+
+  it('tries a forgotten backend by running it, not by its prediction', () => {
+    // the GPU predicted faster than wasm, and faster still in truth; wasm faster than predicted
+    const big = featuresOf({ tokens: 256, rank: 16, inFeatures: 4096, outFeatures: 4096 })
+    const d = new Dispatcher(traits, profile)
+    const memo = new DecisionMemo()
+    const predicted = { wasm: d.predictMs('wasm', big).ms, webgpu: d.predictMs('webgpu', big).ms }
+    expect(predicted.webgpu * 2, 'the call this test needs: the GPU predicted well ahead').toBeLessThan(predicted.wasm)
+    const truth = { wasm: 0.8 * predicted.webgpu, webgpu: 0.5 * predicted.webgpu }
+    const ran: BackendName[] = []
+    const serve = (calls: number, gpuMs?: number) => {
+      for (let c = 0; c < calls; c++) {
+        const b = d.choose(big, BOTH, memo)
+        ran.push(b)
+        memo.observe(big, b, b === 'webgpu' && gpuMs !== undefined ? gpuMs : truth[b])
+      }
+    }
+    serve(2)
+    expect(ran.splice(0)).toEqual(['webgpu', 'webgpu'])
+    // GPU calls slowed by something else (a pause, another process) until wasm's prediction wins
+    for (let i = 0; i < 20 && d.choose(big, BOTH, memo) === 'webgpu'; i++) serve(1, 20 * predicted.wasm)
+    expect(d.choose(big, BOTH, memo)).toBe('wasm')
+    ran.length = 0
+    serve(2) // wasm's first call, then one measured: faster than the GPU's prediction
+    expect(memo.measuredMs(big, BOTH, d.ratesVersion, 'wasm')).toBeLessThan(predicted.webgpu)
+    // the GPU's slow time is forgotten after PATIENCE calls: it runs once, measures its truth, and stays
+    serve(3 * PATIENCE)
+    const firstGpu = ran.indexOf('webgpu')
+    expect(firstGpu, `${ran}`).toBeGreaterThan(0)
+    expect(firstGpu).toBeLessThanOrEqual(PATIENCE + 2)
+    // there it stays (wasm's own time forgotten in turn after PATIENCE GPU calls: tried once)
+    const after = ran.slice(firstGpu)
+    expect(after.slice(0, PATIENCE).join(), 'on the GPU from then on').toBe(new Array(PATIENCE).fill('webgpu').join())
+    expect(after.filter((b) => b === 'wasm').length).toBeLessThanOrEqual(1)
   })
 
   it('leaves a measured backend only for a prediction PREDICTION_MARGIN lower', () => {

@@ -159,6 +159,9 @@ export class Dispatcher {
     if (usable.length === 1) return usable[0]
     const known = memo ? memo.lookup(f, usable, this.last, this.epoch) : null
     if (known !== null) return known
+    // a backend whose measured time was forgotten runs once, to be measured again (memo.observe)
+    const retry = memo ? memo.explore(f, usable, this.epoch) : null
+    if (retry !== null) return retry
     const ms = this.scratch
     const i = this.pickIndex(f, usable, ms, memo)
     const backend = usable[i]

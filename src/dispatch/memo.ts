@@ -42,6 +42,8 @@ export class DecisionMemo {
   /** Per backend: calls of the other since it last ran, and how many it may sit out before its time is forgotten. */
   private readonly idle = new Int32Array(2)
   private readonly patience = new Int32Array([PATIENCE, PATIENCE])
+  /** Per backend: 1 once its time was forgotten, until the next decision tries it (explore). */
+  private readonly retry = new Uint8Array(2)
   /** The smallest margin (ms) between the chosen backend and the next of the stored decisions. */
   private gap = Number.POSITIVE_INFINITY
 
@@ -65,6 +67,7 @@ export class DecisionMemo {
       this.calls.fill(0)
       this.idle.fill(0)
       this.patience.fill(PATIENCE)
+      this.retry.fill(0)
       this.gap = Number.POSITIVE_INFINITY
       this.tokens = f.tokens
       this.entries = f.entries
@@ -95,9 +98,11 @@ export class DecisionMemo {
    * a backend's first measured time, and when its average moves by more than half the margin
    * between the backends they were made with (less could not change them; deciding again costs
    * microseconds, a noisy small call must not pay that every time). A backend that has not run
-   * for PATIENCE calls (then 2x, 4x, ..) is judged by its prediction again: a time measured in a
-   * bad moment (on the H100 host, 'auto' kept a T = 64 call on wasm at 2.1x the GPU's time after
-   * one slow GPU call) does not keep it out for good.
+   * for PATIENCE calls (then 2x, 4x, ..) is tried once more (explore): a time measured in a bad
+   * moment does not keep it out for good. On the H100 host 'auto' kept a T = 64 call on wasm at
+   * 2.1x the GPU's time after one slow GPU call; and judging the forgotten backend by its
+   * prediction instead kept T = 1 calls on wasm at 1.4-1.5x the GPU's time, where the GPU was
+   * predicted 1.2-1.5x slower than it ran.
    */
   observe(f: CallFeatures, backend: BackendName, ms: number): void {
     // (a call whose features the memo no longer holds: a later call of other features was chosen first)
@@ -111,6 +116,7 @@ export class DecisionMemo {
       this.measured[j] = Number.NaN
       this.idle[j] = 0
       this.patience[j] *= 2
+      this.retry[j] = 1
       this.after.fill(null)
     }
     if (this.calls[i]++ === 0 || !(ms >= 0)) return
@@ -119,6 +125,22 @@ export class DecisionMemo {
     this.measured[i] = v
     const d = this.decidedWith[i]
     if (Number.isNaN(d) || Math.abs(v - d) > 0.5 * this.gap) this.after.fill(null)
+  }
+
+  /**
+   * The backend whose time was forgotten (observe) and has not been tried since, or null; it is
+   * tried once: the call after this one decides as usual, on its new time if that call was timed.
+   */
+  explore(f: CallFeatures, usable: readonly BackendName[], epoch: number): BackendName | null {
+    if (!this.holds(f, usable, epoch)) return null
+    for (let i = 0; i < 2; i++) {
+      const name: BackendName = i === 0 ? 'wasm' : 'webgpu'
+      if (this.retry[i] === 1 && usable.includes(name)) {
+        this.retry[i] = 0
+        return name
+      }
+    }
+    return null
   }
 
   /** The measured ms of `backend`'s calls with these features, or NaN (none yet, or other features). */
