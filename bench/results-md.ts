@@ -148,8 +148,8 @@ Over the whole grid (${s.points} points):
     const c = choiceSummary(regret.points)
     const gpu = regret.profile?.machine?.gpu?.description?.split(' ')[1] ?? 'a GPU'
     headline.push(
-      `- dispatcher on a GPU host (${gpu}, ${regret.cores} cores), host arrays: regret median **${f(r.median, 3)}**, max ${f(r.max, 2)}, ` +
-        `${r.above110} of ${r.points} points above 1.10, ${r.above125} above 1.25; the fastest backend chosen at ${c.right} of ${c.points} ([regret-gpu-host.md](bench/results/regret-gpu-host.md))`,
+      `- dispatcher on a GPU host (${gpu}, ${regret.cores} cores), x and y ordinary arrays: regret median **${f(r.median, 3)}**, max ${f(r.max, 2)}, ` +
+        `${r.above110} of ${r.points} points above 1.10, ${r.above125} above 1.25; the cost model alone picked the fastest backend at ${c.right} of ${c.points} ([regret-gpu-host.md](bench/results/regret-gpu-host.md))`,
     )
   }
 

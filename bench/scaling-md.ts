@@ -94,11 +94,11 @@ export function regretMarkdown(run: RegretRun): string {
   const s = run.summary
   const c = choiceSummary(run.points)
   const lines = [
-    `Dispatcher regret, time('auto') / time(best forced backend), host arrays, ${run.cores} cores (${run.cpu}), GPU ${run.profile?.machine?.gpu?.description ?? 'none'}, wasm on ${run.threads} thread(s) (bench/regret.ts):`,
+    `Dispatcher regret, time('auto') / time(best forced backend), x and y ordinary arrays on the host, ${run.cores} cores (${run.cpu}), GPU ${run.profile?.machine?.gpu?.description ?? 'none'}, wasm on ${run.threads} thread(s) (bench/regret.ts):`,
     `median ${f(s.median, 3)}, max ${f(s.max, 3)}, ${s.above110} of ${s.points} points above 1.10, ${s.above125} above 1.25.`,
-    `'auto' chose the backend that was fastest forced at ${c.right} of ${c.points} points; time(chosen backend forced) / time(best forced): max ${f(c.max, 3)}, ${c.above110} above 1.10 (the rest of a point's regret is 'auto''s own cost and the noise of one path timed twice).`,
+    `The cost model (rt.explain: the choice before a layer has timed any call) picked the backend that was fastest forced at ${c.right} of ${c.points} points; time(its backend forced) / time(best forced): max ${f(c.max, 3)}, ${c.above110} above 1.10. 'auto' itself decides on the times of its own calls once it has them, so its regret can be below that.`,
     '',
-    '| shape | adapters | dtype | T | auto ms | chose | wasm ms | webgpu ms | regret |',
+    '| shape | adapters | dtype | T | auto ms | model chose | wasm ms | webgpu ms | regret |',
     '|---|---|---|---|---|---|---|---|---|',
   ]
   for (const p of run.points)
