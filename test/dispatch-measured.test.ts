@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { Backend } from '../src/backend.js'
 import type { CallFeatures } from '../src/dispatch/cost.js'
 import { DecisionMemo, Dispatcher, featuresOf, PREDICTION_MARGIN } from '../src/dispatch/dispatch.js'
-import { MEASURED_WEIGHT, PATIENCE, PAUSE_MS } from '../src/dispatch/memo.js'
+import { MEASURED_WEIGHT, PATIENCE, PAUSE_MS, SPIKE } from '../src/dispatch/memo.js'
 import { LoraLayer } from '../src/layer.js'
 import type { BackendName, LayerSpec } from '../src/types.js'
 import { BOTH, FAST_GPU, fakeBackend, profileOf, traits } from './dispatch-fixtures.js'
@@ -43,20 +43,20 @@ describe("'auto' decides on measured times where a layer has them", () => {
     expect(d.decide(f, BOTH).backend).toBe('wasm')
   })
 
-  it('averages the times, a pause counted as at most 3x the average, and ignores other features', () => {
+  it('averages the times, a pause counted as at most SPIKE x the average, and ignores other features', () => {
     const { d, memo, gpu } = setup()
     d.choose(f, BOTH, memo)
     memo.observe(f, 'wasm', 1)
     memo.observe(f, 'wasm', gpu)
     memo.observe(f, 'wasm', 1000 * gpu)
     expect(memo.measuredMs(f, BOTH, d.ratesVersion, 'wasm')).toBeCloseTo(
-      (1 - MEASURED_WEIGHT) * gpu + MEASURED_WEIGHT * (3 * gpu + PAUSE_MS),
+      (1 - MEASURED_WEIGHT) * gpu + MEASURED_WEIGHT * (SPIKE * gpu + PAUSE_MS),
       12,
     )
     memo.observe({ ...f, tokens: 2 }, 'wasm', 0)
     memo.observe(f, 'wasm', Number.NaN)
     expect(memo.measuredMs(f, BOTH, d.ratesVersion, 'wasm'), 'a call of other features, a NaN: not counted').toBeCloseTo(
-      (1 - MEASURED_WEIGHT) * gpu + MEASURED_WEIGHT * (3 * gpu + PAUSE_MS),
+      (1 - MEASURED_WEIGHT) * gpu + MEASURED_WEIGHT * (SPIKE * gpu + PAUSE_MS),
       12,
     )
     expect(memo.measuredMs({ ...f, tokens: 2 }, BOTH, d.ratesVersion, 'wasm')).toBeNaN()
@@ -160,6 +160,25 @@ describe("'auto' decides on measured times where a layer has them", () => {
     const after = ran.slice(firstGpu)
     expect(after.slice(0, PATIENCE).join(), 'on the GPU from then on').toBe(new Array(PATIENCE).fill('webgpu').join())
     expect(after.filter((b) => b === 'wasm').length).toBeLessThanOrEqual(1)
+  })
+
+  it('does not leave a backend 20% ahead for one slow call, but for a few', () => {
+    const { d, memo } = setup()
+    d.choose(f, BOTH, memo)
+    for (const [b, ms] of [
+      ['wasm', 1],
+      ['wasm', 1],
+      ['webgpu', 0.8],
+      ['webgpu', 0.8],
+    ] as const)
+      memo.observe(f, b, ms)
+    expect(d.choose(f, BOTH, memo)).toBe('webgpu')
+    memo.observe(f, 'webgpu', 3) // a pause: 3.75x the GPU's time
+    expect(d.choose(f, BOTH, memo), 'one slow call').toBe('webgpu')
+    let calls = 1
+    for (; calls < 10 && d.choose(f, BOTH, memo) === 'webgpu'; calls++) memo.observe(f, 'webgpu', 3)
+    expect(d.choose(f, BOTH, memo), 'a GPU slowed down for good').toBe('wasm')
+    expect(calls).toBeLessThanOrEqual(4)
   })
 
   it('leaves a measured backend only for a prediction PREDICTION_MARGIN lower', () => {

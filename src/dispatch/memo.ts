@@ -92,9 +92,11 @@ export class DecisionMemo {
    * Time of a call of features `f` on `backend`, in ms from its start
    * on the backend to its result (`Dispatcher.choose` then uses it in place of the prediction).
    * The first call of each backend is not counted (a GPU's first call at a new size creates its
-   * buffers), then an exponential average of weight MEASURED_WEIGHT, a call over 3x the average
-   * (+ PAUSE_MS) counted as that (a pause of the thread, not the backend; the PAUSE_MS lets an
-   * average of 0 move, where a browser's coarse clock timed calls as 0). The stored decisions are dropped at
+   * buffers), then an exponential average of weight MEASURED_WEIGHT, a call over SPIKE x the
+   * average (+ PAUSE_MS) counted as that (a pause of the thread or a busy moment of the host, not
+   * the backend: one such call must not move the average past the other backend's, which may be
+   * only 20% away; a backend that has really slowed down still moves it by 15% a call. The PAUSE_MS
+   * lets an average of 0 move, where a browser's coarse clock timed calls as 0). The stored decisions are dropped at
    * a backend's first measured time, and when its average moves by more than half the margin
    * between the backends they were made with (less could not change them; deciding again costs
    * microseconds, a noisy small call must not pay that every time). A backend that has not run
@@ -121,7 +123,7 @@ export class DecisionMemo {
     }
     if (this.calls[i]++ === 0 || !(ms >= 0)) return
     const m = this.measured[i]
-    const v = Number.isNaN(m) ? ms : (1 - MEASURED_WEIGHT) * m + MEASURED_WEIGHT * Math.min(ms, 3 * m + PAUSE_MS)
+    const v = Number.isNaN(m) ? ms : (1 - MEASURED_WEIGHT) * m + MEASURED_WEIGHT * Math.min(ms, SPIKE * m + PAUSE_MS)
     this.measured[i] = v
     const d = this.decidedWith[i]
     if (Number.isNaN(d) || Math.abs(v - d) > 0.5 * this.gap) this.after.fill(null)
@@ -174,8 +176,13 @@ export class DecisionMemo {
 export const MEASURED_WEIGHT = 0.3
 /** Calls a backend sits out before its measured time is forgotten, doubled each time (DecisionMemo.observe). */
 export const PATIENCE = 8
-/** A measured time counts as at most 3x the average + this (ms; DecisionMemo.observe). */
-export const PAUSE_MS = 0.1
+/**
+ * A measured time counts as at most SPIKE x the average + PAUSE_MS (ms; DecisionMemo.observe). At
+ * 3x + 0.1 ms, one slow GPU call of 0.5 ms on the H100 host moved a T = 1 average of 0.16 ms to
+ * 0.26, past wasm's 0.19, and such calls kept 'auto' going back and forth.
+ */
+export const SPIKE = 1.5
+export const PAUSE_MS = 0.02
 
 function slot(previous: BackendName | null): number {
   return previous === null ? 0 : previous === 'wasm' ? 1 : 2
