@@ -174,7 +174,7 @@ const summary = {
 const choices = choiceSummary(points)
 console.log(
   `regret: median ${summary.median.toFixed(3)}, max ${summary.max.toFixed(3)}, ${summary.above110} of ${summary.points} above 1.10, ${summary.above125} above 1.25; ` +
-    `'auto' chose the fastest forced backend at ${choices.right} of ${choices.points} points, its choices' own regret max ${choices.max.toFixed(3)}, ${choices.above110} above 1.10`,
+    `the cost model picked the fastest forced backend at ${choices.right} of ${choices.points} points, its picks' own regret max ${choices.max.toFixed(3)}, ${choices.above110} above 1.10`,
 )
 const run = {
   date: new Date().toISOString(),
