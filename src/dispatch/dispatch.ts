@@ -24,9 +24,9 @@ export const GPU_STICKINESS = 2
 /**
  * Where a layer has measured one backend's calls and not the other's, the other goes by its
  * prediction, which must be this much lower to win (x (1 + margin)): predictions miss by 10-70%
- * on some hosts, and a measured backend left for a prediction a few % better costs calls on a
- * backend that may be slower (H100 host: 'auto' ran T = 1 calls at wasm's 0.30 ms, predicted at
- * 0.247, where the GPU took 0.22-0.25 and was predicted at 0.203).
+ * on some hosts (two starts on the H100 host calibrated the cold weight rate at 5.8 and 14.9
+ * GB/s), so leaving a measured backend for one predicted a few % faster is a coin toss that costs
+ * calls. Not measured apart: it landed with the re-try by running (DecisionMemo.explore).
  */
 export const PREDICTION_MARGIN = 0.1
 

@@ -95,16 +95,16 @@ export class DecisionMemo {
    * buffers), then an exponential average of weight MEASURED_WEIGHT, a call over SPIKE x the
    * average (+ PAUSE_MS) counted as that (a pause of the thread or a busy moment of the host, not
    * the backend: one such call must not move the average past the other backend's, which may be
-   * only 20% away; a backend that has really slowed down still moves it by 15% a call. The PAUSE_MS
-   * lets an average of 0 move, where a browser's coarse clock timed calls as 0). The stored decisions are dropped at
-   * a backend's first measured time, and when its average moves by more than half the margin
-   * between the backends they were made with (less could not change them; deciding again costs
-   * microseconds, a noisy small call must not pay that every time). A backend that has not run
+   * only 20% away; a backend that has really slowed down still moves it by 15% a call. The
+   * PAUSE_MS lets an average of 0 move, where a browser's coarse clock timed calls as 0). The
+   * stored decisions are dropped at a backend's first measured time, and when its average moves
+   * by more than half the margin between the backends they were made with (less could not change
+   * them; deciding again costs microseconds, a noisy small call must not pay that every time). A backend that has not run
    * for PATIENCE calls (then 2x, 4x, ..) is tried once more (explore): a time measured in a bad
    * moment does not keep it out for good. On the H100 host 'auto' kept a T = 64 call on wasm at
    * 2.1x the GPU's time after one slow GPU call; and judging the forgotten backend by its
    * prediction instead kept T = 1 calls on wasm at 1.4-1.5x the GPU's time, where the GPU was
-   * predicted 1.2-1.5x slower than it ran.
+   * predicted 1.5x slower than it ran.
    */
   observe(f: CallFeatures, backend: BackendName, ms: number): void {
     // (a call whose features the memo no longer holds: a later call of other features was chosen first)
@@ -178,8 +178,9 @@ export const MEASURED_WEIGHT = 0.3
 export const PATIENCE = 8
 /**
  * A measured time counts as at most SPIKE x the average + PAUSE_MS (ms; DecisionMemo.observe). At
- * 3x + 0.1 ms, one slow GPU call of 0.5 ms on the H100 host moved a T = 1 average of 0.16 ms to
- * 0.26, past wasm's 0.19, and such calls kept 'auto' going back and forth.
+ * 3x + 0.1 ms (before), one call of 0.5 ms would move a T = 1 average of 0.16 ms to 0.26, past a
+ * backend at 0.19: the two backends of the H100 host's worst point (o r64, 32 adapters, T = 1:
+ * GPU 0.178 ms, wasm 0.216), where 'auto' ran slower than either. Not yet run there.
  */
 export const SPIKE = 1.5
 export const PAUSE_MS = 0.02
