@@ -21,6 +21,7 @@
 import { writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { createRuntime, type BackendChoice, type WeightDtype } from '../src/index.js'
+import { lastBackendOf } from '../src/runtime.js'
 import { Rng } from '../test/random.js'
 import { choiceSummary, regretMarkdown } from './scaling-md.js'
 import { quantile } from './timing-threads.js'
@@ -97,6 +98,8 @@ for (const shape of SHAPES) {
         const y = new Float32Array(T * out)
         const contenders: BackendChoice[] = ['auto', 'wasm', 'webgpu']
         const times = contenders.map(() => [] as number[])
+        /** The timed 'auto' calls that ran on wasm, on webgpu. */
+        const ran = [0, 0]
         const call = async (b: BackendChoice) => {
           const n = Math.min(T, D)
           const start = next
@@ -127,6 +130,7 @@ for (const shape of SHAPES) {
             await call(contenders[k]) // untimed: the work another contender left behind lands here
             const ms = await call(contenders[k])
             times[k].push(ms)
+            if (k === 0) ran[lastBackendOf(rt) === 'webgpu' ? 1 : 0]++
             spent += ms
           }
         }
@@ -153,10 +157,11 @@ for (const shape of SHAPES) {
           webgpuMs: webgpu,
           chose: chose.backend,
           predictedMs: chose.predictedMs,
+          autoRan: { wasm: ran[0], webgpu: ran[1] },
           regret,
         })
         console.log(
-          `${shape.name} D=${D} ${dtype} T=${T}: auto ${auto.toFixed(3)} (${chose.backend}) wasm ${wasm.toFixed(3)} webgpu ${webgpu?.toFixed(3) ?? '-'} regret ${regret.toFixed(3)} (${r} rounds)`,
+          `${shape.name} D=${D} ${dtype} T=${T}: auto ${auto.toFixed(3)} (model ${chose.backend}; ran wasm ${ran[0]}, webgpu ${ran[1]}) wasm ${wasm.toFixed(3)} webgpu ${webgpu?.toFixed(3) ?? '-'} regret ${regret.toFixed(3)} (${r} rounds)`,
         )
       }
       layer.dispose()

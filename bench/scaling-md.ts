@@ -89,21 +89,42 @@ export function choiceSummary(points: Record<string, unknown>[]): { right: numbe
   return { right: rs.filter((r) => r === 1).length, points: rs.length, max: Math.max(...rs), above110: rs.filter((r) => r > 1.1).length }
 }
 
+/** The timed 'auto' calls of a point per backend ("wasm / webgpu"), where the run recorded them. */
+function autoRan(p: Record<string, unknown>): string {
+  const r = p.autoRan as { wasm: number; webgpu: number } | undefined
+  return r ? `${r.wasm} / ${r.webgpu}` : '-'
+}
+
+/** Points where 'auto' ran most of its timed calls on the backend that was fastest forced (recorded runs only). */
+function ranFastest(points: Record<string, unknown>[]): { right: number; points: number } {
+  const recorded = points.filter((p) => p.autoRan !== undefined)
+  const right = recorded.filter((p) => {
+    const r = p.autoRan as { wasm: number; webgpu: number }
+    const gpu = typeof p.webgpuMs === 'number' ? p.webgpuMs : Infinity
+    return (r.webgpu > r.wasm ? gpu : (p.wasmMs as number)) <= Math.min(p.wasmMs as number, gpu)
+  })
+  return { right: right.length, points: recorded.length }
+}
+
 /** Every point of a regret run, and the summary. */
 export function regretMarkdown(run: RegretRun): string {
   const s = run.summary
   const c = choiceSummary(run.points)
+  const ran = ranFastest(run.points)
   const lines = [
     `Dispatcher regret, time('auto') / time(best forced backend), x and y ordinary arrays on the host, ${run.cores} cores (${run.cpu}), GPU ${run.profile?.machine?.gpu?.description ?? 'none'}, wasm on ${run.threads} thread(s) (bench/regret.ts):`,
     `median ${f(s.median, 3)}, max ${f(s.max, 3)}, ${s.above110} of ${s.points} points above 1.10, ${s.above125} above 1.25.`,
     `The cost model (rt.explain: the choice before a layer has timed any call) picked the backend that was fastest forced at ${c.right} of ${c.points} points; time(its backend forced) / time(best forced): max ${f(c.max, 3)}, ${c.above110} above 1.10. 'auto' itself decides on the times of its own calls once it has them, so its regret can be below that.`,
+    ...(ran.points > 0
+      ? [`'auto' ran most of its timed calls on the backend that was fastest forced at ${ran.right} of ${ran.points} points.`]
+      : []),
     '',
-    '| shape | adapters | dtype | T | auto ms | model chose | wasm ms | webgpu ms | regret |',
-    '|---|---|---|---|---|---|---|---|---|',
+    "| shape | adapters | dtype | T | auto ms | model chose | 'auto' ran (wasm / webgpu calls) | wasm ms | webgpu ms | regret |",
+    '|---|---|---|---|---|---|---|---|---|---|',
   ]
   for (const p of run.points)
     lines.push(
-      `| ${p.shape} | ${p.D} | ${p.dtype} | ${p.T} | ${f(p.autoMs, 3)} | ${p.chose} | ${f(p.wasmMs, 3)} | ${f(p.webgpuMs, 3)} | ${f(p.regret, 3)} |`,
+      `| ${p.shape} | ${p.D} | ${p.dtype} | ${p.T} | ${f(p.autoMs, 3)} | ${p.chose} | ${autoRan(p)} | ${f(p.wasmMs, 3)} | ${f(p.webgpuMs, 3)} | ${f(p.regret, 3)} |`,
     )
   return `${lines.join('\n')}\n`
 }

@@ -79,14 +79,14 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   return new LoraRuntime(choice, backends, wasmVariant, gpuReason, options, new Dispatcher(traits, profile))
 }
 
-const backendsByRuntime = new WeakMap<Runtime, readonly Backend[]>()
-
 /** The backends of a runtime made by {@link createRuntime} (for the benches and tests; not public API). */
 export function backendsOf(rt: Runtime): readonly Backend[] {
-  const all = backendsByRuntime.get(rt)
-  if (!all) throw new LoraError('INVALID_ARGUMENT', 'not a runtime made by createRuntime')
-  return all
+  if (!(rt instanceof LoraRuntime)) throw new LoraError('INVALID_ARGUMENT', 'not a runtime made by createRuntime')
+  return rt.all
 }
+
+/** The backend the last call of a runtime made by {@link createRuntime} ran on (for the benches; not public API). */
+export const lastBackendOf = (rt: Runtime): BackendName | null => (rt instanceof LoraRuntime ? rt.dispatcher.previous : null)
 
 class LoraRuntime implements Runtime, LayerHost {
   private readonly layers = new Set<LoraLayer>()
@@ -95,18 +95,17 @@ class LoraRuntime implements Runtime, LayerHost {
 
   constructor(
     readonly backend: BackendChoice,
-    private readonly all: Backend[],
+    readonly all: Backend[],
     readonly wasmVariant: WasmVariant | null,
     readonly webgpuUnavailableReason: string | null,
     options: RuntimeOptions,
-    private readonly dispatcher: Dispatcher,
+    readonly dispatcher: Dispatcher,
   ) {
     this.pool = new AdapterPool({
       createLayer: (o) => this.createLayer(o),
       memoryBudget: options.memoryBudget,
       maxAdapters: options.adapterSlots,
     })
-    backendsByRuntime.set(this, all)
   }
 
   get threads(): number {
