@@ -1,8 +1,8 @@
 /**
  * The dispatcher's regret: time('auto') / time(best forced backend), x and y ordinary arrays on
  * the host, over a grid of 5 projections x {1, 32} adapters x T in {1, 16, 64, 256, 1024, 4096} x
- * {f32, bf16} (a batch of T tokens has min(T, D) adapters, round-robin). Per point 'auto', forced wasm and forced webgpu
- * run on one runtime in every order in turn (6 rounds per cycle), each timed call right after an untimed call
+ * {f32, bf16} (a batch of T tokens has min(T, D) adapters, round-robin). Per point 'auto', forced
+ * wasm and forced webgpu run on one runtime in every order in turn (6 rounds per cycle), each timed call right after an untimed call
  * of the same contender (so that none is timed while another's work drains: a GPU call leaves the
  * event loop and, on a software adapter, the CPU busy), weights cold (each call takes the next
  * min(T, D) of the adapter copies, which span >= 128 MiB). Rounds come in cycles of the six orders:

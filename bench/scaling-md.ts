@@ -100,8 +100,7 @@ function ranFastest(points: Record<string, unknown>[]): { right: number; points:
   const recorded = points.filter((p) => p.autoRan !== undefined)
   const right = recorded.filter((p) => {
     const r = p.autoRan as { wasm: number; webgpu: number }
-    const gpu = typeof p.webgpuMs === 'number' ? p.webgpuMs : Infinity
-    return (r.webgpu > r.wasm ? gpu : (p.wasmMs as number)) <= Math.min(p.wasmMs as number, gpu)
+    return choiceRegret(r.webgpu > r.wasm ? 'webgpu' : 'wasm', p.wasmMs as number, p.webgpuMs as number | null) === 1
   })
   return { right: right.length, points: recorded.length }
 }

@@ -134,13 +134,15 @@ export class Dispatcher {
     let best = 0
     let gpu = -1
     // what this layer's calls of these features took on each backend, where it has run them
-    const seen = (i: number): number => (memo ? memo.measuredMs(f, usable, this.epoch, usable[i]) : Number.NaN)
     let measured = false
-    for (let i = 0; i < usable.length; i++) measured ||= !Number.isNaN(seen(i))
     for (let i = 0; i < usable.length; i++) {
-      const m = seen(i)
+      ms[i] = memo ? memo.measuredMs(f, usable, this.epoch, usable[i]) : Number.NaN
+      measured ||= !Number.isNaN(ms[i])
+    }
+    for (let i = 0; i < usable.length; i++) {
       // a prediction against a measured time needs the margin to win
-      ms[i] = (Number.isNaN(m) ? this.predictMs(usable[i], f).ms * (measured ? 1 + PREDICTION_MARGIN : 1) : m) + this.switchMs(usable[i])
+      if (Number.isNaN(ms[i])) ms[i] = this.predictMs(usable[i], f).ms * (measured ? 1 + PREDICTION_MARGIN : 1)
+      ms[i] += this.switchMs(usable[i])
       if (ms[i] < ms[best]) best = i
       if (usable[i] === 'webgpu') gpu = i
     }

@@ -99,9 +99,9 @@ export class DecisionMemo {
    * PAUSE_MS lets an average of 0 move, where a browser's coarse clock timed calls as 0). The
    * stored decisions are dropped at a backend's first measured time, and when its average moves
    * by more than half the margin between the backends they were made with (less could not change
-   * them; deciding again costs microseconds, a noisy small call must not pay that every time). A backend that has not run
-   * for PATIENCE calls (then 2x, 4x, ..) is tried once more (explore): a time measured in a bad
-   * moment does not keep it out for good. On the H100 host 'auto' kept a T = 64 call on wasm at
+   * them; deciding again costs microseconds, a noisy small call must not pay that every time). A
+   * backend that has not run for PATIENCE calls (then 2x, 4x, ..) is tried once more (explore): a
+   * time measured in a bad moment does not keep it out for good. On the H100 host 'auto' kept a T = 64 call on wasm at
    * 2.1x the GPU's time after one slow GPU call; and judging the forgotten backend by its
    * prediction instead kept T = 1 calls on wasm at 1.4-1.5x the GPU's time, where the GPU was
    * predicted 1.5x slower than it ran.
