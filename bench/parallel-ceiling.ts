@@ -15,18 +15,30 @@ import { PEAK_ADD, PEAK_MUL } from './ceilings.js'
 
 const COPY_FLOATS = 8 << 20 // 32 MB
 
+const READ_PAGES = 1024 // 64 MiB of wasm memory per thread for readGBs
+
 const WORKER = `
 const { parentPort } = require('node:worker_threads')
-let ex
+let ex, readAt = -1
 const src = new Float32Array(${COPY_FLOATS}).fill(1), dst = new Float32Array(${COPY_FLOATS})
 parentPort.on('message', (m) => {
   if (m.module) ex = new WebAssembly.Instance(m.module, {}).exports
+  else if (m.read) {
+    if (readAt < 0) { readAt = ex.memory.grow(${READ_PAGES}) * 65536; new Uint8Array(ex.memory.buffer, readAt, ${READ_PAGES} * 65536).fill(1) }
+    Atomics.wait(m.go, 0, 0)
+    const t0 = performance.now(); for (let i = 0; i < m.read; i++) ex.readBytes(readAt, ${READ_PAGES} * 65536, 1); parentPort.postMessage(performance.now() - t0)
+  }
   else if (m.copies) { const t0 = performance.now(); for (let i = 0; i < m.copies; i++) dst.set(src); parentPort.postMessage(performance.now() - t0) }
   else { const t0 = performance.now(); ex.peakFlops(m.iterations, ${PEAK_MUL}, ${PEAK_ADD}); parentPort.postMessage(performance.now() - t0) }
 })`
 
 export class ParallelCeiling {
-  private readonly main: { peakFlops(iterations: number, mul: number, add: number): number }
+  private readonly main: {
+    peakFlops(iterations: number, mul: number, add: number): number
+    readBytes(p: number, bytes: number, reps: number): number
+    memory: WebAssembly.Memory
+  }
+  private readAt = -1
   private readonly workers: Worker[] = []
   private readonly src = new Float32Array(COPY_FLOATS).fill(1)
   private readonly dst = new Float32Array(COPY_FLOATS)
@@ -36,9 +48,7 @@ export class ParallelCeiling {
     wasmPath = 'build/multilora-simd.wasm',
   ) {
     const module = new WebAssembly.Module(readFileSync(wasmPath))
-    this.main = new WebAssembly.Instance(module, {}).exports as unknown as {
-      peakFlops(iterations: number, mul: number, add: number): number
-    }
+    this.main = new WebAssembly.Instance(module, {}).exports as unknown as ParallelCeiling['main']
     for (let w = 1; w < threads; w++) {
       const worker = new Worker(WORKER, { eval: true })
       worker.postMessage({ module })
@@ -59,6 +69,36 @@ export class ParallelCeiling {
       },
       { copies },
     )
+  }
+
+  /**
+   * The machine's read bandwidth with all `threads` threads at once (GB/s, summed over them):
+   * each thread sums its own 64 MiB `passes` times with the kernels module's readBytes
+   * (assembly/peak.ts), all released together; bytes read by all over the wall time until the
+   * last one is done. What memory-bound work on `threads` threads can stream at most.
+   */
+  async readGBs(passes = 4): Promise<number> {
+    const bytes = READ_PAGES * 65536
+    if (this.readAt < 0) {
+      this.readAt = this.main.memory.grow(READ_PAGES) * 65536
+      new Uint8Array(this.main.memory.buffer, this.readAt, bytes).fill(1)
+    }
+    const go = new Int32Array(new SharedArrayBuffer(4))
+    const others = this.workers.map(
+      (w) =>
+        new Promise<number>((resolve) => {
+          w.once('message', resolve)
+          w.postMessage({ read: passes, go })
+        }),
+    )
+    // the workers fill their buffers (first time) and wait on `go`: give them time to get there
+    await new Promise((r) => setTimeout(r, this.workers.length > 0 ? 300 : 0))
+    const t0 = performance.now()
+    Atomics.store(go, 0, 1)
+    Atomics.notify(go, 0)
+    for (let i = 0; i < passes; i++) this.main.readBytes(this.readAt, bytes, 1)
+    await Promise.all(others)
+    return (this.threads * passes * bytes) / (performance.now() - t0) / 1e6
   }
 
   private async ratio(work: () => void, message: object): Promise<number> {

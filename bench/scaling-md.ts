@@ -9,6 +9,7 @@ interface ScalingRun {
   cpu: string
   rounds: number
   copyRate?: { inGBs: number; outGBs: number; plainGBs?: number }
+  readGBs?: Record<string, number>
   results: Record<string, unknown>[]
 }
 interface RegretRun {
@@ -49,6 +50,28 @@ export function scalingMarkdown(run: ScalingRun): string {
         run.copyRate ? ` ${r.host ? '' : f(r.copyFloorMs, 3)} |` : ''
       }`,
     )
+  }
+  const read = run.readGBs
+  if (read) {
+    // host arrays: what the calls streamed against what the machine reads with that many threads
+    lines.push(
+      '',
+      `Read bandwidth of this machine with n threads reading at once (each its own 64 MiB; same run): ${counts.map((n) => `${n}: ${f(read[n], 1)} GB/s`).join(', ')}.`,
+      `Host arrays: GB/s of each call (cold weights, x read, y read and written, over its time) / that rate for its thread count. ` +
+        `"bound": the speed-up over 1 thread at which the ${counts.at(-1)}-thread call would stream at the ${counts.at(-1)}-thread read rate.`,
+      '',
+      `| shape | T | ${counts.map((n) => `${n}`).join(' | ')} | bound |`,
+      `|---|---|${counts.map(() => '---').join('|')}|---|`,
+    )
+    for (const r of rows.filter((x) => x.kind === 'scaling' && x.threads === 1 && x.host && typeof x.GBs === 'number')) {
+      const cells = counts.map(
+        (n) => rows.find((x) => x.kind === 'scaling' && x.shape === r.shape && x.T === r.T && x.host && x.threads === n)!,
+      )
+      const max = counts.at(-1)!
+      // t1 / (bytes / read_max) = read_max / GBs_1
+      const bound = read[max] / (r.GBs as number)
+      lines.push(`| ${r.shape} | ${r.T} | ${cells.map((c) => `${f(c.GBs, 1)} / ${f(c.ofRead)}`).join(' | ')} | ${f(bound, 1)}x |`)
+    }
   }
   const pools = [...new Set(rows.filter((r) => r.kind === 'small').map((r) => (r.pool as string).replace(' host', '')))]
   lines.push(

@@ -15,6 +15,7 @@ import { availableParallelism, cpus } from 'node:os'
 import { createRuntime, type HostArray, type Layer, type Runtime } from '../src/index.js'
 import { backendsOf } from '../src/runtime.js'
 import { Rng } from '../test/random.js'
+import { ParallelCeiling } from './parallel-ceiling.js'
 import { scalingMarkdown } from './scaling-md.js'
 import { quantile } from './timing-threads.js'
 
@@ -82,6 +83,20 @@ const copyRate = (() => {
 console.log(
   `main thread copies: in ${copyRate.inGBs.toFixed(1)} GB/s, out ${copyRate.outGBs.toFixed(1)} GB/s; ordinary to ordinary ${copyRate.plainGBs.toFixed(1)} GB/s`,
 )
+
+// the machine's read bandwidth with n threads reading at once (each its own 64 MiB, the kernels
+// module's readBytes): what a memory-bound call on n threads can stream at most (best of 5 after
+// a warm-up sample)
+const readGBs: Record<number, number> = {}
+for (const n of counts) {
+  const pc = new ParallelCeiling(n)
+  await pc.readGBs(1) // warm-up: the optimizing tier, the buffers filled
+  let best = 0
+  for (let i = 0; i < 5; i++) best = Math.max(best, await pc.readGBs())
+  pc.dispose()
+  readGBs[n] = best
+}
+console.log(`read bandwidth, n threads at once: ${counts.map((n) => `${n}: ${readGBs[n].toFixed(1)} GB/s`).join(', ')}`)
 
 interface Cell {
   label: string
@@ -156,6 +171,8 @@ for (const shape of SHAPES) {
 
   const weightBytes = (T: number) => Math.min(T, D) * adapterBytes
   const flops = (T: number) => 2 * T * shape.rank * (shape.inF * shape.widths.length + out)
+  // bytes a call must move: the weights, x read, y read and written
+  const callBytes = (T: number) => weightBytes(T) + T * (shape.inF + 2 * out) * 4
   // scaling: forced thread counts, ordinary and host arrays
   for (const T of SCALE_T) {
     const cells: Cell[] = []
@@ -175,6 +192,9 @@ for (const shape of SHAPES) {
         speedup: base / ms[i],
         gflops: flops(T) / ms[i] / 1e6,
         weightGBs: weightBytes(T) / ms[i] / 1e6,
+        // the call's bytes over its time, and as a fraction of the n-thread read rate
+        GBs: callBytes(T) / ms[i] / 1e6,
+        ofRead: callBytes(T) / ms[i] / 1e6 / readGBs[cells[i].parts!],
         // ordinary arrays: the main thread's copies of x and y in and y out at copyRate, a floor
         copyFloorMs: cells[i].host ? 0 : (T * (shape.inF + out) * 4) / copyRate.inGBs / 1e6 + (T * out * 4) / copyRate.outGBs / 1e6,
       })
@@ -211,7 +231,7 @@ for (const shape of SHAPES) {
   singleLayer.dispose()
   for (const l of sizedLayers) l.dispose()
 }
-const run = { date: new Date().toISOString(), cores: cpus().length, cpu: cpus()[0]?.model ?? '', max, rounds, copyRate, results }
+const run = { date: new Date().toISOString(), cores: cpus().length, cpu: cpus()[0]?.model ?? '', max, rounds, copyRate, readGBs, results }
 writeFileSync(jsonPath, JSON.stringify(run, null, 1))
 writeFileSync(jsonPath.replace(/\.json$/, '.md'), scalingMarkdown(run))
 big.dispose()
