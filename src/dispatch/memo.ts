@@ -42,8 +42,11 @@ export class DecisionMemo {
   /** Per backend: calls of the other since it last ran, and how many it may sit out before its time is forgotten. */
   private readonly idle = new Int32Array(2)
   private readonly patience = new Int32Array([PATIENCE, PATIENCE])
-  /** Per backend: 1 once its time was forgotten, until the next decision tries it (explore). */
+  /** Per backend: RETRY_CALLS once its time was forgotten, then the calls of it left to try (explore). */
   private readonly retry = new Uint8Array(2)
+  /** The backend of the last observed call (0 wasm, 1 webgpu, -1 none), and whether that call was a switch left unmeasured. */
+  private lastRan = -1
+  private skippedSwitch = false
   /** The smallest margin (ms) between the chosen backend and the next of the stored decisions. */
   private gap = Number.POSITIVE_INFINITY
 
@@ -100,7 +103,7 @@ export class DecisionMemo {
    * stored decisions are dropped at a backend's first measured time, and when its average moves
    * by more than half the margin between the backends they were made with (less could not change
    * them; deciding again costs microseconds, a noisy small call must not pay that every time). A
-   * backend that has not run for PATIENCE calls (then 2x, 4x, ..) is tried once more (explore): a
+   * backend that has not run for PATIENCE calls (then 2x, 4x, ..) is tried again, RETRY_CALLS calls (explore): a
    * time measured in a bad moment does not keep it out for good. On the H100 host 'auto' kept a T = 64 call on wasm at
    * 2.1x the GPU's time after one slow GPU call; and judging the forgotten backend by its
    * prediction instead kept T = 1 calls on wasm at 1.4-1.5x the GPU's time, where the GPU was
@@ -118,10 +121,20 @@ export class DecisionMemo {
       this.measured[j] = Number.NaN
       this.idle[j] = 0
       this.patience[j] *= 2
-      this.retry[j] = 1
+      this.retry[j] = RETRY_CALLS
       this.after.fill(null)
     }
+    const switched = this.lastRan !== -1 && this.lastRan !== i
+    this.lastRan = i
     if (this.calls[i]++ === 0 || !(ms >= 0)) return
+    // the first call after the other backend's is not counted either (its idle GPU or cold wasm
+    // caches: the dispatcher adds the switch on its own, switchMs), unless the last call was
+    // such a one too (calls that go back and forth are all switches)
+    if (switched && !this.skippedSwitch) {
+      this.skippedSwitch = true
+      return
+    }
+    this.skippedSwitch = false
     const m = this.measured[i]
     const v = Number.isNaN(m) ? ms : (1 - MEASURED_WEIGHT) * m + MEASURED_WEIGHT * Math.min(ms, SPIKE * m + PAUSE_MS)
     this.measured[i] = v
@@ -131,14 +144,15 @@ export class DecisionMemo {
 
   /**
    * The backend whose time was forgotten (observe) and has not been tried since, or null; it is
-   * tried once: the call after this one decides as usual, on its new time if that call was timed.
+   * tried for RETRY_CALLS calls in a row (the first is a switch, not counted): the call after
+   * those decides as usual, on its new time if the last was timed.
    */
   explore(f: CallFeatures, usable: readonly BackendName[], epoch: number): BackendName | null {
     if (!this.holds(f, usable, epoch)) return null
     for (let i = 0; i < 2; i++) {
       const name: BackendName = i === 0 ? 'wasm' : 'webgpu'
-      if (this.retry[i] === 1 && usable.includes(name)) {
-        this.retry[i] = 0
+      if (this.retry[i] > 0 && usable.includes(name)) {
+        this.retry[i]--
         return name
       }
     }
@@ -176,6 +190,13 @@ export class DecisionMemo {
 export const MEASURED_WEIGHT = 0.3
 /** Calls a backend sits out before its measured time is forgotten, doubled each time (DecisionMemo.observe). */
 export const PATIENCE = 8
+/**
+ * Calls in a row a forgotten backend runs to be timed again (DecisionMemo.explore): the first
+ * follows a call on the other backend and is not counted. On the H100 host (regret, T = 1 o r64,
+ * f32) 'auto' ran 58 of 60 timed calls on wasm at 0.253 ms where the GPU took 0.189 ms forced:
+ * its re-tries, one call each right after wasm calls, were what the memo timed.
+ */
+export const RETRY_CALLS = 2
 /**
  * A measured time counts as at most SPIKE x the average + PAUSE_MS (ms; DecisionMemo.observe). At
  * 3x + 0.1 ms (before), one call of 0.5 ms would move a T = 1 average of 0.16 ms to 0.26, past a
