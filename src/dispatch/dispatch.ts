@@ -5,7 +5,7 @@
  * predictions and reason) share one decision function, so they cannot disagree.
  */
 import { type BackendRates, type CallFeatures, predict, type Prediction, priorRates, type Residency } from './cost.js'
-import type { DecisionMemo } from './memo.js'
+import { type DecisionMemo, EXPLORE_RATIO } from './memo.js'
 import type { Profile } from './profile.js'
 import { describe, LoraError } from '../errors.js'
 import type { BackendName, WeightDtype } from '../types.js'
@@ -159,9 +159,18 @@ export class Dispatcher {
    */
   choose(f: CallFeatures, usable: readonly BackendName[], memo?: DecisionMemo): BackendName {
     if (usable.length === 1) return usable[0]
+    // a backend never run with these features is tried where predicted near the other's measured time
+    const untried = memo ? memo.candidate(f, usable, this.epoch) : null
+    if (untried !== null) {
+      const measured = memo!.measuredMs(f, usable, this.epoch, untried === 'wasm' ? 'webgpu' : 'wasm')
+      if (this.predictMs(untried, f).ms + this.switchMs(untried) <= EXPLORE_RATIO * measured) {
+        memo!.tryNow(untried)
+        return untried
+      }
+    }
     const known = memo ? memo.lookup(f, usable, this.last, this.epoch) : null
     if (known !== null) return known
-    // a backend whose measured time was forgotten runs once, to be measured again (memo.observe)
+    // a backend whose measured time was forgotten runs again, to be measured again (memo.observe)
     const retry = memo ? memo.explore(f, usable, this.epoch) : null
     if (retry !== null) return retry
     const ms = this.scratch

@@ -44,6 +44,8 @@ export class DecisionMemo {
   private readonly patience = new Int32Array([PATIENCE, PATIENCE])
   /** Per backend: RETRY_CALLS once its time was forgotten, then the calls of it left to try (explore). */
   private readonly retry = new Uint8Array(2)
+  /** Per backend: 1 once it sat out `patience` calls without a measured time (candidate). */
+  private readonly untried = new Uint8Array(2)
   /** The backend of the last observed call (0 wasm, 1 webgpu, -1 none), and whether that call was a switch left unmeasured. */
   private lastRan = -1
   private skippedSwitch = false
@@ -71,6 +73,7 @@ export class DecisionMemo {
       this.idle.fill(0)
       this.patience.fill(PATIENCE)
       this.retry.fill(0)
+      this.untried.fill(0)
       this.gap = Number.POSITIVE_INFINITY
       this.tokens = f.tokens
       this.entries = f.entries
@@ -117,12 +120,17 @@ export class DecisionMemo {
     this.idle[i] = 0
     // the other backend's time is forgotten once it has sat out `patience` calls, so that a time
     // measured in a bad moment does not keep it out for good; twice as long each time
-    if (++this.idle[j] >= this.patience[j] && !Number.isNaN(this.measured[j])) {
-      this.measured[j] = Number.NaN
+    if (++this.idle[j] >= this.patience[j] && this.retry[j] === 0) {
       this.idle[j] = 0
       this.patience[j] *= 2
-      this.retry[j] = RETRY_CALLS
-      this.after.fill(null)
+      if (!Number.isNaN(this.measured[j])) {
+        this.measured[j] = Number.NaN
+        this.retry[j] = RETRY_CALLS
+        this.after.fill(null)
+      } else if (!Number.isNaN(this.measured[i])) {
+        // never timed (predicted slower): the dispatcher may try it (candidate)
+        this.untried[j] = 1
+      }
     }
     const switched = this.lastRan !== -1 && this.lastRan !== i
     this.lastRan = i
@@ -157,6 +165,27 @@ export class DecisionMemo {
       }
     }
     return null
+  }
+
+  /**
+   * A backend never timed with these features that has sat out `patience` calls (then 2x, ..), or
+   * null: the dispatcher tries it (tryNow) if its prediction is near the other's measured time.
+   */
+  candidate(f: CallFeatures, usable: readonly BackendName[], epoch: number): BackendName | null {
+    if (!this.holds(f, usable, epoch)) return null
+    for (let i = 0; i < 2; i++) {
+      if (this.untried[i] === 0) continue
+      this.untried[i] = 0
+      const name: BackendName = i === 0 ? 'wasm' : 'webgpu'
+      if (usable.includes(name)) return name
+    }
+    return null
+  }
+
+  /** The call being chosen runs on `backend` to time it: it and RETRY_CALLS - 1 more (explore). */
+  tryNow(backend: BackendName): void {
+    this.retry[backend === 'wasm' ? 0 : 1] = RETRY_CALLS - 1
+    this.after.fill(null) // the next call goes through explore
   }
 
   /** The measured ms of `backend`'s calls with these features, or NaN (none yet, or other features). */
@@ -197,6 +226,14 @@ export const PATIENCE = 8
  * its re-tries, one call each right after wasm calls, were what the memo timed.
  */
 export const RETRY_CALLS = 2
+/**
+ * A backend that has not run with a layer's features is tried (RETRY_CALLS calls) after PATIENCE
+ * calls of the other (then 2x, 4x, ..) if its prediction, switch included, is at most this times
+ * the other's measured time (Dispatcher.choose): predictions miss by up to 1.7x on some hosts. On
+ * the H100 host (regret, o r16 bf16 T = 16) 'auto' ran every call on the GPU at 0.29 ms where
+ * wasm took 0.246 forced; wasm was predicted at 0.373, 1.3x the GPU's measured time.
+ */
+export const EXPLORE_RATIO = 1.5
 /**
  * A measured time counts as at most SPIKE x the average + PAUSE_MS (ms; DecisionMemo.observe). At
  * 3x + 0.1 ms (before), one call of 0.5 ms would move a T = 1 average of 0.16 ms to 0.26, past a
