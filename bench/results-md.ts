@@ -222,6 +222,20 @@ ${table(
     )
   }
 
+  // ---- threads-scaling-gpu-host.json: forced thread counts on a many-core host (bench/threads-scaling.ts writes its own table)
+  const scaling = read<{ cores: number; max: number; results: Record<string, unknown>[] }>('threads-scaling-gpu-host.json')
+  if (scaling) {
+    const host = (T: number) =>
+      scaling.results
+        .filter((r) => r.kind === 'scaling' && r.host && r.T === T && r.threads === scaling.max)
+        .map((r) => r.speedup as number)
+    const range = (v: number[]) => `${f(Math.min(...v))}-${f(Math.max(...v))}x`
+    headline.push(
+      `- threads on a ${scaling.cores}-core host, x and y host arrays, ${scaling.max} threads over one: T = 256 **${range(host(256))}**, ` +
+        `T = 1024 ${range(host(1024))} ([threads-scaling-gpu-host.md](bench/results/threads-scaling-gpu-host.md))`,
+    )
+  }
+
   // ---- table.json: the cold-cache mixed batches against onnxruntime-node and tfjs (bench --table)
   const tableRun = read<TableRun>('table.json')
   if (tableRun) {
