@@ -125,6 +125,10 @@ async function runtimeFor(kernels: KernelProfile): Promise<Runtime> {
   return rt
 }
 
+/** Clock checks (gpu-timer.ts) at or above this fraction of the run's best count as full clock. */
+const CLOCK_OK = 0.8
+const CLOCK_TRIES = 4
+
 async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
   const d = shapeCase(s)
   const layer = backends.get(kernels)!.createLayer(d.spec) as GpuLayer
@@ -147,8 +151,20 @@ async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
   await gpuTimes(1, (enc, tw) => encodeCall(enc, call, tw)) // warm-up
   const est = median(await gpuTimes(2, (enc, tw) => encodeCall(enc, call, tw)))
   const reps = Math.max(quick ? 3 : 5, Math.min(quick ? 5 : 20, Math.ceil(300 / Math.max(est, 1e-3))))
-  const kernelMs = best(await gpuTimes(reps, (enc, tw) => encodeCall(enc, call, tw)))
-  const clockCheckGflops = timer.lastCheckGflops()
+  // a batch whose clock check after it read under CLOCK_OK of the run's best ran at a lowered
+  // clock (the H100 dropped to 0.2-0.35 for some rows: a call's 76 us of kernels read 246): timed
+  // again, up to CLOCK_TRIES batches, keeping the one at the highest clock
+  let kernelMs = Number.NaN
+  let clockCheckGflops = 0
+  for (let t = 0; t < CLOCK_TRIES; t++) {
+    const ms = best(await gpuTimes(reps, (enc, tw) => encodeCall(enc, call, tw)))
+    const check = timer.lastCheckGflops()
+    if (t === 0 || check > clockCheckGflops) {
+      kernelMs = ms
+      clockCheckGflops = check
+    }
+    if (timer.clockOf(check) >= CLOCK_OK) break
+  }
   // each dispatch in a pass of its own: which kernel the time goes to
   const perKernelMs: Record<string, number> = {}
   for (const d of call.dispatches) {
