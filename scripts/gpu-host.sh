@@ -20,7 +20,8 @@ for step in $steps; do
   start=$(date +%s)
   case $step in
   grid) CI=true timeout 300 node node_modules/vitest/vitest.mjs run test/sgmv-webgpu.test.ts test/sgmv-webgpu-discrete.test.ts test/webgpu-gemm.test.ts >"$out/grid.log" 2>&1 ;;
-  webgpu) timeout 300 $tsx bench/webgpu.ts >"$out/webgpu.log" 2>&1 && cp bench/results/webgpu-*.json "$out/" ;;
+  # only the JSON this run wrote (the newest): a few files come back from the machine, not all
+  webgpu) timeout 300 $tsx bench/webgpu.ts >"$out/webgpu.log" 2>&1 && cp "$(ls -t bench/results/webgpu-*.json | head -1)" "$out/" ;;
   tiles) timeout 200 $tsx bench/webgpu-tiles.ts '--only= T(1|16)$' --out="$out/tiles.json" >"$out/tiles.log" 2>&1 ;;
   gemm) timeout 300 $tsx bench/webgpu-gemm.ts --out="$out/gemm-tuning.json" >"$out/gemm.log" 2>&1 ;;
   gemm-defaults) timeout 200 $tsx bench/webgpu-gemm.ts --defaults --out="$out/gemm-defaults.json" >"$out/gemm-defaults.log" 2>&1 ;;
