@@ -172,7 +172,8 @@ export class DecisionMemo {
    * null: the dispatcher tries it (tryNow) if its prediction is near the other's measured time.
    */
   candidate(f: CallFeatures, usable: readonly BackendName[], epoch: number): BackendName | null {
-    if (!this.holds(f, usable, epoch)) return null
+    // (every 'auto' call asks: the flags first, the features only when one is set)
+    if ((this.untried[0] | this.untried[1]) === 0 || !this.holds(f, usable, epoch)) return null
     for (let i = 0; i < 2; i++) {
       if (this.untried[i] === 0) continue
       this.untried[i] = 0
