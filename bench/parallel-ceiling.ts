@@ -25,6 +25,7 @@ parentPort.on('message', (m) => {
   if (m.module) ex = new WebAssembly.Instance(m.module, {}).exports
   else if (m.read) {
     if (readAt < 0) { readAt = ex.memory.grow(${READ_PAGES}) * 65536; new Uint8Array(ex.memory.buffer, readAt, ${READ_PAGES} * 65536).fill(1) }
+    parentPort.postMessage('ready')
     Atomics.wait(m.go, 0, 0)
     const t0 = performance.now(); for (let i = 0; i < m.read; i++) ex.readBytes(readAt, ${READ_PAGES} * 65536, 1); parentPort.postMessage(performance.now() - t0)
   }
@@ -84,20 +85,22 @@ export class ParallelCeiling {
       new Uint8Array(this.main.memory.buffer, this.readAt, bytes).fill(1)
     }
     const go = new Int32Array(new SharedArrayBuffer(4))
-    const others = this.workers.map(
-      (w) =>
-        new Promise<number>((resolve) => {
-          w.once('message', resolve)
-          w.postMessage({ read: passes, go })
-        }),
+    // each worker fills its buffer (first time), says 'ready' and waits on `go`, then sends its
+    // time (that message cannot come before `go`: listened for first)
+    const next = (w: Worker) => new Promise((resolve) => w.once('message', resolve))
+    await Promise.all(
+      this.workers.map((w) => {
+        const ready = next(w)
+        w.postMessage({ read: passes, go })
+        return ready
+      }),
     )
-    // the workers fill their buffers (first time) and wait on `go`: give them time to get there
-    await new Promise((r) => setTimeout(r, this.workers.length > 0 ? 300 : 0))
+    const done = this.workers.map(next)
     const t0 = performance.now()
     Atomics.store(go, 0, 1)
     Atomics.notify(go, 0)
     for (let i = 0; i < passes; i++) this.main.readBytes(this.readAt, bytes, 1)
-    await Promise.all(others)
+    await Promise.all(done)
     return (this.threads * passes * bytes) / (performance.now() - t0) / 1e6
   }
 

@@ -53,12 +53,13 @@ export function scalingMarkdown(run: ScalingRun): string {
   }
   const read = run.readGBs
   if (read) {
+    const max = counts.at(-1)!
     // host arrays: what the calls streamed against what the machine reads with that many threads
     lines.push(
       '',
       `Read bandwidth of this machine with n threads reading at once (each its own 64 MiB; same run): ${counts.map((n) => `${n}: ${f(read[n], 1)} GB/s`).join(', ')}.`,
       `Host arrays: GB/s of each call (cold weights, x read, y read and written, over its time) / that rate for its thread count. ` +
-        `"bound": the speed-up over 1 thread at which the ${counts.at(-1)}-thread call would stream at the ${counts.at(-1)}-thread read rate.`,
+        `"bound": the speed-up over 1 thread at which the ${max}-thread call would stream at the ${max}-thread read rate.`,
       '',
       `| shape | T | ${counts.map((n) => `${n}`).join(' | ')} | bound |`,
       `|---|---|${counts.map(() => '---').join('|')}|---|`,
@@ -67,7 +68,6 @@ export function scalingMarkdown(run: ScalingRun): string {
       const cells = counts.map(
         (n) => rows.find((x) => x.kind === 'scaling' && x.shape === r.shape && x.T === r.T && x.host && x.threads === n)!,
       )
-      const max = counts.at(-1)!
       // t1 / (bytes / read_max) = read_max / GBs_1
       const bound = read[max] / (r.GBs as number)
       lines.push(`| ${r.shape} | ${r.T} | ${cells.map((c) => `${f(c.GBs, 1)} / ${f(c.ofRead)}`).join(' | ')} | ${f(bound, 1)}x |`)

@@ -182,6 +182,7 @@ for (const shape of SHAPES) {
     const line: string[] = []
     for (let i = 0; i < cells.length; i++) {
       const base = ms[cells[i].host ? counts.length : 0]
+      const GBs = callBytes(T) / ms[i] / 1e6
       results.push({
         kind: 'scaling',
         shape: shape.name,
@@ -193,8 +194,8 @@ for (const shape of SHAPES) {
         gflops: flops(T) / ms[i] / 1e6,
         weightGBs: weightBytes(T) / ms[i] / 1e6,
         // the call's bytes over its time, and as a fraction of the n-thread read rate
-        GBs: callBytes(T) / ms[i] / 1e6,
-        ofRead: callBytes(T) / ms[i] / 1e6 / readGBs[cells[i].parts!],
+        GBs,
+        ofRead: GBs / readGBs[cells[i].parts!],
         // ordinary arrays: the main thread's copies of x and y in and y out at copyRate, a floor
         copyFloorMs: cells[i].host ? 0 : (T * (shape.inF + out) * 4) / copyRate.inGBs / 1e6 + (T * out * 4) / copyRate.outGBs / 1e6,
       })
