@@ -15,6 +15,19 @@ export interface TableShape {
   out: number
 }
 
+/** The mixed batches of the side-by-side table (bench/cli/table.ts; bench/kernel-split.ts splits them). */
+export const TABLE_SHAPES: TableShape[] = [
+  { T: 1, rank: 16, loaded: 8, batch: 1, inF: 4096, out: 4096 },
+  { T: 4, rank: 16, loaded: 8, batch: 4, inF: 4096, out: 4096 },
+  { T: 16, rank: 16, loaded: 32, batch: 8, inF: 4096, out: 4096 },
+  { T: 64, rank: 16, loaded: 32, batch: 16, inF: 4096, out: 4096 },
+  { T: 256, rank: 16, loaded: 64, batch: 32, inF: 4096, out: 4096 },
+  { T: 1024, rank: 16, loaded: 64, batch: 64, inF: 4096, out: 4096 },
+  { T: 16, rank: 64, loaded: 16, batch: 4, inF: 4096, out: 4096 },
+  { T: 256, rank: 8, loaded: 16, batch: 8, inF: 4096, out: 11008 },
+  { T: 256, rank: 128, loaded: 8, batch: 8, inF: 4096, out: 4096 },
+]
+
 export interface TableRun {
   date: string
   node: string

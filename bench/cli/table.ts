@@ -22,7 +22,7 @@ import { Rng } from '../../test/random.js'
 import { type Ceilings, measureCeilings } from '../ceilings.js'
 import type { CaseAdapter, CaseLayer, Peer, PeerRunner } from '../peers/types.js'
 import { writeResultsMarkdown } from '../results-md.js'
-import { tableMarkdown, type TableRun, type TableShape } from '../table-md.js'
+import { TABLE_SHAPES, tableMarkdown, type TableRun, type TableShape } from '../table-md.js'
 import { CHECK_TOLERANCE, worstError } from './check.js'
 import { DTYPES } from './grid.js'
 
@@ -37,18 +37,6 @@ const MIN_ROUNDS = quick ? 5 : 9
 const MAX_ROUNDS = quick ? 9 : 41
 const COLD_BYTES = 128 << 20
 const FLUSH_BYTES = 64 << 20
-
-export const TABLE_SHAPES: TableShape[] = [
-  { T: 1, rank: 16, loaded: 8, batch: 1, inF: 4096, out: 4096 },
-  { T: 4, rank: 16, loaded: 8, batch: 4, inF: 4096, out: 4096 },
-  { T: 16, rank: 16, loaded: 32, batch: 8, inF: 4096, out: 4096 },
-  { T: 64, rank: 16, loaded: 32, batch: 16, inF: 4096, out: 4096 },
-  { T: 256, rank: 16, loaded: 64, batch: 32, inF: 4096, out: 4096 },
-  { T: 1024, rank: 16, loaded: 64, batch: 64, inF: 4096, out: 4096 },
-  { T: 16, rank: 64, loaded: 16, batch: 4, inF: 4096, out: 4096 },
-  { T: 256, rank: 8, loaded: 16, batch: 8, inF: 4096, out: 11008 },
-  { T: 256, rank: 128, loaded: 8, batch: 8, inF: 4096, out: 4096 },
-]
 
 const t0 = performance.now()
 const cores = availableParallelism()
