@@ -146,11 +146,12 @@ describe("'auto' decides on measured times where a layer has them", () => {
     }
     serve(2)
     expect(ran.splice(0)).toEqual(['webgpu', 'webgpu'])
-    // GPU calls slowed by something else (a pause, another process) until wasm's prediction wins
-    for (let i = 0; i < 20 && d.choose(big, BOTH, memo) === 'webgpu'; i++) serve(1, 20 * predicted.wasm)
-    expect(d.choose(big, BOTH, memo)).toBe('wasm')
+    // GPU calls slowed by something else (a pause, another process) until wasm runs (its
+    // prediction wins, or it is tried as the GPU slows)
+    for (let i = 0; i < 20 && !ran.includes('wasm'); i++) serve(1, 20 * predicted.wasm)
+    expect(ran, 'wasm ran once the GPU had slowed').toContain('wasm')
     ran.length = 0
-    serve(2) // wasm's first call, then one measured: faster than the GPU's prediction
+    serve(2) // wasm's calls, measured: faster than the GPU's prediction
     expect(memo.measuredMs(big, BOTH, d.ratesVersion, 'wasm')).toBeLessThan(predicted.webgpu)
     // the GPU's slow time is forgotten after PATIENCE calls: it runs once, measures its truth, and stays
     serve(3 * PATIENCE)

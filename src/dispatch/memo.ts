@@ -230,11 +230,13 @@ export const RETRY_CALLS = 2
 /**
  * A backend that has not run with a layer's features is tried (RETRY_CALLS calls) after PATIENCE
  * calls of the other (then 2x, 4x, ..) if its prediction, switch included, is at most this times
- * the other's measured time (Dispatcher.choose): predictions miss by up to 1.7x on some hosts. On
- * the H100 host (regret, o r16 bf16 T = 16) 'auto' ran every call on the GPU at 0.29 ms where
- * wasm took 0.246 forced; wasm was predicted at 0.373, 1.3x the GPU's measured time.
+ * the other's measured time (Dispatcher.choose). Predictions miss by up to 2.5x on some hosts: on
+ * the H100 host (regret, o r64 f32 T = 1, 32 adapters) the GPU was predicted at 0.444 ms and ran
+ * in 0.180, so at 1.5 'auto' ran every call on wasm (0.233); at o r16 bf16 T = 16 wasm was
+ * predicted at 0.373 ms, 1.3x the GPU's measured 0.29, and ran in 0.246. A try costs RETRY_CALLS
+ * calls at most this much slower, at intervals that double: a few calls in a serving loop.
  */
-export const EXPLORE_RATIO = 1.5
+export const EXPLORE_RATIO = 3
 /**
  * A measured time counts as at most SPIKE x the average + PAUSE_MS (ms; DecisionMemo.observe). At
  * 3x + 0.1 ms (before), one call of 0.5 ms would move a T = 1 average of 0.16 ms to 0.26, past a
