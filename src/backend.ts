@@ -1,3 +1,5 @@
+import type { CallFeatures } from './dispatch/cost.js'
+import { LoraError } from './errors.js'
 import type { SegmentPlan } from './metadata.js'
 import type { BackendName, KernelProfile, LayerSpec, PreparedAdapter } from './types.js'
 
@@ -32,6 +34,11 @@ export interface Backend {
   readonly hostMemory: HostMemory | null
   /** Threads a call may use (1: single-threaded). */
   readonly threads: number
+  /**
+   * Bytes of the largest buffer one call's host x or y can be copied into (a GPU's largest storage
+   * binding); Infinity where there is no such limit. 'auto' leaves out a backend a call exceeds.
+   */
+  readonly maxCallBuffer: number
   /** Why more threads were asked for and are not used here; null when they are (or were not asked for). */
   readonly threadsUnavailableReason: string | null
   /**
@@ -105,4 +112,50 @@ export interface HostMemory {
   addressOf(v: Float32Array): number
   /** Bytes of the per-call work area so far (x and y in host arrays take none of it). */
   readonly scratchBytes: number
+}
+
+/**
+ * The names of a runtime's backends that are not lost, and of those that can hold a call's host
+ * data (an 'auto' call chooses among them). Each list is one array reused while it does not
+ * change: the dispatcher's memo compares it by identity.
+ */
+export class UsableBackends {
+  private names: BackendName[] = []
+  private fit: BackendName[] = []
+
+  constructor(private readonly all: readonly Backend[]) {}
+
+  /** Names of the backends not lost. */
+  usable(): BackendName[] {
+    let n = 0
+    for (const b of this.all) if (!b.lost) n++
+    if (n !== this.names.length) this.names = this.all.filter((b) => !b.lost).map((b) => b.name)
+    if (n === 0) throw new LoraError('BACKEND_UNAVAILABLE', 'no backend is usable (the GPU device was lost and wasm is not loaded)')
+    return this.names
+  }
+
+  /** usable(), less the backends the call's host data cannot fit (fittingBackends). */
+  fitting(call: CallFeatures): BackendName[] {
+    const usable = this.usable()
+    const names = fittingBackends(this.all, call, usable)
+    if (names === usable) return usable
+    if (names.length !== this.fit.length || names.some((n, i) => n !== this.fit[i])) this.fit = names
+    return this.fit
+  }
+}
+
+/**
+ * The `usable` backends (names, in order) that can hold a call's host x and y, each copied into
+ * one buffer of at most the backend's maxCallBuffer bytes: `usable` itself when all can, or when
+ * none can (the chosen backend then says why); GPU-resident calls are not copied.
+ */
+export function fittingBackends(all: readonly Backend[], call: CallFeatures, usable: BackendName[]): BackendName[] {
+  if (call.resident === 'gpu') return usable
+  const bytes = 4 * call.tokens * Math.max(call.inFeatures, call.outFeatures)
+  // (every 'auto' call asks: no allocation unless a backend is left out)
+  let n = 0
+  for (const b of all) if (bytes > b.maxCallBuffer) n++
+  if (n === 0) return usable
+  const fit = usable.filter((name) => bytes <= (all.find((b) => b.name === name)?.maxCallBuffer ?? Number.POSITIVE_INFINITY))
+  return fit.length === 0 ? usable : fit
 }

@@ -1,4 +1,4 @@
-import type { Backend } from './backend.js'
+import { type Backend, UsableBackends } from './backend.js'
 import { shortCalibration, rememberProfile, machineOf, targetsOf } from './dispatch/calibrate-cache.js'
 import { calibrate as runCalibration } from './dispatch/calibrate.js'
 import type { CallFeatures } from './dispatch/cost.js'
@@ -101,6 +101,7 @@ class LoraRuntime implements Runtime, LayerHost {
     options: RuntimeOptions,
     readonly dispatcher: Dispatcher,
   ) {
+    this.usable = new UsableBackends(all)
     this.pool = new AdapterPool({
       createLayer: (o) => this.createLayer(o),
       memoryBudget: options.memoryBudget,
@@ -190,19 +191,10 @@ class LoraRuntime implements Runtime, LayerHost {
   }
 
   private decide(call: CallFeatures): Decision {
-    return this.dispatcher.decide(call, this.usable())
+    return this.dispatcher.decide(call, this.usable.fitting(call))
   }
 
-  private usableNames: BackendName[] = []
-
-  /** Names of the backends not lost (the array is reused while that does not change). */
-  private usable(): BackendName[] {
-    let n = 0
-    for (const b of this.all) if (!b.lost) n++
-    if (n !== this.usableNames.length) this.usableNames = this.all.filter((b) => !b.lost).map((b) => b.name)
-    if (n === 0) throw new LoraError('BACKEND_UNAVAILABLE', 'no backend is usable (the GPU device was lost and wasm is not loaded)')
-    return this.usableNames
-  }
+  private readonly usable: UsableBackends
 
   get device(): GPUDevice | null {
     const gpu = this.all.find((b) => b.name === 'webgpu')
@@ -233,7 +225,7 @@ class LoraRuntime implements Runtime, LayerHost {
 
   pick(choice: BackendChoice, call: CallFeatures, memo?: DecisionMemo): Backend {
     if (choice === 'auto') {
-      const name = this.dispatcher.choose(call, this.usable(), memo)
+      const name = this.dispatcher.choose(call, this.usable.fitting(call), memo)
       this.dispatcher.ran(name)
       for (const b of this.all) if (b.name === name) return b
     }

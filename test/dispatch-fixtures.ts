@@ -38,6 +38,7 @@ export function fakeBackend(name: BackendName, apply: BackendLayer['apply']): Ba
     chunkSize: 64,
     isSoftware: false,
     lost: false,
+    maxCallBuffer: Number.POSITIVE_INFINITY,
     device: null,
     transfers: null,
     kernels: null,

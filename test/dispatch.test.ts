@@ -9,6 +9,8 @@ import { coldReadGBs, probeColdRead } from '../src/dispatch/cold-read.js'
 import { checkProfile } from '../src/dispatch/profile.js'
 import { DecisionMemo, Dispatcher, type ExplainRequest, featuresOf } from '../src/dispatch/dispatch.js'
 import { createRuntime } from '../src/index.js'
+import { fittingBackends } from '../src/backend.js'
+import { backendsOf, lastBackendOf } from '../src/runtime.js'
 import { LoraLayer } from '../src/layer.js'
 import type { BackendName, LayerSpec } from '../src/types.js'
 import { createWasmBackend } from '../src/wasm/backend.js'
@@ -648,5 +650,41 @@ describe('cold weights: the cold read rate bounds the weight rates', () => {
     const r = coldReadGBs(8 << 20, 4 << 20, Number.POSITIVE_INFINITY)
     expect(r).not.toBeNull()
     expect(Number.isFinite(r) && r! > 0).toBe(true)
+  })
+})
+
+describe("'auto' leaves out a backend that cannot hold a call's host data", () => {
+  const usable: BackendName[] = ['wasm', 'webgpu']
+  const small = { ...recorder('webgpu', []), maxCallBuffer: 1 << 20 }
+  const featuresAt = (tokens: number, resident: CallFeatures['resident'] = 'host') => ({ ...featuresOf({ ...QKV, tokens }), resident })
+  // y of T x 6144 f32: 1 MiB holds 42 tokens
+  it('keeps the usable array while every backend can hold the call', () => {
+    expect(fittingBackends([recorder('wasm', []), small], featuresAt(42), usable)).toBe(usable)
+  })
+  it('leaves out the one that cannot, and none where none can or the data is on the GPU', () => {
+    expect(fittingBackends([recorder('wasm', []), small], featuresAt(43), usable)).toEqual(['wasm'])
+    expect(fittingBackends([recorder('wasm', []), small], featuresAt(4096, 'gpu'), usable)).toBe(usable)
+    const tiny = { ...recorder('wasm', []), maxCallBuffer: 1024 }
+    expect(fittingBackends([tiny, small], featuresAt(4096), usable)).toBe(usable)
+  })
+  it.runIf(gpuHere)('a runtime whose GPU is predicted far faster runs a call too big for its buffers on wasm', async () => {
+    const rt = await createRuntime({ backend: 'auto', profile: profileOf(FAST_GPU) })
+    try {
+      const gpu = backendsOf(rt).find((b) => b.name === 'webgpu')!
+      const layer = rt.createLayer({ inFeatures: 256, outFeatures: 256, maxAdapters: 1, maxRank: 4 })
+      layer.setAdapter(0, { rank: 4, scale: 1, A: [new Float32Array(4 * 256).fill(0.5)], B: [new Float32Array(256 * 4).fill(0.5)] })
+      const T = 2048
+      const call = () => layer.apply(new Float32Array(T * 256).fill(1), new Float32Array(T * 256), new Int32Array(T))
+      await call()
+      expect(lastBackendOf(rt), 'the GPU is the prediction at this size').toBe('webgpu')
+      // the same call with the GPU's buffers made smaller than its x and y (2 MiB each)
+      Object.defineProperty(gpu, 'maxCallBuffer', { value: 1 << 20 })
+      const y = new Float32Array(T * 256)
+      await layer.apply(new Float32Array(T * 256).fill(1), y, new Int32Array(T))
+      expect(lastBackendOf(rt)).toBe('wasm')
+      expect(y[0]).toBeCloseTo(256 * 0.5 * 0.5 * 4, 3)
+    } finally {
+      rt.dispose()
+    }
   })
 })

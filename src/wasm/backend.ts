@@ -18,6 +18,7 @@ export class WasmBackend implements Backend {
   readonly device = null
   readonly transfers = null
   readonly threads = 1
+  readonly maxCallBuffer = Number.POSITIVE_INFINITY
   readonly threadsUnavailableReason = null
   readonly kernels = null
   readonly memory: WasmMemory

@@ -30,7 +30,7 @@ class Backend implements WebGpuBackend {
   private readonly staging: StagingPool | null
   private readonly pipelines: PipelineCache
   private readonly layers = new Set<GpuLayer>()
-  private readonly maxBinding: number
+  readonly maxCallBuffer: number
   private disposed = false
   private keepAlive: unknown
 
@@ -46,8 +46,8 @@ class Backend implements WebGpuBackend {
     this.kernels = kernels ?? (dc.isSoftware ? 'software' : 'discrete')
     this.keepAlive = dc.keepAlive
     this.watch = new LossWatch(dc.device)
-    this.maxBinding = Math.min(dc.device.limits.maxStorageBufferBindingSize, dc.device.limits.maxBufferSize)
-    this.pool = new BufferPool(dc.device, this.maxBinding)
+    this.maxCallBuffer = Math.min(dc.device.limits.maxStorageBufferBindingSize, dc.device.limits.maxBufferSize)
+    this.pool = new BufferPool(dc.device, this.maxCallBuffer)
     // host uploads: mapped staging buffers on a hardware adapter (an H200: 8.6-11.8 GB/s against
     // writeBuffer's 2.4-3.2); writeBuffer on a software one, where it is a plain copy
     const staged = (uploads ?? (dc.isSoftware ? 'writeBuffer' : 'staging')) === 'staging'
@@ -57,8 +57,8 @@ class Backend implements WebGpuBackend {
     this.shared = {
       layout: layout.group,
       weighLayout: weigh.group,
-      ring: new MetaRing(dc.device, this.maxBinding),
-      h: new Scratch(dc.device, this.maxBinding),
+      ring: new MetaRing(dc.device, this.maxCallBuffer),
+      h: new Scratch(dc.device, this.maxCallBuffer),
     }
     this.pipelines = new PipelineCache(dc.device, sources, this.watch, layout.pipeline, unroll ?? loopBounding(), weigh.pipeline)
     const device = dc.device
@@ -95,7 +95,7 @@ class Backend implements WebGpuBackend {
         shared: this.shared,
         profile: this.kernels,
         storageOf: (s) => weightStorage(s.weightDtype, this.dc.hasF16),
-        maxBinding: this.maxBinding,
+        maxBinding: this.maxCallBuffer,
         onDispose: (l) => this.layers.delete(l),
       },
       spec,

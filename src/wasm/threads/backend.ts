@@ -72,6 +72,7 @@ export class ThreadedWasmBackend implements Backend, CallScheduler {
   readonly device = null
   readonly transfers = null
   readonly kernels = null
+  readonly maxCallBuffer = Number.POSITIVE_INFINITY
   private queue: Promise<unknown> = Promise.resolve()
   private pending = 0
   private solo = 0 // calls left on one thread (takeSolo)
