@@ -4,6 +4,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import type { WeightDtype } from '../src/types.js'
 
 /** One mixed batch of the table: T tokens round-robin over `batch` of `loaded` adapters. */
 export interface TableShape {
@@ -27,6 +28,16 @@ export const TABLE_SHAPES: TableShape[] = [
   { T: 256, rank: 8, loaded: 16, batch: 8, inF: 4096, out: 11008 },
   { T: 256, rank: 128, loaded: 8, batch: 8, inF: 4096, out: 4096 },
 ]
+
+/** A row's name: T, rank (and the widths where not 4096 x 4096), adapters loaded / in the batch. */
+export function tableShapeLabel(s: TableShape): string {
+  return `${s.T}, r${s.rank}${s.inF !== 4096 || s.out !== 4096 ? ` ${s.inF}x${s.out}` : ''}, ${s.loaded} / ${s.batch}`
+}
+
+/** Bytes of one adapter of the shape: rank x (in + out) weights of the dtype. */
+export function tableAdapterBytes(s: TableShape, dtype: WeightDtype): number {
+  return s.rank * (s.inF + s.out) * (dtype === 'f32' ? 4 : 2)
+}
 
 export interface TableRun {
   date: string
@@ -87,7 +98,7 @@ export function tableMarkdown(run: TableRun): string {
     const ort = best(r.ms, ['onnxruntime', 'onnxruntime-graph', 'onnxruntime-sessions'])
     const tfjs = r.ms['tfjs-wasm']
     return line([
-      `${s.T}, r${s.rank}${s.inF !== 4096 || s.out !== 4096 ? ` ${s.inF}x${s.out}` : ''}, ${s.loaded} / ${s.batch}`,
+      tableShapeLabel(s),
       f(r.ms['multilora f32']),
       f(r.ms['multilora bf16']),
       f(r.ms['multilora f32 host']),

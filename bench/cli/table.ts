@@ -22,7 +22,7 @@ import { Rng } from '../../test/random.js'
 import { type Ceilings, measureCeilings } from '../ceilings.js'
 import type { CaseAdapter, CaseLayer, Peer, PeerRunner } from '../peers/types.js'
 import { writeResultsMarkdown } from '../results-md.js'
-import { TABLE_SHAPES, tableMarkdown, type TableRun, type TableShape } from '../table-md.js'
+import { TABLE_SHAPES, tableAdapterBytes as adapterBytes, tableMarkdown, type TableRun, type TableShape } from '../table-md.js'
 import { CHECK_TOLERANCE, worstError } from './check.js'
 import { DTYPES } from './grid.js'
 
@@ -60,7 +60,6 @@ interface Contender {
   weightBytes: number
 }
 
-const adapterBytes = (s: TableShape, dtype: WeightDtype) => s.rank * (s.inF + s.out) * (dtype === 'f32' ? 4 : 2)
 const copiesOf = (s: TableShape, dtype: WeightDtype) => Math.max(1, Math.ceil(COLD_BYTES / (s.loaded * adapterBytes(s, dtype))))
 /** Token t of copy c uses slot c * L + t % D: the first D of the copy's L loaded adapters. */
 const idsOf = (s: TableShape, c: number) => Int32Array.from({ length: s.T }, (_, t) => c * s.loaded + (t % s.batch))
