@@ -4,10 +4,11 @@
  * For each T >= 256 shape of bench/webgpu.ts, in one process: the GPU time (timestamp queries,
  * best of several passes) of one call with the kernels chosen by default, with the GEMM kernels
  * off (the kernels of shrink.ts / expand.ts), with the fold of the split-K partials forced on and
- * off (programs/fold.ts), and of each kernel alone over forced variants (programs/gemm.ts:
- * entries per tile, split-K over workgroups, register blocks; partials not folded), so the choice
- * can be checked against the alternatives. `--defaults`: the calls only, no variants. Prints one
- * line per shape.
+ * off (programs/fold.ts), with y read where the expand writes it (`prefetchY` false), with the
+ * slices of a stacked layer apart (`mergeSlices` false), and of each kernel alone over forced
+ * variants (programs/gemm.ts: entries per tile, split-K over workgroups, register blocks, k
+ * blocks, slices merged or apart; partials not folded), so the choice can be checked against the
+ * alternatives. `--defaults`: the calls only, no variants. Prints one line per shape.
  */
 import { writeFileSync } from 'node:fs'
 import process from 'node:process'
@@ -39,7 +40,17 @@ async function time(call: PreparedCall, which?: 0 | 1): Promise<number> {
   return Math.min(...(await gpuTimes(10, (enc, tw) => encodeCall(enc, one, tw))))
 }
 
-const SHRINKS: Partial<ShrinkGemmTiling>[] = [{}, { BM: 8, BR: 4 }, { BM: 4, BR: 8 }, { BM: 2, BR: 4 }, { BM: 4, BR: 2 }, { BM: 8, BR: 2 }]
+const SHRINKS: Partial<ShrinkGemmTiling>[] = [
+  {},
+  { BM: 8, BR: 4 },
+  { BM: 4, BR: 8 },
+  { BM: 2, BR: 4 },
+  { BM: 4, BR: 2 },
+  { BM: 8, BR: 2 },
+  { BM: 2, BR: 2 },
+  { KB: 64 },
+  { BM: 2, BR: 2, KB: 64 },
+]
 const EXPANDS: Partial<ExpandGemmTiling>[] = [
   {},
   { BM: 4, NW: 16, BQ: 2 },
@@ -91,12 +102,17 @@ for (const s of picked) {
   const unfolded = await prepare({ fold: false })
   row.fold = folded ? await time(folded) : null
   row.noFold = unfolded ? await time(unfolded) : null
+  const late = await prepare({ prefetchY: false })
+  row.lateY = late ? await time(late) : null
+  const merged = def.dispatches[0].spec.overrides.RS > 0
+  const apart = merged ? await prepare({ mergeSlices: false }) : null
+  row.apart = apart ? { total: await time(apart), shrink: await time(apart, 0) } : null
   const fmt = (v: unknown) => (typeof v === 'number' ? v.toFixed(1) : '-')
   if (defaultsOnly) {
     const o = row.old as { total: number }
     const df = row.default as { total: number; fold: boolean }
     console.log(
-      `${label(s).padEnd(24)} old ${o.total.toFixed(1)} | default ${df.total.toFixed(1)}${df.fold ? ' (folded)' : ''} | fold ${fmt(row.fold)} | no fold ${fmt(row.noFold)}`,
+      `${label(s).padEnd(24)} old ${o.total.toFixed(1)} | default ${df.total.toFixed(1)}${df.fold ? ' (folded)' : ''}${merged ? ' (merged)' : ''} | fold ${fmt(row.fold)} | no fold ${fmt(row.noFold)} | y late ${fmt(row.lateY)} | slices apart ${fmt((row.apart as { total: number } | null)?.total)}`,
     )
     results.push(row)
     if (out) writeFileSync(out, JSON.stringify({ adapter: device.adapterInfo, results }, null, 1))
@@ -108,15 +124,18 @@ for (const s of picked) {
   // per (entries per tile, split-K): the best shrink and the best expand variant
   const grid: { tileM: number; KG: number; shrink: [string, number]; expand: [string, number] }[] = []
   for (const tileM of [32, 64]) {
-    for (const KG of [1, 2, 4, 8, 16]) {
+    for (const KG of [1, 2, 4, 8, 16, 32]) {
       let bs: [string, number] = ['', Infinity]
       let be: [string, number] = ['', Infinity]
       for (const sv of SHRINKS) {
-        if ((tileM / (sv.BM ?? 4)) * ((s.rank <= 16 ? 16 : 64) / (sv.BR ?? 4)) > 256) continue
-        const call = await prepare({ gemm: true, fold: false, tileM, shrinkGemm: { ...sv, KG } })
-        if (call) {
-          const t = await time(call, 0)
-          if (t < bs[1]) bs = [name(sv), t]
+        for (const mergeSlices of merged ? [true, false] : [false]) {
+          const rows = mergeSlices ? 16 * d.spec.sliceWidths.length : s.rank <= 16 ? 16 : 64
+          if ((tileM / (sv.BM ?? 4)) * (rows / (sv.BR ?? (tileM <= 32 ? 2 : rows / 8))) > 256) continue
+          const call = await prepare({ gemm: true, fold: false, tileM, mergeSlices, shrinkGemm: { ...sv, KG } })
+          if (call) {
+            const t = await time(call, 0)
+            if (t < bs[1]) bs = [`${name(sv)}${merged ? (mergeSlices ? ' merged' : ' apart') : ''}`, t]
+          }
         }
       }
       for (const ev of EXPANDS) {

@@ -19,7 +19,10 @@ import { type Shape, shapeCase } from './webgpu-shapes.js'
 process.env.XDG_RUNTIME_DIR ??= '/tmp'
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7)
 const out = process.argv.find((a) => a.startsWith('--out='))?.slice(6)
-/** `--pair`: only the chosen tiles against the kernels of shrink.ts / expand.ts, alternated twice (side by side in one run). */
+/**
+ * `--pair`: only the chosen tiles against the kernels of shrink.ts / expand.ts and against y read
+ * where the expand writes it (`prefetchY` false), alternated twice (side by side in one run).
+ */
 const pair = process.argv.includes('--pair')
 const backend = await createWebGpuBackend({ kernels: 'discrete' })
 const device = backend.device
@@ -33,6 +36,7 @@ function variants(s: Shape): [string, TileTuning | undefined][] {
   const v: [string, TileTuning | undefined][] = [
     ['default', undefined],
     ['old', { tileKernels: false }],
+    ['y late', { prefetchY: false }],
   ]
   if (pair) return [...v, ...v]
   const seg = Math.ceil(s.T / s.adapters)

@@ -8,7 +8,10 @@
 # STEPs (default: all, in this order): grid (the shared WebGPU test grid, CI=true), webgpu
 # (bench/webgpu.ts), tiles (decode tile variants, T = 1 and 16), gemm (prefill tile variants),
 # gemm-defaults (prefill calls only: chosen kernels, partials folded and not; not in the default list),
-# threads (bench/threads-scaling.ts), regret (bench/regret.ts). Each step has its own time limit
+# tiles-pair (T = 1 and 16: the chosen tiles against the other kernels and y read late; not in the
+# default list),
+# threads (bench/threads-scaling.ts), regret (bench/regret.ts). GEMM_ONLY=<regex> limits the gemm
+# step to the shapes it matches (bench/webgpu-gemm.ts --only). Each step has its own time limit
 # and writes its log and JSON into OUT_DIR; bench/results/ gets the files the benches write.
 set -u
 out=${1:?usage: bash scripts/gpu-host.sh OUT_DIR [STEP...]}
@@ -23,7 +26,8 @@ for step in $steps; do
   # only the JSON this run wrote (the newest): a few files come back from the machine, not all
   webgpu) timeout 300 $tsx bench/webgpu.ts >"$out/webgpu.log" 2>&1 && cp "$(ls -t bench/results/webgpu-*.json | head -1)" "$out/" ;;
   tiles) timeout 200 $tsx bench/webgpu-tiles.ts '--only= T(1|16)$' --out="$out/tiles.json" >"$out/tiles.log" 2>&1 ;;
-  gemm) timeout 300 $tsx bench/webgpu-gemm.ts --out="$out/gemm-tuning.json" >"$out/gemm.log" 2>&1 ;;
+  gemm) timeout 300 $tsx bench/webgpu-gemm.ts ${GEMM_ONLY:+"--only=$GEMM_ONLY"} --out="$out/gemm-tuning.json" >"$out/gemm.log" 2>&1 ;;
+  tiles-pair) timeout 200 $tsx bench/webgpu-tiles.ts --pair '--only= T(1|16)$' --out="$out/tiles-pair.json" >"$out/tiles-pair.log" 2>&1 ;;
   gemm-defaults) timeout 200 $tsx bench/webgpu-gemm.ts --defaults --out="$out/gemm-defaults.json" >"$out/gemm-defaults.log" 2>&1 ;;
   threads) timeout 400 $tsx bench/threads-scaling.ts --json "$out/threads-scaling-gpu-host.json" >"$out/threads.log" 2>&1 ;;
   regret) timeout 500 $tsx bench/regret.ts --json "$out/regret-gpu-host.json" >"$out/regret.log" 2>&1 ;;

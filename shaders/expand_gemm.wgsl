@@ -13,7 +13,7 @@
 // x BQ column quads (nw, nw + NW, ...: neighbouring threads read neighbouring B words and y
 // quads) in registers: BM / 4 + BQ vec4 reads per BM * BQ vec4 multiply-adds. B is transposed
 // ([slot][k][column], src/webgpu/weights.ts), read as vec4 (16-bit weights as u32 pairs). y is read
-// and written once per element, as vec4. Sums run over k in order: the same bits every run.
+// and written once per element, as vec4 (read before the k loop). Sums run over k in order: the same bits every run.
 
 //@params (shaders/params.wgsl)
 
@@ -23,6 +23,7 @@ override NW: u32 = 16u; // column-quad threads
 override BQ: u32 = 2u;  // column quads per thread (BM * BQ <= 16)
 override KC: u32 = 16u; // rank values staged per round
 override KG: u32 = 1u;  // partials of h to add (split-K shrink over KG workgroups)
+override PY: u32 = 1u;  // 1: y read before the k loop (see main); 0: read where it is written
 const MAX_ACC: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -68,6 +69,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   // quads past n_s read values that are never stored (WebGPU clamps out-of-range reads)
   let b0 = (slot - p.slotBase) * p.maxRank * p.bStride + p.bOffset[s] + 4u * (c0 + nw);
   let busy = te * BM < count; // thread rows past the tile only help to stage
+  // y of this thread's outputs, read before the k loop (PY = 1): the loads are in flight while h
+  // is staged and the products summed. Read at the end instead, each y += waits for its load in
+  // turn (a store to y may alias the next load, so they cannot be issued together).
+  var ybs: array<u32, 16>; // first quad of entry u's row in y
+  var yv: array<vec4<f32>, MAX_ACC>;
+  for (var u = 0u; u < BM; u++) {
+    let e = te * BM + u;
+    if (!busy || e >= count) { break; }
+    ybs[u] = (u32(callMeta[p.rowsOffset + first + e]) * p.outFeatures + p.sliceOffset[s]) / 4u;
+    if (PY == 0u) { continue; }
+    for (var q = 0u; q < BQ; q++) {
+      let j = c0 + q * NW + nw;
+      if (j < nq) { yv[u * BQ + q] = y[ybs[u] + j]; }
+    }
+  }
   var acc: array<vec4<f32>, MAX_ACC>; // [entry u][quad q] at u * BQ + q
   for (var kc = 0u; kc < rank; kc += KC) {
     // stage h: consecutive threads take consecutive entries (conflict-free stores); entries past
@@ -96,12 +112,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
   if (!busy) { return; }
   for (var u = 0u; u < BM; u++) {
-    let e = te * BM + u;
-    if (e >= count) { break; }
-    let yb = (u32(callMeta[p.rowsOffset + first + e]) * p.outFeatures + p.sliceOffset[s]) / 4u;
+    if (te * BM + u >= count) { break; }
     for (var q = 0u; q < BQ; q++) {
       let j = c0 + q * NW + nw;
-      if (j < nq) { y[yb + j] += scale * acc[u * BQ + q]; }
+      if (j < nq) {
+        if (PY != 0u) { y[ybs[u] + j] = yv[u * BQ + q] + scale * acc[u * BQ + q]; } else { y[ybs[u] + j] += scale * acc[u * BQ + q]; }
+      }
     }
   }
 }

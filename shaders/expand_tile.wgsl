@@ -27,6 +27,7 @@ override KG: u32 = 1u;    // partials of h to add (split-K shrink over KG workgr
 override RMAX: u32 = 64u; // h values staged per entry (>= every used rank)
 override KU: u32 = 4u;    // rows of B loaded per step of the k loop (4, 8 or 16)
 override KT: u32 = 1u;    // threads along k per column quad (contiguous ranges of the rank)
+override PY: u32 = 1u;    // 1: y read before the k loop (see below); 0: read where it is written
 const MAX_TILE: u32 = 64u;
 const MAX_KU: u32 = 16u;
 
@@ -78,6 +79,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let kt = lid / (NW * EM);
   let e0 = em * MT;
   let live = e0 < count;
+  // y of the outputs of this thread (kt = 0 writes them), read before the k loop (PY = 1): the
+  // loads are in flight while B is read. Read at the end instead, each y += waits for its load in
+  // turn (a store to y may alias the next load), a whole memory latency on a decode call.
+  var ybs: array<u32, MAX_TILE>; // first quad of entry i's row in y
+  var yv: array<vec4<f32>, MAX_TILE>;
+  for (var i = 0u; i < MT; i++) {
+    if (kt > 0u || !live || e0 + i >= count) { break; }
+    ybs[i] = (u32(callMeta[p.rowsOffset + first + e0 + i]) * p.outFeatures + p.sliceOffset[s]) / 4u;
+    if (PY == 0u) { continue; }
+    for (var q = 0u; q < NQ; q++) {
+      let j = c0 + q * NW + nw;
+      if (j < nq) { yv[i * NQ + q] = y[ybs[i] + j]; }
+    }
+  }
   var acc: array<vec4<f32>, MAX_TILE>;
   // quads past n_s read values that are never stored (WebGPU clamps out-of-range reads)
   let b0 = (slot - p.slotBase) * p.maxRank * p.bStride + p.bOffset[s] + 4u * (c0 + nw);
@@ -148,10 +163,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   if (kt > 0u || !live) { return; }
   for (var i = 0u; i < MT; i++) {
     if (e0 + i >= count) { break; }
-    let yb = (u32(callMeta[p.rowsOffset + first + e0 + i]) * p.outFeatures + p.sliceOffset[s]) / 4u;
     for (var q = 0u; q < NQ; q++) {
       let j = c0 + q * NW + nw;
-      if (j < nq) { y[yb + j] += scale * acc[i * NQ + q]; }
+      if (j < nq) {
+        if (PY != 0u) { y[ybs[i] + j] = yv[i * NQ + q] + scale * acc[i * NQ + q]; } else { y[ybs[i] + j] += scale * acc[i * NQ + q]; }
+      }
     }
   }
 }

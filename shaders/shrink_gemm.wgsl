@@ -15,6 +15,11 @@
 // different rows hit different banks. Each sum runs over k in order: the same bits every run. The
 // KG partials go to partial kg of h (p.hPart elements apart); the expand adds them in a fixed
 // order (no atomics).
+//
+// Slices merged (RS > 0, a stacked layer such as qkv at a low rank): the workgroup's RT rows run
+// over the rank rows of every slice, row i of the axis being rank row i % RS of slice i / RS, and
+// wg.z is kg alone. The tile's x block is then read once for all slices instead of once per slice
+// (RS = 0: RT rank rows of slice wg.z % S).
 
 //@params (shaders/params.wgsl)
 
@@ -24,6 +29,7 @@ override BM: u32 = 4u;   // entries per thread (TM % BM == 0, <= 8)
 override BR: u32 = 4u;   // rank rows per thread (RT % BR == 0; BM * BR <= 32)
 override KB: u32 = 32u;  // k per staged block (a multiple of 4; TM * KB / 4 and RT * KB / 4 <= 8 * threads)
 override KG: u32 = 1u;   // k chunks over workgroups (split-K across wg.z)
+override RS: u32 = 0u;   // > 0: slices merged, RS rows per slice (RT = S * RS at most; see above)
 const MAX_ACC: u32 = 32u;
 const MAX_STAGE: u32 = 8u; // vec4s each thread stages per block, of x and of A
 
@@ -44,12 +50,22 @@ var<workgroup> xs: array<vec4<f32>, TM * QP>; // [entry][k / 4]
 var<workgroup> ws: array<vec4<f32>, RT * QP>; // [rank row][k / 4]
 var<workgroup> wRank: u32;
 
+// (slice, rank row) of row i of the workgroup's rank axis, or x = -1 where it has none (past the
+// slot's rank, or past the slices)
+fn rowOf(i: u32, s: u32, rank: u32) -> vec2<i32> {
+  if (RS == 0u) { return select(vec2<i32>(-1), vec2<i32>(i32(s), i32(i)), i < rank); }
+  let rs = max(RS, 1u); // (RS 0 never gets here; a constant divisor of 0 would not compile)
+  let r = i % rs;
+  return select(vec2<i32>(-1), vec2<i32>(i32(i / rs), i32(r)), r < rank && i / rs < p.numSlices);
+}
+
 @compute @workgroup_size(NT)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let NE = TM / BM; // entry threads
   let NR = RT / BR; // rank threads
-  let s = wg.z % p.numSlices;
-  let kg = wg.z / p.numSlices;
+  let merged = RS > 0u;
+  let s = select(wg.z % p.numSlices, 0u, merged);
+  let kg = select(wg.z / p.numSlices, wg.z, merged);
   let r0 = wg.x * RT;
   let tb = p.tilesOffset + wg.y * 4u;
   let slot = u32(callMeta[tb]);
@@ -57,13 +73,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let count = u32(callMeta[tb + 2u]);
   if (lid == 0u) { wRank = slots[slot].x; }
   let rank = workgroupUniformLoad(&wRank);
-  if (r0 >= rank) { return; } // a rank tile past this slot's rank: nothing to do
+  if (!merged && r0 >= rank) { return; } // a rank tile past this slot's rank: nothing to do
   let q4 = p.inFeatures / 4u;
   // this workgroup's chunk [qb, qe) of vec4s of the k axis
   let cq = (q4 + KG - 1u) / KG;
   let qb = min(q4, kg * cq);
   let qe = min(q4, qb + cq);
-  let aRow0 = (((slot - p.slotBase) * p.numSlices + s) * p.maxRank + r0) * p.inStride;
+  let aSlot = (slot - p.slotBase) * p.numSlices;
   let tr = lid % NR;
   let te = lid / NR;
 
@@ -77,7 +93,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     xo[j] = -1;
     ao[j] = -1;
     if (i < TM * QB && e < count) { xo[j] = i32(u32(callMeta[p.rowsOffset + first + e]) * q4); }
-    if (i < RT * QB && r0 + e < rank) { ao[j] = i32(aRow0 + e * p.inStride); }
+    if (i < RT * QB) {
+      let row = rowOf(r0 + e, s, rank);
+      if (row.x >= 0) { ao[j] = i32(((aSlot + u32(row.x)) * p.maxRank + u32(row.y)) * p.inStride); }
+    }
   }
   var xr: array<vec4<f32>, MAX_STAGE>;
   var ar: array<vec4<f32>, MAX_STAGE>;
@@ -128,10 +147,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   for (var u = 0u; u < BM; u++) {
     let e = te + u * NE;
     if (e >= count) { break; }
-    let hb = kg * p.hPart + ((first + e) * p.numSlices + s) * p.rankStride + r0;
+    let hb = kg * p.hPart + (first + e) * p.numSlices * p.rankStride;
     for (var v = 0u; v < BR; v++) {
-      let r = tr + v * NR;
-      if (r0 + r < rank) { h[hb + r] = acc[u * BR + v]; }
+      let row = rowOf(r0 + tr + v * NR, s, rank);
+      if (row.x >= 0) { h[hb + u32(row.x) * p.rankStride + u32(row.y)] = acc[u * BR + v]; }
     }
   }
 }

@@ -196,6 +196,53 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
     SLOW,
   )
 
+  it(
+    'y read before the k loop (the default) or where it is written (prefetchY false): the same bits, each against the reference',
+    async () => {
+      const bits = (y: Float32Array) => new Uint32Array(y.buffer)
+      for (const c of [
+        { ...base, name: 'T300 r16 (y early)', tokens: 300, inFeatures: 512 },
+        {
+          ...base,
+          name: 'T300 r40 bf16 3 slices (y early)',
+          tokens: 300,
+          rank: 40,
+          dtype: 'bf16' as const,
+          inFeatures: 260,
+          sliceWidths: [64, 16, 20],
+        },
+      ] as Case[]) {
+        const early = await check(c, GEMM, 32)
+        const late = await check({ ...c, name: c.name.replace('early', 'late') }, GEMM, 32, { prefetchY: false })
+        expect(bits(late.y), `${c.name}: same bits`).toEqual(bits(early.y))
+      }
+    },
+    SLOW,
+  )
+
+  it(
+    'stacked layers at a low rank: the slices merged into one rank axis of shrink_gemm (RS), the same bits as one slice per workgroup',
+    async () => {
+      const bits = (y: Float32Array) => new Uint32Array(y.buffer)
+      const cases: [Case, number, TileTuning | undefined][] = [
+        [{ ...base, name: 'T300 3 slices r16', tokens: 300, slots: 4, pattern: 'uniform' }, 16, undefined],
+        [{ ...base, name: 'T300 2 slices r32 bf16', tokens: 300, rank: 32, sliceWidths: [48, 20], dtype: 'bf16', slots: 3 }, 32, undefined],
+        [{ ...base, name: 'T300 3 slices r9 weighted', tokens: 300, rank: 9, weighted: true }, 16, undefined],
+        [{ ...base, name: 'T300 3 slices r16 KG 3', tokens: 300, inFeatures: 260 }, 16, { gemm: true, shrinkGemm: { KG: 3 } }],
+      ]
+      for (const [c, RS, tuning] of cases) {
+        const merged = await check(c, GEMM, 32, tuning)
+        expect([merged.shrink.RS, merged.shrink.RT], `${c.name}: rows per slice, rows per tile`).toEqual([RS, RS * c.sliceWidths.length])
+        const apart = await check({ ...c, name: `${c.name} (slices apart)` }, GEMM, 32, { ...tuning, mergeSlices: false })
+        expect(apart.shrink.RS).toBe(0)
+        expect(bits(apart.y), `${c.name}: same bits`).toEqual(bits(merged.y))
+      }
+      // three slices of 32 rank rows do not fit one tile of 64: one slice per workgroup
+      expect((await check({ ...base, name: 'T300 3 slices r32', tokens: 300, rank: 32 }, GEMM, 32)).shrink.RS).toBe(0)
+    },
+    SLOW,
+  )
+
   it('a folded call repeated on other GPU buffers (the first x destroyed): the fold is bound to the new ones', async () => {
     const c: Case = { ...base, name: 'rebind', tokens: 300, rank: 64, slots: 2, inFeatures: 512, sliceWidths: [64, 16, 20] }
     const d = materialise(c)

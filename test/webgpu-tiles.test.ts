@@ -116,6 +116,13 @@ describe.runIf(gpuHere)('webgpu tile kernels (discrete tiles)', () => {
         const other = await check({ ...decode, name: `${decode.name} KU ${KU}` }, TILES, { expand: { KU } })
         expect(new Uint32Array(other.buffer), `KU ${KU} against 8: same bits`).toEqual(new Uint32Array(ku8.buffer))
       }
+      // y read where it is written instead of before the k loop: the same bits (decode, and a prefill tile)
+      const late = await check({ ...decode, name: `${decode.name} y late` }, TILES, { prefetchY: false })
+      expect(new Uint32Array(late.buffer), 'y late against early: same bits').toEqual(new Uint32Array(ku8.buffer))
+      const prefill = { ...base, name: 'prefill r16', rank: 16 }
+      const early = await check(prefill, TILES, { tileKernels: true })
+      const later = await check({ ...prefill, name: 'prefill r16 y late' }, TILES, { tileKernels: true, prefetchY: false })
+      expect(new Uint32Array(later.buffer), 'prefill: same bits').toEqual(new Uint32Array(early.buffer))
       // k split over threads of the decode expand: 2, 3 (uneven ranges), 8 (ranks under KT leave
       // threads without k), each against the reference and stable from run to run
       for (const KT of [2, 3, 8]) await check({ ...decode, name: `${decode.name} KT ${KT}` }, TILES, { expand: { KT } })

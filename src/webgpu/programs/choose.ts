@@ -49,6 +49,11 @@ export interface TileTuning extends GemmTuning {
   tileKernels?: boolean
   /** Fold the split-K partials before a GEMM expand (programs/fold.ts): forced on or off. */
   fold?: boolean
+  /**
+   * false: expand_gemm and expand_tile read y where they write it, not before their k loop (the
+   * default; see the shaders' PY), to measure what the early read gains.
+   */
+  prefetchY?: boolean
 }
 
 /** The kernels of one kind of call and how many workgroups each launches. */
@@ -102,7 +107,7 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
     first = gatherSpec(storage)
     firstGroups = gatherGroups
   } else if (c.gemm) {
-    const base = fitShrinkGemm({ ...shrinkGemmTilingFor(tileM, shape, numTiles), ...c.tuning?.shrinkGemm })
+    const base = fitShrinkGemm({ ...shrinkGemmTilingFor(tileM, shape, numTiles, c.tuning), ...c.tuning?.shrinkGemm })
     kg = c.tuning?.shrinkGemm?.KG ?? splitKGemm(base, shrinkGemmWorkgroups(base, shape, numTiles), spec.inFeatures)
     const t = { ...base, KG: kg }
     first = shrinkGemmSpec(storage, t)
@@ -130,11 +135,11 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
   } else if (c.gemm && expandGemmUsable(spec.sliceWidths, c.multi)) {
     fold = kg > 1 && (c.tuning?.fold ?? foldByDefault(rankRowsOf(first), kg, spec.sliceWidths.length)) ? foldSpec(kg) : null
     const t = { ...expandGemmTiling(tileM, shape.maxUsedRank), ...c.tuning?.expandGemm, KG: fold ? 1 : kg }
-    expand = expandGemmSpec(storage, t)
+    expand = prefetchY(expandGemmSpec(storage, t), c.tuning)
     expandGroupsOf = (sh, tiles) => expandGemmGroups(t, sh, tiles)
   } else if (tileExpand) {
     const t: ExpandTileTiling = { ...expandTileTiling(tileM, shape.maxUsedRank), ...c.tuning?.expand, KG: kg }
-    expand = expandTileSpec(storage, t)
+    expand = prefetchY(expandTileSpec(storage, t), c.tuning)
     expandGroupsOf = (sh, tiles) => expandTileGroups(t, sh, tiles)
   } else {
     const kernel = expandKernel(spec.sliceWidths)
@@ -150,7 +155,12 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
   }
 }
 
-/** Rank rows per workgroup of a shrink spec (RT; 0 where it has none). */
+/** An expand spec with its early read of y turned off where the tuning asks (PY 0). */
+function prefetchY(spec: PipelineSpec, tuning: TileTuning | undefined): PipelineSpec {
+  return tuning?.prefetchY === false ? { ...spec, overrides: { ...spec.overrides, PY: 0 } } : spec
+}
+
+/** Rank rows of one slice per workgroup of a shrink spec (RT, or RS with the slices merged; 0 where it has none). */
 function rankRowsOf(shrink: PipelineSpec): number {
-  return shrink.overrides.RT ?? 0
+  return shrink.overrides.RS || (shrink.overrides.RT ?? 0)
 }

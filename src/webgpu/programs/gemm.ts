@@ -16,6 +16,8 @@ export interface ShrinkGemmTiling {
   BR: number
   KB: number
   KG: number
+  /** Slices merged into one rank axis of RS rows each (0: RT rank rows of one slice). */
+  RS: number
 }
 
 export interface ExpandGemmTiling {
@@ -31,6 +33,8 @@ export interface ExpandGemmTiling {
 export interface GemmTuning {
   /** true: the GEMM kernels wherever they apply, even on short segments; false: never. */
   gemm?: boolean
+  /** The rank rows of every slice in one tile of shrink_gemm (RS): forced on (where they fit) or off. */
+  mergeSlices?: boolean
   shrinkGemm?: Partial<ShrinkGemmTiling>
   expandGemm?: Partial<ExpandGemmTiling>
 }
@@ -92,6 +96,18 @@ function rankRows(maxUsedRank: number): number {
   return maxUsedRank <= 16 ? 16 : maxUsedRank <= 32 ? 32 : 64
 }
 
+/** Rank rows of all slices that shrink_gemm takes in one tile at most (slices merged). */
+export const GEMM_MERGE_MAX_ROWS = 64
+
+/**
+ * Whether shrink_gemm merges the slices of a stacked layer into one rank axis (RS): where the
+ * rank rows of every slice fit one tile of GEMM_MERGE_MAX_ROWS (qkv at rank 16, gate_up at 16 or
+ * 32), the tile's x block is then read once instead of once per slice.
+ */
+export function mergeSlices(maxUsedRank: number, numSlices: number, forced?: boolean): boolean {
+  return numSlices > 1 && numSlices * rankRows(maxUsedRank) <= GEMM_MERGE_MAX_ROWS && forced !== false
+}
+
 /**
  * 4 entries x BR rank rows per thread, k blocks of 32 (fitted by fitShrinkGemm). BR is RT / 8 (8
  * rank threads) on 64-entry tiles: H200, 4 x 2 at rank 16 and 4 x 8 at rank 64 were the fastest of
@@ -100,9 +116,10 @@ function rankRows(maxUsedRank: number): number {
  * fastest rank-64 (32-entry tile, split) pairs it printed, the best shrink was 4 x 2 in 21, 8 x 4
  * in 9, 8 x 2 in 3, 2 x 4 in 1 and 4 x 8 in none.
  */
-export function shrinkGemmTiling(tileM: number, maxUsedRank: number): Omit<ShrinkGemmTiling, 'KG'> {
-  const RT = rankRows(maxUsedRank)
-  return { TM: tileM, RT, BM: 4, BR: tileM <= 32 ? 2 : RT / 8, KB: 32 }
+export function shrinkGemmTiling(tileM: number, maxUsedRank: number, mergedSlices = 0): Omit<ShrinkGemmTiling, 'KG'> {
+  const RS = mergedSlices > 1 ? rankRows(maxUsedRank) : 0
+  const RT = RS ? RS * mergedSlices : rankRows(maxUsedRank)
+  return { TM: tileM, RT, BM: 4, BR: tileM <= 32 ? 2 : RT / 8, KB: 32, RS }
 }
 
 /**
@@ -116,9 +133,11 @@ export function shrinkGemmTiling(tileM: number, maxUsedRank: number): Omit<Shrin
 export const GEMM_WIDE_BLOCKS_FROM = 64
 
 /** shrinkGemmTiling for a call of `workgroups` unsplit workgroups (see GEMM_WIDE_BLOCKS_FROM). */
-export function shrinkGemmTilingFor(tileM: number, shape: CallShape, numTiles: number): Omit<ShrinkGemmTiling, 'KG'> {
-  const t = shrinkGemmTiling(tileM, shape.maxUsedRank)
-  if (t.RT >= 64 && tileM === 32 && shrinkGemmWorkgroups(t, shape, numTiles) >= GEMM_WIDE_BLOCKS_FROM) return { ...t, BM: 8, BR: 4 }
+export function shrinkGemmTilingFor(tileM: number, shape: CallShape, numTiles: number, tuning?: GemmTuning): Omit<ShrinkGemmTiling, 'KG'> {
+  const merged = mergeSlices(shape.maxUsedRank, shape.numSlices, tuning?.mergeSlices)
+  const t = shrinkGemmTiling(tileM, shape.maxUsedRank, merged ? shape.numSlices : 0)
+  if (!merged && t.RT >= 64 && tileM === 32 && shrinkGemmWorkgroups(t, shape, numTiles) >= GEMM_WIDE_BLOCKS_FROM)
+    return { ...t, BM: 8, BR: 4 }
   return t
 }
 
@@ -138,15 +157,15 @@ export function fitShrinkGemm<T extends Omit<ShrinkGemmTiling, 'KG'>>(t: T): T {
   return { ...t, KB }
 }
 
-/** Workgroups of shrink_gemm before any split over workgroups (rank tiles x tiles x slices). */
+/** Workgroups of shrink_gemm before any split over workgroups (rank tiles x tiles x slices, or tiles with the slices merged). */
 export function shrinkGemmWorkgroups(t: Omit<ShrinkGemmTiling, 'KG'>, shape: CallShape, numTiles: number): number {
-  return Math.ceil(shape.maxUsedRank / t.RT) * numTiles * shape.numSlices
+  return t.RS ? numTiles : Math.ceil(shape.maxUsedRank / t.RT) * numTiles * shape.numSlices
 }
 
 /** k chunks over workgroups: the power of two that brings the count near the target, keeping two k blocks per chunk. */
 export function splitKGemm(t: Omit<ShrinkGemmTiling, 'KG'>, workgroups: number, inFeatures: number): number {
   let kg = 1
-  while (kg < GEMM_MAX_KG && workgroups * kg * 2 <= gemmTargetWorkgroups(t.RT) && inFeatures / (kg * 2) >= 2 * t.KB) kg *= 2
+  while (kg < GEMM_MAX_KG && workgroups * kg * 2 <= gemmTargetWorkgroups(t.RS || t.RT) && inFeatures / (kg * 2) >= 2 * t.KB) kg *= 2
   return kg
 }
 
@@ -155,6 +174,7 @@ export function shrinkGemmSpec(storage: WeightStorage, t: ShrinkGemmTiling): Pip
 }
 
 export function shrinkGemmGroups(t: ShrinkGemmTiling, shape: CallShape, numTiles: number): [number, number, number] {
+  if (t.RS) return checkGroups([1, numTiles, t.KG], 'shrink_gemm')
   return checkGroups([Math.ceil(shape.maxUsedRank / t.RT), numTiles, shape.numSlices * t.KG], 'shrink_gemm')
 }
 
