@@ -48,7 +48,7 @@ async function check(
   shaders: [string, string],
   tileM: number,
   tuning?: TileTuning,
-): Promise<{ shrink: Record<string, number>; y: Float32Array; folded: boolean }> {
+): Promise<{ shrink: Record<string, number>; expand: Record<string, number>; y: Float32Array; folded: boolean }> {
   const d = materialise(c)
   const layer = backend!.createLayer(d.spec) as GpuLayer
   try {
@@ -64,7 +64,12 @@ async function check(
     const again = new Float32Array(d.y)
     await layer.apply(d.x, again, plan)
     expect(new Uint32Array(again.buffer), `${c.name}: same bits`).toEqual(new Uint32Array(y.buffer))
-    return { shrink: cp.specs[0].overrides as Record<string, number>, y, folded: cp.specs.some((p) => p.shader === 'fold') }
+    return {
+      shrink: cp.specs[0].overrides as Record<string, number>,
+      expand: cp.specs[1].overrides as Record<string, number>,
+      y,
+      folded: cp.specs.some((p) => p.shader === 'fold'),
+    }
   } finally {
     layer.dispose()
   }
@@ -224,21 +229,53 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
     'stacked layers at a low rank: the slices merged into one rank axis of shrink_gemm (RS), the same bits as one slice per workgroup',
     async () => {
       const bits = (y: Float32Array) => new Uint32Array(y.buffer)
+      // the same split over workgroups merged and apart (by default it follows the workgroup count)
+      const k2 = { shrinkGemm: { KG: 2 } }
       const cases: [Case, number, TileTuning | undefined][] = [
         [{ ...base, name: 'T300 3 slices r16', tokens: 300, slots: 4, pattern: 'uniform' }, 16, undefined],
-        [{ ...base, name: 'T300 2 slices r32 bf16', tokens: 300, rank: 32, sliceWidths: [48, 20], dtype: 'bf16', slots: 3 }, 32, undefined],
-        [{ ...base, name: 'T300 3 slices r9 weighted', tokens: 300, rank: 9, weighted: true }, 16, undefined],
-        [{ ...base, name: 'T300 3 slices r16 KG 3', tokens: 300, inFeatures: 260 }, 16, { gemm: true, shrinkGemm: { KG: 3 } }],
+        [{ ...base, name: 'T300 3 slices r16 KG 2', tokens: 300, slots: 4, pattern: 'uniform' }, 16, k2],
+        [{ ...base, name: 'T300 2 slices r32 bf16', tokens: 300, rank: 32, sliceWidths: [48, 20], dtype: 'bf16', slots: 3 }, 32, k2],
+        [{ ...base, name: 'T300 3 slices r9 weighted', tokens: 300, rank: 9, weighted: true }, 16, k2],
+        [{ ...base, name: 'T300 3 slices r16 KG 3', tokens: 300, inFeatures: 260 }, 16, { shrinkGemm: { KG: 3 } }],
       ]
       for (const [c, RS, tuning] of cases) {
         const merged = await check(c, GEMM, 32, tuning)
         expect([merged.shrink.RS, merged.shrink.RT], `${c.name}: rows per slice, rows per tile`).toEqual([RS, RS * c.sliceWidths.length])
         const apart = await check({ ...c, name: `${c.name} (slices apart)` }, GEMM, 32, { ...tuning, mergeSlices: false })
         expect(apart.shrink.RS).toBe(0)
-        expect(bits(apart.y), `${c.name}: same bits`).toEqual(bits(merged.y))
+        // the same bits where both split k alike (k blocks and register blocks do not change the sums' order)
+        if (tuning) expect(bits(apart.y), `${c.name}: same bits`).toEqual(bits(merged.y))
       }
       // three slices of 32 rank rows do not fit one tile of 64: one slice per workgroup
       expect((await check({ ...base, name: 'T300 3 slices r32', tokens: 300, rank: 32 }, GEMM, 32)).shrink.RS).toBe(0)
+    },
+    SLOW,
+  )
+
+  it(
+    'long calls: 8 partials over 32 tiles folded at rank 16, y read late by a rank-64 expand over 32 tiles (early on fewer)',
+    async () => {
+      const long: Case = {
+        ...base,
+        name: 'T1024 r16, 32 tiles',
+        tokens: 1024,
+        inFeatures: 1024,
+        sliceWidths: [40],
+        slots: 1,
+        pattern: 'identical',
+      }
+      const k8 = { shrinkGemm: { KG: 8 } }
+      const r16 = await check(long, GEMM, 32, k8)
+      expect([r16.folded, r16.expand.PY], 'r16, 32 tiles: folded, y early').toEqual([true, undefined])
+      const r16short = await check({ ...long, name: 'T512 r16, 16 tiles', tokens: 512 }, GEMM, 32, k8)
+      expect(r16short.folded, 'r16, 16 tiles: not folded').toBe(false)
+      const r64 = await check({ ...long, name: 'T1024 r64, 32 tiles', rank: 64 }, GEMM, 32)
+      expect(r64.expand.PY, 'r64, 32 tiles: y late').toBe(0)
+      const r64short = await check({ ...long, name: 'T512 r64, 16 tiles', rank: 64, tokens: 512 }, GEMM, 32)
+      expect(r64short.expand.PY, 'r64, 16 tiles: y early').toBeUndefined()
+      const forced = await check({ ...long, name: 'T1024 r64 y early (forced)', rank: 64 }, GEMM, 32, { prefetchY: true })
+      expect(forced.expand.PY).toBeUndefined()
+      expect(new Uint32Array(forced.y.buffer), 'early and late: same bits').toEqual(new Uint32Array(r64.y.buffer))
     },
     SLOW,
   )

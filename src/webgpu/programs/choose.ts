@@ -7,6 +7,7 @@ import { foldByDefault, foldSpec } from './fold.js'
 import { gatherGroups, gatherSpec } from './gather.js'
 import {
   expandGemmGroups,
+  expandGemmPrefetch,
   expandGemmSpec,
   expandGemmTiling,
   expandGemmUsable,
@@ -50,8 +51,9 @@ export interface TileTuning extends GemmTuning {
   /** Fold the split-K partials before a GEMM expand (programs/fold.ts): forced on or off. */
   fold?: boolean
   /**
-   * false: expand_gemm and expand_tile read y where they write it, not before their k loop (the
-   * default; see the shaders' PY), to measure what the early read gains.
+   * Whether expand_gemm and expand_tile read y before their k loop (the shaders' PY) or where they
+   * write it: forced either way (by default early, except in expand_gemm's long high-rank calls:
+   * expandGemmPrefetch).
    */
   prefetchY?: boolean
 }
@@ -133,9 +135,9 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
     expand = expandMultiSpec(storage, t)
     expandGroupsOf = (sh, _tiles, tokens) => expandMultiGroups(t, sh, tokens)
   } else if (c.gemm && expandGemmUsable(spec.sliceWidths, c.multi)) {
-    fold = kg > 1 && (c.tuning?.fold ?? foldByDefault(rankRowsOf(first), kg, spec.sliceWidths.length)) ? foldSpec(kg) : null
+    fold = kg > 1 && (c.tuning?.fold ?? foldByDefault(rankRowsOf(first), kg, spec.sliceWidths.length, numTiles)) ? foldSpec(kg) : null
     const t = { ...expandGemmTiling(tileM, shape.maxUsedRank), ...c.tuning?.expandGemm, KG: fold ? 1 : kg }
-    expand = prefetchY(expandGemmSpec(storage, t), c.tuning)
+    expand = prefetchY(expandGemmSpec(storage, t), c.tuning, expandGemmPrefetch(shape.maxUsedRank, numTiles))
     expandGroupsOf = (sh, tiles) => expandGemmGroups(t, sh, tiles)
   } else if (tileExpand) {
     const t: ExpandTileTiling = { ...expandTileTiling(tileM, shape.maxUsedRank), ...c.tuning?.expand, KG: kg }
@@ -155,9 +157,9 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
   }
 }
 
-/** An expand spec with its early read of y turned off where the tuning asks (PY 0). */
-function prefetchY(spec: PipelineSpec, tuning: TileTuning | undefined): PipelineSpec {
-  return tuning?.prefetchY === false ? { ...spec, overrides: { ...spec.overrides, PY: 0 } } : spec
+/** An expand spec with its early read of y turned off (PY 0) where the tuning asks, or `early` is false and the tuning says nothing. */
+function prefetchY(spec: PipelineSpec, tuning: TileTuning | undefined, early = true): PipelineSpec {
+  return (tuning?.prefetchY ?? early) ? spec : { ...spec, overrides: { ...spec.overrides, PY: 0 } }
 }
 
 /** Rank rows of one slice per workgroup of a shrink spec (RT, or RS with the slices merged; 0 where it has none). */

@@ -109,6 +109,10 @@ export function mergeSlices(maxUsedRank: number, numSlices: number, forced?: boo
 }
 
 /**
+ * One rank tile of 16 rows on 32-entry tiles: 2 x 2 per thread (128 threads), k blocks of 64, the
+ * fastest shrink of bench/webgpu-gemm.ts on each of its rank-16 shapes of one slice on the H200
+ * (square T = 256 11.9 against 13.8 us, T = 1024 19.1 against 20.5 at KG 8) and of qkv with the
+ * slices apart (merged slices take 4 x 2 there: 2 x 2 would be 384 threads). Otherwise
  * 4 entries x BR rank rows per thread, k blocks of 32 (fitted by fitShrinkGemm). BR is RT / 8 (8
  * rank threads) on 64-entry tiles: H200, 4 x 2 at rank 16 and 4 x 8 at rank 64 were the fastest of
  * 4 x 4, 8 x 4, 4 x 8, 2 x 4, 4 x 2 and 8 x 2 there, 4 x 4 at rank 64 (256 threads) 2-4x slower.
@@ -119,6 +123,7 @@ export function mergeSlices(maxUsedRank: number, numSlices: number, forced?: boo
 export function shrinkGemmTiling(tileM: number, maxUsedRank: number, mergedSlices = 0): Omit<ShrinkGemmTiling, 'KG'> {
   const RS = mergedSlices > 1 ? rankRows(maxUsedRank) : 0
   const RT = RS ? RS * mergedSlices : rankRows(maxUsedRank)
+  if (tileM === 32 && RT === 16) return { TM: tileM, RT, BM: 2, BR: 2, KB: 64, RS }
   return { TM: tileM, RT, BM: 4, BR: tileM <= 32 ? 2 : RT / 8, KB: 32, RS }
 }
 
@@ -186,6 +191,20 @@ export function shrinkGemmGroups(t: ShrinkGemmTiling, shape: CallShape, numTiles
 export function expandGemmTiling(tileM: number, maxUsedRank: number): Omit<ExpandGemmTiling, 'KG'> {
   const NW = Math.min(64, 1024 / tileM)
   return { TM: tileM, BM: 4, NW, BQ: 64 / NW, KC: Math.min(32, rankRows(maxUsedRank)) }
+}
+
+/** Tiles from which expand_gemm at rank rows of 64 reads y where it writes it (PY 0). */
+export const GEMM_LATE_Y_FROM_TILES = 32
+
+/**
+ * Whether expand_gemm reads y before its k loop (PY 1). H200 (bench/webgpu-gemm.ts --defaults,
+ * early against late, one run): faster early on every rank-16 call (T = 1024 square 44.8 against
+ * 47.2 us) and every rank-64 call at T = 256 (1.02-1.13x), but at rank 64 over 32 tiles (T = 1024)
+ * slower on 6 of 8 calls (qkv f32 171.0 against 163.5 us, bf16 206.0 against 196.7; only f32
+ * square was faster early, 92.3 against 96.8): there the k loop is long enough to hide the read.
+ */
+export function expandGemmPrefetch(maxUsedRank: number, numTiles: number): boolean {
+  return rankRows(maxUsedRank) < 64 || numTiles < GEMM_LATE_Y_FROM_TILES
 }
 
 export function expandGemmSpec(storage: WeightStorage, t: ExpandGemmTiling): PipelineSpec {
