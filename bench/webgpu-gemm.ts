@@ -59,6 +59,8 @@ const EXPANDS: Partial<ExpandGemmTiling>[] = [
   { BM: 8, NW: 32, BQ: 1 },
   { BM: 4, NW: 32, BQ: 2 },
   { BM: 16, NW: 16, BQ: 1 },
+  { BM: 4, NW: 32, BQ: 4 },
+  { BM: 8, NW: 32, BQ: 2 },
 ]
 const name = (o: object): string =>
   Object.entries(o)
