@@ -97,6 +97,30 @@ async function copyCeiling(): Promise<number> {
   return (2 * n4 * 16) / (best(t) / 1e3) / 1e9
 }
 
+/**
+ * GPU ms of one pass of bench_copy moving `bytes` (half read, half written): what one pass
+ * streaming a call's bytes takes on this GPU, its fixed cost (the pass, one dispatch) included.
+ * A call's two or three dispatches cannot beat it; R / time against copyPass / time tells what
+ * part of a miss is the pass and what part the kernels.
+ */
+async function copyPassMs(bytes: number): Promise<number> {
+  const p = pipeline('bench_copy')
+  const groups = Math.max(1, Math.ceil(bytes / 32 / 256)) // 256 vec4s of 16 bytes read and 16 written per workgroup
+  const src = storage(groups * 256 * 16),
+    dst = storage(groups * 256 * 16)
+  const bg = bind(p, [src, dst])
+  const t = await gpuTimes(10, (enc, tw) => {
+    const pass = enc.beginComputePass({ timestampWrites: tw })
+    pass.setPipeline(p)
+    pass.setBindGroup(0, bg)
+    pass.dispatchWorkgroups(Math.min(groups, 32768), Math.ceil(groups / 32768))
+    pass.end()
+  })
+  src.destroy()
+  dst.destroy()
+  return best(t)
+}
+
 /** Dense f32 matmul ceiling (GFLOP/s), 8x8 outputs per thread. */
 async function matmulCeiling(M: number, N: number, K: number): Promise<number> {
   const p = pipeline('bench_matmul')
@@ -165,6 +189,7 @@ async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
     }
     if (timer.clockOf(check) >= CLOCK_OK) break
   }
+  const copyMs = await copyPassMs(bytes)
   // each dispatch in a pass of its own: which kernel the time goes to
   const perKernelMs: Record<string, number> = {}
   for (const d of call.dispatches) {
@@ -298,6 +323,8 @@ async function runShape(s: Shape, submitMs: number, kernels: KernelProfile) {
     kernelMs,
     clockCheckGflops,
     perKernelMs,
+    copyPassMs: copyMs,
+    copyPassOverTime: copyMs / kernelMs,
     gflops,
     weightGBs,
     flops,
@@ -593,7 +620,7 @@ for (const r of rows) {
       `${r.kernelMs.toFixed(4).padStart(9)} ms (${Object.entries(r.perKernelMs)
         .map(([k, v]) => `${k} ${v.toFixed(4)}`)
         .join(', ')})`,
-      `R ${r.rooflineMs.toFixed(4)} ms, R/time ${r.rooflineOverTime.toFixed(2)}`,
+      `R ${r.rooflineMs.toFixed(4)} ms, R/time ${r.rooflineOverTime.toFixed(2)}, copy pass ${r.copyPassMs.toFixed(4)} ms (${r.copyPassOverTime.toFixed(2)} of the time)`,
       `${r.gflops.toFixed(0).padStart(6)} GFLOP/s (${(100 * r.fracMatmul).toFixed(0).padStart(3)}% mm)`,
       `weights ${r.weightGBs.toFixed(0).padStart(6)} GB/s (${(100 * r.fracCopy).toFixed(0).padStart(3)}% copy)`,
       `host ${r.hostMs.toFixed(3).padStart(7)} ms (x${r.hostOverTransfer.toFixed(2)} of transfers), resident ${r.residentMs.toFixed(3).padStart(7)} ms (x${r.residentOverRawSubmit.toFixed(2)} of bare submit; cpu ${(1e3 * r.residentSyncMs).toFixed(1)} us sync, ${(1e3 * r.residentCpuMs).toFixed(1)} us resolved, ${(1e3 * r.streamApplyCpuMs).toFixed(1)} us/call streamed, ${(1e3 * r.streamNewApplyCpuMs).toFixed(1)} us/call streamed on alternating y, ${(1e3 * r.streamNewBatchApplyCpuMs).toFixed(1)} us/call streamed with new batches, encode ${(1e3 * r.encodeCpuMs).toFixed(1)} us; Dawn alone: ${(1e3 * r.bareApplyCpuMs).toFixed(1)} us/call encoded + submitted, ${(1e3 * r.emptySubmitCpuMs).toFixed(1)} us empty submit, ${(1e3 * r.bareEncodeCpuMs).toFixed(1)} us recorded; public API: apply ${(1e3 * r.publicApplyCpuMs).toFixed(1)} us/call streamed, encode ${(1e3 * r.publicEncodeCpuMs).toFixed(1)} us)`,
