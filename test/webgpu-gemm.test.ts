@@ -253,7 +253,7 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
   )
 
   it(
-    'long calls: 8 partials over 32 tiles folded at rank 16, y read late by a rank-64 expand over 32 tiles (early on fewer)',
+    'long calls: 8 partials over 32 tiles folded at rank 16 (KG x tiles >= 256), y read late by a rank-64 expand over 32 tiles (early on fewer)',
     async () => {
       const long: Case = {
         ...base,

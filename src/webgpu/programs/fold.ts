@@ -19,25 +19,26 @@ export const FOLD_MAX_GROUPS = 4096
 export const FOLD_FROM_RANK_ROWS = 32
 /** Partials (KG) from which a call of several slices folds whatever its rank rows. */
 export const FOLD_FROM_PARTIALS_SLICED = 16
-/** Partials and tiles from which any split-K GEMM call folds (long calls at rank 16). */
-export const FOLD_FROM_PARTIALS_LONG = 8
-export const FOLD_FROM_TILES = 32
+/** Partials x tiles from which any split-K GEMM call folds (long calls at rank 16). */
+export const FOLD_FROM_PARTIAL_TILES = 256
 
 /**
  * Whether a split-K GEMM call folds its KG partials unless tuned otherwise: rank tiles of 32 rows
- * or more; rank 16 with 16 partials over several slices, or with 8 partials over 32 tiles or more.
+ * or more; rank 16 with 16 partials over several slices, or with KG x tiles >= 256 (what the
+ * expand adds again per column tile grows with both).
  * In the H200 run (folded against not, gemm-defaults-nvidia-h200.json) that was qkv r16 at
  * T = 256, 1.13-1.15x faster (f32 32.7 -> 28.4 us) on all four of its rows (f32, bf16; 1 and 8
  * adapters), where square r16 with the same 16 partials took 1.02-1.04x the time and calls of 4
  * or 8 partials 0.97-1.02x. A later H200 run (after the y prefetch of expand_gemm and the merged
  * slices of shrink_gemm) had folding 8 partials over 32 tiles (T = 1024, rank 16) faster on all
- * eight such rows: square 1.02-1.04x (f32 44.8 -> 43.4 us), qkv 1.04-1.05x (69.3 -> 65.9).
+ * eight such rows: square 1.02-1.04x (f32 44.8 -> 43.4 us), qkv 1.04-1.05x (69.3 -> 65.9); 16
+ * partials over 8 tiles (square, T = 256) stayed 0.98x, as before.
  */
 export function foldByDefault(rankRows: number, kg: number, slices: number, tiles = 0): boolean {
   return (
     rankRows >= FOLD_FROM_RANK_ROWS ||
     (kg >= FOLD_FROM_PARTIALS_SLICED && slices > 1) ||
-    (kg >= FOLD_FROM_PARTIALS_LONG && tiles >= FOLD_FROM_TILES)
+    kg * tiles >= FOLD_FROM_PARTIAL_TILES
   )
 }
 

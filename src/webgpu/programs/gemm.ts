@@ -52,9 +52,15 @@ export const GEMM_MAX_KG = 16
  */
 export const GEMM_TARGET_WORKGROUPS = 384
 
-/** The target for rank tiles of RT rows (see GEMM_TARGET_WORKGROUPS). */
+/**
+ * The target for rank tiles of RT rows (see GEMM_TARGET_WORKGROUPS), 512 at rank 16: there a long
+ * call then splits 16 ways and folds its partials once (fold.ts foldByDefault), and the H200 grid
+ * (bench/webgpu-gemm.ts, T = 1024, 32 tiles) had the shrink at KG 16 faster than at KG 8 on every
+ * rank-16 shape (square 17.6 against 19.1 us, qkv with the slices merged 28.1 against 30.7) while
+ * an expand reading one partial took what it takes at KG 1 (19.6 against 24.6 at KG 8).
+ */
 export function gemmTargetWorkgroups(RT: number): number {
-  return RT >= 64 ? GEMM_TARGET_WORKGROUPS / 2 : GEMM_TARGET_WORKGROUPS
+  return RT >= 64 ? GEMM_TARGET_WORKGROUPS / 2 : RT <= 16 ? 512 : GEMM_TARGET_WORKGROUPS
 }
 
 /**
