@@ -50,6 +50,7 @@ const SHRINKS: Partial<ShrinkGemmTiling>[] = [
   { BM: 2, BR: 2 },
   { KB: 64 },
   { BM: 2, BR: 2, KB: 64 },
+  { BM: 2, BR: 2, KB: 128 },
 ]
 const EXPANDS: Partial<ExpandGemmTiling>[] = [
   {},

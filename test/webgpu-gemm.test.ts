@@ -162,6 +162,13 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
         shrinkGemm: { BM: 4, BR: 8, KB: 8 },
         expandGemm: { BM: 16, NW: 8, BQ: 1 },
       })
+      // k blocks of 128 need 25 KiB of workgroup memory: kept where the device has it, else halved
+      const big = await check({ ...base, name: 'shrink 2 x 2, KB 128, in 1024', inFeatures: 1024, sliceWidths: [40] }, GEMM, 32, {
+        gemm: true,
+        shrinkGemm: { BM: 2, BR: 2, KB: 128, KG: 2 },
+      })
+      const room = backend!.device.limits.maxComputeWorkgroupStorageSize
+      expect(big.shrink.KB, `KB with ${room} bytes of workgroup memory`).toBe(room >= 48 * 33 * 16 + 16 ? 128 : 64)
     },
     SLOW,
   )

@@ -105,7 +105,8 @@ export function planCall(ctx: CallContext, plan: SegmentPlan): CallPlan {
   const multi = callMeta.maxEntriesPerToken > 1
   const weights = plan.weights ?? null
   const { profile, storage, tuning } = ctx
-  const input = { profile, storage, spec, shape, tileM, numTiles: callMeta.numTiles, multi, gemm: gemmM > 0, tuning }
+  const workgroupBytes = ctx.device.limits.maxComputeWorkgroupStorageSize
+  const input = { profile, storage, spec, shape, tileM, numTiles: callMeta.numTiles, multi, gemm: gemmM > 0, tuning, workgroupBytes }
   const key = `${choiceKey(input)}|${weights !== null}`
   let choice = ctx.kernels.get(key)
   if (!choice) {

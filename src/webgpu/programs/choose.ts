@@ -81,6 +81,8 @@ export interface ChoiceInput {
   multi: boolean
   /** The GEMM kernels of programs/gemm.ts (tileM is then theirs: see gemmTile). */
   gemm: boolean
+  /** The device's maxComputeWorkgroupStorageSize (default: the WebGPU minimum, 16 KiB). */
+  workgroupBytes?: number
   tuning?: TileTuning
 }
 
@@ -109,7 +111,7 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
     first = gatherSpec(storage)
     firstGroups = gatherGroups
   } else if (c.gemm) {
-    const base = fitShrinkGemm({ ...shrinkGemmTilingFor(tileM, shape, numTiles, c.tuning), ...c.tuning?.shrinkGemm })
+    const base = fitShrinkGemm({ ...shrinkGemmTilingFor(tileM, shape, numTiles, c.tuning), ...c.tuning?.shrinkGemm }, c.workgroupBytes)
     kg = c.tuning?.shrinkGemm?.KG ?? splitKGemm(base, shrinkGemmWorkgroups(base, shape, numTiles), spec.inFeatures)
     const t = { ...base, KG: kg }
     first = shrinkGemmSpec(storage, t)

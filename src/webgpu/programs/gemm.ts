@@ -39,8 +39,8 @@ export interface GemmTuning {
   expandGemm?: Partial<ExpandGemmTiling>
 }
 
-/** Workgroup memory every device has (the WebGPU default limit), less 16 bytes of scalars. */
-const WORKGROUP_BYTES = 16384 - 16
+/** Workgroup memory every device has (the WebGPU default limit). */
+export const MIN_WORKGROUP_BYTES = 16384
 /** Largest split over workgroups of shrink_gemm. */
 export const GEMM_MAX_KG = 16
 /**
@@ -157,13 +157,14 @@ const MAX_STAGE = 8
 
 /**
  * The k block shortened (halved down to 4) until the staged x and A blocks fit the workgroup memory
- * and each thread stages at most MAX_STAGE vec4s of each.
+ * (the device's maxComputeWorkgroupStorageSize, less 16 bytes of scalars) and each thread stages
+ * at most MAX_STAGE vec4s of each.
  */
-export function fitShrinkGemm<T extends Omit<ShrinkGemmTiling, 'KG'>>(t: T): T {
+export function fitShrinkGemm<T extends Omit<ShrinkGemmTiling, 'KG'>>(t: T, workgroupBytes = MIN_WORKGROUP_BYTES): T {
   const threads = (t.TM / t.BM) * (t.RT / t.BR)
   let KB = t.KB
   const fits = (kb: number) =>
-    (t.TM + t.RT) * (kb / 4 + 1) * 16 <= WORKGROUP_BYTES && Math.max(t.TM, t.RT) * (kb / 4) <= MAX_STAGE * threads
+    (t.TM + t.RT) * (kb / 4 + 1) * 16 <= workgroupBytes - 16 && Math.max(t.TM, t.RT) * (kb / 4) <= MAX_STAGE * threads
   while (KB > 4 && !fits(KB)) KB /= 2
   return { ...t, KB }
 }
