@@ -35,11 +35,7 @@ export const FOLD_FROM_PARTIAL_TILES = 256
  * partials over 8 tiles (square, T = 256) stayed 0.98x, as before.
  */
 export function foldByDefault(rankRows: number, kg: number, slices: number, tiles = 0): boolean {
-  return (
-    rankRows >= FOLD_FROM_RANK_ROWS ||
-    (kg >= FOLD_FROM_PARTIALS_SLICED && slices > 1) ||
-    kg * tiles >= FOLD_FROM_PARTIAL_TILES
-  )
+  return rankRows >= FOLD_FROM_RANK_ROWS || (kg >= FOLD_FROM_PARTIALS_SLICED && slices > 1) || kg * tiles >= FOLD_FROM_PARTIAL_TILES
 }
 
 export function foldSpec(kg: number): PipelineSpec {
