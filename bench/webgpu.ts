@@ -77,35 +77,12 @@ function bind(p: GPUComputePipeline, buffers: GPUBuffer[]): GPUBindGroup {
   })
 }
 
-/** Copy ceiling: GB/s of (read + write) bytes. */
-async function copyCeiling(): Promise<number> {
-  const n4 = 4 * 1024 * 1024 // 64 MiB of vec4
-  const p = pipeline('bench_copy')
-  const src = storage(n4 * 16),
-    dst = storage(n4 * 16)
-  const bg = bind(p, [src, dst])
-  const groups = n4 / 256
-  const t = await gpuTimes(10, (enc, tw) => {
-    const pass = enc.beginComputePass({ timestampWrites: tw })
-    pass.setPipeline(p)
-    pass.setBindGroup(0, bg)
-    pass.dispatchWorkgroups(Math.min(groups, 32768), Math.ceil(groups / 32768))
-    pass.end()
-  })
-  src.destroy()
-  dst.destroy()
-  return (2 * n4 * 16) / (best(t) / 1e3) / 1e9
-}
-
 /**
- * GPU ms of one pass of bench_copy moving `bytes` (half read, half written): what one pass
- * streaming a call's bytes takes on this GPU, its fixed cost (the pass, one dispatch) included.
- * A call's two or three dispatches cannot beat it; R / time against copyPass / time tells what
- * part of a miss is the pass and what part the kernels.
+ * Best GPU ms of 10 passes of bench_copy over `groups` workgroups (each copies 256 vec4s: 4 KiB
+ * read, 4 KiB written), one dispatch per pass.
  */
-async function copyPassMs(bytes: number): Promise<number> {
+async function copyPass(groups: number): Promise<number> {
   const p = pipeline('bench_copy')
-  const groups = Math.max(1, Math.ceil(bytes / 32 / 256)) // 256 vec4s of 16 bytes read and 16 written per workgroup
   const src = storage(groups * 256 * 16),
     dst = storage(groups * 256 * 16)
   const bg = bind(p, [src, dst])
@@ -119,6 +96,22 @@ async function copyPassMs(bytes: number): Promise<number> {
   src.destroy()
   dst.destroy()
   return best(t)
+}
+
+/** Copy ceiling: GB/s of (read + write) bytes, over 64 MiB. */
+async function copyCeiling(): Promise<number> {
+  const groups = 4096 * 4
+  return (2 * groups * 256 * 16) / (await copyPass(groups)) / 1e6
+}
+
+/**
+ * GPU ms of one pass of bench_copy moving `bytes` (half read, half written): what one pass
+ * streaming a call's bytes takes on this GPU, its fixed cost (the pass, one dispatch) included.
+ * A call's two or three dispatches cannot beat it; R / time against copyPass / time tells what
+ * part of a miss is the pass and what part the kernels.
+ */
+function copyPassMs(bytes: number): Promise<number> {
+  return copyPass(Math.max(1, Math.ceil(bytes / 32 / 256)))
 }
 
 /** Dense f32 matmul ceiling (GFLOP/s), 8x8 outputs per thread. */
