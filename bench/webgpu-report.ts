@@ -59,6 +59,8 @@ interface ModelRow {
 interface Result {
   date: string
   implementation: string
+  /** Written before the run ended (bench/webgpu.ts saves after every shape): a run cut short. */
+  partial?: boolean
   adapter: { vendor: string; architecture: string; device?: string; description: string; isSoftware: boolean; kernels: string }
   ceilings: {
     copyGBs: number
@@ -108,7 +110,8 @@ export function webgpuReport(dir: string): string {
   for (const f of files) {
     const r = JSON.parse(readFileSync(`${dir}/${f}`, 'utf8')) as Result
     const c = r.ceilings
-    out.push(`## ${adapterLabel(r.adapter, f)} (${r.implementation}), ${r.date.slice(0, 10)}`, '')
+    const cut = r.partial ? ` (cut short: the ${r.rows.length} shapes it measured, no encode table)` : ''
+    out.push(`## ${adapterLabel(r.adapter, f)} (${r.implementation}), ${r.date.slice(0, 10)}${cut}`, '')
     out.push(
       `Copy ${c.copyGBs.toFixed(1)} GB/s, matmul ${(c.matmulGflops / 1e3).toFixed(2)} TFLOP/s, host -> GPU ${c.uploadGBs?.toFixed(1)} GB/s${
         c.uploadByMethod

@@ -9,9 +9,12 @@
  * copy GB/s), the GPU time of each kernel in a pass of its own, plus the wall time of apply on
  * host arrays vs GPU-resident buffers vs the same kernels in one bare submit.
  * Each shape also gets its roofline time R = max(bytes / copy rate, FLOPs / matmul rate), bytes =
- * x rows read + y rows read and written + the weights of the adapters used, and R / time.
- * Writes bench/results/webgpu-<adapter>.json (one file per adapter and implementation) and prints
- * a table. `--quick`: fewer shapes and passes; `--only=<regex>`: the shapes whose label matches;
+ * x rows read + y rows read and written + the weights of the adapters used, and R / time, and
+ * the GPU time of one pass of the copy kernel moving those bytes.
+ * Writes bench/results/webgpu-<adapter>.json (one file per adapter and implementation; after
+ * every shape too, marked partial, so a run cut short keeps what it measured) and prints a table.
+ * `--quick`: fewer shapes and passes; `--only=<regex>`: the shapes whose label matches (nothing
+ * written: a partial run would replace the whole table);
  * `--kernels=software|discrete|both`: the tile families timed (default: the adapter's own);
  * `--unroll=on|off`: the WGSL loop unrolling of src/webgpu/unroll.ts forced on or off.
  */
@@ -577,10 +580,57 @@ console.log(
     .map(([k, v]) => `${k} ${v.toFixed(2)}`)
     .join(', ')}), GPU -> host ${rates.readbackGBs.toFixed(2)} GB/s`,
 )
-const measured = []
+/** File name of this adapter and implementation: webgpu-<device or description>[-deno].json */
+const deviceName = (info as GPUAdapterInfo & { device?: string }).device
+const adapterName = ((/[a-z]/i.test(deviceName ?? '') ? deviceName : '') || info.description || info.vendor || 'unknown')
+  .replace(/\(.*?\)/g, '')
+  .split(':')[0]
+  .trim()
+  .toLowerCase()
+  .replace(/[^a-z0-9]+/g, '-')
+  .replace(/^-|-$/g, '')
+  // a software adapter by its driver's name alone ("llvmpipe", whatever LLVM version it reports)
+  .replace(/-.*$/, (rest) => (backend.isSoftware ? '' : rest))
+const file = `webgpu-${adapterName}${isDeno ? '-deno' : ''}.json`
+
+/**
+ * Write bench/results/<file>: after every shape with `partial` set (a run cut short by a time
+ * limit keeps what it measured; webgpu.md says so), and once at the end.
+ */
+function save(rows: ReturnType<typeof finish>, models: Awaited<ReturnType<typeof encodeModel>>[], partial: boolean): void {
+  mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
+  writeFileSync(
+    new URL(`./results/${file}`, import.meta.url),
+    JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        implementation: isDeno ? 'deno (wgpu)' : 'node (dawn)',
+        // whether the kernels' small loops were unrolled in the WGSL (src/webgpu/unroll.ts)
+        unroll: unroll ?? loopBounding(),
+        adapter: {
+          vendor: info.vendor,
+          architecture: info.architecture,
+          device: (info as GPUAdapterInfo & { device?: string }).device,
+          description: info.description,
+          isSoftware: backend.isSoftware,
+          kernels: backend.kernels,
+        },
+        ceilings: { ...ceil, samples, submitMs, dispatch, ...rates },
+        rows,
+        encode: models,
+        ...(partial ? { partial: true } : {}),
+      },
+      null,
+      1,
+    ),
+  )
+}
+
+const measured: Awaited<ReturnType<typeof runShape>>[] = []
 for (const [i, shape] of shapes.entries()) {
   if (i > 0 && i % 8 === 0) await sampleCeilings()
   for (const k of profiles) measured.push(await runShape(shape, submitMs, k))
+  if (!only) save(finish(measured), [], true)
 }
 const models = []
 if (!only) for (const k of profiles) for (const T of quick ? [1] : [1, 16, 256]) models.push(await encodeModel(T, k))
@@ -588,24 +638,28 @@ await sampleCeilings()
 console.log(
   `ceilings (best of ${samples.length} samples): copy ${ceil.copyGBs.toFixed(2)} GB/s, dense matmul ${ceil.matmulGflops.toFixed(2)} GFLOP/s`,
 )
-const rows = measured.map((r) => {
-  const rooflineMs = Math.max(r.bytes / (ceil.copyGBs * 1e6), r.flops / (ceil.matmulGflops * 1e6))
-  // host path: x up, y up and back, against the measured host <-> GPU rates
-  const hostBytesMs =
-    (r.T * 4096 * 4 + r.T * (r.layer === 'square' ? 4096 : 6144) * 4) / (rates.uploadGBs * 1e6) +
-    (r.T * (r.layer === 'square' ? 4096 : 6144) * 4) / (rates.readbackGBs * 1e6)
-  return {
-    ...r,
-    // the matmul check right after the timed passes against the run's best check: 1 = full clock
-    clock: timer.clockOf(r.clockCheckGflops),
-    fracMatmul: r.gflops / ceil.matmulGflops,
-    fracCopy: r.weightGBs / ceil.copyGBs,
-    rooflineMs,
-    rooflineOverTime: rooflineMs / r.kernelMs,
-    hostTransferMs: hostBytesMs,
-    hostOverTransfer: r.hostMs / hostBytesMs,
-  }
-})
+const rows = finish(measured)
+/** The measured rows against the run's ceilings and host rates so far. */
+function finish(measured: Awaited<ReturnType<typeof runShape>>[]) {
+  return measured.map((r) => {
+    const rooflineMs = Math.max(r.bytes / (ceil.copyGBs * 1e6), r.flops / (ceil.matmulGflops * 1e6))
+    // host path: x up, y up and back, against the measured host <-> GPU rates
+    const hostBytesMs =
+      (r.T * 4096 * 4 + r.T * (r.layer === 'square' ? 4096 : 6144) * 4) / (rates.uploadGBs * 1e6) +
+      (r.T * (r.layer === 'square' ? 4096 : 6144) * 4) / (rates.readbackGBs * 1e6)
+    return {
+      ...r,
+      // the matmul check right after the timed passes against the run's best check: 1 = full clock
+      clock: timer.clockOf(r.clockCheckGflops),
+      fracMatmul: r.gflops / ceil.matmulGflops,
+      fracCopy: r.weightGBs / ceil.copyGBs,
+      rooflineMs,
+      rooflineOverTime: rooflineMs / r.kernelMs,
+      hostTransferMs: hostBytesMs,
+      hostOverTransfer: r.hostMs / hostBytesMs,
+    }
+  })
+}
 for (const r of rows) {
   console.log(
     [
@@ -632,45 +686,12 @@ for (const m of models) {
     `  ms per step: ours ${p('ours')} | Dawn alone: ${p('bare')} | one pass: ${p('onePass')} | new batch each step: ${p('newBatch')} | empty submit: ${p('empty')}`,
   )
 }
-/** File name of this adapter and implementation: webgpu-<device or description>[-deno].json */
-const deviceName = (info as GPUAdapterInfo & { device?: string }).device
-const adapterName = ((/[a-z]/i.test(deviceName ?? '') ? deviceName : '') || info.description || info.vendor || 'unknown')
-  .replace(/\(.*?\)/g, '')
-  .split(':')[0]
-  .trim()
-  .toLowerCase()
-  .replace(/[^a-z0-9]+/g, '-')
-  .replace(/^-|-$/g, '')
-  // a software adapter by its driver's name alone ("llvmpipe", whatever LLVM version it reports)
-  .replace(/-.*$/, (rest) => (backend.isSoftware ? '' : rest))
-const file = `webgpu-${adapterName}${isDeno ? '-deno' : ''}.json`
-mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
-writeFileSync(
-  new URL(`./results/${file}`, import.meta.url),
-  JSON.stringify(
-    {
-      date: new Date().toISOString(),
-      implementation: isDeno ? 'deno (wgpu)' : 'node (dawn)',
-      // whether the kernels' small loops were unrolled in the WGSL (src/webgpu/unroll.ts)
-      unroll: unroll ?? loopBounding(),
-      adapter: {
-        vendor: info.vendor,
-        architecture: info.architecture,
-        device: (info as GPUAdapterInfo & { device?: string }).device,
-        description: info.description,
-        isSoftware: backend.isSoftware,
-        kernels: backend.kernels,
-      },
-      ceilings: { ...ceil, samples, submitMs, dispatch, ...rates },
-      rows,
-      encode: models,
-    },
-    null,
-    1,
-  ),
-)
-writeResultsMarkdown()
-console.log(`wrote bench/results/${file} and bench/results/webgpu.md`)
+if (only) console.log('--only: bench/results not written (a partial run would replace the whole table)')
+else {
+  save(rows, models, false)
+  writeResultsMarkdown()
+  console.log(`wrote bench/results/${file} and bench/results/webgpu.md`)
+}
 for (const rt of runtimes.values()) rt.dispose()
 for (const b of backends.values()) if (b !== backend) b.dispose()
 backend.dispose()
