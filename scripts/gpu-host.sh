@@ -23,8 +23,14 @@ for step in $steps; do
   start=$(date +%s)
   case $step in
   grid) CI=true timeout 300 node node_modules/vitest/vitest.mjs run test/sgmv-webgpu.test.ts test/sgmv-webgpu-discrete.test.ts test/webgpu-gemm.test.ts >"$out/grid.log" 2>&1 ;;
-  # only the JSON this run wrote (the newest): a few files come back from the machine, not all
-  webgpu) timeout 300 $tsx bench/webgpu.ts >"$out/webgpu.log" 2>&1 && cp "$(ls -t bench/results/webgpu-*.json | head -1)" "$out/" ;;
+  # only the JSON this run wrote (the newest; marked partial when the limit cut it short): a few
+  # files come back from the machine, not all
+  webgpu)
+    timeout 300 $tsx bench/webgpu.ts >"$out/webgpu.log" 2>&1
+    rc=$?
+    cp "$(ls -t bench/results/webgpu-*.json | head -1)" "$out/"
+    (exit $rc)
+    ;;
   tiles) timeout 200 $tsx bench/webgpu-tiles.ts '--only= T(1|16)$' --out="$out/tiles.json" >"$out/tiles.log" 2>&1 ;;
   gemm) timeout 300 $tsx bench/webgpu-gemm.ts ${GEMM_ONLY:+"--only=$GEMM_ONLY"} --out="$out/gemm-tuning.json" >"$out/gemm.log" 2>&1 ;;
   tiles-pair) timeout 200 $tsx bench/webgpu-tiles.ts --pair '--only= T(1|16)$' --out="$out/tiles-pair.json" >"$out/tiles-pair.log" 2>&1 ;;
