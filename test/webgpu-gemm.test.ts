@@ -255,6 +255,22 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
       }
       // three slices of 32 rank rows do not fit one tile of 64: one slice per workgroup
       expect((await check({ ...base, name: 'T300 3 slices r32', tokens: 300, rank: 32 }, GEMM, 32)).shrink.RS).toBe(0)
+      // forced blocks that would need more threads than every device has: a LoraError naming them, y untouched
+      const d = materialise({ ...base, name: 'T300 3 slices r16, 2 x 2 blocks forced', tokens: 300 })
+      const layer = backend!.createLayer(d.spec) as GpuLayer
+      try {
+        d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
+        layer.ctx.tuning = { shrinkGemm: { BM: 2, BR: 2 } }
+        const y = new Float32Array(d.y)
+        const plan = buildSegments(d.ids, 1, base.slots, 64)
+        await expect(layer.apply(d.x, y, plan)).rejects.toMatchObject({
+          code: 'OUT_OF_RANGE',
+          message: expect.stringMatching(/shrink_gemm .*384 threads/),
+        })
+        expect(y).toEqual(d.y)
+      } finally {
+        layer.dispose()
+      }
     },
     SLOW,
   )

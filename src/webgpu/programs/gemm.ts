@@ -1,7 +1,9 @@
+import { LoraError } from '../../errors.js'
 import type { LayerSpec } from '../../types.js'
 import type { PipelineSpec } from '../pipelines.js'
 import type { WeightStorage } from '../shaders.js'
 import { checkGroups, type CallShape, type KernelProfile } from './program.js'
+import { MIN_WORKGROUP_THREADS } from './tile.js'
 
 /**
  * The prefill kernels of a GPU of many multiprocessors (tiles 'discrete'): shaders/shrink_gemm.wgsl
@@ -182,6 +184,13 @@ export function splitKGemm(t: Omit<ShrinkGemmTiling, 'KG'>, workgroups: number, 
 }
 
 export function shrinkGemmSpec(storage: WeightStorage, t: ShrinkGemmTiling): PipelineSpec {
+  const threads = (t.TM / t.BM) * (t.RT / t.BR)
+  if (threads > MIN_WORKGROUP_THREADS) {
+    throw new LoraError(
+      'OUT_OF_RANGE',
+      `shrink_gemm tiles TM ${t.TM} / BM ${t.BM} x RT ${t.RT} / BR ${t.BR}: ${threads} threads exceed ${MIN_WORKGROUP_THREADS}`,
+    )
+  }
   return { shader: 'shrink_gemm', storage, overrides: { ...t } }
 }
 
