@@ -340,6 +340,7 @@ describe.runIf(gpuHere)('webgpu backend', () => {
       shrink: 'fn main( {',
       shrink_tile: '',
       shrink_gemm: '',
+      shrink_skinny: '',
       expand: '',
       expand_vec4: '',
       expand_tile: '',

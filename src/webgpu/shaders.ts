@@ -7,6 +7,7 @@ export type ShaderName =
   | 'shrink'
   | 'shrink_tile'
   | 'shrink_gemm'
+  | 'shrink_skinny'
   | 'expand'
   | 'expand_vec4'
   | 'expand_tile'
@@ -19,6 +20,7 @@ export const SHADER_NAMES: readonly ShaderName[] = [
   'shrink',
   'shrink_tile',
   'shrink_gemm',
+  'shrink_skinny',
   'expand',
   'expand_vec4',
   'expand_tile',

@@ -13,6 +13,11 @@ import {
   expandGemmUsable,
   fitShrinkGemm,
   type GemmTuning,
+  mergeSlices,
+  skinnyGroups,
+  skinnySpec,
+  skinnyTiling,
+  skinnyUsable,
   shrinkGemmGroups,
   shrinkGemmSpec,
   shrinkGemmTilingFor,
@@ -110,6 +115,17 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
   if (spec.embedding) {
     first = gatherSpec(storage)
     firstGroups = gatherGroups
+  } else if (
+    c.gemm &&
+    c.tuning?.skinny &&
+    skinnyUsable(tileM, shape, mergeSlices(shape.maxUsedRank, shape.numSlices, c.tuning.mergeSlices))
+  ) {
+    const merged = mergeSlices(shape.maxUsedRank, shape.numSlices, c.tuning.mergeSlices)
+    const forced = typeof c.tuning.skinny === 'object' ? c.tuning.skinny : undefined
+    const t = skinnyTiling(shape, numTiles, spec.inFeatures, merged, forced)
+    kg = t.KG
+    first = skinnySpec(storage, t)
+    firstGroups = (sh, tiles) => skinnyGroups(t, sh, tiles)
   } else if (c.gemm) {
     const base = fitShrinkGemm({ ...shrinkGemmTilingFor(tileM, shape, numTiles, c.tuning), ...c.tuning?.shrinkGemm }, c.workgroupBytes)
     kg = c.tuning?.shrinkGemm?.KG ?? splitKGemm(base, shrinkGemmWorkgroups(base, shape, numTiles), spec.inFeatures)
