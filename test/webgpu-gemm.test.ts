@@ -314,7 +314,10 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
           { ...base, name: 'skinny T300 3 slices r16 apart', tokens: 300, slots: 4 },
           { skinny: true, mergeSlices: false },
         ],
-        [{ ...base, name: 'skinny T300 r64 bf16', tokens: 300, rank: 64, sliceWidths: [24], dtype: 'bf16' }, { skinny: true }],
+        [
+          { ...base, name: 'skinny T300 r64 bf16, in 1024', tokens: 300, rank: 64, inFeatures: 1024, sliceWidths: [24], dtype: 'bf16' },
+          { skinny: true },
+        ],
         [
           { ...base, name: 'skinny T300 2 slices r9 weighted', tokens: 300, rank: 9, sliceWidths: [48, 20], weighted: true },
           { skinny: true },
@@ -328,6 +331,8 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
       for (const [c, tuning] of cases) {
         const r = await check(c, SKINNY, 32, tuning)
         expect(r.shrink.RW, `${c.name}: rank rows per workgroup`).toBeLessThanOrEqual(64)
+        // rank rows of 64 split over workgroups fold their partials, as with shrink_gemm
+        if (c.rank === 64) expect([r.shrink.KG > 1, r.folded], `${c.name}: split and folded`).toEqual([true, true])
       }
       // three slices of 32 rank rows do not fit one tile merged: one slice per workgroup
       const apart = await check({ ...base, name: 'skinny, 3 slices r32', tokens: 300, rank: 32 }, SKINNY, 32, { skinny: true })

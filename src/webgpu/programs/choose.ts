@@ -180,7 +180,8 @@ function prefetchY(spec: PipelineSpec, tuning: TileTuning | undefined, early = t
   return (tuning?.prefetchY ?? early) ? spec : { ...spec, overrides: { ...spec.overrides, PY: 0 } }
 }
 
-/** Rank rows of one slice per workgroup of a shrink spec (RT, or RS with the slices merged; 0 where it has none). */
+/** Rank rows of one slice per workgroup of a shrink spec (RT or shrink_skinny's RW, or RS with the slices merged; 0 where it has none). */
 function rankRowsOf(shrink: PipelineSpec): number {
-  return shrink.overrides.RS || (shrink.overrides.RT ?? 0)
+  const o = shrink.overrides
+  return o.RS || o.RT || o.RW || 0
 }
