@@ -109,25 +109,22 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
   const discrete = c.profile === 'discrete' && wanted && !c.gemm
   const tileShrink = discrete && shrinkTileUsable(spec.inFeatures, shape.maxUsedRank, !!spec.embedding)
   const tileExpand = discrete && expandTileUsable(spec.sliceWidths, shape.maxUsedRank, c.multi)
+  // the GEMM shrinks take every slice in one workgroup where their rank rows fit one tile
+  const merged = c.gemm && mergeSlices(shape.maxUsedRank, shape.numSlices, c.tuning?.mergeSlices)
   let kg = 1
   let first: PipelineSpec
   let firstGroups: (shape: CallShape, tiles: number) => [number, number, number]
   if (spec.embedding) {
     first = gatherSpec(storage)
     firstGroups = gatherGroups
-  } else if (
-    c.gemm &&
-    c.tuning?.skinny &&
-    skinnyUsable(tileM, shape, mergeSlices(shape.maxUsedRank, shape.numSlices, c.tuning.mergeSlices))
-  ) {
-    const merged = mergeSlices(shape.maxUsedRank, shape.numSlices, c.tuning.mergeSlices)
+  } else if (c.gemm && c.tuning?.skinny && skinnyUsable(tileM, shape, merged)) {
     const forced = typeof c.tuning.skinny === 'object' ? c.tuning.skinny : undefined
     const t = skinnyTiling(shape, numTiles, spec.inFeatures, merged, forced)
     kg = t.KG
     first = skinnySpec(storage, t)
     firstGroups = (sh, tiles) => skinnyGroups(t, sh, tiles)
   } else if (c.gemm) {
-    const base = fitShrinkGemm({ ...shrinkGemmTilingFor(tileM, shape, numTiles, c.tuning), ...c.tuning?.shrinkGemm }, c.workgroupBytes)
+    const base = fitShrinkGemm({ ...shrinkGemmTilingFor(tileM, shape, numTiles, merged), ...c.tuning?.shrinkGemm }, c.workgroupBytes)
     kg = c.tuning?.shrinkGemm?.KG ?? splitKGemm(base, shrinkGemmWorkgroups(base, shape, numTiles), spec.inFeatures)
     const t = { ...base, KG: kg }
     first = shrinkGemmSpec(storage, t)

@@ -3,7 +3,7 @@ import type { LayerSpec } from '../../types.js'
 import type { PipelineSpec } from '../pipelines.js'
 import type { WeightStorage } from '../shaders.js'
 import { checkGroups, type CallShape, type KernelProfile } from './program.js'
-import { MIN_WORKGROUP_THREADS } from './tile.js'
+import { MIN_WORKGROUP_MEMORY, MIN_WORKGROUP_THREADS } from './tile.js'
 
 /**
  * The prefill kernels of a GPU of many multiprocessors (tiles 'discrete'): shaders/shrink_gemm.wgsl
@@ -53,8 +53,6 @@ export interface GemmTuning {
   expandGemm?: Partial<ExpandGemmTiling>
 }
 
-/** Workgroup memory every device has (the WebGPU default limit). */
-export const MIN_WORKGROUP_BYTES = 16384
 /** Largest split over workgroups of shrink_gemm. */
 export const GEMM_MAX_KG = 16
 /**
@@ -157,9 +155,11 @@ export function shrinkGemmTiling(tileM: number, maxUsedRank: number, mergedSlice
  */
 export const GEMM_WIDE_BLOCKS_FROM = 64
 
-/** shrinkGemmTiling for a call of `workgroups` unsplit workgroups (see GEMM_WIDE_BLOCKS_FROM). */
-export function shrinkGemmTilingFor(tileM: number, shape: CallShape, numTiles: number, tuning?: GemmTuning): Omit<ShrinkGemmTiling, 'KG'> {
-  const merged = mergeSlices(shape.maxUsedRank, shape.numSlices, tuning?.mergeSlices)
+/**
+ * shrinkGemmTiling for a call of `workgroups` unsplit workgroups (see GEMM_WIDE_BLOCKS_FROM), its
+ * slices `merged` (mergeSlices) or not.
+ */
+export function shrinkGemmTilingFor(tileM: number, shape: CallShape, numTiles: number, merged: boolean): Omit<ShrinkGemmTiling, 'KG'> {
   const t = shrinkGemmTiling(tileM, shape.maxUsedRank, merged ? shape.numSlices : 0)
   if (!merged && t.RT >= 64 && tileM === 32 && shrinkGemmWorkgroups(t, shape, numTiles) >= GEMM_WIDE_BLOCKS_FROM)
     return { ...t, BM: 8, BR: 4 }
@@ -174,7 +174,7 @@ const MAX_STAGE = 8
  * (the device's maxComputeWorkgroupStorageSize, less 16 bytes of scalars) and each thread stages
  * at most MAX_STAGE vec4s of each.
  */
-export function fitShrinkGemm<T extends Omit<ShrinkGemmTiling, 'KG'>>(t: T, workgroupBytes = MIN_WORKGROUP_BYTES): T {
+export function fitShrinkGemm<T extends Omit<ShrinkGemmTiling, 'KG'>>(t: T, workgroupBytes = MIN_WORKGROUP_MEMORY): T {
   const threads = (t.TM / t.BM) * (t.RT / t.BR)
   let KB = t.KB
   const fits = (kb: number) =>
@@ -217,7 +217,8 @@ export function skinnyTiling(
   let KG = forced?.KG ?? 1
   if (forced?.KG === undefined) {
     const workgroups = numTiles * (RS ? 1 : shape.numSlices)
-    while (KG < GEMM_MAX_KG && workgroups * KG * 2 <= 512 && inFeatures / 4 / (KG * 2) >= base.KW * base.KU) KG *= 2
+    while (KG < GEMM_MAX_KG && workgroups * KG * 2 <= gemmTargetWorkgroups(RS || base.RW) && inFeatures / 4 / (KG * 2) >= base.KW * base.KU)
+      KG *= 2
   }
   return { ...base, KG }
 }

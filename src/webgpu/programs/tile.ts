@@ -128,7 +128,7 @@ export function expandTileMemory(t: ExpandTileTiling): number {
 }
 
 /** Workgroup limits every WebGPU device has (the spec's defaults). */
-const MIN_WORKGROUP_MEMORY = 16384
+export const MIN_WORKGROUP_MEMORY = 16384
 export const MIN_WORKGROUP_THREADS = 256
 
 export function expandTileSpec(storage: WeightStorage, t: ExpandTileTiling): PipelineSpec {
