@@ -1,5 +1,5 @@
 /**
- * Tile tuning on one adapter: `npx tsx bench/webgpu-tiles.ts [--pair] [--only=<regex>] [--out=file.json]`.
+ * Tile tuning on one adapter: `npx tsx bench/webgpu-tiles.ts [--pair | --fused] [--only=<regex>] [--out=file.json]`.
  * For each shape of bench/webgpu.ts, the GPU time (timestamp queries, best of several passes) of
  * one call (shrink + expand in one pass) with the tiles the backend chooses, with the kernels of
  * shrink.ts / expand.ts (tile kernels off), and with forced tile variants (src/webgpu/programs/
@@ -24,6 +24,11 @@ const out = process.argv.find((a) => a.startsWith('--out='))?.slice(6)
  * where the expand writes it (`prefetchY` false), alternated twice (side by side in one run).
  */
 const pair = process.argv.includes('--pair')
+/**
+ * `--fused`: decode shapes only, the chosen kernels against fused_tile.wgsl (one dispatch) with its
+ * default and forced tiles, the first two alternated twice (side by side in one run).
+ */
+const fused = process.argv.includes('--fused')
 const backend = await createWebGpuBackend({ kernels: 'discrete' })
 const device = backend.device
 if (!device.features.has('timestamp-query')) throw new Error('this bench needs timestamp-query')
@@ -39,6 +44,27 @@ function variants(s: Shape): [string, TileTuning | undefined][] {
     ['y late', { prefetchY: false }],
   ]
   if (pair) return [...v, ...v]
+  if (fused) {
+    const ks = 512 / s.rank // fusedTiling's KS at RR 2
+    const f: [string, TileTuning | undefined][] = [
+      ['default', undefined],
+      ['fused', { fused: true }],
+      ['pair', { fused: false }],
+    ]
+    for (const [NW, KT] of [
+      [16, 8],
+      [32, 4],
+      [32, 8],
+      [64, 2],
+      [64, 4],
+      [128, 2],
+    ])
+      f.push([`fused NW${NW} KT${KT}`, { fused: { NW, KT } }])
+    f.push(['fused KU8', { fused: { KU: 8 } }])
+    f.push(['fused KS/2 RR1', { fused: { KS: ks / 2, RR: 1 } }])
+    f.push(['fused KS*2 RR4', { fused: { KS: ks * 2, RR: 4 } }])
+    return [...f, ...f.slice(0, 3)]
+  }
   const seg = Math.ceil(s.T / s.adapters)
   if (seg <= 16) {
     for (const KG of [4, 8, 16, 32])
@@ -94,7 +120,7 @@ for (const s of picked) {
   yb.destroy()
   const sorted = Object.entries(times).sort((a, b) => a[1] - b[1])
   console.log(
-    `${label(s).padEnd(24)} default ${times.default.toFixed(1)} old ${times.old.toFixed(1)} | ${sorted
+    `${label(s).padEnd(24)} default ${times.default.toFixed(1)} ${fused ? `fused ${times.fused?.toFixed(1)}` : `old ${times.old.toFixed(1)}`} | ${sorted
       .slice(0, 5)
       .map(([k, t]) => `${k} ${t.toFixed(1)}`)
       .join(', ')}`,

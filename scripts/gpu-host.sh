@@ -9,7 +9,7 @@
 # (bench/webgpu.ts), tiles (decode tile variants, T = 1 and 16), gemm (prefill tile variants),
 # gemm-defaults (prefill calls only: chosen kernels, partials folded and not; not in the default list),
 # tiles-pair (T = 1 and 16: the chosen tiles against the other kernels and y read late; not in the
-# default list),
+# default list), fused (T = 1 and 16: the chosen kernels against fused_tile.wgsl's tiles; not in the default list),
 # threads (bench/threads-scaling.ts), regret (bench/regret.ts). GEMM_ONLY=<regex> limits the gemm
 # step to the shapes it matches (bench/webgpu-gemm.ts --only). Each step has its own time limit
 # and writes its log and JSON into OUT_DIR; bench/results/ gets the files the benches write.
@@ -22,7 +22,7 @@ tsx="node node_modules/tsx/dist/cli.mjs"
 for step in $steps; do
   start=$(date +%s)
   case $step in
-  grid) CI=true timeout 300 node node_modules/vitest/vitest.mjs run test/sgmv-webgpu.test.ts test/sgmv-webgpu-discrete.test.ts test/webgpu-gemm.test.ts >"$out/grid.log" 2>&1 ;;
+  grid) CI=true timeout 300 node node_modules/vitest/vitest.mjs run test/sgmv-webgpu.test.ts test/sgmv-webgpu-discrete.test.ts test/webgpu-gemm.test.ts test/webgpu-fused.test.ts >"$out/grid.log" 2>&1 ;;
   # only the JSON this run wrote (the newest; marked partial when the limit cut it short): a few
   # files come back from the machine, not all
   webgpu)
@@ -33,6 +33,7 @@ for step in $steps; do
     ;;
   tiles) timeout 200 $tsx bench/webgpu-tiles.ts '--only= T(1|16)$' --out="$out/tiles.json" >"$out/tiles.log" 2>&1 ;;
   gemm) timeout 300 $tsx bench/webgpu-gemm.ts ${GEMM_ONLY:+"--only=$GEMM_ONLY"} --out="$out/gemm-tuning.json" >"$out/gemm.log" 2>&1 ;;
+  fused) timeout 200 $tsx bench/webgpu-tiles.ts --fused '--only= T(1|16)$' --out="$out/fused.json" >"$out/fused.log" 2>&1 ;;
   tiles-pair) timeout 200 $tsx bench/webgpu-tiles.ts --pair '--only= T(1|16)$' --out="$out/tiles-pair.json" >"$out/tiles-pair.log" 2>&1 ;;
   gemm-defaults) timeout 200 $tsx bench/webgpu-gemm.ts --defaults --out="$out/gemm-defaults.json" >"$out/gemm-defaults.log" 2>&1 ;;
   threads) timeout 400 $tsx bench/threads-scaling.ts --json "$out/threads-scaling-gpu-host.json" >"$out/threads.log" 2>&1 ;;

@@ -341,6 +341,7 @@ describe.runIf(gpuHere)('webgpu backend', () => {
       shrink_tile: '',
       shrink_gemm: '',
       shrink_skinny: '',
+      fused_tile: '',
       expand: '',
       expand_vec4: '',
       expand_tile: '',

@@ -1,4 +1,5 @@
 import type { CallMeta } from './meta.js'
+import { PARAMS_BYTES } from './params.js'
 import { WEIGH_PARAMS_BYTES } from './programs/weigh.js'
 import { bufferId, type SharedCallState } from './shared.js'
 import type { LayerWeights, SlotGroup } from './weights.js'
@@ -12,6 +13,8 @@ export interface Bindings {
   bindGroups: Map<string, [GPUBindGroup, GPUBindGroup]>
   /** weigh.wgsl's bind groups by (h and ring generations, bytes of weights bound). */
   weighGroups: Map<string, GPUBindGroup>
+  /** fused_tile.wgsl's bind groups by (slot group, x, y, ring generation). */
+  fusedGroups: Map<string, GPUBindGroup>
   /** The bind groups of the last call (a stream of calls on the same buffers skips the key). */
   lastBinding?: { group: SlotGroup; x: GPUBuffer; y: GPUBuffer; h: GPUBuffer; ring: GPUBuffer; bindGroups: [GPUBindGroup, GPUBindGroup] }
 }
@@ -32,7 +35,7 @@ export function bindGroupsFor(ctx: Bindings, group: SlotGroup, x: GPUBuffer, y: 
   }
   if (ctx.bindGroups.size >= MAX_BIND_GROUPS) ctx.bindGroups.clear()
   const ring = shared.ring
-  const params = { buffer: ring.buffer, offset: 0, size: 112 }
+  const params = { buffer: ring.buffer, offset: 0, size: PARAMS_BYTES }
   const callMeta = { buffer: ring.buffer, offset: 0, size: ring.window }
   const slots = { buffer: ctx.weights.slots }
   const make = (input: GPUBuffer, weights: GPUBuffer, output: GPUBuffer): GPUBindGroup =>
@@ -51,6 +54,30 @@ export function bindGroupsFor(ctx: Bindings, group: SlotGroup, x: GPUBuffer, y: 
   ctx.bindGroups.set(key, bgs)
   ctx.lastBinding = { group, x, y, h, ring: shared.ring.buffer, bindGroups: bgs }
   return bgs
+}
+
+/** fused_tile.wgsl's bind group for one slot group and buffer pair (cached): x, A, B and y. */
+export function fusedGroupFor(ctx: Bindings, group: SlotGroup, x: GPUBuffer, y: GPUBuffer): GPUBindGroup {
+  const ring = ctx.shared.ring
+  const key = `${group.slotBase}|${bufferId(x)}|${bufferId(y)}|${ring.generation}`
+  let bg = ctx.fusedGroups.get(key)
+  if (!bg) {
+    if (ctx.fusedGroups.size >= MAX_BIND_GROUPS) ctx.fusedGroups.clear()
+    bg = ctx.device.createBindGroup({
+      layout: ctx.shared.fusedLayout,
+      entries: [
+        { binding: 0, resource: { buffer: ring.buffer, offset: 0, size: PARAMS_BYTES } },
+        { binding: 1, resource: { buffer: x } },
+        { binding: 2, resource: { buffer: group.A } },
+        { binding: 3, resource: { buffer: ctx.weights.slots } },
+        { binding: 4, resource: { buffer: ring.buffer, offset: 0, size: ring.window } },
+        { binding: 5, resource: { buffer: y } },
+        { binding: 6, resource: { buffer: group.B } },
+      ],
+    })
+    ctx.fusedGroups.set(key, bg)
+  }
+  return bg
 }
 
 export interface TileRun {

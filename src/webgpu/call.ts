@@ -5,7 +5,7 @@ import { packParams, type Strides } from './params.js'
 import type { PipelineCache, PipelineSpec } from './pipelines.js'
 import type { WeightStorage } from './shaders.js'
 import { align, type RingRegion } from './shared.js'
-import { type Bindings, bindGroupsFor, tileRunsByGroup, weighGroupFor } from './bind.js'
+import { type Bindings, bindGroupsFor, fusedGroupFor, tileRunsByGroup, weighGroupFor } from './bind.js'
 import { WEIGH_SPEC, weighParams } from './programs/weigh.js'
 import type { SlotGroup } from './weights.js'
 import { choiceKey, chooseKernels, type KernelChoice, type TileTuning } from './programs/choose.js'
@@ -27,7 +27,7 @@ export interface BoundDispatch {
   groups: [number, number, number]
 }
 
-/** What one call records: its dispatches, in order (shrinks, a weigh, a fold, then expands). */
+/** What one call records: its dispatches, in order (shrinks, a weigh, a fold, then expands; or one fused dispatch per slot group). */
 export interface PreparedCall {
   dispatches: BoundDispatch[]
 }
@@ -106,8 +106,21 @@ export function planCall(ctx: CallContext, plan: SegmentPlan): CallPlan {
   const weights = plan.weights ?? null
   const { profile, storage, tuning } = ctx
   const workgroupBytes = ctx.device.limits.maxComputeWorkgroupStorageSize
-  const input = { profile, storage, spec, shape, tileM, numTiles: callMeta.numTiles, multi, gemm: gemmM > 0, tuning, workgroupBytes }
-  const key = `${choiceKey(input)}|${weights !== null}`
+  const weighted = weights !== null
+  const input = {
+    profile,
+    storage,
+    spec,
+    shape,
+    tileM,
+    numTiles: callMeta.numTiles,
+    multi,
+    gemm: gemmM > 0,
+    tuning,
+    workgroupBytes,
+    weighted,
+  }
+  const key = choiceKey(input)
   let choice = ctx.kernels.get(key)
   if (!choice) {
     if (ctx.kernels.size >= MAX_CHOICES) ctx.kernels.clear()
@@ -176,12 +189,17 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
 
   const shrinks: BoundDispatch[] = []
   const expands: BoundDispatch[] = []
-  // one shrink and one expand per slot group the batch uses (usually one group)
+  // one shrink and one expand per slot group the batch uses (usually one group), or one fused dispatch
   for (let g = 0; g < runs.length; g++) {
     const { group, tileCount } = runs[g]
-    const [bgShrink, bgExpand] = bindGroupsFor(ctx, group, x, y, h)
     const offsets = [at.params + 256 * g, at.callMeta]
     const groups = cp.choice.groups(shape, tileCount, callMeta.numTokens)
+    if (cp.choice.fused) {
+      const bindGroup = fusedGroupFor(ctx, group, x, y)
+      shrinks.push({ spec: cp.specs[0], pipeline: pipelines[0], bindGroup, offsets, groups: groups.shrink })
+      continue
+    }
+    const [bgShrink, bgExpand] = bindGroupsFor(ctx, group, x, y, h)
     shrinks.push({ spec: cp.specs[0], pipeline: pipelines[0], bindGroup: bgShrink, offsets, groups: groups.shrink })
     expands.push({ spec: cp.specs[1], pipeline: pipelines[1], bindGroup: bgExpand, offsets, groups: groups.expand })
   }
@@ -224,7 +242,12 @@ function rebind(ctx: CallContext, last: LastCall, x: GPUBuffer, y: GPUBuffer): v
   const old = last.call.dispatches
   const dispatches = old.slice()
   const G = last.groups.length
+  const fused = old.length === G && old[0].spec.shader === 'fused_tile'
   for (let g = 0; g < G; g++) {
+    if (fused) {
+      dispatches[g] = { ...old[g], bindGroup: fusedGroupFor(ctx, last.groups[g], x, y) }
+      continue
+    }
     const [shrink, expand] = bindGroupsFor(ctx, last.groups[g], x, y, last.h)
     const e = old.length - G + g
     dispatches[g] = { ...old[g], bindGroup: shrink }

@@ -63,6 +63,7 @@ export class GpuLayer implements WebGpuLayer {
       profile: env.profile,
       bindGroups: new Map(),
       weighGroups: new Map(),
+      fusedGroups: new Map(),
       kernels: new Map(),
     }
   }

@@ -33,8 +33,8 @@ export class PipelineCache {
     private readonly layout: GPUPipelineLayout,
     /** Unroll the small loops in the WGSL of each pipeline (unroll.ts): one module per pipeline. */
     private readonly unroll = false,
-    /** The layout of weigh.wgsl (shared.ts weighLayout; default 'auto'). */
-    private readonly weighLayout?: GPUPipelineLayout,
+    /** Kernels with layouts of their own (shared.ts: weighLayout, kernelLayout(device, true)); default 'auto'. */
+    private readonly layouts: Partial<Record<ShaderName, GPUPipelineLayout>> = {},
   ) {}
 
   get(spec: PipelineSpec): Promise<GPUComputePipeline> {
@@ -79,9 +79,10 @@ export class PipelineCache {
     return made
   }
 
-  /** The shared layout of the LoRA kernels; weigh.wgsl has bindings of its own. */
+  /** The shared layout of the LoRA kernels; weigh.wgsl and fused_tile.wgsl have bindings of their own. */
   private layoutOf(spec: PipelineSpec): GPUPipelineLayout | 'auto' {
-    return spec.shader === 'weigh' ? (this.weighLayout ?? 'auto') : this.layout
+    if (spec.shader === 'weigh' || spec.shader === 'fused_tile') return this.layouts[spec.shader] ?? 'auto'
+    return this.layout
   }
 
   private moduleKey(spec: PipelineSpec): string {

@@ -8,6 +8,7 @@ export type ShaderName =
   | 'shrink_tile'
   | 'shrink_gemm'
   | 'shrink_skinny'
+  | 'fused_tile'
   | 'expand'
   | 'expand_vec4'
   | 'expand_tile'
@@ -21,6 +22,7 @@ export const SHADER_NAMES: readonly ShaderName[] = [
   'shrink_tile',
   'shrink_gemm',
   'shrink_skinny',
+  'fused_tile',
   'expand',
   'expand_vec4',
   'expand_tile',
@@ -74,10 +76,19 @@ fn load4(i: u32) -> vec4<f32> {
 }`,
 }
 
+/**
+ * The `//@weightsB4` line (a kernel reading both A and B: fused_tile.wgsl): the `//@weights4`
+ * binding as binding 6, named `wb`, read with `loadB4(i)`.
+ */
+function secondWeights4(storage: WeightStorage): string {
+  return WEIGHT4_SNIPPETS[storage].replace('@binding(2)', '@binding(6)').replace(/\bw\b/g, 'wb').replace('fn load4', 'fn loadB4')
+}
+
 /** WGSL source with the shared params struct and the weight storage substituted. */
 export function specialise(source: string, storage: WeightStorage, params: string): string {
   const body = source
     .replace(/^\/\/@params.*$/m, params)
+    .replace('//@weightsB4', secondWeights4(storage))
     .replace('//@weights4', WEIGHT4_SNIPPETS[storage])
     .replace('//@weights', WEIGHT_SNIPPETS[storage])
   return storage === 'f16' ? `enable f16;\n${body}` : body

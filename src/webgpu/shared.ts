@@ -21,13 +21,15 @@ export function bufferId(b: GPUBuffer): number {
 /**
  * The one bind group layout of every LoRA kernel: 0 params (uniform, dynamic offset), 1 input,
  * 2 weights, 3 slots, 4 call metadata (dynamic offset), 5 output. Dynamic offsets let one cached
- * bind group serve every call: only the offsets into the metadata ring change.
+ * bind group serve every call: only the offsets into the metadata ring change. `fused`: the layout
+ * of fused_tile.wgsl, which reads x, A and B and writes y: 6 is B.
  */
-export function kernelLayout(device: GPUDevice): { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout } {
+export function kernelLayout(device: GPUDevice, fused = false): { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout } {
   const COMPUTE = 0x4 // GPUShaderStage.COMPUTE
   const ro = { type: 'read-only-storage' as const }
+  const label = fused ? 'lora fused kernels' : 'lora kernels'
   const group = device.createBindGroupLayout({
-    label: 'lora kernels',
+    label,
     entries: [
       { binding: 0, visibility: COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: PARAMS_BYTES } },
       { binding: 1, visibility: COMPUTE, buffer: ro },
@@ -35,9 +37,10 @@ export function kernelLayout(device: GPUDevice): { group: GPUBindGroupLayout; pi
       { binding: 3, visibility: COMPUTE, buffer: ro },
       { binding: 4, visibility: COMPUTE, buffer: { ...ro, hasDynamicOffset: true } },
       { binding: 5, visibility: COMPUTE, buffer: { type: 'storage' } },
+      ...(fused ? [{ binding: 6, visibility: COMPUTE, buffer: ro }] : []),
     ],
   })
-  return { group, pipeline: device.createPipelineLayout({ label: 'lora kernels', bindGroupLayouts: [group] }) }
+  return { group, pipeline: device.createPipelineLayout({ label, bindGroupLayouts: [group] }) }
 }
 
 /**
@@ -239,6 +242,8 @@ export interface SharedCallState {
   layout: GPUBindGroupLayout
   /** The layout of weigh.wgsl (see weighLayout). */
   weighLayout: GPUBindGroupLayout
+  /** The layout of fused_tile.wgsl (kernelLayout with B at binding 6). */
+  fusedLayout: GPUBindGroupLayout
   ring: MetaRing
   h: Scratch
 }

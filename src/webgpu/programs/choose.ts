@@ -4,6 +4,7 @@ import type { WeightStorage } from '../shaders.js'
 import { expandGroups, expandKernel, expandSpec, expandTiling, type ExpandTiling } from './expand.js'
 import { EXPAND_MULTI_TILING, expandMultiGroups, expandMultiSpec } from './expand_multi.js'
 import { foldByDefault, foldSpec } from './fold.js'
+import { type FusedTiling, fusedByDefault, fusedGroups, fusedSpec, fusedTiling, fusedUsable } from './fused.js'
 import { gatherGroups, gatherSpec } from './gather.js'
 import {
   expandGemmGroups,
@@ -61,12 +62,19 @@ export interface TileTuning extends GemmTuning {
    * expandGemmPrefetch).
    */
   prefetchY?: boolean
+  /**
+   * shaders/fused_tile.wgsl (shrink and expand of decode tiles in one dispatch) where it can run:
+   * forced on (with tiles forced over fusedTiling's when an object) or off.
+   */
+  fused?: boolean | Partial<FusedTiling>
 }
 
 /** The kernels of one kind of call and how many workgroups each launches. */
 export interface KernelChoice {
   /** Split-K over workgroups of the shrink: h holds this many partials. */
   kg: number
+  /** One dispatch per slot group (fused_tile.wgsl: specs[0], its workgroups `groups().shrink`), no h. */
+  fused: boolean
   /** shrink (or gather), expand, then weigh.wgsl's spec when the call has weights, then `fold`'s. */
   specs: PipelineSpec[]
   /** fold.wgsl's spec when the partials are added once before the expand (which then has KG 1), else null. */
@@ -88,12 +96,14 @@ export interface ChoiceInput {
   gemm: boolean
   /** The device's maxComputeWorkgroupStorageSize (default: the WebGPU minimum, 16 KiB). */
   workgroupBytes?: number
+  /** The call has entry weights (weigh.wgsl scales h between the kernels: never fused). */
+  weighted?: boolean
   tuning?: TileTuning
 }
 
 /** Cache key of everything chooseKernels depends on besides the layer and its profile. */
 export function choiceKey(c: ChoiceInput): string {
-  return `${c.tileM}|${c.multi}|${c.gemm}|${c.shape.maxUsedRank}|${c.numTiles}`
+  return `${c.tileM}|${c.multi}|${c.gemm}|${c.shape.maxUsedRank}|${c.numTiles}|${!!c.weighted}`
 }
 
 /**
@@ -109,6 +119,17 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
   const discrete = c.profile === 'discrete' && wanted && !c.gemm
   const tileShrink = discrete && shrinkTileUsable(spec.inFeatures, shape.maxUsedRank, !!spec.embedding)
   const tileExpand = discrete && expandTileUsable(spec.sliceWidths, shape.maxUsedRank, c.multi)
+  const fusable = discrete && fusedUsable({ ...spec, ...shape, tileM, multi: c.multi, embedding: !!spec.embedding, weighted: !!c.weighted })
+  const fuse = c.tuning?.fused ?? fusedByDefault(storage, spec.inFeatures, shape)
+  if (fusable && fuse) {
+    const t = { ...fusedTiling(tileM, shape.maxUsedRank), ...(typeof fuse === 'object' ? fuse : {}) }
+    const spec1 = fusedSpec(storage, t)
+    const groups = (sh: CallShape, tiles: number) => {
+      const g = fusedGroups(t, sh, tiles)
+      return { shrink: g, expand: g } // one dispatch: call.ts records only the first
+    }
+    return { kg: 1, fused: true, fold: null, specs: [spec1], groups }
+  }
   // the GEMM shrinks take every slice in one workgroup where their rank rows fit one tile
   const merged = c.gemm && mergeSlices(shape.maxUsedRank, shape.numSlices, c.tuning?.mergeSlices)
   let kg = 1
@@ -166,6 +187,7 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
   }
   return {
     kg,
+    fused: false,
     fold,
     specs: [first, expand],
     groups: (sh, tiles, tokens) => ({ shrink: firstGroups(sh, tiles), expand: expandGroupsOf(sh, tiles, tokens) }),
