@@ -51,6 +51,11 @@ const SHRINKS: Partial<ShrinkGemmTiling>[] = [
   { KB: 64 },
   { BM: 2, BR: 2, KB: 64 },
   { BM: 2, BR: 2, KB: 128 },
+  // every rank row of a 16-row tile in one thread: the lanes of a warp read one A quad at one address
+  { BM: 1, BR: 16 },
+  { BM: 2, BR: 16 },
+  { BM: 1, BR: 8 },
+  { BM: 2, BR: 8 },
 ]
 const EXPANDS: Partial<ExpandGemmTiling>[] = [
   {},
