@@ -1,8 +1,14 @@
 /** GPU buffers for tests: filled at creation, and read back; a grid case's layer on a runtime with a device. */
 import { afterAll, beforeAll, expect } from 'vitest'
 import { createRuntime, type Runtime } from '../src/index.js'
-import { makeCase, type Case } from './grid.js'
+import { buildSegments, type SegmentPlan } from '../src/metadata.js'
+import type { WebGpuBackend } from '../src/webgpu/index.js'
+import type { GpuLayer } from '../src/webgpu/layer.js'
+import type { TileTuning } from '../src/webgpu/programs/choose.js'
+import { expectDelta, TOLERANCE } from './compare.js'
+import { makeCase, materialise, type Case } from './grid.js'
 import { has } from './needs.js'
+import { sgmv } from './reference.js'
 
 /** STORAGE | COPY_SRC | COPY_DST: usable by the kernels and on the host path. */
 export const FULL = (): number => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST
@@ -54,4 +60,41 @@ export async function download(device: GPUDevice, b: GPUBuffer): Promise<Float32
   const out = new Float32Array(staging.getMappedRange().slice(0))
   staging.destroy()
   return out
+}
+
+/**
+ * A call repeated on other GPU buffers, the first x destroyed in between: both results against
+ * the float64 reference (the second call must be bound to the new buffers). `check` sees the plan
+ * first (which kernels it chose).
+ */
+export async function checkRebind(
+  backend: WebGpuBackend,
+  c: Case,
+  segmentCap: number | undefined,
+  tuning: TileTuning | undefined,
+  check: (plan: SegmentPlan, layer: GpuLayer) => void,
+): Promise<void> {
+  const d = materialise(c)
+  const layer = backend.createLayer(d.spec) as GpuLayer
+  const device = backend.device
+  try {
+    d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
+    if (tuning) layer.ctx.tuning = tuning
+    const plan = buildSegments(d.ids, 1, c.slots, segmentCap)
+    check(plan, layer)
+    const x2 = Float32Array.from(d.x, (v, i) => (i % 5) * 0.1 - v)
+    const x1b = upload(device, d.x, FULL())
+    const x2b = upload(device, x2, FULL())
+    const y1 = upload(device, d.y, FULL())
+    const y2 = upload(device, d.y, FULL())
+    await layer.apply(x1b, y1, plan)
+    await backend.settled()
+    x1b.destroy()
+    await layer.apply(x2b, y2, plan)
+    expectDelta((await download(device, y1)).subarray(0, d.y.length), d.y, sgmv(d.ref, d.x, d.ids), TOLERANCE.f32, 'y1')
+    expectDelta((await download(device, y2)).subarray(0, d.y.length), d.y, sgmv(d.ref, x2, d.ids), TOLERANCE.f32, 'y2')
+    for (const b of [x2b, y1, y2]) b.destroy()
+  } finally {
+    layer.dispose()
+  }
 }

@@ -15,7 +15,7 @@ import { createWebGpuBackend, type WebGpuBackend } from '../src/webgpu/index.js'
 import type { GpuLayer } from '../src/webgpu/layer.js'
 import type { TileTuning } from '../src/webgpu/programs/choose.js'
 import { expectDelta, expectUntouchedRows, TOLERANCE } from './compare.js'
-import { download, FULL, upload } from './gpu-buffers.js'
+import { checkRebind } from './gpu-buffers.js'
 import { type Case, materialise } from './grid.js'
 import { has } from './needs.js'
 import { sgmv } from './reference.js'
@@ -139,28 +139,8 @@ describe.runIf(gpuHere)('webgpu fused decode kernel (fused_tile.wgsl)', () => {
 
   it('a fused call repeated on other GPU buffers (the first x destroyed): bound to the new ones', async () => {
     const c: Case = { ...base, name: 'rebind', tokens: 3, rank: 16, slots: 2, pattern: 'distinct' }
-    const d = materialise(c)
-    const layer = backend!.createLayer(d.spec) as GpuLayer
-    const device = backend!.device
-    try {
-      d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
-      layer.ctx.tuning = ON
-      const plan = buildSegments(d.ids, 1, c.slots)
-      expect(planCall(layer.ctx, plan).specs.map((p) => p.shader)).toEqual(FUSED)
-      const x2 = Float32Array.from(d.x, (v, i) => (i % 5) * 0.1 - v)
-      const x1b = upload(device, d.x, FULL())
-      const x2b = upload(device, x2, FULL())
-      const y1 = upload(device, d.y, FULL())
-      const y2 = upload(device, d.y, FULL())
-      await layer.apply(x1b, y1, plan)
-      await backend!.settled()
-      x1b.destroy()
-      await layer.apply(x2b, y2, plan)
-      expectDelta((await download(device, y1)).subarray(0, d.y.length), d.y, sgmv(d.ref, d.x, d.ids), TOLERANCE.f32, 'y1')
-      expectDelta((await download(device, y2)).subarray(0, d.y.length), d.y, sgmv(d.ref, x2, d.ids), TOLERANCE.f32, 'y2')
-      for (const b of [x2b, y1, y2]) b.destroy()
-    } finally {
-      layer.dispose()
-    }
+    await checkRebind(backend!, c, undefined, ON, (plan, layer) =>
+      expect(planCall(layer.ctx, plan).specs.map((p) => p.shader)).toEqual(FUSED),
+    )
   })
 })

@@ -18,7 +18,7 @@ import { expectDelta, expectUntouchedRows, TOLERANCE } from './compare.js'
 import { type Case, materialise } from './grid.js'
 import { has } from './needs.js'
 import { sgmv } from './reference.js'
-import { download, FULL, upload } from './gpu-buffers.js'
+import { checkRebind } from './gpu-buffers.js'
 
 const gpuHere = await has('webgpu')
 let backend: WebGpuBackend | undefined
@@ -345,28 +345,9 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
 
   it('a folded call repeated on other GPU buffers (the first x destroyed): the fold is bound to the new ones', async () => {
     const c: Case = { ...base, name: 'rebind', tokens: 300, rank: 64, slots: 2, inFeatures: 512, sliceWidths: [64, 16, 20] }
-    const d = materialise(c)
-    const layer = backend!.createLayer(d.spec) as GpuLayer
-    const device = backend!.device
-    try {
-      d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
-      const plan = buildSegments(d.ids, 1, c.slots, 64)
-      expect(planCall(layer.ctx, plan).specs.map((p) => p.shader)).toContain('fold')
-      const x2 = Float32Array.from(d.x, (v, i) => (i % 5) * 0.1 - v)
-      const x1b = upload(device, d.x, FULL())
-      const x2b = upload(device, x2, FULL())
-      const y1 = upload(device, d.y, FULL())
-      const y2 = upload(device, d.y, FULL())
-      await layer.apply(x1b, y1, plan)
-      await backend!.settled()
-      x1b.destroy()
-      await layer.apply(x2b, y2, plan)
-      expectDelta((await download(device, y1)).subarray(0, d.y.length), d.y, sgmv(d.ref, d.x, d.ids), TOLERANCE.f32, 'y1')
-      expectDelta((await download(device, y2)).subarray(0, d.y.length), d.y, sgmv(d.ref, x2, d.ids), TOLERANCE.f32, 'y2')
-      for (const b of [x2b, y1, y2]) b.destroy()
-    } finally {
-      layer.dispose()
-    }
+    await checkRebind(backend!, c, 64, undefined, (plan, layer) =>
+      expect(planCall(layer.ctx, plan).specs.map((p) => p.shader)).toContain('fold'),
+    )
   })
 
   it(
