@@ -61,6 +61,7 @@ function variants(s: Shape): [string, TileTuning | undefined][] {
     ])
       f.push([`fused NW${NW} KT${KT}`, { fused: { NW, KT } }])
     f.push(['fused KU8', { fused: { KU: 8 } }])
+    for (const QU of [1, 2, 8]) f.push([`fused QU${QU}`, { fused: { QU } }])
     f.push(['fused KS/2 RR1', { fused: { KS: ks / 2, RR: 1 } }])
     f.push(['fused KS*2 RR4', { fused: { KS: ks * 2, RR: 4 } }])
     return [...f, ...f.slice(0, 3)]

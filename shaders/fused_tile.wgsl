@@ -30,7 +30,9 @@ override NW: u32 = 64u;   // column quads per workgroup
 override KT: u32 = 4u;    // expand threads along the rank per quad (NW * KT <= WG)
 override KU: u32 = 4u;    // rows of B loaded per step of the expand's k loop (<= 16)
 override WG: u32 = 256u;  // threads per workgroup
+override QU: u32 = 4u;    // k strips per step of the shrink loop (QU * MT and QU * RR <= 16)
 const MAX_ACC: u32 = 64u;
+const MAX_LOADS: u32 = 16u;
 const MAX_KU: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -69,12 +71,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let aRow0 = (((slot - p.slotBase) * p.numSlices + s) * p.maxRank + j0) * p.inStride;
   var acc: array<f32, MAX_ACC>; // [entry i][row j] at i * RR + j
   if (j0 < rank) {
-    for (var q = ks; q < q4; q += KS) {
-      var xv: array<vec4<f32>, 4>;
-      for (var i = 0u; i < MT; i++) { xv[i] = x[xb[i] + q]; }
-      for (var j = 0u; j < RR; j++) {
-        let a = load4(aRow0 + j * p.inStride + 4u * q);
-        for (var i = 0u; i < MT; i++) { acc[i * RR + j] += dot(a, xv[i]); }
+    // QU strips per step, all loaded before they are used (a thread's loop is a chain of load
+    // latencies otherwise); strips past k add x = 0. Sums stay in k order: the same bits for every QU.
+    for (var q0 = ks; q0 < q4; q0 += KS * QU) {
+      var xv: array<vec4<f32>, MAX_LOADS>;
+      var av: array<vec4<f32>, MAX_LOADS>;
+      for (var u = 0u; u < QU; u++) {
+        let q = q0 + u * KS;
+        let qc = min(q, q4 - 1u);
+        for (var i = 0u; i < MT; i++) { xv[u * MT + i] = select(vec4<f32>(0.0), x[xb[i] + qc], q < q4); }
+        for (var j = 0u; j < RR; j++) { av[u * RR + j] = load4(aRow0 + j * p.inStride + 4u * qc); }
+      }
+      for (var u = 0u; u < QU; u++) {
+        for (var j = 0u; j < RR; j++) {
+          for (var i = 0u; i < MT; i++) { acc[i * RR + j] += dot(av[u * RR + j], xv[u * MT + i]); }
+        }
       }
     }
   }

@@ -102,6 +102,11 @@ describe.runIf(gpuHere)('webgpu fused decode kernel (fused_tile.wgsl)', () => {
         const other = await check({ ...c, name: `${c.name} KU ${KU}` }, FUSED, { fused: { KU } })
         expect(new Uint32Array(other.buffer), `KU ${KU} against 4: same bits`).toEqual(new Uint32Array(ku4.buffer))
       }
+      // k strips per step of the shrink: the same bits for any QU (3: the last step runs past k)
+      for (const QU of [1, 3, 8]) {
+        const other = await check({ ...c, name: `${c.name} QU ${QU}` }, FUSED, { fused: { QU, KU: 4 } })
+        expect(new Uint32Array(other.buffer), `QU ${QU} against 4: same bits`).toEqual(new Uint32Array(ku4.buffer))
+      }
       await check({ ...c, name: `${c.name} NW 8` }, FUSED, { fused: { NW: 8 } })
       // fewer threads along k in the shrink, 4 rank rows each
       await check({ ...c, name: `${c.name} KS 16 RR 4` }, FUSED, { fused: { KS: 16, RR: 4, WG: 128, NW: 32 } })

@@ -25,6 +25,8 @@ export interface FusedTiling {
   KU: number
   /** Threads per workgroup. */
   WG: number
+  /** k strips per step of the shrink loop, loaded before they are used (QU * MT and QU * RR <= 16; the same bits for every value). */
+  QU: number
 }
 
 /** Whether fused_tile.wgsl can run the call. */
@@ -62,7 +64,7 @@ export function fusedTiling(tileM: number, maxUsedRank: number): FusedTiling {
   const RMAX = rankRows(maxUsedRank)
   const WG = MIN_WORKGROUP_THREADS
   const RR = 2
-  const t: FusedTiling = { MT: tileM, RMAX, KS: (WG * RR) / RMAX, RR, NW: 64, KT: 4, KU: 4, WG }
+  const t: FusedTiling = { MT: tileM, RMAX, KS: (WG * RR) / RMAX, RR, NW: 64, KT: 4, KU: 4, WG, QU: 4 }
   while (t.NW > 8 && fusedMemory(t) > MIN_WORKGROUP_MEMORY) t.NW /= 2
   return t
 }
@@ -77,8 +79,8 @@ export function fusedSpec(storage: WeightStorage, t: FusedTiling): PipelineSpec 
           ? `NW ${t.NW} x KT ${t.KT} exceeds WG ${t.WG}`
           : fusedMemory(t) > MIN_WORKGROUP_MEMORY
             ? `${fusedMemory(t)} bytes of workgroup memory exceed ${MIN_WORKGROUP_MEMORY}`
-            : t.KU < 1 || t.KU > 16 || t.MT > 4 || t.RMAX > TILE_MAX_RANK
-              ? `KU ${t.KU}, MT ${t.MT} or RMAX ${t.RMAX} out of range (1-16, <= 4, <= ${TILE_MAX_RANK})`
+            : t.KU < 1 || t.KU > 16 || t.MT > 4 || t.RMAX > TILE_MAX_RANK || t.QU < 1 || t.QU * Math.max(t.MT, t.RR) > 16
+              ? `KU ${t.KU}, MT ${t.MT}, RMAX ${t.RMAX} or QU ${t.QU} x RR ${t.RR} out of range (1-16, <= 4, <= ${TILE_MAX_RANK}, QU x MT and QU x RR <= 16)`
               : ''
   if (why) throw new LoraError('OUT_OF_RANGE', `fused_tile tiles: ${why}`)
   return { shader: 'fused_tile', storage, overrides: { ...t } }
