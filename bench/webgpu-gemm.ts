@@ -5,7 +5,7 @@
  * best of several passes) of one call with the kernels chosen by default, with the GEMM kernels
  * off (the kernels of shrink.ts / expand.ts), with the fold of the split-K partials forced on and
  * off (programs/fold.ts), with y read where the expand writes it (`prefetchY` false), with the
- * slices of a stacked layer apart (`mergeSlices` false), with shrink_skinny.wgsl (`skinny`), and of each kernel alone over forced
+ * slices of a stacked layer apart (`mergeSlices` false), and of each kernel alone over forced
  * variants (programs/gemm.ts: entries per tile, split-K over workgroups, register blocks, k
  * blocks, slices merged or apart; partials not folded), so the choice can be checked against the
  * alternatives. `--defaults`: the calls only, no variants. Prints one line per shape.
@@ -115,18 +115,12 @@ for (const s of picked) {
   const merged = def.dispatches[0].spec.overrides.RS > 0
   const apart = merged ? await prepare({ mergeSlices: false }) : null
   row.apart = apart ? { total: await time(apart), shrink: await time(apart, 0) } : null
-  // shrink_skinny.wgsl in place of shrink_gemm (programs/gemm.ts skinny), slices merged as by default
-  const skinny = await prepare({ skinny: true })
-  row.skinny =
-    skinny && skinny.dispatches[0].spec.shader === 'shrink_skinny'
-      ? { total: await time(skinny), shrink: await time(skinny, 0), KG: skinny.dispatches[0].spec.overrides.KG }
-      : null
   const fmt = (v: unknown) => (typeof v === 'number' ? v.toFixed(1) : '-')
   if (defaultsOnly) {
     const o = row.old as { total: number }
     const df = row.default as { total: number; fold: boolean }
     console.log(
-      `${label(s).padEnd(24)} old ${o.total.toFixed(1)} | default ${df.total.toFixed(1)}${df.fold ? ' (folded)' : ''}${merged ? ' (merged)' : ''} | fold ${fmt(row.fold)} | no fold ${fmt(row.noFold)} | y late ${fmt(row.lateY)} | slices apart ${fmt((row.apart as { total: number } | null)?.total)} | skinny ${fmt((row.skinny as { total: number } | null)?.total)} (shrink ${fmt((row.skinny as { shrink: number } | null)?.shrink)} against ${fmt((row.default as { shrink: number }).shrink)})`,
+      `${label(s).padEnd(24)} old ${o.total.toFixed(1)} | default ${df.total.toFixed(1)}${df.fold ? ' (folded)' : ''}${merged ? ' (merged)' : ''} | fold ${fmt(row.fold)} | no fold ${fmt(row.noFold)} | y late ${fmt(row.lateY)} | slices apart ${fmt((row.apart as { total: number } | null)?.total)}`,
     )
     results.push(row)
     if (out) writeFileSync(out, JSON.stringify({ adapter: device.adapterInfo, results }, null, 1))

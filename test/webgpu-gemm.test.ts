@@ -303,46 +303,6 @@ describe.runIf(gpuHere)('webgpu GEMM kernels (discrete tiles, prefill)', () => {
     SLOW,
   )
 
-  it(
-    'shrink_skinny (forced): one entry per lane, x straight from memory; every rank bucket to 64 rows, merged slices, 16-bit weights, weights per entry, uneven split-K, partial tiles',
-    async () => {
-      const SKINNY: [string, string] = ['shrink_skinny', 'expand_gemm']
-      const cases: [Case, TileTuning][] = [
-        [{ ...base, name: 'skinny T300 r16 one slice', tokens: 300, sliceWidths: [40], slots: 4, pattern: 'uniform' }, { skinny: true }],
-        [{ ...base, name: 'skinny T300 3 slices r16 merged', tokens: 300, slots: 4 }, { skinny: true }],
-        [
-          { ...base, name: 'skinny T300 3 slices r16 apart', tokens: 300, slots: 4 },
-          { skinny: true, mergeSlices: false },
-        ],
-        [
-          { ...base, name: 'skinny T300 r64 bf16, in 1024', tokens: 300, rank: 64, inFeatures: 1024, sliceWidths: [24], dtype: 'bf16' },
-          { skinny: true },
-        ],
-        [
-          { ...base, name: 'skinny T300 2 slices r9 weighted', tokens: 300, rank: 9, sliceWidths: [48, 20], weighted: true },
-          { skinny: true },
-        ],
-        [{ ...base, name: 'skinny T300 r16 KG 3, in 260, f16', tokens: 300, inFeatures: 260, dtype: 'f16' }, { skinny: { KG: 3 } }],
-        [
-          { ...base, name: 'skinny T90 r16 KW 4 KU 1', sliceWidths: [40] },
-          { gemm: true, skinny: { KW: 4, KU: 1 } },
-        ],
-      ]
-      for (const [c, tuning] of cases) {
-        const r = await check(c, SKINNY, 32, tuning)
-        expect(r.shrink.RW, `${c.name}: rank rows per workgroup`).toBeLessThanOrEqual(64)
-        // rank rows of 64 split over workgroups fold their partials, as with shrink_gemm
-        if (c.rank === 64) expect([r.shrink.KG > 1, r.folded], `${c.name}: split and folded`).toEqual([true, true])
-      }
-      // three slices of 32 rank rows do not fit one tile merged: one slice per workgroup
-      const apart = await check({ ...base, name: 'skinny, 3 slices r32', tokens: 300, rank: 32 }, SKINNY, 32, { skinny: true })
-      expect([apart.shrink.RS, apart.shrink.RW]).toEqual([0, 32])
-      // a rank over 64: shrink_gemm as before
-      await check({ ...base, name: 'skinny asked, r100', tokens: 300, rank: 100, sliceWidths: [40] }, GEMM, 32, { skinny: true })
-    },
-    SLOW,
-  )
-
   it('a folded call repeated on other GPU buffers (the first x destroyed): the fold is bound to the new ones', async () => {
     const c: Case = { ...base, name: 'rebind', tokens: 300, rank: 64, slots: 2, inFeatures: 512, sliceWidths: [64, 16, 20] }
     await checkRebind(backend!, c, 64, undefined, (plan, layer) =>

@@ -340,7 +340,6 @@ describe.runIf(gpuHere)('webgpu backend', () => {
       shrink: 'fn main( {',
       shrink_tile: '',
       shrink_gemm: '',
-      shrink_skinny: '',
       fused_tile: '',
       expand: '',
       expand_vec4: '',

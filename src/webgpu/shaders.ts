@@ -7,7 +7,6 @@ export type ShaderName =
   | 'shrink'
   | 'shrink_tile'
   | 'shrink_gemm'
-  | 'shrink_skinny'
   | 'fused_tile'
   | 'expand'
   | 'expand_vec4'
@@ -21,7 +20,6 @@ export const SHADER_NAMES: readonly ShaderName[] = [
   'shrink',
   'shrink_tile',
   'shrink_gemm',
-  'shrink_skinny',
   'fused_tile',
   'expand',
   'expand_vec4',

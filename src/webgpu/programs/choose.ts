@@ -15,10 +15,6 @@ import {
   fitShrinkGemm,
   type GemmTuning,
   mergeSlices,
-  skinnyGroups,
-  skinnySpec,
-  skinnyTiling,
-  skinnyUsable,
   shrinkGemmGroups,
   shrinkGemmSpec,
   shrinkGemmTilingFor,
@@ -138,12 +134,6 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
   if (spec.embedding) {
     first = gatherSpec(storage)
     firstGroups = gatherGroups
-  } else if (c.gemm && c.tuning?.skinny && skinnyUsable(tileM, shape, merged)) {
-    const forced = typeof c.tuning.skinny === 'object' ? c.tuning.skinny : undefined
-    const t = skinnyTiling(shape, numTiles, spec.inFeatures, merged, forced)
-    kg = t.KG
-    first = skinnySpec(storage, t)
-    firstGroups = (sh, tiles) => skinnyGroups(t, sh, tiles)
   } else if (c.gemm) {
     const base = fitShrinkGemm({ ...shrinkGemmTilingFor(tileM, shape, numTiles, merged), ...c.tuning?.shrinkGemm }, c.workgroupBytes)
     kg = c.tuning?.shrinkGemm?.KG ?? splitKGemm(base, shrinkGemmWorkgroups(base, shape, numTiles), spec.inFeatures)
@@ -199,8 +189,8 @@ function prefetchY(spec: PipelineSpec, tuning: TileTuning | undefined, early = t
   return (tuning?.prefetchY ?? early) ? spec : { ...spec, overrides: { ...spec.overrides, PY: 0 } }
 }
 
-/** Rank rows of one slice per workgroup of a shrink spec (RT or shrink_skinny's RW, or RS with the slices merged; 0 where it has none). */
+/** Rank rows of one slice per workgroup of a shrink spec (RT, or RS with the slices merged; 0 where it has none). */
 function rankRowsOf(shrink: PipelineSpec): number {
   const o = shrink.overrides
-  return o.RS || o.RT || o.RW || 0
+  return o.RS || o.RT || 0
 }

@@ -91,8 +91,12 @@ export function fusedGroups(t: FusedTiling, shape: CallShape, numTiles: number):
 }
 
 /**
- * Where fused_tile runs by default (on 'discrete', where it can). Not yet: until it is timed on a
- * big GPU against the pair of tile kernels (bench/webgpu-tiles.ts --fused), the pair is the default.
+ * Where fused_tile runs by default (on 'discrete', where it can): nowhere. On the H200
+ * (bench/webgpu-tiles.ts --fused, fused-nvidia-h200.json, the pair timed beside it in one run) the
+ * second dispatch of the pair costs less than every column block reading A again: rank 16 at T = 1
+ * 1.00-1.09x the pair's time (12.9-13.8 against 12.5-12.9 us), rank 64 1.9-2.3x; at T = 16 faster
+ * on 2 of 16 shapes (bf16 square r16, 8 adapters: 13.8 against 14.5 us) and up to 3.4x slower.
+ * `tuning.fused` turns it on for an adapter where a dispatch costs more.
  */
 export function fusedByDefault(_storage: WeightStorage, _inFeatures: number, _shape: CallShape): boolean {
   return false

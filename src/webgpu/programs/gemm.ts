@@ -22,16 +22,6 @@ export interface ShrinkGemmTiling {
   RS: number
 }
 
-/** shrink_skinny.wgsl: TM lanes (entries) x KW threads along k, RW rank rows per thread, KU k quads per step. */
-export interface SkinnyTiling {
-  TM: number
-  KW: number
-  RW: number
-  RS: number
-  KG: number
-  KU: number
-}
-
 export interface ExpandGemmTiling {
   TM: number
   BM: number
@@ -47,8 +37,6 @@ export interface GemmTuning {
   gemm?: boolean
   /** The rank rows of every slice in one tile of shrink_gemm (RS): forced on (where they fit) or off. */
   mergeSlices?: boolean
-  /** shrink_skinny.wgsl instead of shrink_gemm where it applies (skinnyUsable), with these tiles over the defaults. */
-  skinny?: boolean | Partial<SkinnyTiling>
   shrinkGemm?: Partial<ShrinkGemmTiling>
   expandGemm?: Partial<ExpandGemmTiling>
 }
@@ -193,48 +181,6 @@ export function splitKGemm(t: Omit<ShrinkGemmTiling, 'KG'>, workgroups: number, 
   let kg = 1
   while (kg < GEMM_MAX_KG && workgroups * kg * 2 <= gemmTargetWorkgroups(t.RS || t.RT) && inFeatures / (kg * 2) >= 2 * t.KB) kg *= 2
   return kg
-}
-
-/** Where shrink_skinny applies: 32-entry tiles, every rank row of the workgroup's slices in one tile of <= 64. */
-export function skinnyUsable(tileM: number, shape: CallShape, merged: boolean): boolean {
-  return (
-    tileM === 32 &&
-    shape.maxUsedRank <= GEMM_MERGE_MAX_ROWS &&
-    (merged ? shape.numSlices : 1) * rankRows(shape.maxUsedRank) <= GEMM_MERGE_MAX_ROWS
-  )
-}
-
-/** shrink_skinny's tiles: 32 lanes x 8 warps along k, 4 k quads per step; split like shrink_gemm's. */
-export function skinnyTiling(
-  shape: CallShape,
-  numTiles: number,
-  inFeatures: number,
-  merged: boolean,
-  forced?: Partial<SkinnyTiling>,
-): SkinnyTiling {
-  const RS = merged ? rankRows(shape.maxUsedRank) : 0
-  const base = { TM: 32, KW: 8, RW: RS ? RS * shape.numSlices : rankRows(shape.maxUsedRank), RS, KU: 4, ...forced }
-  let KG = forced?.KG ?? 1
-  if (forced?.KG === undefined) {
-    const workgroups = numTiles * (RS ? 1 : shape.numSlices)
-    while (KG < GEMM_MAX_KG && workgroups * KG * 2 <= gemmTargetWorkgroups(RS || base.RW) && inFeatures / 4 / (KG * 2) >= base.KW * base.KU)
-      KG *= 2
-  }
-  return { ...base, KG }
-}
-
-export function skinnySpec(storage: WeightStorage, t: SkinnyTiling): PipelineSpec {
-  if (t.TM * t.KW > MIN_WORKGROUP_THREADS || t.RW > GEMM_MERGE_MAX_ROWS) {
-    throw new LoraError(
-      'OUT_OF_RANGE',
-      `shrink_skinny tiles TM ${t.TM} x KW ${t.KW}, RW ${t.RW}: more than ${MIN_WORKGROUP_THREADS} threads or 64 rank rows`,
-    )
-  }
-  return { shader: 'shrink_skinny', storage, overrides: { ...t } }
-}
-
-export function skinnyGroups(t: SkinnyTiling, shape: CallShape, numTiles: number): [number, number, number] {
-  return checkGroups([1, numTiles, (t.RS ? 1 : shape.numSlices) * t.KG], 'shrink_skinny')
 }
 
 export function shrinkGemmSpec(storage: WeightStorage, t: ShrinkGemmTiling): PipelineSpec {
