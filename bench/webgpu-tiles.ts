@@ -8,7 +8,7 @@
  */
 import { writeFileSync } from 'node:fs'
 import process from 'node:process'
-import { buildSegments } from '../src/metadata.js'
+import { buildSegments, type SegmentPlan } from '../src/metadata.js'
 import { encodeCall, prepareCall } from '../src/webgpu/call.js'
 import { createWebGpuBackend } from '../src/webgpu/index.js'
 import type { GpuLayer } from '../src/webgpu/layer.js'
@@ -26,7 +26,8 @@ const out = process.argv.find((a) => a.startsWith('--out='))?.slice(6)
 const pair = process.argv.includes('--pair')
 /**
  * `--fused`: decode shapes only, the chosen kernels against fused_tile.wgsl (one dispatch) with its
- * default and forced tiles, the first two alternated twice (side by side in one run).
+ * default and forced tiles, the first three alternated twice (side by side in one run), and the
+ * CPU per call of those three (a stream of encodes, a stream of resident applies).
  */
 const fused = process.argv.includes('--fused')
 const backend = await createWebGpuBackend({ kernels: 'discrete' })
@@ -96,7 +97,31 @@ for (const dtype of ['f32', 'bf16'] as const)
 const label = (s: Shape): string => `${s.dtype} ${s.layer} r${s.rank} L${s.adapters} T${s.T}`
 const picked = only ? shapes.filter((s) => new RegExp(only).test(label(s))) : shapes
 
-const results: { shape: string; times: Record<string, number> }[] = []
+/**
+ * CPU us per call of `layer` as tuned now (--fused, the default / fused / pair variants): a stream
+ * of `encode` into one encoder, and a stream of resident `apply` (each a submit), median of 5 runs.
+ */
+async function cpuUs(layer: GpuLayer, plan: SegmentPlan, xb: GPUBuffer, yb: GPUBuffer): Promise<{ encode: number; apply: number }> {
+  const N = 100
+  const runs: { encode: number; apply: number }[] = []
+  for (let r = 0; r < 6; r++) {
+    const enc = device.createCommandEncoder()
+    let t0 = performance.now()
+    for (let i = 0; i < N; i++) layer.encode(enc, xb, yb, plan)
+    const encode = ((performance.now() - t0) / N) * 1e3
+    device.queue.submit([enc.finish()])
+    await device.queue.onSubmittedWorkDone()
+    t0 = performance.now()
+    for (let i = 0; i < N; i++) void layer.apply(xb, yb, plan)
+    const apply = ((performance.now() - t0) / N) * 1e3
+    await device.queue.onSubmittedWorkDone()
+    if (r > 0) runs.push({ encode, apply }) // the first run warms up
+  }
+  const median = (v: number[]) => v.sort((a, b) => a - b)[v.length >> 1]
+  return { encode: median(runs.map((x) => x.encode)), apply: median(runs.map((x) => x.apply)) }
+}
+
+const results: { shape: string; times: Record<string, number>; cpu?: Record<string, { encode: number; apply: number }> }[] = []
 for (const s of picked) {
   const d = shapeCase(s)
   const layer = backend.createLayer(d.spec) as GpuLayer
@@ -106,6 +131,7 @@ for (const s of picked) {
   const yb = device.createBuffer({ size: d.y.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST })
   device.queue.writeBuffer(xb, 0, d.x as Float32Array<ArrayBuffer>)
   const times: Record<string, number> = {}
+  const cpu: Record<string, { encode: number; apply: number }> = {}
   for (const [name, tuning] of variants(s)) {
     layer.ctx.tuning = tuning
     layer.ctx.kernels.clear()
@@ -115,6 +141,11 @@ for (const s of picked) {
     if (!call) continue
     await gpuTimes(2, (enc, tw) => encodeCall(enc, call, tw))
     times[name] = Math.min(times[name] ?? Infinity, ...(await gpuTimes(10, (enc, tw) => encodeCall(enc, call, tw))))
+    if (fused && ['default', 'fused', 'pair'].includes(name)) {
+      const c = await cpuUs(layer, plan, xb, yb)
+      const was = cpu[name]
+      cpu[name] = was ? { encode: Math.min(was.encode, c.encode), apply: Math.min(was.apply, c.apply) } : c
+    }
   }
   layer.dispose()
   xb.destroy()
@@ -126,7 +157,13 @@ for (const s of picked) {
       .map(([k, t]) => `${k} ${t.toFixed(1)}`)
       .join(', ')}`,
   )
-  results.push({ shape: label(s), times })
+  if (fused)
+    console.log(
+      `${''.padEnd(24)} cpu us (encode / apply): ${Object.entries(cpu)
+        .map(([k, c]) => `${k} ${c.encode.toFixed(1)} / ${c.apply.toFixed(1)}`)
+        .join(', ')}`,
+    )
+  results.push({ shape: label(s), times, ...(fused ? { cpu } : {}) })
 }
 if (out) writeFileSync(out, JSON.stringify({ adapter: device.adapterInfo, results }, null, 1))
 backend.dispose()
