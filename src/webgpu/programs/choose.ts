@@ -119,12 +119,12 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
   const fuse = c.tuning?.fused ?? fusedByDefault(storage, spec.inFeatures, shape)
   if (fusable && fuse) {
     const t = { ...fusedTiling(tileM, shape.maxUsedRank), ...(typeof fuse === 'object' ? fuse : {}) }
-    const spec1 = fusedSpec(storage, t)
+    const kernel = fusedSpec(storage, t)
     const groups = (sh: CallShape, tiles: number) => {
       const g = fusedGroups(t, sh, tiles)
       return { shrink: g, expand: g } // one dispatch: call.ts records only the first
     }
-    return { kg: 1, fused: true, fold: null, specs: [spec1], groups }
+    return { kg: 1, fused: true, fold: null, specs: [kernel], groups }
   }
   // the GEMM shrinks take every slice in one workgroup where their rank rows fit one tile
   const merged = c.gemm && mergeSlices(shape.maxUsedRank, shape.numSlices, c.tuning?.mergeSlices)
