@@ -34,29 +34,31 @@ export function bindGroupsFor(ctx: Bindings, group: SlotGroup, x: GPUBuffer, y: 
     return bgs
   }
   if (ctx.bindGroups.size >= MAX_BIND_GROUPS) ctx.bindGroups.clear()
-  const ring = shared.ring
-  const params = { buffer: ring.buffer, offset: 0, size: PARAMS_BYTES }
-  const callMeta = { buffer: ring.buffer, offset: 0, size: ring.window }
-  const slots = { buffer: ctx.weights.slots }
   const make = (input: GPUBuffer, weights: GPUBuffer, output: GPUBuffer): GPUBindGroup =>
-    ctx.device.createBindGroup({
-      layout: shared.layout,
-      entries: [
-        { binding: 0, resource: params },
-        { binding: 1, resource: { buffer: input } },
-        { binding: 2, resource: { buffer: weights } },
-        { binding: 3, resource: slots },
-        { binding: 4, resource: callMeta },
-        { binding: 5, resource: { buffer: output } },
-      ],
-    })
+    ctx.device.createBindGroup({ layout: shared.layout, entries: kernelEntries(ctx, input, weights, output) })
   bgs = [make(x, group.A, h), make(h, group.B, y)]
   ctx.bindGroups.set(key, bgs)
   ctx.lastBinding = { group, x, y, h, ring: shared.ring.buffer, bindGroups: bgs }
   return bgs
 }
 
-/** fused_tile.wgsl's bind group for one slot group and buffer pair (cached): x, A, B and y. */
+/**
+ * The entries of shared.ts kernelLayout: 0 params and 4 metadata in the ring (at dynamic offsets),
+ * 1 input, 2 weights, 3 slots, 5 output.
+ */
+function kernelEntries(ctx: Bindings, input: GPUBuffer, weights: GPUBuffer, output: GPUBuffer): GPUBindGroupEntry[] {
+  const ring = ctx.shared.ring
+  return [
+    { binding: 0, resource: { buffer: ring.buffer, offset: 0, size: PARAMS_BYTES } },
+    { binding: 1, resource: { buffer: input } },
+    { binding: 2, resource: { buffer: weights } },
+    { binding: 3, resource: { buffer: ctx.weights.slots } },
+    { binding: 4, resource: { buffer: ring.buffer, offset: 0, size: ring.window } },
+    { binding: 5, resource: { buffer: output } },
+  ]
+}
+
+/** fused_tile.wgsl's bind group for one slot group and buffer pair (cached): kernelEntries of x, A and y, and B at 6. */
 export function fusedGroupFor(ctx: Bindings, group: SlotGroup, x: GPUBuffer, y: GPUBuffer): GPUBindGroup {
   const ring = ctx.shared.ring
   const key = `${group.slotBase}|${bufferId(x)}|${bufferId(y)}|${ring.generation}`
@@ -65,15 +67,7 @@ export function fusedGroupFor(ctx: Bindings, group: SlotGroup, x: GPUBuffer, y: 
     if (ctx.fusedGroups.size >= MAX_BIND_GROUPS) ctx.fusedGroups.clear()
     bg = ctx.device.createBindGroup({
       layout: ctx.shared.fusedLayout,
-      entries: [
-        { binding: 0, resource: { buffer: ring.buffer, offset: 0, size: PARAMS_BYTES } },
-        { binding: 1, resource: { buffer: x } },
-        { binding: 2, resource: { buffer: group.A } },
-        { binding: 3, resource: { buffer: ctx.weights.slots } },
-        { binding: 4, resource: { buffer: ring.buffer, offset: 0, size: ring.window } },
-        { binding: 5, resource: { buffer: y } },
-        { binding: 6, resource: { buffer: group.B } },
-      ],
+      entries: [...kernelEntries(ctx, x, group.A, y), { binding: 6, resource: { buffer: group.B } }],
     })
     ctx.fusedGroups.set(key, bg)
   }

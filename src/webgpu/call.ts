@@ -242,7 +242,7 @@ function rebind(ctx: CallContext, last: LastCall, x: GPUBuffer, y: GPUBuffer): v
   const old = last.call.dispatches
   const dispatches = old.slice()
   const G = last.groups.length
-  const fused = old.length === G && old[0].spec.shader === 'fused_tile'
+  const fused = old[0].spec.shader === 'fused_tile' // then one dispatch per group, nothing else
   for (let g = 0; g < G; g++) {
     if (fused) {
       dispatches[g] = { ...old[g], bindGroup: fusedGroupFor(ctx, last.groups[g], x, y) }

@@ -98,6 +98,4 @@ export function fusedGroups(t: FusedTiling, shape: CallShape, numTiles: number):
  * on 2 of 16 shapes (bf16 square r16, 8 adapters: 13.8 against 14.5 us) and up to 3.4x slower.
  * `tuning.fused` turns it on for an adapter where a dispatch costs more.
  */
-export function fusedByDefault(_storage: WeightStorage, _inFeatures: number, _shape: CallShape): boolean {
-  return false
-}
+export const FUSED_BY_DEFAULT = false
