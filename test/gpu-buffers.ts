@@ -2,10 +2,11 @@
 import { afterAll, beforeAll, expect } from 'vitest'
 import { createRuntime, type Runtime } from '../src/index.js'
 import { buildSegments, type SegmentPlan } from '../src/metadata.js'
+import { type CallPlan, planCall } from '../src/webgpu/call.js'
 import type { WebGpuBackend } from '../src/webgpu/index.js'
 import type { GpuLayer } from '../src/webgpu/layer.js'
 import type { TileTuning } from '../src/webgpu/programs/choose.js'
-import { expectDelta, TOLERANCE } from './compare.js'
+import { expectDelta, expectUntouchedRows, TOLERANCE } from './compare.js'
 import { makeCase, materialise, type Case } from './grid.js'
 import { has } from './needs.js'
 import { sgmv } from './reference.js'
@@ -94,6 +95,38 @@ export async function checkRebind(
     expectDelta((await download(device, y1)).subarray(0, d.y.length), d.y, sgmv(d.ref, d.x, d.ids), TOLERANCE.f32, 'y1')
     expectDelta((await download(device, y2)).subarray(0, d.y.length), d.y, sgmv(d.ref, x2, d.ids), TOLERANCE.f32, 'y2')
     for (const b of [x2b, y1, y2]) b.destroy()
+  } finally {
+    layer.dispose()
+  }
+}
+
+/**
+ * The case on a layer of `backend` with `tuning` (the kernel tests of a forced variant):
+ * `expectPlan` checks the kernels chosen; then the result against the float64 reference, rows
+ * without an adapter untouched, and the same bits from a second run. Returns the plan and y.
+ */
+export async function checkTuned(
+  backend: WebGpuBackend,
+  c: Case,
+  tuning: TileTuning | undefined,
+  expectPlan: (cp: CallPlan) => void,
+): Promise<{ cp: CallPlan; y: Float32Array }> {
+  const d = materialise(c)
+  const layer = backend.createLayer(d.spec) as GpuLayer
+  try {
+    d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
+    if (tuning) layer.ctx.tuning = tuning
+    const plan = buildSegments(d.ids, c.adaptersPerToken, c.slots, 64, d.weights)
+    const cp = planCall(layer.ctx, plan)
+    expectPlan(cp)
+    const y = new Float32Array(d.y)
+    await layer.apply(d.x, y, plan)
+    expectDelta(y, d.y, sgmv(d.ref, d.x, d.ids, c.adaptersPerToken, d.weights), TOLERANCE[c.dtype], c.name)
+    expectUntouchedRows(y, d.y, d.ids, c.adaptersPerToken, d.spec.outFeatures)
+    const again = new Float32Array(d.y)
+    await layer.apply(d.x, again, plan)
+    expect(new Uint32Array(again.buffer), `${c.name}: same bits`).toEqual(new Uint32Array(y.buffer))
+    return { cp, y }
   } finally {
     layer.dispose()
   }

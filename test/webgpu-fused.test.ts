@@ -14,11 +14,9 @@ import { planCall } from '../src/webgpu/call.js'
 import { createWebGpuBackend, type WebGpuBackend } from '../src/webgpu/index.js'
 import type { GpuLayer } from '../src/webgpu/layer.js'
 import type { TileTuning } from '../src/webgpu/programs/choose.js'
-import { expectDelta, expectUntouchedRows, TOLERANCE } from './compare.js'
-import { checkRebind } from './gpu-buffers.js'
+import { checkRebind, checkTuned } from './gpu-buffers.js'
 import { type Case, materialise } from './grid.js'
 import { has } from './needs.js'
-import { sgmv } from './reference.js'
 
 const gpuHere = await has('webgpu')
 let backend: WebGpuBackend | undefined
@@ -44,28 +42,13 @@ const ON: TileTuning = { fused: true }
 
 /** Run the case with the tuning; check the kernels chosen, the result, untouched rows, and the same bits twice. */
 async function check(c: Case, shaders: string[], tuning: TileTuning = ON): Promise<Float32Array> {
-  const d = materialise(c)
-  const layer = backend!.createLayer(d.spec) as GpuLayer
-  try {
-    d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
-    layer.ctx.tuning = tuning
-    const plan = buildSegments(d.ids, c.adaptersPerToken, c.slots, 64, d.weights)
-    const cp = planCall(layer.ctx, plan)
+  const { y } = await checkTuned(backend!, c, tuning, (cp) =>
     expect(
       cp.specs.slice(0, shaders.length).map((s) => s.shader),
       c.name,
-    ).toEqual(shaders)
-    const y = new Float32Array(d.y)
-    await layer.apply(d.x, y, plan)
-    expectDelta(y, d.y, sgmv(d.ref, d.x, d.ids, c.adaptersPerToken, d.weights), TOLERANCE[c.dtype], c.name)
-    expectUntouchedRows(y, d.y, d.ids, c.adaptersPerToken, d.spec.outFeatures)
-    const again = new Float32Array(d.y)
-    await layer.apply(d.x, again, plan)
-    expect(new Uint32Array(again.buffer), `${c.name}: same bits`).toEqual(new Uint32Array(y.buffer))
-    return y
-  } finally {
-    layer.dispose()
-  }
+    ).toEqual(shaders),
+  )
+  return y
 }
 
 /** Each case compiles its own pipelines: minutes on a busy 2-core machine running lavapipe. */

@@ -14,11 +14,9 @@ import { planCall } from '../src/webgpu/call.js'
 import { createWebGpuBackend, type WebGpuBackend } from '../src/webgpu/index.js'
 import type { GpuLayer } from '../src/webgpu/layer.js'
 import type { TileTuning } from '../src/webgpu/programs/choose.js'
-import { expectDelta, expectUntouchedRows, TOLERANCE } from './compare.js'
 import { type Case, materialise } from './grid.js'
 import { has } from './needs.js'
-import { sgmv } from './reference.js'
-import { checkRebind } from './gpu-buffers.js'
+import { checkRebind, checkTuned } from './gpu-buffers.js'
 
 const gpuHere = await has('webgpu')
 let backend: WebGpuBackend | undefined
@@ -49,29 +47,14 @@ async function check(
   tileM: number,
   tuning?: TileTuning,
 ): Promise<{ shrink: Record<string, number>; expand: Record<string, number>; y: Float32Array; folded: boolean }> {
-  const d = materialise(c)
-  const layer = backend!.createLayer(d.spec) as GpuLayer
-  try {
-    d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
-    if (tuning) layer.ctx.tuning = tuning
-    const plan = buildSegments(d.ids, c.adaptersPerToken, c.slots, 64, d.weights)
-    const cp = planCall(layer.ctx, plan)
-    expect([cp.specs[0].shader, cp.specs[1].shader, cp.tileM], c.name).toEqual([...shaders, tileM])
-    const y = new Float32Array(d.y)
-    await layer.apply(d.x, y, plan)
-    expectDelta(y, d.y, sgmv(d.ref, d.x, d.ids, c.adaptersPerToken, d.weights), TOLERANCE[c.dtype], c.name)
-    expectUntouchedRows(y, d.y, d.ids, c.adaptersPerToken, d.spec.outFeatures)
-    const again = new Float32Array(d.y)
-    await layer.apply(d.x, again, plan)
-    expect(new Uint32Array(again.buffer), `${c.name}: same bits`).toEqual(new Uint32Array(y.buffer))
-    return {
-      shrink: cp.specs[0].overrides as Record<string, number>,
-      expand: cp.specs[1].overrides as Record<string, number>,
-      y,
-      folded: cp.specs.some((p) => p.shader === 'fold'),
-    }
-  } finally {
-    layer.dispose()
+  const { cp, y } = await checkTuned(backend!, c, tuning, (cp) =>
+    expect([cp.specs[0].shader, cp.specs[1].shader, cp.tileM], c.name).toEqual([...shaders, tileM]),
+  )
+  return {
+    shrink: cp.specs[0].overrides as Record<string, number>,
+    expand: cp.specs[1].overrides as Record<string, number>,
+    y,
+    folded: cp.specs.some((p) => p.shader === 'fold'),
   }
 }
 

@@ -7,15 +7,11 @@
  * same bits from two runs of one call. Without a WebGPU adapter it is skipped (test/needs.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildSegments } from '../src/metadata.js'
-import { planCall } from '../src/webgpu/call.js'
 import { createWebGpuBackend, type WebGpuBackend } from '../src/webgpu/index.js'
-import type { GpuLayer } from '../src/webgpu/layer.js'
 import type { TileTuning } from '../src/webgpu/programs/choose.js'
-import { expectDelta, expectUntouchedRows, TOLERANCE } from './compare.js'
-import { type Case, materialise } from './grid.js'
+import type { Case } from './grid.js'
+import { checkTuned } from './gpu-buffers.js'
 import { has } from './needs.js'
-import { sgmv } from './reference.js'
 
 const gpuHere = await has('webgpu')
 let backend: WebGpuBackend | undefined
@@ -38,25 +34,8 @@ const base: Omit<Case, 'name'> = {
 
 /** Run the case with the tiles forced; check the kernels chosen, the result, and that a second run gives the same bits. */
 async function check(c: Case, shaders: [string, string], tuning?: TileTuning): Promise<Float32Array> {
-  const d = materialise(c)
-  const layer = backend!.createLayer(d.spec) as GpuLayer
-  try {
-    d.adapters.forEach((a, slot) => layer.setAdapter(slot, a))
-    if (tuning) layer.ctx.tuning = tuning
-    const plan = buildSegments(d.ids, c.adaptersPerToken, c.slots)
-    const cp = planCall(layer.ctx, plan)
-    expect([cp.specs[0].shader, cp.specs[1].shader], c.name).toEqual(shaders)
-    const y = new Float32Array(d.y)
-    await layer.apply(d.x, y, plan)
-    expectDelta(y, d.y, sgmv(d.ref, d.x, d.ids, c.adaptersPerToken), TOLERANCE[c.dtype], c.name)
-    expectUntouchedRows(y, d.y, d.ids, c.adaptersPerToken, d.spec.outFeatures)
-    const again = new Float32Array(d.y)
-    await layer.apply(d.x, again, plan)
-    expect(new Uint32Array(again.buffer), `${c.name}: same bits`).toEqual(new Uint32Array(y.buffer))
-    return y
-  } finally {
-    layer.dispose()
-  }
+  const { y } = await checkTuned(backend!, c, tuning, (cp) => expect([cp.specs[0].shader, cp.specs[1].shader], c.name).toEqual(shaders))
+  return y
 }
 
 const TILES: [string, string] = ['shrink_tile', 'expand_tile']
