@@ -526,6 +526,11 @@ async function encodeModel(T: number, kernels: KernelProfile) {
   }
   for (let i = 0; i < 10; i++) {
     await step('ours', (e) => layers.forEach((l) => l.layer.encode(e, l.x, l.y, l.plan)))
+    await step('oursPass', (e) => {
+      const pass = e.beginComputePass()
+      for (const l of layers) l.layer.encode(pass, l.x, l.y, l.plan)
+      pass.end()
+    })
     await step('bare', (e) => calls.forEach((c) => encodeCall(e, c)))
     await step('onePass', (e) => encodeCall(e, { dispatches: calls.flatMap((c) => c.dispatches) }))
     await step('empty', () => {})
@@ -533,10 +538,12 @@ async function encodeModel(T: number, kernels: KernelProfile) {
   for (let i = 0; i < 10; i++) await step('newBatch', (e) => layers.forEach((l) => l.layer.encode(e, l.x, l.y, i & 1 ? l.plan : l.plan2)))
   const parts = Object.fromEntries(Object.entries(part).map(([k, v]) => [`${k}Ms`, median(v)]))
   // wall: encode, submit, wait (CPU and GPU in sequence); span: the GPU time from the start of the
-  // first recorded pass to the end of the last (timestamps of two empty passes around them)
+  // first recorded pass to the end of the last (timestamps of two empty passes around them), of
+  // encode into the encoder (a pass per module) and into one pass of the caller's
   const walls: number[] = [],
     cpus: number[] = [],
-    spans: number[] = []
+    spans: number[] = [],
+    passSpans: number[] = []
   for (let i = 0; i < 10; i++) {
     const t0 = now()
     const enc = device.createCommandEncoder()
@@ -549,6 +556,15 @@ async function encodeModel(T: number, kernels: KernelProfile) {
       ...(await gpuTimes(1, (e, tw) => {
         e.beginComputePass({ timestampWrites: { querySet: tw.querySet, beginningOfPassWriteIndex: tw.beginningOfPassWriteIndex } }).end()
         for (const l of layers) l.layer.encode(e, l.x, l.y, l.plan)
+        e.beginComputePass({ timestampWrites: { querySet: tw.querySet, endOfPassWriteIndex: tw.endOfPassWriteIndex } }).end()
+      })),
+    )
+    passSpans.push(
+      ...(await gpuTimes(1, (e, tw) => {
+        e.beginComputePass({ timestampWrites: { querySet: tw.querySet, beginningOfPassWriteIndex: tw.beginningOfPassWriteIndex } }).end()
+        const pass = e.beginComputePass()
+        for (const l of layers) l.layer.encode(pass, l.x, l.y, l.plan)
+        pass.end()
         e.beginComputePass({ timestampWrites: { querySet: tw.querySet, endOfPassWriteIndex: tw.endOfPassWriteIndex } }).end()
       })),
     )
@@ -569,6 +585,8 @@ async function encodeModel(T: number, kernels: KernelProfile) {
     wallOverKernelSum: wallMs / sumKernelMs,
     gpuSpanMs: median(spans),
     gpuSpanOverKernelSum: median(spans) / sumKernelMs,
+    gpuSpanPassMs: median(passSpans),
+    gpuSpanPassOverKernelSum: median(passSpans) / sumKernelMs,
     wallOverKernelSumPlusSubmit: wallMs / (sumKernelMs + submitMs),
     ...parts,
   }
@@ -683,7 +701,7 @@ for (const m of models) {
       .map((q) => `${q.toLowerCase()} ${(m as unknown as Record<string, number>)[`${k}${q}Ms`].toFixed(3)}`)
       .join(', ')
   console.log(
-    `  ms per step: ours ${p('ours')} | Dawn alone: ${p('bare')} | one pass: ${p('onePass')} | new batch each step: ${p('newBatch')} | empty submit: ${p('empty')}`,
+    `  ms per step: ours ${p('ours')} | ours into one pass: ${p('oursPass')} (GPU span ${m.gpuSpanPassMs.toFixed(3)}) | Dawn alone: ${p('bare')} | one pass: ${p('onePass')} | new batch each step: ${p('newBatch')} | empty submit: ${p('empty')}`,
   )
 }
 if (only) console.log('--only: bench/results not written (a partial run would replace the whole table)')

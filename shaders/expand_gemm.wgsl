@@ -27,12 +27,12 @@ override PY: u32 = 1u;  // 1: y read before the k loop (see main); 0: read where
 const MAX_ACC: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> h: array<f32>;            // [KG * N * S * rankStride]
+@group(0) @binding(5) var<storage, read_write> h: array<f32>;      // [KG * N * S * rankStride]
 // B: [maxAdapters * maxRank * bStride] weights in the layer dtype, read 4 at a time
-//@weights4
+//@weightsB4
 @group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>;   // [maxAdapters] (rank, bitcast<u32>(scale))
 @group(0) @binding(4) var<storage, read> callMeta: array<i32>;      // tiles [numTiles * 4] (slot, first entry, count, 0); rows [N]
-@group(0) @binding(5) var<storage, read_write> y: array<vec4<f32>>; // [T * outFeatures / 4]
+@group(0) @binding(7) var<storage, read_write> y: array<vec4<f32>>; // [T * outFeatures / 4]
 
 var<workgroup> hs: array<vec4<f32>, KC * TM / 4u>; // [k of the round][entry / 4]
 var<workgroup> wRank: u32;
@@ -42,7 +42,7 @@ fn step(acc: ptr<function, array<vec4<f32>, MAX_ACC>>, k: u32, row: u32, te: u32
   var hv: array<vec4<f32>, 4>;
   for (var u4 = 0u; u4 < BM / 4u; u4++) { hv[u4] = hs[k * (TM / 4u) + te * (BM / 4u) + u4]; }
   for (var q = 0u; q < BQ; q++) {
-    let b = load4(row + 4u * q * NW);
+    let b = loadB4(row + 4u * q * NW);
     for (var u = 0u; u < BM; u++) { (*acc)[u * BQ + q] += hv[u / 4u][u % 4u] * b; }
   }
 }

@@ -20,12 +20,12 @@ override NT: u32 = 2u;  // column pairs per thread (<= 8)
 override KG: u32 = 1u;  // partials of h to add (split-K shrink over KG workgroups)
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> h: array<f32>;           // [N * S * rankStride]
+@group(0) @binding(5) var<storage, read_write> h: array<f32>;     // [N * S * rankStride]
 // B: [maxAdapters * maxRank * bStride] weights in the layer dtype, as column pairs
-//@weights
+//@weightsB
 @group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>;  // [maxAdapters] (rank, bitcast<u32>(scale))
 @group(0) @binding(4) var<storage, read> callMeta: array<i32>;     // tokens [numTokens * (1 + 2K)] (row, then K x (entry, slot), -1 pads)
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;      // [T * outFeatures]
+@group(0) @binding(7) var<storage, read_write> y: array<f32>;      // [T * outFeatures]
 
 // h summed over the KG partials of a split-K shrink, in a fixed order
 fn hsum(i: u32) -> f32 {
@@ -69,7 +69,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     for (var k = 0u; k < rank; k++) {
       let hk = hsum(hb + k);
       let row = k * p.bStride;
-      for (var q = 0u; q < NT; q++) { part[q] += hk * load2(bc[q] + row); }
+      for (var q = 0u; q < NT; q++) { part[q] += hk * loadB2(bc[q] + row); }
     }
     for (var q = 0u; q < NT; q++) { acc[q] += scale * part[q]; }
   }

@@ -32,13 +32,13 @@ const MAX_TILE: u32 = 64u;
 const MAX_KU: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> h: array<f32>;            // [KG * N * S * rankStride]
+@group(0) @binding(5) var<storage, read_write> h: array<f32>;      // [KG * N * S * rankStride]
 // B: [maxAdapters * maxRank * bStride] weights in the layer dtype, read 4 at a time (slice widths
 // are multiples of 4, so bStride, bOffset and every load4 offset are too)
-//@weights4
+//@weightsB4
 @group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>;   // [maxAdapters] (rank, bitcast<u32>(scale))
 @group(0) @binding(4) var<storage, read> callMeta: array<i32>;      // tiles [numTiles * 4] (slot, first entry, count, 0); rows [N]
-@group(0) @binding(5) var<storage, read_write> y: array<vec4<f32>>; // [T * outFeatures / 4]
+@group(0) @binding(7) var<storage, read_write> y: array<vec4<f32>>; // [T * outFeatures / 4]
 
 var<workgroup> hs: array<f32, EM * MT * RMAX>; // [entry of the tile][k]
 // sums of the threads kt > 0: [kt - 1][em][entry i][quad q][nw] (one unused element when KT = 1)
@@ -110,7 +110,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     for (var q = 0u; q < NQ; q++) {
       let a = row + 4u * q * NW;
       var v: array<vec4<f32>, MAX_KU>;
-      for (var u = 0u; u < KU; u++) { v[u] = load4(a + u * p.bStride); }
+      for (var u = 0u; u < KU; u++) { v[u] = loadB4(a + u * p.bStride); }
       for (var i = 0u; i < MT; i++) {
         let hk = (e0 + i) * RMAX + k;
         var t = acc[i * NQ + q];
@@ -123,10 +123,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let row = b0 + k * p.bStride;
     for (var q = 0u; q < NQ; q++) {
       let a = row + 4u * q * NW;
-      let v0 = load4(a);
-      let v1 = load4(a + p.bStride);
-      let v2 = load4(a + 2u * p.bStride);
-      let v3 = load4(a + 3u * p.bStride);
+      let v0 = loadB4(a);
+      let v1 = loadB4(a + p.bStride);
+      let v2 = loadB4(a + 2u * p.bStride);
+      let v3 = loadB4(a + 3u * p.bStride);
       for (var i = 0u; i < MT; i++) {
         let hk = (e0 + i) * RMAX + k;
         var t = acc[i * NQ + q];
@@ -141,7 +141,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   for (; k < ke; k++) {
     let row = b0 + k * p.bStride;
     for (var q = 0u; q < NQ; q++) {
-      let b = load4(row + 4u * q * NW);
+      let b = loadB4(row + 4u * q * NW);
       for (var i = 0u; i < MT; i++) { acc[i * NQ + q] += hs[(e0 + i) * RMAX + k] * b; }
     }
   }

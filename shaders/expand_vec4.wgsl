@@ -24,12 +24,12 @@ override KG: u32 = 1u;  // partials of h to add (split-K shrink over KG workgrou
 const MAX_TILE: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> h: array<f32>;           // [N * S * rankStride]
+@group(0) @binding(5) var<storage, read_write> h: array<f32>;     // [N * S * rankStride]
 // B: [maxAdapters * maxRank * bStride] weights in the layer dtype, as column pairs
-//@weights
+//@weightsB
 @group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>;  // [maxAdapters] (rank, bitcast<u32>(scale))
 @group(0) @binding(4) var<storage, read> callMeta: array<i32>;     // tiles [numTiles * 4] (slot, first entry, count, 0); rows [N]
-@group(0) @binding(5) var<storage, read_write> y: array<vec4<f32>>; // [T * outFeatures / 4]
+@group(0) @binding(7) var<storage, read_write> y: array<vec4<f32>>; // [T * outFeatures / 4]
 
 // h summed over the KG partials of a split-K shrink, in a fixed order
 fn hsum(i: u32) -> f32 {
@@ -67,7 +67,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let row = b0 + k * p.bStride;
     for (var q = 0u; q < NQ; q++) {
       let a = row + 4u * q * NW;
-      let b = vec4<f32>(load2(a), load2(a + 2u));
+      let b = vec4<f32>(loadB2(a), loadB2(a + 2u));
       for (var i = 0u; i < MT; i++) { acc[i * NQ + q] += hv[i] * b; }
     }
   }

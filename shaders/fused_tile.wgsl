@@ -41,7 +41,7 @@ const MAX_KU: u32 = 16u;
 //@weights4
 @group(0) @binding(3) var<storage, read> slots: array<vec2<u32>>; // [maxAdapters] (rank, bitcast<u32>(scale))
 @group(0) @binding(4) var<storage, read> callMeta: array<i32>;    // tiles [numTiles * 4] (slot, first entry, count, 0); rows [N]
-@group(0) @binding(5) var<storage, read_write> y: array<vec4<f32>>; // [T * outFeatures / 4]
+@group(0) @binding(7) var<storage, read_write> y: array<vec4<f32>>; // [T * outFeatures / 4]
 // B: [maxAdapters * maxRank * bStride], read 4 at a time with loadB4
 //@weightsB4
 

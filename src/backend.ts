@@ -1,7 +1,7 @@
 import type { CallFeatures } from './dispatch/cost.js'
 import { LoraError } from './errors.js'
 import type { SegmentPlan } from './metadata.js'
-import type { BackendName, KernelProfile, LayerSpec, PreparedAdapter } from './types.js'
+import type { BackendName, EncodeTarget, KernelProfile, LayerSpec, PreparedAdapter } from './types.js'
 
 /** Output of an apply: a host array, or a GPU buffer (only on a backend with a device). */
 export type CallData = Float32Array | GPUBuffer
@@ -74,10 +74,10 @@ export interface BackendLayer {
    */
   apply(x: CallInput, y: CallData, plan: SegmentPlan): void | Promise<void>
   /**
-   * Record the call into the caller's encoder (GPU-resident x and y; no submit, no wait). Only on
-   * a backend with a device.
+   * Record the call into the caller's encoder, or its open compute pass (GPU-resident x and y; no
+   * submit, no wait). Only on a backend with a device.
    */
-  encode?(encoder: GPUCommandEncoder, x: GPUBuffer, y: GPUBuffer, plan: SegmentPlan): void
+  encode?(encoder: EncodeTarget, x: GPUBuffer, y: GPUBuffer, plan: SegmentPlan): void
   /** Free the layer's storage. */
   dispose(): void
 }

@@ -5,6 +5,7 @@ export type {
   ApplyOptions,
   BackendChoice,
   BackendName,
+  EncodeTarget,
   HostArray,
   Layer,
   LayerOptions,

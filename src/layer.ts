@@ -5,7 +5,7 @@ import { LoraError } from './errors.js'
 import { applyThroughHost, checkInPlace, readIds } from './resident.js'
 import { SlotOrder } from './slot-order.js'
 import { buildSegments, type SegmentPlan } from './metadata.js'
-import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, Layer, LayerSpec, PreparedAdapter } from './types.js'
+import type { AdapterWeights, ApplyOptions, BackendChoice, BackendName, EncodeTarget, Layer, LayerSpec, PreparedAdapter } from './types.js'
 import { checkApply, checkBackend, checkEncode, checkIds, checkTokenWeights, isGpuBuffer, prepareAdapter } from './validate.js'
 
 /** What a layer needs from its runtime: the backends and the per-call choice among them. */
@@ -254,7 +254,7 @@ export class LoraLayer implements Layer {
     if (timed) this.memo.observe(features, backend.name, performance.now() - t0)
   }
 
-  encode(encoder: GPUCommandEncoder, x: GPUBuffer, y: GPUBuffer, ids: Int32Array, options: ApplyOptions = {}): void {
+  encode(encoder: EncodeTarget, x: GPUBuffer, y: GPUBuffer, ids: Int32Array, options: ApplyOptions = {}): void {
     this.checkAlive()
     const { K, weights } = checkEncode(this.spec, encoder, x, y, ids, options, this.filled)
     const gpu = this.owners.get('webgpu')

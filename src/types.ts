@@ -12,6 +12,8 @@ export type KernelProfile = 'software' | 'discrete'
 /** A backend name; 'auto' lets the dispatcher choose per call. */
 export type BackendName = 'wasm' | 'webgpu'
 export type BackendChoice = BackendName | 'auto'
+/** Where `encode` records: the caller's command encoder, or an open compute pass of it. */
+export type EncodeTarget = GPUCommandEncoder | GPUComputePassEncoder
 
 /** Options of {@link createLayer}. */
 export interface LayerOptions {
@@ -148,8 +150,13 @@ export interface Layer {
    * y updated. x and y are GPUBuffers (STORAGE usage), ids an Int32Array; the WebGPU kernels run
    * it whatever `options.backend` says. Validation and errors as `apply`. The slots' weights are
    * those in place at the submit; submit before recording more than about 8,000 calls.
+   *
+   * `encoder` may also be an open GPUComputePassEncoder of the caller's: the dispatches then go
+   * into that pass (no pass begun and ended per call, which costs microseconds of CPU each through
+   * Dawn), and later dispatches of the pass see y updated. The pass's pipeline and bind group 0 are
+   * left changed: set yours again before your next dispatch.
    */
-  encode(encoder: GPUCommandEncoder, x: GPUBuffer, y: GPUBuffer, ids: Int32Array, options?: ApplyOptions): void
+  encode(encoder: EncodeTarget, x: GPUBuffer, y: GPUBuffer, ids: Int32Array, options?: ApplyOptions): void
   /** Free the layer's storage on every backend. */
   dispose(): void
 }

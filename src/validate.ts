@@ -1,6 +1,15 @@
 import { describe, LoraError } from './errors.js'
 import { f32ToF16Bits, roundToDtype } from './dtype.js'
-import type { AdapterWeights, ApplyOptions, BackendChoice, LayerOptions, LayerSpec, PreparedAdapter, WeightDtype } from './types.js'
+import type {
+  AdapterWeights,
+  ApplyOptions,
+  BackendChoice,
+  EncodeTarget,
+  LayerOptions,
+  LayerSpec,
+  PreparedAdapter,
+  WeightDtype,
+} from './types.js'
 
 /** Largest accepted width, rank or slot count: keeps index arithmetic inside 32 bits. */
 const MAX_SIZE = 1 << 24
@@ -148,6 +157,9 @@ export function checkApply(
   if (spec.embedding) checkTokenIds(x, T, spec.inFeatures)
   else checkData('x', x, T, spec.inFeatures, 'inFeatures')
   checkData('y', y, T, spec.outFeatures, 'outFeatures')
+  if (x === y && isGpuBuffer(x)) {
+    throw new LoraError('INVALID_ARGUMENT', `x and y are the same GPUBuffer (${gpuBufferInfo(x).size} bytes): y must not overlap x`)
+  }
   if (x instanceof Float32Array && y instanceof Float32Array && x.buffer === y.buffer && x.length > 0 && y.length > 0) {
     const x1 = x.byteOffset + x.byteLength,
       y1 = y.byteOffset + y.byteLength
@@ -250,10 +262,19 @@ export function checkTokenWeights(weights: unknown, idsLength: number): Float32A
   return weights
 }
 
+export function isCommandEncoder(e: unknown): e is GPUCommandEncoder {
+  return typeof (e as GPUCommandEncoder | null)?.beginComputePass === 'function'
+}
+
+/** A compute pass encoder (checked by shape, as isGpuBuffer: any WebGPU implementation's). */
+export function isComputePass(e: unknown): e is GPUComputePassEncoder {
+  return typeof (e as GPUComputePassEncoder | null)?.dispatchWorkgroups === 'function'
+}
+
 /** Validate the arguments of `layer.encode` (the same checks as apply's, x and y on the GPU, a real encoder). */
 export function checkEncode(
   spec: LayerSpec,
-  encoder: GPUCommandEncoder,
+  encoder: EncodeTarget,
   x: GPUBuffer,
   y: GPUBuffer,
   ids: Int32Array,
@@ -271,8 +292,8 @@ export function checkEncode(
       `encode needs x and y as GPUBuffers on rt.device, got ${isGpuBuffer(x) ? 'y' : 'x'} as a host array`,
     )
   }
-  if (typeof (encoder as GPUCommandEncoder | null)?.beginComputePass !== 'function') {
-    throw new LoraError('INVALID_ARGUMENT', `encoder must be a GPUCommandEncoder, got ${String(encoder)}`)
+  if (!isCommandEncoder(encoder) && !isComputePass(encoder)) {
+    throw new LoraError('INVALID_ARGUMENT', `encoder must be a GPUCommandEncoder or a GPUComputePassEncoder, got ${String(encoder)}`)
   }
   checkIds(ids, K, spec.maxAdapters, filled)
   return { K, weights: options.weights === undefined ? undefined : checkTokenWeights(options.weights, ids.length) }

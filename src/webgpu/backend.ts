@@ -54,17 +54,14 @@ class Backend implements WebGpuBackend {
     this.staging = staged ? new StagingPool(dc.device, dc.device.limits.maxBufferSize) : null
     const layout = kernelLayout(dc.device)
     const weigh = weighLayout(dc.device)
-    const fused = kernelLayout(dc.device, true)
     this.shared = {
       layout: layout.group,
       weighLayout: weigh.group,
-      fusedLayout: fused.group,
       ring: new MetaRing(dc.device, this.maxCallBuffer),
       h: new Scratch(dc.device, this.maxCallBuffer),
     }
     this.pipelines = new PipelineCache(dc.device, sources, this.watch, layout.pipeline, unroll ?? loopBounding(), {
       weigh: weigh.pipeline,
-      fused_tile: fused.pipeline,
     })
     const device = dc.device
     this.transfers = {

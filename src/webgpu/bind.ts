@@ -10,68 +10,46 @@ export interface Bindings {
   shared: SharedCallState
   weights: LayerWeights
   /** Bind groups by (slot group, x, y, h and ring generations): created once per buffer pair. */
-  bindGroups: Map<string, [GPUBindGroup, GPUBindGroup]>
+  bindGroups: Map<string, GPUBindGroup>
   /** weigh.wgsl's bind groups by (h and ring generations, bytes of weights bound). */
   weighGroups: Map<string, GPUBindGroup>
-  /** fused_tile.wgsl's bind groups by (slot group, x, y, ring generation). */
-  fusedGroups: Map<string, GPUBindGroup>
-  /** The bind groups of the last call (a stream of calls on the same buffers skips the key). */
-  lastBinding?: { group: SlotGroup; x: GPUBuffer; y: GPUBuffer; h: GPUBuffer; ring: GPUBuffer; bindGroups: [GPUBindGroup, GPUBindGroup] }
+  /** The bind group of the last call (a stream of calls on the same buffers skips the key). */
+  lastBinding?: { group: SlotGroup; x: GPUBuffer; y: GPUBuffer; h: GPUBuffer; ring: GPUBuffer; bindGroup: GPUBindGroup }
 }
 
 const MAX_BIND_GROUPS = 64
 
-/** The shrink's and the expand's bind group for one slot group and buffer pair (cached). */
-export function bindGroupsFor(ctx: Bindings, group: SlotGroup, x: GPUBuffer, y: GPUBuffer, h: GPUBuffer): [GPUBindGroup, GPUBindGroup] {
-  const { shared } = ctx
-  const last = ctx.lastBinding
-  if (last && last.group === group && last.x === x && last.y === y && last.h === h && last.ring === shared.ring.buffer)
-    return last.bindGroups
-  const key = `${group.slotBase}|${bufferId(x)}|${bufferId(y)}|${shared.h.generation}|${shared.ring.generation}`
-  let bgs = ctx.bindGroups.get(key)
-  if (bgs) {
-    ctx.lastBinding = { group, x, y, h, ring: shared.ring.buffer, bindGroups: bgs }
-    return bgs
-  }
-  if (ctx.bindGroups.size >= MAX_BIND_GROUPS) ctx.bindGroups.clear()
-  const make = (input: GPUBuffer, weights: GPUBuffer, output: GPUBuffer): GPUBindGroup =>
-    ctx.device.createBindGroup({ layout: shared.layout, entries: kernelEntries(ctx, input, weights, output) })
-  bgs = [make(x, group.A, h), make(h, group.B, y)]
-  ctx.bindGroups.set(key, bgs)
-  ctx.lastBinding = { group, x, y, h, ring: shared.ring.buffer, bindGroups: bgs }
-  return bgs
-}
-
 /**
- * The entries of shared.ts kernelLayout: 0 params and 4 metadata in the ring (at dynamic offsets),
- * 1 input, 2 weights, 3 slots, 5 output.
+ * The bind group of one slot group and buffer pair (cached), shared by the call's shrink, fold,
+ * expand or fused dispatch (shared.ts kernelLayout): 0 params and 4 metadata in the ring (at
+ * dynamic offsets), 1 x, 2 A, 3 slots, 5 h, 6 B, 7 y.
  */
-function kernelEntries(ctx: Bindings, input: GPUBuffer, weights: GPUBuffer, output: GPUBuffer): GPUBindGroupEntry[] {
-  const ring = ctx.shared.ring
-  return [
-    { binding: 0, resource: { buffer: ring.buffer, offset: 0, size: PARAMS_BYTES } },
-    { binding: 1, resource: { buffer: input } },
-    { binding: 2, resource: { buffer: weights } },
-    { binding: 3, resource: { buffer: ctx.weights.slots } },
-    { binding: 4, resource: { buffer: ring.buffer, offset: 0, size: ring.window } },
-    { binding: 5, resource: { buffer: output } },
-  ]
-}
-
-/** fused_tile.wgsl's bind group for one slot group and buffer pair (cached): kernelEntries of x, A and y, and B at 6. */
-export function fusedGroupFor(ctx: Bindings, group: SlotGroup, x: GPUBuffer, y: GPUBuffer): GPUBindGroup {
-  const ring = ctx.shared.ring
-  const key = `${group.slotBase}|${bufferId(x)}|${bufferId(y)}|${ring.generation}`
-  let bg = ctx.fusedGroups.get(key)
-  if (!bg) {
-    if (ctx.fusedGroups.size >= MAX_BIND_GROUPS) ctx.fusedGroups.clear()
-    bg = ctx.device.createBindGroup({
-      layout: ctx.shared.fusedLayout,
-      entries: [...kernelEntries(ctx, x, group.A, y), { binding: 6, resource: { buffer: group.B } }],
+export function bindGroupFor(ctx: Bindings, group: SlotGroup, x: GPUBuffer, y: GPUBuffer, h: GPUBuffer): GPUBindGroup {
+  const { shared } = ctx
+  const ring = shared.ring
+  const last = ctx.lastBinding
+  if (last && last.group === group && last.x === x && last.y === y && last.h === h && last.ring === ring.buffer) return last.bindGroup
+  const key = `${group.slotBase}|${bufferId(x)}|${bufferId(y)}|${shared.h.generation}|${ring.generation}`
+  let bindGroup = ctx.bindGroups.get(key)
+  if (!bindGroup) {
+    if (ctx.bindGroups.size >= MAX_BIND_GROUPS) ctx.bindGroups.clear()
+    bindGroup = ctx.device.createBindGroup({
+      layout: shared.layout,
+      entries: [
+        { binding: 0, resource: { buffer: ring.buffer, offset: 0, size: PARAMS_BYTES } },
+        { binding: 1, resource: { buffer: x } },
+        { binding: 2, resource: { buffer: group.A } },
+        { binding: 3, resource: { buffer: ctx.weights.slots } },
+        { binding: 4, resource: { buffer: ring.buffer, offset: 0, size: ring.window } },
+        { binding: 5, resource: { buffer: h } },
+        { binding: 6, resource: { buffer: group.B } },
+        { binding: 7, resource: { buffer: y } },
+      ],
     })
-    ctx.fusedGroups.set(key, bg)
+    ctx.bindGroups.set(key, bindGroup)
   }
-  return bg
+  ctx.lastBinding = { group, x, y, h, ring: ring.buffer, bindGroup }
+  return bindGroup
 }
 
 export interface TileRun {

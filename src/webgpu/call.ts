@@ -5,7 +5,7 @@ import { packParams, type Strides } from './params.js'
 import type { PipelineCache, PipelineSpec } from './pipelines.js'
 import type { WeightStorage } from './shaders.js'
 import { align, type RingRegion } from './shared.js'
-import { type Bindings, bindGroupsFor, fusedGroupFor, tileRunsByGroup, weighGroupFor } from './bind.js'
+import { type Bindings, bindGroupFor, tileRunsByGroup, weighGroupFor } from './bind.js'
 import { WEIGH_SPEC, weighParams } from './programs/weigh.js'
 import type { SlotGroup } from './weights.js'
 import { choiceKey, chooseKernels, type KernelChoice, type TileTuning } from './programs/choose.js'
@@ -194,14 +194,9 @@ export function bindCall(ctx: CallContext, cp: CallPlan, x: GPUBuffer, y: GPUBuf
     const { group, tileCount } = runs[g]
     const offsets = [at.params + 256 * g, at.callMeta]
     const groups = cp.choice.groups(shape, tileCount, callMeta.numTokens)
-    if (cp.choice.fused) {
-      const bindGroup = fusedGroupFor(ctx, group, x, y)
-      shrinks.push({ spec: cp.specs[0], pipeline: pipelines[0], bindGroup, offsets, groups: groups.shrink })
-      continue
-    }
-    const [bgShrink, bgExpand] = bindGroupsFor(ctx, group, x, y, h)
-    shrinks.push({ spec: cp.specs[0], pipeline: pipelines[0], bindGroup: bgShrink, offsets, groups: groups.shrink })
-    expands.push({ spec: cp.specs[1], pipeline: pipelines[1], bindGroup: bgExpand, offsets, groups: groups.expand })
+    const bindGroup = bindGroupFor(ctx, group, x, y, h)
+    shrinks.push({ spec: cp.specs[0], pipeline: pipelines[0], bindGroup, offsets, groups: groups.shrink })
+    if (!cp.choice.fused) expands.push({ spec: cp.specs[1], pipeline: pipelines[1], bindGroup, offsets, groups: groups.expand })
   }
   // the partials added once (after weighing, as the expands would add them), bound like the shrink
   const fold: BoundDispatch[] = []
@@ -236,26 +231,18 @@ export function recordCall(ctx: CallContext, plan: SegmentPlan, x: GPUBuffer, y:
 
 /**
  * The last call's dispatches on other x and y: the same kernels, workgroups and ring region, with
- * the bind groups of the new buffers (shrinks first, a weigh, a fold, then expands: one pair per group).
+ * the bind groups of the new buffers (shrinks first, one per slot group, then a weigh, a fold, the expands).
  */
 function rebind(ctx: CallContext, last: LastCall, x: GPUBuffer, y: GPUBuffer): void {
   const old = last.call.dispatches
   const dispatches = old.slice()
-  const G = last.groups.length
-  const fused = old[0].spec.shader === 'fused_tile' // then one dispatch per group, nothing else
-  for (let g = 0; g < G; g++) {
-    if (fused) {
-      dispatches[g] = { ...old[g], bindGroup: fusedGroupFor(ctx, last.groups[g], x, y) }
-      continue
-    }
-    const [shrink, expand] = bindGroupsFor(ctx, last.groups[g], x, y, last.h)
-    const e = old.length - G + g
-    dispatches[g] = { ...old[g], bindGroup: shrink }
-    dispatches[e] = { ...old[e], bindGroup: expand }
+  // every dispatch but a weigh is bound to its slot group's bind group, the old one's replaced
+  const renamed = new Map<GPUBindGroup, GPUBindGroup>()
+  for (let g = 0; g < last.groups.length; g++) renamed.set(old[g].bindGroup, bindGroupFor(ctx, last.groups[g], x, y, last.h))
+  for (let i = 0; i < old.length; i++) {
+    const bindGroup = renamed.get(old[i].bindGroup)
+    if (bindGroup) dispatches[i] = { ...old[i], bindGroup }
   }
-  // a fold (between the shrinks and the expands) is bound like the first shrink
-  for (let i = G; i < old.length - G; i++)
-    if (old[i].spec.shader === 'fold') dispatches[i] = { ...old[i], bindGroup: dispatches[0].bindGroup }
   last.x = x
   last.y = y
   last.call = { dispatches }
@@ -271,11 +258,31 @@ export async function prepareCall(ctx: CallContext, plan: SegmentPlan, x: GPUBuf
 /** Record the call's dispatches in one compute pass (kernels in order; y updated in place). */
 export function encodeCall(encoder: GPUCommandEncoder, call: PreparedCall, timestampWrites?: GPUComputePassTimestampWrites): void {
   const pass = encoder.beginComputePass(timestampWrites ? { timestampWrites } : undefined)
+  recordDispatches(pass, call)
+  pass.end()
+}
+
+/**
+ * Record the call's dispatches into an open compute pass. A bind group is set only where it differs
+ * from the one before (same group and offsets: the shrink, fold and expand of one slot group); the
+ * pass keeps it across pipelines of the same layout.
+ */
+export function recordDispatches(pass: GPUComputePassEncoder, call: PreparedCall): void {
+  let bound: BoundDispatch | undefined
   for (const d of call.dispatches) {
     pass.setPipeline(d.pipeline)
-    if (d.offsets) pass.setBindGroup(0, d.bindGroup, d.offsets)
-    else pass.setBindGroup(0, d.bindGroup)
+    if (!bound || bound.bindGroup !== d.bindGroup || !sameOffsets(bound.offsets, d.offsets)) {
+      if (d.offsets) pass.setBindGroup(0, d.bindGroup, d.offsets)
+      else pass.setBindGroup(0, d.bindGroup)
+      bound = d
+    }
     pass.dispatchWorkgroups(d.groups[0], d.groups[1], d.groups[2])
   }
-  pass.end()
+}
+
+function sameOffsets(a: number[] | null, b: number[] | null): boolean {
+  if (a === b) return true
+  if (!a || !b || a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
 }

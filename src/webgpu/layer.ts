@@ -1,9 +1,9 @@
 import { LoraError } from '../errors.js'
 import type { SegmentPlan } from '../metadata.js'
-import type { LayerSpec, PreparedAdapter } from '../types.js'
-import { gpuBufferInfo } from '../validate.js'
+import type { EncodeTarget, LayerSpec, PreparedAdapter } from '../types.js'
+import { gpuBufferInfo, isComputePass } from '../validate.js'
 import { type BufferPool, type StagingPool, USAGE, writeChunked } from './buffers.js'
-import { bindCall, type CallContext, encodeCall, ensurePipelines, planCall, recordCall } from './call.js'
+import { bindCall, type CallContext, encodeCall, ensurePipelines, planCall, recordCall, recordDispatches } from './call.js'
 import type { LossWatch } from './device.js'
 import { stridesOf } from './params.js'
 import type { PipelineCache } from './pipelines.js'
@@ -63,7 +63,6 @@ export class GpuLayer implements WebGpuLayer {
       profile: env.profile,
       bindGroups: new Map(),
       weighGroups: new Map(),
-      fusedGroups: new Map(),
       kernels: new Map(),
     }
   }
@@ -178,16 +177,19 @@ export class GpuLayer implements WebGpuLayer {
 
   /**
    * Record the call into `encoder` (no submit, no wait): y is updated when the caller submits it,
-   * with the weights and metadata as they are at that submit. x and y are GPUBuffers.
+   * with the weights and metadata as they are at that submit. x and y are GPUBuffers. `encoder`
+   * may be an open compute pass of the caller's: the dispatches go into it (no pass of their own).
    */
-  encode(encoder: GPUCommandEncoder, x: GPUBuffer, y: GPUBuffer, plan: SegmentPlan): void {
+  encode(encoder: EncodeTarget, x: GPUBuffer, y: GPUBuffer, plan: SegmentPlan): void {
     this.alive()
     const { spec } = this.ctx
     const T = plan.numTokens
     checkGpuBuffer(x, T * (spec.embedding ? 1 : spec.inFeatures) * 4, 'x')
     checkGpuBuffer(y, T * spec.outFeatures * 4, 'y')
     if (plan.rows.length === 0) return
-    encodeCall(encoder, recordCall(this.ctx, plan, x, y))
+    const call = recordCall(this.ctx, plan, x, y)
+    if (isComputePass(encoder)) recordDispatches(encoder, call)
+    else encodeCall(encoder, call)
   }
 
   dispose(): void {

@@ -33,7 +33,7 @@ export class PipelineCache {
     private readonly layout: GPUPipelineLayout,
     /** Unroll the small loops in the WGSL of each pipeline (unroll.ts): one module per pipeline. */
     private readonly unroll = false,
-    /** Kernels with layouts of their own (shared.ts: weighLayout, kernelLayout(device, true)); default 'auto'. */
+    /** Kernels with layouts of their own (shared.ts: weighLayout); default 'auto'. */
     private readonly layouts: Partial<Record<ShaderName, GPUPipelineLayout>> = {},
   ) {}
 
@@ -79,9 +79,9 @@ export class PipelineCache {
     return made
   }
 
-  /** The shared layout of the LoRA kernels; weigh.wgsl and fused_tile.wgsl have bindings of their own. */
+  /** The shared layout of the LoRA kernels; weigh.wgsl has bindings of its own. */
   private layoutOf(spec: PipelineSpec): GPUPipelineLayout | 'auto' {
-    if (spec.shader === 'weigh' || spec.shader === 'fused_tile') return this.layouts[spec.shader] ?? 'auto'
+    if (spec.shader === 'weigh') return this.layouts[spec.shader] ?? 'auto'
     return this.layout
   }
 

@@ -75,20 +75,26 @@ fn load4(i: u32) -> vec4<f32> {
 }
 
 /**
- * The `//@weightsB4` line (a kernel reading both A and B: fused_tile.wgsl): the `//@weights4`
- * binding as binding 6, named `wb`, read with `loadB4(i)`.
+ * The `//@weightsB` and `//@weightsB4` lines (the B of the expand kernels and fused_tile.wgsl, bound
+ * beside A in one bind group): the `//@weights` and `//@weights4` bindings as binding 6, named `wb`,
+ * read with `loadB2(i)` and `loadB4(i)`.
  */
-function secondWeights4(storage: WeightStorage): string {
-  return WEIGHT4_SNIPPETS[storage].replace('@binding(2)', '@binding(6)').replace(/\bw\b/g, 'wb').replace('fn load4', 'fn loadB4')
+function weightsB(snippet: string): string {
+  return snippet
+    .replace('@binding(2)', '@binding(6)')
+    .replace(/\bw\b/g, 'wb')
+    .replace('fn load4', 'fn loadB4')
+    .replace('fn load2', 'fn loadB2')
 }
 
 /** WGSL source with the shared params struct and the weight storage substituted. */
 export function specialise(source: string, storage: WeightStorage, params: string): string {
   const body = source
     .replace(/^\/\/@params.*$/m, params)
-    .replace('//@weightsB4', secondWeights4(storage))
-    .replace('//@weights4', WEIGHT4_SNIPPETS[storage])
-    .replace('//@weights', WEIGHT_SNIPPETS[storage])
+    .replace(/^\/\/@weightsB4$/m, weightsB(WEIGHT4_SNIPPETS[storage]))
+    .replace(/^\/\/@weightsB$/m, weightsB(WEIGHT_SNIPPETS[storage]))
+    .replace(/^\/\/@weights4$/m, WEIGHT4_SNIPPETS[storage])
+    .replace(/^\/\/@weights$/m, WEIGHT_SNIPPETS[storage])
   return storage === 'f16' ? `enable f16;\n${body}` : body
 }
 

@@ -19,15 +19,17 @@ export function bufferId(b: GPUBuffer): number {
 }
 
 /**
- * The one bind group layout of every LoRA kernel: 0 params (uniform, dynamic offset), 1 input,
- * 2 weights, 3 slots, 4 call metadata (dynamic offset), 5 output. Dynamic offsets let one cached
- * bind group serve every call: only the offsets into the metadata ring change. `fused`: the layout
- * of fused_tile.wgsl, which reads x, A and B and writes y: 6 is B.
+ * The one bind group layout of every LoRA kernel but weigh.wgsl: 0 params (uniform, dynamic
+ * offset), 1 x, 2 A, 3 slots, 4 call metadata (dynamic offset), 5 h, 6 B, 7 y. Dynamic offsets let
+ * one cached bind group serve every call: only the offsets into the metadata ring change. The
+ * shrink, the fold and the expand (and fused_tile.wgsl) of a call share one bind group, so a call
+ * binds it once: each setBindGroup costs microseconds of CPU through Dawn.
  */
-export function kernelLayout(device: GPUDevice, fused = false): { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout } {
+export function kernelLayout(device: GPUDevice): { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout } {
   const COMPUTE = 0x4 // GPUShaderStage.COMPUTE
   const ro = { type: 'read-only-storage' as const }
-  const label = fused ? 'lora fused kernels' : 'lora kernels'
+  const rw = { type: 'storage' as const }
+  const label = 'lora kernels'
   const group = device.createBindGroupLayout({
     label,
     entries: [
@@ -36,8 +38,9 @@ export function kernelLayout(device: GPUDevice, fused = false): { group: GPUBind
       { binding: 2, visibility: COMPUTE, buffer: ro },
       { binding: 3, visibility: COMPUTE, buffer: ro },
       { binding: 4, visibility: COMPUTE, buffer: { ...ro, hasDynamicOffset: true } },
-      { binding: 5, visibility: COMPUTE, buffer: { type: 'storage' } },
-      ...(fused ? [{ binding: 6, visibility: COMPUTE, buffer: ro }] : []),
+      { binding: 5, visibility: COMPUTE, buffer: rw },
+      { binding: 6, visibility: COMPUTE, buffer: ro },
+      { binding: 7, visibility: COMPUTE, buffer: rw },
     ],
   })
   return { group, pipeline: device.createPipelineLayout({ label, bindGroupLayouts: [group] }) }
@@ -242,8 +245,6 @@ export interface SharedCallState {
   layout: GPUBindGroupLayout
   /** The layout of weigh.wgsl (see weighLayout). */
   weighLayout: GPUBindGroupLayout
-  /** The layout of fused_tile.wgsl (kernelLayout with B at binding 6). */
-  fusedLayout: GPUBindGroupLayout
   ring: MetaRing
   h: Scratch
 }
