@@ -125,6 +125,23 @@ describe.runIf(gpuHere)('webgpu fused decode kernel (fused_tile.wgsl)', () => {
     SLOW,
   )
 
+  it(
+    'by default: one entry at rank <= 16 fused; rank 32, two entries or two tiles the pair',
+    async () => {
+      const none: TileTuning = {}
+      await check({ ...base, name: 'default T1 r16' }, FUSED, none)
+      await check({ ...base, name: 'default T1 r12 bf16', rank: 12, dtype: 'bf16', seed: 4 }, FUSED, none)
+      await check({ ...base, name: 'default T1 r32', rank: 32 }, ['shrink_tile', 'expand_tile'], none)
+      await check({ ...base, name: 'default T2', tokens: 2 }, ['shrink_tile', 'expand_tile'], none)
+      await check(
+        { ...base, name: 'default T2, two slots', tokens: 2, slots: 2, pattern: 'distinct' },
+        ['shrink_tile', 'expand_tile'],
+        none,
+      )
+    },
+    SLOW,
+  )
+
   it('a fused call repeated on other GPU buffers (the first x destroyed): bound to the new ones', async () => {
     const c: Case = { ...base, name: 'rebind', tokens: 3, rank: 16, slots: 2, pattern: 'distinct' }
     await checkRebind(backend!, c, undefined, ON, (plan, layer) =>

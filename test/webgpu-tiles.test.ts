@@ -46,7 +46,9 @@ describe.runIf(gpuHere)('webgpu tile kernels (discrete tiles)', () => {
   it(
     'decode tiles (the default): 1, 2 and 4 entries per tile, every rank bucket, 16-bit weights',
     async () => {
-      await check({ ...base, name: 'T1 r16', tokens: 1, slots: 1, pattern: 'identical' }, TILES)
+      // one entry at rank <= 16 runs fused_tile.wgsl by default (test/webgpu-fused.test.ts): the pair forced
+      await check({ ...base, name: 'T1 r16', tokens: 1, slots: 1, pattern: 'identical' }, TILES, { fused: false })
+      await check({ ...base, name: 'T1 r32', tokens: 1, slots: 1, rank: 32, pattern: 'identical' }, TILES)
       await check({ ...base, name: 'T2 r5 bf16', tokens: 2, slots: 1, rank: 5, pattern: 'identical', dtype: 'bf16' }, TILES)
       await check({ ...base, name: 'T12 r32 f16 distinct', tokens: 12, rank: 32, pattern: 'uniform', dtype: 'f16' }, TILES)
       await check({ ...base, name: 'T16 r64 one slot', tokens: 16, slots: 1, rank: 64, pattern: 'identical', inFeatures: 4096 }, TILES)

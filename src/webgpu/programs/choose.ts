@@ -4,7 +4,7 @@ import type { WeightStorage } from '../shaders.js'
 import { expandGroups, expandKernel, expandSpec, expandTiling, type ExpandTiling } from './expand.js'
 import { EXPAND_MULTI_TILING, expandMultiGroups, expandMultiSpec } from './expand_multi.js'
 import { foldByDefault, foldSpec } from './fold.js'
-import { type FusedTiling, FUSED_BY_DEFAULT, fusedGroups, fusedSpec, fusedTiling, fusedUsable } from './fused.js'
+import { type FusedTiling, fusedByDefault, fusedGroups, fusedSpec, fusedTiling, fusedUsable } from './fused.js'
 import { gatherGroups, gatherSpec } from './gather.js'
 import {
   expandGemmGroups,
@@ -116,9 +116,9 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
   const tileShrink = discrete && shrinkTileUsable(spec.inFeatures, shape.maxUsedRank, !!spec.embedding)
   const tileExpand = discrete && expandTileUsable(spec.sliceWidths, shape.maxUsedRank, c.multi)
   const fusable = discrete && fusedUsable({ ...spec, ...shape, tileM, multi: c.multi, embedding: !!spec.embedding, weighted: !!c.weighted })
-  const fuse = c.tuning?.fused ?? FUSED_BY_DEFAULT
+  const fuse = c.tuning?.fused ?? fusedByDefault(tileM, numTiles, shape.maxUsedRank)
   if (fusable && fuse) {
-    const t = { ...fusedTiling(tileM, shape.maxUsedRank), ...(typeof fuse === 'object' ? fuse : {}) }
+    const t = { ...fusedTiling(tileM, shape.maxUsedRank, storage), ...(typeof fuse === 'object' ? fuse : {}) }
     const kernel = fusedSpec(storage, t)
     const groups = (sh: CallShape, tiles: number) => {
       const g = fusedGroups(t, sh, tiles)

@@ -57,14 +57,17 @@ export function fusedMemory(t: FusedTiling): number {
 
 /**
  * 256 threads; the shrink 2 rank rows per thread (32, 16 or 8 threads along k for 16, 32 or 64
- * rank rows); the expand 4 threads along the rank per column quad over 64 quads (32 for tiles of 4
- * entries, so that the sums fit the 16 KiB of workgroup memory every device has).
+ * rank rows) over 2 k strips per step for f32 weights and 4 for 16-bit ones (rank 16 at T = 1, f32:
+ * H200 12.9-13.3 against 13.5-13.8 us with 4 strips, H100 13.9-14.2 against 14.8-14.9; bf16 within
+ * 0.2 us either way); the expand 4 threads along the rank per column quad over 64 quads (32 for
+ * tiles of 4 entries, so that the sums fit the 16 KiB of workgroup memory every device has).
  */
-export function fusedTiling(tileM: number, maxUsedRank: number): FusedTiling {
+export function fusedTiling(tileM: number, maxUsedRank: number, storage: WeightStorage): FusedTiling {
   const RMAX = rankRows(maxUsedRank)
   const WG = MIN_WORKGROUP_THREADS
   const RR = 2
-  const t: FusedTiling = { MT: tileM, RMAX, KS: (WG * RR) / RMAX, RR, NW: 64, KT: 4, KU: 4, WG, QU: 4 }
+  const QU = storage === 'f32' ? 2 : 4
+  const t: FusedTiling = { MT: tileM, RMAX, KS: (WG * RR) / RMAX, RR, NW: 64, KT: 4, KU: 4, WG, QU }
   while (t.NW > 8 && fusedMemory(t) > MIN_WORKGROUP_MEMORY) t.NW /= 2
   return t
 }
@@ -90,12 +93,19 @@ export function fusedGroups(t: FusedTiling, shape: CallShape, numTiles: number):
   return checkGroups([numTiles, Math.ceil(shape.maxSliceWidth / (4 * t.NW)), shape.numSlices], 'fused_tile')
 }
 
+/** Largest used rank at which fused_tile runs by default (see fusedByDefault). */
+export const FUSED_DEFAULT_MAX_RANK = 16
+
 /**
- * Where fused_tile runs by default (on 'discrete', where it can): nowhere. On the H200
- * (bench/webgpu-tiles.ts --fused, fused-nvidia-h200.json, the pair timed beside it in one run) the
- * second dispatch of the pair costs less than every column block reading A again: rank 16 at T = 1
- * 1.00-1.09x the pair's time (12.9-13.8 against 12.5-12.9 us), rank 64 1.9-2.3x; at T = 16 faster
- * on 2 of 16 shapes (bf16 square r16, 8 adapters: 13.8 against 14.5 us) and up to 3.4x slower.
- * `tuning.fused` turns it on for an adapter where a dispatch costs more.
+ * Where fused_tile runs by default (on 'discrete', where it can): calls of one entry (one token
+ * with an adapter) at rank <= 16, where it takes the pair's GPU time and one dispatch less of CPU.
+ * bench/webgpu-tiles.ts --fused, the pair timed beside it in one run: rank 16 at T = 1, H200
+ * 12.9-13.3 against 12.5-12.9 us (fused-nvidia-h200.json), H100 13.9-14.2 against 13.9-14.4, and
+ * on the H100 host 5.5-6.1 us of CPU per encode against 7.6-8.5. Elsewhere every column block
+ * reading A again costs more than the pair's second dispatch: rank 64 at T = 1 1.9-2.3x the pair's
+ * time, T = 16 faster on at most 4 of 16 shapes (by <= 8%) and up to 3.4x slower. `tuning.fused`
+ * forces it either way.
  */
-export const FUSED_BY_DEFAULT = false
+export function fusedByDefault(tileM: number, numTiles: number, maxUsedRank: number): boolean {
+  return tileM === 1 && numTiles === 1 && maxUsedRank <= FUSED_DEFAULT_MAX_RANK
+}
