@@ -4,7 +4,10 @@
  * and the CPU of `encode` on GPU-resident buffers (a stream of calls, alternated the same way). For
  * kernel and binding changes: check the old commit out into a folder (git worktree add OLD REV),
  * then `npx tsx bench/webgpu-ab.ts OLD [--kernels software|discrete] [--only=<regex>] [--rounds N]`.
- * Prints one line per shape with new / old.
+ * `--old-unroll=on|off` and `--new-unroll=on|off` force the WGSL loop unrolling (src/webgpu/unroll.ts)
+ * of either tree: `bench/webgpu-ab.ts . --old-unroll=on` times the unrolled kernels of this tree
+ * against the driver's own unrolling. `--long` adds calls of 1,024 entries. Prints one line per
+ * shape with new / old.
  */
 import path from 'node:path'
 import process from 'node:process'
@@ -26,21 +29,19 @@ const OldCall = (await from('src/webgpu/call.ts')) as typeof NewCall
 const rounds = Number(flag('rounds') ?? 8)
 const only = flag('only')
 
-const nb = await NewGpu.createWebGpuBackend(flag('kernels') ? { kernels: flag('kernels') as 'software' } : {})
+const unrollOf = (v: string | undefined): boolean | undefined => (v === undefined ? undefined : v === 'on')
+const kernels = flag('kernels') as 'software' | 'discrete' | undefined
+const nb = await NewGpu.createWebGpuBackend({ kernels, unroll: unrollOf(flag('new-unroll')) })
 const device = nb.device
 // the same device and tile family for the old tree (a given device is not known to be software)
-const ob = await OldGpu.createWebGpuBackend({ device, kernels: nb.kernels })
+const ob = await OldGpu.createWebGpuBackend({ device, kernels: nb.kernels, unroll: unrollOf(flag('old-unroll')) })
 const times = gpuTimer(device, { software: nb.isSoftware }).timesUs
 
 const shapes: Shape[] = []
 for (const dtype of ['f32', 'bf16'] as const)
   for (const layer of ['square', 'qkv'] as const)
     for (const rank of [16, 64])
-      for (const [T, adapters] of [
-        [1, 1],
-        [16, 8],
-        [256, 1],
-      ])
+      for (const [T, adapters] of [[1, 1], [16, 8], [256, 1], ...(args.includes('--long') ? [[1024, 1]] : [])])
         shapes.push({ T, layer, rank, adapters, dtype })
 
 const min = (v: number[]): number => Math.min(...v)

@@ -22,7 +22,7 @@ tsx="node node_modules/tsx/dist/cli.mjs"
 for step in $steps; do
   start=$(date +%s)
   case $step in
-  grid) CI=true timeout 300 node node_modules/vitest/vitest.mjs run test/sgmv-webgpu.test.ts test/sgmv-webgpu-discrete.test.ts test/webgpu-gemm.test.ts test/webgpu-fused.test.ts test/encode.test.ts >"$out/grid.log" 2>&1 ;;
+  grid) CI=true timeout 300 node node_modules/vitest/vitest.mjs run test/sgmv-webgpu.test.ts test/sgmv-webgpu-discrete.test.ts test/webgpu-gemm.test.ts test/webgpu-fused.test.ts test/encode.test.ts test/webgpu-subgroups.test.ts >"$out/grid.log" 2>&1 ;;
   # only the JSON this run wrote (the newest; marked partial when the limit cut it short): a few
   # files come back from the machine, not all
   webgpu)

@@ -19,6 +19,10 @@
 //    ranges of the rank, KU rows of B in flight per step; threads kt > 0 hand their sums to
 //    kt = 0 through workgroup memory, added in kt order. y is read before the k loop.
 // No atomics: the same bits every run for one tiling.
+//
+// Subgroups (SG > 0): the tree's steps below SG run in registers (subgroupShuffleDown), the same
+// additions in the same order (the same bits), as in shrink_tile.wgsl.
+//@subgroups
 
 //@params (shaders/params.wgsl)
 
@@ -31,6 +35,7 @@ override KT: u32 = 4u;    // expand threads along the rank per quad (NW * KT <= 
 override KU: u32 = 4u;    // rows of B loaded per step of the expand's k loop (<= 16)
 override WG: u32 = 256u;  // threads per workgroup
 override QU: u32 = 4u;    // k strips per step of the shrink loop (QU * MT and QU * RR <= 16)
+override SG: u32 = 0u;    // subgroup lanes of the tree's last steps (0: none)
 const MAX_ACC: u32 = 64u;
 const MAX_LOADS: u32 = 16u;
 const MAX_KU: u32 = 16u;
@@ -49,7 +54,7 @@ var<workgroup> red: array<f32, MT * RMAX * KS>;                  // [entry][rank
 var<workgroup> part: array<vec4<f32>, (KT - 1u) * MT * NW + 1u>; // [kt - 1][entry][nw]
 
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32/*@lanes*/) {
   let s = wg.z;
   let nq = p.sliceWidth[s] / 4u; // column quads of the slice
   if (wg.y * NW >= nq) { return; } // the same for the whole workgroup, before any barrier
@@ -89,17 +94,41 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       }
     }
   }
-  for (var i = 0u; i < MT; i++) {
-    for (var j = 0u; j < RR; j++) { red[(i * RMAX + j0 + j) * KS + ks] = acc[i * RR + j]; }
-  }
-  workgroupBarrier();
-  for (var st = KS / 2u; st > 0u; st /= 2u) {
-    if (ks < st) {
-      for (var i = 0u; i < MT; i++) {
-        for (var j = 0u; j < RR; j++) {
-          let at = (i * RMAX + j0 + j) * KS + ks;
-          red[at] += red[at + st];
+  // the tree: steps st >= low in workgroup memory, the steps below in registers (low = SG where
+  // the lanes are usable); h[e, r] ends in red[(e * RMAX + r) * KS]
+  let low = lanesLow(lid, sgLane, sgSize);
+  if (KS > low) {
+    for (var i = 0u; i < MT; i++) {
+      for (var j = 0u; j < RR; j++) { red[(i * RMAX + j0 + j) * KS + ks] = acc[i * RR + j]; }
+    }
+    workgroupBarrier();
+    for (var st = KS / 2u; st >= low; st /= 2u) {
+      if (ks < st) {
+        for (var i = 0u; i < MT; i++) {
+          for (var j = 0u; j < RR; j++) {
+            let at = (i * RMAX + j0 + j) * KS + ks;
+            red[at] += red[at + st];
+          }
         }
+      }
+      workgroupBarrier();
+    }
+    if (low > 1u) {
+      // (each thread reads only its own element, lane ks = 0 among them: no barrier before its write)
+      for (var i = 0u; i < MT; i++) {
+        for (var j = 0u; j < RR; j++) { acc[i * RR + j] = red[(i * RMAX + j0 + j) * KS + ks]; }
+      }
+    }
+  }
+  if (low > 1u) {
+    for (var st = min(KS, low) / 2u; st > 0u; st /= 2u) {
+      for (var i = 0u; i < MT; i++) {
+        for (var j = 0u; j < RR; j++) { acc[i * RR + j] += down(acc[i * RR + j], st); }
+      }
+    }
+    if (ks == 0u) {
+      for (var i = 0u; i < MT; i++) {
+        for (var j = 0u; j < RR; j++) { red[(i * RMAX + j0 + j) * KS] = acc[i * RR + j]; }
       }
     }
     workgroupBarrier();

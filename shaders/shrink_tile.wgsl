@@ -12,6 +12,13 @@
 // The KS partial sums of each value are added as a tree in workgroup memory (RC rank rows per
 // round), always in the same order, and written to partial kg of h (p.hPart elements apart); the
 // expand adds the KG partials in a fixed order. No atomics: results are the same bits every run.
+//
+// Subgroups (SG > 0, the `subgroups` feature; see shaders.ts): the steps of the tree below SG run
+// in registers, each lane adding the value of the lane st further down (subgroupShuffleDown), the
+// same additions in the same order as in workgroup memory: the same bits with or without them. A
+// workgroup whose subgroups are not SG lanes in the order of local_invocation_index uses workgroup
+// memory for every step.
+//@subgroups
 
 //@params (shaders/params.wgsl)
 
@@ -23,6 +30,7 @@ override RC: u32 = 16u;   // rank rows per reduction round
 override KB: u32 = 128u;  // k per staged block of A (multiple of 4 * KS)
 override STAGE: u32 = 1u; // 1: A blocks through workgroup memory; 0: A read directly
 override KG: u32 = 1u;    // k chunks over workgroups (split-K across wg.z)
+override SG: u32 = 0u;    // subgroup lanes of the tree's last steps (0: none)
 const MAX_ACC: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -38,7 +46,7 @@ var<workgroup> As: array<vec4<f32>, RT * KB / 4u>;  // [rank row][k / 4] of the 
 var<workgroup> red: array<f32, TE * MT * KS * RC>;   // [entry][ks][rank row of the round]
 
 @compute @workgroup_size(TE * KS)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32/*@lanes*/) {
   let s = wg.z % p.numSlices;
   let kg = wg.z / p.numSlices;
   let r0 = wg.x * RT;
@@ -97,30 +105,47 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       }
     }
   }
-  // add the KS partial sums as a tree (same order every run), RC rank rows per round
+  // add the KS partial sums as a tree (same order every run), RC rank rows per round: the steps
+  // st >= low in workgroup memory, the steps below in registers (low = SG where the lanes are usable)
+  let low = lanesLow(lid, sgLane, sgSize);
+  let mem = KS > low;
   for (var c0 = 0u; c0 < RT; c0 += RC) {
+    var v: array<f32, MAX_ACC>; // [entry i][rank row j of the round] at i * RC + j
     for (var i = 0u; i < MT; i++) {
-      for (var j = 0u; j < RC; j++) { red[((e0 + i) * KS + ks) * RC + j] = acc[i * RT + c0 + j]; }
+      for (var j = 0u; j < RC; j++) { v[i * RC + j] = acc[i * RT + c0 + j]; }
     }
-    workgroupBarrier();
-    for (var st = KS / 2u; st > 0u; st /= 2u) {
-      if (ks < st) {
-        for (var i = 0u; i < MT; i++) {
-          let at = ((e0 + i) * KS + ks) * RC;
-          for (var j = 0u; j < RC; j++) { red[at + j] += red[at + st * RC + j]; }
-        }
+    if (mem) {
+      for (var i = 0u; i < MT; i++) {
+        for (var j = 0u; j < RC; j++) { red[((e0 + i) * KS + ks) * RC + j] = v[i * RC + j]; }
       }
       workgroupBarrier();
+      for (var st = KS / 2u; st >= low; st /= 2u) {
+        if (ks < st) {
+          for (var i = 0u; i < MT; i++) {
+            let at = ((e0 + i) * KS + ks) * RC;
+            for (var j = 0u; j < RC; j++) { red[at + j] += red[at + st * RC + j]; }
+          }
+        }
+        workgroupBarrier();
+      }
+      for (var i = 0u; i < MT; i++) {
+        for (var j = 0u; j < RC; j++) { v[i * RC + j] = red[((e0 + i) * KS + ks) * RC + j]; }
+      }
+    }
+    for (var st = min(KS, low) / 2u; st > 0u; st /= 2u) {
+      for (var i = 0u; i < MT; i++) {
+        for (var j = 0u; j < RC; j++) { v[i * RC + j] += down(v[i * RC + j], st); }
+      }
     }
     if (ks == 0u) {
       for (var i = 0u; i < MT; i++) {
         let e = e0 + i;
         let hb = kg * p.hPart + ((first + e) * p.numSlices + s) * p.rankStride + r0 + c0;
         for (var j = 0u; j < RC; j++) {
-          if (e < count && r0 + c0 + j < rank) { h[hb + j] = red[(e * KS) * RC + j]; }
+          if (e < count && r0 + c0 + j < rank) { h[hb + j] = v[i * RC + j]; }
         }
       }
     }
-    workgroupBarrier();
+    if (mem) { workgroupBarrier(); }
   }
 }

@@ -96,6 +96,7 @@ class Backend implements WebGpuBackend {
         staging: this.staging,
         shared: this.shared,
         profile: this.kernels,
+        subgroupSize: this.dc.subgroupSize,
         storageOf: (s) => weightStorage(s.weightDtype, this.dc.hasF16),
         maxBinding: this.maxCallBuffer,
         onDispose: (l) => this.layers.delete(l),

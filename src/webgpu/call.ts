@@ -40,6 +40,8 @@ export interface CallContext extends Bindings {
   ranks: Int32Array
   pipelines: PipelineCache
   profile: KernelProfile
+  /** Subgroup lanes of shrink_tile's and fused_tile's trees (0: none; see programs/choose.ts withLanes). */
+  subgroupSize: number
   /** Kernel choices by (entries per tile, token-major expand, rank, tiles, weights): programs/choose.ts. */
   kernels: Map<string, KernelChoice>
   /** Tiles forced over the chosen ones (tuning runs, tests); clear `kernels` after a change. */
@@ -118,6 +120,7 @@ export function planCall(ctx: CallContext, plan: SegmentPlan): CallPlan {
     gemm: gemmM > 0,
     tuning,
     workgroupBytes,
+    subgroupSize: ctx.subgroupSize,
     weighted,
   }
   const key = choiceKey(input)

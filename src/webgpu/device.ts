@@ -8,6 +8,12 @@ export interface DeviceContext {
   isSoftware: boolean
   /** The device has `shader-f16` (f16 weights as native f16 storage). */
   hasF16: boolean
+  /**
+   * Subgroup lanes the kernels' trees may use: the adapter's smallest subgroup size where the
+   * device has `subgroups` (a power of two), else 0. A kernel checks it per workgroup and uses
+   * workgroup memory wherever the subgroups turn out otherwise (shaders.ts, lanesLow).
+   */
+  subgroupSize: number
   /** The device was created here (so dispose() destroys it). */
   owned: boolean
   /**
@@ -20,7 +26,13 @@ export interface DeviceContext {
 }
 
 /** Feature names we use when the adapter has them. */
-const WANTED_FEATURES = ['shader-f16', 'timestamp-query'] as const
+const WANTED_FEATURES = ['shader-f16', 'timestamp-query', 'subgroups'] as const
+
+/** See DeviceContext.subgroupSize. */
+export function subgroupLanes(device: GPUDevice, info: GPUAdapterInfo | undefined): number {
+  const min = (info as (GPUAdapterInfo & { subgroupMinSize?: number }) | undefined)?.subgroupMinSize ?? 0
+  return device.features.has('subgroups') && min >= 2 && (min & (min - 1)) === 0 ? min : 0
+}
 
 /** Limits raised to the adapter's own values (large weight stacks need big storage bindings). */
 const WANTED_LIMITS = ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize'] as const
@@ -68,6 +80,7 @@ export async function acquireDevice(given?: GPUDevice): Promise<DeviceContext> {
       device: given,
       isSoftware: false, // unknown for a foreign device; GPUDevice.adapterInfo when present says more
       hasF16: given.features.has('shader-f16'),
+      subgroupSize: subgroupLanes(given, (given as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo),
       owned: false,
     }
   }
@@ -92,6 +105,7 @@ export async function acquireDevice(given?: GPUDevice): Promise<DeviceContext> {
     device,
     isSoftware: isSoftwareAdapter(adapter),
     hasF16: device.features.has('shader-f16'),
+    subgroupSize: subgroupLanes(device, adapter.info),
     owned: true,
     keepAlive,
   }

@@ -25,6 +25,8 @@ export interface LayerEnv {
   staging: StagingPool | null
   shared: SharedCallState
   profile: KernelProfile
+  /** Subgroup lanes the tree kernels use (DeviceContext.subgroupSize; 0: none). */
+  subgroupSize: number
   storageOf(spec: LayerSpec): WeightStorage
   maxBinding: number
   onDispose(layer: GpuLayer): void
@@ -61,6 +63,7 @@ export class GpuLayer implements WebGpuLayer {
       pipelines: env.pipelines,
       shared: env.shared,
       profile: env.profile,
+      subgroupSize: env.subgroupSize,
       bindGroups: new Map(),
       weighGroups: new Map(),
       kernels: new Map(),

@@ -8,6 +8,8 @@ export interface PipelineSpec {
   shader: ShaderName
   storage: WeightStorage
   overrides: Record<string, number>
+  /** Compiled with the `subgroups` extension (shaders.ts specialise; the kernel's SG override > 0). */
+  subgroups?: boolean
 }
 
 /** Cache key listing every substituted and overridden value. */
@@ -16,7 +18,7 @@ export function pipelineKey(spec: PipelineSpec): string {
     .sort()
     .map((k) => `${k}=${spec.overrides[k]}`)
     .join(',')
-  return `${spec.shader}|${spec.storage}|${o}`
+  return `${spec.shader}|${spec.storage}${spec.subgroups ? '|sg' : ''}|${o}`
 }
 
 /** Compute pipelines by key, created once, inside error scopes (failures -> LoraError 'GPU_ERROR'). */
@@ -86,14 +88,14 @@ export class PipelineCache {
   }
 
   private moduleKey(spec: PipelineSpec): string {
-    return this.unroll ? pipelineKey(spec) : `${spec.shader}|${spec.storage}`
+    return this.unroll ? pipelineKey(spec) : `${spec.shader}|${spec.storage}${spec.subgroups ? '|sg' : ''}`
   }
 
   private module(spec: PipelineSpec): GPUShaderModule {
     const moduleKey = this.moduleKey(spec)
     let module = this.modules.get(moduleKey)
     if (!module) {
-      const code = specialise(this.sources[spec.shader], spec.storage, this.sources.params)
+      const code = specialise(this.sources[spec.shader], spec.storage, this.sources.params, spec.subgroups)
       module = this.device.createShaderModule({
         label: moduleKey,
         code: this.unroll ? unrollLoops(code, overrideValues(code, spec.overrides)) : code,

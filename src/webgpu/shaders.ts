@@ -87,15 +87,37 @@ function weightsB(snippet: string): string {
     .replace('fn load2', 'fn loadB2')
 }
 
-/** WGSL source with the shared params struct and the weight storage substituted. */
-export function specialise(source: string, storage: WeightStorage, params: string): string {
+/**
+ * The `//@subgroups` line and the `/*@lanes*\/` mark of `main`'s parameters (shrink_tile.wgsl,
+ * fused_tile.wgsl): with subgroups, the lane and subgroup size builtins, `down(v, d)` (the value of
+ * the lane d further down) and `lanesLow(...)`: SG where every subgroup of the workgroup is SG lanes
+ * in the order of local_invocation_index (lane = lid % SG), else 1 (a workgroup-uniform value: the
+ * kernels then use workgroup memory for every step). Without them, stand-ins that make lanesLow 1.
+ */
+const LANES_ON = `var<workgroup> lanesOff: atomic<u32>;
+fn down(v: f32, d: u32) -> f32 { return subgroupShuffleDown(v, d); }
+fn lanesLow(lid: u32, lane: u32, size: u32) -> u32 {
+  if (SG == 0u) { return 1u; }
+  if (size != SG || lane != lid % max(SG, 1u)) { atomicStore(&lanesOff, 1u); } // (a constant divisor of 0 would not compile)
+  return select(SG, 1u, workgroupUniformLoad(&lanesOff) != 0u);
+}`
+const LANES_OFF = `const sgLane = 0u;
+const sgSize = 0u;
+fn down(v: f32, d: u32) -> f32 { return v; }
+fn lanesLow(lid: u32, lane: u32, size: u32) -> u32 { return 1u; }`
+const LANE_BUILTINS = ', @builtin(subgroup_invocation_id) sgLane: u32, @builtin(subgroup_size) sgSize: u32'
+
+/** WGSL source with the shared params struct, the weight storage and the subgroup helpers substituted. */
+export function specialise(source: string, storage: WeightStorage, params: string, subgroups = false): string {
   const body = source
+    .replace(/^\/\/@subgroups$/m, subgroups ? LANES_ON : LANES_OFF)
+    .replace('/*@lanes*/', subgroups ? LANE_BUILTINS : '')
     .replace(/^\/\/@params.*$/m, params)
     .replace(/^\/\/@weightsB4$/m, weightsB(WEIGHT4_SNIPPETS[storage]))
     .replace(/^\/\/@weightsB$/m, weightsB(WEIGHT_SNIPPETS[storage]))
     .replace(/^\/\/@weights4$/m, WEIGHT4_SNIPPETS[storage])
     .replace(/^\/\/@weights$/m, WEIGHT_SNIPPETS[storage])
-  return storage === 'f16' ? `enable f16;\n${body}` : body
+  return `${storage === 'f16' ? 'enable f16;\n' : ''}${subgroups ? 'enable subgroups;\n' : ''}${body}`
 }
 
 /** Read every shader file: fs in Node, fetch elsewhere (files sit in shaders/ at the package root). */

@@ -63,6 +63,11 @@ export interface TileTuning extends GemmTuning {
    * forced on (with tiles forced over fusedTiling's when an object) or off.
    */
   fused?: boolean | Partial<FusedTiling>
+  /**
+   * The subgroup lanes of shrink_tile's and fused_tile's trees: false: none; a number: that many
+   * lanes assumed (a wrong one makes every workgroup take workgroup memory, as the kernels check).
+   */
+  subgroups?: boolean | number
 }
 
 /** The kernels of one kind of call and how many workgroups each launches. */
@@ -92,9 +97,22 @@ export interface ChoiceInput {
   gemm: boolean
   /** The device's maxComputeWorkgroupStorageSize (default: the WebGPU minimum, 16 KiB). */
   workgroupBytes?: number
+  /** The device's subgroup lanes (DeviceContext.subgroupSize; 0 or absent: none). */
+  subgroupSize?: number
   /** The call has entry weights (weigh.wgsl scales h between the kernels: never fused). */
   weighted?: boolean
   tuning?: TileTuning
+}
+
+/**
+ * A tree kernel's spec with its subgroup lanes (the SG override, compiled with the `subgroups`
+ * extension): the device's, or tuning.subgroups. The same bits with or without them (the kernels
+ * add in the same order); where they apply the tree's last steps skip workgroup memory and barriers.
+ */
+export function withLanes(spec: PipelineSpec, c: Pick<ChoiceInput, 'subgroupSize' | 'tuning'>): PipelineSpec {
+  const forced = c.tuning?.subgroups
+  const SG = forced === false ? 0 : typeof forced === 'number' ? forced : (c.subgroupSize ?? 0)
+  return SG > 1 ? { ...spec, overrides: { ...spec.overrides, SG }, subgroups: true } : spec
 }
 
 /** Cache key of everything chooseKernels depends on besides the layer and its profile. */
@@ -119,7 +137,7 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
   const fuse = c.tuning?.fused ?? fusedByDefault(tileM, numTiles, shape.maxUsedRank)
   if (fusable && fuse) {
     const t = { ...fusedTiling(tileM, shape.maxUsedRank, storage), ...(typeof fuse === 'object' ? fuse : {}) }
-    const kernel = fusedSpec(storage, t)
+    const kernel = withLanes(fusedSpec(storage, t), c)
     const groups = (sh: CallShape, tiles: number) => {
       const g = fusedGroups(t, sh, tiles)
       return { shrink: g, expand: g } // one dispatch: call.ts records only the first
@@ -144,7 +162,7 @@ export function chooseKernels(c: ChoiceInput): KernelChoice {
     const base = { ...shrinkTileTiling(tileM, shape.maxUsedRank), ...c.tuning?.shrink }
     kg = c.tuning?.shrink?.KG ?? splitKTile(base, shrinkTileWorkgroups(base, shape, numTiles), spec.inFeatures)
     const t: ShrinkTileTiling = { ...base, KG: kg }
-    first = shrinkTileSpec(storage, t)
+    first = withLanes(shrinkTileSpec(storage, t), c)
     firstGroups = (sh, tiles) => shrinkTileGroups(t, sh, tiles)
   } else {
     const base = shrinkTiling(tileM, c.profile)
