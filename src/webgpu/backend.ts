@@ -51,7 +51,7 @@ class Backend implements WebGpuBackend {
     // host uploads: mapped staging buffers on a hardware adapter (an H200: 8.6-11.8 GB/s against
     // writeBuffer's 2.4-3.2); writeBuffer on a software one, where it is a plain copy
     const staged = (uploads ?? (dc.isSoftware ? 'writeBuffer' : 'staging')) === 'staging'
-    this.staging = staged ? new StagingPool(dc.device, dc.device.limits.maxBufferSize) : null
+    this.staging = staged ? new StagingPool(dc.device, dc.device.limits.maxBufferSize, (p) => this.watch.track(p)) : null
     const layout = kernelLayout(dc.device)
     const weigh = weighLayout(dc.device)
     this.shared = {
@@ -65,7 +65,7 @@ class Backend implements WebGpuBackend {
     })
     const device = dc.device
     this.transfers = {
-      read: (src, floats, name) => readBack(device, src, floats, name),
+      read: (src, floats, name) => readBack(device, src, floats, name, (p) => this.watch.track(p)),
       write: (dst, values) => writeBack(device, dst, values),
       checkWritable,
     }
@@ -78,7 +78,7 @@ class Backend implements WebGpuBackend {
   forceParts(): void {}
 
   settled(): Promise<void> {
-    return this.device.queue.onSubmittedWorkDone()
+    return this.watch.track(this.device.queue.onSubmittedWorkDone())
   }
 
   get lost(): boolean {
@@ -116,7 +116,11 @@ class Backend implements WebGpuBackend {
     this.shared.ring.destroy()
     this.shared.h.destroy()
     if (this.dc.owned) this.device.destroy()
-    this.keepAlive = undefined // lets Node exit (Dawn's instance keeps the event loop alive)
+    // lets Node exit (Dawn's instance keeps the event loop alive), once Dawn has settled every
+    // promise of its own: an instance collected with one pending aborts the process (device.ts)
+    const instance = this.keepAlive
+    this.keepAlive = undefined
+    if (instance && this.watch.pendingNative) void this.watch.drained().then(() => instance)
   }
 }
 

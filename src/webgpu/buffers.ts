@@ -77,6 +77,8 @@ export class StagingPool {
   constructor(
     private readonly device: GPUDevice,
     private readonly maxBytes: number,
+    /** Tracks Dawn's promises (LossWatch.track). */
+    private readonly track: <T>(p: Promise<T>) => Promise<T> = (p) => p,
   ) {}
 
   /** A mapped buffer of at least `bytes` (getMappedRange works on it now). */
@@ -95,7 +97,7 @@ export class StagingPool {
   /** Give back a buffer after the submit that copies from it (unmapped): it is reused once mapped again. */
   release(buffer: GPUBuffer): void {
     if (buffer.mapState !== 'unmapped') buffer.unmap()
-    buffer.mapAsync(0x2 /* GPUMapMode.WRITE */).then(
+    this.track(buffer.mapAsync(0x2 /* GPUMapMode.WRITE */)).then(
       () => {
         if (this.destroyed) return
         let list = this.free.get(buffer.size)

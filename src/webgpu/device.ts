@@ -21,6 +21,8 @@ export interface DeviceContext {
    * not be garbage-collected while a device from it still works: measured here, a collected
    * instance with a mapAsync pending aborts the process ("std::system_error: Invalid argument",
    * the futex abort) or segfaults inside Dawn's event processing, every time under --expose-gc.
+   * A disposed backend therefore drops it only once every promise of Dawn's it started has settled
+   * (LossWatch.drained): a call answered DEVICE_LOST at once still has Dawn's mapAsync pending.
    */
   keepAlive?: unknown
 }
@@ -123,6 +125,8 @@ export class LossWatch {
    * which never settles while the device lives: ~1 KB of promises and closures per call, forever.)
    */
   private readonly waiting = new Set<() => void>()
+  /** Native waits (mapAsync, onSubmittedWorkDone, popErrorScope, pipeline creation) not settled yet. */
+  private readonly native = new Set<Promise<unknown>>()
   constructor(device: GPUDevice) {
     this.whenLost = device.lost.then((info) => {
       this.lost = true
@@ -134,12 +138,32 @@ export class LossWatch {
   check(): void {
     if (this.lost) throw new LoraError('DEVICE_LOST', `the WebGPU device was lost (${this.reason})`)
   }
+  /** `p`, a promise of Dawn's, tracked until it settles (see `drained`). */
+  track<T>(p: Promise<T>): Promise<T> {
+    this.native.add(p)
+    const done = () => this.native.delete(p)
+    p.then(done, done)
+    return p
+  }
+  /** Native waits not settled yet. */
+  get pendingNative(): number {
+    return this.native.size
+  }
+  /**
+   * Resolves once every tracked native wait has settled (never rejects). A guard answers DEVICE_LOST
+   * at once, while Dawn's own promise may still be pending: Dawn's instance must outlive it (device.ts,
+   * keepAlive), so a disposed backend holds its instance until this resolves.
+   */
+  async drained(): Promise<void> {
+    while (this.native.size) await Promise.allSettled([...this.native])
+  }
   /** Guards still waiting (0 between calls: nothing per call outlives it). */
   get waitingGuards(): number {
     return this.waiting.size
   }
   /** `promise`, or DEVICE_LOST as soon as the device is lost: never hangs on a dead device. */
   async guard<T>(promise: Promise<T>, what: string): Promise<T> {
+    this.track(promise)
     let wake: () => void = () => {}
     const lost = new Promise<never>((_, reject) => {
       wake = () => reject(new LoraError('DEVICE_LOST', `the WebGPU device was lost during ${what} (${this.reason})`))

@@ -164,7 +164,7 @@ export class GpuLayer implements WebGpuLayer {
     // pooled buffers go back now: later writes to them are queued after this submit
     for (const b of owned) pool.release(b)
     if (upload) this.env.staging!.release(upload)
-    const scopes = Promise.all([device.popErrorScope(), device.popErrorScope(), device.popErrorScope()])
+    const scopes = Promise.all([0, 1, 2].map(() => watch.track(device.popErrorScope())))
     const mapped = staging && !thrown ? staging.mapAsync(GPUMapMode.READ) : undefined
     try {
       const [errors] = await Promise.all([watch.guard(scopes, 'apply'), mapped && watch.guard(mapped, 'readback of y')])

@@ -119,7 +119,7 @@ export class PipelineCache {
       layout: this.layoutOf(spec),
       compute: { module, entryPoint: 'main', constants: spec.overrides },
     })
-    const scopes = Promise.all([device.popErrorScope(), device.popErrorScope()])
+    const scopes = Promise.all([this.watch.track(device.popErrorScope()), this.watch.track(device.popErrorScope())])
     scopes.catch(() => {}) // handled below, after the creation settles
     let pipeline: GPUComputePipeline | undefined
     let failure: unknown

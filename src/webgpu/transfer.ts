@@ -7,7 +7,13 @@ import { writeChunked } from './buffers.js'
  */
 
 /** Copy the first `floats` values of `src` (needs COPY_SRC usage) to a new Float32Array. */
-export async function readBack(device: GPUDevice, src: GPUBuffer, floats: number, name: string): Promise<Float32Array> {
+export async function readBack(
+  device: GPUDevice,
+  src: GPUBuffer,
+  floats: number,
+  name: string,
+  track: <T>(p: Promise<T>) => Promise<T> = (p) => p,
+): Promise<Float32Array> {
   if (!(src.usage & GPUBufferUsage.COPY_SRC)) {
     throw new LoraError('INVALID_ARGUMENT', `${name}: a GPUBuffer read back to the host needs COPY_SRC usage (usage ${src.usage})`)
   }
@@ -23,9 +29,9 @@ export async function readBack(device: GPUDevice, src: GPUBuffer, floats: number
     const enc = device.createCommandEncoder({ label: `readback ${name}` })
     if (bytes > 0) enc.copyBufferToBuffer(src, 0, staging, 0, bytes)
     device.queue.submit([enc.finish()])
-    const invalid = await device.popErrorScope()
+    const invalid = await track(device.popErrorScope())
     if (invalid) throw new LoraError('INVALID_ARGUMENT', `${name}: the GPUBuffer cannot be read on rt.device: ${invalid.message}`)
-    await staging.mapAsync(GPUMapMode.READ)
+    await track(staging.mapAsync(GPUMapMode.READ))
     return new Float32Array(staging.getMappedRange(0, bytes).slice(0))
   } catch (cause) {
     if (cause instanceof LoraError) throw cause
