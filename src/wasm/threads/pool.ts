@@ -198,7 +198,9 @@ export class WorkerPool {
       Atomics.notify(c, C.YIN)
       P.claimFused(c, this.main, gen, woken, undefined, () => drain(false))
       drain()
-      while (left > 0) {
+      // the job ends at DONE, not at the last GDONE: a worker counts its granule in DONE2 after
+      // setting GDONE, and a count that came after the next job's reset would end that job early
+      while (left > 0 || Atomics.load(c, C.DONE) !== gen) {
         await this.until(C.DONE, gen)
         drain()
       }
