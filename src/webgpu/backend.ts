@@ -2,7 +2,7 @@ import { CHUNK_SIZE, type HostTransfers } from '../backend.js'
 import { LoraError } from '../errors.js'
 import type { LayerSpec } from '../types.js'
 import { BufferPool, StagingPool } from './buffers.js'
-import { acquireDevice, type DeviceContext, LossWatch } from './device.js'
+import { acquireDevice, type DeviceContext, isWgpu, LossWatch } from './device.js'
 import { GpuLayer } from './layer.js'
 import { PipelineCache } from './pipelines.js'
 import type { KernelProfile } from './programs/program.js'
@@ -129,9 +129,7 @@ class Backend implements WebGpuBackend {
  * loops are then unrolled in the WGSL (unroll.ts).
  */
 export function loopBounding(): boolean {
-  if ('Deno' in globalThis) return true
-  const ua = (globalThis as { navigator?: { userAgent?: string } }).navigator?.userAgent ?? ''
-  return /Firefox\//.test(ua)
+  return isWgpu()
 }
 
 /**

@@ -30,10 +30,21 @@ export interface DeviceContext {
 /** Feature names we use when the adapter has them. */
 const WANTED_FEATURES = ['shader-f16', 'timestamp-query', 'subgroups'] as const
 
-/** See DeviceContext.subgroupSize. */
+/** WebGPU by wgpu (Deno, Firefox) rather than Dawn (Node's `webgpu` package, Chromium). */
+export function isWgpu(): boolean {
+  if ('Deno' in globalThis) return true
+  const ua = (globalThis as { navigator?: { userAgent?: string } }).navigator?.userAgent ?? ''
+  return /Firefox\//.test(ua)
+}
+
+/**
+ * See DeviceContext.subgroupSize. None under wgpu: its WGSL front end (naga) does not take
+ * `workgroupUniformLoad` of an atomic, which the kernels' check uses (gfx-rs/wgpu#8785), and no
+ * wgpu adapter measured here listed `subgroups`.
+ */
 export function subgroupLanes(device: GPUDevice, info: GPUAdapterInfo | undefined): number {
   const min = (info as (GPUAdapterInfo & { subgroupMinSize?: number }) | undefined)?.subgroupMinSize ?? 0
-  return device.features.has('subgroups') && min >= 2 && (min & (min - 1)) === 0 ? min : 0
+  return !isWgpu() && device.features.has('subgroups') && min >= 2 && (min & (min - 1)) === 0 ? min : 0
 }
 
 /** Limits raised to the adapter's own values (large weight stacks need big storage bindings). */
