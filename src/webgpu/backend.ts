@@ -51,7 +51,8 @@ class Backend implements WebGpuBackend {
     // host uploads: mapped staging buffers on a hardware adapter (an H200: 8.6-11.8 GB/s against
     // writeBuffer's 2.4-3.2); writeBuffer on a software one, where it is a plain copy
     const staged = (uploads ?? (dc.isSoftware ? 'writeBuffer' : 'staging')) === 'staging'
-    this.staging = staged ? new StagingPool(dc.device, dc.device.limits.maxBufferSize, (p) => this.watch.track(p)) : null
+    const track = <T>(p: Promise<T>): Promise<T> => this.watch.track(p)
+    this.staging = staged ? new StagingPool(dc.device, dc.device.limits.maxBufferSize, track) : null
     const layout = kernelLayout(dc.device)
     const weigh = weighLayout(dc.device)
     this.shared = {
@@ -65,7 +66,7 @@ class Backend implements WebGpuBackend {
     })
     const device = dc.device
     this.transfers = {
-      read: (src, floats, name) => readBack(device, src, floats, name, (p) => this.watch.track(p)),
+      read: (src, floats, name) => readBack(device, src, floats, name, track),
       write: (dst, values) => writeBack(device, dst, values),
       checkWritable,
     }
@@ -120,7 +121,7 @@ class Backend implements WebGpuBackend {
     // promise of its own: an instance collected with one pending aborts the process (device.ts)
     const instance = this.keepAlive
     this.keepAlive = undefined
-    if (instance && this.watch.pendingNative) void this.watch.drained().then(() => instance)
+    if (instance) void this.watch.drained().then(() => instance)
   }
 }
 

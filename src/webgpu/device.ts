@@ -156,10 +156,6 @@ export class LossWatch {
     p.then(done, done)
     return p
   }
-  /** Native waits not settled yet. */
-  get pendingNative(): number {
-    return this.native.size
-  }
   /**
    * Resolves once every tracked native wait has settled (never rejects). A guard answers DEVICE_LOST
    * at once, while Dawn's own promise may still be pending: Dawn's instance must outlive it (device.ts,

@@ -12,13 +12,18 @@ export interface PipelineSpec {
   subgroups?: boolean
 }
 
+/** The shader and its substitutions: one shader module each (unless loops are unrolled per pipeline). */
+function moduleName(spec: PipelineSpec): string {
+  return `${spec.shader}|${spec.storage}${spec.subgroups ? '|sg' : ''}`
+}
+
 /** Cache key listing every substituted and overridden value. */
 export function pipelineKey(spec: PipelineSpec): string {
   const o = Object.keys(spec.overrides)
     .sort()
     .map((k) => `${k}=${spec.overrides[k]}`)
     .join(',')
-  return `${spec.shader}|${spec.storage}${spec.subgroups ? '|sg' : ''}|${o}`
+  return `${moduleName(spec)}|${o}`
 }
 
 /** Compute pipelines by key, created once, inside error scopes (failures -> LoraError 'GPU_ERROR'). */
@@ -88,7 +93,7 @@ export class PipelineCache {
   }
 
   private moduleKey(spec: PipelineSpec): string {
-    return this.unroll ? pipelineKey(spec) : `${spec.shader}|${spec.storage}${spec.subgroups ? '|sg' : ''}`
+    return this.unroll ? pipelineKey(spec) : moduleName(spec)
   }
 
   private module(spec: PipelineSpec): GPUShaderModule {
